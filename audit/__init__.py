@@ -1,0 +1,1 @@
+"""Audit trail: append-only, tamper-evident exchange records with Merkle proofs."""

@@ -1,0 +1,235 @@
+"""The central authority's ASGI app.
+
+Public (no authentication; everything here is either signed or public by nature):
+``GET /health``, ``GET /globalconf`` (signed JWS), ``GET /anchor``, ``GET /ca.pem``, ``GET /crl``.
+
+Management API under ``/api/v1`` (bearer admin token): member classes, members, subsystems,
+gateways, certificate issuance from CSRs, revocation, and the change log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from exchange import __version__
+from exchange.central import files
+from exchange.central.certificates import Certificates, Issued
+from exchange.central.publisher import Publisher
+from exchange.central.registry import Registry
+from exchange.central.settings import CentralSettings
+from exchange.db.engine import build_engine
+from exchange.errors import Unauthenticated
+from exchange.http import install_error_handlers
+from exchange.identifiers import GatewayId, MemberId, SubsystemId
+from exchange.trust.globalconf_client import utcnow
+from exchange.trust.keys import certificate_pem
+
+API_ACTOR = "api:admin"
+
+
+@dataclass(frozen=True)
+class Central:
+    """The authority's parts, wired once per process."""
+
+    settings: CentralSettings
+    material: files.AuthorityMaterial
+    registry: Registry
+    certificates: Certificates
+    publisher: Publisher
+
+
+def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) -> Central:
+    material = files.load(settings)
+    registry = Registry(
+        engine=build_engine(settings.db_url), instance=material.instance, clock=clock
+    )
+    return Central(
+        settings=settings,
+        material=material,
+        registry=registry,
+        certificates=Certificates(
+            registry=registry, authority=material.authority, settings=settings
+        ),
+        publisher=Publisher(registry=registry, material=material, settings=settings),
+    )
+
+
+class MemberClassIn(BaseModel):
+    code: str
+    description: str = ""
+
+
+class MemberIn(BaseModel):
+    id: str = Field(examples=["EE/GOV/70000310"])
+    name: str = Field(examples=["Population Register"])
+
+
+class SubsystemIn(BaseModel):
+    id: str = Field(examples=["EE/GOV/70000310/population-registry"])
+
+
+class GatewayIn(BaseModel):
+    id: str = Field(examples=["EE/GOV/70000310/gw1"])
+    address: str = Field(examples=["https://gw1.example.org:8443"])
+
+
+class CsrIn(BaseModel):
+    owner: str = Field(description="member id (signing) or gateway id (TLS)")
+    csr: str = Field(description="PEM-encoded PKCS#10 request")
+
+
+class RevokeIn(BaseModel):
+    reason: str = "unspecified"
+
+
+def _issued(issued: Issued) -> dict[str, Any]:
+    return {
+        "serial": issued.serial,
+        "fingerprint": issued.fingerprint,
+        "not_after": issued.not_after.isoformat(),
+        "certificate": issued.pem,
+    }
+
+
+def require_admin(request: Request) -> str:
+    """Dependency: the bearer admin token must match; returns the actor name for the log."""
+    central: Central = request.app.state.central
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token or not central.material.admin_token_matches(token):
+        raise Unauthenticated("a valid admin bearer token is required")
+    return API_ACTOR
+
+
+Admin = Annotated[str, Depends(require_admin)]
+
+
+def create_app(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    central = build(settings, clock=clock)
+    app = FastAPI(title="exchange central authority", version=__version__)
+    install_error_handlers(app)
+    app.state.central = central
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "instance": central.material.instance}
+
+    @app.get("/globalconf", response_class=Response)
+    def global_configuration() -> Response:
+        return Response(
+            central.publisher.document(),
+            media_type="application/jose",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    @app.get("/anchor")
+    def anchor() -> JSONResponse:
+        data = central.material.anchor(f"{settings.url}/globalconf").model_dump(mode="json")
+        return JSONResponse(data)
+
+    @app.get("/ca.pem", response_class=Response)
+    def ca_certificate() -> Response:
+        pem = certificate_pem(central.material.authority.certificate)
+        return Response(pem, media_type="application/x-pem-file")
+
+    @app.get("/crl", response_class=Response)
+    def crl() -> Response:
+        return Response(central.certificates.crl_der(), media_type="application/pkix-crl")
+
+    @app.get("/api/v1/member-classes")
+    def member_classes(_: Admin) -> list[dict[str, str]]:
+        return [
+            {"code": c.code, "description": c.description}
+            for c in central.registry.member_classes()
+        ]
+
+    @app.post("/api/v1/member-classes", status_code=201)
+    def add_member_class(body: MemberClassIn, actor: Admin) -> dict[str, str]:
+        central.registry.add_member_class(body.code, body.description, actor=actor)
+        return {"code": body.code}
+
+    @app.get("/api/v1/members")
+    def members(_: Admin) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": m.identifier,
+                "name": m.name,
+                "subsystems": [s.identifier for s in m.subsystems],
+                "gateways": [{"id": g.identifier, "address": g.address} for g in m.gateways],
+            }
+            for m in central.registry.members()
+        ]
+
+    @app.post("/api/v1/members", status_code=201)
+    def register_member(body: MemberIn, actor: Admin) -> dict[str, str]:
+        row = central.registry.register_member(MemberId.parse(body.id), body.name, actor=actor)
+        return {"id": row.identifier, "name": row.name}
+
+    @app.post("/api/v1/subsystems", status_code=201)
+    def register_subsystem(body: SubsystemIn, actor: Admin) -> dict[str, str]:
+        row = central.registry.register_subsystem(SubsystemId.parse(body.id), actor=actor)
+        return {"id": row.identifier}
+
+    @app.post("/api/v1/gateways", status_code=201)
+    def register_gateway(body: GatewayIn, actor: Admin) -> dict[str, str]:
+        row = central.registry.register_gateway(GatewayId.parse(body.id), body.address, actor=actor)
+        return {"id": row.identifier, "address": row.address}
+
+    @app.post("/api/v1/certificates/signing", status_code=201)
+    def issue_signing(body: CsrIn, actor: Admin) -> dict[str, Any]:
+        return _issued(
+            central.certificates.issue_signing(MemberId.parse(body.owner), body.csr, actor=actor)
+        )
+
+    @app.post("/api/v1/certificates/tls", status_code=201)
+    def issue_tls(body: CsrIn, actor: Admin) -> dict[str, Any]:
+        return _issued(
+            central.certificates.issue_tls(GatewayId.parse(body.owner), body.csr, actor=actor)
+        )
+
+    @app.get("/api/v1/certificates")
+    def certificates(_: Admin) -> list[dict[str, Any]]:
+        return [
+            {
+                "serial": c.serial,
+                "profile": c.profile,
+                "subject": c.subject,
+                "fingerprint": c.fingerprint,
+                "not_after": c.not_after.isoformat(),
+                "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None,
+                "revocation_reason": c.revocation_reason,
+            }
+            for c in central.certificates.list()
+        ]
+
+    @app.post("/api/v1/certificates/{serial}/revoke")
+    def revoke(serial: str, body: RevokeIn, actor: Admin) -> dict[str, str]:
+        central.certificates.revoke(serial, body.reason, actor=actor)
+        return {"serial": serial.upper(), "status": "revoked"}
+
+    @app.get("/api/v1/events")
+    def events(
+        _: Admin,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": e.id,
+                "at": e.at.isoformat(),
+                "actor": e.actor,
+                "action": e.action,
+                "subject": e.subject,
+                "details": json.loads(e.details),
+            }
+            for e in central.registry.events(after=after, limit=limit)
+        ]
+
+    return app

@@ -1,0 +1,106 @@
+"""Tables of the central authority (prefix ``ca_``, so roles may share one database)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from exchange.db.types import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = String(1100)  # four segments of at most 255 characters and their separators
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class MemberClass(Base):
+    __tablename__ = "ca_member_classes"
+    code: Mapped[str] = mapped_column(String(255), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class Member(Base):
+    __tablename__ = "ca_members"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    identifier: Mapped[str] = mapped_column(ID, unique=True)
+    member_class: Mapped[str] = mapped_column(ForeignKey("ca_member_classes.code"))
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    subsystems: Mapped[list[Subsystem]] = relationship(
+        back_populates="member", order_by="Subsystem.identifier"
+    )
+    gateways: Mapped[list[Gateway]] = relationship(
+        back_populates="member", order_by="Gateway.identifier"
+    )
+
+
+class Subsystem(Base):
+    __tablename__ = "ca_subsystems"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("ca_members.id"), index=True)
+    identifier: Mapped[str] = mapped_column(ID, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    member: Mapped[Member] = relationship(back_populates="subsystems")
+
+
+class Gateway(Base):
+    __tablename__ = "ca_gateways"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("ca_members.id"), index=True)
+    identifier: Mapped[str] = mapped_column(ID, unique=True)
+    address: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    member: Mapped[Member] = relationship(back_populates="gateways")
+
+
+class Certificate(Base):
+    __tablename__ = "ca_certificates"
+    serial: Mapped[str] = mapped_column(String(64), primary_key=True)
+    profile: Mapped[str] = mapped_column(String(32))
+    member_id: Mapped[int] = mapped_column(ForeignKey("ca_members.id"), index=True)
+    gateway_id: Mapped[int | None] = mapped_column(ForeignKey("ca_gateways.id"), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    subject: Mapped[str] = mapped_column(Text)
+    pem: Mapped[str] = mapped_column(Text)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revocation_reason: Mapped[str | None] = mapped_column(String(32))
+    member: Mapped[Member] = relationship()
+    gateway: Mapped[Gateway | None] = relationship()
+
+
+class ConfigurationVersion(Base):
+    """Each signed global configuration ever served, newest last."""
+
+    __tablename__ = "ca_configuration_versions"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The newest change event this version reflects: a newer event makes it stale.
+    basis_event: Mapped[int] = mapped_column(Integer)
+    document: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Event(Base):
+    """Every change to the registry or the PKI, with who made it."""
+
+    __tablename__ = "ca_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(1100))
+    details: Mapped[str] = mapped_column(Text, default="{}")

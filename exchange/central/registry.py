@@ -1,0 +1,248 @@
+"""Registration of members, subsystems and gateways, and the change log.
+
+Every change is written together with an :class:`~exchange.central.models.Event` naming the actor,
+in one transaction: the log cannot miss a change that happened.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from exchange.central import models
+from exchange.errors import Conflict, InvalidRequest, NotFound
+from exchange.identifiers import GatewayId, MemberId, SubsystemId, check_segment
+
+Clock = Callable[[], datetime]
+DEFAULT_MEMBER_CLASSES = {
+    "GOV": "Government organisations",
+    "COM": "Commercial organisations",
+    "NGO": "Non-governmental organisations",
+    "NEE": "Non-Estonian entities",
+}
+_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
+
+
+def record(
+    session: Session, *, at: datetime, actor: str, action: str, subject: str, **details: Any
+) -> None:
+    session.add(
+        models.Event(
+            at=at,
+            actor=actor,
+            action=action,
+            subject=subject,
+            details=json.dumps(details, sort_keys=True),
+        )
+    )
+
+
+def latest_event_id(session: Session) -> int:
+    return session.scalar(select(func.max(models.Event.id))) or 0
+
+
+def check_gateway_address(address: str) -> str:
+    """A gateway is reached at ``https://host[:port]``: nothing else, nothing more."""
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidRequest(f"gateway address {address!r} is not a URL", detail="address") from exc
+    if parts.scheme != "https" or not parts.hostname:
+        raise InvalidRequest("gateway address must be https://host[:port]", detail="address")
+    if (
+        parts.username
+        or parts.password
+        or parts.query
+        or parts.fragment
+        or parts.path not in ("", "/")
+    ):
+        raise InvalidRequest(
+            "gateway address must not carry credentials, a path, a query or a fragment",
+            detail="address",
+        )
+    if port == 0:
+        raise InvalidRequest("gateway address has port 0", detail="address")
+    return f"https://{parts.netloc}"
+
+
+class Registry:
+    def __init__(self, *, engine: Engine, instance: str, clock: Clock) -> None:
+        self._engine = engine
+        self._instance = instance
+        self._clock = clock
+
+    @property
+    def instance(self) -> str:
+        return self._instance
+
+    def clock(self) -> datetime:
+        return self._clock()
+
+    def session(self) -> Session:
+        return Session(self._engine, expire_on_commit=False)
+
+    def _check_instance(self, member: MemberId) -> None:
+        if member.instance != self._instance:
+            raise InvalidRequest(
+                f"{member} belongs to instance {member.instance!r}; this authority serves "
+                f"{self._instance!r}",
+                detail="instance",
+            )
+
+    def _commit(self, session: Session, what: str) -> None:
+        try:
+            session.commit()
+        except IntegrityError as exc:
+            session.rollback()
+            raise Conflict(f"{what} is already registered") from exc
+
+    def seed_member_classes(self, *, actor: str) -> None:
+        with self.session() as session:
+            existing = set(session.scalars(select(models.MemberClass.code)))
+            for code, description in DEFAULT_MEMBER_CLASSES.items():
+                if code not in existing:
+                    session.add(models.MemberClass(code=code, description=description))
+            record(
+                session,
+                at=self._clock(),
+                actor=actor,
+                action="member_classes.seeded",
+                subject=self._instance,
+            )
+            session.commit()
+
+    def add_member_class(self, code: str, description: str, *, actor: str) -> None:
+        check_segment(code, "member class")
+        with self.session() as session:
+            session.add(models.MemberClass(code=code, description=description))
+            record(
+                session, at=self._clock(), actor=actor, action="member_class.added", subject=code
+            )
+            self._commit(session, f"member class {code}")
+
+    def member_classes(self) -> list[models.MemberClass]:
+        with self.session() as session:
+            return list(
+                session.scalars(select(models.MemberClass).order_by(models.MemberClass.code))
+            )
+
+    def register_member(self, member: MemberId, name: str, *, actor: str) -> models.Member:
+        self._check_instance(member)
+        if _NAME.fullmatch(name) is None or not name.strip():
+            raise InvalidRequest("member name must be 1 to 255 printable characters", detail="name")
+        with self.session() as session:
+            if session.get(models.MemberClass, member.member_class) is None:
+                raise InvalidRequest(
+                    f"member class {member.member_class!r} is not defined in {self._instance}",
+                    detail="member class",
+                )
+            row = models.Member(
+                identifier=str(member),
+                member_class=member.member_class,
+                name=name,
+                created_at=self._clock(),
+            )
+            session.add(row)
+            record(
+                session,
+                at=self._clock(),
+                actor=actor,
+                action="member.registered",
+                subject=str(member),
+                name=name,
+            )
+            self._commit(session, f"member {member}")
+            return row
+
+    def _member(self, session: Session, member: MemberId) -> models.Member:
+        row = session.scalar(select(models.Member).where(models.Member.identifier == str(member)))
+        if row is None:
+            raise NotFound(f"member {member} is not registered", detail=str(member))
+        return row
+
+    def member(self, member: MemberId) -> models.Member:
+        with self.session() as session:
+            return self._member(session, member)
+
+    def register_subsystem(self, subsystem: SubsystemId, *, actor: str) -> models.Subsystem:
+        self._check_instance(subsystem.member)
+        with self.session() as session:
+            owner = self._member(session, subsystem.member)
+            row = models.Subsystem(
+                member_id=owner.id, identifier=str(subsystem), created_at=self._clock()
+            )
+            session.add(row)
+            record(
+                session,
+                at=self._clock(),
+                actor=actor,
+                action="subsystem.registered",
+                subject=str(subsystem),
+            )
+            self._commit(session, f"subsystem {subsystem}")
+            return row
+
+    def register_gateway(self, gateway: GatewayId, address: str, *, actor: str) -> models.Gateway:
+        self._check_instance(gateway.member)
+        address = check_gateway_address(address)
+        with self.session() as session:
+            owner = self._member(session, gateway.member)
+            row = models.Gateway(
+                member_id=owner.id,
+                identifier=str(gateway),
+                address=address,
+                created_at=self._clock(),
+            )
+            session.add(row)
+            record(
+                session,
+                at=self._clock(),
+                actor=actor,
+                action="gateway.registered",
+                subject=str(gateway),
+                address=address,
+            )
+            self._commit(session, f"gateway {gateway}")
+            return row
+
+    def gateway(self, session: Session, gateway: GatewayId) -> models.Gateway:
+        row = session.scalar(
+            select(models.Gateway)
+            .where(models.Gateway.identifier == str(gateway))
+            .options(selectinload(models.Gateway.member))
+        )
+        if row is None:
+            raise NotFound(f"gateway {gateway} is not registered", detail=str(gateway))
+        return row
+
+    def members(self) -> list[models.Member]:
+        with self.session() as session:
+            return list(
+                session.scalars(
+                    select(models.Member)
+                    .order_by(models.Member.identifier)
+                    .options(
+                        selectinload(models.Member.subsystems), selectinload(models.Member.gateways)
+                    )
+                )
+            )
+
+    def events(self, *, after: int = 0, limit: int = 100) -> list[models.Event]:
+        with self.session() as session:
+            return list(
+                session.scalars(
+                    select(models.Event)
+                    .where(models.Event.id > after)
+                    .order_by(models.Event.id)
+                    .limit(limit)
+                )
+            )

@@ -1,0 +1,39 @@
+"""Settings of a central authority, from ``EXCHANGE_CENTRAL_*`` environment variables."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from exchange.db.engine import sqlite_url
+
+
+class CentralSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EXCHANGE_CENTRAL_", frozen=True)
+
+    data_dir: Path = Field(default=Path("exchange-data/central"))
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file in the data folder"
+    )
+    host: str = "127.0.0.1"
+    port: int = 4400
+    public_url: str | None = Field(
+        default=None, description="URL gateways use to reach this authority"
+    )
+    configuration_validity: timedelta = timedelta(hours=1)
+    crl_validity: timedelta = timedelta(days=1)
+    ca_validity: timedelta = timedelta(days=20 * 365)
+    configuration_signing_validity: timedelta = timedelta(days=5 * 365)
+    signing_certificate_validity: timedelta = timedelta(days=2 * 365)
+    tls_certificate_validity: timedelta = timedelta(days=365)
+
+    @property
+    def url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or sqlite_url(self.data_dir / "central.db")

@@ -1,0 +1,1 @@
+"""The ``exchange`` command line: one entry point for every role and admin task."""

@@ -1,0 +1,283 @@
+"""``exchange central ...``: run and administer the central authority of an instance.
+
+Commands act on the authority's data folder and database directly (run them on the authority's
+host); remote tools use the management API instead. Every change is recorded with the acting user.
+"""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from exchange.central import files
+from exchange.central.app import Central, build, create_app
+from exchange.central.registry import Registry
+from exchange.central.settings import CentralSettings
+from exchange.cli.output import emit, table
+from exchange.db import migrate
+from exchange.db.engine import build_engine
+from exchange.identifiers import GatewayId, MemberId, SubsystemId
+from exchange.trust.globalconf_client import utcnow
+from exchange.trust.keys import certificate_pem
+
+app = typer.Typer(
+    help="Run and administer the central authority (CA, registry, global configuration).",
+    no_args_is_help=True,
+)
+member_app = typer.Typer(help="Register and list members.", no_args_is_help=True)
+member_class_app = typer.Typer(help="Define member classes (GOV, COM, ...).", no_args_is_help=True)
+subsystem_app = typer.Typer(help="Register subsystems of members.", no_args_is_help=True)
+gateway_app = typer.Typer(help="Register members' gateways.", no_args_is_help=True)
+cert_app = typer.Typer(
+    help="Issue certificates from CSRs, list and revoke them.", no_args_is_help=True
+)
+app.add_typer(member_class_app, name="member-class")
+app.add_typer(member_app, name="member")
+app.add_typer(subsystem_app, name="subsystem")
+app.add_typer(gateway_app, name="gateway")
+app.add_typer(cert_app, name="cert")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Authority data folder [env EXCHANGE_CENTRAL_DATA_DIR; default exchange-data/central]",
+    ),
+]
+Out = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Write to this file instead of standard output.")
+]
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def settings_for(data_dir: Path | None, **overrides: object) -> CentralSettings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return CentralSettings(**values)  # type: ignore[arg-type]
+
+
+def open_central(data_dir: Path | None) -> Central:
+    settings = settings_for(data_dir)
+    migrate.upgrade("central", build_engine(settings.db_url))
+    return build(settings)
+
+
+@app.command()
+def init(
+    instance: Annotated[str, typer.Option(help="Instance code, e.g. EE.")],
+    data_dir: DataDir = None,
+    public_url: Annotated[
+        str | None, typer.Option(help="URL gateways use to reach this authority.")
+    ] = None,
+) -> None:
+    """Create a new instance: root CA, configuration-signing key, admin token, trust anchor."""
+    settings = settings_for(data_dir, public_url=public_url)
+    material = files.initialise(settings, instance=instance, at=utcnow())
+    engine = build_engine(settings.db_url)
+    migrate.upgrade("central", engine)
+    Registry(engine=engine, instance=instance, clock=utcnow).seed_member_classes(actor=_actor())
+    anchor = material.anchor(f"{settings.url}/globalconf")
+    typer.echo(f"initialised instance {instance} in {settings.data_dir}")
+    typer.echo(f"  root CA:       {settings.data_dir / 'ca.pem'}")
+    typer.echo(f"  trust anchor:  {settings.data_dir / 'anchor.json'} (sha256 {anchor.digest()})")
+    typer.echo(f"  admin token:   {settings.data_dir / 'admin-token'} (mode 0600)")
+    typer.echo(f"  database:      {settings.db_url}")
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Listen address [default 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [default 4400].")] = None,
+    json_logs: Annotated[bool, typer.Option("--json-logs", help="Log JSON lines.")] = False,
+) -> None:
+    """Serve the global configuration, CRL and management API over HTTP."""
+    import uvicorn
+
+    from exchange.logging import configure
+
+    configure(json=json_logs)
+    settings = settings_for(data_dir, host=host, port=port)
+    migrate.upgrade("central", build_engine(settings.db_url))
+    typer.echo(f"central authority serving on http://{settings.host}:{settings.port}", err=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
+@app.command()
+def anchor(data_dir: DataDir = None, out: Out = None) -> None:
+    """Write the trust anchor for the authority's current public URL and print its digest."""
+    settings = settings_for(data_dir)
+    written = files.write_anchor(settings, files.load(settings))
+    emit(written.dump().decode(), out)
+    typer.echo(f"anchor sha256 {written.digest()}", err=True)
+
+
+@member_class_app.command("add")
+def member_class_add(code: str, description: str = "", data_dir: DataDir = None) -> None:
+    """Define a member class."""
+    open_central(data_dir).registry.add_member_class(code, description, actor=_actor())
+    typer.echo(f"member class {code} added")
+
+
+@member_class_app.command("list")
+def member_class_list(data_dir: DataDir = None) -> None:
+    """List member classes."""
+    rows = [[c.code, c.description] for c in open_central(data_dir).registry.member_classes()]
+    table(rows, ["CLASS", "DESCRIPTION"])
+
+
+@member_app.command("add")
+def member_add(
+    member_id: Annotated[str, typer.Argument(metavar="MEMBER", help="e.g. EE/GOV/70000310")],
+    name: Annotated[str, typer.Option(help="Legal name of the organisation.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Register a member organisation."""
+    row = open_central(data_dir).registry.register_member(
+        MemberId.parse(member_id), name, actor=_actor()
+    )
+    typer.echo(f"member {row.identifier} registered")
+
+
+@member_app.command("list")
+def member_list(data_dir: DataDir = None) -> None:
+    """List members with their subsystems and gateways."""
+    rows = [
+        [
+            m.identifier,
+            m.name,
+            ",".join(s.identifier.rsplit("/", 1)[1] for s in m.subsystems) or "-",
+            ",".join(g.address for g in m.gateways) or "-",
+        ]
+        for m in open_central(data_dir).registry.members()
+    ]
+    table(rows, ["MEMBER", "NAME", "SUBSYSTEMS", "GATEWAYS"])
+
+
+@subsystem_app.command("add")
+def subsystem_add(
+    subsystem_id: Annotated[
+        str, typer.Argument(metavar="SUBSYSTEM", help="e.g. EE/GOV/70000310/population-registry")
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Register a subsystem of a registered member."""
+    row = open_central(data_dir).registry.register_subsystem(
+        SubsystemId.parse(subsystem_id), actor=_actor()
+    )
+    typer.echo(f"subsystem {row.identifier} registered")
+
+
+@gateway_app.command("add")
+def gateway_add(
+    gateway_id: Annotated[str, typer.Argument(metavar="GATEWAY", help="e.g. EE/GOV/70000310/gw1")],
+    address: Annotated[str, typer.Option(help="https://host:port where other gateways reach it.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Register a member's gateway and the address it serves on."""
+    row = open_central(data_dir).registry.register_gateway(
+        GatewayId.parse(gateway_id), address, actor=_actor()
+    )
+    typer.echo(f"gateway {row.identifier} registered at {row.address}")
+
+
+Csr = Annotated[
+    Path,
+    typer.Option(
+        "--csr",
+        help="PEM CSR made by the owner (exchange keys generate).",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+
+
+@cert_app.command("sign")
+def cert_sign(
+    member_id: Annotated[str, typer.Argument(metavar="MEMBER")],
+    csr: Csr,
+    out: Out = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Issue a member's message-signing certificate from its CSR."""
+    issued = open_central(data_dir).certificates.issue_signing(
+        MemberId.parse(member_id), csr.read_text(), actor=_actor()
+    )
+    typer.echo(f"issued signing certificate serial {issued.serial}", err=True)
+    emit(issued.pem, out)
+
+
+@cert_app.command("tls")
+def cert_tls(
+    gateway_id: Annotated[str, typer.Argument(metavar="GATEWAY")],
+    csr: Csr,
+    out: Out = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Issue a gateway's TLS certificate (serverAuth + clientAuth) from its CSR."""
+    issued = open_central(data_dir).certificates.issue_tls(
+        GatewayId.parse(gateway_id), csr.read_text(), actor=_actor()
+    )
+    typer.echo(f"issued TLS certificate serial {issued.serial}", err=True)
+    emit(issued.pem, out)
+
+
+@cert_app.command("list")
+def cert_list(data_dir: DataDir = None) -> None:
+    """List issued certificates."""
+    rows = [
+        [c.serial, c.profile, c.subject, c.not_after.date().isoformat(), c.revocation_reason or "-"]
+        for c in open_central(data_dir).certificates.list()
+    ]
+    table(rows, ["SERIAL", "PROFILE", "SUBJECT", "EXPIRES", "REVOKED"])
+
+
+@cert_app.command("revoke")
+def cert_revoke(
+    serial: Annotated[str, typer.Argument(help="Serial number in hex, as 'cert list' shows it.")],
+    reason: Annotated[
+        str,
+        typer.Option(
+            help="unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation"
+        ),
+    ] = "unspecified",
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke a certificate; the next CRL and global configuration list it."""
+    open_central(data_dir).certificates.revoke(serial, reason, actor=_actor())
+    typer.echo(f"certificate {serial.upper()} revoked ({reason})")
+
+
+@app.command()
+def crl(data_dir: DataDir = None, out: Out = None) -> None:
+    """Print the current CRL (PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    der = open_central(data_dir).certificates.crl_der()
+    emit(x509.load_der_x509_crl(der).public_bytes(Encoding.PEM).decode(), out)
+
+
+@app.command("ca")
+def ca_certificate(data_dir: DataDir = None, out: Out = None) -> None:
+    """Print the root CA certificate (PEM)."""
+    emit(certificate_pem(files.load(settings_for(data_dir)).authority.certificate), out)
+
+
+@app.command()
+def events(
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50, data_dir: DataDir = None
+) -> None:
+    """Show the change log, oldest first."""
+    rows = [
+        [str(e.id), e.at.isoformat(timespec="seconds"), e.actor, e.action, e.subject]
+        for e in open_central(data_dir).registry.events(limit=limit)
+    ]
+    table(rows, ["ID", "AT", "ACTOR", "ACTION", "SUBJECT"])

@@ -1,0 +1,1 @@
+"""Database plumbing shared by every role: engines from URLs and Alembic migrations."""

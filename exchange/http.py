@@ -1,0 +1,78 @@
+"""HTTP plumbing shared by every role's ASGI app: one error handler for the whole tree.
+
+Every error leaves as the X-Road error body ``{"type", "message", "detail"}`` with the type also
+in the ``X-Road-Error`` header. Unexpected exceptions are logged with their traceback and leave as
+an opaque ``Server.InternalError``: nothing internal reaches the caller.
+"""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from exchange.errors import Error, InvalidRequest
+
+log = structlog.get_logger(__name__)
+
+_HTTP_CODES = {
+    401: "Unauthenticated",
+    403: "AccessDenied",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "PayloadTooLarge",
+}
+
+
+def error_response(error: Error) -> JSONResponse:
+    headers = {"X-Road-Error": error.xroad_type}
+    if error.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+def _plain(status: int, code: str, message: str, detail: str | None = None) -> JSONResponse:
+    kind = "Client" if status < 500 else "Server"
+    body = {"type": f"{kind}.{code}", "message": message, "detail": detail}
+    return JSONResponse(body, status_code=status, headers={"X-Road-Error": body["type"] or ""})
+
+
+async def _on_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Error)
+    if exc.status >= 500:
+        log.warning(
+            "request.failed", error=exc.xroad_type, reason=exc.message, exc_info=exc.__cause__
+        )
+    return error_response(exc)
+
+
+async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    message = (
+        f"{where}: {first.get('msg', 'invalid value')}" if where else "request body is invalid"
+    )
+    return error_response(InvalidRequest(message, detail=where or None))
+
+
+async def _on_http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(
+        exc.status_code, "InvalidRequest" if exc.status_code < 500 else "InternalError"
+    )
+    return _plain(exc.status_code, code, str(exc.detail))
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("request.crashed", path=request.url.path, exc_info=exc)
+    return _plain(500, "InternalError", "internal error; the operator's log has the details")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Error, _on_error)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(HTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,1 @@
+"""The trust fabric: keys and certificates, the trust anchor and the signed global configuration."""

@@ -1,0 +1,90 @@
+"""The authority's global configuration: contents, versioning and re-signing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from cryptography import x509
+
+from exchange.central.app import Central
+from exchange.identifiers import GatewayId, MemberId, SubsystemId
+from exchange.trust import globalconf
+from exchange.trust.globalconf import TrustAnchor
+from exchange.trust.keys import build_csr, csr_pem, generate_key
+from tests.conftest import Clock
+
+MEMBER = MemberId.parse("EE/GOV/70000310")
+
+
+def verified(central: Central, clock: Clock) -> globalconf.GlobalConfiguration:
+    anchor = TrustAnchor.load(central.settings.data_dir / "anchor.json")
+    return globalconf.verify(central.publisher.document(), anchor, at=clock())
+
+
+def test_configuration_lists_the_registry(central: Central, clock: Clock) -> None:
+    central.registry.register_member(MEMBER, "Population Register", actor="t")
+    central.registry.register_subsystem(SubsystemId(MEMBER, "population-registry"), actor="t")
+    central.registry.register_gateway(GatewayId(MEMBER, "gw1"), "https://127.0.0.1:8443", actor="t")
+    signing = central.certificates.issue_signing(
+        MEMBER, csr_pem(build_csr(generate_key(), "m")), actor="t"
+    )
+    tls = central.certificates.issue_tls(
+        GatewayId(MEMBER, "gw1"), csr_pem(build_csr(generate_key(), "g")), actor="t"
+    )
+
+    conf = verified(central, clock)
+    assert conf.instance == "EE"
+    assert conf.member_classes == ["COM", "GOV", "NEE", "NGO"]
+    member = conf.member("EE/GOV/70000310")
+    assert member is not None
+    assert member.subsystems == ["population-registry"]
+    assert member.signing_certificates == [signing.pem]
+    gateway = conf.gateway("EE/GOV/70000310/gw1")
+    assert gateway is not None
+    assert gateway.address == "https://127.0.0.1:8443"
+    assert gateway.tls_certificates == [tls.fingerprint]
+    ca_cert = x509.load_pem_x509_certificate(conf.ca_certificates[0].encode())
+    assert ca_cert == central.material.authority.certificate
+    assert conf.expires_at - conf.generated_at == central.settings.configuration_validity
+    assert conf.services == []
+
+
+def test_version_is_reused_until_a_change(central: Central, clock: Clock) -> None:
+    first = central.publisher.document()
+    assert central.publisher.document() == first
+    central.registry.register_member(MEMBER, "Population Register", actor="t")
+    assert verified(central, clock).version == 2
+
+
+def test_revocation_reaches_the_next_version(central: Central, clock: Clock) -> None:
+    central.registry.register_member(MEMBER, "Population Register", actor="t")
+    issued = central.certificates.issue_signing(
+        MEMBER, csr_pem(build_csr(generate_key(), "m")), actor="t"
+    )
+    before = verified(central, clock)
+    central.certificates.revoke(issued.serial, "keyCompromise", actor="t")
+    after = verified(central, clock)
+    assert after.version == before.version + 1
+    assert after.revoked_serials == [issued.serial]
+    member = after.member(str(MEMBER))
+    assert member is not None
+    assert member.signing_certificates == []
+
+
+def test_resigned_well_before_expiry(central: Central, clock: Clock) -> None:
+    first = verified(central, clock)
+    clock.advance(central.settings.configuration_validity / 4 - timedelta(seconds=1))
+    assert verified(central, clock).version == first.version
+    clock.advance(timedelta(seconds=1))
+    second = verified(central, clock)
+    assert second.version == first.version + 1
+    assert second.expires_at == clock() + central.settings.configuration_validity
+
+
+def test_expired_certificates_leave_the_configuration(central: Central, clock: Clock) -> None:
+    central.registry.register_member(MEMBER, "Population Register", actor="t")
+    central.certificates.issue_signing(MEMBER, csr_pem(build_csr(generate_key(), "m")), actor="t")
+    clock.advance(central.settings.signing_certificate_validity + timedelta(days=1))
+    member = verified(central, clock).member(str(MEMBER))
+    assert member is not None
+    assert member.signing_certificates == []

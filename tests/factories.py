@@ -1,0 +1,73 @@
+"""Test PKI and documents, generated fresh for each test (never pasted)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from exchange.trust import ca, globalconf
+from exchange.trust.keys import generate_key
+
+
+@dataclass
+class Signer:
+    """A configuration-signing key with its certificate, under a root of its own."""
+
+    instance: str
+    at: datetime
+    key: ec.EllipticCurvePrivateKey = field(default_factory=generate_key)
+
+    def __post_init__(self) -> None:
+        root_key = generate_key()
+        root = ca.create_root(
+            root_key, instance=self.instance, at=self.at, validity=timedelta(days=3650)
+        )
+        self.authority = ca.CertificateAuthority(key=root_key, certificate=root)
+        self.certificate = self.authority.issue(
+            public_key=self.key.public_key(),
+            subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "configuration signing")]),
+            profile=ca.Profile.CONFIGURATION_SIGNING,
+            at=self.at,
+            validity=timedelta(days=365),
+        )
+
+    def anchor(
+        self, *, instance: str | None = None, url: str = "http://127.0.0.1:1/globalconf"
+    ) -> globalconf.TrustAnchor:
+        return globalconf.anchor_for(
+            instance=instance or self.instance,
+            configuration_url=url,
+            certificates=[self.certificate],
+        )
+
+    def configuration(
+        self,
+        *,
+        version: int = 1,
+        at: datetime | None = None,
+        validity: timedelta = timedelta(hours=1),
+        instance: str | None = None,
+    ) -> globalconf.GlobalConfiguration:
+        at = at or self.at
+        return globalconf.GlobalConfiguration(
+            format_version=globalconf.FORMAT_VERSION,
+            instance=instance or self.instance,
+            version=version,
+            generated_at=at,
+            expires_at=at + validity,
+            central_url="http://127.0.0.1:1",
+            ca_certificates=[],
+            member_classes=["GOV"],
+            members=[
+                globalconf.Member(id=f"{self.instance}/GOV/70000310", name="Population Register")
+            ],
+            gateways=[],
+            revoked_serials=[],
+        )
+
+    def document(self, **kwargs: object) -> bytes:
+        return globalconf.sign(self.configuration(**kwargs), self.key, self.certificate)  # type: ignore[arg-type]
