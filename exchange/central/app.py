@@ -47,6 +47,7 @@ class Central:
 
 
 def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) -> Central:
+    settings = files.resolve(settings)
     material = files.load(settings)
     registry = Registry(
         engine=build_engine(settings.db_url), instance=material.instance, clock=clock
@@ -131,7 +132,8 @@ def create_app(settings: CentralSettings, *, clock: Callable[[], datetime] = utc
 
     @app.get("/anchor")
     def anchor() -> JSONResponse:
-        data = central.material.anchor(f"{settings.url}/globalconf").model_dump(mode="json")
+        url = f"{central.settings.url}/globalconf"
+        data = central.material.anchor(url).model_dump(mode="json")
         return JSONResponse(data)
 
     @app.get("/ca.pem", response_class=Response)

@@ -91,12 +91,20 @@ def initialise(settings: CentralSettings, *, instance: str, at: datetime) -> Aut
     write_private_key(root / "configuration-signing.key", configuration_key)
     (root / "configuration-signing.pem").write_text(certificate_pem(configuration_certificate))
     write_secret(root / "admin-token", secrets.token_urlsafe(32).encode() + b"\n")
-    (root / "authority.json").write_text(
-        json.dumps({"instance": instance, "created_at": at.isoformat()}, indent=2) + "\n"
-    )
+    identity = {"instance": instance, "created_at": at.isoformat(), "public_url": settings.url}
+    (root / "authority.json").write_text(json.dumps(identity, indent=2) + "\n")
     material = load(settings)
     write_anchor(settings, material)
     return material
+
+
+def resolve(settings: CentralSettings) -> CentralSettings:
+    """Fill in the public URL chosen at ``init`` unless the environment overrides it."""
+    identity = settings.data_dir / "authority.json"
+    if settings.public_url is not None or not identity.exists():
+        return settings
+    stored = json.loads(identity.read_text()).get("public_url")
+    return settings.model_copy(update={"public_url": stored}) if stored else settings
 
 
 def load(settings: CentralSettings) -> AuthorityMaterial:

@@ -60,7 +60,7 @@ def settings_for(data_dir: Path | None, **overrides: object) -> CentralSettings:
     values = {k: v for k, v in overrides.items() if v is not None}
     if data_dir is not None:
         values["data_dir"] = data_dir
-    return CentralSettings(**values)  # type: ignore[arg-type]
+    return files.resolve(CentralSettings(**values))  # type: ignore[arg-type]
 
 
 def open_central(data_dir: Path | None) -> Central:
@@ -96,6 +96,9 @@ def serve(
     data_dir: DataDir = None,
     host: Annotated[str | None, typer.Option(help="Listen address [default 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port [default 4400].")] = None,
+    public_url: Annotated[
+        str | None, typer.Option(help="URL gateways use to reach it [default: as at init].")
+    ] = None,
     json_logs: Annotated[bool, typer.Option("--json-logs", help="Log JSON lines.")] = False,
 ) -> None:
     """Serve the global configuration, CRL and management API over HTTP."""
@@ -104,7 +107,7 @@ def serve(
     from exchange.logging import configure
 
     configure(json=json_logs)
-    settings = settings_for(data_dir, host=host, port=port)
+    settings = settings_for(data_dir, host=host, port=port, public_url=public_url)
     migrate.upgrade("central", build_engine(settings.db_url))
     typer.echo(f"central authority serving on http://{settings.host}:{settings.port}", err=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")

@@ -21,12 +21,14 @@ def demo(
     port: Annotated[int, typer.Option(help="Port of the central authority.")] = 4400,
 ) -> None:
     """Initialise (first run) and serve a demo instance on localhost."""
-    settings = CentralSettings(data_dir=data_dir / "central", port=port)
+    url = f"http://127.0.0.1:{port}"
+    settings = CentralSettings(data_dir=data_dir / "central", port=port, public_url=url)
     if (settings.data_dir / "authority.json").exists():
         typer.echo(f"resuming instance in {settings.data_dir}")
     else:
-        central.init(instance=DEMO_INSTANCE, data_dir=settings.data_dir, public_url=None)
-    anchor = files.load(settings).anchor(f"{settings.url}/globalconf")
+        central.init(instance=DEMO_INSTANCE, data_dir=settings.data_dir, public_url=settings.url)
+    # The port may differ from the last run: keep the anchor's URL true.
+    anchor = files.write_anchor(settings, files.load(settings))
     typer.echo("")
     typer.echo("central authority:")
     typer.echo(f"  global configuration  {settings.url}/globalconf")
@@ -38,4 +40,4 @@ def demo(
     )
     typer.echo("try:  exchange globalconf fetch --anchor " + str(settings.data_dir / "anchor.json"))
     typer.echo("stop with Ctrl-C")
-    central.serve(data_dir=settings.data_dir, host=None, port=port, json_logs=False)
+    central.serve(data_dir=settings.data_dir, host=None, port=port, public_url=url, json_logs=False)

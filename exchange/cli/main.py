@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from pydantic import ValidationError
 
@@ -37,18 +36,12 @@ def version() -> None:
 
 
 def run() -> None:
-    configure_logging(level="WARNING")
+    # Commands report failures themselves, as one line; only the servers log warnings.
+    configure_logging(level="ERROR")
     command = typer.main.get_command(app)
     try:
-        command.main(prog_name="exchange", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        # Standalone mode: click reports usage mistakes itself (exit 2) and exits.
+        command.main(prog_name="exchange")
     except Error as exc:
         typer.echo(f"error: {exc.message}", err=True)
         sys.exit(1)

@@ -1,0 +1,3 @@
+from exchange.cli.main import run
+
+run()

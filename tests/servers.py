@@ -1,0 +1,79 @@
+"""Run the project's real servers as child processes on loopback, for integration tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+
+EXCHANGE = [sys.executable, "-m", "exchange.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def exchange(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``exchange`` command to completion."""
+    return subprocess.run(
+        [*EXCHANGE, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+@contextlib.contextmanager
+def serving(
+    args: Sequence[str],
+    *,
+    health_url: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    log: Path,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``exchange <args>``, wait until ``health_url`` answers 200, stop it afterwards."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [*EXCHANGE, *args],
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(health_url, timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not become healthy:\n{log.read_text()}")
+            time.sleep(0.05)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -1,0 +1,123 @@
+"""The command line as an operator meets it: help that explains, errors as one line."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import exchange, free_port, serving
+
+
+@pytest.mark.parametrize(
+    "group",
+    [[], ["central"], ["central", "member"], ["central", "cert"], ["keys"], ["globalconf"]],
+)
+def test_help_is_available_everywhere(group: list[str]) -> None:
+    result = exchange(*group, "--help")
+    assert result.returncode == 0
+    assert "Usage: exchange" in result.stdout
+
+
+def test_refusals_are_one_line_with_nonzero_exit(tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "c")]
+    assert exchange("central", "init", "--instance", "EE", *data).returncode == 0
+
+    cases = [
+        (["central", "init", "--instance", "EE", *data], "already holds a central authority"),
+        (["central", "member", "add", "EE/GOV/1%2F", "--name", "x", *data], "percent-encoded"),
+        (
+            ["central", "member", "add", "EE/XYZ/1", "--name", "x", *data],
+            "member class 'XYZ' is not defined",
+        ),
+        (
+            ["central", "subsystem", "add", "EE/GOV/9/sub", *data],
+            "member EE/GOV/9 is not registered",
+        ),
+        (["central", "cert", "revoke", "ABC", *data], "no certificate with serial ABC"),
+        (
+            ["central", "member", "list", "--data-dir", str(tmp_path / "none")],
+            "no central authority in",
+        ),
+        (
+            ["central", "init", "--instance", "E E", "--data-dir", str(tmp_path / "d")],
+            "instance 'E E'",
+        ),
+    ]
+    for args, message in cases:
+        result = exchange(*args)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("error: ")
+        assert message in lines[0]
+
+
+def test_usage_mistakes_exit_2() -> None:
+    result = exchange("central", "member", "add")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_member_side_csr_flow_through_the_cli(tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "c")]
+    steps = [
+        ["central", "init", "--instance", "EE", *data],
+        ["central", "member", "add", "EE/GOV/70000310", "--name", "Population Register", *data],
+        ["keys", "generate", "--key", str(tmp_path / "m.key"), "--csr", str(tmp_path / "m.csr")],
+        [
+            "central",
+            "cert",
+            "sign",
+            "EE/GOV/70000310",
+            "--csr",
+            str(tmp_path / "m.csr"),
+            "-o",
+            str(tmp_path / "m.pem"),
+            *data,
+        ],
+    ]
+    for step in steps:
+        result = exchange(*step)
+        assert result.returncode == 0, (step, result.stderr)
+    assert (tmp_path / "m.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "c" / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "c" / "admin-token").stat().st_mode & 0o777 == 0o600
+    verified = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(tmp_path / "c" / "ca.pem"), str(tmp_path / "m.pem")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stderr
+    again = exchange(
+        "keys", "generate", "--key", str(tmp_path / "m.key"), "--csr", str(tmp_path / "x.csr")
+    )
+    assert again.returncode == 1  # never overwrite a private key
+    assert "File exists" in again.stderr
+
+
+def test_demo_comes_up_resumes_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    args = ["demo", "--data-dir", str(tmp_path / "demo"), "--port", str(port)]
+    health = f"http://127.0.0.1:{port}/health"
+    with serving(args, health_url=health, log=tmp_path / "first.log") as process:
+        assert httpx.get(f"http://127.0.0.1:{port}/globalconf").status_code == 200
+    assert process.returncode == 0
+    first = (tmp_path / "first.log").read_text()
+    assert "initialised instance EE" in first
+    fetched = exchange(
+        "globalconf", "fetch", "--anchor", str(tmp_path / "demo" / "central" / "anchor.json")
+    )
+    assert fetched.returncode == 1  # the authority is stopped: a clear refusal, not a traceback
+    assert "central authority cannot be reached" in fetched.stderr
+    with serving(args, health_url=health, log=tmp_path / "second.log"):
+        fetched = exchange(
+            "globalconf", "fetch", "--anchor", str(tmp_path / "demo" / "central" / "anchor.json")
+        )
+        assert fetched.returncode == 0, fetched.stderr
+        assert "instance EE, version" in fetched.stdout
+    assert "resuming instance" in (tmp_path / "second.log").read_text()
