@@ -1,0 +1,1 @@
+"""Evidence documents: XSD schemas per evidence type, and safe parsing of untrusted XML."""
