@@ -10,12 +10,26 @@ where ``type`` is ``Client.<code>`` for the caller's faults (4xx) and ``Server.<
     Error (500 InternalError)
     ├── InvalidRequest (400)
     │   ├── InvalidIdentifier (400)
-    │   └── InvalidCertificateRequest (400)
+    │   ├── InvalidCertificateRequest (400)
+    │   ├── InvalidXml (400): malformed, oversized or dangerous XML (entities, DTDs)
+    │   ├── InvalidSignature (400): a message signature is missing, malformed or does not verify
+    │   └── StaleMessage (400): issued-at outside the allowed skew, or expired
     ├── Unauthenticated (401)
     ├── AccessDenied (403)
     ├── NotFound (404)
+    │   └── UnknownService (404)
+    ├── MethodNotAllowed (405)
+    ├── NotAcceptable (406): no representation the caller accepts
     ├── Conflict (409)
+    │   └── DuplicateMessage (409): a (client, message id) pair seen before
     ├── PayloadTooLarge (413)
+    ├── ServiceFailed (502): the registry answered with an error or garbage
+    │   ├── InvalidEvidence (502): the registry's data does not satisfy the evidence schema
+    │   ├── InvalidResponse (502): the peer gateway's answer is unsigned or does not verify
+    │   └── SslAuthenticationFailed (502): the peer gateway is not who the configuration says
+    ├── ServiceUnavailable (503): the registry or the peer gateway cannot be reached
+    │   └── NetworkError (503): no gateway of the provider could be reached
+    ├── ServiceTimeout (504): the registry or the peer gateway did not answer in time
     └── TrustError (503): the trust fabric cannot vouch for something; callers fail closed
         ├── ConfigurationInvalid (503): bad signature, other signer, other instance, bad format
         ├── ConfigurationExpired (503): the last good global configuration has expired
@@ -68,6 +82,18 @@ class InvalidCertificateRequest(InvalidRequest):
     code = "InvalidCertificateRequest"
 
 
+class InvalidXml(InvalidRequest):
+    code = "InvalidXml"
+
+
+class InvalidSignature(InvalidRequest):
+    code = "InvalidSignature"
+
+
+class StaleMessage(InvalidRequest):
+    code = "StaleMessage"
+
+
 class Unauthenticated(Error):
     status = 401
     code = "Unauthenticated"
@@ -83,14 +109,63 @@ class NotFound(Error):
     code = "NotFound"
 
 
+class UnknownService(NotFound):
+    code = "UnknownService"
+
+
+class MethodNotAllowed(Error):
+    status = 405
+    code = "InvalidHttpMethod"
+
+
+class NotAcceptable(Error):
+    status = 406
+    code = "NotAcceptable"
+
+
 class Conflict(Error):
     status = 409
     code = "Conflict"
 
 
+class DuplicateMessage(Conflict):
+    code = "DuplicateMessage"
+
+
 class PayloadTooLarge(Error):
     status = 413
     code = "PayloadTooLarge"
+
+
+class ServiceFailed(Error):
+    status = 502
+    code = "ServiceFailed"
+
+
+class InvalidEvidence(ServiceFailed):
+    code = "InvalidEvidence"
+
+
+class InvalidResponse(ServiceFailed):
+    code = "InvalidResponse"
+
+
+class SslAuthenticationFailed(ServiceFailed):
+    code = "SslAuthenticationFailed"
+
+
+class ServiceUnavailable(Error):
+    status = 503
+    code = "ServiceUnavailable"
+
+
+class NetworkError(ServiceUnavailable):
+    code = "NetworkError"
+
+
+class ServiceTimeout(Error):
+    status = 504
+    code = "ServiceTimeout"
 
 
 class TrustError(Error):

@@ -26,11 +26,27 @@ _HTTP_CODES = {
 }
 
 
-def error_response(error: Error) -> JSONResponse:
-    headers = {"X-Road-Error": error.xroad_type}
+def xroad_type(error: Error, side: str | None = None) -> str:
+    """The error type as the caller sees it.
+
+    ``side`` is where a gateway raised it: ``"ClientProxy"`` (consumer gateway; the caller's own
+    mistakes stay ``Client.*``) or ``"ServerProxy"`` (provider gateway).
+    """
+    if side is None or (side == "ClientProxy" and error.is_client_fault):
+        return error.xroad_type
+    return f"Server.{side}.{error.code}"
+
+
+def error_body(error: Error, side: str | None = None) -> dict[str, str | None]:
+    return {"type": xroad_type(error, side), "message": error.message, "detail": error.detail}
+
+
+def error_response(error: Error, side: str | None = None) -> JSONResponse:
+    body = error_body(error, side)
+    headers = {"X-Road-Error": body["type"] or ""}
     if error.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+    return JSONResponse(body, status_code=error.status, headers=headers)
 
 
 def _plain(status: int, code: str, message: str, detail: str | None = None) -> JSONResponse:

@@ -114,6 +114,10 @@ def parse_client(text: str) -> ClientId:
     return member if len(parts) == 3 else SubsystemId(member, parts[3])
 
 
+def member_of(client: ClientId) -> MemberId:
+    return client.member if isinstance(client, SubsystemId) else client
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceId:
     subsystem: SubsystemId

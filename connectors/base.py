@@ -1,0 +1,67 @@
+"""What every connector is: an async ``fetch`` from request parameters to an evidence dict.
+
+A connector raises only :mod:`exchange.errors` types: ``NotFound`` when the registry has no such
+record, ``ServiceFailed`` when it answers with an error or garbage, ``ServiceUnavailable`` when
+it cannot be reached and ``ServiceTimeout`` when it does not answer in time. Nothing a connector
+raises may hang a request: every call is bounded by the connector's timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from exchange.errors import InvalidRequest
+
+Evidence = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorRequest:
+    """The parts of a verified, authorised request that a connector may use."""
+
+    service: str
+    parameters: Mapping[str, str]
+    method: str = "GET"
+    path: str = ""
+    body: bytes = b""
+    content_type: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class Connector(Protocol):
+    async def fetch(self, request: ConnectorRequest) -> Evidence: ...
+
+    async def close(self) -> None: ...
+
+
+def require_parameters(request: ConnectorRequest, names: tuple[str, ...]) -> dict[str, str]:
+    """The declared parameters, all present; anything undeclared is refused, not ignored."""
+    missing = [name for name in names if not request.parameters.get(name)]
+    if missing:
+        raise InvalidRequest(f"missing query parameter: {', '.join(missing)}", detail=missing[0])
+    unknown = sorted(set(request.parameters) - set(names))
+    if unknown:
+        raise InvalidRequest(f"unknown query parameter: {', '.join(unknown)}", detail=unknown[0])
+    return {name: request.parameters[name] for name in names}
+
+
+def map_fields(row: Mapping[str, Any], fields: Mapping[str, str] | None) -> Evidence:
+    """Map a flat registry row to evidence; ``fields`` maps dotted evidence paths to columns.
+
+    Without ``fields`` the row's own keys are used as they are. ``None`` values are left out, so
+    optional elements of the schema simply do not appear.
+    """
+    pairs = fields.items() if fields is not None else ((key, key) for key in row)
+    evidence: Evidence = {}
+    for path, column in pairs:
+        value = row.get(column)
+        if value is None:
+            continue
+        target = evidence
+        *parents, leaf = path.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return evidence

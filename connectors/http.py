@@ -1,0 +1,139 @@
+"""HTTP connector: forward a verified request to an agency's existing REST backend.
+
+The backend URL is a template whose ``{name}`` placeholders take the declared parameters, each
+percent-encoded as one path segment (a value can never add a segment or a query). Connect and
+read are bounded separately, the reply is capped in size, redirects are not followed, and the
+reply must be a JSON object or an XML document (parsed with entities, DTDs and network off).
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+from lxml import etree
+
+from connectors.base import ConnectorRequest, Evidence, map_fields, require_parameters
+from exchange.errors import InvalidXml, NotFound, ServiceFailed, ServiceTimeout, ServiceUnavailable
+from exchange.evidence.xml import parse_untrusted
+
+DEFAULT_MAX_BYTES = 1024 * 1024
+
+
+class HttpConnector:
+    def __init__(
+        self,
+        *,
+        url: str,
+        parameters: tuple[str, ...],
+        fields: Mapping[str, str] | None = None,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 5.0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        placeholders = {name for _, name, _, _ in string.Formatter().parse(url) if name}
+        unknown = placeholders - set(parameters)
+        if unknown:
+            raise ValueError(f"URL template uses undeclared parameters {sorted(unknown)}")
+        self._url = url
+        self._in_path = placeholders
+        self._parameters = parameters
+        self._fields = fields
+        self._timeout = aiohttp.ClientTimeout(
+            total=connect_timeout + read_timeout,
+            sock_connect=connect_timeout,
+            sock_read=read_timeout,
+        )
+        self._max_bytes = max_bytes
+        self._session: aiohttp.ClientSession | None = None
+
+    def _target(self, values: dict[str, str]) -> str:
+        url = self._url.format(
+            **{k: quote(v, safe="") for k, v in values.items() if k in self._in_path}
+        )
+        rest = {k: v for k, v in values.items() if k not in self._in_path}
+        return f"{url}{'&' if '?' in url else '?'}{urlencode(rest)}" if rest else url
+
+    async def fetch(self, request: ConnectorRequest) -> Evidence:
+        values = require_parameters(request, self._parameters)
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=True)
+        try:
+            async with self._session.request(
+                request.method,
+                self._target(values),
+                data=request.body or None,
+                headers={"Accept": "application/json, application/xml;q=0.9"},
+                allow_redirects=False,
+            ) as response:
+                if response.status == 404:
+                    raise NotFound("the registry holds no record for this request")
+                if response.status != 200:
+                    raise ServiceFailed(f"registry answered HTTP {response.status}")
+                body = await _read_capped(response, self._max_bytes)
+                content_type = response.content_type
+        except TimeoutError as exc:
+            raise ServiceTimeout("registry did not answer in time") from exc
+        except aiohttp.ClientConnectionError as exc:
+            raise ServiceUnavailable("registry cannot be reached") from exc
+        except aiohttp.ClientError as exc:
+            raise ServiceFailed("registry answered with a broken HTTP response") from exc
+        return map_fields(_decode(body, content_type, self._max_bytes), self._fields)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    if response.content_length is not None and response.content_length > max_bytes:
+        raise ServiceFailed(f"registry reply is larger than {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(65536):
+        body += chunk
+        if len(body) > max_bytes:
+            raise ServiceFailed(f"registry reply is larger than {max_bytes} bytes")
+    return bytes(body)
+
+
+def _decode(body: bytes, content_type: str, max_bytes: int) -> dict[str, Any]:
+    if content_type.endswith("json"):
+        try:
+            value = json.loads(body)
+        except ValueError as exc:
+            raise ServiceFailed("registry reply is not valid JSON") from exc
+        if not isinstance(value, dict):
+            raise ServiceFailed("registry reply is not a JSON object")
+        return _flatten(value)
+    if content_type.endswith("xml"):
+        try:
+            root = parse_untrusted(body, max_bytes=max_bytes)
+        except InvalidXml as exc:
+            raise ServiceFailed("registry reply is not acceptable XML") from exc
+        return _flatten(_element_to_dict(root))
+    raise ServiceFailed(f"registry reply has unsupported content type {content_type!r}")
+
+
+def _element_to_dict(element: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for child in element:
+        if not isinstance(child.tag, str):
+            continue  # comments and processing instructions
+        name = etree.QName(child).localname
+        result[name] = _element_to_dict(child) if len(child) else (child.text or "")
+    return result
+
+
+def _flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested objects become dotted keys, so ``fields`` can name ``address.street``."""
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, Mapping):
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = item
+    return flat

@@ -1,0 +1,74 @@
+"""SQL connector: one declared, parameterised query per service, on any SQLAlchemy URL.
+
+Request values only ever reach the database as bound parameters of the declared query text, so
+no request can change the statement: injection is impossible by construction. The query must
+return at most one row; none is ``NotFound``, more than one is a registry fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from connectors.base import ConnectorRequest, Evidence, map_fields, require_parameters
+from exchange.db.engine import build_engine
+from exchange.errors import NotFound, ServiceFailed, ServiceTimeout, ServiceUnavailable
+
+
+class SqlConnector:
+    def __init__(
+        self,
+        *,
+        url: str,
+        query: str,
+        parameters: tuple[str, ...],
+        fields: Mapping[str, str] | None = None,
+        timeout: float = 5.0,
+        engine: Engine | None = None,
+    ) -> None:
+        self._statement = text(query)
+        declared = set(self._statement.compile().params)
+        if declared != set(parameters):
+            raise ValueError(
+                f"query binds {sorted(declared)} but the service declares {sorted(parameters)}"
+            )
+        self._parameters = parameters
+        self._fields = fields
+        self._timeout = timeout
+        self._engine = engine if engine is not None else build_engine(url, pool_size=8)
+        # Its own threads: a slow registry must not starve the event loop's default executor.
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sql-connector")
+
+    def _run(self, values: dict[str, str]) -> list[Mapping[str, Any]]:
+        with self._engine.connect() as connection:
+            result = connection.execute(self._statement, values).mappings().fetchmany(2)
+            return [dict(row) for row in result]
+
+    async def fetch(self, request: ConnectorRequest) -> Evidence:
+        values = require_parameters(request, self._parameters)
+        try:
+            loop = asyncio.get_running_loop()
+            pending = loop.run_in_executor(self._executor, self._run, values)
+            rows = await asyncio.wait_for(pending, self._timeout)
+        except TimeoutError as exc:
+            raise ServiceTimeout(f"registry did not answer within {self._timeout:g} s") from exc
+        except OperationalError as exc:
+            raise ServiceUnavailable("registry database cannot be used") from exc
+        except SQLAlchemyError as exc:
+            raise ServiceFailed("registry query failed") from exc
+        if not rows:
+            raise NotFound("the registry holds no record for this request")
+        if len(rows) > 1:
+            raise ServiceFailed(
+                "registry returned more than one record for a single-record service"
+            )
+        return map_fields(rows[0], self._fields)
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._engine.dispose()
