@@ -23,7 +23,7 @@ from exchange import __version__
 from exchange.central import files
 from exchange.central.certificates import Certificates, Issued
 from exchange.central.publisher import Publisher
-from exchange.central.registry import Registry
+from exchange.central.registry import Registry, catalogue_entry
 from exchange.central.settings import CentralSettings
 from exchange.db.engine import build_engine
 from exchange.errors import Unauthenticated
@@ -85,6 +85,20 @@ class GatewayIn(BaseModel):
 class CsrIn(BaseModel):
     owner: str = Field(description="member id (signing) or gateway id (TLS)")
     csr: str = Field(description="PEM-encoded PKCS#10 request")
+
+
+class ServiceEntryIn(BaseModel):
+    id: str = Field(examples=["EE/GOV/70000310/population-registry/birth-certificate"])
+    evidence_type: str
+    consent_policy: str = Field(pattern="^(consent|legal-basis|public)$")
+    description: str = ""
+    methods: list[str] = Field(default_factory=lambda: ["GET"])
+    parameters: list[str] = Field(default_factory=list)
+
+
+class ServicesIn(BaseModel):
+    subsystem: str
+    services: list[ServiceEntryIn]
 
 
 class RevokeIn(BaseModel):
@@ -183,6 +197,18 @@ def create_app(settings: CentralSettings, *, clock: Callable[[], datetime] = utc
     def register_gateway(body: GatewayIn, actor: Admin) -> dict[str, str]:
         row = central.registry.register_gateway(GatewayId.parse(body.id), body.address, actor=actor)
         return {"id": row.identifier, "address": row.address}
+
+    @app.put("/api/v1/services")
+    def publish_services(body: ServicesIn, actor: Admin) -> dict[str, list[str]]:
+        entries = [entry.model_dump() for entry in body.services]
+        published = central.registry.publish_services(
+            SubsystemId.parse(body.subsystem), entries, actor=actor
+        )
+        return {"published": published}
+
+    @app.get("/api/v1/services")
+    def services(_: Admin) -> list[dict[str, Any]]:
+        return [catalogue_entry(s) for s in central.registry.services()]
 
     @app.post("/api/v1/certificates/signing", status_code=201)
     def issue_signing(body: CsrIn, actor: Admin) -> dict[str, Any]:

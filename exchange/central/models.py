@@ -104,3 +104,17 @@ class Event(Base):
     action: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(1100))
     details: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class Service(Base):
+    """The service catalogue: what each subsystem offers, as its gateway last published it."""
+
+    __tablename__ = "ca_services"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subsystem_id: Mapped[int] = mapped_column(ForeignKey("ca_subsystems.id"), index=True)
+    identifier: Mapped[str] = mapped_column(String(1400), unique=True)
+    evidence_type: Mapped[str] = mapped_column(String(255))
+    consent_policy: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[str] = mapped_column(Text, default="{}")  # methods, parameters (JSON)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from exchange.central import models
 from exchange.central.files import AuthorityMaterial
-from exchange.central.registry import Registry, latest_event_id
+from exchange.central.registry import Registry, catalogue_entry, latest_event_id
 from exchange.central.settings import CentralSettings
 from exchange.trust import globalconf
 from exchange.trust.ca import Profile
@@ -98,7 +98,7 @@ class Publisher:
             if cert.profile == Profile.SIGNING.value:
                 signing.setdefault(cert.member_id, []).append(cert.pem)
             elif cert.profile == Profile.TLS.value and cert.gateway_id is not None:
-                tls.setdefault(cert.gateway_id, []).append(cert.fingerprint)
+                tls.setdefault(cert.gateway_id, []).append(cert.pem)
         ca_certificate: x509.Certificate = self._material.authority.certificate
         return globalconf.GlobalConfiguration(
             format_version=globalconf.FORMAT_VERSION,
@@ -128,4 +128,8 @@ class Publisher:
                 for g in m.gateways
             ],
             revoked_serials=sorted(c.serial for c in certificates if c.revoked_at is not None),
+            services=[
+                catalogue_entry(s)
+                for s in session.scalars(select(models.Service).order_by(models.Service.identifier))
+            ],
         )

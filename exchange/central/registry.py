@@ -13,13 +13,13 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from exchange.central import models
 from exchange.errors import Conflict, InvalidRequest, NotFound
-from exchange.identifiers import GatewayId, MemberId, SubsystemId, check_segment
+from exchange.identifiers import GatewayId, MemberId, ServiceId, SubsystemId, check_segment
 
 Clock = Callable[[], datetime]
 DEFAULT_MEMBER_CLASSES = {
@@ -43,6 +43,17 @@ def record(
             details=json.dumps(details, sort_keys=True),
         )
     )
+
+
+def catalogue_entry(service: models.Service) -> dict[str, Any]:
+    """A service as the global configuration and the API show it."""
+    return {
+        "id": service.identifier,
+        "evidence_type": service.evidence_type,
+        "consent_policy": service.consent_policy,
+        "description": service.description,
+        **json.loads(service.details),
+    }
 
 
 def latest_event_id(session: Session) -> int:
@@ -235,6 +246,57 @@ class Registry:
                     )
                 )
             )
+
+    def publish_services(
+        self, subsystem: SubsystemId, entries: list[dict[str, Any]], *, actor: str
+    ) -> list[str]:
+        """Replace ``subsystem``'s catalogue entries with ``entries``; return their ids."""
+        self._check_instance(subsystem.member)
+        published = []
+        with self.session() as session:
+            owner = session.scalar(
+                select(models.Subsystem).where(models.Subsystem.identifier == str(subsystem))
+            )
+            if owner is None:
+                raise NotFound(f"subsystem {subsystem} is not registered", detail=str(subsystem))
+            session.execute(delete(models.Service).where(models.Service.subsystem_id == owner.id))
+            for entry in entries:
+                service = ServiceId.parse(entry["id"])
+                if service.subsystem != subsystem:
+                    raise InvalidRequest(
+                        f"{service} is not a service of {subsystem}", detail=entry["id"]
+                    )
+                session.add(
+                    models.Service(
+                        subsystem_id=owner.id,
+                        identifier=str(service),
+                        evidence_type=entry["evidence_type"],
+                        consent_policy=entry["consent_policy"],
+                        description=entry.get("description", ""),
+                        details=json.dumps(
+                            {
+                                "methods": entry.get("methods", []),
+                                "parameters": entry.get("parameters", []),
+                            }
+                        ),
+                        published_at=self._clock(),
+                    )
+                )
+                published.append(str(service))
+            record(
+                session,
+                at=self._clock(),
+                actor=actor,
+                action="services.published",
+                subject=str(subsystem),
+                services=published,
+            )
+            self._commit(session, "one of these services")
+        return published
+
+    def services(self) -> list[models.Service]:
+        with self.session() as session:
+            return list(session.scalars(select(models.Service).order_by(models.Service.identifier)))
 
     def events(self, *, after: int = 0, limit: int = 100) -> list[models.Event]:
         with self.session() as session:

@@ -55,7 +55,7 @@ class Member(_Model):
 class Gateway(_Model):
     id: str
     address: str
-    tls_certificates: list[str] = Field(default_factory=list, description="SHA-256 fingerprints")
+    tls_certificates: list[str] = Field(default_factory=list, description="PEM, live ones only")
 
 
 class GlobalConfiguration(_Model):

@@ -63,7 +63,11 @@ def load_certificate(path: Path) -> x509.Certificate:
 
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the DER certificate, lower-case hex: how signatures name their certificate."""
-    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+    return fingerprint_der(cert.public_bytes(serialization.Encoding.DER))
+
+
+def fingerprint_der(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest()
 
 
 def serial_hex(serial: int) -> str:

@@ -42,7 +42,7 @@ def test_configuration_lists_the_registry(central: Central, clock: Clock) -> Non
     gateway = conf.gateway("EE/GOV/70000310/gw1")
     assert gateway is not None
     assert gateway.address == "https://127.0.0.1:8443"
-    assert gateway.tls_certificates == [tls.fingerprint]
+    assert gateway.tls_certificates == [tls.pem]
     ca_cert = x509.load_pem_x509_certificate(conf.ca_certificates[0].encode())
     assert ca_cert == central.material.authority.certificate
     assert conf.expires_at - conf.generated_at == central.settings.configuration_validity

@@ -148,7 +148,7 @@ def test_full_csr_flow_crl_and_configuration_over_http(
         assert before.member("EE/GOV/70000310") is not None
         gateway = before.gateway("EE/GOV/70000310/gw1")
         assert gateway is not None
-        assert gateway.tls_certificates == [tls.json()["fingerprint"]]
+        assert gateway.tls_certificates == [tls.json()["certificate"]]
 
         revoked = api.post(
             f"/certificates/{signing.json()['serial']}/revoke", json={"reason": "keyCompromise"}

@@ -1,0 +1,244 @@
+"""``exchange gateway ...``: set up, enrol, run and administer a member's gateway."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from exchange.cli.output import table
+from exchange.db import migrate
+from exchange.db.engine import build_engine
+from exchange.errors import ServiceFailed, ServiceUnavailable
+from exchange.gateway import files
+from exchange.gateway.access import AccessRights
+from exchange.gateway.settings import GatewaySettings
+from exchange.identifiers import ServiceId, SubsystemId
+from exchange.trust.globalconf_client import utcnow
+
+app = typer.Typer(
+    help="Set up, enrol, run and administer a member's gateway.", no_args_is_help=True
+)
+access_app = typer.Typer(
+    help="Grant and revoke clients' access to this gateway's services.", no_args_is_help=True
+)
+group_app = typer.Typer(
+    help="Named groups of clients, usable in access rights as group:NAME.", no_args_is_help=True
+)
+app.add_typer(access_app, name="access")
+app.add_typer(group_app, name="group")
+
+Config = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Gateway settings file (TOML).",
+        exists=True,
+        dir_okay=False,
+        envvar="EXCHANGE_GATEWAY_CONFIG",
+    ),
+]
+TokenFile = Annotated[
+    Path,
+    typer.Option(
+        help="File holding the central authority's admin token.", exists=True, dir_okay=False
+    ),
+]
+
+
+def _central_url(settings: GatewaySettings, central: str | None) -> str:
+    if central:
+        return central.rstrip("/")
+    from exchange.trust.globalconf import TrustAnchor
+
+    return TrustAnchor.load(settings.anchor).configuration_url.removesuffix("/globalconf")
+
+
+def _access(settings: GatewaySettings) -> AccessRights:
+    engine = build_engine(settings.db_url)
+    migrate.upgrade("gateway", engine)
+    return AccessRights(engine, cache_ttl=0, clock=utcnow)
+
+
+@app.command()
+def init(config: Config) -> None:
+    """Generate the signing and TLS key pairs (kept here) and their CSRs."""
+    settings = GatewaySettings.load(config)
+    made = files.initialise(settings)
+    migrate.upgrade("gateway", build_engine(settings.db_url))
+    for path in made:
+        typer.echo(f"wrote {path}")
+    if not made:
+        typer.echo(f"keys exist already in {settings.data_dir}")
+    typer.echo(
+        "next: 'exchange gateway enrol' (or take the CSRs to the central authority's operator)"
+    )
+
+
+@app.command()
+def enrol(
+    config: Config,
+    token_file: TokenFile,
+    central: Annotated[
+        str | None, typer.Option(help="Central authority URL [default: from the anchor].")
+    ] = None,
+) -> None:
+    """Send the CSRs to the central authority and install the certificates it issues."""
+    settings = GatewaySettings.load(config)
+    files.enrol(
+        settings, central_url=_central_url(settings, central), token=token_file.read_text().strip()
+    )
+    typer.echo(f"installed signing.pem and tls.pem in {settings.data_dir}")
+
+
+@app.command()
+def publish(
+    config: Config,
+    token_file: TokenFile,
+    central: Annotated[
+        str | None, typer.Option(help="Central authority URL [default: from the anchor].")
+    ] = None,
+) -> None:
+    """Publish this gateway's services to the central authority's catalogue."""
+    from exchange.evidence.schemas import EvidenceSchemas
+    from exchange.gateway.services import ServiceTable
+
+    settings = GatewaySettings.load(config)
+    table_ = ServiceTable.build(
+        member=settings.gateway.member,
+        specs=settings.services,
+        schemas=EvidenceSchemas.load(settings.schemas_dir),
+    )
+    by_subsystem: dict[str, list[dict[str, object]]] = {
+        str(SubsystemId(settings.gateway.member, c)): [] for c in settings.subsystems
+    }
+    for service in table_.all():
+        by_subsystem.setdefault(str(service.id.subsystem), []).append(service.catalogue_entry())
+    asyncio.run(table_.close())
+    url = _central_url(settings, central)
+    token = token_file.read_text().strip()
+    for subsystem, entries in by_subsystem.items():
+        try:
+            response = httpx.put(
+                f"{url}/api/v1/services",
+                json={"subsystem": subsystem, "services": entries},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30,
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable("central authority cannot be reached") from exc
+        if response.status_code != 200:
+            raise ServiceFailed(
+                f"central authority refused the catalogue of {subsystem}: "
+                f"{response.json().get('message')}"
+            )
+        typer.echo(f"published {len(entries)} service(s) of {subsystem}")
+
+
+@app.command()
+def serve(config: Config) -> None:
+    """Serve the consumer (X-Road REST) and provider (mutual TLS) listeners."""
+    from exchange import serving
+    from exchange.gateway.node import Gateway
+    from exchange.gateway.runner import background_jobs, prepare
+    from exchange.logging import configure
+
+    settings = GatewaySettings.load(config)
+    configure(json=settings.json_logs, level="INFO")
+    consumer, provider = settings.consumer, settings.provider
+    banner = (
+        f"gateway {settings.id}: consumer http://{consumer.host}:{consumer.port}, "
+        f"provider https://{provider.host}:{provider.port} (mutual TLS)"
+    )
+
+    async def main() -> None:
+        gateway = Gateway(settings)
+        try:
+            configs = prepare(gateway)
+            await serving.serve_all(
+                configs,
+                background=background_jobs(gateway),
+                on_started=lambda: typer.echo(banner, err=True),
+            )
+        finally:
+            await gateway.close()
+
+    asyncio.run(main())
+
+
+@access_app.command("grant")
+def access_grant(
+    config: Config,
+    service: Annotated[str, typer.Argument(help="INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE")],
+    subject: Annotated[
+        str, typer.Argument(help="Client id (INSTANCE/CLASS/MEMBER[/SUBSYSTEM]) or group:NAME")
+    ],
+    method: Annotated[str, typer.Option(help="Only this HTTP method.")] = "",
+    path: Annotated[str, typer.Option(help="Only paths matching this pattern (* and **).")] = "",
+) -> None:
+    """Allow a client (or group) to call a service."""
+    ServiceId.parse(service)
+    _access(GatewaySettings.load(config)).grant(
+        service=service, subject=subject, method=method, path=path
+    )
+    typer.echo(f"granted {subject} access to {service}")
+
+
+@access_app.command("revoke")
+def access_revoke(
+    config: Config,
+    service: str,
+    subject: str,
+    method: Annotated[str, typer.Option()] = "",
+    path: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Remove an access right (exactly as granted)."""
+    _access(GatewaySettings.load(config)).revoke(
+        service=service, subject=subject, method=method, path=path
+    )
+    typer.echo(f"revoked {subject}'s access to {service}")
+
+
+@access_app.command("list")
+def access_list(config: Config) -> None:
+    """List access rights."""
+    rows = [
+        [g.service, g.subject, g.method or "*", g.path or "*"]
+        for g in _access(GatewaySettings.load(config)).grants()
+    ]
+    table(rows, ["SERVICE", "SUBJECT", "METHOD", "PATH"])
+
+
+@group_app.command("add")
+def group_add(config: Config, name: str, description: str = "") -> None:
+    """Create a group."""
+    _access(GatewaySettings.load(config)).add_group(name, description)
+    typer.echo(f"group {name} created")
+
+
+@group_app.command("add-member")
+def group_add_member(config: Config, name: str, client: str) -> None:
+    """Put a client into a group."""
+    _access(GatewaySettings.load(config)).add_to_group(name, client)
+    typer.echo(f"{client} added to group {name}")
+
+
+@group_app.command("remove-member")
+def group_remove_member(config: Config, name: str, client: str) -> None:
+    """Take a client out of a group."""
+    _access(GatewaySettings.load(config)).remove_from_group(name, client)
+    typer.echo(f"{client} removed from group {name}")
+
+
+@group_app.command("list")
+def group_list(config: Config) -> None:
+    """List groups and their members."""
+    rows = [
+        [name, ", ".join(members) or "-"]
+        for name, members in _access(GatewaySettings.load(config)).groups().items()
+    ]
+    table(rows, ["GROUP", "MEMBERS"])

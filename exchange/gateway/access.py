@@ -1,0 +1,206 @@
+"""Access rights on the provider side: deny unless a grant allows.
+
+A grant names a service (``INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE``), a subject (a client id or
+``group:NAME``) and optionally a REST method and a path pattern. Grants and groups live in the
+gateway's database and are changed by ``exchange gateway access ...`` (possibly from another
+process); the provider reloads them at most ``cache_ttl`` seconds after a change.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from exchange.errors import AccessDenied, Conflict, InvalidRequest, NotFound
+from exchange.gateway import models
+from exchange.identifiers import ServiceId, check_segment, parse_client
+
+GROUP_PREFIX = "group:"
+METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    service: str
+    subject: str
+    method: str
+    path: str
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method and self.method != method:
+            return False
+        return not self.path or _pattern(self.path).fullmatch(path or "/") is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def _pattern(glob: str) -> re.Pattern[str]:
+    """``**`` matches across segments, ``*`` within one; everything else literally."""
+    wildcards = {"**": ".*", "*": "[^/]*"}
+    return re.compile(
+        "".join(wildcards.get(t) or re.escape(t) for t in re.split(r"(\*\*|\*)", glob))
+    )
+
+
+def _subjects(client: str, groups: dict[str, frozenset[str]]) -> set[str]:
+    """What grants may name to cover ``client``: itself and every group it is in."""
+    return {client} | {GROUP_PREFIX + name for name, members in groups.items() if client in members}
+
+
+def check_subject(subject: str) -> str:
+    if subject.startswith(GROUP_PREFIX):
+        check_segment(subject.removeprefix(GROUP_PREFIX), "group name")
+    else:
+        parse_client(subject)
+    return subject
+
+
+class AccessRights:
+    def __init__(self, engine: Engine, *, cache_ttl: float, clock: Callable[[], datetime]) -> None:
+        self._engine = engine
+        self._cache_ttl = cache_ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._loaded_at = -1.0
+        self._grants: dict[str, list[Grant]] = {}
+        self._groups: dict[str, frozenset[str]] = {}
+
+    def _snapshot(self) -> tuple[dict[str, list[Grant]], dict[str, frozenset[str]]]:
+        now = time.monotonic()
+        if now - self._loaded_at > self._cache_ttl:
+            with self._lock, Session(self._engine) as session:
+                grants: dict[str, list[Grant]] = {}
+                for row in session.scalars(select(models.AccessRight)):
+                    grants.setdefault(row.service, []).append(
+                        Grant(row.service, row.subject, row.method, row.path)
+                    )
+                groups: dict[str, set[str]] = {}
+                for member in session.scalars(select(models.GroupMember)):
+                    groups.setdefault(member.group, set()).add(member.client)
+                self._grants = grants
+                self._groups = {name: frozenset(clients) for name, clients in groups.items()}
+                self._loaded_at = now
+        return self._grants, self._groups
+
+    def check(self, *, client: str, service: ServiceId, method: str, path: str) -> None:
+        """Return if ``client`` may call ``method path`` of ``service``; else raise AccessDenied."""
+        grants, groups = self._snapshot()
+        mine = _subjects(client, groups)
+        for grant in grants.get(f"{service.subsystem}/{service.service_code}", []):
+            if grant.subject in mine and grant.matches(method, path):
+                return
+        raise AccessDenied(
+            f"{client} has no access right to {service.subsystem}/{service.service_code}",
+            detail=str(service),
+        )
+
+    def allowed_services(self, client: str) -> set[str]:
+        grants, groups = self._snapshot()
+        mine = _subjects(client, groups)
+        return {service for service, rows in grants.items() if any(g.subject in mine for g in rows)}
+
+    def invalidate(self) -> None:
+        self._loaded_at = -1.0
+
+    # Administration (CLI and admin API)
+
+    def grant(self, *, service: str, subject: str, method: str = "", path: str = "") -> None:
+        ServiceId.parse(service)
+        check_subject(subject)
+        method = method.upper()
+        if method and method not in METHODS:
+            raise InvalidRequest(f"unknown HTTP method {method!r}", detail="method")
+        if path and not path.startswith("/"):
+            raise InvalidRequest("a path pattern starts with '/'", detail="path")
+        with Session(self._engine) as session:
+            session.add(
+                models.AccessRight(
+                    service=service,
+                    subject=subject,
+                    method=method,
+                    path=path,
+                    granted_at=self._clock(),
+                )
+            )
+            try:
+                session.commit()
+            except IntegrityError as exc:
+                raise Conflict("that access right exists already") from exc
+        self.invalidate()
+
+    def revoke(self, *, service: str, subject: str, method: str = "", path: str = "") -> None:
+        with Session(self._engine) as session:
+            result = session.execute(
+                delete(models.AccessRight).where(
+                    models.AccessRight.service == service,
+                    models.AccessRight.subject == subject,
+                    models.AccessRight.method == method.upper(),
+                    models.AccessRight.path == path,
+                )
+            )
+            session.commit()
+        if not getattr(result, "rowcount", 0):
+            raise NotFound("no such access right")
+        self.invalidate()
+
+    def grants(self) -> list[Grant]:
+        with Session(self._engine) as session:
+            rows = session.scalars(
+                select(models.AccessRight).order_by(
+                    models.AccessRight.service, models.AccessRight.subject
+                )
+            )
+            return [Grant(r.service, r.subject, r.method, r.path) for r in rows]
+
+    def add_group(self, name: str, description: str = "") -> None:
+        check_segment(name, "group name")
+        with Session(self._engine) as session:
+            session.add(models.Group(name=name, description=description))
+            try:
+                session.commit()
+            except IntegrityError as exc:
+                raise Conflict(f"group {name} exists already") from exc
+
+    def add_to_group(self, name: str, client: str) -> None:
+        parse_client(client)
+        with Session(self._engine) as session:
+            if session.get(models.Group, name) is None:
+                raise NotFound(f"no group {name}")
+            session.add(models.GroupMember(group=name, client=client))
+            try:
+                session.commit()
+            except IntegrityError as exc:
+                raise Conflict(f"{client} is in group {name} already") from exc
+        self.invalidate()
+
+    def remove_from_group(self, name: str, client: str) -> None:
+        with Session(self._engine) as session:
+            result = session.execute(
+                delete(models.GroupMember).where(
+                    models.GroupMember.group == name, models.GroupMember.client == client
+                )
+            )
+            session.commit()
+        if not getattr(result, "rowcount", 0):
+            raise NotFound(f"{client} is not in group {name}")
+        self.invalidate()
+
+    def groups(self) -> dict[str, list[str]]:
+        with Session(self._engine) as session:
+            names: dict[str, list[str]] = {
+                g.name: []
+                for g in session.scalars(select(models.Group).order_by(models.Group.name))
+            }
+            for member in session.scalars(
+                select(models.GroupMember).order_by(models.GroupMember.client)
+            ):
+                names.setdefault(member.group, []).append(member.client)
+            return names

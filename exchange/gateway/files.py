@@ -1,0 +1,111 @@
+"""A gateway's data folder: its member's signing key, its TLS key, their certificates.
+
+::
+
+    <data_dir>/
+      signing.key  signing.csr  signing.pem    the member's message-signing key (0600)
+      tls.key      tls.csr      tls.pem        this gateway's TLS key (0600)
+      ca.pem                                   the instance CA, from the global configuration
+      globalconf.jws                           the last verified global configuration
+      gateway.db                               replay guard, access rights, exchanges (SQLite)
+
+Keys are generated here and never leave; only the CSRs go to the central authority, either by
+``exchange gateway enrol`` (management API) or carried by hand to ``exchange central cert``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from exchange.errors import Error, NotFound, ServiceFailed, ServiceUnavailable
+from exchange.gateway.settings import GatewaySettings
+from exchange.trust.keys import (
+    build_csr,
+    csr_pem,
+    generate_key,
+    load_certificate,
+    load_private_key,
+    write_private_key,
+)
+
+
+@dataclass(frozen=True)
+class GatewayKeys:
+    signing_key: ec.EllipticCurvePrivateKey
+    signing_certificate: x509.Certificate
+    tls_key_path: Path
+    tls_certificate_path: Path
+
+
+def initialise(settings: GatewaySettings) -> list[Path]:
+    """Generate both key pairs and their CSRs (once); return the CSR paths."""
+    root = settings.data_dir
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    made = []
+    for name, label in (("signing", str(settings.gateway.member)), ("tls", settings.id)):
+        if (root / f"{name}.key").exists():
+            continue
+        key = generate_key()
+        write_private_key(root / f"{name}.key", key)
+        (root / f"{name}.csr").write_text(csr_pem(build_csr(key, label)))
+        made.append(root / f"{name}.csr")
+    return made
+
+
+def enrol(
+    settings: GatewaySettings,
+    *,
+    central_url: str,
+    token: str,
+    transport: httpx.BaseTransport | None = None,
+) -> None:
+    """Send both CSRs to the central authority's management API and store the certificates."""
+    root = settings.data_dir
+    requests = (
+        ("signing", "/api/v1/certificates/signing", str(settings.gateway.member)),
+        ("tls", "/api/v1/certificates/tls", settings.id),
+    )
+    with httpx.Client(
+        base_url=central_url,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+        transport=transport,
+    ) as client:
+        for name, path, owner in requests:
+            csr = root / f"{name}.csr"
+            if not csr.exists():
+                raise NotFound(f"{csr} is missing; run 'exchange gateway init' first")
+            try:
+                response = client.post(path, json={"owner": owner, "csr": csr.read_text()})
+            except httpx.HTTPError as exc:
+                raise ServiceUnavailable("central authority cannot be reached") from exc
+            if response.status_code != 201:
+                try:
+                    message = response.json()["message"]
+                except (ValueError, KeyError):
+                    message = f"HTTP {response.status_code}"
+                raise ServiceFailed(f"central authority refused the {name} CSR: {message}")
+            (root / f"{name}.pem").write_text(response.json()["certificate"])
+
+
+def load(settings: GatewaySettings) -> GatewayKeys:
+    root = settings.data_dir
+    for name in ("signing.key", "signing.pem", "tls.key", "tls.pem"):
+        if not (root / name).exists():
+            raise NotFound(
+                f"{root / name} is missing; run 'exchange gateway init' and 'enrol' first"
+            )
+    key = load_private_key(root / "signing.key")
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise Error("the signing key must be an EC key")
+    return GatewayKeys(
+        signing_key=key,
+        signing_certificate=load_certificate(root / "signing.pem"),
+        tls_key_path=root / "tls.key",
+        tls_certificate_path=root / "tls.pem",
+    )

@@ -1,0 +1,97 @@
+"""Tables of a gateway (prefix ``gw_``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from exchange.central.models import NAMING
+from exchange.db.types import UTCDateTime
+
+ID = String(1100)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class SeenMessage(Base):
+    """(client, message id) pairs already accepted: the durable replay guard."""
+
+    __tablename__ = "gw_seen_messages"
+    client: Mapped[str] = mapped_column(ID, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Group(Base):
+    __tablename__ = "gw_groups"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class GroupMember(Base):
+    __tablename__ = "gw_group_members"
+    group: Mapped[str] = mapped_column(
+        ForeignKey("gw_groups.name", ondelete="CASCADE"), primary_key=True
+    )
+    client: Mapped[str] = mapped_column(ID, primary_key=True)
+
+
+class AccessRight(Base):
+    """One grant: ``subject`` (a client id, or ``group:NAME``) may call ``service``.
+
+    ``method`` and ``path`` narrow a grant to one REST method and a path pattern (``*`` matches
+    within a segment, ``**`` across segments); empty means any.
+    """
+
+    __tablename__ = "gw_access_rights"
+    __table_args__ = (UniqueConstraint("service", "subject", "method", "path"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service: Mapped[str] = mapped_column(ID, index=True)
+    subject: Mapped[str] = mapped_column(ID)
+    method: Mapped[str] = mapped_column(String(16), default="")
+    path: Mapped[str] = mapped_column(String(1000), default="")
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Exchange(Base):
+    """One exchange as seen by this gateway: operational monitoring fields and both signatures."""
+
+    __tablename__ = "gw_exchanges"
+    __table_args__ = (Index("ix_gw_exchanges_message", "client", "message_id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    side: Mapped[str] = mapped_column(String(8))  # "client" (consumer) or "producer"
+    message_id: Mapped[str] = mapped_column(String(255))
+    client: Mapped[str] = mapped_column(ID)
+    service: Mapped[str] = mapped_column(ID)
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    issue: Mapped[str | None] = mapped_column(String(1000))
+    purpose: Mapped[str | None] = mapped_column(String(255))
+    consent: Mapped[str | None] = mapped_column(Text)
+    peer: Mapped[str | None] = mapped_column(String(1000))
+    request_in: Mapped[datetime] = mapped_column(UTCDateTime)
+    request_out: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    response_in: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    response_out: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    request_size: Mapped[int] = mapped_column(Integer)
+    response_size: Mapped[int] = mapped_column(Integer)
+    status: Mapped[int] = mapped_column(Integer)
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+    fault_code: Mapped[str | None] = mapped_column(String(255))
+    fault_string: Mapped[str | None] = mapped_column(String(2048))
+    request_hash: Mapped[str | None] = mapped_column(String(128))
+    request_signature: Mapped[str | None] = mapped_column(Text)
+    response_signature: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,99 @@
+"""One gateway's parts, wired once per process: settings, keys, trust, stores, services.
+
+The consumer app (:mod:`exchange.gateway.consumer`) and the provider app
+(:mod:`exchange.gateway.provider`) share one :class:`Gateway`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, TypeVar
+
+import aiohttp
+
+from exchange.db import migrate
+from exchange.db.engine import build_engine
+from exchange.evidence.schemas import EvidenceSchemas
+from exchange.gateway import files
+from exchange.gateway.access import AccessRights
+from exchange.gateway.metrics import GatewayMetrics
+from exchange.gateway.records import ExchangeLog
+from exchange.gateway.replay import ReplayGuard
+from exchange.gateway.services import ServiceTable
+from exchange.gateway.settings import GatewaySettings
+from exchange.gateway.signing import MessageSigner
+from exchange.gateway.trust import Trust, TrustView
+from exchange.identifiers import SubsystemId
+from exchange.trust.globalconf import Gateway as PeerGateway
+from exchange.trust.globalconf import TrustAnchor
+from exchange.trust.globalconf_client import GlobalConfClient, utcnow
+from exchange.trust.keys import fingerprint, load_certificate
+
+T = TypeVar("T")
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        globalconf: GlobalConfClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.id = settings.gateway
+        self.member = settings.gateway.member
+        self.clock = clock
+        self.keys = files.load(settings)
+        self.signer = MessageSigner(self.keys.signing_key, self.keys.signing_certificate)
+        self.tls_fingerprint = fingerprint(load_certificate(self.keys.tls_certificate_path))
+        anchor = TrustAnchor.load(settings.anchor)
+        self.globalconf = globalconf or GlobalConfClient(
+            anchor=anchor, cache_path=settings.data_dir / "globalconf.jws", clock=clock
+        )
+        self.trust = Trust(self.globalconf, clock)
+        self.engine = build_engine(settings.db_url)
+        migrate.upgrade("gateway", self.engine)
+        self.replay = ReplayGuard(self.engine)
+        self.access = AccessRights(self.engine, cache_ttl=settings.access_cache_ttl, clock=clock)
+        self.exchanges = ExchangeLog(self.engine)
+        self.services = ServiceTable.build(
+            member=self.member,
+            specs=settings.services,
+            schemas=EvidenceSchemas.load(settings.schemas_dir),
+        )
+        self.subsystems = frozenset(SubsystemId(self.member, code) for code in settings.subsystems)
+        self.metrics = GatewayMetrics()
+        # Database work runs here, off the event loop, on threads of its own.
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gateway-db")
+        self._session: aiohttp.ClientSession | None = None
+
+    async def in_thread(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: function(*args, **kwargs))
+
+    def outbound_ssl(self, view: TrustView, peer: PeerGateway) -> ssl.SSLContext:
+        return view.pinned_context(
+            peer, certificate=self.keys.tls_certificate_path, key=self.keys.tls_key_path
+        )
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256, limit_per_host=128, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(total=self.settings.peer_timeout, sock_connect=5),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        await self.services.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.engine.dispose()

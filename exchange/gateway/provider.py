@@ -1,0 +1,241 @@
+"""The provider side: other gateways call here over mutual TLS.
+
+Order of checks, each failing closed with a signed X-Road error (``Server.ServerProxy.*``) and
+without any call to the registry:
+
+1. a valid global configuration is held;
+2. the TLS client certificate is a live certificate of a registered gateway, and that gateway
+   belongs to the member named in ``X-Road-Client``;
+3. the service path and headers are well-formed, the service is provided here, the body fits;
+4. the request signature verifies against the request as received (signer, fields, time);
+5. the (client, message id) pair is new (committed durably before going on);
+6. the client holds an access right for the service (and method and path);
+7. the registry is asked through the service's connector, and its answer must satisfy the
+   evidence schema before it is signed and released.
+
+Every outcome is recorded with both signatures.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from connectors.base import ConnectorRequest
+from exchange.errors import AccessDenied, Error, InvalidSignature, MethodNotAllowed, UnknownService
+from exchange.evidence.xml import parse_untrusted
+from exchange.gateway import metaservices
+from exchange.gateway.node import Gateway
+from exchange.gateway.records import ExchangeRecord
+from exchange.gateway.signing import (
+    REQUEST_HEADER,
+    RESPONSE_HEADER,
+    RequestClaims,
+    ResponseClaims,
+    body_digest,
+    request_hash,
+    verify_request,
+)
+from exchange.gateway.xroad import (
+    MEDIA_TYPES,
+    METASERVICES,
+    negotiate,
+    parse_target,
+    query_parameters,
+    read_body,
+    read_headers,
+)
+from exchange.http import error_body
+from exchange.identifiers import member_of
+
+log = structlog.get_logger(__name__)
+SIDE = "ServerProxy"
+from exchange.gateway.tls import PEER_FINGERPRINT  # noqa: E402
+
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def create_provider_app(gateway: Gateway) -> Starlette:
+    async def health(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "gateway": gateway.settings.id})
+
+    async def exchange(request: Request) -> Response:
+        return await handle(gateway, request)
+
+    return Starlette(
+        routes=[Route("/health", health), Route("/r1/{rest:path}", exchange, methods=ALL_METHODS)]
+    )
+
+
+async def handle(gateway: Gateway, request: Request) -> Response:
+    clock = gateway.clock
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    signature = headers.get(REQUEST_HEADER.lower())
+    record = ExchangeRecord(
+        side="producer",
+        message_id=headers.get("x-road-id", ""),
+        client=headers.get("x-road-client", ""),
+        service="",
+        request_in=clock(),
+        request_signature=signature,
+        request_hash=request_hash(signature) if signature else None,
+    )
+    content_type = "application/json"
+    status = 200
+    try:
+        # Parsed first so that every signed answer, even a refusal, names the service asked for.
+        target = parse_target(request.scope["raw_path"])
+        record.service = str(target.service)
+        view = gateway.trust.view()
+        peer = view.gateway_presenting(request.scope.get(PEER_FINGERPRINT))
+        record.peer = peer.id
+        xroad = read_headers(headers, generate_id=False)
+        record.user_id, record.issue = xroad.user_id, xroad.issue
+        record.purpose, record.consent = xroad.purpose, xroad.consent
+        if str(member_of(xroad.client)) != peer.id.rsplit("/", 1)[0]:
+            raise AccessDenied(f"gateway {peer.id} does not serve client {xroad.client}")
+        if target.service.member != gateway.member:
+            raise UnknownService(
+                f"{target.service} is not provided by this gateway", detail=str(target.service)
+            )
+        body = await read_body(
+            request.stream(),
+            content_length=headers.get("content-length"),
+            max_bytes=gateway.settings.max_body_bytes,
+        )
+        record.request_size = len(body)
+        if body and "xml" in headers.get("content-type", ""):
+            # Refuse entity expansion, DTDs and oversized documents before anyone parses them.
+            parse_untrusted(body, max_bytes=gateway.settings.max_body_bytes)
+        if not signature:
+            raise InvalidSignature("request carries no signature")
+        query = request.scope["query_string"].decode("latin-1")
+        received = RequestClaims(
+            method=request.method,
+            path=request.scope["raw_path"].decode("ascii"),
+            query=query,
+            body=body_digest(body),
+            client=str(xroad.client),
+            service=str(target.service),
+            message_id=xroad.message_id,
+            user_id=xroad.user_id,
+            issue=xroad.issue,
+            purpose=xroad.purpose,
+            consent=xroad.consent,
+            iat=0,
+            exp=0,
+        )
+        at = clock()
+        signed = verify_request(
+            signature, received=received, view=view, at=at, skew=gateway.settings.clock_skew
+        )
+        keep_until = datetime.fromtimestamp(signed.exp + gateway.settings.clock_skew, UTC)
+        await gateway.in_thread(
+            gateway.replay.accept_once,
+            client=received.client,
+            message_id=received.message_id,
+            keep_until=keep_until,
+        )
+        parameters = query_parameters(query)
+        code = target.service.service_code
+        if code in METASERVICES:
+            if code == "getOpenAPI":
+                content_type, payload = metaservices.get_openapi(
+                    gateway.services, target.service.subsystem, parameters
+                )
+            else:
+                allowed = (
+                    gateway.access.allowed_services(received.client)
+                    if code == "allowedMethods"
+                    else None
+                )
+                content_type, payload = metaservices.list_methods(
+                    gateway.services, target.service.subsystem, allowed
+                )
+        else:
+            service = gateway.services.get(target.service)
+            if request.method not in service.spec.methods:
+                raise MethodNotAllowed(f"{target.service} does not accept {request.method}")
+            gateway.access.check(
+                client=received.client,
+                service=target.service,
+                method=request.method,
+                path=target.rest_path,
+            )
+            representation = negotiate(headers.get("accept"))
+            record.request_out = clock()
+            evidence = await service.connector.fetch(
+                ConnectorRequest(
+                    service=str(target.service),
+                    parameters=parameters,
+                    method=request.method,
+                    path=target.rest_path,
+                    body=body,
+                    content_type=headers.get("content-type"),
+                )
+            )
+            record.response_in = clock()
+            if representation == "xml":
+                payload = service.schema.to_xml(evidence)
+            else:
+                payload = service.schema.to_json(evidence)
+            content_type = MEDIA_TYPES[representation]
+    except Error as error:
+        status = error.status
+        content_type = "application/json"
+        body_json = error_body(error, SIDE)
+        payload = json.dumps(body_json).encode()
+        record.fault_code, record.fault_string = body_json["type"], error.message
+        if error.status >= 500:
+            log.warning(
+                "provider.failed",
+                error=body_json["type"],
+                reason=error.message,
+                exc_info=error.__cause__,
+            )
+    record.status = status
+    return await respond(gateway, record, status=status, content_type=content_type, payload=payload)
+
+
+async def respond(
+    gateway: Gateway, record: ExchangeRecord, *, status: int, content_type: str, payload: bytes
+) -> Response:
+    claims = ResponseClaims(
+        status=status,
+        content_type=content_type,
+        body=body_digest(payload),
+        client=record.client,
+        service=record.service,
+        message_id=record.message_id,
+        request_hash=record.request_hash or "",
+        iat=int(gateway.clock().timestamp()),
+    )
+    response_signature = gateway.signer.sign_response(claims)
+    record.response_signature = response_signature
+    record.response_size = len(payload)
+    finished = gateway.clock()
+    await gateway.in_thread(gateway.exchanges.write, record, response_out=finished)
+    gateway.metrics.requests.labels("producer", record.service, str(status)).inc()
+    if record.fault_code:
+        gateway.metrics.errors.labels("producer", record.fault_code).inc()
+    gateway.metrics.latency.labels("producer").observe(
+        (finished - record.request_in).total_seconds()
+    )
+    headers = {
+        "Content-Type": content_type,  # exactly the signed value: no charset is appended
+        "X-Road-Id": record.message_id,
+        "X-Road-Client": record.client,
+        "X-Road-Service": record.service,
+        RESPONSE_HEADER: response_signature,
+    }
+    if record.request_hash:
+        headers["X-Road-Request-Hash"] = record.request_hash
+    if record.fault_code:
+        headers["X-Road-Error"] = record.fault_code
+    return Response(payload, status_code=status, headers=headers)

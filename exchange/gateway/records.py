@@ -1,0 +1,79 @@
+"""Per-exchange records: X-Road operational monitoring fields plus both signatures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from exchange.gateway import models
+
+
+@dataclass
+class ExchangeRecord:
+    side: str  # "client" (consumer gateway) or "producer" (provider gateway)
+    message_id: str
+    client: str
+    service: str
+    request_in: datetime
+    user_id: str | None = None
+    issue: str | None = None
+    purpose: str | None = None
+    consent: str | None = None
+    peer: str | None = None
+    request_out: datetime | None = None
+    response_in: datetime | None = None
+    request_size: int = 0
+    response_size: int = 0
+    status: int = 0
+    fault_code: str | None = None
+    fault_string: str | None = None
+    request_hash: str | None = None
+    request_signature: str | None = None
+    response_signature: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class ExchangeLog:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def write(self, record: ExchangeRecord, *, response_out: datetime) -> None:
+        with Session(self._engine) as session:
+            session.add(
+                models.Exchange(
+                    side=record.side,
+                    message_id=record.message_id,
+                    client=record.client,
+                    service=record.service,
+                    user_id=record.user_id,
+                    issue=record.issue,
+                    purpose=record.purpose,
+                    consent=record.consent,
+                    peer=record.peer,
+                    request_in=record.request_in,
+                    request_out=record.request_out,
+                    response_in=record.response_in,
+                    response_out=response_out,
+                    request_size=record.request_size,
+                    response_size=record.response_size,
+                    status=record.status,
+                    succeeded=record.fault_code is None and 200 <= record.status < 400,
+                    fault_code=record.fault_code,
+                    fault_string=(record.fault_string or "")[:2048] or None,
+                    request_hash=record.request_hash,
+                    request_signature=record.request_signature,
+                    response_signature=record.response_signature,
+                )
+            )
+            session.commit()
+
+    def recent(self, limit: int = 100) -> list[models.Exchange]:
+        with Session(self._engine) as session:
+            return list(
+                session.scalars(
+                    select(models.Exchange).order_by(models.Exchange.id.desc()).limit(limit)
+                )
+            )

@@ -1,0 +1,67 @@
+"""Start a gateway: verify trust first, then serve the consumer and provider listeners."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
+from typing import Any
+
+import structlog
+import uvicorn
+
+from exchange import serving
+from exchange.errors import ConfigurationUnavailable, Error
+from exchange.gateway.consumer import create_consumer_app
+from exchange.gateway.node import Gateway
+from exchange.gateway.provider import create_provider_app
+from exchange.gateway.tls import PeerCertificateProtocol, server_ssl_options
+
+log = structlog.get_logger(__name__)
+
+
+def prepare(gateway: Gateway) -> list[uvicorn.Config]:
+    """Get a verified configuration (fresh, else cached) and the listeners' uvicorn configs."""
+    try:
+        gateway.globalconf.refresh()
+    except Error as error:
+        log.warning("gateway.globalconf_unavailable_at_start", reason=error.message)
+    try:
+        view = gateway.trust.view()
+    except Error as error:
+        raise ConfigurationUnavailable(
+            f"gateway {gateway.settings.id} holds no valid global configuration ({error.message}); "
+            "is the central authority reachable?"
+        ) from error
+    ca_file = gateway.settings.data_dir / "ca.pem"
+    ca_file.write_text("".join(view.configuration.ca_certificates))
+    settings = gateway.settings
+    return [
+        serving.config(
+            create_consumer_app(gateway), host=settings.consumer.host, port=settings.consumer.port
+        ),
+        serving.config(
+            create_provider_app(gateway),
+            host=settings.provider.host,
+            port=settings.provider.port,
+            http=PeerCertificateProtocol,
+            **server_ssl_options(
+                certificate=gateway.keys.tls_certificate_path,
+                key=gateway.keys.tls_key_path,
+                ca=ca_file,
+            ),
+        ),
+    ]
+
+
+def background_jobs(gateway: Gateway) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+    async def refresh() -> None:
+        async with gateway.globalconf.refreshing(gateway.settings.globalconf_refresh):
+            await asyncio.Event().wait()
+
+    async def prune() -> None:
+        while True:
+            await asyncio.sleep(60)
+            await gateway.in_thread(gateway.replay.prune, at=gateway.clock() - timedelta(seconds=1))
+
+    return [refresh, prune]

@@ -1,0 +1,152 @@
+"""A gateway's settings file (TOML).
+
+::
+
+    id = "EE/GOV/70000310/gw1"          # this gateway; its member is the member it serves
+    data_dir = "gw1"                    # keys, certificates, cached configuration, database
+    anchor = "anchor.json"              # the instance's trust anchor, received out of band
+    subsystems = ["population-registry"]
+
+    [consumer]                          # where the member's own systems call (X-Road REST)
+    host = "127.0.0.1"
+    port = 8080
+
+    [provider]                          # where other gateways call, mutual TLS only
+    host = "127.0.0.1"
+    port = 8443
+
+    [[services]]
+    subsystem = "population-registry"
+    code = "birth-certificate"
+    evidence_type = "birth-certificate"
+    parameters = ["person"]
+    consent_policy = "consent"
+    [services.connector]
+    type = "sql"
+    url = "sqlite:///population.db"
+    query = "SELECT ... WHERE person_code = :person"
+
+Relative paths are taken from the settings file's folder. ``EXCHANGE_GATEWAY_DATABASE_URL``
+overrides ``database_url`` so that deployments keep credentials out of the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from exchange.db.engine import sqlite_url
+from exchange.errors import InvalidRequest
+from exchange.identifiers import GatewayId, check_segment
+
+SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Listen(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+
+
+class ConnectorSpec(_Strict):
+    type: Literal["sql", "http", "python"]
+    url: str | None = None
+    query: str | None = None
+    target: str | None = None
+    fields: dict[str, str] | None = None
+    timeout: float = Field(default=5.0, gt=0, le=300)
+    connect_timeout: float = Field(default=2.0, gt=0, le=60)
+    max_bytes: int = Field(default=1024 * 1024, gt=0)
+
+
+class ServiceSpec(_Strict):
+    subsystem: str
+    code: str
+    version: str | None = None
+    evidence_type: str
+    description: str = ""
+    consent_policy: Literal["consent", "legal-basis", "public"] = "consent"
+    methods: list[Literal["GET", "POST"]] = Field(default_factory=lambda: ["GET"])  # type: ignore[arg-type]
+    parameters: list[str] = Field(default_factory=list)
+    openapi: Path | None = None
+    connector: ConnectorSpec
+
+    @field_validator("subsystem", "code", "version")
+    @classmethod
+    def _segment(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_segment(value, "service part")
+        return value
+
+
+class GatewaySettings(_Strict):
+    id: str
+    data_dir: Path
+    anchor: Path
+    subsystems: list[str]
+    database_url: str | None = None
+    schemas_dir: Path = SCHEMAS_DIR
+    consumer: Listen = Listen(port=8080)
+    provider: Listen = Listen(port=8443)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    request_ttl: float = Field(default=60.0, gt=0, description="seconds a request signature lives")
+    clock_skew: float = Field(default=120.0, ge=0, description="seconds of tolerated clock drift")
+    peer_timeout: float = Field(default=30.0, gt=0)
+    globalconf_refresh: float = Field(default=60.0, gt=0)
+    access_cache_ttl: float = Field(default=2.0, ge=0)
+    json_logs: bool = False
+    services: list[ServiceSpec] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _gateway_id(cls, value: str) -> str:
+        GatewayId.parse(value)
+        return value
+
+    @field_validator("subsystems")
+    @classmethod
+    def _subsystems(cls, value: list[str]) -> list[str]:
+        for code in value:
+            check_segment(code, "subsystem code")
+        return value
+
+    @property
+    def gateway(self) -> GatewayId:
+        return GatewayId.parse(self.id)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or sqlite_url(self.data_dir / "gateway.db")
+
+    @classmethod
+    def load(cls, path: Path) -> GatewaySettings:
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InvalidRequest(f"cannot read gateway settings {path}: {exc}") from exc
+        base = path.resolve().parent
+        for key in ("data_dir", "anchor", "schemas_dir"):
+            if key in raw:
+                raw[key] = str(base / raw[key])
+        for service in raw.get("services", []):
+            if "openapi" in service:
+                service["openapi"] = str(base / service["openapi"])
+            connector = service.get("connector", {})
+            url = connector.get("url", "")
+            if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+                connector["url"] = f"sqlite:///{base / url.removeprefix('sqlite:///')}"
+        if url := os.environ.get("EXCHANGE_GATEWAY_DATABASE_URL"):
+            raw["database_url"] = url
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise InvalidRequest(f"gateway settings {path}: {where}: {first['msg']}") from exc

@@ -1,0 +1,145 @@
+"""What a gateway trusts, derived once per global configuration version.
+
+:class:`TrustView` parses the configuration's certificates once and answers the questions of the
+hot path by dictionary lookups: which member owns the signing certificate with this ``kid``, which
+gateway presents this TLS certificate, where a member's gateways are. A signing certificate is
+admitted only if the instance CA issued it, it is a signing certificate, and its ``serialNumber``
+names the member that lists it. Validity in time and revocation are checked per use (``at``).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
+from cryptography.x509.oid import NameOID
+
+from exchange.errors import AccessDenied, ConfigurationInvalid, InvalidSignature, UnknownService
+from exchange.identifiers import MemberId
+from exchange.trust.ca import DOCUMENT_SIGNING
+from exchange.trust.globalconf import Gateway, GlobalConfiguration
+from exchange.trust.globalconf_client import GlobalConfClient
+from exchange.trust.keys import fingerprint, serial_hex
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SigningCertificate:
+    member: str
+    certificate: x509.Certificate
+    serial: str
+
+
+class TrustView:
+    def __init__(self, configuration: GlobalConfiguration) -> None:
+        self.configuration = configuration
+        self.version = configuration.version
+        self.ca = x509.load_pem_x509_certificate(configuration.ca_certificates[0].encode())
+        self.revoked = frozenset(configuration.revoked_serials)
+        self.members = {m.id: m for m in configuration.members}
+        self.signing: dict[str, SigningCertificate] = {}
+        for member in configuration.members:
+            for pem in member.signing_certificates:
+                admitted = self._admit_signing(member.id, pem)
+                if admitted is not None:
+                    self.signing[fingerprint(admitted.certificate)] = admitted
+        self.gateway_by_tls: dict[str, Gateway] = {}
+        self.gateways_of: dict[str, list[Gateway]] = {}
+        self._pinned: dict[str, ssl.SSLContext] = {}
+        for gateway in configuration.gateways:
+            owner = gateway.id.rsplit("/", 1)[0]
+            self.gateways_of.setdefault(owner, []).append(gateway)
+            for pem in gateway.tls_certificates:
+                self.gateway_by_tls[fingerprint(x509.load_pem_x509_certificate(pem.encode()))] = (
+                    gateway
+                )
+
+    def _admit_signing(self, member: str, pem: str) -> SigningCertificate | None:
+        try:
+            certificate = x509.load_pem_x509_certificate(pem.encode())
+            certificate.verify_directly_issued_by(self.ca)
+            usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            owner = certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+        except (ValueError, TypeError, CryptoInvalidSignature, x509.ExtensionNotFound):
+            log.warning("trust.signing_certificate_rejected", member=member)
+            return None
+        if DOCUMENT_SIGNING not in usage or [a.value for a in owner] != [member]:
+            log.warning("trust.signing_certificate_rejected", member=member)
+            return None
+        return SigningCertificate(member, certificate, serial_hex(certificate.serial_number))
+
+    def signing_certificate(self, kid: str, *, member: MemberId, at: datetime) -> x509.Certificate:
+        """The certificate ``kid`` names, if ``member`` owns it and it is usable at ``at``."""
+        entry = self.signing.get(kid)
+        if entry is None:
+            raise InvalidSignature(
+                "signed with a certificate the global configuration does not list"
+            )
+        if entry.member != str(member):
+            raise InvalidSignature(f"signing certificate does not belong to member {member}")
+        if entry.serial in self.revoked:
+            raise InvalidSignature("signing certificate is revoked")
+        cert = entry.certificate
+        if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+            raise InvalidSignature("signing certificate is not valid at this time")
+        return cert
+
+    def gateway_presenting(self, tls_fingerprint: str | None) -> Gateway:
+        """The registered gateway whose live TLS certificate the peer presented."""
+        gateway = self.gateway_by_tls.get(tls_fingerprint or "")
+        if gateway is None:
+            raise AccessDenied("TLS certificate is not registered to any gateway of this instance")
+        return gateway
+
+    def pinned_context(self, peer: Gateway, *, certificate: Path, key: Path) -> ssl.SSLContext:
+        """Client TLS towards ``peer`` that trusts exactly the peer's live TLS certificates.
+
+        The trust store holds the peer's own certificates (not the CA) with partial-chain
+        verification, so a certificate the CA issued to anyone else, even for the same host, is
+        refused at the handshake; the host name is still checked against subjectAltName.
+        """
+        context = self._pinned.get(peer.id)
+        if context is None:
+            context = ssl.create_default_context(
+                ssl.Purpose.SERVER_AUTH, cadata="".join(peer.tls_certificates)
+            )
+            context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.load_cert_chain(certificate, key)
+            self._pinned[peer.id] = context
+        return context
+
+    def gateways_for(self, member: MemberId) -> list[Gateway]:
+        gateways = [g for g in self.gateways_of.get(str(member), []) if g.tls_certificates]
+        if not gateways:
+            raise UnknownService(f"member {member} has no reachable gateway")
+        return gateways
+
+
+class Trust:
+    """The current :class:`TrustView`, rebuilt when the client holds a new configuration."""
+
+    def __init__(self, client: GlobalConfClient, clock: Callable[[], datetime]) -> None:
+        self.client = client
+        self.clock = clock
+        self._view: TrustView | None = None
+
+    def view(self) -> TrustView:
+        configuration = self.client.current(self.clock())  # raises once it has expired
+        view = self._view
+        if view is None or view.version != configuration.version:
+            try:
+                view = self._view = TrustView(configuration)
+            except (ValueError, IndexError) as exc:
+                raise ConfigurationInvalid(
+                    f"global configuration version {configuration.version} holds unreadable "
+                    "certificates"
+                ) from exc
+        return view

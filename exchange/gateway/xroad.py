@@ -1,0 +1,173 @@
+"""X-Road REST (PR-REST) on the wire: the service path, the headers, and what is dropped.
+
+The path is read *raw* (``scope["raw_path"]``): identifier segments must be valid as they stand,
+so a percent-encoded look-alike is refused rather than decoded, and the REST path after the
+service code is passed on and signed byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from exchange.errors import InvalidIdentifier, InvalidRequest, NotAcceptable, PayloadTooLarge
+from exchange.identifiers import ClientId, MemberId, ServiceId, SubsystemId, parse_client
+
+PREFIX = "/r1/"
+METASERVICES = frozenset({"listMethods", "allowedMethods", "getOpenAPI"})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "server",
+        "user-agent",
+    }
+)
+_MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,255}")
+_PURPOSE = re.compile(r"[A-Za-z0-9._:\-]{1,100}")
+_TEXT = re.compile(r"[\x20-\x7e]{1,1000}")
+MAX_CONSENT = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    service: ServiceId
+    rest_path: str  # raw, starts with "/" or is empty
+
+
+def parse_target(raw_path: bytes) -> Target:
+    try:
+        path = raw_path.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise InvalidIdentifier("request path must be ASCII (percent-encoded)") from exc
+    if not path.startswith(PREFIX):
+        raise InvalidRequest(f"X-Road REST requests start with {PREFIX}", detail="path")
+    parts = path[len(PREFIX) :].split("/", 5)
+    if len(parts) < 5:
+        raise InvalidIdentifier(
+            "service identifier needs INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE", detail="service"
+        )
+    instance, member_class, member_code, subsystem, code = parts[:5]
+    service = ServiceId(SubsystemId(MemberId(instance, member_class, member_code), subsystem), code)
+    rest = "/" + parts[5] if len(parts) == 6 else ""
+    return Target(service=service, rest_path=rest)
+
+
+@dataclass(frozen=True, slots=True)
+class XRoadHeaders:
+    client: ClientId
+    message_id: str
+    user_id: str | None
+    issue: str | None
+    purpose: str | None
+    consent: str | None
+
+
+def _optional(
+    headers: Mapping[str, str], name: str, pattern: re.Pattern[str], max_len: int = 1000
+) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    if len(value) > max_len or pattern.fullmatch(value) is None:
+        raise InvalidRequest(f"{name} header is malformed", detail=name)
+    return value
+
+
+def read_headers(headers: Mapping[str, str], *, generate_id: bool) -> XRoadHeaders:
+    """The X-Road and exchange headers of a request (``headers`` keys lower-case)."""
+    raw_client = headers.get("x-road-client")
+    if not raw_client:
+        raise InvalidRequest("X-Road-Client header is required", detail="X-Road-Client")
+    client = parse_client(raw_client)
+    message_id = _optional(headers, "x-road-id", _MESSAGE_ID)
+    if message_id is None:
+        if not generate_id:
+            raise InvalidRequest("X-Road-Id header is required", detail="X-Road-Id")
+        message_id = str(uuid.uuid4())
+    consent = headers.get("x-exchange-consent")
+    if consent is not None and (
+        len(consent) > MAX_CONSENT or _TEXT.fullmatch(consent[:1000]) is None
+    ):
+        raise InvalidRequest("X-Exchange-Consent header is malformed", detail="X-Exchange-Consent")
+    return XRoadHeaders(
+        client=client,
+        message_id=message_id,
+        user_id=_optional(headers, "x-road-userid", _TEXT, 255),
+        issue=_optional(headers, "x-road-issue", _TEXT),
+        purpose=_optional(headers, "x-exchange-purpose", _PURPOSE),
+        consent=consent,
+    )
+
+
+def end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
+
+
+async def read_body(stream: Any, *, content_length: str | None, max_bytes: int) -> bytes:
+    """Read a request body, refusing (413) as soon as it is known to exceed ``max_bytes``."""
+    if content_length is not None and content_length.isdigit() and int(content_length) > max_bytes:
+        raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in stream:
+        body += chunk
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
+    return bytes(body)
+
+
+def negotiate(accept: str | None) -> str:
+    """``"json"`` or ``"xml"``, by the caller's ``Accept`` (JSON when it does not say)."""
+    if not accept:
+        return "json"
+    best: tuple[float, int, str] | None = None
+    for index, item in enumerate(accept.split(",")):
+        media, _, params = item.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        kind = _MEDIA.get(media.strip().lower())
+        if kind is None or quality <= 0:
+            continue
+        candidate = (quality, -index, kind)
+        if best is None or candidate > best:
+            best = candidate
+    if best is None:
+        raise NotAcceptable("evidence is available as application/json or application/xml")
+    return best[2]
+
+
+_MEDIA = {
+    "application/json": "json",
+    "application/*": "json",
+    "*/*": "json",
+    "application/xml": "xml",
+    "text/xml": "xml",
+}
+MEDIA_TYPES = {"json": "application/json", "xml": "application/xml"}
+
+
+def query_parameters(query: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in values:
+            raise InvalidRequest(f"query parameter {name!r} is given more than once", detail=name)
+        values[name] = value
+    return values

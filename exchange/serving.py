@@ -1,0 +1,84 @@
+"""Run one or more ASGI apps with uvicorn in one event loop, stopping all on SIGINT/SIGTERM.
+
+uvicorn's own signal capture assumes one server per process; a gateway has two listeners and
+the demo has many, so signals are handled here once and passed to every server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Coroutine, Generator, Sequence
+from typing import Any
+
+import uvicorn
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # signals are handled by serve_all
+
+
+def config(app: Any, *, host: str, port: int, **options: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        loop="uvloop",
+        **options,
+    )
+
+
+async def serve_all(
+    configs: Sequence[uvicorn.Config],
+    *,
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """Serve every config until a signal arrives or one server stops; then stop them all."""
+    servers = [_Server(c) for c in configs]
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            if server.should_exit:
+                server.force_exit = True
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop)
+    tasks = [
+        asyncio.create_task(s.serve(), name=f"serve:{c.port}")
+        for s, c in zip(servers, configs, strict=True)
+    ]
+    helpers = [asyncio.create_task(job()) for job in background]
+    try:
+        while not all(s.started for s in servers):
+            if any(t.done() for t in tasks):
+                break
+            await asyncio.sleep(0.01)
+        if on_started is not None and all(s.started for s in servers):
+            on_started()
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            if task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        failed = [c.port for s, c in zip(servers, configs, strict=True) if not s.started]
+        if failed:
+            raise OSError(f"could not listen on port(s) {', '.join(map(str, failed))}")
+    finally:
+        for helper in helpers:
+            helper.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)

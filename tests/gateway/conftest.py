@@ -1,0 +1,186 @@
+"""A running federation: central authority, the population register's gateway (provider) and
+the state portal's gateway (consumer), each its own process on loopback, plus a REST registry
+that counts every call it gets."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from exchange.db.engine import build_engine
+from exchange.gateway.access import AccessRights
+from exchange.gateway.settings import GatewaySettings
+from exchange.sample import federation
+from exchange.trust.globalconf_client import utcnow
+from tests.conftest import _postgres_database
+from tests.gateway.registry_server import RegistryServer, diploma_service, running_registry
+from tests.servers import free_port, serving
+
+PORTAL_CLIENT = str(federation.CITIZEN_PORTAL)
+BIRTH = f"/r1/{federation.BIRTH_CERTIFICATE}"
+DIPLOMA = f"/r1/{federation.POPULATION_REGISTRY}/diploma"
+MARI = "EE38001085718"
+
+
+@dataclass
+class Running:
+    layout: federation.Federation
+    ports: federation.Ports
+    registry: RegistryServer
+    processes: dict[str, subprocess.Popen[bytes]]
+    logs: Path
+
+    @property
+    def consumer_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.consumer_consumer}"
+
+    def call(
+        self,
+        path: str,
+        *,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        sent = {"X-Road-Client": PORTAL_CLIENT, **(headers or {})}
+        return httpx.request(
+            method, f"{self.consumer_url}{path}", headers=sent, timeout=30, **kwargs
+        )
+
+    def provider_settings(self) -> GatewaySettings:
+        return GatewaySettings.load(self.layout.provider)
+
+    def consumer_settings(self) -> GatewaySettings:
+        return GatewaySettings.load(self.layout.consumer)
+
+    def provider_access(self) -> AccessRights:
+        return AccessRights(
+            build_engine(self.provider_settings().db_url), cache_ttl=0, clock=utcnow
+        )
+
+    def globalconf_version(self, side: str) -> int:
+        port = self.ports.consumer_consumer if side == "consumer" else self.ports.provider_consumer
+        return int(
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()["globalconf_version"]
+        )
+
+    def wait_for_version(self, version: int) -> None:
+        deadline = time.monotonic() + 20
+        while (
+            min(self.globalconf_version("consumer"), self.globalconf_version("provider")) < version
+        ):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"gateways did not pick up configuration version {version}")
+            time.sleep(0.1)
+
+    @contextlib.contextmanager
+    def restarted(self, name: str) -> Iterator[None]:
+        """Stop gateway ``name`` ("provider"/"consumer") and bring it back for the block."""
+        process = self.processes[name]
+        process.terminate()
+        process.wait(15)
+        config = self.layout.provider if name == "provider" else self.layout.consumer
+        port = self.ports.provider_consumer if name == "provider" else self.ports.consumer_consumer
+        with serving(
+            ["gateway", "serve", "-c", str(config)],
+            health_url=f"http://127.0.0.1:{port}/health",
+            log=self.logs / f"{name}-again.log",
+        ) as again:
+            self.processes[name] = again
+            yield
+
+
+GATEWAY_EXTRA = (
+    "globalconf_refresh = 0.3\naccess_cache_ttl = 0\nclock_skew = 30\nmax_body_bytes = 65536\n"
+)
+
+
+@contextlib.contextmanager
+def run_federation(
+    base: Path,
+    database_urls: tuple[str | None, str | None] = (None, None),
+    *,
+    configuration_validity: str = "PT1H",
+) -> Iterator[Running]:
+    ports = federation.Ports(*(free_port() for _ in range(5)))
+    with running_registry() as registry:
+        layout = federation.create(
+            base,
+            ports,
+            gateway_extra=GATEWAY_EXTRA,
+            extra_services=diploma_service(registry.url),
+            database_urls=database_urls,
+        )
+        access = AccessRights(
+            build_engine(GatewaySettings.load(layout.provider).db_url), cache_ttl=0, clock=utcnow
+        )
+        access.grant(service=f"{federation.POPULATION_REGISTRY}/diploma", subject=PORTAL_CLIENT)
+        env = {"EXCHANGE_CENTRAL_CONFIGURATION_VALIDITY": configuration_validity}
+        with contextlib.ExitStack() as stack:
+            central = stack.enter_context(
+                serving(
+                    [
+                        "central",
+                        "serve",
+                        "--data-dir",
+                        str(layout.central.data_dir),
+                        "--port",
+                        str(ports.central),
+                    ],
+                    health_url=f"http://127.0.0.1:{ports.central}/health",
+                    env=env,
+                    log=base / "central.log",
+                )
+            )
+            provider = stack.enter_context(
+                serving(
+                    ["gateway", "serve", "-c", str(layout.provider)],
+                    health_url=f"http://127.0.0.1:{ports.provider_consumer}/health",
+                    log=base / "provider.log",
+                )
+            )
+            consumer = stack.enter_context(
+                serving(
+                    ["gateway", "serve", "-c", str(layout.consumer)],
+                    health_url=f"http://127.0.0.1:{ports.consumer_consumer}/health",
+                    log=base / "consumer.log",
+                )
+            )
+            yield Running(
+                layout,
+                ports,
+                registry,
+                {"central": central, "provider": provider, "consumer": consumer},
+                base,
+            )
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def running(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    """One federation per test module and backend of the gateways' own databases."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgresql":
+            urls = (
+                stack.enter_context(contextlib.contextmanager(_postgres_database)()),
+                stack.enter_context(contextlib.contextmanager(_postgres_database)()),
+            )
+        else:
+            urls = (None, None)
+        yield stack.enter_context(run_federation(tmp_path_factory.mktemp("federation"), urls))
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Running]:
+    """A federation of its own, for tests that change trust (revocations, restarts)."""
+    with run_federation(tmp_path) as made:
+        yield made

@@ -1,0 +1,213 @@
+"""The exchange path end to end: portal, its gateway, mutual TLS, provider gateway, registry."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import xmlschema
+from cryptography import x509
+from joserfc import jws
+from joserfc.jwk import ECKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from exchange.db.engine import build_engine
+from exchange.gateway import models
+from exchange.gateway.settings import SCHEMAS_DIR
+from exchange.gateway.signing import request_hash
+from exchange.trust.keys import certificate_pem
+from tests.gateway.conftest import BIRTH, DIPLOMA, MARI, PORTAL_CLIENT, Running
+
+
+def exchanges(running: Running, side: str, message_id: str) -> list[models.Exchange]:
+    settings = running.consumer_settings() if side == "client" else running.provider_settings()
+    with Session(build_engine(settings.db_url)) as session:
+        return list(
+            session.scalars(select(models.Exchange).where(models.Exchange.message_id == message_id))
+        )
+
+
+def test_evidence_as_json_with_xroad_headers(running: Running) -> None:
+    message_id = str(uuid.uuid4())
+    response = running.call(
+        f"{BIRTH}?person={MARI}", headers={"X-Road-Id": message_id, "X-Road-UserId": MARI}
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    evidence = response.json()["BirthCertificate"]
+    assert evidence["personCode"] == MARI
+    assert evidence["placeOfBirth"] == {"municipality": "Tallinn", "country": "EE"}
+    assert response.headers["X-Road-Id"] == message_id
+    assert response.headers["X-Road-Client"] == PORTAL_CLIENT
+    assert (
+        response.headers["X-Road-Service"]
+        == "EE/GOV/70000310/population-registry/birth-certificate"
+    )
+    [record] = exchanges(running, "client", message_id)
+    assert response.headers["X-Road-Request-Hash"] == request_hash(record.request_signature or "")
+    assert "X-Road-Error" not in response.headers
+
+
+def test_evidence_as_xml_is_schema_valid(running: Running) -> None:
+    response = running.call(f"{BIRTH}?person={MARI}", headers={"Accept": "application/xml"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/xml"
+    schema = xmlschema.XMLSchema(str(SCHEMAS_DIR / "birth-certificate.xsd"))
+    assert schema.is_valid(response.content)
+    assert schema.to_dict(response.content)["familyName"] == "Tamm"
+
+
+def test_message_id_is_generated_when_missing(running: Running) -> None:
+    response = running.call(f"{BIRTH}?person={MARI}")
+    assert response.status_code == 200
+    assert uuid.UUID(response.headers["X-Road-Id"])
+
+
+def test_both_signatures_verify_with_an_independent_jose_library(running: Running) -> None:
+    message_id = str(uuid.uuid4())
+    response = running.call(
+        f"{BIRTH}?person={MARI}",
+        headers={"X-Road-Id": message_id, "X-Exchange-Purpose": "study-grant"},
+    )
+    assert response.status_code == 200
+    [consumer_side] = exchanges(running, "client", message_id)
+    [provider_side] = exchanges(running, "producer", message_id)
+    assert consumer_side.request_signature == provider_side.request_signature
+    assert consumer_side.response_signature == provider_side.response_signature
+
+    def key(settings_dir: object) -> ECKey:
+        cert = x509.load_pem_x509_certificate((settings_dir / "signing.pem").read_bytes())  # type: ignore[operator]
+        return ECKey.import_key(certificate_pem(cert).encode())
+
+    request = jws.deserialize_compact(
+        consumer_side.request_signature or "",
+        key(running.consumer_settings().data_dir),
+        algorithms=["ES256"],
+    )
+    claims = json.loads(request.payload)
+    assert claims["message_id"] == message_id
+    assert claims["client"] == PORTAL_CLIENT
+    assert claims["purpose"] == "study-grant"
+    assert claims["query"] == f"person={MARI}"
+    assert claims["exp"] > claims["iat"]
+    answer = jws.deserialize_compact(
+        consumer_side.response_signature or "",
+        key(running.provider_settings().data_dir),
+        algorithms=["ES256"],
+    )
+    bound = json.loads(answer.payload)
+    assert bound["status"] == 200
+    assert bound["request_hash"] == request_hash(consumer_side.request_signature or "")
+    assert provider_side.succeeded
+    assert provider_side.peer == "EE/GOV/70000001/gw1"
+
+
+def test_unknown_person_is_a_signed_not_found(running: Running) -> None:
+    response = running.call(f"{BIRTH}?person=EE00000000000")
+    assert response.status_code == 404
+    assert response.json()["type"] == "Server.ServerProxy.NotFound"
+    assert response.headers["X-Road-Error"] == "Server.ServerProxy.NotFound"
+
+
+def test_caller_mistakes_are_client_errors(running: Running) -> None:
+    missing_client = running.call(f"{BIRTH}?person={MARI}", headers={"X-Road-Client": ""})
+    assert missing_client.status_code == 400
+    assert missing_client.json()["type"] == "Client.InvalidRequest"
+    foreign = running.call(
+        f"{BIRTH}?person={MARI}", headers={"X-Road-Client": "EE/GOV/70000310/population-registry"}
+    )
+    assert foreign.status_code == 403
+    assert foreign.json()["type"] == "Client.AccessDenied"
+    encoded = running.call(
+        f"/r1/EE/GOV/70000310/population%2Dregistry/birth-certificate?person={MARI}"
+    )
+    assert encoded.status_code == 400
+    assert encoded.json()["type"] == "Client.InvalidIdentifier"
+    unknown_subsystem = running.call("/r1/EE/GOV/70000310/nothing-here/birth-certificate")
+    assert unknown_subsystem.status_code == 404
+    assert unknown_subsystem.json()["type"] == "Client.UnknownService"
+    missing_parameter = running.call(BIRTH)
+    assert missing_parameter.status_code == 400
+    assert missing_parameter.json()["type"] == "Server.ServerProxy.InvalidRequest"
+    not_acceptable = running.call(f"{BIRTH}?person={MARI}", headers={"Accept": "text/csv"})
+    assert not_acceptable.status_code == 406
+
+
+def test_unknown_service_of_a_known_subsystem(running: Running) -> None:
+    response = running.call("/r1/EE/GOV/70000310/population-registry/tax-returns")
+    assert response.status_code == 404
+    assert response.json()["type"] == "Server.ServerProxy.UnknownService"
+
+
+def test_no_access_right_is_denied_without_calling_the_registry(running: Running) -> None:
+    access = running.provider_access()
+    service = "EE/GOV/70000310/population-registry/diploma"
+    access.revoke(service=service, subject=PORTAL_CLIENT)
+    try:
+        before = running.registry.calls
+        response = running.call(f"{DIPLOMA}?person={MARI}")
+        assert response.status_code == 403
+        assert response.json()["type"] == "Server.ServerProxy.AccessDenied"
+        assert running.registry.calls == before
+    finally:
+        access.grant(service=service, subject=PORTAL_CLIENT)
+    assert running.call(f"{DIPLOMA}?person={MARI}").status_code == 200
+
+
+def test_group_grants_and_method_path_narrowing(running: Running) -> None:
+    access = running.provider_access()
+    service = "EE/GOV/70000310/population-registry/diploma"
+    access.revoke(service=service, subject=PORTAL_CLIENT)
+    try:
+        access.add_group("portals")
+        access.add_to_group("portals", PORTAL_CLIENT)
+        access.grant(service=service, subject="group:portals", method="POST")
+        assert running.call(f"{DIPLOMA}?person={MARI}").status_code == 403  # GET is not granted
+        posted = running.call(
+            f"{DIPLOMA}?person={MARI}",
+            method="POST",
+            content=b"{}",
+            headers={"Content-Type": "application/json"},
+        )
+        assert posted.status_code == 200, posted.text
+    finally:
+        access.revoke(service=service, subject="group:portals", method="POST")
+        access.grant(service=service, subject=PORTAL_CLIENT)
+
+
+def test_oversized_body_is_413(running: Running) -> None:
+    response = running.call(f"{DIPLOMA}?person={MARI}", method="POST", content=b"x" * 70000)
+    assert response.status_code == 413
+    assert response.json()["type"] == "Client.PayloadTooLarge"
+
+
+def test_metaservices(running: Running) -> None:
+    listed = running.call("/r1/EE/GOV/70000310/population-registry/listMethods")
+    assert listed.status_code == 200, listed.text
+    codes = {s["service_code"] for s in listed.json()["service"]}
+    assert codes == {"birth-certificate", "residence-record", "diploma"}
+    allowed = running.call("/r1/EE/GOV/70000310/population-registry/allowedMethods")
+    assert {s["service_code"] for s in allowed.json()["service"]} == codes
+    openapi = running.call(
+        "/r1/EE/GOV/70000310/population-registry/getOpenAPI?serviceCode=birth-certificate"
+    )
+    assert openapi.status_code == 200
+    assert openapi.json()["openapi"].startswith("3.")
+    clients = json.loads(running.call("/listClients").content)["member"]
+    ids = {
+        (c["id"]["object_type"], c["id"]["member_code"], c["id"].get("subsystem_code"))
+        for c in clients
+    }
+    assert ("SUBSYSTEM", "70000001", "citizen-portal") in ids
+    assert ("MEMBER", "70000310", None) in ids
+
+
+def test_operational_metrics_are_exported(running: Running) -> None:
+    running.call(f"{BIRTH}?person={MARI}")
+    text = running.call("/metrics").text
+    assert (
+        'exchange_requests_total{service="EE/GOV/70000310/population-registry/birth-certificate",side="client",status="200"}'
+        in text
+    )
+    assert "exchange_request_seconds_bucket" in text
