@@ -8,6 +8,7 @@ return at most one row; none is ``NotFound``, more than one is a registry fault.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -44,18 +45,32 @@ class SqlConnector:
         # Its own threads: a slow registry must not starve the event loop's default executor.
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sql-connector")
 
-    def _run(self, values: dict[str, str]) -> list[Mapping[str, Any]]:
+    def _run(self, values: dict[str, str], running: list[Any]) -> list[Mapping[str, Any]]:
         with self._engine.connect() as connection:
+            running.append(connection.connection.dbapi_connection)
             result = connection.execute(self._statement, values).mappings().fetchmany(2)
             return [dict(row) for row in result]
+
+    @staticmethod
+    def _cancel(running: list[Any]) -> None:
+        """Stop a statement that ran out of time, so it does not hold a thread and a lock."""
+        for raw in running:
+            stop = getattr(raw, "interrupt", None) or getattr(
+                raw, "cancel", None
+            )  # sqlite3, psycopg
+            if stop is not None:
+                with contextlib.suppress(Exception):
+                    stop()
 
     async def fetch(self, request: ConnectorRequest) -> Evidence:
         values = require_parameters(request, self._parameters)
         try:
             loop = asyncio.get_running_loop()
-            pending = loop.run_in_executor(self._executor, self._run, values)
+            running: list[Any] = []
+            pending = loop.run_in_executor(self._executor, self._run, values, running)
             rows = await asyncio.wait_for(pending, self._timeout)
         except TimeoutError as exc:
+            self._cancel(running)
             raise ServiceTimeout(f"registry did not answer within {self._timeout:g} s") from exc
         except OperationalError as exc:
             raise ServiceUnavailable("registry database cannot be used") from exc

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from exchange.errors import Error, InvalidRequest
+from exchange.logging import failure
 
 log = structlog.get_logger(__name__)
 
@@ -58,8 +59,12 @@ def _plain(status: int, code: str, message: str, detail: str | None = None) -> J
 async def _on_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Error)
     if exc.status >= 500:
-        log.warning(
-            "request.failed", error=exc.xroad_type, reason=exc.message, exc_info=exc.__cause__
+        failure(
+            log,
+            "request.failed",
+            error_type=exc.xroad_type,
+            message=exc.message,
+            cause=exc.__cause__,
         )
     return error_response(exc)
 

@@ -71,3 +71,54 @@ class Signer:
 
     def document(self, **kwargs: object) -> bytes:
         return globalconf.sign(self.configuration(**kwargs), self.key, self.certificate)  # type: ignore[arg-type]
+
+
+@dataclass
+class Instance:
+    """An instance CA issuing member signing certificates, and configurations listing them."""
+
+    at: datetime
+    name: str = "EE"
+
+    def __post_init__(self) -> None:
+        key = generate_key()
+        root = ca.create_root(key, instance=self.name, at=self.at, validity=timedelta(days=3650))
+        self.authority = ca.CertificateAuthority(key=key, certificate=root)
+
+    def signing(
+        self, member: str, *, validity: timedelta = timedelta(days=365)
+    ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        key = generate_key()
+        subject = x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, member)])
+        cert = self.authority.issue(
+            public_key=key.public_key(),
+            subject=subject,
+            profile=ca.Profile.SIGNING,
+            at=self.at,
+            validity=validity,
+        )
+        return key, cert
+
+    def configuration(
+        self, members: dict[str, list[x509.Certificate]], *, revoked: list[str] = ()
+    ) -> globalconf.GlobalConfiguration:  # type: ignore[assignment]
+        from exchange.trust.keys import certificate_pem
+
+        return globalconf.GlobalConfiguration(
+            format_version=globalconf.FORMAT_VERSION,
+            instance=self.name,
+            version=1,
+            generated_at=self.at,
+            expires_at=self.at + timedelta(hours=1),
+            central_url="http://127.0.0.1:1",
+            ca_certificates=[certificate_pem(self.authority.certificate)],
+            member_classes=["GOV"],
+            members=[
+                globalconf.Member(
+                    id=m, name=m, signing_certificates=[certificate_pem(c) for c in certs]
+                )
+                for m, certs in members.items()
+            ],
+            gateways=[],
+            revoked_serials=list(revoked),
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -100,24 +101,43 @@ def test_member_side_csr_flow_through_the_cli(tmp_path: Path) -> None:
     assert "File exists" in again.stderr
 
 
-def test_demo_comes_up_resumes_and_stops_cleanly(tmp_path: Path) -> None:
-    port = free_port()
-    args = ["demo", "--data-dir", str(tmp_path / "demo"), "--port", str(port)]
-    health = f"http://127.0.0.1:{port}/health"
+def test_demo_comes_up_serves_evidence_resumes_and_stops_cleanly(tmp_path: Path) -> None:
+    base = free_port()
+    while not all(port_is_free(base + offset) for offset in (0, 10, 11, 20, 21)):
+        base = free_port()
+    args = ["demo", "--data-dir", str(tmp_path / "demo"), "--port", str(base)]
+    health = f"http://127.0.0.1:{base + 20}/health"
+    evidence = (
+        f"http://127.0.0.1:{base + 20}/r1/EE/GOV/70000310/population-registry/birth-certificate"
+        "?person=EE38001085718"
+    )
+    client = {"X-Road-Client": "EE/GOV/70000001/citizen-portal"}
     with serving(args, health_url=health, log=tmp_path / "first.log") as process:
-        assert httpx.get(f"http://127.0.0.1:{port}/globalconf").status_code == 200
+        answer = httpx.get(evidence, headers=client, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["BirthCertificate"]["givenName"] == "Mari"
     assert process.returncode == 0
     first = (tmp_path / "first.log").read_text()
     assert "initialised instance EE" in first
-    fetched = exchange(
-        "globalconf", "fetch", "--anchor", str(tmp_path / "demo" / "central" / "anchor.json")
-    )
+    assert "curl -H 'X-Road-Client: EE/GOV/70000001/citizen-portal'" in first
+    assert "demo stopped" in first
+    assert "warning" not in first
+    anchor = str(tmp_path / "demo" / "central" / "anchor.json")
+    fetched = exchange("globalconf", "fetch", "--anchor", anchor)
     assert fetched.returncode == 1  # the authority is stopped: a clear refusal, not a traceback
     assert "central authority cannot be reached" in fetched.stderr
     with serving(args, health_url=health, log=tmp_path / "second.log"):
-        fetched = exchange(
-            "globalconf", "fetch", "--anchor", str(tmp_path / "demo" / "central" / "anchor.json")
-        )
+        fetched = exchange("globalconf", "fetch", "--anchor", anchor)
         assert fetched.returncode == 0, fetched.stderr
         assert "instance EE, version" in fetched.stdout
-    assert "resuming instance" in (tmp_path / "second.log").read_text()
+        assert httpx.get(evidence, headers=client, timeout=10).status_code == 200
+    assert "resuming the demo" in (tmp_path / "second.log").read_text()
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True

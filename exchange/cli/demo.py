@@ -1,43 +1,113 @@
-"""``exchange demo``: bring the system up on embedded defaults and say what was done."""
+"""``exchange demo``: bring a small federation up on embedded defaults and say what was done.
+
+First run: create instance EE in the data folder with its central authority, a population
+register (SQLite) behind the Population Register's gateway, and the State Portal's gateway as
+the consumer. Later runs resume the same folder. Everything runs in this one process on
+localhost; Ctrl-C stops it all.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from exchange.central import files
+from exchange import serving
+from exchange.central.app import build, create_app
+from exchange.central.files import resolve
 from exchange.central.settings import CentralSettings
-from exchange.cli import central
+from exchange.db import migrate
+from exchange.db.engine import build_engine
+from exchange.gateway.node import Gateway
+from exchange.gateway.runner import background_jobs, prepare
+from exchange.gateway.settings import GatewaySettings
+from exchange.logging import configure
+from exchange.sample import federation, population
 
-DEMO_INSTANCE = "EE"
+PEOPLE = ", ".join(code for code, *_ in population.PEOPLE[:3])
+
+
+def _ports(base: int) -> federation.Ports:
+    return federation.Ports(base, base + 10, base + 11, base + 20, base + 21)
 
 
 def demo(
     data_dir: Annotated[
         Path, typer.Option(help="Folder holding all demo state; a second run resumes it.")
     ] = Path("demo-data"),
-    port: Annotated[int, typer.Option(help="Port of the central authority.")] = 4400,
+    port: Annotated[
+        int, typer.Option(help="First port; the demo uses it and +10, +11, +20, +21.")
+    ] = 4400,
 ) -> None:
-    """Initialise (first run) and serve a demo instance on localhost."""
-    url = f"http://127.0.0.1:{port}"
-    settings = CentralSettings(data_dir=data_dir / "central", port=port, public_url=url)
-    if (settings.data_dir / "authority.json").exists():
-        typer.echo(f"resuming instance in {settings.data_dir}")
+    """Bring up a federation on localhost: central authority, two gateways, a register."""
+    configure(level="WARNING")
+    marker = data_dir / "demo.json"
+    if marker.exists():
+        port = json.loads(marker.read_text())["port"]
+        typer.echo(f"resuming the demo in {data_dir} (ports from its first run, from {port})")
+        layout = federation.Federation(
+            base=data_dir,
+            central=CentralSettings(data_dir=data_dir / "central", port=port),
+            provider=data_dir / "population-gateway" / "gateway.toml",
+            consumer=data_dir / "portal-gateway" / "gateway.toml",
+            registry=data_dir / "registries" / "population.db",
+        )
     else:
-        central.init(instance=DEMO_INSTANCE, data_dir=settings.data_dir, public_url=settings.url)
-    # The port may differ from the last run: keep the anchor's URL true.
-    anchor = files.write_anchor(settings, files.load(settings))
-    typer.echo("")
-    typer.echo("central authority:")
-    typer.echo(f"  global configuration  {settings.url}/globalconf")
-    typer.echo(f"  trust anchor          {settings.url}/anchor  (sha256 {anchor.digest()})")
-    typer.echo(f"  CRL                   {settings.url}/crl")
-    typer.echo(
-        f"  management API        {settings.url}/docs"
-        f"  (token in {settings.data_dir / 'admin-token'})"
-    )
-    typer.echo("try:  exchange globalconf fetch --anchor " + str(settings.data_dir / "anchor.json"))
-    typer.echo("stop with Ctrl-C")
-    central.serve(data_dir=settings.data_dir, host=None, port=port, public_url=url, json_logs=False)
+        layout = federation.create(data_dir, _ports(port))
+        marker.write_text(json.dumps({"port": port}) + "\n")
+        typer.echo(f"initialised instance {federation.INSTANCE} in {data_dir}")
+    ports = _ports(port)
+    central_settings = resolve(layout.central)
+    migrate.upgrade("central", build_engine(central_settings.db_url))
+    central = build(central_settings)
+    document = central.publisher.document()
+    gateways = []
+    for config in (layout.provider, layout.consumer):
+        settings = GatewaySettings.load(config)
+        # The authority starts in this same process: give each gateway today's configuration.
+        (settings.data_dir / "globalconf.jws").write_bytes(document)
+        gateways.append(Gateway(settings))
+
+    consumer = f"http://127.0.0.1:{ports.consumer_consumer}"
+    service = f"{consumer}/r1/{federation.BIRTH_CERTIFICATE}"
+    walkthrough = f"""
+exchange demo: instance {federation.INSTANCE} is up on localhost.
+
+  central authority         {central_settings.url}   (global configuration at /globalconf)
+  Population Register gw    provider https://127.0.0.1:{ports.provider_tls} (mutual TLS only)
+  State Portal gw           consumer {consumer}   (X-Road REST for the portal)
+
+Ask the State Portal's gateway for a birth certificate, as the portal would:
+
+  curl -H 'X-Road-Client: {federation.CITIZEN_PORTAL}' \\
+       '{service}?person=EE38001085718'
+
+Add -H 'Accept: application/xml' for XML. Sample people: {PEOPLE}.
+List what the register offers:
+  curl -H 'X-Road-Client: {federation.CITIZEN_PORTAL}' \\
+       '{consumer}/r1/{federation.POPULATION_REGISTRY}/listMethods'
+
+State lives in {data_dir}; run again to resume. Ctrl-C stops everything.
+"""
+
+    async def main() -> None:
+        configs = [
+            serving.config(create_app(central_settings), host="127.0.0.1", port=ports.central)
+        ]
+        jobs = []
+        for gateway in gateways:
+            configs += prepare(gateway, refresh=False)  # the cache was just filled
+            jobs += background_jobs(gateway)
+        try:
+            await serving.serve_all(
+                configs, background=jobs, on_started=lambda: typer.echo(walkthrough)
+            )
+        finally:
+            for gateway in gateways:
+                await gateway.close()
+
+    asyncio.run(main())
+    typer.echo("demo stopped")

@@ -50,6 +50,7 @@ from exchange.gateway.trust import TrustView
 from exchange.gateway.xroad import Target, XRoadHeaders, parse_target, read_body, read_headers
 from exchange.http import error_body
 from exchange.identifiers import ServiceId
+from exchange.logging import failure
 from exchange.trust.globalconf import Gateway as PeerGateway
 
 log = structlog.get_logger(__name__)
@@ -136,8 +137,12 @@ async def handle(gateway: Gateway, request: Request) -> Response:
         payload = json.dumps(body_json).encode()
         record.fault_string = error.message
         if error.status >= 500:
-            log.warning(
-                "consumer.failed", error=error_type, reason=error.message, exc_info=error.__cause__
+            failure(
+                log,
+                "consumer.failed",
+                error_type=error_type or "",
+                message=error.message,
+                cause=error.__cause__,
             )
     record.status = status
     record.fault_code = error_type

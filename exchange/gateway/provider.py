@@ -53,6 +53,7 @@ from exchange.gateway.xroad import (
 )
 from exchange.http import error_body
 from exchange.identifiers import member_of
+from exchange.logging import failure
 
 log = structlog.get_logger(__name__)
 SIDE = "ServerProxy"
@@ -193,11 +194,12 @@ async def handle(gateway: Gateway, request: Request) -> Response:
         payload = json.dumps(body_json).encode()
         record.fault_code, record.fault_string = body_json["type"], error.message
         if error.status >= 500:
-            log.warning(
+            failure(
+                log,
                 "provider.failed",
-                error=body_json["type"],
-                reason=error.message,
-                exc_info=error.__cause__,
+                error_type=body_json["type"] or "",
+                message=error.message,
+                cause=error.__cause__,
             )
     record.status = status
     return await respond(gateway, record, status=status, content_type=content_type, payload=payload)

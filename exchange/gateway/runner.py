@@ -20,12 +20,13 @@ from exchange.gateway.tls import PeerCertificateProtocol, server_ssl_options
 log = structlog.get_logger(__name__)
 
 
-def prepare(gateway: Gateway) -> list[uvicorn.Config]:
+def prepare(gateway: Gateway, *, refresh: bool = True) -> list[uvicorn.Config]:
     """Get a verified configuration (fresh, else cached) and the listeners' uvicorn configs."""
-    try:
-        gateway.globalconf.refresh()
-    except Error as error:
-        log.warning("gateway.globalconf_unavailable_at_start", reason=error.message)
+    if refresh:
+        try:
+            gateway.globalconf.refresh()
+        except Error as error:
+            log.warning("gateway.globalconf_unavailable_at_start", reason=error.message)
     try:
         view = gateway.trust.view()
     except Error as error:

@@ -39,6 +39,12 @@ _MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,255}")
 _PURPOSE = re.compile(r"[A-Za-z0-9._:\-]{1,100}")
 _TEXT = re.compile(r"[\x20-\x7e]{1,1000}")
 MAX_CONSENT = 16 * 1024
+_CANONICAL = {
+    "x-road-id": "X-Road-Id",
+    "x-road-userid": "X-Road-UserId",
+    "x-road-issue": "X-Road-Issue",
+    "x-exchange-purpose": "X-Exchange-Purpose",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +88,8 @@ def _optional(
     if value is None:
         return None
     if len(value) > max_len or pattern.fullmatch(value) is None:
-        raise InvalidRequest(f"{name} header is malformed", detail=name)
+        shown = _CANONICAL.get(name, name)
+        raise InvalidRequest(f"{shown} header is malformed", detail=shown)
     return value
 
 

@@ -125,6 +125,7 @@ def create(
     ``[[services]]`` blocks to the provider, ``database_urls`` gives the provider's and the
     consumer's gateway a database other than their SQLite default.
     """
+    base = base.resolve()
     central_settings = CentralSettings(
         data_dir=base / "central",
         port=ports.central,

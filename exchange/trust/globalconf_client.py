@@ -154,9 +154,9 @@ class GlobalConfClient:
 
         async def loop() -> None:
             while True:
+                await asyncio.sleep(interval)
                 with contextlib.suppress(Error):
                     await asyncio.to_thread(self.refresh)
-                await asyncio.sleep(interval)
 
         task = asyncio.create_task(loop(), name="globalconf-refresh")
         try:

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import pytest
+
+from connectors.http import HttpConnector, _decode
+from exchange.errors import ServiceFailed
+
+
+def test_values_fill_one_path_segment_each() -> None:
+    connector = HttpConnector(
+        url="http://registry/diplomas/{person}", parameters=("person", "year")
+    )
+    target = connector._target({"person": "../admin?x=1#", "year": "2004"})
+    assert target == "http://registry/diplomas/..%2Fadmin%3Fx%3D1%23?year=2004"
+
+
+def test_undeclared_placeholders_are_refused() -> None:
+    with pytest.raises(ValueError, match="undeclared"):
+        HttpConnector(url="http://registry/{table}/{person}", parameters=("person",))
+
+
+def test_replies_must_be_objects_or_xml() -> None:
+    assert _decode(b'{"a": {"b": 1}}', "application/json", 1000) == {"a.b": 1}
+    for body, kind in (
+        (b"[1, 2]", "application/json"),
+        (b"<a>", "application/xml"),
+        (b"x", "text/plain"),
+    ):
+        with pytest.raises(ServiceFailed):
+            _decode(body, kind, 1000)
+    assert _decode(b"<d><personCode>EE1</personCode></d>", "application/xml", 1000) == {
+        "personCode": "EE1"
+    }

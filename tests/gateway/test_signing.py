@@ -1,0 +1,165 @@
+"""Request and response signatures, without any server: what binds, what is refused."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from exchange.errors import InvalidSignature, StaleMessage
+from exchange.gateway.signing import (
+    MessageSigner,
+    RequestClaims,
+    ResponseClaims,
+    body_digest,
+    request_hash,
+    verify_request,
+    verify_response,
+)
+from exchange.gateway.trust import TrustView
+from exchange.identifiers import MemberId
+from exchange.trust.keys import serial_hex
+from tests.conftest import NOW
+from tests.factories import Instance
+
+PORTAL = "EE/GOV/70000001"
+REGISTER = "EE/GOV/70000310"
+AT = NOW
+
+
+@pytest.fixture
+def instance() -> Instance:
+    return Instance(at=AT - timedelta(days=1))
+
+
+def request(**changes: object) -> RequestClaims:
+    base = RequestClaims(
+        method="GET",
+        path="/r1/EE/GOV/70000310/population-registry/birth-certificate",
+        query="person=EE38001085718",
+        body=body_digest(b""),
+        client=f"{PORTAL}/citizen-portal",
+        service="EE/GOV/70000310/population-registry/birth-certificate",
+        message_id="m-1",
+        user_id="EE38001085718",
+        issue=None,
+        purpose="study-grant",
+        consent="consent-1",
+        iat=int(AT.timestamp()),
+        exp=int(AT.timestamp()) + 60,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_request_round_trip(instance: Instance) -> None:
+    key, cert = instance.signing(PORTAL)
+    view = TrustView(instance.configuration({PORTAL: [cert]}))
+    token = MessageSigner(key, cert).sign_request(request())
+    assert (
+        verify_request(token, received=request(iat=0, exp=0), view=view, at=AT, skew=30)
+        == request()
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("method", "POST"),
+        ("path", "/r1/EE/GOV/70000310/population-registry/residence-record"),
+        ("query", "person=EE39107156021"),
+        ("body", body_digest(b"x")),
+        ("client", f"{PORTAL}/other"),
+        ("service", "EE/GOV/70000310/population-registry/diploma"),
+        ("message_id", "m-2"),
+        ("user_id", "EE39107156021"),
+        ("issue", "case-9"),
+        ("purpose", "marketing"),
+        ("consent", "consent-2"),
+    ],
+)
+def test_every_bound_field_is_checked(instance: Instance, field: str, value: str) -> None:
+    key, cert = instance.signing(PORTAL)
+    view = TrustView(instance.configuration({PORTAL: [cert]}))
+    token = MessageSigner(key, cert).sign_request(request())
+    with pytest.raises(InvalidSignature, match=f"{field.replace('_', ' ')} differs"):
+        verify_request(token, received=request(**{field: value}), view=view, at=AT, skew=30)
+
+
+def test_signer_must_own_its_certificate(instance: Instance) -> None:
+    key, cert = instance.signing(REGISTER)
+    view = TrustView(instance.configuration({REGISTER: [cert], PORTAL: []}))
+    token = MessageSigner(key, cert).sign_request(request())
+    with pytest.raises(InvalidSignature, match=f"does not belong to member {PORTAL}"):
+        verify_request(token, received=request(), view=view, at=AT, skew=30)
+
+
+def test_certificate_naming_another_member_is_not_admitted(instance: Instance) -> None:
+    # Listed under the portal, but the certificate itself names the register: not trusted at all.
+    key, cert = instance.signing(REGISTER)
+    view = TrustView(instance.configuration({PORTAL: [cert]}))
+    token = MessageSigner(key, cert).sign_request(request())
+    with pytest.raises(InvalidSignature, match="does not list"):
+        verify_request(token, received=request(), view=view, at=AT, skew=30)
+
+
+def test_certificate_from_another_ca_is_not_admitted(instance: Instance) -> None:
+    key, cert = Instance(at=AT - timedelta(days=1)).signing(PORTAL)
+    view = TrustView(instance.configuration({PORTAL: [cert]}))
+    token = MessageSigner(key, cert).sign_request(request())
+    with pytest.raises(InvalidSignature, match="does not list"):
+        verify_request(token, received=request(), view=view, at=AT, skew=30)
+
+
+def test_revoked_and_expired_certificates(instance: Instance) -> None:
+    key, cert = instance.signing(PORTAL)
+    revoked = TrustView(
+        instance.configuration({PORTAL: [cert]}, revoked=[serial_hex(cert.serial_number)])
+    )
+    token = MessageSigner(key, cert).sign_request(request())
+    with pytest.raises(InvalidSignature, match="revoked"):
+        verify_request(token, received=request(), view=revoked, at=AT, skew=30)
+    short_key, short = instance.signing(PORTAL, validity=timedelta(hours=1))
+    view = TrustView(instance.configuration({PORTAL: [short]}))
+    token = MessageSigner(short_key, short).sign_request(request())
+    with pytest.raises(InvalidSignature, match="not valid at this time"):
+        verify_request(token, received=request(), view=view, at=AT, skew=30)
+
+
+@pytest.mark.parametrize(("iat_shift", "exp_shift"), [(-120, -60), (120, 180), (-10, -45)])
+def test_time_window(instance: Instance, iat_shift: int, exp_shift: int) -> None:
+    key, cert = instance.signing(PORTAL)
+    view = TrustView(instance.configuration({PORTAL: [cert]}))
+    now = int(AT.timestamp())
+    signed = request(iat=now + iat_shift, exp=now + exp_shift)
+    token = MessageSigner(key, cert).sign_request(signed)
+    with pytest.raises(StaleMessage):
+        verify_request(token, received=request(), view=view, at=AT, skew=30)
+
+
+def test_response_is_bound_to_its_request(instance: Instance) -> None:
+    key, cert = instance.signing(REGISTER)
+    view = TrustView(instance.configuration({REGISTER: [cert]}))
+    claims = ResponseClaims(
+        status=200,
+        content_type="application/json",
+        body=body_digest(b"{}"),
+        client=f"{PORTAL}/citizen-portal",
+        service="EE/GOV/70000310/population-registry/birth-certificate",
+        message_id="m-1",
+        request_hash=request_hash("the request signature"),
+        iat=int(AT.timestamp()),
+    )
+    token = MessageSigner(key, cert).sign_response(claims)
+    provider = MemberId.parse(REGISTER)
+    assert verify_response(token, received=claims, provider=provider, view=view, at=AT) == claims
+    for changed in (
+        replace(claims, request_hash=request_hash("another request")),
+        replace(claims, status=500),
+        replace(claims, body=body_digest(b"[]")),
+        replace(claims, content_type="application/xml"),
+    ):
+        with pytest.raises(InvalidSignature, match="response does not match"):
+            verify_response(token, received=changed, provider=provider, view=view, at=AT)
+    with pytest.raises(InvalidSignature):
+        verify_response(token, received=claims, provider=MemberId.parse(PORTAL), view=view, at=AT)

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import pytest
+
+from exchange.errors import InvalidIdentifier, InvalidRequest, NotAcceptable
+from exchange.gateway.xroad import negotiate, parse_target, query_parameters, read_headers
+
+
+def test_target_keeps_the_rest_path_raw() -> None:
+    target = parse_target(b"/r1/EE/GOV/1/sub/code/a%2Fb/c")
+    assert str(target.service) == "EE/GOV/1/sub/code"
+    assert target.rest_path == "/a%2Fb/c"
+    assert parse_target(b"/r1/EE/GOV/1/sub/code").rest_path == ""
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        b"/r1/EE/GOV/1/sub",
+        b"/r1/EE/GOV/1/s%75b/code",
+        b"/r1/EE/GOV/1/sub/c\xc3\xa9",
+        b"/r1/EE//1/sub/code",
+    ],
+)
+def test_bad_targets(path: bytes) -> None:
+    with pytest.raises(InvalidIdentifier):
+        parse_target(path)
+    with pytest.raises(InvalidRequest):
+        parse_target(b"/r2/EE/GOV/1/sub/code")
+
+
+def test_headers() -> None:
+    headers = read_headers(
+        {"x-road-client": "EE/GOV/1/portal", "x-exchange-purpose": "study-grant"}, generate_id=True
+    )
+    assert str(headers.client) == "EE/GOV/1/portal"
+    assert len(headers.message_id) == 36
+    assert headers.purpose == "study-grant"
+    with pytest.raises(InvalidRequest, match="X-Road-Id header is required"):
+        read_headers({"x-road-client": "EE/GOV/1/portal"}, generate_id=False)
+    with pytest.raises(InvalidRequest, match="X-Exchange-Purpose header is malformed"):
+        read_headers(
+            {"x-road-client": "EE/GOV/1/portal", "x-exchange-purpose": "a b"}, generate_id=True
+        )
+    with pytest.raises(InvalidRequest, match="X-Road-Id header is malformed"):
+        read_headers({"x-road-client": "EE/GOV/1/portal", "x-road-id": "x" * 300}, generate_id=True)
+
+
+@pytest.mark.parametrize(
+    ("accept", "kind"),
+    [
+        (None, "json"),
+        ("*/*", "json"),
+        ("application/xml", "xml"),
+        ("text/xml;q=0.9, application/json;q=0.5", "xml"),
+        ("application/json, application/xml", "json"),
+        ("text/html, application/xml;q=0.1", "xml"),
+    ],
+)
+def test_negotiation(accept: str | None, kind: str) -> None:
+    assert negotiate(accept) == kind
+
+
+def test_nothing_acceptable() -> None:
+    with pytest.raises(NotAcceptable):
+        negotiate("text/csv, application/json;q=0")
+
+
+def test_repeated_query_parameter_is_refused() -> None:
+    assert query_parameters("a=1&b=%20") == {"a": "1", "b": " "}
+    with pytest.raises(InvalidRequest, match="more than once"):
+        query_parameters("a=1&a=2")
