@@ -242,3 +242,37 @@ def group_list(config: Config) -> None:
         for name, members in _access(GatewaySettings.load(config)).groups().items()
     ]
     table(rows, ["GROUP", "MEMBERS"])
+
+
+@app.command()
+def exchanges(
+    config: Config,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="How many, newest first.")] = 20,
+    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Show operational monitoring records of recent exchanges (X-Road opmon fields)."""
+    import json
+
+    from exchange.gateway.records import ExchangeLog, opmon_fields
+
+    settings = GatewaySettings.load(config)
+    engine = build_engine(settings.db_url)
+    migrate.upgrade("gateway", engine)
+    records = ExchangeLog(engine).recent(limit)
+    if json_lines:
+        for record in records:
+            typer.echo(json.dumps(opmon_fields(record)))
+        return
+    rows = [
+        [
+            r.response_out.isoformat(timespec="milliseconds"),
+            "consumer" if r.side == "client" else "provider",
+            r.client,
+            r.service,
+            str(r.status),
+            r.fault_code or "-",
+            f"{(r.response_out - r.request_in).total_seconds() * 1000:.1f}",
+        ]
+        for r in records
+    ]
+    table(rows, ["AT", "SIDE", "CLIENT", "SERVICE", "STATUS", "FAULT", "MS"])

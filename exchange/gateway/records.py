@@ -77,3 +77,43 @@ class ExchangeLog:
                     select(models.Exchange).order_by(models.Exchange.id.desc()).limit(limit)
                 )
             )
+
+
+def _ms(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def opmon_fields(row: models.Exchange) -> dict[str, object]:
+    """A stored exchange with X-Road's operational monitoring field names."""
+    client = row.client.split("/")
+    service = row.service.split("/")
+    return {
+        "monitoringDataTs": int(row.response_out.timestamp()),
+        "securityServerType": "Client" if row.side == "client" else "Producer",
+        "requestInTs": _ms(row.request_in),
+        "requestOutTs": _ms(row.request_out),
+        "responseInTs": _ms(row.response_in),
+        "responseOutTs": _ms(row.response_out),
+        "clientXRoadInstance": client[0] if len(client) > 0 else None,
+        "clientMemberClass": client[1] if len(client) > 1 else None,
+        "clientMemberCode": client[2] if len(client) > 2 else None,
+        "clientSubsystemCode": client[3] if len(client) > 3 else None,
+        "serviceXRoadInstance": service[0] if len(service) > 0 else None,
+        "serviceMemberClass": service[1] if len(service) > 1 else None,
+        "serviceMemberCode": service[2] if len(service) > 2 else None,
+        "serviceSubsystemCode": service[3] if len(service) > 3 else None,
+        "serviceCode": service[4] if len(service) > 4 else None,
+        "messageId": row.message_id,
+        "messageUserId": row.user_id,
+        "messageIssue": row.issue,
+        "messageProtocolVersion": "1",
+        "serviceSecurityServerAddress": row.peer if row.side == "client" else None,
+        "clientSecurityServerAddress": row.peer if row.side != "client" else None,
+        "requestSize": row.request_size,
+        "responseSize": row.response_size,
+        "succeeded": row.succeeded,
+        "faultCode": row.fault_code,
+        "faultString": row.fault_string,
+        "statusCode": row.status,
+        "serviceType": "REST",
+    }

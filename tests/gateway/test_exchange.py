@@ -18,6 +18,7 @@ from exchange.gateway.settings import SCHEMAS_DIR
 from exchange.gateway.signing import request_hash
 from exchange.trust.keys import certificate_pem
 from tests.gateway.conftest import BIRTH, DIPLOMA, MARI, PORTAL_CLIENT, Running
+from tests.servers import exchange
 
 
 def exchanges(running: Running, side: str, message_id: str) -> list[models.Exchange]:
@@ -211,3 +212,22 @@ def test_operational_metrics_are_exported(running: Running) -> None:
         in text
     )
     assert "exchange_request_seconds_bucket" in text
+
+
+def test_operational_monitoring_records(running: Running) -> None:
+    message_id = str(uuid.uuid4())
+    running.call(f"{BIRTH}?person={MARI}", headers={"X-Road-Id": message_id, "X-Road-UserId": MARI})
+    listed = exchange(
+        "gateway", "exchanges", "-c", str(running.layout.provider), "--json", "--limit", "50"
+    )
+    assert listed.returncode == 0, listed.stderr
+    records = [json.loads(line) for line in listed.stdout.splitlines()]
+    [mine] = [r for r in records if r["messageId"] == message_id]
+    assert mine["securityServerType"] == "Producer"
+    assert mine["serviceCode"] == "birth-certificate"
+    assert mine["clientSubsystemCode"] == "citizen-portal"
+    assert mine["messageUserId"] == MARI
+    assert mine["succeeded"] is True
+    assert (
+        mine["requestInTs"] <= mine["requestOutTs"] <= mine["responseInTs"] <= mine["responseOutTs"]
+    )
