@@ -19,7 +19,7 @@ from exchange.central import models
 from exchange.central.registry import Registry, latest_event_id, record
 from exchange.central.settings import CentralSettings
 from exchange.errors import Conflict, InvalidRequest, NotFound
-from exchange.identifiers import GatewayId, MemberId
+from exchange.identifiers import GatewayId, MemberId, check_segment
 from exchange.trust import ca
 from exchange.trust.keys import certificate_pem, fingerprint, serial_hex
 
@@ -167,6 +167,68 @@ class Certificates:
             actor=actor,
             owner=str(gateway),
         )
+
+    def issue_timestamping(
+        self, member: MemberId, name: str, url: str, csr_pem: str, *, actor: str
+    ) -> Issued:
+        """Certify a timestamping authority that ``member`` operates at ``url``, and list it."""
+        check_segment(name, "timestamping authority name")
+        if not url.startswith(("http://", "https://")):
+            raise InvalidRequest("a timestamping authority URL is http(s)://...", detail="url")
+        public_key = ca.public_key_from_csr(csr_pem)
+        row = self._registry.member(member)
+        with self._registry.session() as session:
+            taken = session.scalar(
+                select(models.TimestampingAuthority).where(
+                    models.TimestampingAuthority.name == name
+                )
+            )
+            if taken is not None:
+                raise Conflict(f"timestamping authority {name} is already registered", detail=name)
+        at = self._registry.clock()
+        certificate = self._authority.issue(
+            public_key=public_key,
+            subject=x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, row.name),
+                    x509.NameAttribute(NameOID.COMMON_NAME, name),
+                    x509.NameAttribute(NameOID.SERIAL_NUMBER, str(member)),
+                ]
+            ),
+            profile=ca.Profile.TIMESTAMPING,
+            at=at,
+            validity=self._settings.signing_certificate_validity,
+            crl_url=self._crl_url(),
+        )
+        issued = self._store(
+            certificate,
+            profile=ca.Profile.TIMESTAMPING,
+            member_id=row.id,
+            gateway_id=None,
+            at=at,
+            actor=actor,
+            owner=name,
+        )
+        with self._registry.session() as session:
+            session.add(
+                models.TimestampingAuthority(
+                    name=name,
+                    member_id=row.id,
+                    url=url,
+                    certificate_serial=issued.serial,
+                    created_at=at,
+                )
+            )
+            record(
+                session,
+                at=at,
+                actor=actor,
+                action="timestamping_authority.registered",
+                subject=name,
+                url=url,
+            )
+            session.commit()
+        return issued
 
     def revoke(self, serial: str, reason: str, *, actor: str) -> None:
         flag = REVOCATION_REASONS.get(reason)

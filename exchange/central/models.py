@@ -118,3 +118,16 @@ class Service(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[str] = mapped_column(Text, default="{}")  # methods, parameters (JSON)
     published_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TimestampingAuthority(Base):
+    """A timestamping authority of the instance, run by a member, listed in the configuration."""
+
+    __tablename__ = "ca_timestamping_authorities"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("ca_members.id"), index=True)
+    url: Mapped[str] = mapped_column(String(1000))
+    certificate_serial: Mapped[str] = mapped_column(ForeignKey("ca_certificates.serial"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    certificate: Mapped[Certificate] = relationship()

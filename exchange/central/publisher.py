@@ -128,6 +128,16 @@ class Publisher:
                 for g in m.gateways
             ],
             revoked_serials=sorted(c.serial for c in certificates if c.revoked_at is not None),
+            timestamping_authorities=[
+                {"name": t.name, "url": t.url, "certificate": t.certificate.pem}
+                for t in session.scalars(
+                    select(models.TimestampingAuthority)
+                    .order_by(models.TimestampingAuthority.name)
+                    .options(selectinload(models.TimestampingAuthority.certificate))
+                )
+                if t.certificate.revoked_at is None
+                and t.certificate.not_before <= at < t.certificate.not_after
+            ],
             services=[
                 catalogue_entry(s)
                 for s in session.scalars(select(models.Service).order_by(models.Service.identifier))

@@ -39,6 +39,8 @@ app.add_typer(member_app, name="member")
 app.add_typer(subsystem_app, name="subsystem")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(cert_app, name="cert")
+tsa_app = typer.Typer(help="Certify and list timestamping authorities.", no_args_is_help=True)
+app.add_typer(tsa_app, name="tsa")
 
 DataDir = Annotated[
     Path | None,
@@ -284,3 +286,20 @@ def events(
         for e in open_central(data_dir).registry.events(limit=limit)
     ]
     table(rows, ["ID", "AT", "ACTOR", "ACTION", "SUBJECT"])
+
+
+@tsa_app.command("add")
+def tsa_add(
+    name: Annotated[str, typer.Argument(help="Its name in the instance, e.g. tsa1.")],
+    member: Annotated[str, typer.Option(help="The member that runs it.")],
+    url: Annotated[str, typer.Option(help="Where gateways send time-stamp queries.")],
+    csr: Csr,
+    out: Out = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Certify a timestamping authority and list it in the global configuration."""
+    issued = open_central(data_dir).certificates.issue_timestamping(
+        MemberId.parse(member), name, url, csr.read_text(), actor=_actor()
+    )
+    typer.echo(f"issued timestamping certificate serial {issued.serial}", err=True)
+    emit(issued.pem, out)
