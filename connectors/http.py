@@ -15,10 +15,18 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
+import yarl
 from lxml import etree
 
 from connectors.base import ConnectorRequest, Evidence, map_fields, require_parameters
-from exchange.errors import InvalidXml, NotFound, ServiceFailed, ServiceTimeout, ServiceUnavailable
+from exchange.errors import (
+    InvalidRequest,
+    InvalidXml,
+    NotFound,
+    ServiceFailed,
+    ServiceTimeout,
+    ServiceUnavailable,
+)
 from exchange.evidence.xml import parse_untrusted
 
 DEFAULT_MAX_BYTES = 1024 * 1024
@@ -52,6 +60,10 @@ class HttpConnector:
         self._session: aiohttp.ClientSession | None = None
 
     def _target(self, values: dict[str, str]) -> str:
+        for name in self._in_path:
+            if values[name] in ("", ".", ".."):
+                # quote() keeps dots, and URL parsers collapse dot segments: refuse them.
+                raise InvalidRequest(f"parameter {name!r} must not be '', '.' or '..'", detail=name)
         url = self._url.format(
             **{k: quote(v, safe="") for k, v in values.items() if k in self._in_path}
         )
@@ -65,7 +77,7 @@ class HttpConnector:
         try:
             async with self._session.request(
                 request.method,
-                self._target(values),
+                yarl.URL(self._target(values), encoded=True),
                 data=request.body or None,
                 headers={"Accept": "application/json, application/xml;q=0.9"},
                 allow_redirects=False,
@@ -82,7 +94,10 @@ class HttpConnector:
             raise ServiceUnavailable("registry cannot be reached") from exc
         except aiohttp.ClientError as exc:
             raise ServiceFailed("registry answered with a broken HTTP response") from exc
-        return map_fields(_decode(body, content_type, self._max_bytes), self._fields)
+        try:
+            return map_fields(_decode(body, content_type, self._max_bytes), self._fields)
+        except (RecursionError, TypeError, ValueError) as exc:  # hostile nesting, clashing keys
+            raise ServiceFailed("registry reply has a shape that cannot be mapped") from exc
 
     async def close(self) -> None:
         if self._session is not None:

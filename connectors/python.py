@@ -8,9 +8,11 @@ loop; a plain function runs in a worker thread so that it cannot block other exc
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from connectors.base import ConnectorRequest, Evidence, require_parameters
@@ -34,6 +36,9 @@ class CallableConnector:
         self._function = resolve(target) if isinstance(target, str) else target
         self._parameters = parameters
         self._timeout = timeout
+        # Its own bounded threads: a hanging function must not starve the shared executor that
+        # the configuration refresh also uses.
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="python-connector")
 
     async def fetch(self, request: ConnectorRequest) -> Evidence:
         values = require_parameters(request, self._parameters)
@@ -41,7 +46,9 @@ class CallableConnector:
             if inspect.iscoroutinefunction(self._function):
                 call = self._function(**values)
             else:
-                call = asyncio.to_thread(self._function, **values)
+                call = asyncio.get_running_loop().run_in_executor(
+                    self._executor, functools.partial(self._function, **values)
+                )
             result = await asyncio.wait_for(call, self._timeout)
         except TimeoutError as exc:
             raise ServiceTimeout(f"registry did not answer within {self._timeout:g} s") from exc
@@ -56,4 +63,4 @@ class CallableConnector:
         return result
 
     async def close(self) -> None:
-        return None
+        self._executor.shutdown(wait=False, cancel_futures=True)

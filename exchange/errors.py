@@ -69,6 +69,10 @@ class Error(Exception):
         return {"type": self.xroad_type, "message": self.message, "detail": self.detail}
 
 
+class InternalError(Error):
+    """Something failed that should not have; details go to the log only."""
+
+
 class InvalidRequest(Error):
     status = 400
     code = "InvalidRequest"

@@ -88,7 +88,13 @@ async def _on_http(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("request.crashed", path=request.url.path, exc_info=exc)
+    failure(
+        log,
+        "request.crashed",
+        error_type="Server.InternalError",
+        message=request.url.path,
+        cause=exc,
+    )
     return _plain(500, "InternalError", "internal error; the operator's log has the details")
 
 

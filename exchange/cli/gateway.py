@@ -16,7 +16,7 @@ from exchange.errors import ServiceFailed, ServiceUnavailable
 from exchange.gateway import files
 from exchange.gateway.access import AccessRights
 from exchange.gateway.settings import GatewaySettings
-from exchange.identifiers import ServiceId, SubsystemId
+from exchange.identifiers import ServiceId
 from exchange.trust.globalconf_client import utcnow
 
 app = typer.Typer(
@@ -104,24 +104,12 @@ def publish(
     ] = None,
 ) -> None:
     """Publish this gateway's services to the central authority's catalogue."""
-    from exchange.evidence.schemas import EvidenceSchemas
-    from exchange.gateway.services import ServiceTable
+    from exchange.gateway.services import catalogue
 
     settings = GatewaySettings.load(config)
-    table_ = ServiceTable.build(
-        member=settings.gateway.member,
-        specs=settings.services,
-        schemas=EvidenceSchemas.load(settings.schemas_dir),
-    )
-    by_subsystem: dict[str, list[dict[str, object]]] = {
-        str(SubsystemId(settings.gateway.member, c)): [] for c in settings.subsystems
-    }
-    for service in table_.all():
-        by_subsystem.setdefault(str(service.id.subsystem), []).append(service.catalogue_entry())
-    asyncio.run(table_.close())
     url = _central_url(settings, central)
     token = token_file.read_text().strip()
-    for subsystem, entries in by_subsystem.items():
+    for subsystem, entries in catalogue(settings).items():
         try:
             response = httpx.put(
                 f"{url}/api/v1/services",

@@ -113,7 +113,10 @@ class AccessRights:
     # Administration (CLI and admin API)
 
     def grant(self, *, service: str, subject: str, method: str = "", path: str = "") -> None:
-        ServiceId.parse(service)
+        if ServiceId.parse(service).version is not None:
+            raise InvalidRequest(
+                "access rights name a service without its version", detail="service"
+            )
         check_subject(subject)
         method = method.upper()
         if method and method not in METHODS:

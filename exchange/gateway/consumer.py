@@ -27,6 +27,7 @@ from starlette.routing import Route
 from exchange.errors import (
     AccessDenied,
     Error,
+    InternalError,
     InvalidResponse,
     InvalidSignature,
     NetworkError,
@@ -131,7 +132,10 @@ async def handle(gateway: Gateway, request: Request) -> Response:
         status, content_type, payload, error_type = await forward(
             gateway, view, request, target, xroad, headers, body, record
         )
-    except Error as error:
+    except Exception as caught:  # every answer is an X-Road answer, whatever went wrong
+        error = caught if isinstance(caught, Error) else InternalError("internal error")
+        if not isinstance(caught, Error):
+            error.__cause__ = caught
         body_json = error_body(error, SIDE)
         status, content_type, error_type = error.status, "application/json", body_json["type"]
         payload = json.dumps(body_json).encode()
@@ -149,10 +153,18 @@ async def handle(gateway: Gateway, request: Request) -> Response:
     record.response_size = len(payload)
     finished = clock()
     await gateway.in_thread(gateway.exchanges.write, record, response_out=finished)
-    gateway.metrics.requests.labels("client", record.service, str(status)).inc()
-    if error_type:
-        gateway.metrics.errors.labels("client", error_type).inc()
-    gateway.metrics.latency.labels("client").observe((finished - record.request_in).total_seconds())
+    try:
+        known: frozenset[str] = gateway.trust.view().catalogue
+    except Error:
+        known = frozenset()
+    gateway.metrics.observe(
+        side="client",
+        service=record.service,
+        known=known,
+        status=status,
+        error_type=error_type,
+        seconds=(finished - record.request_in).total_seconds(),
+    )
     out = {
         "X-Road-Id": record.message_id,
         "X-Road-Client": record.client,
@@ -200,6 +212,8 @@ async def forward(
         issue=xroad.issue,
         purpose=xroad.purpose,
         consent=xroad.consent,
+        content_type=headers.get("content-type"),
+        accept=headers.get("accept"),
         iat=now,
         exp=now + int(gateway.settings.request_ttl),
     )

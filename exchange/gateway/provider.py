@@ -28,7 +28,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connectors.base import ConnectorRequest
-from exchange.errors import AccessDenied, Error, InvalidSignature, MethodNotAllowed, UnknownService
+from exchange.errors import (
+    AccessDenied,
+    Error,
+    InternalError,
+    InvalidSignature,
+    MethodNotAllowed,
+    UnknownService,
+)
 from exchange.evidence.xml import parse_untrusted
 from exchange.gateway import metaservices
 from exchange.gateway.node import Gateway
@@ -77,132 +84,155 @@ def create_provider_app(gateway: Gateway) -> Starlette:
 async def handle(gateway: Gateway, request: Request) -> Response:
     clock = gateway.clock
     headers = {k.lower(): v for k, v in request.headers.items()}
-    signature = headers.get(REQUEST_HEADER.lower())
     record = ExchangeRecord(
         side="producer",
         message_id=headers.get("x-road-id", ""),
         client=headers.get("x-road-client", ""),
         service="",
         request_in=clock(),
-        request_signature=signature,
-        request_hash=request_hash(signature) if signature else None,
     )
     content_type = "application/json"
     status = 200
     try:
-        # Parsed first so that every signed answer, even a refusal, names the service asked for.
-        target = parse_target(request.scope["raw_path"])
-        record.service = str(target.service)
-        view = gateway.trust.view()
-        peer = view.gateway_presenting(request.scope.get(PEER_FINGERPRINT))
-        record.peer = peer.id
-        xroad = read_headers(headers, generate_id=False)
-        record.user_id, record.issue = xroad.user_id, xroad.issue
-        record.purpose, record.consent = xroad.purpose, xroad.consent
-        if str(member_of(xroad.client)) != peer.id.rsplit("/", 1)[0]:
-            raise AccessDenied(f"gateway {peer.id} does not serve client {xroad.client}")
-        if target.service.member != gateway.member:
-            raise UnknownService(
-                f"{target.service} is not provided by this gateway", detail=str(target.service)
-            )
-        body = await read_body(
-            request.stream(),
-            content_length=headers.get("content-length"),
-            max_bytes=gateway.settings.max_body_bytes,
-        )
-        record.request_size = len(body)
-        if body and "xml" in headers.get("content-type", ""):
-            # Refuse entity expansion, DTDs and oversized documents before anyone parses them.
-            parse_untrusted(body, max_bytes=gateway.settings.max_body_bytes)
-        if not signature:
-            raise InvalidSignature("request carries no signature")
-        query = request.scope["query_string"].decode("latin-1")
-        received = RequestClaims(
-            method=request.method,
-            path=request.scope["raw_path"].decode("ascii"),
-            query=query,
-            body=body_digest(body),
-            client=str(xroad.client),
-            service=str(target.service),
-            message_id=xroad.message_id,
-            user_id=xroad.user_id,
-            issue=xroad.issue,
-            purpose=xroad.purpose,
-            consent=xroad.consent,
-            iat=0,
-            exp=0,
-        )
-        at = clock()
-        signed = verify_request(
-            signature, received=received, view=view, at=at, skew=gateway.settings.clock_skew
-        )
-        keep_until = datetime.fromtimestamp(signed.exp + gateway.settings.clock_skew, UTC)
-        await gateway.in_thread(
-            gateway.replay.accept_once,
-            client=received.client,
-            message_id=received.message_id,
-            keep_until=keep_until,
-        )
-        parameters = query_parameters(query)
-        code = target.service.service_code
-        if code in METASERVICES:
-            if code == "getOpenAPI":
-                content_type, payload = metaservices.get_openapi(
-                    gateway.services, target.service.subsystem, parameters
-                )
-            else:
-                allowed = (
-                    gateway.access.allowed_services(received.client)
-                    if code == "allowedMethods"
-                    else None
-                )
-                content_type, payload = metaservices.list_methods(
-                    gateway.services, target.service.subsystem, allowed
-                )
-        else:
-            service = gateway.services.get(target.service)
-            if request.method not in service.spec.methods:
-                raise MethodNotAllowed(f"{target.service} does not accept {request.method}")
-            gateway.access.check(
-                client=received.client,
-                service=target.service,
-                method=request.method,
-                path=target.rest_path,
-            )
-            representation = negotiate(headers.get("accept"))
-            record.request_out = clock()
-            evidence = await service.connector.fetch(
-                ConnectorRequest(
-                    service=str(target.service),
-                    parameters=parameters,
-                    method=request.method,
-                    path=target.rest_path,
-                    body=body,
-                    content_type=headers.get("content-type"),
-                )
-            )
-            record.response_in = clock()
-            if representation == "xml":
-                payload = service.schema.to_xml(evidence)
-            else:
-                payload = service.schema.to_json(evidence)
-            content_type = MEDIA_TYPES[representation]
-    except Error as error:
+        payload, content_type = await _serve(gateway, request, headers, record)
+    except Exception as caught:  # every answer is signed and recorded, whatever went wrong
+        error = caught if isinstance(caught, Error) else InternalError("internal error")
+        if not isinstance(caught, Error):
+            error.__cause__ = caught
         status = error.status
         content_type = "application/json"
         body_json = error_body(error, SIDE)
         payload = json.dumps(body_json).encode()
         record.fault_code, record.fault_string = body_json["type"], error.message
         if error.status >= 500:
+            fault = body_json["type"] or ""
             failure(
                 log,
                 "provider.failed",
-                error_type=body_json["type"] or "",
+                error_type=fault,
                 message=error.message,
                 cause=error.__cause__,
             )
     record.status = status
     return await respond(gateway, record, status=status, content_type=content_type, payload=payload)
+
+
+async def _serve(
+    gateway: Gateway, request: Request, headers: dict[str, str], record: ExchangeRecord
+) -> tuple[bytes, str]:
+    """Check and answer one request; raise an :class:`Error` to refuse it."""
+    clock = gateway.clock
+    signature = headers.get(REQUEST_HEADER.lower())
+    if signature is not None:
+        if not signature.isascii():
+            raise InvalidSignature("request signature is not a JWS")
+        record.request_signature = signature
+        record.request_hash = request_hash(signature)
+    # Parsed first so that every signed answer, even a refusal, names the service asked for.
+    target = parse_target(request.scope["raw_path"])
+    record.service = str(target.service)
+    view = gateway.trust.view()
+    peer = view.gateway_presenting(request.scope.get(PEER_FINGERPRINT))
+    record.peer = peer.id
+    xroad = read_headers(headers, generate_id=False)
+    record.user_id, record.issue = xroad.user_id, xroad.issue
+    record.purpose, record.consent = xroad.purpose, xroad.consent
+    client_member = member_of(xroad.client)
+    if str(client_member) != peer.id.rsplit("/", 1)[0]:
+        raise AccessDenied(f"gateway {peer.id} does not serve client {xroad.client}")
+    view.check_client(xroad.client)
+    if target.service.member != gateway.member:
+        raise UnknownService(
+            f"{target.service} is not provided by this gateway", detail=str(target.service)
+        )
+    body = await read_body(
+        request.stream(),
+        content_length=headers.get("content-length"),
+        max_bytes=gateway.settings.max_body_bytes,
+    )
+    record.request_size = len(body)
+    if looks_like_xml(body, headers.get("content-type")):
+        # Refuse entity expansion, DTDs and oversized documents before anyone parses them.
+        parse_untrusted(body, max_bytes=gateway.settings.max_body_bytes)
+    if not signature:
+        raise InvalidSignature("request carries no signature")
+    query = request.scope["query_string"].decode("latin-1")
+    received = RequestClaims(
+        method=request.method,
+        path=request.scope["raw_path"].decode("ascii"),
+        query=query,
+        body=body_digest(body),
+        client=str(xroad.client),
+        service=str(target.service),
+        message_id=xroad.message_id,
+        user_id=xroad.user_id,
+        issue=xroad.issue,
+        purpose=xroad.purpose,
+        consent=xroad.consent,
+        content_type=headers.get("content-type"),
+        accept=headers.get("accept"),
+        iat=0,
+        exp=0,
+    )
+    settings = gateway.settings
+    signed = verify_request(
+        signature,
+        received=received,
+        view=view,
+        at=clock(),
+        skew=settings.clock_skew,
+        max_lifetime=settings.request_ttl,
+    )
+    keep_until = datetime.fromtimestamp(signed.exp + settings.clock_skew, UTC)
+    await gateway.in_thread(
+        gateway.replay.accept_once,
+        client=received.client,
+        message_id=received.message_id,
+        keep_until=keep_until,
+    )
+    parameters = query_parameters(query)
+    code = target.service.service_code
+    if code in METASERVICES:
+        if code == "getOpenAPI":
+            kind, document = metaservices.get_openapi(
+                gateway.services, target.service.subsystem, parameters
+            )
+            return document, kind
+        allowed = (
+            gateway.access.allowed_services(received.client) if code == "allowedMethods" else None
+        )
+        kind, listing = metaservices.list_methods(
+            gateway.services, target.service.subsystem, allowed
+        )
+        return listing, kind
+    service = gateway.services.get(target.service)
+    if request.method not in service.spec.methods:
+        raise MethodNotAllowed(f"{target.service} does not accept {request.method}")
+    gateway.access.check(
+        client=received.client, service=target.service, method=request.method, path=target.rest_path
+    )
+    representation = negotiate(headers.get("accept"))
+    record.request_out = clock()
+    evidence = await service.connector.fetch(
+        ConnectorRequest(
+            service=str(target.service),
+            parameters=parameters,
+            method=request.method,
+            path=target.rest_path,
+            body=body,
+            content_type=headers.get("content-type"),
+        )
+    )
+    record.response_in = clock()
+    if representation == "xml":
+        return service.schema.to_xml(evidence), MEDIA_TYPES["xml"]
+    return service.schema.to_json(evidence), MEDIA_TYPES["json"]
+
+
+def looks_like_xml(body: bytes, content_type: str | None) -> bool:
+    """Labelled XML, or starting like XML whatever the label says (a label is easy to omit)."""
+    head = body[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
+    return bool(body) and ("xml" in (content_type or "").lower() or head.startswith(b"<"))
 
 
 async def respond(
@@ -223,11 +253,13 @@ async def respond(
     record.response_size = len(payload)
     finished = gateway.clock()
     await gateway.in_thread(gateway.exchanges.write, record, response_out=finished)
-    gateway.metrics.requests.labels("producer", record.service, str(status)).inc()
-    if record.fault_code:
-        gateway.metrics.errors.labels("producer", record.fault_code).inc()
-    gateway.metrics.latency.labels("producer").observe(
-        (finished - record.request_in).total_seconds()
+    gateway.metrics.observe(
+        side="producer",
+        service=record.service,
+        known=gateway.services.keys,
+        status=status,
+        error_type=record.fault_code,
+        seconds=(finished - record.request_in).total_seconds(),
     )
     headers = {
         "Content-Type": content_type,  # exactly the signed value: no charset is appended

@@ -16,7 +16,7 @@ from connectors.python import CallableConnector
 from connectors.sql import SqlConnector
 from exchange.errors import UnknownService
 from exchange.evidence.schemas import EvidenceSchema, EvidenceSchemas
-from exchange.gateway.settings import ConnectorSpec, ServiceSpec
+from exchange.gateway.settings import ConnectorSpec, GatewaySettings, ServiceSpec
 from exchange.identifiers import MemberId, ServiceId, SubsystemId
 
 
@@ -55,15 +55,29 @@ class LocalService:
     connector: Connector
     openapi: bytes
 
-    def catalogue_entry(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id),
-            "evidence_type": self.spec.evidence_type,
-            "description": self.spec.description,
-            "consent_policy": self.spec.consent_policy,
-            "methods": list(self.spec.methods),
-            "parameters": list(self.spec.parameters),
-        }
+
+def catalogue_entry(service: ServiceId, spec: ServiceSpec) -> dict[str, Any]:
+    """A provided service as the central authority's catalogue lists it."""
+    return {
+        "id": str(service),
+        "evidence_type": spec.evidence_type,
+        "description": spec.description,
+        "consent_policy": spec.consent_policy,
+        "methods": list(spec.methods),
+        "parameters": list(spec.parameters),
+    }
+
+
+def catalogue(settings: GatewaySettings) -> dict[str, list[dict[str, Any]]]:
+    """Catalogue entries by subsystem id, for every subsystem this gateway serves."""
+    member = settings.gateway.member
+    entries: dict[str, list[dict[str, Any]]] = {
+        str(SubsystemId(member, code)): [] for code in settings.subsystems
+    }
+    for spec in settings.services:
+        service = ServiceId(SubsystemId(member, spec.subsystem), spec.code, spec.version)
+        entries.setdefault(str(service.subsystem), []).append(catalogue_entry(service, spec))
+    return entries
 
 
 def _generated_openapi(service: ServiceId, spec: ServiceSpec) -> bytes:
@@ -122,6 +136,11 @@ class ServiceTable:
                 openapi=openapi,
             )
         return cls(services)
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """``SUBSYSTEM-ID/SERVICE`` of every service provided here."""
+        return frozenset(self._services)
 
     def get(self, service: ServiceId) -> LocalService:
         found = self._services.get(f"{service.subsystem}/{service.service_code}")

@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
 from cryptography.x509.oid import NameOID
 
 from exchange.errors import AccessDenied, ConfigurationInvalid, InvalidSignature, UnknownService
-from exchange.identifiers import MemberId
+from exchange.identifiers import ClientId, MemberId, SubsystemId, member_of
 from exchange.trust.ca import DOCUMENT_SIGNING
 from exchange.trust.globalconf import Gateway, GlobalConfiguration
 from exchange.trust.globalconf_client import GlobalConfClient
@@ -43,6 +43,10 @@ class TrustView:
         self.version = configuration.version
         self.ca = x509.load_pem_x509_certificate(configuration.ca_certificates[0].encode())
         self.revoked = frozenset(configuration.revoked_serials)
+        # Catalogue entries without version: what metrics may name as a service.
+        self.catalogue = frozenset(
+            "/".join(str(s.get("id", "")).split("/")[:5]) for s in configuration.services
+        )
         self.members = {m.id: m for m in configuration.members}
         self.signing: dict[str, SigningCertificate] = {}
         for member in configuration.members:
@@ -115,6 +119,14 @@ class TrustView:
             context.load_cert_chain(certificate, key)
             self._pinned[peer.id] = context
         return context
+
+    def check_client(self, client: ClientId) -> None:
+        """The client must be a registered member, or a registered subsystem of one."""
+        member = self.members.get(str(member_of(client)))
+        if member is None or (
+            isinstance(client, SubsystemId) and client.subsystem_code not in member.subsystems
+        ):
+            raise AccessDenied(f"client {client} is not registered in the global configuration")
 
     def gateways_for(self, member: MemberId) -> list[Gateway]:
         gateways = [g for g in self.gateways_of.get(str(member), []) if g.tls_certificates]

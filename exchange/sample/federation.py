@@ -18,6 +18,7 @@ from exchange.db import migrate
 from exchange.db.engine import build_engine
 from exchange.gateway import files as gateway_files
 from exchange.gateway.access import AccessRights
+from exchange.gateway.services import catalogue
 from exchange.gateway.settings import GatewaySettings
 from exchange.identifiers import GatewayId, MemberId, SubsystemId
 from exchange.sample import population
@@ -181,6 +182,8 @@ def create(
     provider, consumer = configs
 
     provider_settings = GatewaySettings.load(provider)
+    for subsystem, entries in catalogue(provider_settings).items():
+        registry.publish_services(SubsystemId.parse(subsystem), entries, actor=ACTOR)
     engine = build_engine(provider_settings.db_url)
     migrate.upgrade("gateway", engine)
     access = AccessRights(engine, cache_ttl=0, clock=utcnow)

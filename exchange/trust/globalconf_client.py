@@ -125,7 +125,10 @@ class GlobalConfClient:
                     )
                 self._current = configuration
             if self._cache_path is not None:
-                _write_atomically(self._cache_path, document)
+                try:
+                    _write_atomically(self._cache_path, document)
+                except OSError as exc:
+                    log.warning("globalconf.cache_not_written", cause=type(exc).__name__)
         except Error as exc:
             self.last_error = exc
             log.warning("globalconf.refresh_failed", error=exc.xroad_type, reason=exc.message)
@@ -155,8 +158,12 @@ class GlobalConfClient:
         async def loop() -> None:
             while True:
                 await asyncio.sleep(interval)
-                with contextlib.suppress(Error):
+                try:
                     await asyncio.to_thread(self.refresh)
+                except Error:
+                    pass  # logged by refresh(); the last good configuration stays
+                except Exception as exc:  # never let the loop die: that would fail closed for good
+                    log.error("globalconf.refresh_crashed", cause=type(exc).__name__)
 
         task = asyncio.create_task(loop(), name="globalconf-refresh")
         try:

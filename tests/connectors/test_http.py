@@ -31,3 +31,14 @@ def test_replies_must_be_objects_or_xml() -> None:
     assert _decode(b"<d><personCode>EE1</personCode></d>", "application/xml", 1000) == {
         "personCode": "EE1"
     }
+
+
+@pytest.mark.parametrize("value", ["..", ".", ""])
+def test_dot_segments_cannot_climb_the_backend_path(value: str) -> None:
+    from exchange.errors import InvalidRequest
+
+    connector = HttpConnector(
+        url="http://registry/api/persons/{person}/birth", parameters=("person",)
+    )
+    with pytest.raises(InvalidRequest, match="must not be"):
+        connector._target({"person": value})

@@ -58,6 +58,8 @@ def claims(
         issue=None,
         purpose=None,
         consent=None,
+        content_type=None,
+        accept="*/*",  # what httpx sends unless told otherwise
         iat=now,
         exp=now + 60,
     )
@@ -266,3 +268,67 @@ def test_openssl_accepts_gateway_certificates(running: Running) -> None:
             )
             assert result.returncode == 0, result.stderr
     assert exchange("version").returncode == 0
+
+
+@pytest.mark.usefixtures("calls")
+def test_content_type_changed_in_transit(running: Running) -> None:
+    signed = claims(body=b"{}", method="POST")
+    token = signer_of(running.consumer_settings()).sign_request(signed)
+    settings = running.consumer_settings()
+    context = tls_context(running, settings.data_dir / "tls.pem", settings.data_dir / "tls.key")
+    with httpx.Client(verify=context, timeout=10) as client:
+        response = client.post(
+            f"https://127.0.0.1:{running.ports.provider_tls}{signed.path}?{signed.query}",
+            content=b"{}",
+            headers={
+                "X-Road-Client": signed.client,
+                "X-Road-Id": signed.message_id,
+                REQUEST_HEADER: token,
+                "Content-Type": "text/plain",
+            },
+        )
+    assert response.json()["type"] == "Server.ServerProxy.InvalidSignature"
+    assert "content type differs" in response.json()["message"]
+
+
+@pytest.mark.usefixtures("calls")
+def test_non_ascii_signature_gets_a_signed_refusal(running: Running) -> None:
+    settings = running.consumer_settings()
+    context = tls_context(running, settings.data_dir / "tls.pem", settings.data_dir / "tls.key")
+    with httpx.Client(verify=context, timeout=10) as client:
+        response = client.get(
+            f"https://127.0.0.1:{running.ports.provider_tls}{DIPLOMA}?person={MARI}",
+            headers={
+                "X-Road-Client": PORTAL_CLIENT,
+                "X-Road-Id": "x-1",
+                REQUEST_HEADER: b"\xff\xfe",
+            },
+        )
+    assert response.status_code == 400
+    assert response.json()["type"] == "Server.ServerProxy.InvalidSignature"
+    assert "X-Exchange-Response-Signature" in response.headers
+
+
+@pytest.mark.usefixtures("calls")
+def test_made_up_client_subsystem_is_refused(running: Running) -> None:
+    signed = replace(claims(), client="EE/GOV/70000001/made-up")
+    response = send(running, signed, signer_of(running.consumer_settings()).sign_request(signed))
+    assert response.status_code == 403
+    assert "not registered in the global configuration" in response.json()["message"]
+
+
+@pytest.mark.usefixtures("calls")
+def test_unlabelled_xml_body_is_still_checked(running: Running) -> None:
+    response = running.call(f"{DIPLOMA}?person={MARI}", method="POST", content=XML_BOMB)
+    assert response.status_code == 400
+    assert response.json()["type"] == "Server.ServerProxy.InvalidXml"
+
+
+@pytest.mark.usefixtures("calls")
+@pytest.mark.parametrize(
+    "rest", ["/%2e%2e/x", "/a%2Fb", "/x/%2E"]
+)  # httpx would resolve plain dots
+def test_rest_paths_a_backend_would_read_differently(running: Running, rest: str) -> None:
+    response = running.call(f"{DIPLOMA}{rest}?person={MARI}")
+    assert response.status_code == 400
+    assert "dot segments or encoded slashes" in response.json()["message"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import timedelta
 
 import pytest
@@ -46,6 +46,8 @@ def request(**changes: object) -> RequestClaims:
         issue=None,
         purpose="study-grant",
         consent="consent-1",
+        content_type=None,
+        accept="application/json",
         iat=int(AT.timestamp()),
         exp=int(AT.timestamp()) + 60,
     )
@@ -57,7 +59,9 @@ def test_request_round_trip(instance: Instance) -> None:
     view = TrustView(instance.configuration({PORTAL: [cert]}))
     token = MessageSigner(key, cert).sign_request(request())
     assert (
-        verify_request(token, received=request(iat=0, exp=0), view=view, at=AT, skew=30)
+        verify_request(
+            token, received=request(iat=0, exp=0), view=view, at=AT, skew=30, max_lifetime=60
+        )
         == request()
     )
 
@@ -76,6 +80,8 @@ def test_request_round_trip(instance: Instance) -> None:
         ("issue", "case-9"),
         ("purpose", "marketing"),
         ("consent", "consent-2"),
+        ("content_type", "application/xml"),
+        ("accept", "application/xml"),
     ],
 )
 def test_every_bound_field_is_checked(instance: Instance, field: str, value: str) -> None:
@@ -83,7 +89,9 @@ def test_every_bound_field_is_checked(instance: Instance, field: str, value: str
     view = TrustView(instance.configuration({PORTAL: [cert]}))
     token = MessageSigner(key, cert).sign_request(request())
     with pytest.raises(InvalidSignature, match=f"{field.replace('_', ' ')} differs"):
-        verify_request(token, received=request(**{field: value}), view=view, at=AT, skew=30)
+        verify_request(
+            token, received=request(**{field: value}), view=view, at=AT, skew=30, max_lifetime=60
+        )
 
 
 def test_signer_must_own_its_certificate(instance: Instance) -> None:
@@ -91,7 +99,7 @@ def test_signer_must_own_its_certificate(instance: Instance) -> None:
     view = TrustView(instance.configuration({REGISTER: [cert], PORTAL: []}))
     token = MessageSigner(key, cert).sign_request(request())
     with pytest.raises(InvalidSignature, match=f"does not belong to member {PORTAL}"):
-        verify_request(token, received=request(), view=view, at=AT, skew=30)
+        verify_request(token, received=request(), view=view, at=AT, skew=30, max_lifetime=60)
 
 
 def test_certificate_naming_another_member_is_not_admitted(instance: Instance) -> None:
@@ -100,7 +108,7 @@ def test_certificate_naming_another_member_is_not_admitted(instance: Instance) -
     view = TrustView(instance.configuration({PORTAL: [cert]}))
     token = MessageSigner(key, cert).sign_request(request())
     with pytest.raises(InvalidSignature, match="does not list"):
-        verify_request(token, received=request(), view=view, at=AT, skew=30)
+        verify_request(token, received=request(), view=view, at=AT, skew=30, max_lifetime=60)
 
 
 def test_certificate_from_another_ca_is_not_admitted(instance: Instance) -> None:
@@ -108,7 +116,7 @@ def test_certificate_from_another_ca_is_not_admitted(instance: Instance) -> None
     view = TrustView(instance.configuration({PORTAL: [cert]}))
     token = MessageSigner(key, cert).sign_request(request())
     with pytest.raises(InvalidSignature, match="does not list"):
-        verify_request(token, received=request(), view=view, at=AT, skew=30)
+        verify_request(token, received=request(), view=view, at=AT, skew=30, max_lifetime=60)
 
 
 def test_revoked_and_expired_certificates(instance: Instance) -> None:
@@ -118,12 +126,12 @@ def test_revoked_and_expired_certificates(instance: Instance) -> None:
     )
     token = MessageSigner(key, cert).sign_request(request())
     with pytest.raises(InvalidSignature, match="revoked"):
-        verify_request(token, received=request(), view=revoked, at=AT, skew=30)
+        verify_request(token, received=request(), view=revoked, at=AT, skew=30, max_lifetime=60)
     short_key, short = instance.signing(PORTAL, validity=timedelta(hours=1))
     view = TrustView(instance.configuration({PORTAL: [short]}))
     token = MessageSigner(short_key, short).sign_request(request())
     with pytest.raises(InvalidSignature, match="not valid at this time"):
-        verify_request(token, received=request(), view=view, at=AT, skew=30)
+        verify_request(token, received=request(), view=view, at=AT, skew=30, max_lifetime=60)
 
 
 @pytest.mark.parametrize(("iat_shift", "exp_shift"), [(-120, -60), (120, 180), (-10, -45)])
@@ -134,7 +142,7 @@ def test_time_window(instance: Instance, iat_shift: int, exp_shift: int) -> None
     signed = request(iat=now + iat_shift, exp=now + exp_shift)
     token = MessageSigner(key, cert).sign_request(signed)
     with pytest.raises(StaleMessage):
-        verify_request(token, received=request(), view=view, at=AT, skew=30)
+        verify_request(token, received=request(), view=view, at=AT, skew=30, max_lifetime=60)
 
 
 def test_response_is_bound_to_its_request(instance: Instance) -> None:
@@ -163,3 +171,36 @@ def test_response_is_bound_to_its_request(instance: Instance) -> None:
             verify_response(token, received=changed, provider=provider, view=view, at=AT)
     with pytest.raises(InvalidSignature):
         verify_response(token, received=claims, provider=MemberId.parse(PORTAL), view=view, at=AT)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"iat": float("nan")}, "iat is not an integer"),
+        ({"exp": True}, "exp is not an integer"),
+        ({"method": 7}, "method is not text"),
+    ],
+)
+def test_claim_types_are_checked_before_any_comparison(
+    instance: Instance, changes: dict[str, object], message: str
+) -> None:
+    import jwt
+
+    key, cert = instance.signing(PORTAL)
+    view = TrustView(instance.configuration({PORTAL: [cert]}))
+    signer = MessageSigner(key, cert)
+    claims = {**asdict(request()), **changes}
+    token = jwt.encode(
+        claims, key, algorithm="ES256", headers={"typ": "exchange-request+jws", "kid": signer.kid}
+    )
+    with pytest.raises(InvalidSignature, match=message):
+        verify_request(token, received=request(), view=view, at=AT, skew=30, max_lifetime=60)
+
+
+def test_signature_lifetime_is_bounded(instance: Instance) -> None:
+    key, cert = instance.signing(PORTAL)
+    view = TrustView(instance.configuration({PORTAL: [cert]}))
+    now = int(AT.timestamp())
+    token = MessageSigner(key, cert).sign_request(request(iat=now, exp=now + 86400 * 365))
+    with pytest.raises(StaleMessage, match="at most 60 s"):
+        verify_request(token, received=request(), view=view, at=AT, skew=30, max_lifetime=60)

@@ -87,9 +87,15 @@ def test_expired_global_configuration_fails_closed(short_lived: Running) -> None
         calls = short_lived.registry.calls
         time.sleep(0.2)
     assert response.status_code == 503
-    assert response.json()["type"] == "Server.ClientProxy.OutdatedGlobalConf"
+    # Whichever gateway's copy expires first refuses: the consumer's, or the provider's.
+    assert response.json()["type"] in {
+        "Server.ClientProxy.OutdatedGlobalConf",
+        "Server.ServerProxy.OutdatedGlobalConf",
+    }
     assert short_lived.registry.calls == calls
-    health = httpx.get(f"{short_lived.consumer_url}/health")
+    while (health := httpx.get(f"{short_lived.consumer_url}/health")).status_code == 200:
+        assert time.monotonic() < deadline + 10
+        time.sleep(0.2)
     assert health.status_code == 503
     assert health.json()["status"] == "FAIL"
 

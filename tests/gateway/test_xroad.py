@@ -7,9 +7,16 @@ from exchange.gateway.xroad import negotiate, parse_target, query_parameters, re
 
 
 def test_target_keeps_the_rest_path_raw() -> None:
-    target = parse_target(b"/r1/EE/GOV/1/sub/code/a%2Fb/c")
+    target = parse_target(b"/r1/EE/GOV/1/sub/code/a%20b/c")
     assert str(target.service) == "EE/GOV/1/sub/code"
-    assert target.rest_path == "/a%2Fb/c"
+    assert target.rest_path == "/a%20b/c"
+    for sneaky in (
+        b"/r1/EE/GOV/1/sub/code/a%2Fb",
+        b"/r1/EE/GOV/1/sub/code/%2E%2e",
+        b"/r1/EE/GOV/1/sub/code/a/./b",
+    ):
+        with pytest.raises(InvalidRequest, match="dot segments or encoded slashes"):
+            parse_target(sneaky)
     assert parse_target(b"/r1/EE/GOV/1/sub/code").rest_path == ""
 
 
