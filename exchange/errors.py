@@ -8,6 +8,7 @@ where ``type`` is ``Client.<code>`` for the caller's faults (4xx) and ``Server.<
 ::
 
     Error (500 InternalError)
+    ├── LoggingFailed (500): the audit record could not be committed; nothing was released
     ├── InvalidRequest (400)
     │   ├── InvalidIdentifier (400)
     │   ├── InvalidCertificateRequest (400)
@@ -71,6 +72,12 @@ class Error(Exception):
 
 class InternalError(Error):
     """Something failed that should not have; details go to the log only."""
+
+
+class LoggingFailed(Error):
+    """The audit record could not be committed, so nothing was released."""
+
+    code = "LoggingFailed"
 
 
 class InvalidRequest(Error):

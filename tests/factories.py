@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from sqlalchemy import Engine, text
 
 from exchange.trust import ca, globalconf
 from exchange.trust.keys import generate_key
@@ -122,3 +125,31 @@ class Instance:
             gateways=[],
             revoked_serials=list(revoked),
         )
+
+
+@contextlib.contextmanager
+def audit_store_unwritable(engine: Engine) -> Iterator[None]:
+    """Make every insert into the audit log fail at the database, for the block's duration."""
+    if engine.dialect.name == "sqlite":
+        block = [
+            "CREATE TRIGGER block BEFORE INSERT ON audit_records"
+            " BEGIN SELECT RAISE(ABORT, 'x'); END"
+        ]
+        unblock = ["DROP TRIGGER block"]
+    else:
+        block = [
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'x'; END $$"
+            " LANGUAGE plpgsql",
+            "CREATE TRIGGER block BEFORE INSERT ON audit_records"
+            " FOR EACH ROW EXECUTE FUNCTION refuse()",
+        ]
+        unblock = ["DROP TRIGGER block ON audit_records", "DROP FUNCTION refuse()"]
+    with engine.begin() as connection:
+        for statement in block:
+            connection.execute(text(statement))
+    try:
+        yield
+    finally:
+        with engine.begin() as connection:
+            for statement in unblock:
+                connection.execute(text(statement))

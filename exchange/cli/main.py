@@ -12,7 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from exchange import __version__
-from exchange.cli import central, demo, gateway, globalconf, keys, tsa
+from exchange.cli import audit, central, demo, gateway, globalconf, keys, tsa
 from exchange.errors import Error
 from exchange.logging import configure as configure_logging
 
@@ -23,6 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.add_typer(audit.app, name="audit")
 app.add_typer(central.app, name="central")
 app.add_typer(gateway.app, name="gateway")
 app.add_typer(keys.app, name="keys")

@@ -27,7 +27,7 @@ def upgrade(role: str, engine: Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(role, engine), revision)
 
 
-def run_env(context: ModuleType, metadata: MetaData) -> None:
+def run_env(context: ModuleType, metadata: MetaData | list[MetaData]) -> None:
     """Body of every role's ``env.py``: migrate the engine handed over in the config."""
     config = context.config
     engine: Engine = config.attributes["engine"]

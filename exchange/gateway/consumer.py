@@ -30,6 +30,7 @@ from exchange.errors import (
     InternalError,
     InvalidResponse,
     InvalidSignature,
+    LoggingFailed,
     NetworkError,
     ServiceTimeout,
     SslAuthenticationFailed,
@@ -37,7 +38,7 @@ from exchange.errors import (
 )
 from exchange.gateway import metaservices
 from exchange.gateway.node import Gateway
-from exchange.gateway.records import ExchangeRecord
+from exchange.gateway.records import ExchangeRecord, audit_entry
 from exchange.gateway.signing import (
     REQUEST_HEADER,
     RESPONSE_HEADER,
@@ -150,6 +151,22 @@ async def handle(gateway: Gateway, request: Request) -> Response:
             )
     record.status = status
     record.fault_code = error_type
+    record.response_digest = body_digest(payload)
+    try:
+        # The audit record is committed before the answer goes back: no record, no release.
+        await gateway.audit.append(audit_entry(record), subject=record.user_id)
+    except LoggingFailed as error:
+        body_json = error_body(error, SIDE)
+        status, content_type, error_type = error.status, "application/json", body_json["type"]
+        payload = json.dumps(body_json).encode()
+        record.status, record.fault_code, record.fault_string = status, error_type, error.message
+        failure(
+            log,
+            "consumer.failed",
+            error_type=error_type or "",
+            message=error.message,
+            cause=error.__cause__,
+        )
     record.response_size = len(payload)
     finished = clock()
     await gateway.in_thread(gateway.exchanges.write, record, response_out=finished)

@@ -15,6 +15,7 @@ Keys are generated here and never leave; only the CSRs go to the central authori
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from exchange.trust.keys import (
     load_certificate,
     load_private_key,
     write_private_key,
+    write_secret,
 )
 
 
@@ -54,6 +56,7 @@ def initialise(settings: GatewaySettings) -> list[Path]:
         write_private_key(root / f"{name}.key", key)
         (root / f"{name}.csr").write_text(csr_pem(build_csr(key, label)))
         made.append(root / f"{name}.csr")
+    audit_key(settings)
     return made
 
 
@@ -91,6 +94,14 @@ def enrol(
                     message = f"HTTP {response.status_code}"
                 raise ServiceFailed(f"central authority refused the {name} CSR: {message}")
             (root / f"{name}.pem").write_text(response.json()["certificate"])
+
+
+def audit_key(settings: GatewaySettings) -> bytes:
+    """The secret that hashes persons' ids in the audit log; replicas of a gateway share it."""
+    path = settings.data_dir / "audit.key"
+    if not path.exists():
+        write_secret(path, secrets.token_bytes(32))
+    return path.read_bytes()
 
 
 def load(settings: GatewaySettings) -> GatewayKeys:

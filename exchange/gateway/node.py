@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from audit.heads import HeadKeeper
+from audit.log import AuditLog
 from exchange.db import migrate
 from exchange.db.engine import build_engine
 from exchange.evidence.schemas import EvidenceSchemas
@@ -61,6 +63,18 @@ class Gateway:
         self.replay = ReplayGuard(self.engine)
         self.access = AccessRights(self.engine, cache_ttl=settings.access_cache_ttl, clock=clock)
         self.exchanges = ExchangeLog(self.engine)
+        self.audit = AuditLog(
+            self.engine, chain=settings.audit_chain, key=files.audit_key(settings), clock=clock
+        )
+        self.heads = HeadKeeper(
+            audit=self.audit,
+            engine=self.engine,
+            signer=self.signer,
+            configuration=lambda: self.trust.view().configuration,
+            clock=clock,
+            interval=settings.audit_head_interval,
+            every=settings.audit_head_every,
+        )
         self.services = ServiceTable.build(
             member=self.member,
             specs=settings.services,
@@ -92,6 +106,7 @@ class Gateway:
         return self._session
 
     async def close(self) -> None:
+        await self.audit.close()
         if self._session is not None:
             await self._session.close()
         await self.services.close()

@@ -33,13 +33,14 @@ from exchange.errors import (
     Error,
     InternalError,
     InvalidSignature,
+    LoggingFailed,
     MethodNotAllowed,
     UnknownService,
 )
 from exchange.evidence.xml import parse_untrusted
 from exchange.gateway import metaservices
 from exchange.gateway.node import Gateway
-from exchange.gateway.records import ExchangeRecord
+from exchange.gateway.records import ExchangeRecord, audit_entry
 from exchange.gateway.signing import (
     REQUEST_HEADER,
     RESPONSE_HEADER,
@@ -191,6 +192,9 @@ async def _serve(
         keep_until=keep_until,
     )
     parameters = query_parameters(query)
+    local = gateway.services.find(target.service)
+    if local is not None and local.spec.subject_parameter:
+        record.subject = parameters.get(local.spec.subject_parameter)
     code = target.service.service_code
     if code in METASERVICES:
         if code == "getOpenAPI":
@@ -235,9 +239,9 @@ def looks_like_xml(body: bytes, content_type: str | None) -> bool:
     return bool(body) and ("xml" in (content_type or "").lower() or head.startswith(b"<"))
 
 
-async def respond(
-    gateway: Gateway, record: ExchangeRecord, *, status: int, content_type: str, payload: bytes
-) -> Response:
+def _sign(
+    gateway: Gateway, record: ExchangeRecord, status: int, content_type: str, payload: bytes
+) -> str:
     claims = ResponseClaims(
         status=status,
         content_type=content_type,
@@ -248,9 +252,39 @@ async def respond(
         request_hash=record.request_hash or "",
         iat=int(gateway.clock().timestamp()),
     )
-    response_signature = gateway.signer.sign_response(claims)
-    record.response_signature = response_signature
+    record.response_signature = gateway.signer.sign_response(claims)
+    record.response_digest = claims.body
     record.response_size = len(payload)
+    return record.response_signature
+
+
+async def respond(
+    gateway: Gateway, record: ExchangeRecord, *, status: int, content_type: str, payload: bytes
+) -> Response:
+    response_signature = _sign(gateway, record, status, content_type, payload)
+    try:
+        # The audit record is committed before anything leaves: no record, no release.
+        await gateway.audit.append(audit_entry(record), subject=record.subject)
+    except LoggingFailed as error:
+        failure(
+            log,
+            "provider.failed",
+            error_type="Server.ServerProxy.LoggingFailed",
+            message=error.message,
+            cause=error.__cause__,
+        )
+        body_json = error_body(error, SIDE)
+        status, content_type, payload = (
+            error.status,
+            "application/json",
+            json.dumps(body_json).encode(),
+        )
+        record.status, record.fault_code, record.fault_string = (
+            status,
+            body_json["type"],
+            error.message,
+        )
+        response_signature = _sign(gateway, record, status, content_type, payload)
     finished = gateway.clock()
     await gateway.in_thread(gateway.exchanges.write, record, response_out=finished)
     gateway.metrics.observe(

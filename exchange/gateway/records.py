@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from audit.log import AuditEntry
 from exchange.gateway import models
 
 
@@ -33,7 +34,8 @@ class ExchangeRecord:
     request_hash: str | None = None
     request_signature: str | None = None
     response_signature: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    subject: str | None = None  # the person the exchange is about; hashed before it is logged
+    response_digest: str | None = None
 
 
 class ExchangeLog:
@@ -117,3 +119,23 @@ def opmon_fields(row: models.Exchange) -> dict[str, object]:
         "statusCode": row.status,
         "serviceType": "REST",
     }
+
+
+def audit_entry(record: ExchangeRecord) -> AuditEntry:
+    """What the audit log keeps of an exchange (the person goes separately, to be hashed)."""
+    return AuditEntry(
+        side="consumer" if record.side == "client" else "provider",
+        message_id=record.message_id,
+        client=record.client,
+        service=record.service,
+        status=record.status,
+        fault=record.fault_code,
+        purpose=record.purpose,
+        legal_basis=None,
+        consent=record.consent,
+        peer=record.peer,
+        request_digest=record.request_hash,
+        response_digest=record.response_digest,
+        request_signature=record.request_signature,
+        response_signature=record.response_signature,
+    )

@@ -65,4 +65,4 @@ def background_jobs(gateway: Gateway) -> list[Callable[[], Coroutine[Any, Any, N
             await asyncio.sleep(60)
             await gateway.in_thread(gateway.replay.prune, at=gateway.clock() - timedelta(seconds=1))
 
-    return [refresh, prune]
+    return [refresh, prune, gateway.heads.run]

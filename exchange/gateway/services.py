@@ -142,6 +142,9 @@ class ServiceTable:
         """``SUBSYSTEM-ID/SERVICE`` of every service provided here."""
         return frozenset(self._services)
 
+    def find(self, service: ServiceId) -> LocalService | None:
+        return self._services.get(f"{service.subsystem}/{service.service_code}")
+
     def get(self, service: ServiceId) -> LocalService:
         found = self._services.get(f"{service.subsystem}/{service.service_code}")
         if found is None:

@@ -73,6 +73,9 @@ class ServiceSpec(_Strict):
     evidence_type: str
     description: str = ""
     consent_policy: Literal["consent", "legal-basis", "public"] = "consent"
+    subject_parameter: str | None = Field(
+        default="person", description="the parameter naming the person the evidence is about"
+    )
     methods: list[Literal["GET", "POST"]] = Field(default_factory=lambda: ["GET"])  # type: ignore[arg-type]
     parameters: list[str] = Field(default_factory=list)
     openapi: Path | None = None
@@ -102,6 +105,11 @@ class GatewaySettings(_Strict):
     globalconf_refresh: float = Field(default=60.0, gt=0)
     access_cache_ttl: float = Field(default=2.0, ge=0)
     json_logs: bool = False
+    replica: str = Field(
+        default="1", description="this replica's name; each keeps its own audit chain"
+    )
+    audit_head_interval: float = Field(default=60.0, gt=0, description="seconds between tree heads")
+    audit_head_every: int = Field(default=10000, gt=0, description="records that force a head")
     services: list[ServiceSpec] = Field(default_factory=list)
 
     @field_validator("id")
@@ -109,6 +117,11 @@ class GatewaySettings(_Strict):
     def _gateway_id(cls, value: str) -> str:
         GatewayId.parse(value)
         return value
+
+    @field_validator("replica")
+    @classmethod
+    def _replica(cls, value: str) -> str:
+        return check_segment(value, "replica")
 
     @field_validator("subsystems")
     @classmethod
@@ -120,6 +133,10 @@ class GatewaySettings(_Strict):
     @property
     def gateway(self) -> GatewayId:
         return GatewayId.parse(self.id)
+
+    @property
+    def audit_chain(self) -> str:
+        return f"{self.id}/{self.replica}"
 
     @property
     def db_url(self) -> str:

@@ -93,16 +93,16 @@ class MessageSigner:
         self._key = key
         self.kid = fingerprint(certificate)
 
-    def _sign(self, claims: dict[str, Any], typ: str) -> str:
+    def sign(self, claims: dict[str, Any], typ: str) -> str:
         return jwt.encode(
             claims, self._key, algorithm="ES256", headers={"typ": typ, "kid": self.kid}
         )
 
     def sign_request(self, claims: RequestClaims) -> str:
-        return self._sign(asdict(claims), REQUEST_TYPE)
+        return self.sign(asdict(claims), REQUEST_TYPE)
 
     def sign_response(self, claims: ResponseClaims) -> str:
-        return self._sign(asdict(claims), RESPONSE_TYPE)
+        return self.sign(asdict(claims), RESPONSE_TYPE)
 
 
 def _decode(

@@ -188,6 +188,18 @@ def verify(
     return configuration
 
 
+def verify_archived(document: bytes, anchor: TrustAnchor) -> GlobalConfiguration:
+    """Verify a configuration as of its own generation time: for auditing after it expired."""
+    try:
+        generated = json.loads(
+            jwt.api_jws.decode_complete(document, options={"verify_signature": False})["payload"]
+        )
+        at = datetime.fromisoformat(generated["generated_at"])
+    except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigurationInvalid("global configuration is not a signed document") from exc
+    return verify(document, anchor, at=at)
+
+
 def anchor_for(
     *, instance: str, configuration_url: str, certificates: list[x509.Certificate]
 ) -> TrustAnchor:

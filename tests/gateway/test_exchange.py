@@ -17,6 +17,7 @@ from exchange.gateway import models
 from exchange.gateway.settings import SCHEMAS_DIR
 from exchange.gateway.signing import request_hash
 from exchange.trust.keys import certificate_pem
+from tests.factories import audit_store_unwritable
 from tests.gateway.conftest import BIRTH, DIPLOMA, MARI, PORTAL_CLIENT, Running
 from tests.servers import exchange
 
@@ -231,3 +232,26 @@ def test_operational_monitoring_records(running: Running) -> None:
     assert (
         mine["requestInTs"] <= mine["requestOutTs"] <= mine["responseInTs"] <= mine["responseOutTs"]
     )
+
+
+def test_audit_log_of_both_gateways_verifies(running: Running) -> None:
+    for _ in range(3):
+        assert running.call(f"{BIRTH}?person={MARI}").status_code == 200
+    assert (
+        running.call(f"{BIRTH}?person=EE00000000000").status_code == 404
+    )  # refusals are audited too
+    for config in (running.layout.provider, running.layout.consumer):
+        signed = exchange("audit", "head", "-c", str(config))
+        assert signed.returncode == 0, signed.stderr
+        checked = exchange("audit", "verify", "-c", str(config))
+        assert checked.returncode == 0, checked.stderr
+        assert "OK," in checked.stdout
+
+
+def test_unwritable_audit_store_releases_nothing(running: Running) -> None:
+    with audit_store_unwritable(build_engine(running.provider_settings().db_url)):
+        response = running.call(f"{BIRTH}?person={MARI}")
+        assert response.status_code == 500
+        assert response.json()["type"] == "Server.ServerProxy.LoggingFailed"
+        assert "Tamm" not in response.text
+    assert running.call(f"{BIRTH}?person={MARI}").status_code == 200

@@ -1,0 +1,177 @@
+"""Check a whole audit chain: records, hash chain, tree heads, their signatures and timestamps.
+
+Needs only the records, the heads and the trust material (instance CA, the member's signing
+certificates, the TSA certificates), all of which an export bundle carries, plus the trust
+anchor that vouches for them. It names the first bad position:
+
+- a changed record breaks the hash the next record carries (reported at the changed record);
+  the last record, which no later record pins, is caught by the signed head covering it;
+- a deleted, inserted or moved record breaks the sequence numbers at that position;
+- a truncated log is shorter than a signed head says it was;
+- a head whose signature, root or timestamp does not verify is reported at its size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from audit import merkle, timestamp
+from audit.heads import HEAD_TYPE
+from audit.log import GENESIS
+from exchange.errors import Error
+from exchange.trust.keys import fingerprint
+
+
+@dataclass(frozen=True)
+class Head:
+    chain: str
+    size: int
+    root: str
+    signature: str
+    timestamp: bytes | None
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """What records and heads are checked against."""
+
+    ca: x509.Certificate
+    signing: Sequence[x509.Certificate]
+    tsa: Sequence[x509.Certificate] = ()
+
+
+@dataclass(frozen=True)
+class Problem:
+    position: int
+    message: str
+
+
+@dataclass
+class Report:
+    chain: str
+    records: int = 0
+    heads: int = 0
+    timestamped: int = 0
+    problem: Problem | None = None
+    leaves: list[bytes] = field(default_factory=list, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def verify(chain: str, bodies: Iterable[bytes], heads: Iterable[Head], anchors: Anchors) -> Report:
+    report = Report(chain=chain)
+    previous = GENESIS
+    for position, body in enumerate(bodies):
+        problem = _check_record(chain, position, body, previous)
+        if problem is not None:
+            report.problem = problem
+            return report
+        leaf = merkle.leaf_hash(body)
+        report.leaves.append(leaf)
+        previous = leaf.hex()
+        report.records += 1
+    signers = {fingerprint(c): c for c in anchors.signing}
+    good_size = 0
+    for head in sorted(heads, key=lambda h: h.size):
+        problem = _check_head(head, report, signers, anchors, good_size)
+        if problem is not None:
+            report.problem = problem
+            return report
+        good_size = head.size
+        report.heads += 1
+    return report
+
+
+def _check_record(chain: str, position: int, body: bytes, previous: str) -> Problem | None:
+    try:
+        record = json.loads(body)
+    except ValueError:
+        return Problem(position, "record is not valid JSON")
+    if not isinstance(record, dict) or record.get("chain") != chain:
+        return Problem(position, f"record does not belong to chain {chain}")
+    seq = record.get("seq")
+    if seq != position:
+        if isinstance(seq, int) and seq > position:
+            return Problem(position, f"record {position} is missing (the next one found is {seq})")
+        return Problem(position, f"record out of order: sequence {seq} at position {position}")
+    if record.get("prev") != previous:
+        # The record before no longer hashes to what this one carries: it was changed.
+        return Problem(
+            position - 1, f"record {position - 1} was altered (record {position} pins another hash)"
+        )
+    return None
+
+
+def _check_head(
+    head: Head,
+    report: Report,
+    signers: dict[str, x509.Certificate],
+    anchors: Anchors,
+    good_size: int,
+) -> Problem | None:
+    where = max(head.size - 1, 0)
+    try:
+        header = jwt.get_unverified_header(head.signature)
+        certificate = signers.get(str(header.get("kid")))
+        if header.get("typ") != HEAD_TYPE or certificate is None:
+            return Problem(
+                where, f"tree head at size {head.size} is not signed by a known key of the member"
+            )
+        certificate.verify_directly_issued_by(anchors.ca)
+        public_key = certificate.public_key()
+        assert isinstance(public_key, ec.EllipticCurvePublicKey)
+        claims = jwt.decode(
+            head.signature,
+            public_key,
+            algorithms=["ES256"],
+            options={"verify_exp": False, "verify_iat": False, "verify_aud": False},
+        )
+    except (jwt.PyJWTError, ValueError, TypeError, AssertionError) as exc:
+        return Problem(
+            where, f"tree head at size {head.size} has a bad signature ({type(exc).__name__})"
+        )
+    if (
+        claims.get("chain") != head.chain
+        or claims.get("size") != head.size
+        or claims.get("root") != head.root
+    ):
+        return Problem(
+            where, f"tree head at size {head.size} does not match what its signature says"
+        )
+    if head.size > report.records:
+        return Problem(
+            report.records,
+            f"log ends at {report.records} records but a head was signed at size {head.size}"
+            " (truncated)",
+        )
+    if merkle.root(report.leaves[: head.size]).hex() != head.root:
+        if head.size == report.records:
+            return Problem(
+                where, f"record {where} was altered (the head signed at size {head.size} disagrees)"
+            )
+        return Problem(
+            good_size,
+            f"records from {good_size} to {where} were rewritten"
+            f" (the head at size {head.size} disagrees)",
+        )
+    if head.timestamp is not None:
+        digest = hashlib.sha256(head.signature.encode()).digest()
+        for tsa in anchors.tsa:
+            try:
+                timestamp.verify(head.timestamp, digest=digest, tsa=tsa, ca=anchors.ca)
+            except Error:
+                continue
+            report.timestamped += 1
+            break
+        else:
+            return Problem(where, f"timestamp of the head at size {head.size} does not verify")
+    return None

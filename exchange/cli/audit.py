@@ -1,0 +1,142 @@
+"""``exchange audit ...``: verify and export a gateway's audit log, sign a tree head now."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from cryptography import x509
+from sqlalchemy import Engine
+
+from audit.verify import Anchors
+from exchange.errors import InvalidRequest
+from exchange.gateway.settings import GatewaySettings
+from exchange.trust.globalconf import TrustAnchor
+
+app = typer.Typer(help="Verify and export the tamper-evident audit log.", no_args_is_help=True)
+Config = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Gateway settings file (TOML).", exists=True, dir_okay=False
+    ),
+]
+
+
+@dataclass(frozen=True)
+class _Local:
+    settings: GatewaySettings
+    engine: Engine
+    anchor: TrustAnchor
+    document: bytes
+    signing: list[x509.Certificate]
+    trust: Anchors
+
+
+def _local(config: Path) -> _Local:
+    """A gateway's own log, with the trust material its data folder holds."""
+    from audit import bundle
+    from exchange.db import migrate
+    from exchange.db.engine import build_engine
+    from exchange.trust import globalconf
+    from exchange.trust.keys import load_certificate
+
+    settings = GatewaySettings.load(config)
+    engine = build_engine(settings.db_url)
+    migrate.upgrade("gateway", engine)
+    anchor = TrustAnchor.load(settings.anchor)
+    cached = settings.data_dir / "globalconf.jws"
+    if not cached.exists():
+        raise InvalidRequest(f"{cached} is missing: the gateway has never held a configuration")
+    document = cached.read_bytes()
+    configuration = globalconf.verify_archived(document, anchor)
+    signing = [load_certificate(settings.data_dir / "signing.pem")]
+    trust = bundle.anchors(configuration, settings.audit_chain, signing)
+    return _Local(settings, engine, anchor, document, signing, trust)
+
+
+@app.command()
+def verify(
+    config: Config = None,
+    bundle_dir: Annotated[
+        Path | None, typer.Option("--bundle", help="An exported bundle instead.", file_okay=False)
+    ] = None,
+    anchor: Annotated[
+        Path | None, typer.Option(help="Trust anchor to check a bundle against.", dir_okay=False)
+    ] = None,
+) -> None:
+    """Check records, chain, heads, signatures and timestamps; name the first bad position."""
+    from audit import bundle
+    from audit.verify import verify as check
+
+    if bundle_dir is not None:
+        if anchor is None:
+            raise InvalidRequest(
+                "--anchor is required with --bundle: the bundle's own anchor proves nothing"
+            )
+        chain, bodies, heads, trust = bundle.load(bundle_dir, TrustAnchor.load(anchor))
+    elif config is not None:
+        local = _local(config)
+        chain, trust = local.settings.audit_chain, local.trust
+        bodies, heads = bundle.rows(local.engine, chain), bundle.heads(local.engine, chain)
+    else:
+        raise InvalidRequest("give --config (a gateway) or --bundle (an export)")
+    report = check(chain, bodies, heads, trust)
+    if report.problem is not None:
+        typer.echo(
+            f"chain {chain}: FAILED at record {report.problem.position}: {report.problem.message}",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(
+        f"chain {chain}: OK, {report.records} records, {report.heads} signed heads, "
+        f"{report.timestamped} timestamped"
+    )
+
+
+@app.command()
+def export(
+    config: Annotated[
+        Path,
+        typer.Option("--config", "-c", exists=True, dir_okay=False, help="Gateway settings file."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New folder for the bundle.")],
+) -> None:
+    """Write a self-contained bundle that an auditor can verify with the trust anchor alone."""
+    from audit import bundle
+
+    local = _local(config)
+    records, heads = bundle.export(
+        local.engine,
+        local.settings.audit_chain,
+        configuration=local.document,
+        anchor=local.anchor,
+        signing=local.signing,
+        out=out,
+    )
+    typer.echo(f"wrote {out}: {records} records, {heads} signed heads")
+
+
+@app.command()
+def head(
+    config: Annotated[Path, typer.Option("--config", "-c", exists=True, dir_okay=False)],
+) -> None:
+    """Sign (and timestamp) a tree head now, as the running gateway would periodically."""
+    from exchange.gateway.node import Gateway
+
+    async def main() -> None:
+        gateway = Gateway(GatewaySettings.load(config))
+        try:
+            signed = await gateway.heads.sign_now()
+        finally:
+            await gateway.close()
+        stamped = (
+            f", timestamped by {signed.tsa}"
+            if signed.tsa
+            else ", not timestamped (no TSA answered)"
+        )
+        typer.echo(f"signed head of {signed.chain} at size {signed.size}{stamped}")
+
+    asyncio.run(main())

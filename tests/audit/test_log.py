@@ -1,0 +1,227 @@
+"""The audit log on a real database: group commit, tamper detection at the right position,
+an unwritable store refusing cleanly, signed heads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, text
+
+from audit import bundle
+from audit.heads import HeadKeeper
+from audit.log import AuditEntry, AuditLog
+from audit.verify import Anchors, verify
+from exchange.db import migrate
+from exchange.db.engine import build_engine
+from exchange.errors import LoggingFailed
+from exchange.gateway.signing import MessageSigner
+from tests.conftest import NOW, Clock
+from tests.factories import Instance, audit_store_unwritable
+
+CHAIN = "EE/GOV/70000310/gw1/1"
+MEMBER = "EE/GOV/70000310"
+
+
+def entry(n: int) -> AuditEntry:
+    return AuditEntry(
+        side="provider",
+        message_id=f"m-{n}",
+        client="EE/GOV/70000001/citizen-portal",
+        service="EE/GOV/70000310/population-registry/birth-certificate",
+        status=200,
+        fault=None,
+        purpose="study-grant",
+        legal_basis=None,
+        consent=None,
+        peer="EE/GOV/70000001/gw1",
+        request_digest=f"r{n}",
+        response_digest=f"s{n}",
+        request_signature=None,
+        response_signature=None,
+    )
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    made = build_engine(database_url)
+    migrate.upgrade("gateway", made)
+    yield made
+    made.dispose()
+
+
+@pytest.fixture
+def instance() -> Instance:
+    return Instance(at=NOW - timedelta(days=1))
+
+
+def make_log(engine: Engine, clock: Clock, key: bytes = b"k" * 32) -> AuditLog:
+    return AuditLog(engine, chain=CHAIN, key=key, clock=clock)
+
+
+async def fill(log: AuditLog, count: int, subject: str | None = "EE38001085718") -> list[int]:
+    return list(
+        await asyncio.gather(*(log.append(entry(n), subject=subject) for n in range(count)))
+    )
+
+
+def check(engine: Engine, anchors: Anchors) -> object:
+    return verify(CHAIN, bundle.rows(engine, CHAIN), bundle.heads(engine, CHAIN), anchors)
+
+
+def anchors_for(instance: Instance, cert: object) -> Anchors:
+    return Anchors(ca=instance.authority.certificate, signing=[cert])  # type: ignore[list-item]
+
+
+async def signed_head(
+    engine: Engine, log: AuditLog, instance: Instance, clock: Clock
+) -> tuple[Anchors, HeadKeeper]:
+    key, cert = instance.signing(MEMBER)
+    keeper = HeadKeeper(
+        audit=log,
+        engine=engine,
+        signer=MessageSigner(key, cert),
+        configuration=lambda: instance.configuration({MEMBER: [cert]}),
+        clock=clock,
+        interval=60,
+        every=1000,
+    )
+    await keeper.sign_now()
+    return anchors_for(instance, cert), keeper
+
+
+async def test_concurrent_appends_share_commits_and_stay_in_order(
+    engine: Engine, clock: Clock, instance: Instance
+) -> None:
+    log = make_log(engine, clock)
+    seqs = await fill(log, 300)
+    assert sorted(seqs) == list(range(300))
+    anchors, _ = await signed_head(engine, log, instance, clock)
+    report = check(engine, anchors)
+    assert report.ok, report.problem  # type: ignore[attr-defined]
+    assert (report.records, report.heads) == (300, 1)  # type: ignore[attr-defined]
+    with engine.connect() as connection:
+        subjects = {
+            row[0] for row in connection.execute(text("SELECT DISTINCT subject FROM audit_records"))
+        }
+    assert len(subjects) == 1
+    assert "EE38001085718" not in next(iter(subjects))  # stored only as a keyed hash
+    await log.close()
+
+
+async def test_restart_continues_the_same_chain(
+    engine: Engine, clock: Clock, instance: Instance
+) -> None:
+    first = make_log(engine, clock)
+    await fill(first, 5)
+    await first.close()
+    again = make_log(engine, clock)
+    assert await again.append(entry(99), subject=None) == 5
+    anchors, _ = await signed_head(engine, again, instance, clock)
+    assert check(engine, anchors).ok  # type: ignore[attr-defined]
+    await again.close()
+
+
+def tamper(engine: Engine, statements: list[str]) -> None:
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement))
+
+
+def flip_byte(engine: Engine, seq: int) -> None:
+    with engine.begin() as connection:
+        body = connection.execute(
+            text("SELECT body FROM audit_records WHERE seq = :s"), {"s": seq}
+        ).scalar_one()
+        data = bytearray(body)
+        data[data.index(b'"m-') + 3] ^= 0x01  # one byte of the message id
+        connection.execute(
+            text("UPDATE audit_records SET body = :b WHERE seq = :s"), {"b": bytes(data), "s": seq}
+        )
+
+
+@pytest.mark.parametrize(
+    ("damage", "position"),
+    [
+        (lambda e: flip_byte(e, 7), 7),
+        (lambda e: flip_byte(e, 19), 19),  # the last record: only the signed head pins it
+        (lambda e: tamper(e, ["DELETE FROM audit_records WHERE seq = 12"]), 12),
+        (
+            lambda e: tamper(
+                e,
+                [
+                    "UPDATE audit_records SET seq = -1 WHERE seq = 4",
+                    "UPDATE audit_records SET seq = 4 WHERE seq = 5",
+                    "UPDATE audit_records SET seq = 5 WHERE seq = -1",
+                ],
+            ),
+            4,
+        ),
+        (lambda e: tamper(e, ["DELETE FROM audit_records WHERE seq >= 15"]), 15),
+    ],
+    ids=["flip-byte", "flip-byte-last", "delete-row", "reorder-rows", "truncate"],
+)
+async def test_tampering_is_found_at_its_position(
+    engine: Engine, clock: Clock, instance: Instance, damage: object, position: int
+) -> None:
+    log = make_log(engine, clock)
+    await fill(log, 20)
+    anchors, _ = await signed_head(engine, log, instance, clock)
+    assert check(engine, anchors).ok  # type: ignore[attr-defined]
+    damage(engine)  # type: ignore[operator]
+    report = check(engine, anchors)
+    assert report.problem is not None  # type: ignore[attr-defined]
+    assert report.problem.position == position, report.problem  # type: ignore[attr-defined]
+    await log.close()
+
+
+async def test_head_signed_by_another_member_is_refused(
+    engine: Engine, clock: Clock, instance: Instance
+) -> None:
+    log = make_log(engine, clock)
+    await fill(log, 3)
+    key, cert = instance.signing("EE/GOV/70000001")
+    keeper = HeadKeeper(
+        audit=log,
+        engine=engine,
+        signer=MessageSigner(key, cert),
+        configuration=lambda: instance.configuration({}),
+        clock=clock,
+        interval=60,
+        every=1000,
+    )
+    await keeper.sign_now()
+    _, member_cert = instance.signing(MEMBER)
+    report = check(engine, anchors_for(instance, member_cert))
+    assert report.problem is not None  # type: ignore[attr-defined]
+    assert "not signed by a known key" in report.problem.message  # type: ignore[attr-defined]
+    await log.close()
+
+
+async def test_unwritable_store_refuses_cleanly_and_loses_nothing(
+    engine: Engine, clock: Clock, instance: Instance
+) -> None:
+    log = make_log(engine, clock)
+    await fill(log, 3)
+    with audit_store_unwritable(engine):
+        results = await asyncio.gather(
+            *(log.append(entry(n), subject=None) for n in range(5)), return_exceptions=True
+        )
+    assert all(isinstance(r, LoggingFailed) for r in results)
+    assert await log.append(entry(50), subject=None) == 3  # the chain goes on where it stood
+    anchors, _ = await signed_head(engine, log, instance, clock)
+    report = check(engine, anchors)
+    assert report.ok, report.problem  # type: ignore[attr-defined]
+    assert report.records == 4  # type: ignore[attr-defined]
+    await log.close()
+
+
+async def test_subject_hash_is_keyed(engine: Engine, clock: Clock) -> None:
+    one, other = make_log(engine, clock, b"a" * 32), make_log(engine, clock, b"b" * 32)
+    assert one.subject_hash("EE38001085718") == one.subject_hash("EE38001085718")
+    assert one.subject_hash("EE38001085718") != other.subject_hash("EE38001085718")
+    assert one.subject_hash(None) is None
+    assert json.loads(json.dumps(one.subject_hash("x")))
