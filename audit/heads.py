@@ -70,7 +70,7 @@ class HeadKeeper:
         while True:
             await asyncio.sleep(min(self._interval, 1.0))
             try:
-                if self.due(self._audit.frontier.size, self._clock()):
+                if self.due(self._audit.tree.size, self._clock()):
                     await self.sign_now()
             except Exception as exc:  # a failed head is retried; the loop must not die
                 log.warning("audit.head_failed", cause=type(exc).__name__)

@@ -62,30 +62,6 @@ def canonical(record: dict[str, Any]) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-class Frontier:
-    """The roots of the perfect subtrees covering the log so far: O(log n) state for the root."""
-
-    def __init__(self) -> None:
-        self.size = 0
-        self._stack: list[tuple[int, bytes]] = []  # (subtree size, root), largest first
-
-    def add(self, leaf: bytes) -> None:
-        self.size += 1
-        node = (1, leaf)
-        while self._stack and self._stack[-1][0] == node[0]:
-            size, left = self._stack.pop()
-            node = (size * 2, merkle.node_hash(left, node[1]))
-        self._stack.append(node)
-
-    def root(self) -> bytes:
-        if not self._stack:
-            return merkle.EMPTY_ROOT
-        value = self._stack[-1][1]
-        for _, left in reversed(self._stack[:-1]):
-            value = merkle.node_hash(left, value)
-        return value
-
-
 class AuditLog:
     def __init__(
         self,
@@ -105,7 +81,7 @@ class AuditLog:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
         self._queue: asyncio.Queue[tuple[AuditEntry, str | None, asyncio.Future[int]]] | None = None
         self._task: asyncio.Task[None] | None = None
-        self.frontier = Frontier()
+        self.tree = merkle.Tree()  # every leaf, for roots and proofs (about 64 bytes a record)
         self._last = GENESIS
         self._load()
 
@@ -119,7 +95,7 @@ class AuditLog:
             )
             for body in bodies:
                 leaf = merkle.leaf_hash(body)
-                self.frontier.add(leaf)
+                self.tree.append(leaf)
                 self._last = leaf.hex()
 
     def subject_hash(self, person: str | None) -> str | None:
@@ -162,7 +138,7 @@ class AuditLog:
 
     def _commit(self, batch: list[tuple[AuditEntry, str | None]]) -> int:
         at = self._clock()
-        first = self.frontier.size
+        first = self.tree.size
         rows, leaves, previous = [], [], self._last
         for offset, (entry, subject) in enumerate(batch):
             body = canonical(
@@ -193,7 +169,7 @@ class AuditLog:
             session.commit()
         # Only a committed batch moves the chain forward.
         for leaf in leaves:
-            self.frontier.add(leaf)
+            self.tree.append(leaf)
         self._last = previous
         return first
 
@@ -201,7 +177,7 @@ class AuditLog:
         """(size, root) of everything committed, taken between two commits."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._executor, lambda: (self.frontier.size, self.frontier.root())
+            self._executor, lambda: (self.tree.size, self.tree.root())
         )
 
     async def close(self) -> None:

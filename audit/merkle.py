@@ -49,25 +49,90 @@ def root(leaves: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+class Tree:
+    """A growing tree that keeps every complete subtree's root, level by level.
+
+    Appending is O(log n); the root of any prefix and the proofs below are O(log^2 n), because
+    every range a proof needs is either a complete, aligned subtree (read from ``levels``) or the
+    right edge of the tree (folded from a few of them). Memory: about twice the leaf hashes.
+    """
+
+    def __init__(self, leaves: Sequence[bytes] = ()) -> None:
+        self.levels: list[list[bytes]] = [[]]
+        for leaf in leaves:
+            self.append(leaf)
+
+    @property
+    def size(self) -> int:
+        return len(self.levels[0])
+
+    def append(self, leaf: bytes) -> None:
+        self.levels[0].append(leaf)
+        level, index = 0, len(self.levels[0]) - 1
+        while index % 2 == 1:
+            parent = node_hash(self.levels[level][index - 1], self.levels[level][index])
+            level += 1
+            if len(self.levels) == level:
+                self.levels.append([])
+            self.levels[level].append(parent)
+            index = len(self.levels[level]) - 1
+
+    def range_root(self, lo: int, hi: int) -> bytes:
+        """MTH(D[lo:hi]) for the ranges RFC 9162 proofs use."""
+        n = hi - lo
+        if n == 0:
+            return EMPTY_ROOT
+        k = n.bit_length() - 1
+        if n == 1 << k and lo % n == 0:
+            return self.levels[k][lo >> k]
+        split = _split(n)
+        return node_hash(self.range_root(lo, lo + split), self.range_root(lo + split, hi))
+
+    def root(self, size: int | None = None) -> bytes:
+        return self.range_root(0, self.size if size is None else size)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """PATH(index, D[size]): the audit path of leaf ``index`` in the tree of ``size`` leaves."""
+        size = self.size if size is None else size
+        if not 0 <= index < size <= self.size:
+            raise ValueError(f"leaf {index} is outside a tree of size {size}")
+        siblings: list[tuple[int, int]] = []
+        lo, hi = 0, size
+        while hi - lo > 1:
+            k = _split(hi - lo)
+            if index < lo + k:
+                siblings.append((lo + k, hi))
+                hi = lo + k
+            else:
+                siblings.append((lo, lo + k))
+                lo = lo + k
+        return [self.range_root(a, b) for a, b in reversed(siblings)]
+
+    def consistency_proof(self, old_size: int, size: int | None = None) -> list[bytes]:
+        """PROOF(old_size, D[size]): the tree of the first ``old_size`` leaves is a prefix."""
+        size = self.size if size is None else size
+        if not 0 < old_size <= size <= self.size:
+            raise ValueError(f"no consistency proof from size {old_size} to size {size}")
+        return self._subproof(old_size, 0, size, True)
+
+    def _subproof(self, m: int, lo: int, hi: int, whole: bool) -> list[bytes]:
+        n = hi - lo
+        if m == n:
+            return [] if whole else [self.range_root(lo, hi)]
+        k = _split(n)
+        if m <= k:
+            return [*self._subproof(m, lo, lo + k, whole), self.range_root(lo + k, hi)]
+        return [*self._subproof(m - k, lo + k, hi, False), self.range_root(lo, lo + k)]
+
+
 def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
-    """PATH(index, D[n]): the audit path of leaf ``index`` in the tree of ``leaves``."""
-    if not 0 <= index < len(leaves):
-        raise ValueError(f"leaf {index} is outside a tree of size {len(leaves)}")
-    path: list[bytes] = []
-    lo, hi = 0, len(leaves)
-    # Walk down from the root, remembering the sibling subtree at each level.
-    siblings: list[tuple[int, int]] = []
-    while hi - lo > 1:
-        k = _split(hi - lo)
-        if index < lo + k:
-            siblings.append((lo + k, hi))
-            hi = lo + k
-        else:
-            siblings.append((lo, lo + k))
-            lo = lo + k
-    for a, b in reversed(siblings):
-        path.append(root(leaves[a:b]))
-    return path
+    """PATH(index, D[n]) over a list of leaf hashes."""
+    return Tree(leaves).inclusion_proof(index)
+
+
+def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """PROOF(old_size, D[n]) over a list of leaf hashes."""
+    return Tree(leaves).consistency_proof(old_size)
 
 
 def verify_inclusion(
@@ -92,24 +157,6 @@ def verify_inclusion(
         fn >>= 1
         sn >>= 1
     return sn == 0 and r == expected_root
-
-
-def consistency_proof(old_size: int, leaves: Sequence[bytes]) -> list[bytes]:
-    """PROOF(old_size, D[n]): shows the tree of the first ``old_size`` leaves is a prefix."""
-    n = len(leaves)
-    if not 0 < old_size <= n:
-        raise ValueError(f"no consistency proof from size {old_size} to size {n}")
-    return _subproof(old_size, leaves, 0, n, True)
-
-
-def _subproof(m: int, leaves: Sequence[bytes], lo: int, hi: int, whole: bool) -> list[bytes]:
-    n = hi - lo
-    if m == n:
-        return [] if whole else [root(leaves[lo:hi])]
-    k = _split(n)
-    if m <= k:
-        return [*_subproof(m, leaves, lo, lo + k, whole), root(leaves[lo + k : hi])]
-    return [*_subproof(m - k, leaves, lo + k, hi, False), root(leaves[lo : lo + k])]
 
 
 def verify_consistency(

@@ -60,7 +60,7 @@ class Report:
     heads: int = 0
     timestamped: int = 0
     problem: Problem | None = None
-    leaves: list[bytes] = field(default_factory=list, repr=False)
+    tree: merkle.Tree = field(default_factory=merkle.Tree, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -76,7 +76,7 @@ def verify(chain: str, bodies: Iterable[bytes], heads: Iterable[Head], anchors: 
             report.problem = problem
             return report
         leaf = merkle.leaf_hash(body)
-        report.leaves.append(leaf)
+        report.tree.append(leaf)
         previous = leaf.hex()
         report.records += 1
     signers = {fingerprint(c): c for c in anchors.signing}
@@ -153,7 +153,7 @@ def _check_head(
             f"log ends at {report.records} records but a head was signed at size {head.size}"
             " (truncated)",
         )
-    if merkle.root(report.leaves[: head.size]).hex() != head.root:
+    if report.tree.root(head.size).hex() != head.root:
         if head.size == report.records:
             return Problem(
                 where, f"record {where} was altered (the head signed at size {head.size} disagrees)"

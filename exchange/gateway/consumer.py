@@ -36,7 +36,7 @@ from exchange.errors import (
     SslAuthenticationFailed,
     UnknownService,
 )
-from exchange.gateway import metaservices
+from exchange.gateway import auditapi, metaservices
 from exchange.gateway.node import Gateway
 from exchange.gateway.records import ExchangeRecord, audit_entry
 from exchange.gateway.signing import (
@@ -94,6 +94,7 @@ def create_consumer_app(gateway: Gateway) -> Starlette:
             Route("/metrics", metrics),
             Route("/listClients", list_clients),
             Route("/r1/{rest:path}", exchange, methods=ALL_METHODS),
+            *auditapi.routes(gateway),
         ]
     )
 

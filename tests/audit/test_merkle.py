@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from audit.merkle import (
     EMPTY_ROOT,
+    Tree,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -103,3 +104,20 @@ def test_rewritten_history_is_not_consistent(items: list[bytes], data: st.DataOb
     rewritten[changed] = leaf_hash(items[changed] + b"!")
     proof = consistency_proof(old, rewritten)
     assert not verify_consistency(old, len(leaves), root(leaves[:old]), root(rewritten), proof)
+
+
+@given(st.lists(st.binary(max_size=8), min_size=1, max_size=70), st.data())
+def test_growing_tree_answers_for_every_earlier_size(
+    items: list[bytes], data: st.DataObject
+) -> None:
+    leaves = [leaf_hash(e) for e in items]
+    tree = Tree(leaves)
+    size = data.draw(st.integers(1, len(leaves)))
+    assert tree.root(size) == root(leaves[:size])
+    index = data.draw(st.integers(0, size - 1))
+    assert verify_inclusion(
+        index, size, leaves[index], tree.inclusion_proof(index, size), root(leaves[:size])
+    )
+    old = data.draw(st.integers(1, size))
+    proof = tree.consistency_proof(old, size)
+    assert verify_consistency(old, size, root(leaves[:old]), root(leaves[:size]), proof)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 
+import httpx
 import xmlschema
 from cryptography import x509
 from joserfc import jws
@@ -12,6 +14,7 @@ from joserfc.jwk import ECKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from audit import merkle
 from exchange.db.engine import build_engine
 from exchange.gateway import models
 from exchange.gateway.settings import SCHEMAS_DIR
@@ -255,3 +258,40 @@ def test_unwritable_audit_store_releases_nothing(running: Running) -> None:
         assert response.json()["type"] == "Server.ServerProxy.LoggingFailed"
         assert "Tamm" not in response.text
     assert running.call(f"{BIRTH}?person={MARI}").status_code == 200
+
+
+def test_receipts_and_consistency_proofs_verify_independently(running: Running) -> None:
+    provider = f"http://127.0.0.1:{running.ports.provider_consumer}"
+    assert running.call(f"{BIRTH}?person={MARI}").status_code == 200
+    assert exchange("audit", "head", "-c", str(running.layout.provider)).returncode == 0
+    first = httpx.get(f"{provider}/audit/heads").json()[-1]
+    assert running.call(f"{BIRTH}?person={MARI}").status_code == 200
+    assert exchange("audit", "head", "-c", str(running.layout.provider)).returncode == 0
+    second = httpx.get(f"{provider}/audit/heads").json()[-1]
+    assert second["size"] > first["size"]
+
+    receipt = httpx.get(f"{provider}/audit/records/{first['size'] - 1}/proof").json()
+    leaf = merkle.leaf_hash(base64.b64decode(receipt["record_bytes"]))
+    proof = [bytes.fromhex(p) for p in receipt["proof"]]
+    root = bytes.fromhex(receipt["head"]["root"])
+    assert merkle.verify_inclusion(receipt["seq"], receipt["size"], leaf, proof, root)
+    assert not merkle.verify_inclusion(
+        receipt["seq"], receipt["size"], merkle.leaf_hash(b"forged"), proof, root
+    )
+    assert receipt["record"]["chain"] == receipt["chain"]
+    assert MARI not in json.dumps(receipt["record"])  # the person appears only as a keyed hash
+
+    consistency = httpx.get(
+        f"{provider}/audit/consistency", params={"from": first["size"], "to": second["size"]}
+    ).json()
+    assert merkle.verify_consistency(
+        first["size"],
+        second["size"],
+        bytes.fromhex(first["root"]),
+        bytes.fromhex(second["root"]),
+        [bytes.fromhex(p) for p in consistency["proof"]],
+    )
+    assert httpx.get(f"{provider}/audit/records/999999/proof").status_code == 404
+    assert (
+        httpx.get(f"{provider}/audit/consistency", params={"from": "x", "to": 1}).status_code == 400
+    )

@@ -1,0 +1,119 @@
+"""Read access to this replica's audit chain: signed tree heads and Merkle proofs.
+
+``GET /audit/heads``                      the signed (and timestamped) heads, oldest first
+``GET /audit/records/{seq}/proof[?size=]`` a record with its inclusion proof: the receipt;
+                                          against the newest signed head by default
+``GET /audit/consistency?from=&to=``      a consistency proof between two signed heads
+
+A receipt is checked with :func:`audit.merkle.verify_inclusion` against the head's root, and
+the head with the member's certificate and the TSA's token: nothing here needs to be trusted.
+Served on the consumer listener (the member's own network); persons' records are found through
+the citizen usage API, not here.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from audit.models import AuditRecord, TreeHead
+from exchange.errors import Error, InvalidRequest, NotFound
+from exchange.gateway.node import Gateway
+from exchange.http import error_body
+
+
+def _head(head: TreeHead) -> dict[str, Any]:
+    return {
+        "chain": head.chain,
+        "size": head.size,
+        "root": head.root,
+        "at": head.at.isoformat(),
+        "signature": head.signature,
+        "timestamp": base64.b64encode(head.timestamp).decode() if head.timestamp else None,
+        "tsa": head.tsa,
+    }
+
+
+def _int(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise InvalidRequest(f"{name} must be a whole number", detail=name)
+    return int(raw)
+
+
+def routes(gateway: Gateway) -> list[Route]:
+    chain = gateway.audit.chain
+
+    def heads_of(session: Session) -> list[TreeHead]:
+        return list(
+            session.scalars(select(TreeHead).where(TreeHead.chain == chain).order_by(TreeHead.size))
+        )
+
+    def answer(work: Any) -> Any:
+        async def endpoint(request: Request) -> JSONResponse:
+            try:
+                return JSONResponse(await gateway.in_thread(work, request))
+            except Error as error:
+                return JSONResponse(error_body(error), status_code=error.status)
+
+        return endpoint
+
+    def heads(_: Request) -> list[dict[str, Any]]:
+        with Session(gateway.engine) as session:
+            return [_head(h) for h in heads_of(session)]
+
+    def inclusion(request: Request) -> dict[str, Any]:
+        seq = int(request.path_params["seq"])
+        wanted = _int(request, "size")
+        with Session(gateway.engine) as session:
+            signed = [
+                h
+                for h in heads_of(session)
+                if h.size > seq and (wanted is None or h.size == wanted)
+            ]
+            record = session.get(AuditRecord, (chain, seq))
+        if record is None:
+            raise NotFound(f"no record {seq} in chain {chain}")
+        if not signed:
+            raise NotFound("no signed head covers this record yet; ask again after the next head")
+        head = signed[-1] if wanted is None else signed[0]
+        proof = gateway.audit.tree.inclusion_proof(seq, head.size)
+        return {
+            "chain": chain,
+            "seq": seq,
+            "record": json.loads(record.body),
+            "record_bytes": base64.b64encode(record.body).decode(),
+            "size": head.size,
+            "proof": [p.hex() for p in proof],
+            "head": _head(head),
+        }
+
+    def consistency(request: Request) -> dict[str, Any]:
+        old, new = _int(request, "from"), _int(request, "to")
+        if old is None or new is None:
+            raise InvalidRequest("from and to are required", detail="from")
+        with Session(gateway.engine) as session:
+            sizes = {h.size: h for h in heads_of(session)}
+        if old not in sizes or new not in sizes or not 0 < old <= new:
+            raise NotFound("both sizes must be those of signed heads, the first not larger")
+        proof = gateway.audit.tree.consistency_proof(old, new)
+        return {
+            "from": _head(sizes[old]),
+            "to": _head(sizes[new]),
+            "proof": [p.hex() for p in proof],
+        }
+
+    return [
+        Route("/audit/heads", answer(heads)),
+        Route("/audit/records/{seq:int}/proof", answer(inclusion)),
+        Route("/audit/consistency", answer(consistency)),
+    ]
