@@ -26,12 +26,15 @@ from exchange.gateway.runner import background_jobs, prepare
 from exchange.gateway.settings import GatewaySettings
 from exchange.logging import configure
 from exchange.sample import federation, population
+from exchange.trust.globalconf_client import utcnow
+from exchange.tsa import files as tsa_files
+from exchange.tsa.app import create_app as create_tsa_app
 
 PEOPLE = ", ".join(code for code, *_ in population.PEOPLE[:3])
 
 
 def _ports(base: int) -> federation.Ports:
-    return federation.Ports(base, base + 10, base + 11, base + 20, base + 21)
+    return federation.Ports(base, base + 10, base + 11, base + 20, base + 21, base + 30)
 
 
 def demo(
@@ -39,7 +42,7 @@ def demo(
         Path, typer.Option(help="Folder holding all demo state; a second run resumes it.")
     ] = Path("demo-data"),
     port: Annotated[
-        int, typer.Option(help="First port; the demo uses it and +10, +11, +20, +21.")
+        int, typer.Option(help="First port; the demo also uses +10, +11, +20, +21, +30.")
     ] = 4400,
 ) -> None:
     """Bring up a federation on localhost: central authority, two gateways, a register."""
@@ -54,6 +57,7 @@ def demo(
             provider=data_dir / "population-gateway" / "gateway.toml",
             consumer=data_dir / "portal-gateway" / "gateway.toml",
             registry=data_dir / "registries" / "population.db",
+            tsa=data_dir / "tsa",
         )
     else:
         layout = federation.create(data_dir, _ports(port))
@@ -79,6 +83,7 @@ exchange demo: instance {federation.INSTANCE} is up on localhost.
   central authority         {central_settings.url}   (global configuration at /globalconf)
   Population Register gw    provider https://127.0.0.1:{ports.provider_tls} (mutual TLS only)
   State Portal gw           consumer {consumer}   (X-Road REST for the portal)
+  timestamping authority    http://127.0.0.1:{ports.tsa}/   (RFC 3161, for audit tree heads)
 
 Ask the State Portal's gateway for a birth certificate, as the portal would:
 
@@ -90,12 +95,21 @@ List what the register offers:
   curl -H 'X-Road-Client: {federation.CITIZEN_PORTAL}' \\
        '{consumer}/r1/{federation.POPULATION_REGISTRY}/listMethods'
 
+Every exchange is in both gateways' audit logs; heads are signed and timestamped each minute:
+  curl http://127.0.0.1:{ports.provider_consumer}/audit/heads
+  exchange audit verify -c {layout.provider}
+
 State lives in {data_dir}; run again to resume. Ctrl-C stops everything.
 """
 
     async def main() -> None:
         configs = [
-            serving.config(create_app(central_settings), host="127.0.0.1", port=ports.central)
+            serving.config(create_app(central_settings), host="127.0.0.1", port=ports.central),
+            serving.config(
+                create_tsa_app(tsa_files.load(layout.tsa), clock=utcnow),
+                host="127.0.0.1",
+                port=ports.tsa,
+            ),
         ]
         jobs = []
         for gateway in gateways:

@@ -23,10 +23,12 @@ from exchange.gateway.settings import GatewaySettings
 from exchange.identifiers import GatewayId, MemberId, SubsystemId
 from exchange.sample import population
 from exchange.trust.globalconf_client import utcnow
+from exchange.tsa import files as tsa_files
 
 INSTANCE = "EE"
 POPULATION = MemberId(INSTANCE, "GOV", "70000310")
 PORTAL = MemberId(INSTANCE, "GOV", "70000001")
+AUTHORITY = MemberId(INSTANCE, "GOV", "70000000")  # runs the timestamping authority
 POPULATION_REGISTRY = SubsystemId(POPULATION, "population-registry")
 CITIZEN_PORTAL = SubsystemId(PORTAL, "citizen-portal")
 BIRTH_CERTIFICATE = f"{POPULATION_REGISTRY}/birth-certificate"
@@ -41,6 +43,7 @@ class Ports:
     provider_tls: int
     consumer_consumer: int
     consumer_tls: int
+    tsa: int
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Federation:
     provider: Path  # settings file of the population register's gateway
     consumer: Path  # settings file of the portal's gateway
     registry: Path  # the population register's SQLite file
+    tsa: Path  # the timestamping authority's folder
 
 
 def _toml(value: object) -> str:
@@ -140,6 +144,13 @@ def create(
     registry.seed_member_classes(actor=ACTOR)
     registry.register_member(POPULATION, "Population Register", actor=ACTOR)
     registry.register_member(PORTAL, "State Portal", actor=ACTOR)
+    registry.register_member(AUTHORITY, "Information System Authority", actor=ACTOR)
+    tsa_folder = base / "tsa"
+    tsa_csr = tsa_files.initialise(tsa_folder, "tsa1")
+    stamped = central.certificates.issue_timestamping(
+        AUTHORITY, "tsa1", f"http://127.0.0.1:{ports.tsa}/", tsa_csr.read_text(), actor=ACTOR
+    )
+    (tsa_folder / "tsa.pem").write_text(stamped.pem)
     registry.register_subsystem(POPULATION_REGISTRY, actor=ACTOR)
     registry.register_subsystem(CITIZEN_PORTAL, actor=ACTOR)
 
@@ -196,5 +207,10 @@ def create(
     for config in configs:
         (GatewaySettings.load(config).data_dir / "globalconf.jws").write_bytes(document)
     return Federation(
-        base=base, central=central_settings, provider=provider, consumer=consumer, registry=register
+        base=base,
+        central=central_settings,
+        provider=provider,
+        consumer=consumer,
+        registry=register,
+        tsa=tsa_folder,
     )

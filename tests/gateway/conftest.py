@@ -110,7 +110,7 @@ def run_federation(
     *,
     configuration_validity: str = "PT1H",
 ) -> Iterator[Running]:
-    ports = federation.Ports(*(free_port() for _ in range(5)))
+    ports = federation.Ports(*(free_port() for _ in range(6)))
     with running_registry() as registry:
         layout = federation.create(
             base,
@@ -125,6 +125,13 @@ def run_federation(
         access.grant(service=f"{federation.POPULATION_REGISTRY}/diploma", subject=PORTAL_CLIENT)
         env = {"EXCHANGE_CENTRAL_CONFIGURATION_VALIDITY": configuration_validity}
         with contextlib.ExitStack() as stack:
+            stack.enter_context(
+                serving(
+                    ["tsa", "serve", "--data-dir", str(layout.tsa), "--port", str(ports.tsa)],
+                    health_url=f"http://127.0.0.1:{ports.tsa}/health",
+                    log=base / "tsa.log",
+                )
+            )
             central = stack.enter_context(
                 serving(
                     [

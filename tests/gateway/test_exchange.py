@@ -246,9 +246,11 @@ def test_audit_log_of_both_gateways_verifies(running: Running) -> None:
     for config in (running.layout.provider, running.layout.consumer):
         signed = exchange("audit", "head", "-c", str(config))
         assert signed.returncode == 0, signed.stderr
+        assert "timestamped by tsa1" in signed.stdout
         checked = exchange("audit", "verify", "-c", str(config))
         assert checked.returncode == 0, checked.stderr
         assert "OK," in checked.stdout
+        assert " 0 timestamped" not in checked.stdout
 
 
 def test_unwritable_audit_store_releases_nothing(running: Running) -> None:
