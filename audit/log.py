@@ -17,12 +17,10 @@ find a person's records.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from audit import merkle
 from audit.models import AuditRecord
+from exchange.db.batch import GroupCommit
 from exchange.errors import LoggingFailed
 
 FORMAT = 1
@@ -62,6 +61,12 @@ def canonical(record: dict[str, Any]) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _logging_failed(cause: BaseException) -> LoggingFailed:
+    failure = LoggingFailed("the audit log cannot be written; nothing was released")
+    failure.__cause__ = cause
+    return failure
+
+
 class AuditLog:
     def __init__(
         self,
@@ -76,11 +81,10 @@ class AuditLog:
         self.chain = chain
         self._key = key
         self._clock = clock
-        self._max_batch = max_batch
-        # One thread: commits of this chain happen one after another, in order.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
-        self._queue: asyncio.Queue[tuple[AuditEntry, str | None, asyncio.Future[int]]] | None = None
-        self._task: asyncio.Task[None] | None = None
+        # One worker: commits of this chain happen one after another, in order.
+        self._writer: GroupCommit[tuple[AuditEntry, str | None], int] = GroupCommit(
+            self._commit, name=f"audit:{chain}", max_batch=max_batch, on_error=_logging_failed
+        )
         self.tree = merkle.Tree()  # every leaf, for roots and proofs (about 64 bytes a record)
         self._last = GENESIS
         self._load()
@@ -92,6 +96,7 @@ class AuditLog:
                 select(AuditRecord.body)
                 .where(AuditRecord.chain == self.chain)
                 .order_by(AuditRecord.seq)
+                .execution_options(yield_per=10000)
             )
             for body in bodies:
                 leaf = merkle.leaf_hash(body)
@@ -105,38 +110,9 @@ class AuditLog:
 
     async def append(self, entry: AuditEntry, *, subject: str | None) -> int:
         """Commit ``entry`` (about ``subject``, hashed); return its sequence number."""
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-            self._task = asyncio.create_task(self._run(), name=f"audit:{self.chain}")
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        await self._queue.put((entry, self.subject_hash(subject), future))
-        return await future
+        return await self._writer.submit((entry, self.subject_hash(subject)))
 
-    async def _run(self) -> None:
-        assert self._queue is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                first = await loop.run_in_executor(
-                    self._executor, self._commit, [(entry, subject) for entry, subject, _ in batch]
-                )
-            except Exception as exc:
-                for _, _, future in batch:
-                    if not future.done():
-                        failure = LoggingFailed(
-                            "the audit log cannot be written; nothing was released"
-                        )
-                        failure.__cause__ = exc
-                        future.set_exception(failure)
-                continue
-            for offset, (_, _, future) in enumerate(batch):
-                if not future.done():
-                    future.set_result(first + offset)
-
-    def _commit(self, batch: list[tuple[AuditEntry, str | None]]) -> int:
+    def _commit(self, batch: Sequence[tuple[AuditEntry, str | None]]) -> list[int]:
         at = self._clock()
         first = self.tree.size
         rows, leaves, previous = [], [], self._last
@@ -171,16 +147,11 @@ class AuditLog:
         for leaf in leaves:
             self.tree.append(leaf)
         self._last = previous
-        return first
+        return list(range(first, first + len(batch)))
 
     async def snapshot(self) -> tuple[int, bytes]:
         """(size, root) of everything committed, taken between two commits."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, lambda: (self.tree.size, self.tree.root())
-        )
+        return await self._writer.run_in_worker(lambda: (self.tree.size, self.tree.root()))
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        self._executor.shutdown(wait=True)
+        await self._writer.close()

@@ -82,3 +82,10 @@ async def serve_all(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop (about twice asyncio's HTTP throughput here)."""
+    import uvloop
+
+    uvloop.run(main)

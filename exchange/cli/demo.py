@@ -8,7 +8,6 @@ localhost; Ctrl-C stops it all.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Annotated
@@ -123,5 +122,5 @@ State lives in {data_dir}; run again to resume. Ctrl-C stops everything.
             for gateway in gateways:
                 await gateway.close()
 
-    asyncio.run(main())
+    serving.run(main())
     typer.echo("demo stopped")

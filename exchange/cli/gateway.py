@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -155,7 +154,7 @@ def serve(config: Config) -> None:
         finally:
             await gateway.close()
 
-    asyncio.run(main())
+    serving.run(main())
 
 
 @access_app.command("grant")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -46,4 +45,4 @@ def serve(
     authority = files.load(data_dir)
     config = serving.config(create_app(authority, clock=utcnow), host=host, port=port)
     announce = f"timestamping authority serving on http://{host}:{port}"
-    asyncio.run(serving.serve_all([config], on_started=lambda: typer.echo(announce, err=True)))
+    serving.run(serving.serve_all([config], on_started=lambda: typer.echo(announce, err=True)))

@@ -170,7 +170,7 @@ async def handle(gateway: Gateway, request: Request) -> Response:
         )
     record.response_size = len(payload)
     finished = clock()
-    await gateway.in_thread(gateway.exchanges.write, record, response_out=finished)
+    gateway.exchanges.write(record, response_out=finished)
     try:
         known: frozenset[str] = gateway.trust.view().catalogue
     except Error:

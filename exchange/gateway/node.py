@@ -107,6 +107,8 @@ class Gateway:
 
     async def close(self) -> None:
         await self.audit.close()
+        await self.replay.close()
+        await self.exchanges.close()
         if self._session is not None:
             await self._session.close()
         await self.services.close()

@@ -185,11 +185,8 @@ async def _serve(
         max_lifetime=settings.request_ttl,
     )
     keep_until = datetime.fromtimestamp(signed.exp + settings.clock_skew, UTC)
-    await gateway.in_thread(
-        gateway.replay.accept_once,
-        client=received.client,
-        message_id=received.message_id,
-        keep_until=keep_until,
+    await gateway.replay.accept_once(
+        client=received.client, message_id=received.message_id, keep_until=keep_until
     )
     parameters = query_parameters(query)
     local = gateway.services.find(target.service)
@@ -286,7 +283,7 @@ async def respond(
         )
         response_signature = _sign(gateway, record, status, content_type, payload)
     finished = gateway.clock()
-    await gateway.in_thread(gateway.exchanges.write, record, response_out=finished)
+    gateway.exchanges.write(record, response_out=finished)
     gateway.metrics.observe(
         side="producer",
         service=record.service,

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+import structlog
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
 from audit.log import AuditEntry
+from exchange.db.batch import GroupCommit
 from exchange.gateway import models
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -39,46 +45,73 @@ class ExchangeRecord:
 
 
 class ExchangeLog:
+    """Operational monitoring records, written in batches off the request path.
+
+    Unlike the audit log these are operational data: a response does not wait for them, and a
+    crash may lose the last few (the audit log, committed before every release, does not).
+    """
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._writer: GroupCommit[tuple[ExchangeRecord, datetime], None] = GroupCommit(
+            self._insert, name="opmon"
+        )
+        self._pending: set[asyncio.Task[None]] = set()
 
     def write(self, record: ExchangeRecord, *, response_out: datetime) -> None:
+        task = asyncio.ensure_future(self._writer.submit((record, response_out)))
+        self._pending.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("opmon.write_failed", cause=type(task.exception()).__name__)
+
+    def _insert(
+        self, batch: Sequence[tuple[ExchangeRecord, datetime]]
+    ) -> list[BaseException | None]:
+        rows = [
+            {
+                "side": r.side,
+                "message_id": r.message_id,
+                "client": r.client,
+                "service": r.service,
+                "user_id": r.user_id,
+                "issue": r.issue,
+                "purpose": r.purpose,
+                "consent": r.consent,
+                "peer": r.peer,
+                "request_in": r.request_in,
+                "request_out": r.request_out,
+                "response_in": r.response_in,
+                "response_out": out,
+                "request_size": r.request_size,
+                "response_size": r.response_size,
+                "status": r.status,
+                "succeeded": r.fault_code is None and 200 <= r.status < 400,
+                "fault_code": r.fault_code,
+                "fault_string": (r.fault_string or "")[:2048] or None,
+                "request_hash": r.request_hash,
+                "request_signature": r.request_signature,
+                "response_signature": r.response_signature,
+            }
+            for r, out in batch
+        ]
         with Session(self._engine) as session:
-            session.add(
-                models.Exchange(
-                    side=record.side,
-                    message_id=record.message_id,
-                    client=record.client,
-                    service=record.service,
-                    user_id=record.user_id,
-                    issue=record.issue,
-                    purpose=record.purpose,
-                    consent=record.consent,
-                    peer=record.peer,
-                    request_in=record.request_in,
-                    request_out=record.request_out,
-                    response_in=record.response_in,
-                    response_out=response_out,
-                    request_size=record.request_size,
-                    response_size=record.response_size,
-                    status=record.status,
-                    succeeded=record.fault_code is None and 200 <= record.status < 400,
-                    fault_code=record.fault_code,
-                    fault_string=(record.fault_string or "")[:2048] or None,
-                    request_hash=record.request_hash,
-                    request_signature=record.request_signature,
-                    response_signature=record.response_signature,
-                )
-            )
+            session.execute(insert(models.Exchange), rows)
             session.commit()
+        return [None] * len(batch)
 
     def recent(self, limit: int = 100) -> list[models.Exchange]:
         with Session(self._engine) as session:
-            return list(
-                session.scalars(
-                    select(models.Exchange).order_by(models.Exchange.id.desc()).limit(limit)
-                )
-            )
+            query = select(models.Exchange).order_by(models.Exchange.id.desc()).limit(limit)
+            return list(session.scalars(query))
+
+    async def close(self) -> None:
+        if self._pending:
+            await asyncio.wait(self._pending, timeout=5)
+        await self._writer.close()
 
 
 def _ms(value: datetime | None) -> int | None:

@@ -1,40 +1,72 @@
 """The durable replay guard: a (client, message id) pair is accepted once, across restarts.
 
 The pair is committed before the provider acts on the request, so a crash can only ever turn
-a first delivery into a rejected retry, never let a replay through. Entries are kept until the
-request signature's expiry plus the clock skew has passed; after that the signature check
-alone rejects the message, and the entry is pruned.
+a first delivery into a rejected retry, never let a replay through. Concurrent requests share
+one transaction (group commit); within it, ``INSERT ... ON CONFLICT DO NOTHING RETURNING``
+tells each request whether its pair was new. Entries are kept until the request signature's
+expiry plus the clock skew has passed; after that the signature check alone rejects the
+message, and the entry is pruned.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine, delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from exchange.db.batch import GroupCommit
 from exchange.errors import DuplicateMessage
 from exchange.gateway.models import SeenMessage
+
+Pair = tuple[str, str, datetime]  # client, message id, keep until
+
+
+def _duplicate(client: str, message_id: str) -> DuplicateMessage:
+    return DuplicateMessage(
+        f"message id {message_id!r} from {client} was already accepted", detail=message_id
+    )
 
 
 class ReplayGuard:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        # Built once; executed with many parameter sets (SQLAlchemy batches them with RETURNING).
+        self._statement = (
+            dialect.insert(SeenMessage)
+            .on_conflict_do_nothing()
+            .returning(SeenMessage.client, SeenMessage.message_id, sort_by_parameter_order=True)
+        )
+        self._writer: GroupCommit[Pair, None] = GroupCommit(self._accept, name="replay-guard")
 
-    def accept_once(self, *, client: str, message_id: str, keep_until: datetime) -> None:
-        with Session(self._engine) as session:
-            session.add(SeenMessage(client=client, message_id=message_id, expires_at=keep_until))
-            try:
-                session.commit()
-            except IntegrityError as exc:
-                raise DuplicateMessage(
-                    f"message id {message_id!r} from {client} was already accepted",
-                    detail=message_id,
-                ) from exc
+    async def accept_once(self, *, client: str, message_id: str, keep_until: datetime) -> None:
+        """Return if the pair is new (and now committed); raise DuplicateMessage if not."""
+        await self._writer.submit((client, message_id, keep_until))
+
+    def _accept(self, batch: Sequence[Pair]) -> list[BaseException | None]:
+        first: dict[tuple[str, str], datetime] = {}
+        for client, message_id, keep_until in batch:
+            first.setdefault((client, message_id), keep_until)
+        rows = [{"client": c, "message_id": m, "expires_at": k} for (c, m), k in first.items()]
+        with self._engine.begin() as connection:
+            fresh = {(row[0], row[1]) for row in connection.execute(self._statement, rows)}
+        outcomes: list[BaseException | None] = []
+        for client, message_id, _ in batch:
+            if (client, message_id) in fresh:
+                fresh.discard((client, message_id))  # a second copy in the same batch is a replay
+                outcomes.append(None)
+            else:
+                outcomes.append(_duplicate(client, message_id))
+        return outcomes
 
     def prune(self, *, at: datetime) -> int:
         with Session(self._engine) as session:
             result = session.execute(delete(SeenMessage).where(SeenMessage.expires_at < at))
             session.commit()
             return int(getattr(result, "rowcount", 0) or 0)
+
+    async def close(self) -> None:
+        await self._writer.close()
