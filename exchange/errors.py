@@ -16,6 +16,7 @@ where ``type`` is ``Client.<code>`` for the caller's faults (4xx) and ``Server.<
     │   ├── InvalidSignature (400): a message signature is missing, malformed or does not verify
     │   └── StaleMessage (400): issued-at outside the allowed skew, or expired
     ├── Unauthenticated (401)
+    │   └── InvalidToken (401): an identity token failed a check
     ├── AccessDenied (403)
     ├── NotFound (404)
     │   └── UnknownService (404)
@@ -108,6 +109,10 @@ class StaleMessage(InvalidRequest):
 class Unauthenticated(Error):
     status = 401
     code = "Unauthenticated"
+
+
+class InvalidToken(Unauthenticated):
+    code = "InvalidToken"
 
 
 class AccessDenied(Error):

@@ -1,0 +1,1 @@
+"""Citizens' identity: strict validation of OIDC ID tokens, from any issuer."""

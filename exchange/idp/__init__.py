@@ -1,0 +1,1 @@
+"""A development identity provider: test citizens, a login page, signed OIDC ID tokens."""
