@@ -23,6 +23,8 @@ from exchange.db.engine import build_engine
 from exchange.gateway.node import Gateway
 from exchange.gateway.runner import background_jobs, prepare
 from exchange.gateway.settings import GatewaySettings
+from exchange.idp import files as idp_files
+from exchange.idp.app import create_app as create_idp_app
 from exchange.logging import configure
 from exchange.sample import federation, population
 from exchange.trust.globalconf_client import utcnow
@@ -33,7 +35,7 @@ PEOPLE = ", ".join(code for code, *_ in population.PEOPLE[:3])
 
 
 def _ports(base: int) -> federation.Ports:
-    return federation.Ports(base, base + 10, base + 11, base + 20, base + 21, base + 30)
+    return federation.Ports(base, base + 10, base + 11, base + 20, base + 21, base + 30, base + 40)
 
 
 def demo(
@@ -41,7 +43,7 @@ def demo(
         Path, typer.Option(help="Folder holding all demo state; a second run resumes it.")
     ] = Path("demo-data"),
     port: Annotated[
-        int, typer.Option(help="First port; the demo also uses +10, +11, +20, +21, +30.")
+        int, typer.Option(help="First port; the demo also uses +10, +11, +20, +21, +30, +40.")
     ] = 4400,
 ) -> None:
     """Bring up a federation on localhost: central authority, two gateways, a register."""
@@ -57,6 +59,7 @@ def demo(
             consumer=data_dir / "portal-gateway" / "gateway.toml",
             registry=data_dir / "registries" / "population.db",
             tsa=data_dir / "tsa",
+            idp=data_dir / "idp",
         )
     else:
         layout = federation.create(data_dir, _ports(port))
@@ -83,6 +86,7 @@ exchange demo: instance {federation.INSTANCE} is up on localhost.
   Population Register gw    provider https://127.0.0.1:{ports.provider_tls} (mutual TLS only)
   State Portal gw           consumer {consumer}   (X-Road REST for the portal)
   timestamping authority    http://127.0.0.1:{ports.tsa}/   (RFC 3161, for audit tree heads)
+  identity provider         http://127.0.0.1:{ports.idp}   (test citizens; development only)
 
 Ask the State Portal's gateway for a birth certificate, as the portal would:
 
@@ -108,6 +112,11 @@ State lives in {data_dir}; run again to resume. Ctrl-C stops everything.
                 create_tsa_app(tsa_files.load(layout.tsa), clock=utcnow),
                 host="127.0.0.1",
                 port=ports.tsa,
+            ),
+            serving.config(
+                create_idp_app(idp_files.load(layout.idp, clock=utcnow)),
+                host="127.0.0.1",
+                port=ports.idp,
             ),
         ]
         jobs = []

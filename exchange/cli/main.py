@@ -12,7 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from exchange import __version__
-from exchange.cli import audit, central, demo, gateway, globalconf, keys, tsa
+from exchange.cli import audit, central, demo, gateway, globalconf, idp, keys, tsa
 from exchange.errors import Error
 from exchange.logging import configure as configure_logging
 
@@ -26,6 +26,7 @@ app = typer.Typer(
 app.add_typer(audit.app, name="audit")
 app.add_typer(central.app, name="central")
 app.add_typer(gateway.app, name="gateway")
+app.add_typer(idp.app, name="idp")
 app.add_typer(keys.app, name="keys")
 app.add_typer(tsa.app, name="tsa")
 app.add_typer(globalconf.app, name="globalconf")

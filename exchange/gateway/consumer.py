@@ -232,6 +232,7 @@ async def forward(
         consent=xroad.consent,
         content_type=headers.get("content-type"),
         accept=headers.get("accept"),
+        identity=xroad.identity,
         iat=now,
         exp=now + int(gateway.settings.request_ttl),
     )
@@ -248,6 +249,7 @@ async def forward(
         ("x-road-issue", "X-Road-Issue"),
         ("x-exchange-purpose", "X-Exchange-Purpose"),
         ("x-exchange-consent", "X-Exchange-Consent"),
+        ("x-exchange-identity", "X-Exchange-Identity"),
         ("content-type", "Content-Type"),
         ("accept", "Accept"),
     ):

@@ -30,6 +30,7 @@ from exchange.gateway.settings import GatewaySettings
 from exchange.gateway.signing import MessageSigner
 from exchange.gateway.trust import Trust, TrustView
 from exchange.identifiers import SubsystemId
+from exchange.identity.tokens import KeySet, TokenValidator
 from exchange.trust.globalconf import Gateway as PeerGateway
 from exchange.trust.globalconf import TrustAnchor
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
@@ -79,6 +80,16 @@ class Gateway:
             member=self.member,
             specs=settings.services,
             schemas=EvidenceSchemas.load(settings.schemas_dir),
+        )
+        identity = settings.identity
+        self.citizens = (
+            None
+            if identity is None
+            else TokenValidator(
+                issuer=identity.issuer,
+                audience=tuple(identity.audiences),
+                keys=KeySet(url=identity.jwks_url),
+            )
         )
         self.subsystems = frozenset(SubsystemId(self.member, code) for code in settings.subsystems)
         self.metrics = GatewayMetrics()

@@ -38,7 +38,7 @@ from exchange.errors import (
     UnknownService,
 )
 from exchange.evidence.xml import parse_untrusted
-from exchange.gateway import metaservices
+from exchange.gateway import metaservices, usage
 from exchange.gateway.node import Gateway
 from exchange.gateway.records import ExchangeRecord, audit_entry
 from exchange.gateway.signing import (
@@ -74,15 +74,17 @@ def create_provider_app(gateway: Gateway) -> Starlette:
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "gateway": gateway.settings.id})
 
+    citizens_usage = usage.Usage(gateway)
+
     async def exchange(request: Request) -> Response:
-        return await handle(gateway, request)
+        return await handle(gateway, request, citizens_usage)
 
     return Starlette(
         routes=[Route("/health", health), Route("/r1/{rest:path}", exchange, methods=ALL_METHODS)]
     )
 
 
-async def handle(gateway: Gateway, request: Request) -> Response:
+async def handle(gateway: Gateway, request: Request, citizens_usage: usage.Usage) -> Response:
     clock = gateway.clock
     headers = {k.lower(): v for k, v in request.headers.items()}
     record = ExchangeRecord(
@@ -95,7 +97,7 @@ async def handle(gateway: Gateway, request: Request) -> Response:
     content_type = "application/json"
     status = 200
     try:
-        payload, content_type = await _serve(gateway, request, headers, record)
+        payload, content_type = await _serve(gateway, request, headers, record, citizens_usage)
     except Exception as caught:  # every answer is signed and recorded, whatever went wrong
         error = caught if isinstance(caught, Error) else InternalError("internal error")
         if not isinstance(caught, Error):
@@ -119,7 +121,11 @@ async def handle(gateway: Gateway, request: Request) -> Response:
 
 
 async def _serve(
-    gateway: Gateway, request: Request, headers: dict[str, str], record: ExchangeRecord
+    gateway: Gateway,
+    request: Request,
+    headers: dict[str, str],
+    record: ExchangeRecord,
+    citizens_usage: usage.Usage,
 ) -> tuple[bytes, str]:
     """Check and answer one request; raise an :class:`Error` to refuse it."""
     clock = gateway.clock
@@ -172,6 +178,7 @@ async def _serve(
         consent=xroad.consent,
         content_type=headers.get("content-type"),
         accept=headers.get("accept"),
+        identity=xroad.identity,
         iat=0,
         exp=0,
     )
@@ -193,6 +200,15 @@ async def _serve(
     if local is not None and local.spec.subject_parameter:
         record.subject = parameters.get(local.spec.subject_parameter)
     code = target.service.service_code
+    if code == usage.SERVICE:
+        if local is None:
+            record.subject = xroad.user_id
+        return await citizens_usage.answer(
+            subsystem=target.service.subsystem,
+            rest_path=target.rest_path,
+            parameters=parameters,
+            xroad=xroad,
+        )
     if code in METASERVICES:
         if code == "getOpenAPI":
             kind, document = metaservices.get_openapi(

@@ -66,6 +66,14 @@ class ConnectorSpec(_Strict):
     max_bytes: int = Field(default=1024 * 1024, gt=0)
 
 
+class IdentitySpec(_Strict):
+    """The OIDC issuer whose ID tokens citizens present (to read their own usage)."""
+
+    issuer: str
+    jwks_url: str
+    audiences: list[str] = Field(min_length=1, description="client ids of the portals trusted")
+
+
 class ServiceSpec(_Strict):
     subsystem: str
     code: str
@@ -110,6 +118,7 @@ class GatewaySettings(_Strict):
     )
     audit_head_interval: float = Field(default=60.0, gt=0, description="seconds between tree heads")
     audit_head_every: int = Field(default=10000, gt=0, description="records that force a head")
+    identity: IdentitySpec | None = None
     services: list[ServiceSpec] = Field(default_factory=list)
 
     @field_validator("id")

@@ -3,7 +3,7 @@
 The request signature binds everything the provider acts on::
 
     method, path, query, body (SHA-256), client, service, message id, user id, issue,
-    purpose, consent reference, content type, accept, issued-at, expiry
+    purpose, consent reference, content type, accept, citizen's ID token, issued-at, expiry
 
 The response signature binds the HTTP status, content type, body (SHA-256), client, service,
 message id and the hash of the request signature, so an answer can be neither replayed to
@@ -66,6 +66,7 @@ class RequestClaims:
     consent: str | None
     content_type: str | None
     accept: str | None
+    identity: str | None
     iat: int
     exp: int
 

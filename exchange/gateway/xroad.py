@@ -45,6 +45,7 @@ _CANONICAL = {
     "x-road-userid": "X-Road-UserId",
     "x-road-issue": "X-Road-Issue",
     "x-exchange-purpose": "X-Exchange-Purpose",
+    "x-exchange-identity": "X-Exchange-Identity",
 }
 
 
@@ -85,6 +86,7 @@ class XRoadHeaders:
     issue: str | None
     purpose: str | None
     consent: str | None
+    identity: str | None
 
 
 def _optional(
@@ -120,7 +122,15 @@ def read_headers(headers: Mapping[str, str], *, generate_id: bool) -> XRoadHeade
         issue=_optional(headers, "x-road-issue", _TEXT),
         purpose=_optional(headers, "x-exchange-purpose", _PURPOSE),
         consent=consent,
+        identity=_token(headers, "x-exchange-identity"),
     )
+
+
+def _token(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None and (len(value) > MAX_CONSENT or _CONSENT.fullmatch(value) is None):
+        raise InvalidRequest(f"{_CANONICAL.get(name, name)} header is malformed", detail=name)
+    return value
 
 
 def end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -101,7 +101,7 @@ class KeySet:
 @dataclass(frozen=True)
 class TokenValidator:
     issuer: str
-    audience: str
+    audience: str | tuple[str, ...]  # any one of these
     keys: KeySet
     typ: str | None = "JWT"
     algorithms: frozenset[str] = frozenset({"ES256", "RS256"})

@@ -21,6 +21,8 @@ from exchange.gateway.access import AccessRights
 from exchange.gateway.services import catalogue
 from exchange.gateway.settings import GatewaySettings
 from exchange.identifiers import GatewayId, MemberId, SubsystemId
+from exchange.idp import files as idp_files
+from exchange.idp.provider import Citizen
 from exchange.sample import population
 from exchange.trust.globalconf_client import utcnow
 from exchange.tsa import files as tsa_files
@@ -31,6 +33,7 @@ PORTAL = MemberId(INSTANCE, "GOV", "70000001")
 AUTHORITY = MemberId(INSTANCE, "GOV", "70000000")  # runs the timestamping authority
 POPULATION_REGISTRY = SubsystemId(POPULATION, "population-registry")
 CITIZEN_PORTAL = SubsystemId(PORTAL, "citizen-portal")
+PORTAL_CLIENT_ID = "citizen-portal"  # the portal's client id at the identity provider
 BIRTH_CERTIFICATE = f"{POPULATION_REGISTRY}/birth-certificate"
 RESIDENCE_RECORD = f"{POPULATION_REGISTRY}/residence-record"
 ACTOR = "sample:federation"
@@ -44,6 +47,7 @@ class Ports:
     consumer_consumer: int
     consumer_tls: int
     tsa: int
+    idp: int
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class Federation:
     consumer: Path  # settings file of the portal's gateway
     registry: Path  # the population register's SQLite file
     tsa: Path  # the timestamping authority's folder
+    idp: Path  # the development identity provider's folder
 
 
 def _toml(value: object) -> str:
@@ -119,6 +124,7 @@ def create(
     base: Path,
     ports: Ports,
     *,
+    portal_callback: str = "http://127.0.0.1:4450/callback",
     gateway_extra: str = "",
     extra_services: str = "",
     database_urls: tuple[str | None, str | None] = (None, None),
@@ -155,12 +161,24 @@ def create(
     registry.register_subsystem(CITIZEN_PORTAL, actor=ACTOR)
 
     register = population.create(base / "registries" / "population.db")
+    issuer = f"http://127.0.0.1:{ports.idp}"
+    idp_folder = base / "idp"
+    idp_files.initialise(
+        idp_folder,
+        issuer=issuer,
+        clients={PORTAL_CLIENT_ID: [portal_callback]},
+        citizens=[Citizen(code, given, family) for code, given, family, *_ in population.PEOPLE],
+    )
+    identity = (
+        f"\n[identity]\nissuer = {_toml(issuer)}\njwks_url = {_toml(issuer + '/jwks')}\n"
+        f"audiences = {_toml([PORTAL_CLIENT_ID])}\n"
+    )
     layouts = [
         (
             GatewayId(POPULATION, "gw1"),
             ["population-registry"],
             (ports.provider_consumer, ports.provider_tls),
-            population_services(register) + extra_services,
+            identity + population_services(register) + extra_services,
             base / "population-gateway",
             database_urls[0],
         ),
@@ -213,4 +231,5 @@ def create(
         consumer=consumer,
         registry=register,
         tsa=tsa_folder,
+        idp=idp_folder,
     )

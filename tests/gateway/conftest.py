@@ -110,7 +110,7 @@ def run_federation(
     *,
     configuration_validity: str = "PT1H",
 ) -> Iterator[Running]:
-    ports = federation.Ports(*(free_port() for _ in range(6)))
+    ports = federation.Ports(*(free_port() for _ in range(7)))
     with running_registry() as registry:
         layout = federation.create(
             base,
@@ -125,6 +125,13 @@ def run_federation(
         access.grant(service=f"{federation.POPULATION_REGISTRY}/diploma", subject=PORTAL_CLIENT)
         env = {"EXCHANGE_CENTRAL_CONFIGURATION_VALIDITY": configuration_validity}
         with contextlib.ExitStack() as stack:
+            stack.enter_context(
+                serving(
+                    ["idp", "serve", "--data-dir", str(layout.idp), "--port", str(ports.idp)],
+                    health_url=f"http://127.0.0.1:{ports.idp}/health",
+                    log=base / "idp.log",
+                )
+            )
             stack.enter_context(
                 serving(
                     ["tsa", "serve", "--data-dir", str(layout.tsa), "--port", str(ports.tsa)],

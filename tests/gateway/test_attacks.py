@@ -60,6 +60,7 @@ def claims(
         consent=None,
         content_type=None,
         accept="*/*",  # what httpx sends unless told otherwise
+        identity=None,
         iat=now,
         exp=now + 60,
     )

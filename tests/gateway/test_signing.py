@@ -48,6 +48,7 @@ def request(**changes: object) -> RequestClaims:
         consent="consent-1",
         content_type=None,
         accept="application/json",
+        identity=None,
         iat=int(AT.timestamp()),
         exp=int(AT.timestamp()) + 60,
     )

@@ -1,0 +1,268 @@
+"""The citizen usage service ("who used my data"), compatible with Data Tracker usage v2.
+
+Every provider gateway offers the built-in service ``usage`` on each of its subsystems, called
+like any X-Road service through the caller's own gateway::
+
+    GET /r1/{provider subsystem}/usage/v2/findUsage?userCode=EE38001085718
+        X-Road-UserId: EE38001085718
+        X-Exchange-Identity: <the citizen's OIDC ID token>
+
+- ``/v2/findUsage`` (``userCode`` required; ``periodStart``, ``periodEnd`` ISO date-times;
+  ``offset`` default 0; ``limit`` default and at most 1000): ``{"totalUsages", "usages":
+  [{"logtime", "action", "receiverCode", "receiverName", "receiverSystem"}]}``, newest first;
+- ``/v2/usagePeriod``: ``{"periodStart", "periodEnd"}``, the period the log covers;
+- ``/v2/heartbeat``: ``{"status": "OK"|"FAIL", "message"}`` (no identity needed);
+- ``/v1/records``: the same usages with purpose, legal basis, consent, message id, and each
+  record's receipt (its bytes and inclusion proof against a signed tree head).
+
+A citizen reads only their own usage: the ID token must verify (issuer, audience of a trusted
+portal, signature, times) and its subject, ``userCode`` and ``X-Road-UserId`` must be one and
+the same person. Records are found by the keyed hash of that person's code, across every
+replica's chain in this gateway's database. The usage service's own calls are not listed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from audit import merkle
+from audit.models import AuditRecord, TreeHead
+from exchange.errors import AccessDenied, Error, InvalidRequest, InvalidToken, NotFound
+from exchange.gateway.node import Gateway
+from exchange.gateway.xroad import XRoadHeaders
+from exchange.identifiers import SubsystemId
+
+SERVICE = "usage"
+MAX_LIMIT = 1000
+
+
+def _time(parameters: dict[str, str], name: str) -> datetime | None:
+    raw = parameters.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidRequest(f"{name} must be an ISO 8601 date-time", detail=name) from exc
+    if value.tzinfo is None:
+        raise InvalidRequest(f"{name} needs a time zone", detail=name)
+    return value
+
+
+def _count(parameters: dict[str, str], name: str, default: int, most: int | None = None) -> int:
+    raw = parameters.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or (most is not None and int(raw) > most):
+        limit = f" up to {most}" if most is not None else ""
+        raise InvalidRequest(f"{name} must be a whole number{limit}", detail=name)
+    return int(raw)
+
+
+class Usage:
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._trees: dict[str, merkle.Tree] = {}
+
+    async def answer(
+        self,
+        *,
+        subsystem: SubsystemId,
+        rest_path: str,
+        parameters: dict[str, str],
+        xroad: XRoadHeaders,
+    ) -> tuple[bytes, str]:
+        if rest_path == "/v2/heartbeat":
+            return _json(await self._heartbeat())
+        person = self._authenticate(
+            parameters, xroad, needs_user_code=rest_path != "/v2/usagePeriod"
+        )
+        if rest_path == "/v2/usagePeriod":
+            return _json(await self._gateway.in_thread(self._period))
+        if rest_path in ("/v2/findUsage", "/v1/records"):
+            start, end = _time(parameters, "periodStart"), _time(parameters, "periodEnd")
+            offset = _count(parameters, "offset", 0)
+            limit = _count(parameters, "limit", MAX_LIMIT, MAX_LIMIT)
+            rich = rest_path == "/v1/records"
+            found = await self._gateway.in_thread(
+                self._find, person, start, end, offset, limit, rich
+            )
+            return _json(found)
+        raise NotFound(f"{subsystem}/usage has no {rest_path or '/'}")
+
+    def _authenticate(
+        self, parameters: dict[str, str], xroad: XRoadHeaders, *, needs_user_code: bool
+    ) -> str:
+        validator = self._gateway.citizens
+        if validator is None:
+            raise NotFound(
+                "this gateway does not offer the usage service (no identity provider set)"
+            )
+        if not xroad.identity:
+            raise InvalidToken("the citizen's ID token is required (X-Exchange-Identity)")
+        claims = validator.validate(xroad.identity, at=self._gateway.clock())
+        person = str(claims["sub"])
+        asked = parameters.get("userCode")
+        if needs_user_code and not asked:
+            raise InvalidRequest("userCode is required", detail="userCode")
+        if not xroad.user_id:
+            raise InvalidRequest("X-Road-UserId is required", detail="X-Road-UserId")
+        if xroad.user_id != person or (asked is not None and asked != person):
+            raise AccessDenied("a citizen may read only their own usage")
+        return person
+
+    async def _heartbeat(self) -> dict[str, str]:
+        try:
+            await self._gateway.in_thread(self._period)
+            self._gateway.trust.view()
+        except Error as error:
+            return {"status": "FAIL", "message": error.message}
+        return {"status": "OK", "message": "usage data is available"}
+
+    def _period(self) -> dict[str, str | None]:
+        with Session(self._gateway.engine) as session:
+            first = session.scalar(select(func.min(AuditRecord.at)))
+        return {
+            "periodStart": first.isoformat() if first else None,
+            "periodEnd": self._gateway.clock().isoformat(),
+        }
+
+    def _find(
+        self,
+        person: str,
+        start: datetime | None,
+        end: datetime | None,
+        offset: int,
+        limit: int,
+        rich: bool,
+    ) -> dict[str, Any]:
+        subject = self._gateway.audit.subject_hash(person)
+        query = select(AuditRecord).where(AuditRecord.subject == subject)
+        if start is not None:
+            query = query.where(AuditRecord.at >= start)
+        if end is not None:
+            query = query.where(AuditRecord.at <= end)
+        with Session(self._gateway.engine) as session:
+            rows = list(
+                session.scalars(query.order_by(AuditRecord.at.desc(), AuditRecord.seq.desc()))
+            )
+            heads = {} if not rich else self._heads(session, {r.chain for r in rows})
+        usages = []
+        for row in rows:
+            record = json.loads(row.body)
+            if (
+                record.get("side") != "provider"
+                or record.get("service", "").split("/")[-1] == SERVICE
+            ):
+                continue
+            usages.append((row, record))
+        page = usages[offset : offset + limit]
+        view = self._gateway.trust.view()
+        return {
+            "totalUsages": len(usages),
+            "usages": [
+                self._usage(row, record, view.members, heads if rich else None)
+                for row, record in page
+            ],
+        }
+
+    def _usage(
+        self,
+        row: AuditRecord,
+        record: dict[str, Any],
+        members: dict[str, Any],
+        heads: dict[str, TreeHead] | None,
+    ) -> dict[str, Any]:
+        client = str(record.get("client", "")).split("/")
+        member = members.get("/".join(client[:3]))
+        service = str(record.get("service", ""))
+        entry: dict[str, Any] = {
+            "logtime": row.at.isoformat(),
+            "action": self._action(service),
+            "receiverCode": client[2] if len(client) > 2 else None,
+            "receiverName": member.name if member else None,
+            "receiverSystem": client[3] if len(client) > 3 else None,
+        }
+        if heads is None:
+            return entry
+        entry.update(
+            {
+                "service": service,
+                "status": record.get("status"),
+                "purpose": record.get("purpose"),
+                "legalBasis": record.get("legal_basis"),
+                "consent": record.get("consent"),
+                "messageId": record.get("message_id"),
+                "receipt": self._receipt(row, heads.get(row.chain)),
+            }
+        )
+        return entry
+
+    def _action(self, service: str) -> str:
+        code = service.split("/")[4] if service.count("/") >= 4 else service
+        try:
+            entries = self._gateway.trust.view().configuration.services
+        except Error:
+            entries = []
+        for entry in entries:
+            if str(entry.get("id", "")).split("/")[:5] == service.split("/")[:5] and entry.get(
+                "description"
+            ):
+                return str(entry["description"])
+        return code
+
+    def _heads(self, session: Session, chains: set[str]) -> dict[str, TreeHead]:
+        newest: dict[str, TreeHead] = {}
+        for chain in chains:
+            head = session.scalar(
+                select(TreeHead)
+                .where(TreeHead.chain == chain)
+                .order_by(TreeHead.size.desc())
+                .limit(1)
+            )
+            if head is not None:
+                newest[chain] = head
+        return newest
+
+    def _receipt(self, row: AuditRecord, head: TreeHead | None) -> dict[str, Any] | None:
+        if head is None or head.size <= row.seq:
+            return None  # not yet covered by a signed head; the next one will
+        tree = self._tree(row.chain, head.size)
+        return {
+            "chain": row.chain,
+            "seq": row.seq,
+            "record": base64.b64encode(row.body).decode(),
+            "size": head.size,
+            "proof": [p.hex() for p in tree.inclusion_proof(row.seq, head.size)],
+            "head": {
+                "root": head.root,
+                "signature": head.signature,
+                "timestamp": base64.b64encode(head.timestamp).decode() if head.timestamp else None,
+                "tsa": head.tsa,
+            },
+        }
+
+    def _tree(self, chain: str, size: int) -> merkle.Tree:
+        if chain == self._gateway.audit.chain:
+            return self._gateway.audit.tree
+        tree = self._trees.setdefault(chain, merkle.Tree())
+        if tree.size < size:  # another replica's chain: read what is new since last time
+            with Session(self._gateway.engine) as session:
+                bodies = session.scalars(
+                    select(AuditRecord.body)
+                    .where(AuditRecord.chain == chain, AuditRecord.seq >= tree.size)
+                    .order_by(AuditRecord.seq)
+                )
+                for body in bodies:
+                    tree.append(merkle.leaf_hash(body))
+        return tree
+
+
+def _json(value: Any) -> tuple[bytes, str]:
+    return json.dumps(value).encode(), "application/json"

@@ -1,0 +1,140 @@
+"""Who used my data: the Data Tracker v2 usage API on the provider gateway, through X-Road."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from audit import merkle
+from exchange.sample import federation
+from tests.gateway.conftest import BIRTH, MARI, Running
+from tests.servers import exchange
+
+JAAN = "EE39107156021"
+USAGE = f"/r1/{federation.POPULATION_REGISTRY}/usage"
+CALLBACK = "http://127.0.0.1:4450/callback"
+
+
+def id_token(running: Running, citizen: str) -> str:
+    """Sign in at the development identity provider as the portal would, and return the token."""
+    idp = f"http://127.0.0.1:{running.ports.idp}"
+    client = federation.PORTAL_CLIENT_ID
+    form = {
+        "client_id": client,
+        "redirect_uri": CALLBACK,
+        "state": "s",
+        "nonce": "n",
+        "citizen": citizen,
+    }
+    chosen = httpx.post(f"{idp}/authorize", data=form, follow_redirects=False)
+    code = parse_qs(urlsplit(chosen.headers["location"]).query)["code"][0]
+    answer = httpx.post(
+        f"{idp}/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": client,
+            "redirect_uri": CALLBACK,
+        },
+    )
+    return str(answer.json()["id_token"])
+
+
+def usage(
+    running: Running, path: str, *, token: str | None, user: str | None, **query: str
+) -> httpx.Response:
+    headers = {}
+    if token is not None:
+        headers["X-Exchange-Identity"] = token
+    if user is not None:
+        headers["X-Road-UserId"] = user
+    return running.call(f"{USAGE}{path}", headers=headers, params=query)
+
+
+def test_find_usage_matches_the_protocol_field_for_field(running: Running) -> None:
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    for _ in range(2):
+        assert (
+            running.call(f"{BIRTH}?person={MARI}", headers={"X-Road-UserId": MARI}).status_code
+            == 200
+        )
+    assert (
+        running.call(f"{BIRTH}?person={JAAN}", headers={"X-Road-UserId": JAAN}).status_code == 200
+    )
+    token = id_token(running, MARI)
+    found = usage(
+        running,
+        "/v2/findUsage",
+        token=token,
+        user=MARI,
+        userCode=MARI,
+        periodStart=started.isoformat(),
+    )
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert set(body) == {"totalUsages", "usages"}
+    assert body["totalUsages"] == 2
+    for entry in body["usages"]:
+        assert set(entry) == {"logtime", "action", "receiverCode", "receiverName", "receiverSystem"}
+        assert entry["receiverCode"] == "70000001"
+        assert entry["receiverName"] == "State Portal"
+        assert entry["receiverSystem"] == "citizen-portal"
+        assert "birth-certificate" in entry["action"]
+    times = [entry["logtime"] for entry in body["usages"]]
+    assert times == sorted(times, reverse=True)  # newest first
+    page = usage(
+        running, "/v2/findUsage", token=token, user=MARI, userCode=MARI, offset="1", limit="1"
+    ).json()
+    assert len(page["usages"]) == 1
+    assert page["usages"][0]["logtime"] <= times[0]
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    assert usage(
+        running, "/v2/findUsage", token=token, user=MARI, userCode=MARI, periodStart=future
+    ).json() == {"totalUsages": 0, "usages": []}
+
+
+def test_a_citizen_cannot_read_another_citizens_usage(running: Running) -> None:
+    mari = id_token(running, MARI)
+    for user, code in ((MARI, JAAN), (JAAN, JAAN), (JAAN, MARI)):
+        refused = usage(running, "/v2/findUsage", token=mari, user=user, userCode=code)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["type"] == "Server.ServerProxy.AccessDenied"
+    missing = usage(running, "/v2/findUsage", token=None, user=MARI, userCode=MARI)
+    assert missing.status_code == 401
+    assert missing.json()["type"] == "Server.ServerProxy.InvalidToken"
+    forged = usage(running, "/v2/findUsage", token=mari[:-4] + "AAAA", user=MARI, userCode=MARI)
+    assert forged.status_code == 401
+
+
+def test_usage_period_and_heartbeat(running: Running) -> None:
+    token = id_token(running, MARI)
+    period = usage(running, "/v2/usagePeriod", token=token, user=MARI).json()
+    assert set(period) == {"periodStart", "periodEnd"}
+    heartbeat = usage(running, "/v2/heartbeat", token=None, user=None).json()
+    assert heartbeat["status"] == "OK"
+    assert set(heartbeat) == {"status", "message"}
+
+
+def test_rich_records_carry_purpose_and_a_verifiable_receipt(running: Running) -> None:
+    response = running.call(
+        f"{BIRTH}?person={MARI}",
+        headers={"X-Road-UserId": MARI, "X-Exchange-Purpose": "study-grant"},
+    )
+    assert response.status_code == 200
+    assert exchange("audit", "head", "-c", str(running.layout.provider)).returncode == 0
+    records = usage(
+        running, "/v1/records", token=id_token(running, MARI), user=MARI, userCode=MARI
+    ).json()
+    newest = records["usages"][0]
+    assert newest["purpose"] == "study-grant"
+    assert newest["messageId"] == response.headers["X-Road-Id"]
+    receipt = newest["receipt"]
+    leaf = merkle.leaf_hash(base64.b64decode(receipt["record"]))
+    proof = [bytes.fromhex(p) for p in receipt["proof"]]
+    assert merkle.verify_inclusion(
+        receipt["seq"], receipt["size"], leaf, proof, bytes.fromhex(receipt["head"]["root"])
+    )
+    assert receipt["head"]["timestamp"]
