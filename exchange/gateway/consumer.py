@@ -13,7 +13,6 @@ errors of the provider's gateway arrive signed as ``Server.ServerProxy.*`` and p
 
 from __future__ import annotations
 
-import json
 import ssl
 
 import aiohttp
@@ -27,7 +26,6 @@ from starlette.routing import Route
 from exchange.errors import (
     AccessDenied,
     Error,
-    InternalError,
     InvalidResponse,
     InvalidSignature,
     LoggingFailed,
@@ -38,7 +36,7 @@ from exchange.errors import (
 )
 from exchange.gateway import auditapi, metaservices
 from exchange.gateway.node import Gateway
-from exchange.gateway.records import ExchangeRecord, audit_entry
+from exchange.gateway.records import ExchangeRecord, audit_entry, refuse
 from exchange.gateway.signing import (
     REQUEST_HEADER,
     RESPONSE_HEADER,
@@ -49,16 +47,20 @@ from exchange.gateway.signing import (
     verify_response,
 )
 from exchange.gateway.trust import TrustView
-from exchange.gateway.xroad import Target, XRoadHeaders, parse_target, read_body, read_headers
+from exchange.gateway.xroad import (
+    ALL_METHODS,
+    Target,
+    XRoadHeaders,
+    parse_target,
+    read_body,
+    read_headers,
+)
 from exchange.http import error_body
 from exchange.identifiers import ServiceId
-from exchange.logging import failure
 from exchange.trust.globalconf import Gateway as PeerGateway
 
 log = structlog.get_logger(__name__)
 SIDE = "ClientProxy"
-ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-FORWARDED = ("content-type", "accept")
 
 
 def create_consumer_app(gateway: Gateway) -> Starlette:
@@ -135,21 +137,9 @@ async def handle(gateway: Gateway, request: Request) -> Response:
             gateway, view, request, target, xroad, headers, body, record
         )
     except Exception as caught:  # every answer is an X-Road answer, whatever went wrong
-        error = caught if isinstance(caught, Error) else InternalError("internal error")
-        if not isinstance(caught, Error):
-            error.__cause__ = caught
-        body_json = error_body(error, SIDE)
-        status, content_type, error_type = error.status, "application/json", body_json["type"]
-        payload = json.dumps(body_json).encode()
-        record.fault_string = error.message
-        if error.status >= 500:
-            failure(
-                log,
-                "consumer.failed",
-                error_type=error_type or "",
-                message=error.message,
-                cause=error.__cause__,
-            )
+        refused = refuse(caught, side=SIDE, record=record, event="consumer.failed")
+        status, content_type, payload = refused.status, refused.content_type, refused.payload
+        error_type = refused.error_type
     record.status = status
     record.fault_code = error_type
     record.response_digest = body_digest(payload)
@@ -157,17 +147,9 @@ async def handle(gateway: Gateway, request: Request) -> Response:
         # The audit record is committed before the answer goes back: no record, no release.
         await gateway.audit.append(audit_entry(record), subject=record.user_id)
     except LoggingFailed as error:
-        body_json = error_body(error, SIDE)
-        status, content_type, error_type = error.status, "application/json", body_json["type"]
-        payload = json.dumps(body_json).encode()
-        record.status, record.fault_code, record.fault_string = status, error_type, error.message
-        failure(
-            log,
-            "consumer.failed",
-            error_type=error_type or "",
-            message=error.message,
-            cause=error.__cause__,
-        )
+        refused = refuse(error, side=SIDE, record=record, event="consumer.failed")
+        status, content_type, payload = refused.status, refused.content_type, refused.payload
+        error_type = refused.error_type
     record.response_size = len(payload)
     finished = clock()
     gateway.exchanges.write(record, response_out=finished)

@@ -18,7 +18,6 @@ Every outcome is recorded with both signatures.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 import structlog
@@ -30,8 +29,6 @@ from starlette.routing import Route
 from connectors.base import ConnectorRequest
 from exchange.errors import (
     AccessDenied,
-    Error,
-    InternalError,
     InvalidSignature,
     LoggingFailed,
     MethodNotAllowed,
@@ -40,7 +37,7 @@ from exchange.errors import (
 from exchange.evidence.xml import parse_untrusted
 from exchange.gateway import metaservices, usage
 from exchange.gateway.node import Gateway
-from exchange.gateway.records import ExchangeRecord, audit_entry
+from exchange.gateway.records import ExchangeRecord, audit_entry, refuse
 from exchange.gateway.signing import (
     REQUEST_HEADER,
     RESPONSE_HEADER,
@@ -50,7 +47,9 @@ from exchange.gateway.signing import (
     request_hash,
     verify_request,
 )
+from exchange.gateway.tls import PEER_FINGERPRINT
 from exchange.gateway.xroad import (
+    ALL_METHODS,
     MEDIA_TYPES,
     METASERVICES,
     negotiate,
@@ -59,15 +58,10 @@ from exchange.gateway.xroad import (
     read_body,
     read_headers,
 )
-from exchange.http import error_body
 from exchange.identifiers import member_of
-from exchange.logging import failure
 
 log = structlog.get_logger(__name__)
 SIDE = "ServerProxy"
-from exchange.gateway.tls import PEER_FINGERPRINT  # noqa: E402
-
-ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
 def create_provider_app(gateway: Gateway) -> Starlette:
@@ -99,23 +93,8 @@ async def handle(gateway: Gateway, request: Request, citizens_usage: usage.Usage
     try:
         payload, content_type = await _serve(gateway, request, headers, record, citizens_usage)
     except Exception as caught:  # every answer is signed and recorded, whatever went wrong
-        error = caught if isinstance(caught, Error) else InternalError("internal error")
-        if not isinstance(caught, Error):
-            error.__cause__ = caught
-        status = error.status
-        content_type = "application/json"
-        body_json = error_body(error, SIDE)
-        payload = json.dumps(body_json).encode()
-        record.fault_code, record.fault_string = body_json["type"], error.message
-        if error.status >= 500:
-            fault = body_json["type"] or ""
-            failure(
-                log,
-                "provider.failed",
-                error_type=fault,
-                message=error.message,
-                cause=error.__cause__,
-            )
+        refusal = refuse(caught, side=SIDE, record=record, event="provider.failed")
+        status, content_type, payload = refusal.status, refusal.content_type, refusal.payload
     record.status = status
     return await respond(gateway, record, status=status, content_type=content_type, payload=payload)
 
@@ -279,24 +258,8 @@ async def respond(
         # The audit record is committed before anything leaves: no record, no release.
         await gateway.audit.append(audit_entry(record), subject=record.subject)
     except LoggingFailed as error:
-        failure(
-            log,
-            "provider.failed",
-            error_type="Server.ServerProxy.LoggingFailed",
-            message=error.message,
-            cause=error.__cause__,
-        )
-        body_json = error_body(error, SIDE)
-        status, content_type, payload = (
-            error.status,
-            "application/json",
-            json.dumps(body_json).encode(),
-        )
-        record.status, record.fault_code, record.fault_string = (
-            status,
-            body_json["type"],
-            error.message,
-        )
+        refusal = refuse(error, side=SIDE, record=record, event="provider.failed")
+        status, content_type, payload = refusal.status, refusal.content_type, refusal.payload
         response_signature = _sign(gateway, record, status, content_type, payload)
     finished = gateway.clock()
     gateway.exchanges.write(record, response_out=finished)

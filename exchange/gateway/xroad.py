@@ -18,6 +18,7 @@ from exchange.errors import InvalidIdentifier, InvalidRequest, NotAcceptable, Pa
 from exchange.identifiers import ClientId, MemberId, ServiceId, SubsystemId, parse_client
 
 PREFIX = "/r1/"
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 METASERVICES = frozenset({"listMethods", "allowedMethods", "getOpenAPI"})
 HOP_BY_HOP = frozenset(
     {
