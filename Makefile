@@ -4,13 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint bench install clean
 
 demo: $(STAMP)  ## bring the whole system up on embedded defaults
 	$(BIN)/exchange demo
 
 test: $(STAMP)  ## lint, type-check and run every test (SQLite, and PostgreSQL when installed)
 	scripts/test
+
+bench: $(STAMP)  ## full exchange against a direct registry call, side by side
+	$(BIN)/python -m bench.exchange
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
