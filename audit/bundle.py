@@ -85,7 +85,9 @@ def anchors(
         x509.load_pem_x509_certificate(str(t["certificate"]).encode())
         for t in configuration.timestamping_authorities
     ]
-    return Anchors(ca=ca, signing=signing, tsa=tsa)
+    return Anchors(
+        ca=ca, signing=signing, tsa=tsa, revoked=frozenset(configuration.revoked_serials)
+    )
 
 
 def export(

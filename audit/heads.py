@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import structlog
+from cryptography import x509
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -102,12 +103,17 @@ class HeadKeeper:
         return head
 
     def _stamp(self, signature: str) -> tuple[bytes | None, str | None]:
+        """A token from the first listed authority whose token checks out, or none."""
         digest = hashlib.sha256(signature.encode()).digest()
-        for authority in self._configuration().timestamping_authorities:
+        configuration = self._configuration()
+        ca = x509.load_pem_x509_certificate(configuration.ca_certificates[0].encode())
+        for authority in configuration.timestamping_authorities:
             try:
-                return timestamp.stamp(str(authority["url"]), digest), str(authority["name"])
-            except Error as error:
-                log.warning(
-                    "audit.timestamp_failed", tsa=authority.get("name"), reason=error.message
-                )
+                token = timestamp.stamp(str(authority["url"]), digest)
+                tsa = x509.load_pem_x509_certificate(str(authority["certificate"]).encode())
+                timestamp.verify(token, digest=digest, tsa=tsa, ca=ca)
+            except (Error, ValueError) as error:
+                log.warning("audit.timestamp_failed", tsa=authority.get("name"), reason=str(error))
+                continue
+            return token, str(authority["name"])
         return None, None

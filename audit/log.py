@@ -53,7 +53,8 @@ class AuditEntry:
     peer: str | None
     request_digest: str | None
     response_digest: str | None
-    request_signature: str | None
+    request_signature: str | None  # detached: header..signature
+    request_claims_digest: str | None  # base64url SHA-256 of the detached payload
     response_signature: str | None
 
 

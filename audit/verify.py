@@ -17,16 +17,19 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import jwt
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from audit import merkle, timestamp
 from audit.heads import HEAD_TYPE
 from audit.log import GENESIS
 from exchange.errors import Error
-from exchange.trust.keys import fingerprint
+from exchange.trust.ca import DOCUMENT_SIGNING
+from exchange.trust.keys import fingerprint, serial_hex
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Anchors:
     ca: x509.Certificate
     signing: Sequence[x509.Certificate]
     tsa: Sequence[x509.Certificate] = ()
+    revoked: frozenset[str] = frozenset()  # serials (hex) the configuration lists as revoked
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class Report:
     heads: int = 0
     timestamped: int = 0
     problem: Problem | None = None
+    uncovered: int = 0  # records after the last signed head: chained, but not yet signed
     tree: merkle.Tree = field(default_factory=merkle.Tree, repr=False)
 
     @property
@@ -68,26 +73,42 @@ class Report:
 
 
 def verify(chain: str, bodies: Iterable[bytes], heads: Iterable[Head], anchors: Anchors) -> Report:
+    """Check the chain record by record; each head is checked as soon as the log reaches its
+    size, so damage is reported where it first shows, not behind a later break."""
     report = Report(chain=chain)
+    signers = {fingerprint(c): c for c in anchors.signing}
+    pending = sorted(heads, key=lambda h: h.size if type(h.size) is int else -1)
+    good_size = 0
+
+    def heads_up_to(size: int) -> Problem | None:
+        nonlocal good_size
+        while pending and pending[0].size <= size:
+            head = pending.pop(0)
+            problem = _check_head(head, report, signers, anchors, good_size)
+            if problem is not None:
+                return problem
+            good_size = head.size
+            report.heads += 1
+        return None
+
     previous = GENESIS
     for position, body in enumerate(bodies):
-        problem = _check_record(chain, position, body, previous)
-        if problem is not None:
-            report.problem = problem
+        report.problem = heads_up_to(position) or _check_record(chain, position, body, previous)
+        if report.problem is not None:
             return report
         leaf = merkle.leaf_hash(body)
         report.tree.append(leaf)
         previous = leaf.hex()
         report.records += 1
-    signers = {fingerprint(c): c for c in anchors.signing}
-    good_size = 0
-    for head in sorted(heads, key=lambda h: h.size):
-        problem = _check_head(head, report, signers, anchors, good_size)
-        if problem is not None:
-            report.problem = problem
-            return report
-        good_size = head.size
-        report.heads += 1
+    report.problem = heads_up_to(report.records)
+    if report.problem is None and pending:
+        head = pending[0]
+        report.problem = Problem(
+            report.records,
+            f"log ends at {report.records} records but a head was signed at size {head.size}"
+            " (truncated)",
+        )
+    report.uncovered = report.records - good_size
     return report
 
 
@@ -104,7 +125,9 @@ def _check_record(chain: str, position: int, body: bytes, previous: str) -> Prob
             return Problem(position, f"record {position} is missing (the next one found is {seq})")
         return Problem(position, f"record out of order: sequence {seq} at position {position}")
     if record.get("prev") != previous:
-        # The record before no longer hashes to what this one carries: it was changed.
+        if position == 0:
+            return Problem(0, "record 0 does not start the chain")
+        # The record before no longer hashes to what this one carries: one of the two changed.
         return Problem(
             position - 1, f"record {position - 1} was altered (record {position} pins another hash)"
         )
@@ -118,6 +141,8 @@ def _check_head(
     anchors: Anchors,
     good_size: int,
 ) -> Problem | None:
+    if type(head.size) is not int or head.size < 1:
+        return Problem(report.records, "a tree head has no valid size")
     where = max(head.size - 1, 0)
     try:
         header = jwt.get_unverified_header(head.signature)
@@ -127,6 +152,15 @@ def _check_head(
                 where, f"tree head at size {head.size} is not signed by a known key of the member"
             )
         certificate.verify_directly_issued_by(anchors.ca)
+        usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        if (
+            DOCUMENT_SIGNING not in usage
+            or serial_hex(certificate.serial_number) in anchors.revoked
+        ):
+            return Problem(
+                where,
+                f"tree head at size {head.size} is signed by a certificate that may not sign it",
+            )
         public_key = certificate.public_key()
         assert isinstance(public_key, ec.EllipticCurvePublicKey)
         claims = jwt.decode(
@@ -135,7 +169,14 @@ def _check_head(
             algorithms=["ES256"],
             options={"verify_exp": False, "verify_iat": False, "verify_aud": False},
         )
-    except (jwt.PyJWTError, ValueError, TypeError, AssertionError) as exc:
+    except (
+        jwt.PyJWTError,
+        ValueError,
+        TypeError,
+        AssertionError,
+        InvalidSignature,
+        x509.ExtensionNotFound,
+    ) as exc:
         return Problem(
             where, f"tree head at size {head.size} has a bad signature ({type(exc).__name__})"
         )
@@ -146,6 +187,14 @@ def _check_head(
     ):
         return Problem(
             where, f"tree head at size {head.size} does not match what its signature says"
+        )
+    try:
+        signed_at = datetime.fromisoformat(str(claims.get("at")))
+    except ValueError:
+        return Problem(where, f"tree head at size {head.size} has no valid time")
+    if not certificate.not_valid_before_utc <= signed_at <= certificate.not_valid_after_utc:
+        return Problem(
+            where, f"head at size {head.size} was signed outside its certificate's validity"
         )
     if head.size > report.records:
         return Problem(

@@ -94,6 +94,12 @@ def verify(
         f"chain {chain}: OK, {report.records} records, {report.heads} signed heads, "
         f"{report.timestamped} timestamped"
     )
+    if report.uncovered:
+        typer.echo(
+            f"note: the last {report.uncovered} records are chained but not yet covered by a signed"
+            " head; a later head (or one you kept from before) will pin them",
+            err=True,
+        )
 
 
 @app.command()

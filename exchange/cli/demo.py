@@ -119,14 +119,18 @@ State lives in {data_dir}; run again to resume. Ctrl-C stops everything.
                 port=ports.idp,
             ),
         ]
+
+        def announce() -> None:
+            for gateway in gateways:
+                gateway.started = True
+            typer.echo(walkthrough)
+
         jobs = []
         for gateway in gateways:
             configs += prepare(gateway, refresh=False)  # the cache was just filled
             jobs += background_jobs(gateway)
         try:
-            await serving.serve_all(
-                configs, background=jobs, on_started=lambda: typer.echo(walkthrough)
-            )
+            await serving.serve_all(configs, background=jobs, on_started=announce)
         finally:
             for gateway in gateways:
                 await gateway.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
@@ -17,6 +17,9 @@ from exchange.gateway.access import AccessRights
 from exchange.gateway.settings import GatewaySettings
 from exchange.identifiers import ServiceId
 from exchange.trust.globalconf_client import utcnow
+
+if TYPE_CHECKING:
+    from exchange.gateway.node import Gateway
 
 app = typer.Typer(
     help="Set up, enrol, run and administer a member's gateway.", no_args_is_help=True
@@ -149,12 +152,17 @@ def serve(config: Config) -> None:
             await serving.serve_all(
                 configs,
                 background=background_jobs(gateway),
-                on_started=lambda: typer.echo(banner, err=True),
+                on_started=lambda: started(gateway, banner),
             )
         finally:
             await gateway.close()
 
     serving.run(main())
+
+
+def started(gateway: Gateway, banner: str) -> None:
+    gateway.started = True
+    typer.echo(banner, err=True)
 
 
 @access_app.command("grant")

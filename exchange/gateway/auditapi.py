@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from sqlalchemy import select
@@ -27,6 +28,8 @@ from audit.models import AuditRecord, TreeHead
 from exchange.errors import Error, InvalidRequest, NotFound
 from exchange.gateway.node import Gateway
 from exchange.http import error_body
+
+_NUMBER = re.compile(r"[0-9]{1,12}")
 
 
 def _head(head: TreeHead) -> dict[str, Any]:
@@ -45,7 +48,7 @@ def _int(request: Request, name: str) -> int | None:
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    if not raw.isdigit():
+    if not _NUMBER.fullmatch(raw):
         raise InvalidRequest(f"{name} must be a whole number", detail=name)
     return int(raw)
 
@@ -73,6 +76,8 @@ def routes(gateway: Gateway) -> list[Route]:
 
     def inclusion(request: Request) -> dict[str, Any]:
         seq = int(request.path_params["seq"])
+        if seq > 10**12:
+            raise NotFound(f"no record {seq} in chain {chain}")
         wanted = _int(request, "size")
         with Session(gateway.engine) as session:
             signed = [
@@ -114,6 +119,6 @@ def routes(gateway: Gateway) -> list[Route]:
 
     return [
         Route("/audit/heads", answer(heads)),
-        Route("/audit/records/{seq:int}/proof", answer(inclusion)),
+        Route("/audit/records/{seq:int}/proof", answer(inclusion)),  # seq checked below
         Route("/audit/consistency", answer(consistency)),
     ]

@@ -43,6 +43,7 @@ from exchange.gateway.signing import (
     RequestClaims,
     ResponseClaims,
     body_digest,
+    identity_digest,
     request_hash,
     verify_response,
 )
@@ -65,6 +66,8 @@ SIDE = "ClientProxy"
 
 def create_consumer_app(gateway: Gateway) -> Starlette:
     async def health(_: Request) -> JSONResponse:
+        if not gateway.started:
+            return JSONResponse({"status": "FAIL", "reason": "starting"}, status_code=503)
         try:
             version = gateway.trust.view().version
         except Error as error:
@@ -214,7 +217,7 @@ async def forward(
         consent=xroad.consent,
         content_type=headers.get("content-type"),
         accept=headers.get("accept"),
-        identity=xroad.identity,
+        identity=identity_digest(xroad.identity),
         iat=now,
         exp=now + int(gateway.settings.request_ttl),
     )

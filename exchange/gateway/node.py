@@ -87,12 +87,14 @@ class Gateway:
             if identity is None
             else TokenValidator(
                 issuer=identity.issuer,
-                audience=tuple(identity.audiences),
+                audience=tuple(identity.portals),
                 keys=KeySet(url=identity.jwks_url),
             )
         )
         self.subsystems = frozenset(SubsystemId(self.member, code) for code in settings.subsystems)
         self.metrics = GatewayMetrics()
+        # Set once every listener is up: health says "ok" only when exchanges can flow.
+        self.started = False
         # Database work runs here, off the event loop, on threads of its own.
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gateway-db")
         self._session: aiohttp.ClientSession | None = None

@@ -44,6 +44,7 @@ from exchange.gateway.signing import (
     RequestClaims,
     ResponseClaims,
     body_digest,
+    identity_digest,
     request_hash,
     verify_request,
 )
@@ -157,7 +158,7 @@ async def _serve(
         consent=xroad.consent,
         content_type=headers.get("content-type"),
         accept=headers.get("accept"),
-        identity=xroad.identity,
+        identity=identity_digest(xroad.identity),
         iat=0,
         exp=0,
     )
@@ -176,8 +177,6 @@ async def _serve(
     )
     parameters = query_parameters(query)
     local = gateway.services.find(target.service)
-    if local is not None and local.spec.subject_parameter:
-        record.subject = parameters.get(local.spec.subject_parameter)
     code = target.service.service_code
     if code == usage.SERVICE:
         if local is None:
@@ -204,6 +203,9 @@ async def _serve(
     service = gateway.services.get(target.service)
     if request.method not in service.spec.methods:
         raise MethodNotAllowed(f"{target.service} does not accept {request.method}")
+    if service.spec.subject_parameter:
+        # Only now: a client without access cannot fill a person's usage list with refusals.
+        record.subject = parameters.get(service.spec.subject_parameter)
     gateway.access.check(
         client=received.client, service=target.service, method=request.method, path=target.rest_path
     )

@@ -16,6 +16,7 @@ from audit.log import AuditEntry
 from exchange.db.batch import GroupCommit
 from exchange.errors import Error, InternalError
 from exchange.gateway import models
+from exchange.gateway.signing import detached
 from exchange.http import error_body
 from exchange.logging import failure
 
@@ -182,7 +183,14 @@ def refuse(caught: BaseException, *, side: str, record: ExchangeRecord, event: s
 
 
 def audit_entry(record: ExchangeRecord) -> AuditEntry:
-    """What the audit log keeps of an exchange (the person goes separately, to be hashed)."""
+    """What the audit log keeps of an exchange: no personal data, no credentials.
+
+    The person goes separately, to be hashed; the request signature is kept detached, with only
+    the digest of its claims (which name the person and the query).
+    """
+    request_signature = claims_digest = None
+    if record.request_signature and record.request_signature.count(".") == 2:
+        request_signature, claims_digest = detached(record.request_signature)
     return AuditEntry(
         side="consumer" if record.side == "client" else "provider",
         message_id=record.message_id,
@@ -196,6 +204,7 @@ def audit_entry(record: ExchangeRecord) -> AuditEntry:
         peer=record.peer,
         request_digest=record.request_hash,
         response_digest=record.response_digest,
-        request_signature=record.request_signature,
+        request_signature=request_signature,
+        request_claims_digest=claims_digest,
         response_signature=record.response_signature,
     )

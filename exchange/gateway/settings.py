@@ -71,7 +71,9 @@ class IdentitySpec(_Strict):
 
     issuer: str
     jwks_url: str
-    audiences: list[str] = Field(min_length=1, description="client ids of the portals trusted")
+    portals: dict[str, str] = Field(
+        min_length=1, description="client id at the issuer -> the portal's X-Road subsystem id"
+    )
 
 
 class ServiceSpec(_Strict):

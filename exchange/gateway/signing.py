@@ -47,6 +47,23 @@ def body_digest(body: bytes) -> str:
     return b64url(hashlib.sha256(body).digest())
 
 
+def identity_digest(token: str | None) -> str | None:
+    """What a request signature binds of a citizen's ID token: its SHA-256, never the token
+    itself, so that a bearer credential never lands in a signature that is kept and shown."""
+    return None if token is None else body_digest(token.encode("ascii"))
+
+
+def detached(signature: str) -> tuple[str, str]:
+    """(``header..signature``, SHA-256 of the payload segment): a JWS as the audit log keeps it.
+
+    The claims name the person and the query, so the published log holds only their digest;
+    the full JWS stays in the gateway's operational records for an authorised investigation,
+    where it verifies against the same signature.
+    """
+    header, payload, tail = signature.split(".")
+    return f"{header}..{tail}", body_digest(payload.encode("ascii"))
+
+
 def request_hash(signature: str) -> str:
     return base64.b64encode(hashlib.sha512(signature.encode("ascii")).digest()).decode("ascii")
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +42,10 @@ from exchange.identifiers import SubsystemId
 
 SERVICE = "usage"
 MAX_LIMIT = 1000
+SCAN_LIMIT = 10000  # a person's newest records considered per request; bounds time and memory
+
+
+_NUMBER = re.compile(r"[0-9]{1,12}")
 
 
 def _time(parameters: dict[str, str], name: str) -> datetime | None:
@@ -59,7 +65,7 @@ def _count(parameters: dict[str, str], name: str, default: int, most: int | None
     raw = parameters.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or (most is not None and int(raw) > most):
+    if not _NUMBER.fullmatch(raw) or (most is not None and int(raw) > most):
         limit = f" up to {most}" if most is not None else ""
         raise InvalidRequest(f"{name} must be a whole number{limit}", detail=name)
     return int(raw)
@@ -69,6 +75,7 @@ class Usage:
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
         self._trees: dict[str, merkle.Tree] = {}
+        self._trees_lock = threading.Lock()  # queries run on several threads
 
     async def answer(
         self,
@@ -107,6 +114,7 @@ class Usage:
         if not xroad.identity:
             raise InvalidToken("the citizen's ID token is required (X-Exchange-Identity)")
         claims = validator.validate(xroad.identity, at=self._gateway.clock())
+        self._check_portal(claims, str(xroad.client))
         person = str(claims["sub"])
         asked = parameters.get("userCode")
         if needs_user_code and not asked:
@@ -116,6 +124,22 @@ class Usage:
         if xroad.user_id != person or (asked is not None and asked != person):
             raise AccessDenied("a citizen may read only their own usage")
         return person
+
+    def _check_portal(self, claims: dict[str, Any], client: str) -> None:
+        """The token must have been issued to the very portal that calls: a token leaked from
+        one system is of no use to another member."""
+        identity = self._gateway.settings.identity
+        mine = {
+            cid
+            for cid, subsystem in (identity.portals if identity else {}).items()
+            if subsystem == client
+        }
+        audience = claims.get("aud")
+        audiences = {audience} if isinstance(audience, str) else set(audience or [])
+        if not mine & audiences:
+            raise AccessDenied(f"{client} is not the portal this citizen signed in to")
+        if len(audiences) > 1 and claims.get("azp") not in mine:
+            raise AccessDenied("a token for several audiences must name this portal as azp")
 
     async def _heartbeat(self) -> dict[str, str]:
         try:
@@ -149,9 +173,8 @@ class Usage:
         if end is not None:
             query = query.where(AuditRecord.at <= end)
         with Session(self._gateway.engine) as session:
-            rows = list(
-                session.scalars(query.order_by(AuditRecord.at.desc(), AuditRecord.seq.desc()))
-            )
+            newest = query.order_by(AuditRecord.at.desc(), AuditRecord.seq.desc()).limit(SCAN_LIMIT)
+            rows = list(session.scalars(newest))
             heads = {} if not rich else self._heads(session, {r.chain for r in rows})
         usages = []
         for row in rows:
@@ -251,6 +274,10 @@ class Usage:
     def _tree(self, chain: str, size: int) -> merkle.Tree:
         if chain == self._gateway.audit.chain:
             return self._gateway.audit.tree
+        with self._trees_lock:
+            return self._extend(chain, size)
+
+    def _extend(self, chain: str, size: int) -> merkle.Tree:
         tree = self._trees.setdefault(chain, merkle.Tree())
         if tree.size < size:  # another replica's chain: read what is new since last time
             with Session(self._gateway.engine) as session:

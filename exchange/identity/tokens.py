@@ -148,6 +148,8 @@ class TokenValidator:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"token rejected: {_reason(exc)}") from exc
+        except (TypeError, ValueError) as exc:  # e.g. an EC key named for an RSA algorithm
+            raise InvalidToken("token's key does not fit its algorithm") from exc
         self._check_times(claims, at.timestamp())
         return claims
 

@@ -76,7 +76,7 @@ def create_app(provider: IdentityProvider) -> Starlette:
                 client_id=str(form.get("client_id", "")),
                 redirect_uri=redirect,
                 citizen=str(form.get("citizen", "")),
-                nonce=str(form.get("nonce")) or None,
+                nonce=str(form.get("nonce") or "") or None,
             )
         except Error as error:
             return fail(error)

@@ -109,7 +109,10 @@ class IdentityProvider:
         if person is None:
             raise InvalidRequest("no such test citizen", detail="citizen")
         code = secrets.token_urlsafe(32)
+        now = self._clock()
         with self._lock:
+            for stale in [c for c, g in self._grants.items() if g.expires <= now]:
+                del self._grants[stale]  # unused codes do not pile up
             self._grants[code] = _Grant(
                 person, client_id, redirect_uri, nonce, self._clock() + CODE_LIFETIME
             )

@@ -171,7 +171,7 @@ def create(
     )
     identity = (
         f"\n[identity]\nissuer = {_toml(issuer)}\njwks_url = {_toml(issuer + '/jwks')}\n"
-        f"audiences = {_toml([PORTAL_CLIENT_ID])}\n"
+        f"[identity.portals]\n{_toml(PORTAL_CLIENT_ID)} = {_toml(str(CITIZEN_PORTAL))}\n"
     )
     layouts = [
         (

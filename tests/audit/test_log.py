@@ -14,11 +14,12 @@ from sqlalchemy import Engine, text
 from audit import bundle
 from audit.heads import HeadKeeper
 from audit.log import AuditEntry, AuditLog
-from audit.verify import Anchors, verify
+from audit.verify import Anchors, Head, verify
 from exchange.db import migrate
 from exchange.db.engine import build_engine
 from exchange.errors import LoggingFailed
 from exchange.gateway.signing import MessageSigner
+from exchange.trust.keys import serial_hex
 from tests.conftest import NOW, Clock
 from tests.factories import Instance, audit_store_unwritable
 
@@ -41,6 +42,7 @@ def entry(n: int) -> AuditEntry:
         request_digest=f"r{n}",
         response_digest=f"s{n}",
         request_signature=None,
+        request_claims_digest=None,
         response_signature=None,
     )
 
@@ -225,3 +227,39 @@ async def test_subject_hash_is_keyed(engine: Engine, clock: Clock) -> None:
     assert one.subject_hash("EE38001085718") != other.subject_hash("EE38001085718")
     assert one.subject_hash(None) is None
     assert json.loads(json.dumps(one.subject_hash("x")))
+
+
+async def test_first_record_and_odd_heads_are_reported_not_crashed(
+    engine: Engine, clock: Clock, instance: Instance
+) -> None:
+    log = make_log(engine, clock)
+    await fill(log, 4)
+    anchors, _ = await signed_head(engine, log, instance, clock)
+    with engine.begin() as connection:
+        body = connection.execute(text("SELECT body FROM audit_records WHERE seq = 0")).scalar_one()
+        forged = body.replace(b'"prev":"' + b"0" * 64, b'"prev":"' + b"1" * 64)
+        connection.execute(text("UPDATE audit_records SET body = :b WHERE seq = 0"), {"b": forged})
+    report = check(engine, anchors)
+    assert report.problem is not None  # type: ignore[attr-defined]
+    assert report.problem.position == 0  # type: ignore[attr-defined]
+    heads = [Head(CHAIN, 4.0, "00", "x.y.z", None)]  # type: ignore[arg-type]
+    odd = verify(CHAIN, [], heads, anchors)
+    assert odd.problem is not None
+    await log.close()
+
+
+async def test_head_by_a_revoked_certificate_is_refused(
+    engine: Engine, clock: Clock, instance: Instance
+) -> None:
+    log = make_log(engine, clock)
+    await fill(log, 3)
+    anchors, _ = await signed_head(engine, log, instance, clock)
+    revoked = Anchors(
+        ca=anchors.ca,
+        signing=anchors.signing,
+        revoked=frozenset(serial_hex(c.serial_number) for c in anchors.signing),
+    )
+    report = check(engine, revoked)
+    assert report.problem is not None  # type: ignore[attr-defined]
+    assert "may not sign it" in report.problem.message  # type: ignore[attr-defined]
+    await log.close()

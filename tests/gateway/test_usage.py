@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from sqlalchemy import text
 
 from audit import merkle
+from exchange.db.engine import build_engine
 from exchange.sample import federation
 from tests.gateway.conftest import BIRTH, MARI, Running
 from tests.servers import exchange
@@ -138,3 +140,19 @@ def test_rich_records_carry_purpose_and_a_verifiable_receipt(running: Running) -
         receipt["seq"], receipt["size"], leaf, proof, bytes.fromhex(receipt["head"]["root"])
     )
     assert receipt["head"]["timestamp"]
+
+
+def test_audit_records_hold_no_personal_codes_and_no_tokens(running: Running) -> None:
+    token = id_token(running, MARI)
+    assert (
+        running.call(f"{BIRTH}?person={MARI}", headers={"X-Road-UserId": MARI}).status_code == 200
+    )
+    assert usage(running, "/v2/findUsage", token=token, user=MARI, userCode=MARI).status_code == 200
+    for settings in (running.provider_settings(), running.consumer_settings()):
+        with build_engine(settings.db_url).connect() as connection:
+            bodies = b"\n".join(
+                connection.execute(text("SELECT body FROM audit_records")).scalars()
+            )
+        assert MARI.encode() not in bodies
+        assert token.split(".")[1].encode() not in bodies
+        assert b'"request_claims_digest"' in bodies
