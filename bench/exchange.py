@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from exchange.sample import federation, population
-from tests.servers import free_port, serving
+from tests.servers import free_port, serve_federation
 
 PERSON = "EE38001085718"
 CLIENT = {"X-Road-Client": str(federation.CITIZEN_PORTAL)}
@@ -113,42 +113,8 @@ def running_federation(
     logs = base / "logs"
     logs.mkdir()
     with contextlib.ExitStack() as stack:
-        stack.enter_context(
-            serving(
-                ["tsa", "serve", "--data-dir", str(layout.tsa), "--port", str(ports.tsa)],
-                health_url=f"http://127.0.0.1:{ports.tsa}/health",
-                log=logs / "tsa.log",
-            )
-        )
-        stack.enter_context(
-            serving(
-                [
-                    "central",
-                    "serve",
-                    "--data-dir",
-                    str(layout.central.data_dir),
-                    "--port",
-                    str(ports.central),
-                ],
-                health_url=f"http://127.0.0.1:{ports.central}/health",
-                log=logs / "central.log",
-            )
-        )
-        provider = stack.enter_context(
-            serving(
-                ["gateway", "serve", "-c", str(layout.provider)],
-                health_url=f"http://127.0.0.1:{ports.provider_consumer}/health",
-                log=logs / "provider.log",
-            )
-        )
-        consumer = stack.enter_context(
-            serving(
-                ["gateway", "serve", "-c", str(layout.consumer)],
-                health_url=f"http://127.0.0.1:{ports.consumer_consumer}/health",
-                log=logs / "consumer.log",
-            )
-        )
-        yield layout, ports, [provider.pid, consumer.pid]
+        processes = serve_federation(stack, layout, ports, logs=logs)
+        yield layout, ports, [processes["provider"].pid, processes["consumer"].pid]
 
 
 async def serve_baseline(app: Starlette, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from exchange.sample import federation
+
 EXCHANGE = [sys.executable, "-m", "exchange.cli"]
 
 
@@ -77,3 +79,48 @@ def serving(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def serve_federation(
+    stack: contextlib.ExitStack,
+    layout: federation.Federation,
+    ports: federation.Ports,
+    *,
+    logs: Path,
+    central_env: dict[str, str] | None = None,
+) -> dict[str, subprocess.Popen[bytes]]:
+    """Start every role of a sample federation as its own process; the stack stops them."""
+    roles = {
+        "idp": (
+            ["idp", "serve", "--data-dir", str(layout.idp), "--port", str(ports.idp)],
+            ports.idp,
+        ),
+        "tsa": (
+            ["tsa", "serve", "--data-dir", str(layout.tsa), "--port", str(ports.tsa)],
+            ports.tsa,
+        ),
+        "central": (
+            [
+                "central",
+                "serve",
+                "--data-dir",
+                str(layout.central.data_dir),
+                "--port",
+                str(ports.central),
+            ],
+            ports.central,
+        ),
+        "provider": (["gateway", "serve", "-c", str(layout.provider)], ports.provider_consumer),
+        "consumer": (["gateway", "serve", "-c", str(layout.consumer)], ports.consumer_consumer),
+    }
+    return {
+        name: stack.enter_context(
+            serving(
+                args,
+                health_url=f"http://127.0.0.1:{port}/health",
+                env=central_env if name == "central" else None,
+                log=logs / f"{name}.log",
+            )
+        )
+        for name, (args, port) in roles.items()
+    }

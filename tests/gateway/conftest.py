@@ -22,7 +22,7 @@ from exchange.sample import federation
 from exchange.trust.globalconf_client import utcnow
 from tests.conftest import _postgres_database
 from tests.gateway.registry_server import RegistryServer, diploma_service, running_registry
-from tests.servers import free_port, serving
+from tests.servers import free_port, serve_federation, serving
 
 PORTAL_CLIENT = str(federation.CITIZEN_PORTAL)
 BIRTH = f"/r1/{federation.BIRTH_CERTIFICATE}"
@@ -125,54 +125,12 @@ def run_federation(
         access.grant(service=f"{federation.POPULATION_REGISTRY}/diploma", subject=PORTAL_CLIENT)
         env = {"EXCHANGE_CENTRAL_CONFIGURATION_VALIDITY": configuration_validity}
         with contextlib.ExitStack() as stack:
-            stack.enter_context(
-                serving(
-                    ["idp", "serve", "--data-dir", str(layout.idp), "--port", str(ports.idp)],
-                    health_url=f"http://127.0.0.1:{ports.idp}/health",
-                    log=base / "idp.log",
-                )
-            )
-            stack.enter_context(
-                serving(
-                    ["tsa", "serve", "--data-dir", str(layout.tsa), "--port", str(ports.tsa)],
-                    health_url=f"http://127.0.0.1:{ports.tsa}/health",
-                    log=base / "tsa.log",
-                )
-            )
-            central = stack.enter_context(
-                serving(
-                    [
-                        "central",
-                        "serve",
-                        "--data-dir",
-                        str(layout.central.data_dir),
-                        "--port",
-                        str(ports.central),
-                    ],
-                    health_url=f"http://127.0.0.1:{ports.central}/health",
-                    env=env,
-                    log=base / "central.log",
-                )
-            )
-            provider = stack.enter_context(
-                serving(
-                    ["gateway", "serve", "-c", str(layout.provider)],
-                    health_url=f"http://127.0.0.1:{ports.provider_consumer}/health",
-                    log=base / "provider.log",
-                )
-            )
-            consumer = stack.enter_context(
-                serving(
-                    ["gateway", "serve", "-c", str(layout.consumer)],
-                    health_url=f"http://127.0.0.1:{ports.consumer_consumer}/health",
-                    log=base / "consumer.log",
-                )
-            )
+            processes = serve_federation(stack, layout, ports, logs=base, central_env=env)
             yield Running(
                 layout,
                 ports,
                 registry,
-                {"central": central, "provider": provider, "consumer": consumer},
+                processes,
                 base,
             )
 
