@@ -9,6 +9,8 @@ localhost; Ctrl-C stops it all.
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -78,6 +80,8 @@ def demo(
         gateways.append(Gateway(settings))
 
     consumer = f"http://127.0.0.1:{ports.consumer_consumer}"
+    # Say how to run this very command again: from a checkout it is not on PATH.
+    command = shutil.which("exchange") or str(Path(sys.argv[0]).resolve())
     service = f"{consumer}/r1/{federation.BIRTH_CERTIFICATE}"
     walkthrough = f"""
 exchange demo: instance {federation.INSTANCE} is up on localhost.
@@ -100,7 +104,7 @@ List what the register offers:
 
 Every exchange is in both gateways' audit logs; heads are signed and timestamped each minute:
   curl http://127.0.0.1:{ports.provider_consumer}/audit/heads
-  exchange audit verify -c {layout.provider}
+  {command} audit verify -c {layout.provider}
 
 State lives in {data_dir}; run again to resume. Ctrl-C stops everything.
 """
