@@ -105,11 +105,13 @@ def process_stats(pids: list[int]) -> tuple[float, float]:
 
 @contextlib.contextmanager
 def running_federation(
-    base: Path, database_url: str | None
+    base: Path, database_url: str | None, synchronous: str
 ) -> Iterator[tuple[federation.Federation, federation.Ports, list[int]]]:
     ports = federation.Ports(*(free_port() for _ in range(7)))
     urls = (database_url, None) if database_url else (None, None)
-    layout = federation.create(base, ports, database_urls=urls)
+    layout = federation.create(
+        base, ports, database_urls=urls, gateway_extra=f'sqlite_synchronous = "{synchronous}"\n'
+    )
     logs = base / "logs"
     logs.mkdir()
     with contextlib.ExitStack() as stack:
@@ -129,7 +131,11 @@ async def serve_baseline(app: Starlette, port: int) -> tuple[uvicorn.Server, asy
 
 async def measure(args: argparse.Namespace, base: Path) -> list[Result]:
     results: list[Result] = []
-    with running_federation(base, args.database_url) as (layout, ports, pids):
+    with running_federation(base, args.database_url, args.sqlite_synchronous) as (
+        layout,
+        ports,
+        pids,
+    ):
         baseline_port = free_port()
         server, task = await serve_baseline(direct_registry(layout.registry), baseline_port)
         direct = f"http://127.0.0.1:{baseline_port}/births?person={PERSON}"
@@ -189,6 +195,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50])
     parser.add_argument(
         "--database-url", default=None, help="PostgreSQL URL for the provider gateway"
+    )
+    parser.add_argument(
+        "--sqlite-synchronous", choices=["FULL", "NORMAL"], default="FULL", help="for the gateways"
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -17,26 +17,35 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def build_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine for ``url`` with the settings each backend needs."""
+SYNCHRONOUS = ("FULL", "NORMAL")
+
+
+def build_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) -> Engine:
+    """Create an engine for ``url`` with the settings each backend needs.
+
+    SQLite runs in WAL mode. ``FULL`` (the default) makes every commit survive a power loss;
+    ``NORMAL`` makes it survive a crash of the process (SIGKILL included) but not of the machine,
+    and saves an fsync per commit.
+    """
+    if sqlite_synchronous not in SYNCHRONOUS:
+        raise ValueError(f"sqlite_synchronous must be one of {SYNCHRONOUS}")
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
-        event.listen(engine, "connect", _configure_sqlite)
+
+        def configure(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        event.listen(engine, "connect", configure)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # A bare postgresql:// URL means psycopg 3 here (psycopg2 is not a dependency).
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     return create_engine(url, pool_pre_ping=True, **kwargs)
-
-
-def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    # FULL: a commit survives power loss, not only a process crash.
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()

@@ -59,7 +59,7 @@ class Gateway:
             anchor=anchor, cache_path=settings.data_dir / "globalconf.jws", clock=clock
         )
         self.trust = Trust(self.globalconf, clock)
-        self.engine = build_engine(settings.db_url)
+        self.engine = build_engine(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
         migrate.upgrade("gateway", self.engine)
         self.replay = ReplayGuard(self.engine)
         self.access = AccessRights(self.engine, cache_ttl=settings.access_cache_ttl, clock=clock)

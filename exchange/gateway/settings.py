@@ -115,6 +115,9 @@ class GatewaySettings(_Strict):
     globalconf_refresh: float = Field(default=60.0, gt=0)
     access_cache_ttl: float = Field(default=2.0, ge=0)
     json_logs: bool = False
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        default="FULL", description="NORMAL: commits survive a process crash, not a power loss"
+    )
     replica: str = Field(
         default="1", description="this replica's name; each keeps its own audit chain"
     )
