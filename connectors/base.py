@@ -9,7 +9,7 @@ raises may hang a request: every call is bounded by the connector's timeout.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from exchange.errors import InvalidRequest
@@ -27,7 +27,6 @@ class ConnectorRequest:
     path: str = ""
     body: bytes = b""
     content_type: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Connector(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -60,6 +60,3 @@ def database_url(
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
     else:
         yield from _postgres_database()
-
-
-Factory = Callable[..., object]

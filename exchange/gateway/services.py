@@ -154,9 +154,6 @@ class ServiceTable:
     def of_subsystem(self, subsystem: SubsystemId) -> list[LocalService]:
         return [s for s in self._services.values() if s.id.subsystem == subsystem]
 
-    def all(self) -> list[LocalService]:
-        return list(self._services.values())
-
     async def close(self) -> None:
         for service in self._services.values():
             await service.connector.close()

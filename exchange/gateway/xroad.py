@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -20,22 +20,6 @@ from exchange.identifiers import ClientId, MemberId, ServiceId, SubsystemId, par
 PREFIX = "/r1/"
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 METASERVICES = frozenset({"listMethods", "allowedMethods", "getOpenAPI"})
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "server",
-        "user-agent",
-    }
-)
 _MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,255}")
 _PURPOSE = re.compile(r"[A-Za-z0-9._:\-]{1,100}")
 _TEXT = re.compile(r"[\x20-\x7e]{1,1000}")
@@ -132,10 +116,6 @@ def _token(headers: Mapping[str, str], name: str) -> str | None:
     if value is not None and (len(value) > MAX_CONSENT or _CONSENT.fullmatch(value) is None):
         raise InvalidRequest(f"{_CANONICAL.get(name, name)} header is malformed", detail=name)
     return value
-
-
-def end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
 
 
 async def read_body(stream: Any, *, content_length: str | None, max_bytes: int) -> bytes:

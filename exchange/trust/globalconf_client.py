@@ -91,7 +91,6 @@ class GlobalConfClient:
         self._lock = threading.Lock()
         self._current: GlobalConfiguration | None = None
         self.last_error: Error | None = None
-        self.last_success_at: datetime | None = None
         if cache_path is not None and cache_path.exists():
             self._load_cache(cache_path)
 
@@ -134,7 +133,6 @@ class GlobalConfClient:
             log.warning("globalconf.refresh_failed", error=exc.xroad_type, reason=exc.message)
             raise
         self.last_error = None
-        self.last_success_at = at
         log.info("globalconf.refreshed", version=configuration.version)
         return configuration
 
