@@ -73,6 +73,15 @@ class AccessRights:
         self._grants: dict[str, list[Grant]] = {}
         self._groups: dict[str, frozenset[str]] = {}
 
+    @property
+    def stale(self) -> bool:
+        """Whether the next check would reload from the database (callers on an event loop
+        call :meth:`reload` in a worker thread first, so the loop never waits on the database)."""
+        return time.monotonic() - self._loaded_at > self._cache_ttl
+
+    def reload(self) -> None:
+        self._snapshot()
+
     def _snapshot(self) -> tuple[dict[str, list[Grant]], dict[str, frozenset[str]]]:
         now = time.monotonic()
         if now - self._loaded_at > self._cache_ttl:

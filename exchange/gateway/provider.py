@@ -194,7 +194,9 @@ async def _serve(
             )
             return document, kind
         allowed = (
-            gateway.access.allowed_services(received.client) if code == "allowedMethods" else None
+            await gateway.in_thread(gateway.access.allowed_services, received.client)
+            if code == "allowedMethods"
+            else None
         )
         kind, listing = metaservices.list_methods(
             gateway.services, target.service.subsystem, allowed
@@ -206,6 +208,8 @@ async def _serve(
     if service.spec.subject_parameter:
         # Only now: a client without access cannot fill a person's usage list with refusals.
         record.subject = parameters.get(service.spec.subject_parameter)
+    if gateway.access.stale:
+        await gateway.in_thread(gateway.access.reload)
     gateway.access.check(
         client=received.client, service=target.service, method=request.method, path=target.rest_path
     )

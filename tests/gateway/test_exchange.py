@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 
 import httpx
@@ -26,11 +27,18 @@ from tests.servers import exchange
 
 
 def exchanges(running: Running, side: str, message_id: str) -> list[models.Exchange]:
+    """The operational records of ``message_id``. They are written in batches after the response
+    (only the audit record must precede it), so wait, within a bound, for them to appear."""
     settings = running.consumer_settings() if side == "client" else running.provider_settings()
-    with Session(build_engine(settings.db_url)) as session:
-        return list(
-            session.scalars(select(models.Exchange).where(models.Exchange.message_id == message_id))
-        )
+    engine = build_engine(settings.db_url)
+    deadline = time.monotonic() + 10
+    query = select(models.Exchange).where(models.Exchange.message_id == message_id)
+    while True:
+        with Session(engine) as session:
+            found = list(session.scalars(query))
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def test_evidence_as_json_with_xroad_headers(running: Running) -> None:
