@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench screenshots install clean
 
 demo: $(STAMP)  ## bring the whole system up on embedded defaults
 	$(BIN)/exchange demo
@@ -14,6 +14,10 @@ test: $(STAMP)  ## lint, type-check and run every test (SQLite, and PostgreSQL w
 
 bench: $(STAMP)  ## full exchange against a direct registry call, side by side
 	$(BIN)/python -m bench.exchange
+	$(BIN)/python -m bench.audit
+
+screenshots: $(STAMP)  ## the README's pictures, taken by the browser journey test
+	EXCHANGE_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_browser_journey.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

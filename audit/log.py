@@ -84,7 +84,10 @@ class AuditLog:
         self._clock = clock
         # One worker: commits of this chain happen one after another, in order.
         self._writer: GroupCommit[tuple[AuditEntry, str | None], int] = GroupCommit(
-            self._commit, name=f"audit:{chain}", max_batch=max_batch, on_error=_logging_failed
+            self.commit_batch,
+            name=f"audit:{chain}",
+            max_batch=max_batch,
+            on_error=_logging_failed,
         )
         self.tree = merkle.Tree()  # every leaf, for roots and proofs (about 64 bytes a record)
         self._last = GENESIS
@@ -113,7 +116,11 @@ class AuditLog:
         """Commit ``entry`` (about ``subject``, hashed); return its sequence number."""
         return await self._writer.submit((entry, self.subject_hash(subject)))
 
-    def _commit(self, batch: Sequence[tuple[AuditEntry, str | None]]) -> list[int]:
+    def commit_batch(self, batch: Sequence[tuple[AuditEntry, str | None]]) -> list[int]:
+        """Append and commit ``batch`` (entries with hashed subjects) now, on this thread.
+
+        The group committer's worker calls this; so may a bulk load while nothing else appends
+        to the chain."""
         at = self._clock()
         first = self.tree.size
         rows, leaves, previous = [], [], self._last

@@ -144,58 +144,9 @@ def _check_head(
     if type(head.size) is not int or head.size < 1:
         return Problem(report.records, "a tree head has no valid size")
     where = max(head.size - 1, 0)
-    try:
-        header = jwt.get_unverified_header(head.signature)
-        certificate = signers.get(str(header.get("kid")))
-        if header.get("typ") != HEAD_TYPE or certificate is None:
-            return Problem(
-                where, f"tree head at size {head.size} is not signed by a known key of the member"
-            )
-        certificate.verify_directly_issued_by(anchors.ca)
-        usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        if (
-            DOCUMENT_SIGNING not in usage
-            or serial_hex(certificate.serial_number) in anchors.revoked
-        ):
-            return Problem(
-                where,
-                f"tree head at size {head.size} is signed by a certificate that may not sign it",
-            )
-        public_key = certificate.public_key()
-        assert isinstance(public_key, ec.EllipticCurvePublicKey)
-        claims = jwt.decode(
-            head.signature,
-            public_key,
-            algorithms=["ES256"],
-            options={"verify_exp": False, "verify_iat": False, "verify_aud": False},
-        )
-    except (
-        jwt.PyJWTError,
-        ValueError,
-        TypeError,
-        AssertionError,
-        InvalidSignature,
-        x509.ExtensionNotFound,
-    ) as exc:
-        return Problem(
-            where, f"tree head at size {head.size} has a bad signature ({type(exc).__name__})"
-        )
-    if (
-        claims.get("chain") != head.chain
-        or claims.get("size") != head.size
-        or claims.get("root") != head.root
-    ):
-        return Problem(
-            where, f"tree head at size {head.size} does not match what its signature says"
-        )
-    try:
-        signed_at = datetime.fromisoformat(str(claims.get("at")))
-    except ValueError:
-        return Problem(where, f"tree head at size {head.size} has no valid time")
-    if not certificate.not_valid_before_utc <= signed_at <= certificate.not_valid_after_utc:
-        return Problem(
-            where, f"head at size {head.size} was signed outside its certificate's validity"
-        )
+    wrong = head_signature_problem(head, signers, anchors)
+    if wrong is not None:
+        return Problem(where, wrong)
     if head.size > report.records:
         return Problem(
             report.records,
@@ -213,14 +164,69 @@ def _check_head(
             f" (the head at size {head.size} disagrees)",
         )
     if head.timestamp is not None:
-        digest = hashlib.sha256(head.signature.encode()).digest()
-        for tsa in anchors.tsa:
-            try:
-                timestamp.verify(head.timestamp, digest=digest, tsa=tsa, ca=anchors.ca)
-            except Error:
-                continue
-            report.timestamped += 1
-            break
-        else:
+        if not head_timestamp_verifies(head, anchors):
             return Problem(where, f"timestamp of the head at size {head.size} does not verify")
+        report.timestamped += 1
     return None
+
+
+def head_signature_problem(
+    head: Head, signers: dict[str, x509.Certificate], anchors: Anchors
+) -> str | None:
+    """What is wrong with a head's signature (signer, certificate, claims, time), if anything."""
+    try:
+        header = jwt.get_unverified_header(head.signature)
+        certificate = signers.get(str(header.get("kid")))
+        if header.get("typ") != HEAD_TYPE or certificate is None:
+            return f"tree head at size {head.size} is not signed by a known key of the member"
+        certificate.verify_directly_issued_by(anchors.ca)
+        usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        if (
+            DOCUMENT_SIGNING not in usage
+            or serial_hex(certificate.serial_number) in anchors.revoked
+        ):
+            return f"tree head at size {head.size} is signed by a certificate that may not sign it"
+        public_key = certificate.public_key()
+        assert isinstance(public_key, ec.EllipticCurvePublicKey)
+        claims = jwt.decode(
+            head.signature,
+            public_key,
+            algorithms=["ES256"],
+            options={"verify_exp": False, "verify_iat": False, "verify_aud": False},
+        )
+    except (
+        jwt.PyJWTError,
+        ValueError,
+        TypeError,
+        AssertionError,
+        InvalidSignature,
+        x509.ExtensionNotFound,
+    ) as exc:
+        return f"tree head at size {head.size} has a bad signature ({type(exc).__name__})"
+    if (
+        claims.get("chain") != head.chain
+        or claims.get("size") != head.size
+        or claims.get("root") != head.root
+    ):
+        return f"tree head at size {head.size} does not match what its signature says"
+    try:
+        signed_at = datetime.fromisoformat(str(claims.get("at")))
+    except ValueError:
+        return f"tree head at size {head.size} has no valid time"
+    if not certificate.not_valid_before_utc <= signed_at <= certificate.not_valid_after_utc:
+        return f"head at size {head.size} was signed outside its certificate's validity"
+    return None
+
+
+def head_timestamp_verifies(head: Head, anchors: Anchors) -> bool:
+    """Whether one of the anchors' TSAs stamped exactly this head's signature."""
+    if head.timestamp is None:
+        return False
+    digest = hashlib.sha256(head.signature.encode()).digest()
+    for tsa in anchors.tsa:
+        try:
+            timestamp.verify(head.timestamp, digest=digest, tsa=tsa, ca=anchors.ca)
+        except Error:
+            continue
+        return True
+    return False

@@ -18,6 +18,9 @@ where ``type`` is ``Client.<code>`` for the caller's faults (4xx) and ``Server.<
     ├── Unauthenticated (401)
     │   └── InvalidToken (401): an identity token failed a check
     ├── AccessDenied (403)
+    │   ├── ConsentRequired (403): the service needs a consent and none was presented
+    │   ├── ConsentDenied (403): the consent presented does not allow this request (detail: why)
+    │   └── PreviewRefused (403): the citizen looked at the evidence and refused to share it
     ├── NotFound (404)
     │   └── UnknownService (404)
     ├── MethodNotAllowed (405)
@@ -25,6 +28,7 @@ where ``type`` is ``Client.<code>`` for the caller's faults (4xx) and ``Server.<
     ├── Conflict (409)
     │   └── DuplicateMessage (409): a (client, message id) pair seen before
     ├── PayloadTooLarge (413)
+    ├── PreviewRequired (428): the citizen must look first; detail is the preview page's URL
     ├── ServiceFailed (502): the registry answered with an error or garbage
     │   ├── InvalidEvidence (502): the registry's data does not satisfy the evidence schema
     │   ├── InvalidResponse (502): the peer gateway's answer is unsigned or does not verify
@@ -120,6 +124,18 @@ class AccessDenied(Error):
     code = "AccessDenied"
 
 
+class ConsentRequired(AccessDenied):
+    code = "ConsentRequired"
+
+
+class ConsentDenied(AccessDenied):
+    code = "ConsentDenied"
+
+
+class PreviewRefused(AccessDenied):
+    code = "PreviewRefused"
+
+
 class NotFound(Error):
     status = 404
     code = "NotFound"
@@ -151,6 +167,11 @@ class DuplicateMessage(Conflict):
 class PayloadTooLarge(Error):
     status = 413
     code = "PayloadTooLarge"
+
+
+class PreviewRequired(Error):
+    status = 428
+    code = "PreviewRequired"
 
 
 class ServiceFailed(Error):

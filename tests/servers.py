@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -19,10 +21,23 @@ from exchange.sample import federation
 EXCHANGE = [sys.executable, "-m", "exchange.cli"]
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
+    """A port free now, below the kernel's ephemeral range: a port the kernel picked (bind to 0)
+    can be taken by an outgoing connection before the server that was to listen on it starts."""
+    low, _ = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    while True:
+        port = random.randrange(10000, min(low, 32768) - 1)  # noqa: S311 (not a secret)
+        if port in _handed_out:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
 
 
@@ -110,8 +125,10 @@ def serve_federation(
             ],
             ports.central,
         ),
+        "consent": (["consent", "serve", "-c", str(layout.consent)], ports.consent),
         "provider": (["gateway", "serve", "-c", str(layout.provider)], ports.provider_consumer),
         "consumer": (["gateway", "serve", "-c", str(layout.consumer)], ports.consumer_consumer),
+        "portal": (["portal", "serve", "-c", str(layout.portal)], ports.portal),
     }
     return {
         name: stack.enter_context(
@@ -124,3 +141,35 @@ def serve_federation(
         )
         for name, (args, port) in roles.items()
     }
+
+
+def id_token(idp_url: str, *, client: str, callback: str, citizen: str) -> str:
+    """Sign in at the development identity provider as ``client`` would; the ID token."""
+    form = {"client_id": client, "redirect_uri": callback, "state": "s", "citizen": citizen}
+    chosen = httpx.post(f"{idp_url}/authorize", data=form, follow_redirects=False)
+    code = parse_qs(urlsplit(chosen.headers["location"]).query)["code"][0]
+    answer = httpx.post(
+        f"{idp_url}/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": client,
+            "redirect_uri": callback,
+        },
+    )
+    return str(answer.json()["id_token"])
+
+
+def citizen_token(ports: federation.Ports, citizen: str, client: str) -> str:
+    """An ID token for ``citizen`` issued to one of the sample federation's clients."""
+    port = {
+        federation.PORTAL_CLIENT_ID: ports.portal,
+        federation.CONSENT_CLIENT_ID: ports.consent,
+        federation.PREVIEW_CLIENT_ID: ports.preview,
+    }[client]
+    return id_token(
+        f"http://127.0.0.1:{ports.idp}",
+        client=client,
+        callback=f"http://127.0.0.1:{port}/callback",
+        citizen=citizen,
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from exchange.cli import demo
 from tests.servers import exchange, free_port, serving
 
 
@@ -103,19 +104,28 @@ def test_member_side_csr_flow_through_the_cli(tmp_path: Path) -> None:
 
 def test_demo_comes_up_serves_evidence_resumes_and_stops_cleanly(tmp_path: Path) -> None:
     base = free_port()
-    while not all(port_is_free(base + offset) for offset in (0, 10, 11, 20, 21, 30, 40)):
+    while not all(port_is_free(base + offset) for offset in demo.OFFSETS.values()):
         base = free_port()
     args = ["demo", "--data-dir", str(tmp_path / "demo"), "--port", str(base)]
     health = f"http://127.0.0.1:{base + 20}/health"
     evidence = (
-        f"http://127.0.0.1:{base + 20}/r1/EE/GOV/70000310/population-registry/birth-certificate"
+        f"http://127.0.0.1:{base + 20}/r1/EE/GOV/70000310/population-registry/residence-record/v1"
         "?person=EE38001085718"
     )
-    client = {"X-Road-Client": "EE/GOV/70000001/citizen-portal"}
+    client = {
+        "X-Road-Client": "EE/GOV/70000001/citizen-portal",
+        "X-Exchange-Purpose": "residence-check",
+    }
+    birth = evidence.replace("residence-record/v1", "birth-certificate/v1")
     with serving(args, health_url=health, log=tmp_path / "first.log") as process:
         answer = httpx.get(evidence, headers=client, timeout=10)
         assert answer.status_code == 200, answer.text
-        assert answer.json()["BirthCertificate"]["givenName"] == "Mari"
+        assert answer.json()["ResidenceRecord"]["givenName"] == "Mari"
+        unconsented = httpx.get(birth, headers=client, timeout=10)
+        assert unconsented.status_code == 403
+        assert unconsented.json()["type"] == "Server.ServerProxy.ConsentRequired"
+        portal = httpx.get(f"http://127.0.0.1:{base + 50}/", timeout=10)
+        assert "Sign in" in portal.text
     assert process.returncode == 0
     first = (tmp_path / "first.log").read_text()
     assert "initialised instance EE" in first

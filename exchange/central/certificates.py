@@ -14,6 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
 
 from exchange.central import models
 from exchange.central.registry import Registry, latest_event_id, record
@@ -44,6 +46,72 @@ class Issued:
     not_after: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A kind of service that a member runs and the authority certifies and lists by name."""
+
+    model: type[models.TimestampingAuthority] | type[models.ConsentService]
+    label: str
+    profile: ca.Profile
+    action: str
+
+
+TIMESTAMPING_AUTHORITY = Listed(
+    models.TimestampingAuthority,
+    "timestamping authority",
+    ca.Profile.TIMESTAMPING,
+    "timestamping_authority.registered",
+)
+# Consent records are signed documents, hence the signing profile (documentSigning).
+CONSENT_SERVICE = Listed(
+    models.ConsentService, "consent service", ca.Profile.SIGNING, "consent_service.registered"
+)
+
+
+def _add(
+    session: Session,
+    certificate: x509.Certificate,
+    *,
+    profile: ca.Profile,
+    member_id: int,
+    gateway_id: int | None,
+    at: datetime,
+    actor: str,
+    owner: str,
+) -> Issued:
+    """Add an issued certificate and its event to ``session``; the caller commits."""
+    issued = Issued(
+        serial=serial_hex(certificate.serial_number),
+        fingerprint=fingerprint(certificate),
+        pem=certificate_pem(certificate),
+        not_after=certificate.not_valid_after_utc,
+    )
+    session.add(
+        models.Certificate(
+            serial=issued.serial,
+            profile=profile.value,
+            member_id=member_id,
+            gateway_id=gateway_id,
+            fingerprint=issued.fingerprint,
+            subject=certificate.subject.rfc4514_string(_SUBJECT_NAMES),
+            pem=issued.pem,
+            not_before=certificate.not_valid_before_utc,
+            not_after=issued.not_after,
+            issued_at=at,
+        )
+    )
+    record(
+        session,
+        at=at,
+        actor=actor,
+        action=f"certificate.issued.{profile.value}",
+        subject=owner,
+        serial=issued.serial,
+        fingerprint=issued.fingerprint,
+    )
+    return issued
+
+
 class Certificates:
     def __init__(
         self, *, registry: Registry, authority: ca.CertificateAuthority, settings: CentralSettings
@@ -68,37 +136,16 @@ class Certificates:
         actor: str,
         owner: str,
     ) -> Issued:
-        issued = Issued(
-            serial=serial_hex(certificate.serial_number),
-            fingerprint=fingerprint(certificate),
-            pem=certificate_pem(certificate),
-            not_after=certificate.not_valid_after_utc,
-        )
         with self._registry.session() as session:
-            session.add(
-                models.Certificate(
-                    serial=issued.serial,
-                    profile=profile.value,
-                    member_id=member_id,
-                    gateway_id=gateway_id,
-                    fingerprint=issued.fingerprint,
-                    subject=certificate.subject.rfc4514_string(
-                        {NameOID.SERIAL_NUMBER: "serialNumber"}
-                    ),
-                    pem=issued.pem,
-                    not_before=certificate.not_valid_before_utc,
-                    not_after=issued.not_after,
-                    issued_at=at,
-                )
-            )
-            record(
+            issued = _add(
                 session,
+                certificate,
+                profile=profile,
+                member_id=member_id,
+                gateway_id=gateway_id,
                 at=at,
                 actor=actor,
-                action=f"certificate.issued.{profile.value}",
-                subject=owner,
-                serial=issued.serial,
-                fingerprint=issued.fingerprint,
+                owner=owner,
             )
             session.commit()
         return issued
@@ -172,19 +219,43 @@ class Certificates:
         self, member: MemberId, name: str, url: str, csr_pem: str, *, actor: str
     ) -> Issued:
         """Certify a timestamping authority that ``member`` operates at ``url``, and list it."""
-        check_segment(name, "timestamping authority name")
+        return self._certify_listed(TIMESTAMPING_AUTHORITY, member, name, url, csr_pem, actor=actor)
+
+    def issue_consent_service(
+        self, member: MemberId, name: str, url: str, csr_pem: str, *, actor: str
+    ) -> Issued:
+        """Certify a consent service that ``member`` operates at ``url``, and list it."""
+        return self._certify_listed(CONSENT_SERVICE, member, name, url, csr_pem, actor=actor)
+
+    def consent_services(self) -> list[models.ConsentService]:
+        with self._registry.session() as session:
+            return list(
+                session.scalars(
+                    select(models.ConsentService)
+                    .order_by(models.ConsentService.name)
+                    .options(
+                        selectinload(models.ConsentService.member),
+                        selectinload(models.ConsentService.certificate),
+                    )
+                )
+            )
+
+    def _certify_listed(
+        self, kind: Listed, member: MemberId, name: str, url: str, csr_pem: str, *, actor: str
+    ) -> Issued:
+        """Issue the certificate and list the service under ``name`` in one transaction.
+
+        One transaction, so that a certificate is never left behind without its listing (a
+        consent service's certificate would otherwise pass for a member's signing key).
+        """
+        check_segment(name, f"{kind.label} name")
         if not url.startswith(("http://", "https://")):
-            raise InvalidRequest("a timestamping authority URL is http(s)://...", detail="url")
+            raise InvalidRequest(f"a {kind.label} URL is http(s)://...", detail="url")
         public_key = ca.public_key_from_csr(csr_pem)
         row = self._registry.member(member)
         with self._registry.session() as session:
-            taken = session.scalar(
-                select(models.TimestampingAuthority).where(
-                    models.TimestampingAuthority.name == name
-                )
-            )
-            if taken is not None:
-                raise Conflict(f"timestamping authority {name} is already registered", detail=name)
+            if session.scalar(select(kind.model).where(kind.model.name == name)) is not None:
+                raise Conflict(f"{kind.label} {name} is already registered", detail=name)
         at = self._registry.clock()
         certificate = self._authority.issue(
             public_key=public_key,
@@ -195,23 +266,25 @@ class Certificates:
                     x509.NameAttribute(NameOID.SERIAL_NUMBER, str(member)),
                 ]
             ),
-            profile=ca.Profile.TIMESTAMPING,
+            profile=kind.profile,
             at=at,
             validity=self._settings.signing_certificate_validity,
             crl_url=self._crl_url(),
         )
-        issued = self._store(
-            certificate,
-            profile=ca.Profile.TIMESTAMPING,
-            member_id=row.id,
-            gateway_id=None,
-            at=at,
-            actor=actor,
-            owner=name,
-        )
         with self._registry.session() as session:
+            issued = _add(
+                session,
+                certificate,
+                profile=kind.profile,
+                member_id=row.id,
+                gateway_id=None,
+                at=at,
+                actor=actor,
+                owner=name,
+            )
+            session.flush()  # the listing refers to the certificate row
             session.add(
-                models.TimestampingAuthority(
+                kind.model(
                     name=name,
                     member_id=row.id,
                     url=url,
@@ -219,15 +292,12 @@ class Certificates:
                     created_at=at,
                 )
             )
-            record(
-                session,
-                at=at,
-                actor=actor,
-                action="timestamping_authority.registered",
-                subject=name,
-                url=url,
-            )
-            session.commit()
+            record(session, at=at, actor=actor, action=kind.action, subject=name, url=url)
+            try:
+                session.commit()
+            except IntegrityError as exc:  # registered concurrently under the same name
+                session.rollback()
+                raise Conflict(f"{kind.label} {name} is already registered", detail=name) from exc
         return issued
 
     def revoke(self, serial: str, reason: str, *, actor: str) -> None:

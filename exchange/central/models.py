@@ -131,3 +131,21 @@ class TimestampingAuthority(Base):
     certificate_serial: Mapped[str] = mapped_column(ForeignKey("ca_certificates.serial"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     certificate: Mapped[Certificate] = relationship()
+
+
+class ConsentService(Base):
+    """A consent service of the instance, run by a member, listed in the configuration.
+
+    Its certificate has the signing profile, because what it signs (consent records) is
+    checked like any signed document; it is not one of the member's message-signing keys.
+    """
+
+    __tablename__ = "ca_consent_services"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("ca_members.id"), index=True)
+    url: Mapped[str] = mapped_column(String(1000))
+    certificate_serial: Mapped[str] = mapped_column(ForeignKey("ca_certificates.serial"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    member: Mapped[Member] = relationship()
+    certificate: Mapped[Certificate] = relationship()

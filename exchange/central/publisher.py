@@ -89,13 +89,20 @@ class Publisher:
             .options(selectinload(models.Member.subsystems), selectinload(models.Member.gateways))
         ).all()
         certificates = session.scalars(select(models.Certificate)).all()
-        live = [
-            c for c in certificates if c.revoked_at is None and c.not_before <= at < c.not_after
-        ]
+        consent_services = session.scalars(
+            select(models.ConsentService)
+            .order_by(models.ConsentService.name)
+            .options(
+                selectinload(models.ConsentService.member),
+                selectinload(models.ConsentService.certificate),
+            )
+        ).all()
+        # A consent service's key signs consent records only, never messages for its member.
+        not_messages = {c.certificate_serial for c in consent_services}
         signing: dict[int, list[str]] = {}
         tls: dict[int, list[str]] = {}
-        for cert in live:
-            if cert.profile == Profile.SIGNING.value:
+        for cert in (c for c in certificates if _live(c, at)):
+            if cert.profile == Profile.SIGNING.value and cert.serial not in not_messages:
                 signing.setdefault(cert.member_id, []).append(cert.pem)
             elif cert.profile == Profile.TLS.value and cert.gateway_id is not None:
                 tls.setdefault(cert.gateway_id, []).append(cert.pem)
@@ -135,11 +142,25 @@ class Publisher:
                     .order_by(models.TimestampingAuthority.name)
                     .options(selectinload(models.TimestampingAuthority.certificate))
                 )
-                if t.certificate.revoked_at is None
-                and t.certificate.not_before <= at < t.certificate.not_after
+                if _live(t.certificate, at)
+            ],
+            consent_services=[
+                {
+                    "name": c.name,
+                    "member": c.member.identifier,
+                    "url": c.url,
+                    "certificate": c.certificate.pem,
+                }
+                for c in consent_services
+                if _live(c.certificate, at)
             ],
             services=[
                 catalogue_entry(s)
                 for s in session.scalars(select(models.Service).order_by(models.Service.identifier))
             ],
         )
+
+
+def _live(certificate: models.Certificate, at: datetime) -> bool:
+    """Unrevoked and within its validity at ``at``: only such certificates are published."""
+    return certificate.revoked_at is None and certificate.not_before <= at < certificate.not_after

@@ -41,6 +41,8 @@ app.add_typer(gateway_app, name="gateway")
 app.add_typer(cert_app, name="cert")
 tsa_app = typer.Typer(help="Certify and list timestamping authorities.", no_args_is_help=True)
 app.add_typer(tsa_app, name="tsa")
+consent_app = typer.Typer(help="Certify and list consent services.", no_args_is_help=True)
+app.add_typer(consent_app, name="consent-service")
 
 DataDir = Annotated[
     Path | None,
@@ -303,3 +305,37 @@ def tsa_add(
     )
     typer.echo(f"issued timestamping certificate serial {issued.serial}", err=True)
     emit(issued.pem, out)
+
+
+@consent_app.command("add")
+def consent_service_add(
+    member: Annotated[str, typer.Option(help="The member that runs it.")],
+    name: Annotated[str, typer.Option(help="Its name in the instance, e.g. consent1.")],
+    url: Annotated[str, typer.Option(help="Where gateways reach it.")],
+    csr: Csr,
+    out: Out = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Certify a consent service and list it in the global configuration."""
+    issued = open_central(data_dir).certificates.issue_consent_service(
+        MemberId.parse(member), name, url, csr.read_text(), actor=_actor()
+    )
+    typer.echo(f"issued consent service certificate serial {issued.serial}", err=True)
+    emit(issued.pem, out)
+
+
+@consent_app.command("list")
+def consent_service_list(data_dir: DataDir = None) -> None:
+    """List consent services with their certificates."""
+    rows = [
+        [
+            c.name,
+            c.member.identifier,
+            c.url,
+            c.certificate_serial,
+            c.certificate.not_after.date().isoformat(),
+            c.certificate.revocation_reason or "-",
+        ]
+        for c in open_central(data_dir).certificates.consent_services()
+    ]
+    table(rows, ["NAME", "MEMBER", "URL", "SERIAL", "EXPIRES", "REVOKED"])

@@ -1,8 +1,9 @@
 """``exchange demo``: bring a small federation up on embedded defaults and say what was done.
 
-First run: create instance EE in the data folder with its central authority, a population
-register (SQLite) behind the Population Register's gateway, and the State Portal's gateway as
-the consumer. Later runs resume the same folder. Everything runs in this one process on
+First run: create instance EE in the data folder with its central authority, timestamping
+authority, identity provider with test citizens, consent service, a population register (SQLite)
+behind the Population Register's gateway, the State Portal's gateway and the citizen portal.
+Later runs resume the same folder. Everything runs in this one process on
 localhost; Ctrl-C stops it all.
 """
 
@@ -20,6 +21,9 @@ from exchange import serving
 from exchange.central.app import build, create_app
 from exchange.central.files import resolve
 from exchange.central.settings import CentralSettings
+from exchange.consent.app import create_app as create_consent_app
+from exchange.consent.service import ConsentService
+from exchange.consent.settings import ConsentSettings
 from exchange.db import migrate
 from exchange.db.engine import build_engine
 from exchange.gateway.node import Gateway
@@ -28,6 +32,9 @@ from exchange.gateway.settings import GatewaySettings
 from exchange.idp import files as idp_files
 from exchange.idp.app import create_app as create_idp_app
 from exchange.logging import configure
+from exchange.portal.app import Portal
+from exchange.portal.app import create_app as create_portal_app
+from exchange.portal.settings import PortalSettings
 from exchange.sample import federation, population
 from exchange.trust.globalconf_client import utcnow
 from exchange.tsa import files as tsa_files
@@ -36,8 +43,22 @@ from exchange.tsa.app import create_app as create_tsa_app
 PEOPLE = ", ".join(code for code, *_ in population.PEOPLE[:3])
 
 
+OFFSETS = {
+    "central": 0,
+    "provider_consumer": 10,
+    "provider_tls": 11,
+    "preview": 12,
+    "consumer_consumer": 20,
+    "consumer_tls": 21,
+    "tsa": 30,
+    "idp": 40,
+    "portal": 50,
+    "consent": 60,
+}
+
+
 def _ports(base: int) -> federation.Ports:
-    return federation.Ports(base, base + 10, base + 11, base + 20, base + 21, base + 30, base + 40)
+    return federation.Ports(**{role: base + offset for role, offset in OFFSETS.items()})
 
 
 def demo(
@@ -45,7 +66,8 @@ def demo(
         Path, typer.Option(help="Folder holding all demo state; a second run resumes it.")
     ] = Path("demo-data"),
     port: Annotated[
-        int, typer.Option(help="First port; the demo also uses +10, +11, +20, +21, +30, +40.")
+        int,
+        typer.Option(help="First port; the demo also uses +10, +11, +12, +20, +21, +30 ... +60."),
     ] = 4400,
 ) -> None:
     """Bring up a federation on localhost: central authority, two gateways, a register."""
@@ -62,6 +84,8 @@ def demo(
             registry=data_dir / "registries" / "population.db",
             tsa=data_dir / "tsa",
             idp=data_dir / "idp",
+            consent=data_dir / "consent" / "consent.toml",
+            portal=data_dir / "portal" / "portal.toml",
         )
     else:
         layout = federation.create(data_dir, _ports(port))
@@ -78,24 +102,37 @@ def demo(
         # The authority starts in this same process: give each gateway today's configuration.
         (settings.data_dir / "globalconf.jws").write_bytes(document)
         gateways.append(Gateway(settings))
+    for folder in (data_dir / "consent", data_dir / "portal" / "data"):
+        (folder / "globalconf.jws").write_bytes(document)
+    consent = ConsentService(ConsentSettings.load(layout.consent))
+    portal = Portal(PortalSettings.load(layout.portal))
 
     consumer = f"http://127.0.0.1:{ports.consumer_consumer}"
     # Say how to run this very command again: from a checkout it is not on PATH.
     command = shutil.which("exchange") or str(Path(sys.argv[0]).resolve())
-    service = f"{consumer}/r1/{federation.BIRTH_CERTIFICATE}"
+    service = f"{consumer}/r1/{federation.RESIDENCE_RECORD}/v1"
     walkthrough = f"""
 exchange demo: instance {federation.INSTANCE} is up on localhost.
 
+Open the citizen portal:  http://127.0.0.1:{ports.portal}/
+  sign in as a test citizen (e.g. Mari Tamm), start "Apply for a passport", give consent at the
+  consent service, and the portal fetches the birth certificate from the Population Register;
+  "Who accessed my data" shows that access and verifies its receipt.
+
+  consent service           http://127.0.0.1:{ports.consent}/   (your consents; revoke them here)
   central authority         {central_settings.url}   (global configuration at /globalconf)
   Population Register gw    provider https://127.0.0.1:{ports.provider_tls} (mutual TLS only)
   State Portal gw           consumer {consumer}   (X-Road REST for the portal)
   timestamping authority    http://127.0.0.1:{ports.tsa}/   (RFC 3161, for audit tree heads)
   identity provider         http://127.0.0.1:{ports.idp}   (test citizens; development only)
 
-Ask the State Portal's gateway for a birth certificate, as the portal would:
+Ask the State Portal's gateway for a residence record (released on a legal basis):
 
-  curl -H 'X-Road-Client: {federation.CITIZEN_PORTAL}' \\
+  curl -H 'X-Road-Client: {federation.CITIZEN_PORTAL}' -H 'X-Exchange-Purpose: residence-check' \\
        '{service}?person=EE38001085718'
+
+Birth certificates need the person's consent (X-Exchange-Consent); without it the answer is a
+signed ConsentRequired refusal, and the register is not asked.
 
 Add -H 'Accept: application/xml' for XML. Sample people: {PEOPLE}.
 List what the register offers:
@@ -122,6 +159,8 @@ State lives in {data_dir}; run again to resume. Ctrl-C stops everything.
                 host="127.0.0.1",
                 port=ports.idp,
             ),
+            serving.config(create_consent_app(consent), host="127.0.0.1", port=ports.consent),
+            serving.config(create_portal_app(portal), host="127.0.0.1", port=ports.portal),
         ]
 
         def announce() -> None:
@@ -129,7 +168,7 @@ State lives in {data_dir}; run again to resume. Ctrl-C stops everything.
                 gateway.started = True
             typer.echo(walkthrough)
 
-        jobs = []
+        jobs = [consent.trust.keep_fresh(60.0), portal.trust.keep_fresh(60.0)]
         for gateway in gateways:
             configs += prepare(gateway, refresh=False)  # the cache was just filled
             jobs += background_jobs(gateway)
@@ -138,6 +177,8 @@ State lives in {data_dir}; run again to resume. Ctrl-C stops everything.
         finally:
             for gateway in gateways:
                 await gateway.close()
+            await portal.close()
+            consent.close()
 
     serving.run(main())
     typer.echo("demo stopped")

@@ -174,11 +174,15 @@ def access_grant(
     ],
     method: Annotated[str, typer.Option(help="Only this HTTP method.")] = "",
     path: Annotated[str, typer.Option(help="Only paths matching this pattern (* and **).")] = "",
+    legal_basis: Annotated[
+        str | None,
+        typer.Option(help="The law that entitles the client (services with legal-basis policy)."),
+    ] = None,
 ) -> None:
     """Allow a client (or group) to call a service."""
     ServiceId.parse(service)
     _access(GatewaySettings.load(config)).grant(
-        service=service, subject=subject, method=method, path=path
+        service=service, subject=subject, method=method, path=path, legal_basis=legal_basis
     )
     typer.echo(f"granted {subject} access to {service}")
 

@@ -12,7 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from exchange import __version__
-from exchange.cli import audit, central, demo, gateway, globalconf, idp, keys, tsa
+from exchange.cli import audit, central, consent, demo, gateway, globalconf, idp, keys, portal, tsa
 from exchange.errors import Error
 from exchange.logging import configure as configure_logging
 
@@ -25,9 +25,11 @@ app = typer.Typer(
 )
 app.add_typer(audit.app, name="audit")
 app.add_typer(central.app, name="central")
+app.add_typer(consent.app, name="consent")
 app.add_typer(gateway.app, name="gateway")
 app.add_typer(idp.app, name="idp")
 app.add_typer(keys.app, name="keys")
+app.add_typer(portal.app, name="portal")
 app.add_typer(tsa.app, name="tsa")
 app.add_typer(globalconf.app, name="globalconf")
 app.command("demo")(demo.demo)

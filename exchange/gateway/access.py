@@ -1,9 +1,10 @@
 """Access rights on the provider side: deny unless a grant allows.
 
 A grant names a service (``INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE``), a subject (a client id or
-``group:NAME``) and optionally a REST method and a path pattern. Grants and groups live in the
-gateway's database and are changed by ``exchange gateway access ...`` (possibly from another
-process); the provider reloads them at most ``cache_ttl`` seconds after a change.
+``group:NAME``), optionally a REST method and a path pattern, and optionally the legal basis the
+client holds for it (which services with the ``legal-basis`` policy require). Grants and groups
+live in the gateway's database and are changed by ``exchange gateway access ...`` (possibly from
+another process); the provider reloads them at most ``cache_ttl`` seconds after a change.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Grant:
     subject: str
     method: str
     path: str
+    legal_basis: str | None = None
 
     def matches(self, method: str, path: str) -> bool:
         if self.method and self.method != method:
@@ -89,7 +91,7 @@ class AccessRights:
                 grants: dict[str, list[Grant]] = {}
                 for row in session.scalars(select(models.AccessRight)):
                     grants.setdefault(row.service, []).append(
-                        Grant(row.service, row.subject, row.method, row.path)
+                        Grant(row.service, row.subject, row.method, row.path, row.legal_basis)
                     )
                 groups: dict[str, set[str]] = {}
                 for member in session.scalars(select(models.GroupMember)):
@@ -99,13 +101,18 @@ class AccessRights:
                 self._loaded_at = now
         return self._grants, self._groups
 
-    def check(self, *, client: str, service: ServiceId, method: str, path: str) -> None:
-        """Return if ``client`` may call ``method path`` of ``service``; else raise AccessDenied."""
+    def check(self, *, client: str, service: ServiceId, method: str, path: str) -> Grant:
+        """The grant that lets ``client`` call ``method path`` of ``service`` (one naming a
+        legal basis if there is such); else raise AccessDenied."""
         grants, groups = self._snapshot()
         mine = _subjects(client, groups)
-        for grant in grants.get(f"{service.subsystem}/{service.service_code}", []):
-            if grant.subject in mine and grant.matches(method, path):
-                return
+        found = [
+            grant
+            for grant in grants.get(f"{service.subsystem}/{service.service_code}", [])
+            if grant.subject in mine and grant.matches(method, path)
+        ]
+        if found:
+            return next((g for g in found if g.legal_basis), found[0])
         raise AccessDenied(
             f"{client} has no access right to {service.subsystem}/{service.service_code}",
             detail=str(service),
@@ -121,7 +128,15 @@ class AccessRights:
 
     # Administration (CLI and admin API)
 
-    def grant(self, *, service: str, subject: str, method: str = "", path: str = "") -> None:
+    def grant(
+        self,
+        *,
+        service: str,
+        subject: str,
+        method: str = "",
+        path: str = "",
+        legal_basis: str | None = None,
+    ) -> None:
         if ServiceId.parse(service).version is not None:
             raise InvalidRequest(
                 "access rights name a service without its version", detail="service"
@@ -132,6 +147,12 @@ class AccessRights:
             raise InvalidRequest(f"unknown HTTP method {method!r}", detail="method")
         if path and not path.startswith("/"):
             raise InvalidRequest("a path pattern starts with '/'", detail="path")
+        if legal_basis is not None and not (
+            0 < len(legal_basis) <= 500 and legal_basis.isprintable()
+        ):
+            raise InvalidRequest(
+                "a legal basis is 1-500 printable characters", detail="legal_basis"
+            )
         with Session(self._engine) as session:
             session.add(
                 models.AccessRight(
@@ -139,6 +160,7 @@ class AccessRights:
                     subject=subject,
                     method=method,
                     path=path,
+                    legal_basis=legal_basis or None,
                     granted_at=self._clock(),
                 )
             )
@@ -170,7 +192,7 @@ class AccessRights:
                     models.AccessRight.service, models.AccessRight.subject
                 )
             )
-            return [Grant(r.service, r.subject, r.method, r.path) for r in rows]
+            return [Grant(r.service, r.subject, r.method, r.path, r.legal_basis) for r in rows]
 
     def add_group(self, name: str, description: str = "") -> None:
         check_segment(name, "group name")

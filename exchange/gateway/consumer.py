@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from exchange.consent.artefact import reference
 from exchange.errors import (
     AccessDenied,
     Error,
@@ -30,6 +31,7 @@ from exchange.errors import (
     InvalidSignature,
     LoggingFailed,
     NetworkError,
+    PayloadTooLarge,
     ServiceTimeout,
     SslAuthenticationFailed,
     UnknownService,
@@ -123,7 +125,7 @@ async def handle(gateway: Gateway, request: Request) -> Response:
             xroad.user_id,
             xroad.issue,
             xroad.purpose,
-            xroad.consent,
+            reference(xroad.consent),  # the consent's id: the artefact names the person
         )
         if xroad.client not in gateway.subsystems:
             raise AccessDenied(
@@ -282,11 +284,16 @@ async def _exchange(
     async with gateway.session().request(
         method, url, data=body or None, headers=outgoing, ssl=context, allow_redirects=False
     ) as response:
-        payload = await read_body(
-            response.content.iter_chunked(65536),
-            content_length=response.headers.get("Content-Length"),
-            max_bytes=gateway.settings.max_body_bytes,
-        )
+        try:
+            payload = await read_body(
+                response.content.iter_chunked(65536),
+                content_length=response.headers.get("Content-Length"),
+                max_bytes=gateway.settings.max_body_bytes,
+            )
+        except PayloadTooLarge as exc:  # the provider's fault, not the caller's
+            raise InvalidResponse(
+                f"gateway {peer.id} answered with more than {gateway.settings.max_body_bytes} bytes"
+            ) from exc
         record.response_in = gateway.clock()
         signature = response.headers.get(RESPONSE_HEADER)
         if not signature:

@@ -15,7 +15,6 @@ Keys are generated here and never leave; only the CSRs go to the central authori
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +30,8 @@ from exchange.trust.keys import (
     generate_key,
     load_certificate,
     load_private_key,
+    secret_file,
     write_private_key,
-    write_secret,
 )
 
 
@@ -98,10 +97,7 @@ def enrol(
 
 def audit_key(settings: GatewaySettings) -> bytes:
     """The secret that hashes persons' ids in the audit log; replicas of a gateway share it."""
-    path = settings.data_dir / "audit.key"
-    if not path.exists():
-        write_secret(path, secrets.token_bytes(32))
-    return path.read_bytes()
+    return secret_file(settings.data_dir / "audit.key")
 
 
 def load(settings: GatewaySettings) -> GatewayKeys:
@@ -120,3 +116,8 @@ def load(settings: GatewaySettings) -> GatewayKeys:
         tls_key_path=root / "tls.key",
         tls_certificate_path=root / "tls.pem",
     )
+
+
+def session_key(settings: GatewaySettings) -> bytes:
+    """Signs the preview pages' session cookies; replicas behind one address share it."""
+    return secret_file(settings.data_dir / "session.key")

@@ -64,7 +64,30 @@ class AccessRight(Base):
     subject: Mapped[str] = mapped_column(ID)
     method: Mapped[str] = mapped_column(String(16), default="")
     path: Mapped[str] = mapped_column(String(1000), default="")
+    legal_basis: Mapped[str | None] = mapped_column(String(500))
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Preview(Base):
+    """Evidence held back until the citizen has looked at it (approve or refuse).
+
+    The person appears only as the audit log's keyed hash; the evidence is kept just until it is
+    released, refused, or the preview expires.
+    """
+
+    __tablename__ = "gw_previews"
+    __table_args__ = (Index("ix_gw_previews_request", "consent_id", "client", "service", "query"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    consent_id: Mapped[str] = mapped_column(String(255))
+    client: Mapped[str] = mapped_column(ID)
+    service: Mapped[str] = mapped_column(ID)
+    query: Mapped[str] = mapped_column(String(64))  # digest of the parameters asked with
+    subject: Mapped[str] = mapped_column(String(64))
+    evidence: Mapped[str] = mapped_column(Text)  # JSON of the registry's answer
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    decision: Mapped[str | None] = mapped_column(String(16))  # approved | refused
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Exchange(Base):

@@ -23,6 +23,7 @@ from exchange.evidence.schemas import EvidenceSchemas
 from exchange.gateway import files
 from exchange.gateway.access import AccessRights
 from exchange.gateway.metrics import GatewayMetrics
+from exchange.gateway.preview import Previews
 from exchange.gateway.records import ExchangeLog
 from exchange.gateway.replay import ReplayGuard
 from exchange.gateway.services import ServiceTable
@@ -90,6 +91,9 @@ class Gateway:
                 audience=tuple(identity.portals),
                 keys=KeySet(url=identity.jwks_url),
             )
+        )
+        self.previews = Previews(
+            self.engine, spec=settings.preview, subject_hash=self.audit.subject_hash, clock=clock
         )
         self.subsystems = frozenset(SubsystemId(self.member, code) for code in settings.subsystems)
         self.metrics = GatewayMetrics()

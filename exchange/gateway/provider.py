@@ -10,7 +10,13 @@ without any call to the registry:
 4. the request signature verifies against the request as received (signer, fields, time);
 5. the (client, message id) pair is new (committed durably before going on);
 6. the client holds an access right for the service (and method and path);
-7. the registry is asked through the service's connector, and its answer must satisfy the
+7. the service's consent policy holds: ``consent`` (a genuine artefact covering this request,
+   live at the consent service, a use spent; see :mod:`exchange.gateway.consent`),
+   ``legal-basis`` (the access right names the client's legal basis, and a purpose is given) or
+   ``public``;
+8. with preview required, the citizen has approved exactly this evidence
+   (:mod:`exchange.gateway.preview`);
+9. the registry is asked through the service's connector, and its answer must satisfy the
    evidence schema before it is signed and released.
 
 Every outcome is recorded with both signatures.
@@ -18,6 +24,8 @@ Every outcome is recorded with both signatures.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -26,18 +34,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connectors.base import ConnectorRequest
+from connectors.base import ConnectorRequest, Evidence
+from exchange.consent.artefact import Consent, reference
 from exchange.errors import (
     AccessDenied,
+    InvalidRequest,
     InvalidSignature,
     LoggingFailed,
     MethodNotAllowed,
+    PreviewRefused,
+    PreviewRequired,
+    ServiceUnavailable,
     UnknownService,
 )
 from exchange.evidence.xml import parse_untrusted
 from exchange.gateway import metaservices, usage
+from exchange.gateway.consent import ConsentCheck
 from exchange.gateway.node import Gateway
+from exchange.gateway.preview import query_digest
 from exchange.gateway.records import ExchangeRecord, audit_entry, refuse
+from exchange.gateway.services import LocalService
 from exchange.gateway.signing import (
     REQUEST_HEADER,
     RESPONSE_HEADER,
@@ -69,17 +85,23 @@ def create_provider_app(gateway: Gateway) -> Starlette:
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "gateway": gateway.settings.id})
 
-    citizens_usage = usage.Usage(gateway)
+    checks = Checks(usage.Usage(gateway), ConsentCheck(gateway))
 
     async def exchange(request: Request) -> Response:
-        return await handle(gateway, request, citizens_usage)
+        return await handle(gateway, request, checks)
 
     return Starlette(
         routes=[Route("/health", health), Route("/r1/{rest:path}", exchange, methods=ALL_METHODS)]
     )
 
 
-async def handle(gateway: Gateway, request: Request, citizens_usage: usage.Usage) -> Response:
+@dataclass(frozen=True, slots=True)
+class Checks:
+    usage: usage.Usage
+    consents: ConsentCheck
+
+
+async def handle(gateway: Gateway, request: Request, checks: Checks) -> Response:
     clock = gateway.clock
     headers = {k.lower(): v for k, v in request.headers.items()}
     record = ExchangeRecord(
@@ -92,7 +114,7 @@ async def handle(gateway: Gateway, request: Request, citizens_usage: usage.Usage
     content_type = "application/json"
     status = 200
     try:
-        payload, content_type = await _serve(gateway, request, headers, record, citizens_usage)
+        payload, content_type = await _serve(gateway, request, headers, record, checks)
     except Exception as caught:  # every answer is signed and recorded, whatever went wrong
         refusal = refuse(caught, side=SIDE, record=record, event="provider.failed")
         status, content_type, payload = refusal.status, refusal.content_type, refusal.payload
@@ -105,7 +127,7 @@ async def _serve(
     request: Request,
     headers: dict[str, str],
     record: ExchangeRecord,
-    citizens_usage: usage.Usage,
+    checks: Checks,
 ) -> tuple[bytes, str]:
     """Check and answer one request; raise an :class:`Error` to refuse it."""
     clock = gateway.clock
@@ -123,7 +145,7 @@ async def _serve(
     record.peer = peer.id
     xroad = read_headers(headers, generate_id=False)
     record.user_id, record.issue = xroad.user_id, xroad.issue
-    record.purpose, record.consent = xroad.purpose, xroad.consent
+    record.purpose, record.consent = xroad.purpose, reference(xroad.consent)
     client_member = member_of(xroad.client)
     if str(client_member) != peer.id.rsplit("/", 1)[0]:
         raise AccessDenied(f"gateway {peer.id} does not serve client {xroad.client}")
@@ -181,7 +203,7 @@ async def _serve(
     if code == usage.SERVICE:
         if local is None:
             record.subject = xroad.user_id
-        return await citizens_usage.answer(
+        return await checks.usage.answer(
             subsystem=target.service.subsystem,
             rest_path=target.rest_path,
             parameters=parameters,
@@ -205,30 +227,126 @@ async def _serve(
     service = gateway.services.get(target.service)
     if request.method not in service.spec.methods:
         raise MethodNotAllowed(f"{target.service} does not accept {request.method}")
+    missing = [name for name in service.spec.parameters if not parameters.get(name)]
+    if missing:
+        raise InvalidRequest(f"parameter {missing[0]} is required", detail=missing[0])
+    representation = negotiate(headers.get("accept"))
     if service.spec.subject_parameter:
         # Only now: a client without access cannot fill a person's usage list with refusals.
         record.subject = parameters.get(service.spec.subject_parameter)
     if gateway.access.stale:
         await gateway.in_thread(gateway.access.reload)
-    gateway.access.check(
+    grant = gateway.access.check(
         client=received.client, service=target.service, method=request.method, path=target.rest_path
     )
-    representation = negotiate(headers.get("accept"))
-    record.request_out = clock()
-    evidence = await service.connector.fetch(
-        ConnectorRequest(
+    consent: Consent | None = None
+    policy = service.spec.consent_policy
+    if policy == "legal-basis":
+        if not grant.legal_basis:
+            raise AccessDenied(
+                f"{received.client} holds no declared legal basis for {target.service}",
+                detail="legal-basis",
+            )
+        if not xroad.purpose:
+            raise InvalidRequest(
+                "this service needs the purpose of the request (X-Exchange-Purpose)",
+                detail="X-Exchange-Purpose",
+            )
+        record.legal_basis = grant.legal_basis
+    elif policy == "consent":
+        consent = checks.consents.verify(
+            xroad.consent,
+            view=view,
+            client=received.client,
             service=str(target.service),
-            parameters=parameters,
-            method=request.method,
-            path=target.rest_path,
-            body=body,
-            content_type=headers.get("content-type"),
+            evidence_type=service.spec.evidence_type,
+            purpose=xroad.purpose,
+            subject=record.subject,
+            user_id=xroad.user_id,
         )
-    )
-    record.response_in = clock()
+        record.consent, record.legal_basis = consent.jti, consent.purpose.legal_basis
+
+    async def fetch() -> Evidence:
+        record.request_out = clock()
+        evidence = await service.connector.fetch(
+            ConnectorRequest(
+                service=str(target.service),
+                parameters=parameters,
+                method=request.method,
+                path=target.rest_path,
+                body=body,
+                content_type=headers.get("content-type"),
+            )
+        )
+        record.response_in = clock()
+        return evidence
+
+    if consent is not None and (consent.preview or service.spec.preview):
+        evidence = await _previewed(gateway, checks, consent, service, record, parameters, fetch)
+    else:
+        if consent is not None:
+            await checks.consents.spend(
+                consent, view=view, message_id=record.message_id, service=record.service
+            )
+        evidence = await fetch()
     if representation == "xml":
         return service.schema.to_xml(evidence), MEDIA_TYPES["xml"]
     return service.schema.to_json(evidence), MEDIA_TYPES["json"]
+
+
+async def _previewed(
+    gateway: Gateway,
+    checks: Checks,
+    consent: Consent,
+    service: LocalService,
+    record: ExchangeRecord,
+    parameters: dict[str, str],
+    fetch: Callable[[], Awaitable[Evidence]],
+) -> Evidence:
+    """The evidence the citizen approved for exactly this request; see
+    :mod:`exchange.gateway.preview`."""
+    previews = gateway.previews
+    if previews.spec is None:
+        raise ServiceUnavailable("this provider cannot show previews to citizens")
+    view = gateway.trust.view()
+    query = query_digest(parameters)
+    held = await gateway.in_thread(
+        previews.find,
+        consent_id=consent.jti,
+        client=record.client,
+        service=record.service,
+        query=query,
+    )
+    if held is None:
+        await checks.consents.ensure_live(consent, view=view)
+        evidence = await fetch()
+        service.schema.to_json(evidence)  # nothing that would fail the schema is shown
+        preview_id = await gateway.in_thread(
+            previews.hold,
+            consent_id=consent.jti,
+            client=record.client,
+            service=record.service,
+            query=query,
+            subject=consent.sub,
+            evidence=dict(evidence),
+        )
+        raise PreviewRequired(
+            "the person wants to see this evidence before it is sent; send them to the preview "
+            "page (detail), then ask again",
+            detail=previews.url(preview_id),
+        )
+    if held.decision is None:
+        raise PreviewRequired(
+            "the person has not yet approved this evidence; send them to the preview page "
+            "(detail), then ask again",
+            detail=previews.url(held.id),
+        )
+    if held.decision != "approved":
+        raise PreviewRefused("the person looked at this evidence and refused to share it")
+    await checks.consents.spend(
+        consent, view=view, message_id=record.message_id, service=record.service
+    )
+    return await gateway.in_thread(previews.release, held.id)
 
 
 def looks_like_xml(body: bytes, content_type: str | None) -> bool:

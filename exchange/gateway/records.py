@@ -33,7 +33,8 @@ class ExchangeRecord:
     user_id: str | None = None
     issue: str | None = None
     purpose: str | None = None
-    consent: str | None = None
+    consent: str | None = None  # the consent's id, never the artefact (it names the person)
+    legal_basis: str | None = None
     peer: str | None = None
     request_out: datetime | None = None
     response_in: datetime | None = None
@@ -199,7 +200,7 @@ def audit_entry(record: ExchangeRecord) -> AuditEntry:
         status=record.status,
         fault=record.fault_code,
         purpose=record.purpose,
-        legal_basis=None,
+        legal_basis=record.legal_basis,
         consent=record.consent,
         peer=record.peer,
         request_digest=record.request_hash,

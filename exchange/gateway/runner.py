@@ -12,10 +12,13 @@ import uvicorn
 
 from exchange import serving
 from exchange.errors import ConfigurationUnavailable, Error
+from exchange.gateway import files
 from exchange.gateway.consumer import create_consumer_app
 from exchange.gateway.node import Gateway
+from exchange.gateway.preview import create_preview_app
 from exchange.gateway.provider import create_provider_app
 from exchange.gateway.tls import PeerCertificateProtocol, server_ssl_options
+from exchange.identity.login import OidcLogin
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +40,7 @@ def prepare(gateway: Gateway, *, refresh: bool = True) -> list[uvicorn.Config]:
     ca_file = gateway.settings.data_dir / "ca.pem"
     ca_file.write_text("".join(view.configuration.ca_certificates))
     settings = gateway.settings
-    return [
+    listeners = [
         serving.config(
             create_consumer_app(gateway), host=settings.consumer.host, port=settings.consumer.port
         ),
@@ -53,6 +56,22 @@ def prepare(gateway: Gateway, *, refresh: bool = True) -> list[uvicorn.Config]:
             ),
         ),
     ]
+    if settings.preview is not None and settings.identity is not None:
+        member = view.configuration.member(str(gateway.member))
+        preview = settings.preview
+        app = create_preview_app(
+            gateway.previews,
+            login=OidcLogin(
+                issuer=settings.identity.issuer,
+                client_id=preview.client_id,
+                redirect_uri=f"{preview.public_url.rstrip('/')}/callback",
+            ),
+            site=member.name if member else str(gateway.member),
+            session_secret=files.session_key(settings),
+            clock=gateway.clock,
+        )
+        listeners.append(serving.config(app, host=preview.host, port=preview.port))
+    return listeners
 
 
 def background_jobs(gateway: Gateway) -> list[Callable[[], Coroutine[Any, Any, None]]]:
@@ -64,5 +83,6 @@ def background_jobs(gateway: Gateway) -> list[Callable[[], Coroutine[Any, Any, N
         while True:
             await asyncio.sleep(60)
             await gateway.in_thread(gateway.replay.prune, at=gateway.clock() - timedelta(seconds=1))
+            await gateway.in_thread(gateway.previews.prune)
 
     return [refresh, prune, gateway.heads.run]

@@ -37,7 +37,14 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from exchange.db.engine import sqlite_url
 from exchange.errors import InvalidRequest
@@ -76,6 +83,18 @@ class IdentitySpec(_Strict):
     )
 
 
+class PreviewSpec(_Strict):
+    """Where citizens look at evidence before it is released (plain HTTP behind the operator's
+    TLS front in production): this listener, its public address, and its client id at the
+    identity provider (``identity.issuer``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+    public_url: str
+    client_id: str
+    lifetime: float = Field(default=900.0, gt=0, le=86400, description="seconds a preview waits")
+
+
 class ServiceSpec(_Strict):
     subsystem: str
     code: str
@@ -83,6 +102,9 @@ class ServiceSpec(_Strict):
     evidence_type: str
     description: str = ""
     consent_policy: Literal["consent", "legal-basis", "public"] = "consent"
+    preview: bool = Field(
+        default=False, description="citizens see the evidence and approve it before each release"
+    )
     subject_parameter: str | None = Field(
         default="person", description="the parameter naming the person the evidence is about"
     )
@@ -123,8 +145,23 @@ class GatewaySettings(_Strict):
     )
     audit_head_interval: float = Field(default=60.0, gt=0, description="seconds between tree heads")
     audit_head_every: int = Field(default=10000, gt=0, description="records that force a head")
+    consent_status_ttl: float = Field(
+        default=0.0,
+        ge=0,
+        le=60,
+        description="seconds a consent's 'active' status is reused: revocation takes that long",
+    )
     identity: IdentitySpec | None = None
+    preview: PreviewSpec | None = None
     services: list[ServiceSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _preview_needs_identity(self) -> GatewaySettings:
+        if self.preview is not None and self.identity is None:
+            raise ValueError("a preview listener needs the [identity] of its citizens")
+        if any(s.preview for s in self.services) and self.preview is None:
+            raise ValueError("a service with preview = true needs a [preview] listener")
+        return self
 
     @field_validator("id")
     @classmethod

@@ -123,7 +123,7 @@ class MessageSigner:
         return self.sign(asdict(claims), RESPONSE_TYPE)
 
 
-def _decode(
+def decode_signed(
     token: str, typ: str, view: TrustView, member: MemberId, at: datetime
 ) -> dict[str, Any]:
     try:
@@ -169,7 +169,7 @@ def verify_request(
     A signature may live at most ``max_lifetime`` seconds (``exp - iat``).
     """
     signer = member_of(parse_client(received.client))
-    claims = _decode(token, REQUEST_TYPE, view, signer, at)
+    claims = decode_signed(token, REQUEST_TYPE, view, signer, at)
     _typed(claims, REQUEST_FIELDS)
     signed = RequestClaims(**claims)
     _compare(signed, received, REQUEST_FIELDS[:-2], "request")
@@ -193,7 +193,7 @@ def verify_response(
     view: TrustView,
     at: datetime,
 ) -> ResponseClaims:
-    claims = _decode(token, RESPONSE_TYPE, view, provider, at)
+    claims = decode_signed(token, RESPONSE_TYPE, view, provider, at)
     _typed(claims, RESPONSE_FIELDS)
     signed = ResponseClaims(**claims)
     _compare(signed, received, RESPONSE_FIELDS[:-1], "response")

@@ -9,18 +9,29 @@ names the member that lists it. Validity in time and revocation are checked per 
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
 from cryptography.x509.oid import NameOID
 
-from exchange.errors import AccessDenied, ConfigurationInvalid, InvalidSignature, UnknownService
+from exchange.consent.artefact import ConsentAuthority
+from exchange.errors import (
+    AccessDenied,
+    ConfigurationInvalid,
+    ConfigurationUnavailable,
+    ConsentDenied,
+    Error,
+    InvalidSignature,
+    UnknownService,
+)
 from exchange.identifiers import ClientId, MemberId, SubsystemId, member_of
 from exchange.trust.ca import DOCUMENT_SIGNING
 from exchange.trust.globalconf import Gateway, GlobalConfiguration
@@ -54,6 +65,12 @@ class TrustView:
                 admitted = self._admit_signing(member.id, pem)
                 if admitted is not None:
                     self.signing[fingerprint(admitted.certificate)] = admitted
+        # Consent services whose artefacts providers accept, by certificate fingerprint.
+        self.consent_authorities: dict[str, ConsentAuthority] = {}
+        for entry in configuration.consent_services:
+            authority = self._admit_consent_service(entry)
+            if authority is not None:
+                self.consent_authorities[fingerprint(authority.certificate)] = authority
         self.gateway_by_tls: dict[str, Gateway] = {}
         self.gateways_of: dict[str, list[Gateway]] = {}
         self._pinned: dict[str, ssl.SSLContext] = {}
@@ -65,19 +82,49 @@ class TrustView:
                     gateway
                 )
 
-    def _admit_signing(self, member: str, pem: str) -> SigningCertificate | None:
+    def _admitted(self, member: str, pem: str) -> x509.Certificate | None:
+        """``pem`` if the instance CA issued it for document signing to ``member``."""
         try:
             certificate = x509.load_pem_x509_certificate(pem.encode())
             certificate.verify_directly_issued_by(self.ca)
             usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
             owner = certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
         except (ValueError, TypeError, CryptoInvalidSignature, x509.ExtensionNotFound):
-            log.warning("trust.signing_certificate_rejected", member=member)
             return None
         if DOCUMENT_SIGNING not in usage or [a.value for a in owner] != [member]:
+            return None
+        return certificate
+
+    def _admit_signing(self, member: str, pem: str) -> SigningCertificate | None:
+        certificate = self._admitted(member, pem)
+        if certificate is None:
             log.warning("trust.signing_certificate_rejected", member=member)
             return None
         return SigningCertificate(member, certificate, serial_hex(certificate.serial_number))
+
+    def _admit_consent_service(self, entry: dict[str, Any]) -> ConsentAuthority | None:
+        name, member, url = entry.get("name"), entry.get("member"), entry.get("url")
+        pem = entry.get("certificate")
+        if not all(isinstance(v, str) for v in (name, member, url, pem)):
+            log.warning("trust.consent_service_rejected", name=name)
+            return None
+        certificate = self._admitted(str(member), str(pem))
+        if certificate is None:
+            log.warning("trust.consent_service_rejected", name=name)
+            return None
+        return ConsentAuthority(
+            name=str(name),
+            member=str(member),
+            url=str(url).rstrip("/"),
+            certificate=certificate,
+            serial=serial_hex(certificate.serial_number),
+        )
+
+    def consent_service(self, name: str) -> ConsentAuthority:
+        for authority in self.consent_authorities.values():
+            if authority.name == name:
+                return authority
+        raise ConsentDenied(f"no consent service {name} in the global configuration")
 
     def signing_certificate(self, kid: str, *, member: MemberId, at: datetime) -> x509.Certificate:
         """The certificate ``kid`` names, if ``member`` owns it and it is usable at ``at``."""
@@ -142,6 +189,30 @@ class Trust:
         self.client = client
         self.clock = clock
         self._view: TrustView | None = None
+
+    def start(self, role: str) -> TrustView:
+        """Refresh once when a role starts (a cached copy still valid will do); refuse to start
+        without any valid configuration."""
+        try:
+            self.client.refresh()
+        except Error as error:
+            log.warning("trust.globalconf_unavailable_at_start", reason=error.message)
+        try:
+            return self.view()
+        except Error as error:
+            raise ConfigurationUnavailable(
+                f"{role} holds no valid global configuration ({error.message}); "
+                "is the central authority reachable?"
+            ) from error
+
+    def keep_fresh(self, interval: float) -> Callable[[], Coroutine[Any, Any, None]]:
+        """A background job refreshing the configuration every ``interval`` seconds."""
+
+        async def job() -> None:
+            async with self.client.refreshing(interval):
+                await asyncio.Event().wait()
+
+        return job
 
     def view(self) -> TrustView:
         configuration = self.client.current(self.clock())  # raises once it has expired

@@ -87,8 +87,9 @@ class Usage:
     ) -> tuple[bytes, str]:
         if rest_path == "/v2/heartbeat":
             return _json(await self._heartbeat())
-        person = self._authenticate(
-            parameters, xroad, needs_user_code=rest_path != "/v2/usagePeriod"
+        # On a worker thread: checking the token may fetch the issuer's keys over HTTP.
+        person = await self._gateway.in_thread(
+            self._authenticate, parameters, xroad, needs_user_code=rest_path != "/v2/usagePeriod"
         )
         if rest_path == "/v2/usagePeriod":
             return _json(await self._gateway.in_thread(self._period))

@@ -1,4 +1,6 @@
-"""Lay out a small federation on disk: one central authority, a provider and a consumer gateway.
+"""Lay out a small federation on disk: central authority, timestamping authority, identity
+provider, consent service, the Population Register's gateway (provider, with a preview page),
+the State Portal's gateway (consumer) and the citizen portal.
 
 Used by ``exchange demo`` and by the integration tests. Everything goes through the same code
 paths an operator's commands use (CSR issuance, registration, access rights); only the carrying
@@ -14,6 +16,7 @@ from pathlib import Path
 from exchange.central import files as central_files
 from exchange.central.app import Central, build
 from exchange.central.settings import CentralSettings
+from exchange.consent import files as consent_files
 from exchange.db import migrate
 from exchange.db.engine import build_engine
 from exchange.gateway import files as gateway_files
@@ -23,6 +26,7 @@ from exchange.gateway.settings import GatewaySettings
 from exchange.identifiers import GatewayId, MemberId, SubsystemId
 from exchange.idp import files as idp_files
 from exchange.idp.provider import Citizen
+from exchange.portal.settings import passport
 from exchange.sample import population
 from exchange.trust.globalconf_client import utcnow
 from exchange.tsa import files as tsa_files
@@ -30,10 +34,14 @@ from exchange.tsa import files as tsa_files
 INSTANCE = "EE"
 POPULATION = MemberId(INSTANCE, "GOV", "70000310")
 PORTAL = MemberId(INSTANCE, "GOV", "70000001")
-AUTHORITY = MemberId(INSTANCE, "GOV", "70000000")  # runs the timestamping authority
+AUTHORITY = MemberId(INSTANCE, "GOV", "70000000")  # runs the timestamping and consent services
 POPULATION_REGISTRY = SubsystemId(POPULATION, "population-registry")
 CITIZEN_PORTAL = SubsystemId(PORTAL, "citizen-portal")
 PORTAL_CLIENT_ID = "citizen-portal"  # the portal's client id at the identity provider
+CONSENT_CLIENT_ID = "consent-service"
+PREVIEW_CLIENT_ID = "population-preview"
+CONSENT_SERVICE = "consent"
+RESIDENCE_LEGAL_BASIS = "Population Register Act § 46 (1) 3: public services to residents"
 BIRTH_CERTIFICATE = f"{POPULATION_REGISTRY}/birth-certificate"
 RESIDENCE_RECORD = f"{POPULATION_REGISTRY}/residence-record"
 ACTOR = "sample:federation"
@@ -48,6 +56,9 @@ class Ports:
     consumer_tls: int
     tsa: int
     idp: int
+    consent: int
+    portal: int
+    preview: int  # the Population Register's preview pages
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,8 @@ class Federation:
     registry: Path  # the population register's SQLite file
     tsa: Path  # the timestamping authority's folder
     idp: Path  # the development identity provider's folder
+    consent: Path  # the consent service's settings file
+    portal: Path  # the citizen portal's settings file
 
 
 def _toml(value: object) -> str:
@@ -83,14 +96,23 @@ def gateway_toml(
 
 
 def population_services(registry: Path) -> str:
+    """Birth certificates need the person's consent; residence records are released to clients
+    holding a declared legal basis."""
     blocks = []
-    for code, evidence, query, fields in (
-        ("birth-certificate", "birth-certificate", population.BIRTH_QUERY, population.BIRTH_FIELDS),
+    for code, evidence, query, fields, policy in (
+        (
+            "birth-certificate",
+            "birth-certificate",
+            population.BIRTH_QUERY,
+            population.BIRTH_FIELDS,
+            "consent",
+        ),
         (
             "residence-record",
             "residence-record",
             population.RESIDENCE_QUERY,
             population.RESIDENCE_FIELDS,
+            "legal-basis",
         ),
     ):
         blocks.append(
@@ -98,7 +120,7 @@ def population_services(registry: Path) -> str:
             f'subsystem = "population-registry"\ncode = {_toml(code)}\nversion = "v1"\n'
             f"evidence_type = {_toml(evidence)}\n"
             f"description = {_toml(f'{evidence} from the population register')}\n"
-            'consent_policy = "consent"\nparameters = ["person"]\n'
+            f'consent_policy = "{policy}"\nparameters = ["person"]\n'
             "[services.connector]\n"
             f'type = "sql"\nurl = {_toml(f"sqlite:///{registry}")}\nquery = {_toml(query)}\n'
             "[services.connector.fields]\n"
@@ -124,7 +146,6 @@ def create(
     base: Path,
     ports: Ports,
     *,
-    portal_callback: str = "http://127.0.0.1:4450/callback",
     gateway_extra: str = "",
     extra_services: str = "",
     database_urls: tuple[str | None, str | None] = (None, None),
@@ -157,6 +178,7 @@ def create(
         AUTHORITY, "tsa1", f"http://127.0.0.1:{ports.tsa}/", tsa_csr.read_text(), actor=ACTOR
     )
     (tsa_folder / "tsa.pem").write_text(stamped.pem)
+    consent_settings = _consent_service(central, base, ports)
     registry.register_subsystem(POPULATION_REGISTRY, actor=ACTOR)
     registry.register_subsystem(CITIZEN_PORTAL, actor=ACTOR)
 
@@ -166,19 +188,28 @@ def create(
     idp_files.initialise(
         idp_folder,
         issuer=issuer,
-        clients={PORTAL_CLIENT_ID: [portal_callback]},
+        clients={
+            PORTAL_CLIENT_ID: [f"http://127.0.0.1:{ports.portal}/callback"],
+            CONSENT_CLIENT_ID: [f"http://127.0.0.1:{ports.consent}/callback"],
+            PREVIEW_CLIENT_ID: [f"http://127.0.0.1:{ports.preview}/callback"],
+        },
         citizens=[Citizen(code, given, family) for code, given, family, *_ in population.PEOPLE],
     )
     identity = (
         f"\n[identity]\nissuer = {_toml(issuer)}\njwks_url = {_toml(issuer + '/jwks')}\n"
         f"[identity.portals]\n{_toml(PORTAL_CLIENT_ID)} = {_toml(str(CITIZEN_PORTAL))}\n"
     )
+    preview = (
+        f'\n[preview]\nhost = "127.0.0.1"\nport = {ports.preview}\n'
+        f"public_url = {_toml(f'http://127.0.0.1:{ports.preview}')}\n"
+        f"client_id = {_toml(PREVIEW_CLIENT_ID)}\n"
+    )
     layouts = [
         (
             GatewayId(POPULATION, "gw1"),
             ["population-registry"],
             (ports.provider_consumer, ports.provider_tls),
-            identity + population_services(register) + extra_services,
+            identity + preview + population_services(register) + extra_services,
             base / "population-gateway",
             database_urls[0],
         ),
@@ -216,14 +247,20 @@ def create(
     engine = build_engine(provider_settings.db_url)
     migrate.upgrade("gateway", engine)
     access = AccessRights(engine, cache_ttl=0, clock=utcnow)
-    for service in (BIRTH_CERTIFICATE, RESIDENCE_RECORD):
-        access.grant(service=service, subject=str(CITIZEN_PORTAL))
+    access.grant(service=BIRTH_CERTIFICATE, subject=str(CITIZEN_PORTAL))
+    access.grant(
+        service=RESIDENCE_RECORD, subject=str(CITIZEN_PORTAL), legal_basis=RESIDENCE_LEGAL_BASIS
+    )
     engine.dispose()
+    portal_settings = _portal(base, ports, issuer)
 
     # Hand each gateway the current configuration so it can start before the authority does.
     document = central.publisher.document()
     for config in configs:
         (GatewaySettings.load(config).data_dir / "globalconf.jws").write_bytes(document)
+    for folder in (base / "consent", base / "portal" / "data"):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "globalconf.jws").write_bytes(document)
     return Federation(
         base=base,
         central=central_settings,
@@ -232,4 +269,51 @@ def create(
         registry=register,
         tsa=tsa_folder,
         idp=idp_folder,
+        consent=consent_settings,
+        portal=portal_settings,
     )
+
+
+def _consent_service(central: Central, base: Path, ports: Ports) -> Path:
+    """The consent service's folder, key certified by the central authority, and settings."""
+    folder = base / "consent"
+    csr = consent_files.initialise(folder, CONSENT_SERVICE)
+    url = f"http://127.0.0.1:{ports.consent}"
+    issued = central.certificates.issue_consent_service(
+        AUTHORITY, CONSENT_SERVICE, url, csr.read_text(), actor=ACTOR
+    )
+    (folder / "consent.pem").write_text(issued.pem)
+    issuer = f"http://127.0.0.1:{ports.idp}"
+    settings = folder / "consent.toml"
+    settings.write_text(
+        f"name = {_toml(CONSENT_SERVICE)}\nmember = {_toml(str(AUTHORITY))}\n"
+        f'data_dir = "."\nanchor = "../central/anchor.json"\npublic_url = {_toml(url)}\n\n'
+        f'[listen]\nhost = "127.0.0.1"\nport = {ports.consent}\n\n'
+        f"[identity]\nissuer = {_toml(issuer)}\njwks_url = {_toml(issuer + '/jwks')}\n"
+        f"client_id = {_toml(CONSENT_CLIENT_ID)}\n\n"
+        f"[consumers]\n{_toml(str(CITIZEN_PORTAL))} = "
+        f"{_toml([f'http://127.0.0.1:{ports.portal}/procedures/'])}\n"
+    )
+    return settings
+
+
+def _portal(base: Path, ports: Ports, issuer: str) -> Path:
+    folder = base / "portal"
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = folder / "portal.toml"
+    settings.write_text(
+        f"client = {_toml(str(CITIZEN_PORTAL))}\n"
+        f"gateway_url = {_toml(f'http://127.0.0.1:{ports.consumer_consumer}')}\n"
+        f'anchor = "../central/anchor.json"\ndata_dir = "data"\n'
+        f"public_url = {_toml(f'http://127.0.0.1:{ports.portal}')}\n"
+        f"consent_service = {_toml(CONSENT_SERVICE)}\n\n"
+        f'[listen]\nhost = "127.0.0.1"\nport = {ports.portal}\n\n'
+        f"[identity]\nissuer = {_toml(issuer)}\njwks_url = {_toml(issuer + '/jwks')}\n"
+        f"client_id = {_toml(PORTAL_CLIENT_ID)}\n\n"
+        "[[procedures]]\n"
+        + "".join(
+            f"{k} = {_toml(v)}\n"
+            for k, v in passport(f"{BIRTH_CERTIFICATE}/v1").model_dump(exclude_none=True).items()
+        )
+    )
+    return settings

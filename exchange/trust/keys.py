@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from pathlib import Path
 
 from cryptography import x509
@@ -38,6 +39,13 @@ def write_secret(path: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def secret_file(path: Path, size: int = 32) -> bytes:
+    """The secret kept in ``path`` (0600), made on first use."""
+    if not path.exists():
+        write_secret(path, secrets.token_bytes(size))
+    return path.read_bytes()
 
 
 def write_private_key(path: Path, key: PrivateKey) -> None:

@@ -121,12 +121,12 @@ def running_registry() -> Iterator[RegistryServer]:
         server.close()
 
 
-def diploma_service(url: str) -> str:
-    """The provider's ``diploma`` service, backed by this server through the HTTP connector."""
+def diploma_service(url: str, *, code: str = "diploma", policy: str = "legal-basis") -> str:
+    """A provider's diploma service, backed by this server through the HTTP connector."""
     return (
         "\n[[services]]\n"
-        'subsystem = "population-registry"\ncode = "diploma"\nevidence_type = "diploma"\n'
-        'consent_policy = "consent"\nparameters = ["person"]\nmethods = ["GET", "POST"]\n'
+        f'subsystem = "population-registry"\ncode = "{code}"\nevidence_type = "diploma"\n'
+        f'consent_policy = "{policy}"\nparameters = ["person"]\nmethods = ["GET", "POST"]\n'
         "[services.connector]\n"
         f'type = "http"\nurl = "{url}/diplomas/{{person}}"\ntimeout = 1.0\nconnect_timeout = 1.0\n'
     )

@@ -30,7 +30,7 @@ from exchange.trust.keys import (
     load_private_key,
     private_key_pem,
 )
-from tests.gateway.conftest import DIPLOMA, MARI, PORTAL_CLIENT, Running
+from tests.gateway.conftest import DIPLOMA, MARI, PORTAL_CLIENT, PURPOSE, Running
 from tests.gateway.registry_server import XML_BOMB
 from tests.servers import exchange
 
@@ -56,7 +56,7 @@ def claims(
         message_id=message_id or str(uuid.uuid4()),
         user_id=None,
         issue=None,
-        purpose=None,
+        purpose=PURPOSE,
         consent=None,
         content_type=None,
         accept="*/*",  # what httpx sends unless told otherwise
@@ -93,6 +93,7 @@ def send(
             headers={
                 "X-Road-Client": signed.client,
                 "X-Road-Id": signed.message_id,
+                "X-Exchange-Purpose": PURPOSE,
                 REQUEST_HEADER: token,
             },
         )
@@ -284,6 +285,7 @@ def test_content_type_changed_in_transit(running: Running) -> None:
             headers={
                 "X-Road-Client": signed.client,
                 "X-Road-Id": signed.message_id,
+                "X-Exchange-Purpose": PURPOSE,
                 REQUEST_HEADER: token,
                 "Content-Type": "text/plain",
             },

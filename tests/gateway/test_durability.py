@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import text
 
 from exchange.db.engine import build_engine
-from tests.gateway.conftest import BIRTH, MARI, PORTAL_CLIENT, Running
+from tests.gateway.conftest import MARI, PORTAL_CLIENT, PURPOSE, RESIDENCE, Running
 from tests.servers import exchange
 
 KILL_AFTER = 60  # acknowledged exchanges before the kill
@@ -31,8 +31,12 @@ async def load(running: Running, acknowledged: list[str]) -> None:
             message_id = str(uuid.uuid4())
             try:
                 response = await http.get(
-                    f"{BIRTH}?person={MARI}",
-                    headers={"X-Road-Client": PORTAL_CLIENT, "X-Road-Id": message_id},
+                    f"{RESIDENCE}?person={MARI}",
+                    headers={
+                        "X-Road-Client": PORTAL_CLIENT,
+                        "X-Road-Id": message_id,
+                        "X-Exchange-Purpose": PURPOSE,
+                    },
                 )
             except httpx.HTTPError:
                 continue
@@ -62,7 +66,7 @@ def test_sigkill_during_load_loses_no_acknowledged_exchange(fresh: Running) -> N
     assert set(acknowledged) <= audited(fresh, "provider")
     assert set(acknowledged) <= audited(fresh, "consumer")
     with fresh.restarted("provider"):
-        assert fresh.call(f"{BIRTH}?person={MARI}").status_code == 200  # the chain goes on
+        assert fresh.call(f"{RESIDENCE}?person={MARI}").status_code == 200  # the chain goes on
         for config in (fresh.layout.provider, fresh.layout.consumer):
             assert exchange("audit", "head", "-c", str(config)).returncode == 0
             verified = exchange("audit", "verify", "-c", str(config))

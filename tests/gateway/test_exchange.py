@@ -22,7 +22,16 @@ from exchange.gateway.settings import SCHEMAS_DIR
 from exchange.gateway.signing import request_hash
 from exchange.trust.keys import certificate_pem
 from tests.factories import audit_store_unwritable
-from tests.gateway.conftest import BIRTH, DIPLOMA, MARI, PORTAL_CLIENT, Running
+from tests.gateway.conftest import (
+    BIRTH,
+    DIPLOMA,
+    DIPLOMA_LEGAL_BASIS,
+    MARI,
+    PORTAL_CLIENT,
+    PURPOSE,
+    RESIDENCE,
+    Running,
+)
 from tests.servers import exchange
 
 
@@ -44,7 +53,7 @@ def exchanges(running: Running, side: str, message_id: str) -> list[models.Excha
 def test_evidence_as_json_with_xroad_headers(running: Running) -> None:
     message_id = str(uuid.uuid4())
     response = running.call(
-        f"{BIRTH}?person={MARI}", headers={"X-Road-Id": message_id, "X-Road-UserId": MARI}
+        f"{BIRTH}?person={MARI}", headers={**running.consented(), "X-Road-Id": message_id}
     )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
@@ -63,7 +72,9 @@ def test_evidence_as_json_with_xroad_headers(running: Running) -> None:
 
 
 def test_evidence_as_xml_is_schema_valid(running: Running) -> None:
-    response = running.call(f"{BIRTH}?person={MARI}", headers={"Accept": "application/xml"})
+    response = running.call(
+        f"{BIRTH}?person={MARI}", headers={**running.consented(), "Accept": "application/xml"}
+    )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/xml"
     schema = xmlschema.XMLSchema(str(SCHEMAS_DIR / "birth-certificate.xsd"))
@@ -72,7 +83,7 @@ def test_evidence_as_xml_is_schema_valid(running: Running) -> None:
 
 
 def test_message_id_is_generated_when_missing(running: Running) -> None:
-    response = running.call(f"{BIRTH}?person={MARI}")
+    response = running.call(f"{BIRTH}?person={MARI}", headers=running.consented())
     assert response.status_code == 200
     assert uuid.UUID(response.headers["X-Road-Id"])
 
@@ -81,7 +92,7 @@ def test_both_signatures_verify_with_an_independent_jose_library(running: Runnin
     message_id = str(uuid.uuid4())
     response = running.call(
         f"{BIRTH}?person={MARI}",
-        headers={"X-Road-Id": message_id, "X-Exchange-Purpose": "study-grant"},
+        headers={**running.consented(), "X-Road-Id": message_id},
     )
     assert response.status_code == 200
     [consumer_side] = exchanges(running, "client", message_id)
@@ -101,7 +112,7 @@ def test_both_signatures_verify_with_an_independent_jose_library(running: Runnin
     claims = json.loads(request.payload)
     assert claims["message_id"] == message_id
     assert claims["client"] == PORTAL_CLIENT
-    assert claims["purpose"] == "study-grant"
+    assert claims["purpose"] == PURPOSE
     assert claims["query"] == f"person={MARI}"
     assert claims["exp"] > claims["iat"]
     answer = jws.deserialize_compact(
@@ -117,7 +128,7 @@ def test_both_signatures_verify_with_an_independent_jose_library(running: Runnin
 
 
 def test_unknown_person_is_a_signed_not_found(running: Running) -> None:
-    response = running.call(f"{BIRTH}?person=EE00000000000")
+    response = running.call(f"{RESIDENCE}?person=EE00000000000")
     assert response.status_code == 404
     assert response.json()["type"] == "Server.ServerProxy.NotFound"
     assert response.headers["X-Road-Error"] == "Server.ServerProxy.NotFound"
@@ -164,7 +175,7 @@ def test_no_access_right_is_denied_without_calling_the_registry(running: Running
         assert response.json()["type"] == "Server.ServerProxy.AccessDenied"
         assert running.registry.calls == before
     finally:
-        access.grant(service=service, subject=PORTAL_CLIENT)
+        access.grant(service=service, subject=PORTAL_CLIENT, legal_basis=DIPLOMA_LEGAL_BASIS)
     assert running.call(f"{DIPLOMA}?person={MARI}").status_code == 200
 
 
@@ -175,7 +186,12 @@ def test_group_grants_and_method_path_narrowing(running: Running) -> None:
     try:
         access.add_group("portals")
         access.add_to_group("portals", PORTAL_CLIENT)
-        access.grant(service=service, subject="group:portals", method="POST")
+        access.grant(
+            service=service,
+            subject="group:portals",
+            method="POST",
+            legal_basis=DIPLOMA_LEGAL_BASIS,
+        )
         assert running.call(f"{DIPLOMA}?person={MARI}").status_code == 403  # GET is not granted
         posted = running.call(
             f"{DIPLOMA}?person={MARI}",
@@ -186,7 +202,7 @@ def test_group_grants_and_method_path_narrowing(running: Running) -> None:
         assert posted.status_code == 200, posted.text
     finally:
         access.revoke(service=service, subject="group:portals", method="POST")
-        access.grant(service=service, subject=PORTAL_CLIENT)
+        access.grant(service=service, subject=PORTAL_CLIENT, legal_basis=DIPLOMA_LEGAL_BASIS)
 
 
 def test_oversized_body_is_413(running: Running) -> None:
@@ -199,7 +215,7 @@ def test_metaservices(running: Running) -> None:
     listed = running.call("/r1/EE/GOV/70000310/population-registry/listMethods")
     assert listed.status_code == 200, listed.text
     codes = {s["service_code"] for s in listed.json()["service"]}
-    assert codes == {"birth-certificate", "residence-record", "diploma"}
+    assert codes == {"birth-certificate", "residence-record", "diploma", "consented-diploma"}
     allowed = running.call("/r1/EE/GOV/70000310/population-registry/allowedMethods")
     assert {s["service_code"] for s in allowed.json()["service"]} == codes
     openapi = running.call(
@@ -217,7 +233,7 @@ def test_metaservices(running: Running) -> None:
 
 
 def test_operational_metrics_are_exported(running: Running) -> None:
-    running.call(f"{BIRTH}?person={MARI}")
+    running.call(f"{BIRTH}?person={MARI}", headers=running.consented())
     text = running.call("/metrics").text
     assert (
         'exchange_requests_total{service="EE/GOV/70000310/population-registry/birth-certificate",side="client",status="200"}'
@@ -228,7 +244,7 @@ def test_operational_metrics_are_exported(running: Running) -> None:
 
 def test_operational_monitoring_records(running: Running) -> None:
     message_id = str(uuid.uuid4())
-    running.call(f"{BIRTH}?person={MARI}", headers={"X-Road-Id": message_id, "X-Road-UserId": MARI})
+    running.call(f"{BIRTH}?person={MARI}", headers={**running.consented(), "X-Road-Id": message_id})
     listed = exchange(
         "gateway", "exchanges", "-c", str(running.layout.provider), "--json", "--limit", "50"
     )
@@ -247,9 +263,11 @@ def test_operational_monitoring_records(running: Running) -> None:
 
 def test_audit_log_of_both_gateways_verifies(running: Running) -> None:
     for _ in range(3):
-        assert running.call(f"{BIRTH}?person={MARI}").status_code == 200
+        assert (
+            running.call(f"{BIRTH}?person={MARI}", headers=running.consented()).status_code == 200
+        )
     assert (
-        running.call(f"{BIRTH}?person=EE00000000000").status_code == 404
+        running.call(f"{RESIDENCE}?person=EE00000000000").status_code == 404
     )  # refusals are audited too
     for config in (running.layout.provider, running.layout.consumer):
         signed = exchange("audit", "head", "-c", str(config))
@@ -263,19 +281,19 @@ def test_audit_log_of_both_gateways_verifies(running: Running) -> None:
 
 def test_unwritable_audit_store_releases_nothing(running: Running) -> None:
     with audit_store_unwritable(build_engine(running.provider_settings().db_url)):
-        response = running.call(f"{BIRTH}?person={MARI}")
+        response = running.call(f"{BIRTH}?person={MARI}", headers=running.consented())
         assert response.status_code == 500
         assert response.json()["type"] == "Server.ServerProxy.LoggingFailed"
         assert "Tamm" not in response.text
-    assert running.call(f"{BIRTH}?person={MARI}").status_code == 200
+    assert running.call(f"{BIRTH}?person={MARI}", headers=running.consented()).status_code == 200
 
 
 def test_receipts_and_consistency_proofs_verify_independently(running: Running) -> None:
     provider = f"http://127.0.0.1:{running.ports.provider_consumer}"
-    assert running.call(f"{BIRTH}?person={MARI}").status_code == 200
+    assert running.call(f"{BIRTH}?person={MARI}", headers=running.consented()).status_code == 200
     assert exchange("audit", "head", "-c", str(running.layout.provider)).returncode == 0
     first = httpx.get(f"{provider}/audit/heads").json()[-1]
-    assert running.call(f"{BIRTH}?person={MARI}").status_code == 200
+    assert running.call(f"{BIRTH}?person={MARI}", headers=running.consented()).status_code == 200
     assert exchange("audit", "head", "-c", str(running.layout.provider)).returncode == 0
     second = httpx.get(f"{provider}/audit/heads").json()[-1]
     assert second["size"] > first["size"]

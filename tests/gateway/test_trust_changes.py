@@ -137,7 +137,7 @@ def test_enrol_and_publish_over_the_management_api(fresh: Running, tmp_path: Pat
     assert (tmp_path / "gw2" / "signing.key").stat().st_mode & 0o777 == 0o600
     published = exchange("gateway", "publish", "-c", str(config), "--token-file", str(token_file))
     assert published.returncode == 0, published.stderr
-    assert "published 3 service(s) of EE/GOV/70000310/population-registry" in published.stdout
+    assert "published 4 service(s) of EE/GOV/70000310/population-registry" in published.stdout
     catalogue = httpx.get(
         f"http://127.0.0.1:{fresh.ports.central}/api/v1/services",
         headers={"Authorization": f"Bearer {token_file.read_text().strip()}"},
@@ -146,4 +146,5 @@ def test_enrol_and_publish_over_the_management_api(fresh: Running, tmp_path: Pat
         "EE/GOV/70000310/population-registry/birth-certificate/v1",
         "EE/GOV/70000310/population-registry/residence-record/v1",
         "EE/GOV/70000310/population-registry/diploma",
+        "EE/GOV/70000310/population-registry/consented-diploma",
     }

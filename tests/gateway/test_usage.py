@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from sqlalchemy import text
@@ -12,37 +11,11 @@ from sqlalchemy import text
 from audit import merkle
 from exchange.db.engine import build_engine
 from exchange.sample import federation
-from tests.gateway.conftest import BIRTH, MARI, Running
+from tests.gateway.conftest import MARI, RESIDENCE, Running
 from tests.servers import exchange
 
 JAAN = "EE39107156021"
 USAGE = f"/r1/{federation.POPULATION_REGISTRY}/usage"
-CALLBACK = "http://127.0.0.1:4450/callback"
-
-
-def id_token(running: Running, citizen: str) -> str:
-    """Sign in at the development identity provider as the portal would, and return the token."""
-    idp = f"http://127.0.0.1:{running.ports.idp}"
-    client = federation.PORTAL_CLIENT_ID
-    form = {
-        "client_id": client,
-        "redirect_uri": CALLBACK,
-        "state": "s",
-        "nonce": "n",
-        "citizen": citizen,
-    }
-    chosen = httpx.post(f"{idp}/authorize", data=form, follow_redirects=False)
-    code = parse_qs(urlsplit(chosen.headers["location"]).query)["code"][0]
-    answer = httpx.post(
-        f"{idp}/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "client_id": client,
-            "redirect_uri": CALLBACK,
-        },
-    )
-    return str(answer.json()["id_token"])
 
 
 def usage(
@@ -60,13 +33,14 @@ def test_find_usage_matches_the_protocol_field_for_field(running: Running) -> No
     started = datetime.now(UTC) - timedelta(seconds=1)
     for _ in range(2):
         assert (
-            running.call(f"{BIRTH}?person={MARI}", headers={"X-Road-UserId": MARI}).status_code
+            running.call(f"{RESIDENCE}?person={MARI}", headers={"X-Road-UserId": MARI}).status_code
             == 200
         )
     assert (
-        running.call(f"{BIRTH}?person={JAAN}", headers={"X-Road-UserId": JAAN}).status_code == 200
+        running.call(f"{RESIDENCE}?person={JAAN}", headers={"X-Road-UserId": JAAN}).status_code
+        == 200
     )
-    token = id_token(running, MARI)
+    token = running.id_token(MARI)
     found = usage(
         running,
         "/v2/findUsage",
@@ -84,7 +58,7 @@ def test_find_usage_matches_the_protocol_field_for_field(running: Running) -> No
         assert entry["receiverCode"] == "70000001"
         assert entry["receiverName"] == "State Portal"
         assert entry["receiverSystem"] == "citizen-portal"
-        assert "birth-certificate" in entry["action"]
+        assert "residence-record" in entry["action"]
     times = [entry["logtime"] for entry in body["usages"]]
     assert times == sorted(times, reverse=True)  # newest first
     page = usage(
@@ -99,7 +73,7 @@ def test_find_usage_matches_the_protocol_field_for_field(running: Running) -> No
 
 
 def test_a_citizen_cannot_read_another_citizens_usage(running: Running) -> None:
-    mari = id_token(running, MARI)
+    mari = running.id_token(MARI)
     for user, code in ((MARI, JAAN), (JAAN, JAAN), (JAAN, MARI)):
         refused = usage(running, "/v2/findUsage", token=mari, user=user, userCode=code)
         assert refused.status_code == 403, refused.text
@@ -112,7 +86,7 @@ def test_a_citizen_cannot_read_another_citizens_usage(running: Running) -> None:
 
 
 def test_usage_period_and_heartbeat(running: Running) -> None:
-    token = id_token(running, MARI)
+    token = running.id_token(MARI)
     period = usage(running, "/v2/usagePeriod", token=token, user=MARI).json()
     assert set(period) == {"periodStart", "periodEnd"}
     heartbeat = usage(running, "/v2/heartbeat", token=None, user=None).json()
@@ -122,13 +96,13 @@ def test_usage_period_and_heartbeat(running: Running) -> None:
 
 def test_rich_records_carry_purpose_and_a_verifiable_receipt(running: Running) -> None:
     response = running.call(
-        f"{BIRTH}?person={MARI}",
+        f"{RESIDENCE}?person={MARI}",
         headers={"X-Road-UserId": MARI, "X-Exchange-Purpose": "study-grant"},
     )
     assert response.status_code == 200
     assert exchange("audit", "head", "-c", str(running.layout.provider)).returncode == 0
     records = usage(
-        running, "/v1/records", token=id_token(running, MARI), user=MARI, userCode=MARI
+        running, "/v1/records", token=running.id_token(MARI), user=MARI, userCode=MARI
     ).json()
     newest = records["usages"][0]
     assert newest["purpose"] == "study-grant"
@@ -143,9 +117,10 @@ def test_rich_records_carry_purpose_and_a_verifiable_receipt(running: Running) -
 
 
 def test_audit_records_hold_no_personal_codes_and_no_tokens(running: Running) -> None:
-    token = id_token(running, MARI)
+    token = running.id_token(MARI)
     assert (
-        running.call(f"{BIRTH}?person={MARI}", headers={"X-Road-UserId": MARI}).status_code == 200
+        running.call(f"{RESIDENCE}?person={MARI}", headers={"X-Road-UserId": MARI}).status_code
+        == 200
     )
     assert usage(running, "/v2/findUsage", token=token, user=MARI, userCode=MARI).status_code == 200
     for settings in (running.provider_settings(), running.consumer_settings()):

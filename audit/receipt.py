@@ -1,0 +1,68 @@
+"""Check a citizen's receipt: one audit record, its inclusion proof and the signed tree head.
+
+A receipt (as the usage service's ``/v1/records`` hands it out) holds the record's exact bytes,
+its position, an RFC 9162 inclusion proof, and the tree head it is proven against: root,
+signature of the provider member, RFC 3161 timestamp. It verifies if the record hashes into that
+root at that position and the head is signed (and, when stamped, timestamped) by keys the trust
+anchors vouch for. Then the provider can no longer deny or rewrite that access without the
+change showing in every later head.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from audit import merkle
+from audit.verify import Anchors, Head, head_signature_problem, head_timestamp_verifies
+from exchange.trust.keys import fingerprint
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptCheck:
+    ok: bool
+    message: str
+    size: int | None = None
+    timestamped: bool = False
+
+
+def verify_receipt(receipt: Mapping[str, Any], *, anchors: Anchors) -> ReceiptCheck:
+    try:
+        body = base64.b64decode(str(receipt["record"]), validate=True)
+        chain, seq, size = str(receipt["chain"]), receipt["seq"], receipt["size"]
+        proof = [bytes.fromhex(str(p)) for p in receipt["proof"]]
+        raw_head = receipt["head"]
+        head = Head(
+            chain=chain,
+            size=size,
+            root=str(raw_head["root"]),
+            signature=str(raw_head["signature"]),
+            timestamp=base64.b64decode(raw_head["timestamp"]) if raw_head["timestamp"] else None,
+        )
+        root = bytes.fromhex(head.root)
+        record = json.loads(body)
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return ReceiptCheck(False, "the receipt is malformed")
+    if type(seq) is not int or type(size) is not int:
+        return ReceiptCheck(False, "the receipt is malformed")
+    if not isinstance(record, dict) or record.get("chain") != chain or record.get("seq") != seq:
+        return ReceiptCheck(False, "the record does not sit where the receipt says")
+    if not merkle.verify_inclusion(seq, size, merkle.leaf_hash(body), proof, root):
+        return ReceiptCheck(False, "the record is not in the tree that the head signs")
+    wrong = head_signature_problem(head, {fingerprint(c): c for c in anchors.signing}, anchors)
+    if wrong is not None:
+        return ReceiptCheck(False, wrong)
+    stamped = head.timestamp is not None
+    if stamped and not head_timestamp_verifies(head, anchors):
+        return ReceiptCheck(False, "the head's timestamp does not verify")
+    return ReceiptCheck(
+        True,
+        f"record {seq} is in the log of {chain}, as the head signed at size {size} proves"
+        + (" (timestamped)" if stamped else ""),
+        size=size,
+        timestamped=stamped,
+    )

@@ -1,0 +1,314 @@
+"""The consent service's HTTP face: citizens' pages and API, and the providers' status and use
+endpoints.
+
+Citizens (web, signed in through the OIDC issuer)::
+
+    GET  /                       your consents, each revocable
+    GET  /grant?consumer=&service=&purpose=&purpose_text=&legal_basis=&valid_days=
+                &max_uses=&preview=&return_to=
+                                 the terms in plain words, to confirm or decline
+    POST /grant                  confirm: the artefact is signed and posted back to return_to
+    POST /consents/{id}/revoke
+
+Citizens' programs (``Authorization: Bearer <ID token issued to this service>``)::
+
+    POST /api/v1/terms           the plain words for a grant request, nothing granted
+    POST /api/v1/consents        grant; answers the artefact
+    GET  /api/v1/consents        list, with status
+    POST /api/v1/consents/{id}/revoke
+
+Provider gateways::
+
+    GET  /api/v1/consents/{id}/status   active | revoked | expired | not-yet-valid | exhausted
+    POST /api/v1/consents/{id}/uses     spend one use (body: JWS signed by the provider)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from exchange import web
+from exchange.consent.redemption import verify_use
+from exchange.consent.service import ConsentService
+from exchange.consent.store import GrantRequest, Listed, Terms, resolve
+from exchange.errors import Error, InvalidRequest, InvalidToken
+from exchange.http import error_body
+from exchange.identity.login import signed_in
+
+SITE = "Consent service"
+MAX_USE_REQUEST = 8 * 1024
+
+
+def grant_request(fields: Any) -> GrantRequest:
+    """A grant request from form or JSON fields, every value checked for type and range."""
+
+    def number(name: str, default: int | None) -> int | None:
+        raw = fields.get(name)
+        if raw in (None, ""):
+            return default
+        if str(raw) == "unlimited":
+            return None
+        try:
+            return int(str(raw))
+        except ValueError as exc:
+            raise InvalidRequest(f"{name} must be a whole number", detail=name) from exc
+
+    text = {k: fields.get(k) for k in ("consumer", "service", "purpose", "purpose_text")}
+    missing = [k for k, v in text.items() if not isinstance(v, str) or not v]
+    if missing:
+        raise InvalidRequest(f"{missing[0]} is required", detail=missing[0])
+    basis = fields.get("legal_basis")
+    days = number("valid_days", 30)
+    return GrantRequest(
+        consumer=str(text["consumer"]),
+        service=str(text["service"]),
+        purpose_code=str(text["purpose"]),
+        purpose_text=str(text["purpose_text"]),
+        legal_basis=str(basis) if basis else None,
+        valid_days=30 if days is None else days,
+        max_uses=number("max_uses", 1),
+        preview=str(fields.get("preview", "")).lower() in ("1", "true", "yes", "on"),
+    )
+
+
+def listed_json(item: Listed) -> dict[str, Any]:
+    return {
+        **item.status.as_json(),
+        "consumer": item.consent.consumer,
+        "service": item.consent.service,
+        "purpose": item.consent.purpose.code,
+        "notice": item.consent.notice,
+        "valid_from": item.consent.nbf,
+        "valid_until": item.consent.exp,
+        "revoked_at": item.revoked_at.isoformat() if item.revoked_at else None,
+    }
+
+
+def create_app(service: ConsentService) -> Starlette:
+    store, settings, clock = service.store, service.settings, service.clock
+
+    def fail(error: Error) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+        return JSONResponse(error_body(error), status_code=error.status, headers=headers)
+
+    def fail_page(error: Error, back: str | None = "/") -> Response:
+        return web.failure(SITE, error, back=back)
+
+    def terms_of(request: GrantRequest) -> Terms:
+        configuration = service.trust.view().configuration
+        return resolve(
+            request,
+            configuration,
+            at=clock(),
+            max_validity_days=settings.max_validity_days,
+        )
+
+    async def bearer(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise InvalidToken("an ID token is required (Authorization: Bearer ...)")
+        claims = await asyncio.to_thread(service.citizens.validate, token.strip(), at=clock())
+        return str(claims["sub"])
+
+    # Pages
+
+    async def home(request: Request) -> Response:
+        citizen = signed_in(request.session, at=clock())
+        if citizen is None:
+            return web.page("consent_signin.html", site=SITE, then="/")
+        consents = await asyncio.to_thread(store.of, citizen.subject)
+        return web.page(
+            "consents.html",
+            site=SITE,
+            citizen=citizen,
+            consents=consents,
+            csrf=web.csrf_token(request.session),
+        )
+
+    async def ask(request: Request) -> Response:
+        citizen = signed_in(request.session, at=clock())
+        if citizen is None:
+            then = f"/grant?{request.url.query}"
+            return RedirectResponse(f"/login?{urlencode({'then': then})}", status_code=303)
+        fields = request.query_params
+        try:
+            terms = terms_of(grant_request(fields))
+            return_to = fields.get("return_to", "")
+            if not settings.return_allowed(terms.request.consumer, return_to):
+                raise InvalidRequest(
+                    "this consumer may not send citizens back to that address", detail="return_to"
+                )
+        except Error as error:
+            return fail_page(error, back=None)
+        return web.page(
+            "grant.html",
+            site=SITE,
+            citizen=citizen,
+            terms=terms,
+            fields=dict(fields),
+            csrf=web.csrf_token(request.session),
+        )
+
+    async def confirm(request: Request) -> Response:
+        citizen = signed_in(request.session, at=clock())
+        form = await request.form()
+        try:
+            if citizen is None:
+                raise InvalidToken("your sign-in has ended; please start again")
+            web.check_csrf(request.session, form)
+            terms = terms_of(grant_request(form))
+            return_to = str(form.get("return_to", ""))
+            if not settings.return_allowed(terms.request.consumer, return_to):
+                raise InvalidRequest(
+                    "this consumer may not send citizens back to that address", detail="return_to"
+                )
+            if form.get("decision") != "grant":
+                return web.page(
+                    "granted.html",
+                    site=SITE,
+                    citizen=citizen,
+                    terms=terms,
+                    return_to=return_to,
+                    artefact=None,
+                )
+            consent, artefact = await asyncio.to_thread(store.grant, citizen.subject, terms)
+        except Error as error:
+            return fail_page(error)
+        return web.page(
+            "granted.html",
+            site=SITE,
+            citizen=citizen,
+            terms=terms,
+            consent=consent,
+            return_to=return_to,
+            artefact=artefact,
+        )
+
+    async def revoke_page(request: Request) -> Response:
+        citizen = signed_in(request.session, at=clock())
+        form = await request.form()
+        try:
+            if citizen is None:
+                raise InvalidToken("your sign-in has ended; please sign in again")
+            web.check_csrf(request.session, form)
+            await asyncio.to_thread(
+                store.revoke, citizen.subject, request.path_params["consent_id"]
+            )
+        except Error as error:
+            return fail_page(error)
+        return RedirectResponse("/", status_code=303)
+
+    # Citizens' API
+
+    async def api_terms(request: Request) -> Response:
+        try:
+            await bearer(request)
+            terms = terms_of(grant_request(await _json(request)))
+        except Error as error:
+            return fail(error)
+        return JSONResponse({"notice": terms.notice()})
+
+    async def api_grant(request: Request) -> Response:
+        try:
+            subject = await bearer(request)
+            terms = terms_of(grant_request(await _json(request)))
+            consent, artefact = await asyncio.to_thread(store.grant, subject, terms)
+        except Error as error:
+            return fail(error)
+        return JSONResponse(
+            {"id": consent.jti, "artefact": artefact, "notice": consent.notice}, status_code=201
+        )
+
+    async def api_list(request: Request) -> Response:
+        try:
+            subject = await bearer(request)
+            consents = await asyncio.to_thread(store.of, subject)
+        except Error as error:
+            return fail(error)
+        return JSONResponse({"consents": [listed_json(c) for c in consents]})
+
+    async def api_revoke(request: Request) -> Response:
+        try:
+            subject = await bearer(request)
+            status = await asyncio.to_thread(
+                store.revoke, subject, request.path_params["consent_id"]
+            )
+        except Error as error:
+            return fail(error)
+        return JSONResponse(status.as_json())
+
+    # Providers
+
+    async def status(request: Request) -> Response:
+        try:
+            answer = await asyncio.to_thread(store.status, request.path_params["consent_id"])
+        except Error as error:
+            return fail(error)
+        return JSONResponse(answer.as_json(), headers={"Cache-Control": "no-store"})
+
+    async def use(request: Request) -> Response:
+        consent_id = request.path_params["consent_id"]
+        try:
+            body = await request.body()
+            if len(body) > MAX_USE_REQUEST or not body.isascii():
+                raise InvalidRequest("a use request is a JWS of at most 8 KiB")
+            current = await asyncio.to_thread(store.status, consent_id)
+            service_id = await asyncio.to_thread(store.service_of, consent_id)
+            claims = verify_use(
+                body.decode("ascii"),
+                consent_id=current.id,
+                consented_service=service_id,
+                view=service.trust.view(),
+                at=clock(),
+                skew=120,
+            )
+            answer = await asyncio.to_thread(
+                store.redeem,
+                consent_id,
+                message_id=claims["message_id"],
+                provider=service_id.rsplit("/", 2)[0],
+            )
+        except Error as error:
+            return fail(error)
+        return JSONResponse(answer.as_json(), headers={"Cache-Control": "no-store"})
+
+    async def health(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "consent_service": settings.name})
+
+    return Starlette(
+        routes=[
+            Route("/", home),
+            *web.sign_in_routes(service.login, site=SITE, clock=clock),
+            Route("/grant", ask, methods=["GET"]),
+            Route("/grant", confirm, methods=["POST"]),
+            Route("/consents/{consent_id}/revoke", revoke_page, methods=["POST"]),
+            Route("/api/v1/terms", api_terms, methods=["POST"]),
+            Route("/api/v1/consents", api_grant, methods=["POST"]),
+            Route("/api/v1/consents", api_list, methods=["GET"]),
+            Route("/api/v1/consents/{consent_id}/revoke", api_revoke, methods=["POST"]),
+            Route("/api/v1/consents/{consent_id}/status", status, methods=["GET"]),
+            Route("/api/v1/consents/{consent_id}/uses", use, methods=["POST"]),
+            Route("/health", health),
+        ],
+        middleware=[
+            web.sessions(service.session_secret, cookie="consent_session", https=settings.https)
+        ],
+    )
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise InvalidRequest("the body must be a JSON object") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return body

@@ -1,0 +1,226 @@
+"""The consent artefact: what a citizen agreed to, signed by the consent service.
+
+Wire form: a compact JWS (RFC 7515), ``typ`` ``exchange-consent+jwt``, ES256, ``kid`` = SHA-256
+fingerprint of the consent service's signing certificate (issued by the instance CA with the
+documentSigning usage and listed in the global configuration under ``consent_services``).
+
+The claims are those of :class:`Consent`. Their names follow JWT where JWT has one (``iss``,
+``sub``, ``jti``, ``iat``, ``nbf``, ``exp``) and otherwise the consent receipt standards
+(ISO/IEC TS 27560, Kantara Consent Receipt) where they apply: the PII principal is ``sub``, the
+receipt id ``jti``, the controller the consumer, one purpose with its code, text and legal
+basis, ``consent_type`` explicit, ``collection_method``, ``language``, ``jurisdiction``, and how
+the consent ends (``termination``: revocable any time, at the latest ``exp``).
+
+:func:`verify` checks the signature and the signer; it does not check whether the consent fits a
+request (:meth:`Consent.check` does) or whether it is still live (the consent service's status).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from exchange.errors import ConsentDenied
+from exchange.trust.keys import fingerprint
+
+JWS_TYPE = "exchange-consent+jwt"
+ALGORITHMS = ["ES256"]
+SCHEMA = "exchange-consent/1"
+MAX_ARTEFACT_BYTES = 8 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Purpose:
+    code: str
+    text: str
+    legal_basis: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    jti: str  # the consent's id
+    iss: str  # the consent service's name in the global configuration
+    sub: str  # the citizen (PII principal): national identity code
+    consumer: str  # the client subsystem allowed to ask (the PII controller's system)
+    consumer_name: str  # the controller's registered name, as shown to the citizen
+    service: str  # INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE, without version
+    evidence_type: str
+    purpose: Purpose
+    iat: int  # when the citizen confirmed
+    nbf: int  # valid from
+    exp: int  # valid until
+    max_uses: int | None
+    preview: bool  # the citizen wants to see the evidence before each release
+    notice: str  # the plain words the citizen confirmed
+    status_url: str  # where relying parties learn whether it is still live
+    language: str = "en"
+    jurisdiction: str = ""
+    consent_type: str = "explicit"
+    collection_method: str = "web form, citizen signed in with an OIDC ID token"
+    termination: str = "revocable by the citizen at any time; ends at exp"
+    schema: str = SCHEMA
+
+    def claims(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_claims(cls, claims: dict[str, Any]) -> Consent:
+        try:
+            purpose = Purpose(**claims["purpose"])
+            fields = {k: v for k, v in claims.items() if k != "purpose"}
+            consent = cls(purpose=purpose, **fields)
+        except (KeyError, TypeError) as exc:
+            raise ConsentDenied("consent artefact has missing or unexpected fields") from exc
+        _check_types(consent)
+        return consent
+
+    def check(
+        self,
+        *,
+        at: datetime,
+        consumer: str,
+        service: str,
+        evidence_type: str,
+        purpose: str | None,
+        subject: str | None,
+        user_id: str | None,
+    ) -> None:
+        """Raise :class:`ConsentDenied` (``detail`` names the reason) unless this consent
+        covers the request described."""
+        now = at.timestamp()
+        if now < self.nbf:
+            raise ConsentDenied("consent is not valid yet", detail="not-yet-valid")
+        if now >= self.exp:
+            raise ConsentDenied("consent has expired", detail="expired")
+        if consumer != self.consumer:
+            raise ConsentDenied("consent was given to another consumer", detail="other-consumer")
+        if service != self.service and evidence_type != self.evidence_type:
+            raise ConsentDenied("consent is for another service", detail="other-service")
+        if purpose != self.purpose.code:
+            raise ConsentDenied("consent is for another purpose", detail="other-purpose")
+        if subject is None or subject != self.sub or user_id != self.sub:
+            raise ConsentDenied(
+                "consent was given by another person than the one queried or the user",
+                detail="other-person",
+            )
+
+
+def _check_types(consent: Consent) -> None:
+    texts = ("jti", "iss", "sub", "consumer", "consumer_name", "service", "evidence_type")
+    if not all(isinstance(getattr(consent, name), str) for name in texts):
+        raise ConsentDenied("consent artefact field is not text")
+    for name in ("iat", "nbf", "exp"):
+        value = getattr(consent, name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConsentDenied(f"consent artefact field {name} is not an integer")
+    uses = consent.max_uses
+    if uses is not None and (not isinstance(uses, int) or isinstance(uses, bool) or uses < 1):
+        raise ConsentDenied("consent artefact field max_uses is not a positive integer")
+    if not isinstance(consent.preview, bool) or not isinstance(consent.purpose.code, str):
+        raise ConsentDenied("consent artefact has a field of the wrong type")
+
+
+class ConsentSigner:
+    """The consent service's key and certificate, parsed once."""
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) -> None:
+        self._key = key
+        self.kid = fingerprint(certificate)
+
+    def sign(self, consent: Consent) -> str:
+        return jwt.encode(
+            consent.claims(),
+            self._key,
+            algorithm="ES256",
+            headers={"typ": JWS_TYPE, "kid": self.kid},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentAuthority:
+    """A consent service as the global configuration lists it, its certificate admitted."""
+
+    name: str
+    member: str
+    url: str
+    certificate: x509.Certificate
+    serial: str
+
+
+def reference(value: str | None) -> str | None:
+    """What records keep of an ``X-Exchange-Consent`` value: the consent id, never the artefact
+    (which names the person). Unverified here; it is a label, checked where it matters."""
+    if value is None or value.count(".") != 2:
+        return value
+    try:
+        claims = json.loads(jwt.utils.base64url_decode(value.split(".")[1]))
+        jti = claims.get("jti") if isinstance(claims, dict) else None
+    except (ValueError, TypeError):
+        jti = None
+    return jti[:255] if isinstance(jti, str) else "unreadable-artefact"
+
+
+def verify(
+    token: str, *, authorities: dict[str, ConsentAuthority], revoked: frozenset[str], at: datetime
+) -> Consent:
+    """The consent in ``token`` if its signature verifies with the certificate of a listed,
+    unrevoked consent service that is valid at ``at`` and names itself as ``iss``."""
+    if len(token) > MAX_ARTEFACT_BYTES:
+        raise ConsentDenied("consent artefact is too large", detail="invalid-artefact")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise ConsentDenied("consent is not a signed artefact", detail="invalid-artefact") from exc
+    if header.get("typ") != JWS_TYPE or header.get("alg") not in ALGORITHMS:
+        raise ConsentDenied(
+            "consent artefact has the wrong type or algorithm", detail="invalid-artefact"
+        )
+    authority = authorities.get(str(header.get("kid", "")))
+    if authority is None:
+        raise ConsentDenied(
+            "consent is signed by no consent service of this instance", detail="invalid-artefact"
+        )
+    certificate = authority.certificate
+    if authority.serial in revoked or not (
+        certificate.not_valid_before_utc <= at <= certificate.not_valid_after_utc
+    ):
+        raise ConsentDenied(
+            "the consent service's certificate is revoked or not valid now",
+            detail="invalid-artefact",
+        )
+    public_key = certificate.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        raise ConsentDenied("the consent service's key is not EC", detail="invalid-artefact")
+    try:
+        claims = jwt.decode(
+            token,
+            public_key,
+            algorithms=ALGORITHMS,
+            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False},
+        )
+    except jwt.PyJWTError as exc:
+        raise ConsentDenied(
+            "consent artefact signature does not verify", detail="invalid-artefact"
+        ) from exc
+    consent = Consent.from_claims(claims)
+    if consent.iss != authority.name:
+        raise ConsentDenied(
+            "consent artefact names another consent service", detail="invalid-artefact"
+        )
+    return consent
+
+
+def certificate_owner(certificate: x509.Certificate) -> str | None:
+    owner = certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    return str(owner[0].value) if len(owner) == 1 else None
+
+
+def timestamp(value: datetime) -> int:
+    return int(value.astimezone(UTC).timestamp())

@@ -1,0 +1,65 @@
+"""One consent service's parts, wired once per process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from exchange.consent import files
+from exchange.consent.artefact import ConsentSigner
+from exchange.consent.settings import ConsentSettings
+from exchange.consent.store import ConsentStore
+from exchange.db import migrate
+from exchange.db.engine import build_engine
+from exchange.gateway.trust import Trust
+from exchange.identity.login import OidcLogin
+from exchange.identity.tokens import KeySet, TokenValidator
+from exchange.trust.globalconf import TrustAnchor
+from exchange.trust.globalconf_client import GlobalConfClient, utcnow
+
+
+class ConsentService:
+    def __init__(
+        self,
+        settings: ConsentSettings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        globalconf: GlobalConfClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        key, certificate = files.load(settings.data_dir)
+        anchor = TrustAnchor.load(settings.anchor)
+        self.globalconf = globalconf or GlobalConfClient(
+            anchor=anchor, cache_path=settings.data_dir / "globalconf.jws", clock=clock
+        )
+        self.trust = Trust(self.globalconf, clock)
+        self.engine = build_engine(settings.db_url)
+        migrate.upgrade("consent", self.engine)
+        public = settings.public_url.rstrip("/")
+        self.store = ConsentStore(
+            self.engine,
+            name=settings.name,
+            signer=ConsentSigner(key, certificate),
+            subject_key=files.secret(settings.data_dir, "subject.key"),
+            status_url=public,
+            jurisdiction=anchor.instance,
+            clock=clock,
+        )
+        identity = settings.identity
+        self.login = OidcLogin(
+            issuer=identity.issuer,
+            client_id=identity.client_id,
+            client_secret=identity.client_secret,
+            redirect_uri=f"{public}/callback",
+        )
+        # Citizens' own programs call the API with an ID token issued to this service.
+        self.citizens = TokenValidator(
+            issuer=identity.issuer.rstrip("/"),
+            audience=identity.client_id,
+            keys=KeySet(url=identity.jwks_url),
+        )
+        self.session_secret = files.secret(settings.data_dir, "session.key")
+
+    def close(self) -> None:
+        self.engine.dispose()

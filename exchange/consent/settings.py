@@ -1,0 +1,88 @@
+"""A consent service's settings file (TOML).
+
+::
+
+    name = "consent"                        # its name in the global configuration
+    member = "EE/GOV/70000000"              # the member that operates it
+    data_dir = "."                          # key, certificate, secrets, database
+    anchor = "anchor.json"
+    public_url = "https://consent.example"  # where citizens and gateways reach it
+
+    [listen]
+    host = "127.0.0.1"
+    port = 4460
+
+    [identity]                              # the OIDC issuer citizens sign in with
+    issuer = "https://idp.example"
+    jwks_url = "https://idp.example/jwks"
+    client_id = "consent-service"
+
+    [consumers]                             # where each portal may have citizens sent back
+    "EE/GOV/70000001/citizen-portal" = ["https://portal.example/"]
+
+``EXCHANGE_CONSENT_DATABASE_URL`` overrides ``database_url``; ``EXCHANGE_CONSENT_CLIENT_SECRET``
+supplies the client secret if the issuer wants one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from exchange import settings_file
+from exchange.db.engine import sqlite_url
+from exchange.identifiers import MemberId, check_segment
+from exchange.settings_file import Listen, OidcClient, Strict
+
+
+class ConsentSettings(Strict):
+    name: str
+    member: str
+    data_dir: Path
+    anchor: Path
+    public_url: str
+    database_url: str | None = None
+    listen: Listen = Listen(port=4460)
+    identity: OidcClient
+    consumers: dict[str, list[str]] = Field(default_factory=dict)
+    max_validity_days: int = Field(default=365, ge=1, le=3650)
+    globalconf_refresh: float = Field(default=60.0, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_segment(value, "consent service name")
+
+    @field_validator("member")
+    @classmethod
+    def _member(cls, value: str) -> str:
+        MemberId.parse(value)
+        return value
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or sqlite_url(self.data_dir / "consent.db")
+
+    @property
+    def https(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    def return_allowed(self, consumer: str, url: str) -> bool:
+        """Citizens are sent back only to a page registered for that consumer."""
+        return any(
+            url.startswith(prefix) and prefix.count("/") >= 3
+            for prefix in self.consumers.get(consumer, [])
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> ConsentSettings:
+        return settings_file.load(
+            cls,
+            path,
+            kind="consent service",
+            environment={
+                "EXCHANGE_CONSENT_DATABASE_URL": ("database_url",),
+                "EXCHANGE_CONSENT_CLIENT_SECRET": ("identity", "client_secret"),
+            },
+        )

@@ -1,0 +1,324 @@
+"""Consents granted, listed, revoked and redeemed; the consent service's one source of truth.
+
+A consent's live state is kept here and nowhere else: revoking it, or spending its last use, is
+seen by every provider at its next request. Redeeming a use is one conditional ``UPDATE`` (``uses
+< max_uses``, not revoked, inside its validity window) in the same transaction as the row that
+records the use, so concurrent redemptions never spend more than ``max_uses``, on SQLite or
+PostgreSQL alike, and a provider retrying the same message spends nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from exchange.consent import models
+from exchange.consent.artefact import Consent, ConsentSigner, Purpose, timestamp
+from exchange.errors import InvalidRequest, NotFound
+from exchange.identifiers import ServiceId, SubsystemId, check_segment
+from exchange.trust.globalconf import GlobalConfiguration
+
+MAX_TEXT = 500
+_PURPOSE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRequest:
+    """What a citizen is asked to agree to (checked, then shown in plain words)."""
+
+    consumer: str
+    service: str
+    purpose_code: str
+    purpose_text: str
+    legal_basis: str | None = None
+    valid_days: int = 30
+    max_uses: int | None = 1
+    preview: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """A grant request resolved against the global configuration, ready to show and sign."""
+
+    request: GrantRequest
+    consumer_name: str
+    provider_name: str
+    evidence_type: str
+    valid_from: datetime
+    valid_until: datetime
+
+    def notice(self) -> str:
+        uses = (
+            "as many times as it needs"
+            if self.request.max_uses is None
+            else f"at most {self.request.max_uses} time{'s' if self.request.max_uses != 1 else ''}"
+        )
+        basis = f" Legal basis: {self.request.legal_basis}." if self.request.legal_basis else ""
+        preview = (
+            " You will see the data and approve it before each release."
+            if self.request.preview
+            else ""
+        )
+        return (
+            f"{self.consumer_name} ({self.request.consumer}) may obtain your "
+            f"{self.evidence_type.replace('-', ' ')} from {self.provider_name} {uses}, "
+            f"until {self.valid_until:%Y-%m-%d %H:%M} UTC, for this purpose: "
+            f"{self.request.purpose_text}.{basis}{preview} You can revoke this consent at any time."
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    id: str
+    status: str  # active | revoked | expired | not-yet-valid | exhausted
+    uses: int
+    max_uses: int | None
+
+    def as_json(self) -> dict[str, object]:
+        return {"id": self.id, "status": self.status, "uses": self.uses, "max_uses": self.max_uses}
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    consent: Consent
+    status: Status
+    revoked_at: datetime | None
+
+
+def resolve(
+    request: GrantRequest,
+    configuration: GlobalConfiguration,
+    *,
+    at: datetime,
+    max_validity_days: int,
+) -> Terms:
+    """Check a grant request against the registered consumers and services."""
+    try:
+        consumer = SubsystemId.parse(request.consumer)
+        service = ServiceId.parse(request.service)
+    except Exception as exc:
+        raise InvalidRequest(
+            "consumer and service must be X-Road identifiers", detail="consumer"
+        ) from exc
+    if service.version is not None:
+        raise InvalidRequest("a consent names a service without its version", detail="service")
+    member = configuration.member(str(consumer.member))
+    if member is None or consumer.subsystem_code not in member.subsystems:
+        raise InvalidRequest("the consumer is not registered", detail="consumer")
+    entry = next(
+        (
+            s
+            for s in configuration.services
+            if "/".join(str(s.get("id", "")).split("/")[:5]) == str(service)
+        ),
+        None,
+    )
+    if entry is None:
+        raise InvalidRequest("the service is not in the service catalogue", detail="service")
+    provider = configuration.member(str(service.subsystem.member))
+    code = request.purpose_code
+    if not 0 < len(code) <= 100 or not set(code) <= _PURPOSE_CHARS:
+        raise InvalidRequest("purpose code is 1-100 of A-Z a-z 0-9 . _ : -", detail="purpose")
+    for name, text in (("purpose", request.purpose_text), ("legal_basis", request.legal_basis)):
+        if text is not None and not (0 < len(text) <= MAX_TEXT and text.isprintable()):
+            raise InvalidRequest(
+                f"{name} text must be 1-{MAX_TEXT} printable characters", detail=name
+            )
+    if not 1 <= request.valid_days <= max_validity_days:
+        raise InvalidRequest(f"a consent lasts 1 to {max_validity_days} days", detail="valid_days")
+    if request.max_uses is not None and not 1 <= request.max_uses <= 10000:
+        raise InvalidRequest("max_uses is 1 to 10000, or unlimited", detail="max_uses")
+    return Terms(
+        request=request,
+        consumer_name=member.name,
+        provider_name=provider.name if provider else str(service.subsystem.member),
+        evidence_type=str(entry.get("evidence_type") or service.service_code),
+        valid_from=at,
+        valid_until=at + timedelta(days=request.valid_days),
+    )
+
+
+class ConsentStore:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        name: str,
+        signer: ConsentSigner,
+        subject_key: bytes,
+        status_url: str,
+        jurisdiction: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        check_segment(name, "consent service name")
+        self._engine = engine
+        self.name = name
+        self._signer = signer
+        self._subject_key = subject_key
+        self._status_url = status_url.rstrip("/")
+        self._jurisdiction = jurisdiction
+        self._clock = clock
+
+    def subject_key(self, subject: str) -> str:
+        return hmac.new(self._subject_key, subject.encode(), hashlib.sha256).hexdigest()
+
+    def grant(self, subject: str, terms: Terms) -> tuple[Consent, str]:
+        """Sign and keep the consent ``subject`` confirmed; return it and its artefact."""
+        request = terms.request
+        consent_id = str(uuid.uuid4())
+        consent = Consent(
+            jti=consent_id,
+            iss=self.name,
+            sub=subject,
+            consumer=request.consumer,
+            consumer_name=terms.consumer_name,
+            service=request.service,
+            evidence_type=terms.evidence_type,
+            purpose=Purpose(request.purpose_code, request.purpose_text, request.legal_basis),
+            iat=timestamp(self._clock()),
+            nbf=timestamp(terms.valid_from),
+            exp=timestamp(terms.valid_until),
+            max_uses=request.max_uses,
+            preview=request.preview,
+            notice=terms.notice(),
+            status_url=f"{self._status_url}/api/v1/consents/{consent_id}/status",
+            jurisdiction=self._jurisdiction,
+        )
+        artefact = self._signer.sign(consent)
+        with Session(self._engine) as session:
+            session.add(
+                models.Consent(
+                    id=consent_id,
+                    subject=self.subject_key(subject),
+                    consumer=request.consumer,
+                    service=request.service,
+                    purpose=request.purpose_code,
+                    granted_at=self._clock(),
+                    valid_from=terms.valid_from,
+                    valid_until=terms.valid_until,
+                    max_uses=request.max_uses,
+                    uses=0,
+                    preview=request.preview,
+                    artefact=artefact,
+                )
+            )
+            session.commit()
+        return consent, artefact
+
+    def of(self, subject: str) -> list[Listed]:
+        """The citizen's consents, newest first."""
+        with Session(self._engine) as session:
+            rows = session.scalars(
+                select(models.Consent)
+                .where(models.Consent.subject == self.subject_key(subject))
+                .order_by(models.Consent.granted_at.desc())
+                .limit(500)
+            )
+            return [
+                Listed(_decode(row.artefact), self._status(row), row.revoked_at) for row in rows
+            ]
+
+    def artefact(self, subject: str, consent_id: str) -> str:
+        with Session(self._engine) as session:
+            row = session.get(models.Consent, consent_id)
+            if row is None or row.subject != self.subject_key(subject):
+                raise NotFound("no such consent of yours")
+            return row.artefact
+
+    def service_of(self, consent_id: str) -> str:
+        with Session(self._engine) as session:
+            row = session.get(models.Consent, consent_id)
+            if row is None:
+                raise NotFound("no such consent")
+            return row.service
+
+    def revoke(self, subject: str, consent_id: str) -> Status:
+        """Revoke one of ``subject``'s own consents (anyone else's is "not found")."""
+        with Session(self._engine) as session:
+            row = session.get(models.Consent, consent_id, with_for_update=True)
+            if row is None or row.subject != self.subject_key(subject):
+                raise NotFound("no such consent of yours")
+            if row.revoked_at is None:
+                row.revoked_at = self._clock()
+                session.commit()
+            return self._status(row)
+
+    def status(self, consent_id: str) -> Status:
+        with Session(self._engine) as session:
+            row = session.get(models.Consent, consent_id)
+            if row is None:
+                raise NotFound("no such consent")
+            return self._status(row)
+
+    def redeem(self, consent_id: str, *, message_id: str, provider: str) -> Status:
+        """Spend one use for ``message_id`` if the consent is live and has one left.
+
+        Returns the status after the attempt: ``active`` means this message may be answered.
+        """
+        at = self._clock()
+        with Session(self._engine) as session:
+            row = session.get(models.Consent, consent_id)
+            if row is None:
+                raise NotFound("no such consent")
+            live = (
+                update(models.Consent)
+                .where(
+                    models.Consent.id == consent_id,
+                    models.Consent.revoked_at.is_(None),
+                    models.Consent.valid_from <= at,
+                    models.Consent.valid_until > at,
+                    (models.Consent.max_uses.is_(None))
+                    | (models.Consent.uses < models.Consent.max_uses),
+                )
+                .values(uses=models.Consent.uses + 1)
+            )
+            try:
+                session.add(
+                    models.Use(
+                        consent_id=consent_id, message_id=message_id, provider=provider, used_at=at
+                    )
+                )
+                session.flush()
+            except IntegrityError:
+                session.rollback()  # this message was redeemed before: it spends nothing more
+                row = session.get(models.Consent, consent_id, populate_existing=True)
+                assert row is not None
+                status = self._status(row)
+                return Status(row.id, "active", status.uses, status.max_uses)
+            if session.execute(live).rowcount != 1:  # type: ignore[attr-defined]
+                session.rollback()
+                row = session.get(models.Consent, consent_id, populate_existing=True)
+                assert row is not None
+                return self._status(row)
+            session.commit()
+            row = session.get(models.Consent, consent_id, populate_existing=True)
+            assert row is not None
+            return Status(row.id, "active", row.uses, row.max_uses)
+
+    def _status(self, row: models.Consent) -> Status:
+        at = self._clock()
+        if row.revoked_at is not None:
+            status = "revoked"
+        elif at < row.valid_from:
+            status = "not-yet-valid"
+        elif at >= row.valid_until:
+            status = "expired"
+        elif row.max_uses is not None and row.uses >= row.max_uses:
+            status = "exhausted"
+        else:
+            status = "active"
+        return Status(row.id, status, row.uses, row.max_uses)
+
+
+def _decode(artefact: str) -> Consent:
+    """The claims of an artefact this service signed and kept itself."""
+    return Consent.from_claims(jwt.decode(artefact, options={"verify_signature": False}))

@@ -1,0 +1,146 @@
+"""Consent enforcement at the provider gateway, for services with the ``consent`` policy.
+
+In order, each failing closed with a precise denial before the registry is asked anything:
+
+1. ``X-Exchange-Consent`` carries an artefact (:class:`~exchange.errors.ConsentRequired` if not);
+2. its signature verifies with the certificate of a consent service listed in the global
+   configuration, not revoked and valid now;
+3. it covers this request (:meth:`~exchange.consent.artefact.Consent.check`): validity window,
+   consumer = ``X-Road-Client``, service or evidence type, purpose = ``X-Exchange-Purpose``,
+   subject = the person queried = ``X-Road-UserId``;
+4. the consent service says it is live: a consent with a use limit spends one use (a signed,
+   atomic redemption, never cached); one without asks the status endpoint, whose ``active``
+   answer is reused for ``consent_status_ttl`` seconds (0 by default: revocation is seen by the
+   very next request). The consent service unreachable means no release.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import aiohttp
+
+from exchange.consent.artefact import Consent, verify
+from exchange.consent.redemption import sign_use
+from exchange.errors import ConsentDenied, ConsentRequired, ServiceUnavailable
+from exchange.gateway.node import Gateway
+from exchange.gateway.trust import TrustView
+
+MAX_ANSWER = 64 * 1024
+
+
+class ConsentCheck:
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._ttl = gateway.settings.consent_status_ttl
+        self._active_until: dict[str, float] = {}
+
+    def verify(
+        self,
+        artefact: str | None,
+        *,
+        view: TrustView,
+        client: str,
+        service: str,
+        evidence_type: str,
+        purpose: str | None,
+        subject: str | None,
+        user_id: str | None,
+    ) -> Consent:
+        """Steps 1-3: the consent, if its artefact is genuine and covers this request."""
+        if not artefact:
+            raise ConsentRequired(
+                "this service releases personal data only with the person's consent "
+                "(X-Exchange-Consent)"
+            )
+        if artefact.count(".") != 2:
+            raise ConsentDenied(
+                "X-Exchange-Consent must carry the consent artefact itself",
+                detail="invalid-artefact",
+            )
+        consent = verify(
+            artefact,
+            authorities=view.consent_authorities,
+            revoked=view.revoked,
+            at=self._gateway.clock(),
+        )
+        consent.check(
+            at=self._gateway.clock(),
+            consumer=client,
+            service="/".join(service.split("/")[:5]),
+            evidence_type=evidence_type,
+            purpose=purpose,
+            subject=subject,
+            user_id=user_id,
+        )
+        return consent
+
+    async def spend(
+        self, consent: Consent, *, view: TrustView, message_id: str, service: str
+    ) -> None:
+        """Step 4 for a release: one use spent, or the consent shown live."""
+        if consent.max_uses is None:
+            await self.ensure_live(consent, view=view)
+            return
+        authority = view.consent_service(consent.iss)
+        token = sign_use(
+            self._gateway.signer,
+            consent_id=consent.jti,
+            message_id=message_id,
+            service=service,
+            at=self._gateway.clock(),
+        )
+        answer = await self._ask(
+            "POST", f"{authority.url}/api/v1/consents/{consent.jti}/uses", data=token
+        )
+        _require_active(answer)
+
+    async def ensure_live(self, consent: Consent, *, view: TrustView) -> None:
+        """Step 4 without spending: the status endpoint (cached for ``consent_status_ttl``)."""
+        now = time.monotonic()
+        if self._active_until.get(consent.jti, 0.0) > now:
+            return
+        authority = view.consent_service(consent.iss)
+        answer = await self._ask("GET", f"{authority.url}/api/v1/consents/{consent.jti}/status")
+        _require_active(answer)
+        if self._ttl > 0:
+            if len(self._active_until) > 100_000:
+                self._active_until.clear()
+            self._active_until[consent.jti] = now + self._ttl
+
+    async def _ask(self, method: str, url: str, data: str | None = None) -> dict[str, Any]:
+        try:
+            async with self._gateway.session().request(
+                method,
+                url,
+                data=data,
+                headers={"Content-Type": "application/jose"} if data else None,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as response:
+                body = await response.content.read(MAX_ANSWER + 1)
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ServiceUnavailable(
+                "the consent service cannot be reached; nothing is released without it"
+            ) from exc
+        if status == 404:
+            raise ConsentDenied("the consent service does not know this consent", detail="unknown")
+        try:
+            answer = json.loads(body) if len(body) <= MAX_ANSWER else None
+        except ValueError:
+            answer = None
+        if status != 200 or not isinstance(answer, dict):
+            raise ServiceUnavailable(
+                f"the consent service refused the check (HTTP {status}); nothing is released"
+            )
+        return answer
+
+
+def _require_active(answer: dict[str, Any]) -> None:
+    status = answer.get("status")
+    if status != "active":
+        reason = status if isinstance(status, str) else "unknown"
+        raise ConsentDenied(f"consent is {reason.replace('-', ' ')}", detail=reason)

@@ -1,0 +1,236 @@
+"""Preview: the citizen sees exactly the evidence that would be sent, then approves or refuses.
+
+As in the EU once-only system's explicit request and preview. A request for a service (or under a
+consent) that requires preview is answered the first time with ``PreviewRequired`` whose
+``detail`` is a page on this gateway's preview listener; the registry's answer is fetched once,
+checked against the evidence schema, and held here. The citizen signs in at the identity
+provider, must be the person the evidence is about, and approves or refuses. The consumer's
+retry with the same consent, client, service and parameters then receives that very evidence
+(released once, then deleted) or ``PreviewRefused``. Unanswered previews expire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.orm import Session
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from exchange import web
+from exchange.errors import Conflict, Error, InvalidToken, NotFound
+from exchange.gateway import models
+from exchange.gateway.settings import PreviewSpec
+from exchange.identity.login import OidcLogin, signed_in
+
+SITE_SUFFIX = "preview"
+DECISIONS = ("approved", "refused")
+
+
+def query_digest(parameters: dict[str, str]) -> str:
+    canonical = json.dumps(sorted(parameters.items()), separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Previews:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        spec: PreviewSpec | None,
+        subject_hash: Callable[[str | None], str | None],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._engine = engine
+        self.spec = spec
+        self._subject_hash = subject_hash
+        self._clock = clock
+
+    def url(self, preview_id: str) -> str:
+        assert self.spec is not None
+        return f"{self.spec.public_url.rstrip('/')}/preview/{preview_id}"
+
+    def find(
+        self, *, consent_id: str, client: str, service: str, query: str
+    ) -> models.Preview | None:
+        """The newest unexpired preview of exactly this request."""
+        with Session(self._engine) as session:
+            return session.scalars(
+                select(models.Preview)
+                .where(
+                    models.Preview.consent_id == consent_id,
+                    models.Preview.client == client,
+                    models.Preview.service == service,
+                    models.Preview.query == query,
+                    models.Preview.expires_at > self._clock(),
+                )
+                .order_by(models.Preview.created_at.desc())
+                .limit(1)
+            ).first()
+
+    def hold(
+        self,
+        *,
+        consent_id: str,
+        client: str,
+        service: str,
+        query: str,
+        subject: str,
+        evidence: dict[str, Any],
+    ) -> str:
+        assert self.spec is not None
+        preview_id = secrets.token_urlsafe(32)
+        at = self._clock()
+        with Session(self._engine) as session:
+            session.add(
+                models.Preview(
+                    id=preview_id,
+                    consent_id=consent_id,
+                    client=client,
+                    service=service,
+                    query=query,
+                    subject=self._subject_hash(subject) or "",
+                    evidence=json.dumps(evidence, default=str),
+                    created_at=at,
+                    expires_at=at + timedelta(seconds=self.spec.lifetime),
+                )
+            )
+            session.commit()
+        return preview_id
+
+    def shown_to(self, preview_id: str, subject: str) -> models.Preview:
+        """The preview, if it is about ``subject`` and has not expired."""
+        with Session(self._engine) as session:
+            row = session.get(models.Preview, preview_id)
+        if (
+            row is None
+            or row.subject != self._subject_hash(subject)
+            or row.expires_at <= self._clock()
+        ):
+            raise NotFound("there is no such preview of your data, or it has expired")
+        return row
+
+    def decide(self, preview_id: str, subject: str, decision: str) -> None:
+        if decision not in DECISIONS:
+            raise NotFound("unknown decision")
+        self.shown_to(preview_id, subject)
+        with Session(self._engine) as session:
+            changed = session.execute(
+                update(models.Preview)
+                .where(models.Preview.id == preview_id, models.Preview.decision.is_(None))
+                .values(decision=decision, decided_at=self._clock())
+            )
+            session.commit()
+        if changed.rowcount != 1:  # type: ignore[attr-defined]
+            raise Conflict("you have decided on this preview already")
+
+    def release(self, preview_id: str) -> dict[str, Any]:
+        """The approved evidence, once: the row is deleted as it is taken."""
+        with Session(self._engine) as session:
+            row = session.get(models.Preview, preview_id)
+            taken = session.execute(
+                delete(models.Preview).where(
+                    models.Preview.id == preview_id, models.Preview.decision == "approved"
+                )
+            )
+            session.commit()
+        if row is None or taken.rowcount != 1:  # type: ignore[attr-defined]
+            raise Conflict("this preview's evidence was released already; ask again")
+        evidence: dict[str, Any] = json.loads(row.evidence)
+        return evidence
+
+    def prune(self) -> int:
+        with Session(self._engine) as session:
+            gone = session.execute(
+                delete(models.Preview).where(models.Preview.expires_at <= self._clock())
+            )
+            session.commit()
+        return int(gone.rowcount)  # type: ignore[attr-defined]
+
+
+def flatten(evidence: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Evidence as (field, value) rows for the page, nested fields as ``a / b``."""
+    if isinstance(evidence, dict):
+        rows: list[tuple[str, str]] = []
+        for key, value in evidence.items():
+            rows += flatten(value, f"{prefix} / {key}" if prefix else str(key))
+        return rows
+    if isinstance(evidence, list):
+        return [
+            row for i, item in enumerate(evidence) for row in flatten(item, f"{prefix} {i + 1}")
+        ]
+    return [(prefix, "" if evidence is None else str(evidence))]
+
+
+def create_preview_app(
+    previews: Previews,
+    *,
+    login: OidcLogin,
+    site: str,
+    session_secret: bytes,
+    clock: Callable[[], datetime],
+) -> Starlette:
+    async def show(request: Request) -> Response:
+        preview_id = request.path_params["preview_id"]
+        citizen = signed_in(request.session, at=clock())
+        if citizen is None:
+            return RedirectResponse(f"/login?then=/preview/{preview_id}", status_code=303)
+        try:
+            row = previews.shown_to(preview_id, citizen.subject)
+        except Error as error:
+            return web.failure(site, error, back=None)
+        return web.page(
+            "preview.html",
+            site=site,
+            citizen=citizen,
+            preview=row,
+            rows=flatten(json.loads(row.evidence)),
+            csrf=web.csrf_token(request.session),
+        )
+
+    async def decide(request: Request) -> Response:
+        preview_id = request.path_params["preview_id"]
+        citizen = signed_in(request.session, at=clock())
+        form = await request.form()
+        try:
+            if citizen is None:
+                raise InvalidToken("your sign-in has ended; please open the preview again")
+            web.check_csrf(request.session, form)
+            decision = str(form.get("decision", ""))
+            previews.decide(preview_id, citizen.subject, decision)
+        except Error as error:
+            return web.failure(site, error, back=None)
+        approved = decision == "approved"
+        return web.message(
+            site,
+            "Approved" if approved else "Refused",
+            "The data will be sent when the service asks again. You can close this page and "
+            "continue where you started."
+            if approved
+            else "Nothing will be sent. You can close this page.",
+            kind="success" if approved else "notice",
+        )
+
+    return Starlette(
+        routes=[
+            *web.sign_in_routes(login, site=site, clock=clock),
+            Route("/preview/{preview_id}", show, methods=["GET"]),
+            Route("/preview/{preview_id}", decide, methods=["POST"]),
+            Route("/health", lambda _: Response('{"status":"ok"}', media_type="application/json")),
+        ],
+        middleware=[
+            web.sessions(
+                session_secret,
+                cookie="preview_session",
+                https=previews.spec is not None and previews.spec.public_url.startswith("https://"),
+            )
+        ],
+    )

@@ -1,0 +1,407 @@
+"""The citizen portal: an example consumer information system, as an ASGI app.
+
+The citizen signs in through the OIDC issuer, starts a procedure that needs evidence another
+agency holds, is sent to the consent service to agree in plain words, and comes back with the
+signed artefact; the portal then fetches the evidence through its own gateway on the citizen's
+behalf (``X-Road-UserId``, ``X-Exchange-Purpose``, ``X-Exchange-Consent``) and shows it. The
+citizen uploads nothing.
+
+"Who accessed my data" (``/usage``) gathers the citizen's usage records from the usage service of
+every provider in the global configuration, through the same gateway and with the citizen's ID
+token, and checks any record's receipt against the provider's signed, timestamped tree head.
+
+Consent artefacts are kept in this process's memory per citizen and procedure: the portal is an
+example; a production portal would keep them with its case files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+from cryptography import x509
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from audit.receipt import ReceiptCheck, verify_receipt
+from audit.verify import Anchors
+from exchange import web
+from exchange.consent.artefact import Consent, verify
+from exchange.errors import AccessDenied, Error, InvalidRequest, NotFound, ServiceUnavailable
+from exchange.gateway.preview import flatten
+from exchange.gateway.trust import Trust, TrustView
+from exchange.identity.login import OidcLogin, SignedIn, signed_in
+from exchange.portal.settings import PortalSettings, Procedure
+from exchange.trust.globalconf import TrustAnchor
+from exchange.trust.globalconf_client import GlobalConfClient, utcnow
+from exchange.trust.keys import secret_file
+
+SITE = "State Portal"
+GONE = ("revoked", "expired", "exhausted", "not-yet-valid", "unknown")
+PLAIN = {
+    "revoked": "You revoked your consent, so the register was not asked.",
+    "expired": "Your consent has expired, so the register was not asked.",
+    "exhausted": "Your consent has been used as many times as you allowed.",
+    "PreviewRefused": "You chose not to share this data, so nothing was sent.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The gateway's answer to a fetch, as the procedure page shows it."""
+
+    evidence: list[tuple[str, str]] | None = None
+    preview_url: str | None = None
+    error: str | None = None
+    reason: str | None = None
+
+
+class Portal:
+    def __init__(
+        self,
+        settings: PortalSettings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        globalconf: GlobalConfClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.globalconf = globalconf or GlobalConfClient(
+            anchor=TrustAnchor.load(settings.anchor),
+            cache_path=settings.data_dir / "globalconf.jws",
+            clock=clock,
+        )
+        self.trust = Trust(self.globalconf, clock)
+        identity = settings.identity
+        self.login = OidcLogin(
+            issuer=identity.issuer,
+            client_id=identity.client_id,
+            client_secret=identity.client_secret,
+            redirect_uri=f"{settings.public_url.rstrip('/')}/callback",
+        )
+        self.session_secret = secret_file(settings.data_dir / "session.key")
+        self.consents: dict[tuple[str, str], str] = {}
+        self.http = httpx.AsyncClient(
+            base_url=settings.gateway_url, timeout=settings.timeout, follow_redirects=False
+        )
+
+    def consent_of(self, citizen: SignedIn, procedure: Procedure) -> Consent | None:
+        artefact = self.consents.get((citizen.subject, procedure.code))
+        if artefact is None:
+            return None
+        view = self.trust.view()
+        try:
+            return verify(
+                artefact,
+                authorities=view.consent_authorities,
+                revoked=view.revoked,
+                at=self.clock(),
+            )
+        except Error:
+            self.consents.pop((citizen.subject, procedure.code), None)
+            return None
+
+    def grant_url(self, procedure: Procedure) -> str:
+        authority = self.trust.view().consent_service(self.settings.consent_service)
+        query = {
+            "consumer": self.settings.client,
+            "service": procedure.consented_service,
+            "purpose": procedure.purpose,
+            "purpose_text": procedure.purpose_text,
+            "valid_days": str(procedure.valid_days),
+            "max_uses": "unlimited" if procedure.max_uses is None else str(procedure.max_uses),
+            "preview": "1" if procedure.preview else "",
+            "return_to": f"{self.settings.public_url.rstrip('/')}/procedures/"
+            f"{procedure.code}/consent",
+        }
+        if procedure.legal_basis:
+            query["legal_basis"] = procedure.legal_basis
+        return f"{authority.url}/grant?{urlencode(query)}"
+
+    def accept(self, procedure: Procedure, artefact: str) -> Consent:
+        """Keep an artefact the consent service posted back, if it is genuine and fits."""
+        view = self.trust.view()
+        consent = verify(
+            artefact, authorities=view.consent_authorities, revoked=view.revoked, at=self.clock()
+        )
+        if consent.consumer != self.settings.client or consent.service != (
+            procedure.consented_service
+        ):
+            raise AccessDenied("this consent is not for this procedure of this portal")
+        self.consents[(consent.sub, procedure.code)] = artefact
+        return consent
+
+    async def fetch(self, citizen: SignedIn, procedure: Procedure, artefact: str) -> Answer:
+        try:
+            response = await self.http.get(
+                f"/r1/{procedure.service}",
+                params={"person": citizen.subject},
+                headers={
+                    "X-Road-Client": self.settings.client,
+                    "X-Road-UserId": citizen.subject,
+                    "X-Exchange-Purpose": procedure.purpose,
+                    "X-Exchange-Consent": artefact,
+                    "Accept": "application/json",
+                },
+            )
+        except httpx.HTTPError:
+            return Answer(error="The portal's gateway cannot be reached. Please try again later.")
+        body = _json(response)
+        if response.status_code == 200 and isinstance(body, dict):
+            return Answer(evidence=flatten(body))
+        fault = body if isinstance(body, dict) else {}
+        kind = str(fault.get("type", ""))
+        if kind.endswith("PreviewRequired"):
+            return Answer(preview_url=str(fault.get("detail") or ""))
+        detail = str(fault.get("detail") or "")
+        if kind.endswith("ConsentDenied") and detail in GONE:
+            self.consents.pop((citizen.subject, procedure.code), None)
+        message = PLAIN.get(detail) or PLAIN.get(kind.rsplit(".", 1)[-1])
+        return Answer(
+            error=message
+            or str(fault.get("message") or f"The request failed (HTTP {response.status_code})."),
+            reason=f"{kind} ({detail})" if detail else kind or None,
+        )
+
+    def providers(self, view: TrustView) -> list[str]:
+        """Every provider subsystem in the service catalogue: each keeps its own usage log."""
+        return sorted(
+            {"/".join(str(s.get("id", "")).split("/")[:4]) for s in view.configuration.services}
+        )
+
+    async def usage(self, citizen: SignedIn, provider: str) -> list[dict[str, Any]]:
+        try:
+            response = await self.http.get(
+                f"/r1/{provider}/usage/v1/records",
+                params={"userCode": citizen.subject},
+                headers={
+                    "X-Road-Client": self.settings.client,
+                    "X-Road-UserId": citizen.subject,
+                    "X-Exchange-Identity": citizen.id_token,
+                },
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable("the portal's gateway cannot be reached") from exc
+        body = _json(response)
+        if response.status_code != 200 or not isinstance(body, dict):
+            message = body.get("message") if isinstance(body, dict) else None
+            raise NotFound(str(message or f"HTTP {response.status_code}"))
+        usages = body.get("usages", [])
+        return [dict(u, provider=provider) for u in usages if isinstance(u, dict)]
+
+    async def all_usage(self, citizen: SignedIn) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        view = self.trust.view()
+        providers = self.providers(view)
+        names = {m.id: m.name for m in view.configuration.members}
+        found = await asyncio.gather(
+            *(self.usage(citizen, p) for p in providers), return_exceptions=True
+        )
+        usages: list[dict[str, Any]] = []
+        failures: dict[str, str] = {}
+        for provider, result in zip(providers, found, strict=True):
+            if isinstance(result, BaseException):
+                reason = result.message if isinstance(result, Error) else "cannot be reached"
+                failures[provider] = reason
+                continue
+            for usage in result:
+                usage["providerName"] = names.get(provider.rsplit("/", 1)[0], provider)
+            usages += result
+        usages.sort(key=lambda u: str(u.get("logtime", "")), reverse=True)
+        return usages, failures
+
+    def anchors_for(self, view: TrustView, provider: str) -> Anchors:
+        member = provider.rsplit("/", 1)[0]
+        return Anchors(
+            ca=view.ca,
+            signing=[e.certificate for e in view.signing.values() if e.member == member],
+            tsa=[
+                x509.load_pem_x509_certificate(str(t["certificate"]).encode())
+                for t in view.configuration.timestamping_authorities
+            ],
+            revoked=view.revoked,
+        )
+
+    async def check_receipt(
+        self, citizen: SignedIn, provider: str, chain: str, seq: int
+    ) -> ReceiptCheck:
+        view = self.trust.view()
+        if provider not in self.providers(view):
+            raise InvalidRequest("no such provider in the global configuration")
+        for usage in await self.usage(citizen, provider):
+            receipt = usage.get("receipt")
+            if (
+                isinstance(receipt, dict)
+                and receipt.get("chain") == chain
+                and receipt.get("seq") == seq
+            ):
+                anchors = self.anchors_for(view, provider)
+                return await asyncio.to_thread(verify_receipt, receipt, anchors=anchors)
+        return ReceiptCheck(False, "the provider no longer hands out a receipt for that record")
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        return None
+
+
+def create_app(portal: Portal) -> Starlette:
+    settings, clock = portal.settings, portal.clock
+
+    def citizen_of(request: Request) -> SignedIn | None:
+        return signed_in(request.session, at=clock())
+
+    def sign_in_first(request: Request) -> Response:
+        then = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?then={quote(then)}", status_code=303)
+
+    def procedure_of(request: Request) -> Procedure:
+        procedure = settings.procedure(request.path_params["code"])
+        if procedure is None:
+            raise NotFound("there is no such procedure")
+        return procedure
+
+    async def home(request: Request) -> Response:
+        return web.page(
+            "portal_home.html",
+            site=SITE,
+            citizen=citizen_of(request),
+            procedures=settings.procedures,
+            csrf=web.csrf_token(request.session),
+        )
+
+    def procedure_page(
+        request: Request,
+        citizen: SignedIn,
+        procedure: Procedure,
+        *,
+        answer: Answer | None = None,
+        status: int = 200,
+    ) -> Response:
+        consent = portal.consent_of(citizen, procedure)
+        return web.page(
+            "procedure.html",
+            status=status,
+            site=SITE,
+            citizen=citizen,
+            procedure=procedure,
+            consent=consent,
+            grant_url=portal.grant_url(procedure) if consent is None else None,
+            declined="declined" in request.query_params,
+            answer=answer,
+            csrf=web.csrf_token(request.session),
+        )
+
+    async def procedure(request: Request) -> Response:
+        citizen = citizen_of(request)
+        if citizen is None:
+            return sign_in_first(request)
+        try:
+            return procedure_page(request, citizen, procedure_of(request))
+        except Error as error:
+            return web.failure(SITE, error)
+
+    async def consent_returned(request: Request) -> Response:
+        # Posted by the consent service's page (another site, so no session cookie comes
+        # along): the artefact is checked on its own merits, then the citizen comes back here.
+        form = await request.form()
+        try:
+            chosen = procedure_of(request)
+            if form.get("declined"):
+                return RedirectResponse(f"/procedures/{chosen.code}?declined=1", status_code=303)
+            portal.accept(chosen, str(form.get("consent", "")))
+        except Error as error:
+            return web.failure(SITE, error)
+        return RedirectResponse(f"/procedures/{chosen.code}", status_code=303)
+
+    async def fetch(request: Request) -> Response:
+        citizen = citizen_of(request)
+        if citizen is None:
+            return sign_in_first(request)
+        form = await request.form()
+        try:
+            web.check_csrf(request.session, form)
+            chosen = procedure_of(request)
+            artefact = portal.consents.get((citizen.subject, chosen.code))
+            if artefact is None or portal.consent_of(citizen, chosen) is None:
+                return RedirectResponse(f"/procedures/{chosen.code}", status_code=303)
+            answer = await portal.fetch(citizen, chosen, artefact)
+            return procedure_page(request, citizen, chosen, answer=answer)
+        except Error as error:
+            return web.failure(SITE, error)
+
+    async def usage(request: Request) -> Response:
+        citizen = citizen_of(request)
+        if citizen is None:
+            return sign_in_first(request)
+        try:
+            usages, failures = await portal.all_usage(citizen)
+        except Error as error:
+            return web.failure(SITE, error)
+        return web.page(
+            "usage.html",
+            site=SITE,
+            citizen=citizen,
+            usages=usages,
+            failures=failures,
+            csrf=web.csrf_token(request.session),
+            checked=None,
+        )
+
+    async def verify_page(request: Request) -> Response:
+        citizen = citizen_of(request)
+        if citizen is None:
+            return sign_in_first(request)
+        form = await request.form()
+        try:
+            web.check_csrf(request.session, form)
+            seq = str(form.get("seq", ""))
+            if not seq.isdigit():
+                raise InvalidRequest("no such record", detail="seq")
+            checked = await portal.check_receipt(
+                citizen, str(form.get("provider", "")), str(form.get("chain", "")), int(seq)
+            )
+            usages, failures = await portal.all_usage(citizen)
+        except Error as error:
+            return web.failure(SITE, error, back="/usage")
+        return web.page(
+            "usage.html",
+            site=SITE,
+            citizen=citizen,
+            usages=usages,
+            failures=failures,
+            csrf=web.csrf_token(request.session),
+            checked={"chain": form.get("chain"), "seq": int(seq), "result": checked},
+        )
+
+    async def health(_: Request) -> Response:
+        return Response('{"status":"ok"}', media_type="application/json")
+
+    return Starlette(
+        routes=[
+            Route("/", home),
+            *web.sign_in_routes(portal.login, site=SITE, clock=clock),
+            Route("/procedures/{code}", procedure, methods=["GET"]),
+            Route("/procedures/{code}/consent", consent_returned, methods=["POST"]),
+            Route("/procedures/{code}/fetch", fetch, methods=["POST"]),
+            Route("/usage", usage, methods=["GET"]),
+            Route("/usage/verify", verify_page, methods=["POST"]),
+            Route("/health", health),
+        ],
+        middleware=[
+            web.sessions(portal.session_secret, cookie="portal_session", https=settings.https)
+        ],
+    )

@@ -1,0 +1,111 @@
+"""The citizen portal's settings file (TOML): an example consumer information system.
+
+::
+
+    client = "EE/GOV/70000001/citizen-portal"   # its X-Road subsystem
+    gateway_url = "http://127.0.0.1:4420"       # its own gateway's consumer side
+    anchor = "anchor.json"                      # to read the global configuration
+    data_dir = "data"
+    public_url = "http://127.0.0.1:4450"
+    consent_service = "consent"                 # which consent service citizens are sent to
+
+    [listen]
+    port = 4450
+
+    [identity]
+    issuer = "http://127.0.0.1:4440"
+    jwks_url = "http://127.0.0.1:4440/jwks"
+    client_id = "citizen-portal"
+
+    [[procedures]]                              # what citizens can do here (default: passport)
+    code = "passport"
+    ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from exchange import settings_file
+from exchange.identifiers import ServiceId, SubsystemId, check_segment
+from exchange.settings_file import Listen, OidcClient, Strict
+
+
+class Procedure(Strict):
+    """A public service that needs evidence another agency already holds."""
+
+    code: str
+    title: str
+    description: str
+    service: str  # INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE[/VERSION] to fetch the evidence from
+    evidence: str  # what the citizen would otherwise bring, in words
+    purpose: str
+    purpose_text: str
+    legal_basis: str | None = None
+    valid_days: int = Field(default=30, ge=1, le=365)
+    max_uses: int | None = Field(default=3, ge=1)
+    preview: bool = False
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        return check_segment(value, "procedure code")
+
+    @field_validator("service")
+    @classmethod
+    def _service(cls, value: str) -> str:
+        ServiceId.parse(value)
+        return value
+
+    @property
+    def consented_service(self) -> str:
+        """The service as a consent names it: without its version."""
+        return "/".join(self.service.split("/")[:5])
+
+
+def passport(service: str) -> Procedure:
+    return Procedure(
+        code="passport",
+        title="Apply for a passport",
+        description=(
+            "A first passport needs proof of birth. Instead of bringing a certificate, let the "
+            "portal obtain your birth certificate from the Population Register with your consent."
+        ),
+        service=service,
+        evidence="birth certificate",
+        purpose="passport-application",
+        purpose_text="to check your identity and citizenship for your passport application",
+    )
+
+
+class PortalSettings(Strict):
+    client: str
+    gateway_url: str
+    anchor: Path
+    data_dir: Path
+    public_url: str
+    consent_service: str
+    listen: Listen = Listen(port=4450)
+    identity: OidcClient
+    procedures: list[Procedure] = Field(min_length=1)
+    timeout: float = Field(default=30.0, gt=0)
+    globalconf_refresh: float = Field(default=60.0, gt=0)
+
+    @field_validator("client")
+    @classmethod
+    def _client(cls, value: str) -> str:
+        SubsystemId.parse(value)
+        return value
+
+    @property
+    def https(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    def procedure(self, code: str) -> Procedure | None:
+        return next((p for p in self.procedures if p.code == code), None)
+
+    @classmethod
+    def load(cls, path: Path) -> PortalSettings:
+        return settings_file.load(cls, path, kind="portal")

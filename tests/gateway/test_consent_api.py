@@ -1,0 +1,175 @@
+"""The consent service's API on a running server: forged ID tokens are refused at the door, a
+citizen sees and revokes only their own consents, and the terms are shown before granting."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from exchange.consent.redemption import sign_use
+from exchange.gateway import files as gateway_files
+from exchange.gateway.signing import MessageSigner
+from exchange.idp import files as idp_files
+from exchange.sample import federation
+from tests.gateway.conftest import MARI, Running
+
+JAAN = "EE39107156021"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def idp_key(running: Running) -> Any:
+    return idp_files.load(running.layout.idp, clock=lambda: None)._key  # type: ignore[arg-type]
+
+
+def claims(running: Running, **changes: Any) -> dict[str, Any]:
+    now = int(time.time())
+    base = {
+        "iss": f"http://127.0.0.1:{running.ports.idp}",
+        "sub": MARI,
+        "aud": federation.CONSENT_CLIENT_ID,
+        "iat": now,
+        "exp": now + 300,
+    }
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def signed(running: Running, payload: dict[str, Any], typ: str = "JWT") -> str:
+    provider = idp_files.load(running.layout.idp, clock=lambda: None)  # type: ignore[arg-type]
+    return jwt.encode(
+        payload, idp_key(running), algorithm="ES256", headers={"kid": provider.kid, "typ": typ}
+    )
+
+
+def listing(running: Running, token: str) -> httpx.Response:
+    return httpx.get(
+        f"{running.consent_url}/api/v1/consents", headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+def forgeries(running: Running) -> dict[str, str]:
+    provider = idp_files.load(running.layout.idp, clock=lambda: None)  # type: ignore[arg-type]
+    body = b64(json.dumps(claims(running)).encode())
+    none = f"{b64(json.dumps({'alg': 'none', 'typ': 'JWT', 'kid': provider.kid}).encode())}.{body}."
+    public_pem = (
+        idp_key(running)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    hs_header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": provider.kid}).encode())
+    mac = hmac.new(public_pem, f"{hs_header}.{body}".encode(), hashlib.sha256).digest()
+    return {
+        "alg-none": none,
+        "hs256-with-public-key": f"{hs_header}.{body}.{b64(mac)}",
+        "missing-exp": signed(running, claims(running, exp=None)),
+        "missing-aud": signed(running, claims(running, aud=None)),
+        "wrong-issuer": signed(running, claims(running, iss="http://127.0.0.1:1")),
+        "expired": signed(
+            running, claims(running, iat=int(time.time()) - 900, exp=int(time.time()) - 600)
+        ),
+        "portal-token": running.id_token(MARI),  # issued to another client
+        "consent-artefact": running.artefact(MARI),  # a token of another kind
+        "another-typ": signed(running, claims(running), typ="exchange-consent+jwt"),
+    }
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "alg-none",
+        "hs256-with-public-key",
+        "missing-exp",
+        "missing-aud",
+        "wrong-issuer",
+        "expired",
+        "portal-token",
+        "consent-artefact",
+        "another-typ",
+    ],
+)
+def test_forged_id_tokens_are_refused(running: Running, attack: str) -> None:
+    answer = listing(running, forgeries(running)[attack])
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["type"] == "Client.InvalidToken"
+    assert answer.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_genuine_token_lists_only_ones_own_consents(running: Running) -> None:
+    mine = running.grant(MARI).json()["id"]
+    jaans = running.grant(JAAN).json()["id"]
+    token = running.id_token(MARI, federation.CONSENT_CLIENT_ID)
+    ids = [c["id"] for c in listing(running, token).json()["consents"]]
+    assert mine in ids
+    assert jaans not in ids
+    stolen = httpx.post(
+        f"{running.consent_url}/api/v1/consents/{jaans}/revoke",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert stolen.status_code == 404
+    status = httpx.get(f"{running.consent_url}/api/v1/consents/{jaans}/status").json()
+    assert status["status"] == "active"
+
+
+def test_terms_in_plain_words_and_bad_requests(running: Running) -> None:
+    token = running.id_token(MARI, federation.CONSENT_CLIENT_ID)
+    request = {
+        "consumer": str(federation.CITIZEN_PORTAL),
+        "service": federation.BIRTH_CERTIFICATE,
+        "purpose": "passport-application",
+        "purpose_text": "to apply for a passport",
+        "max_uses": 1,
+    }
+    terms = httpx.post(
+        f"{running.consent_url}/api/v1/terms",
+        json=request,
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["notice"]
+    assert terms.startswith("State Portal (EE/GOV/70000001/citizen-portal) may obtain your")
+    assert "birth certificate from Population Register at most 1 time" in terms
+    for bad, field in (
+        ({"service": "EE/GOV/70000310/population-registry/nothing"}, "service"),
+        ({"consumer": "EE/GOV/79999999/nobody"}, "consumer"),
+        ({"purpose": "has spaces"}, "purpose"),
+        ({"valid_days": 100000}, "valid_days"),
+        ({"max_uses": 0}, "max_uses"),
+    ):
+        answer = httpx.post(
+            f"{running.consent_url}/api/v1/consents",
+            json={**request, **bad},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["detail"] == field
+
+
+def test_use_endpoint_only_takes_the_providers_signature(running: Running) -> None:
+    consent_id = running.grant(MARI, max_uses=1).json()["id"]
+    url = f"{running.consent_url}/api/v1/consents/{consent_id}/uses"
+    assert httpx.post(url, content=b"not-a-jws").status_code in (400, 403)
+    # Signed by the portal's member, which does not provide the service: refused, no use spent.
+    keys = gateway_files.load(running.consumer_settings())
+    token = sign_use(
+        MessageSigner(keys.signing_key, keys.signing_certificate),
+        consent_id=consent_id,
+        message_id="m-1",
+        service=f"{federation.BIRTH_CERTIFICATE}/v1",
+        at=datetime.now(UTC),
+    )
+    refused = httpx.post(url, content=token.encode())
+    assert refused.status_code == 403, refused.text
+    assert "only the provider" in refused.json()["message"]
+    status = httpx.get(f"{running.consent_url}/api/v1/consents/{consent_id}/status").json()
+    assert status == {"id": consent_id, "status": "active", "uses": 0, "max_uses": 1}

@@ -1,0 +1,105 @@
+"""The citizen's whole journey through the portal, on real servers: sign in, start a procedure,
+consent at the consent service, see the fetched birth certificate, see who accessed the data and
+verify the receipt, revoke the consent, and find the next fetch refused."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+import httpx
+
+from tests.browser import Browser
+from tests.gateway.conftest import MARI, Running
+from tests.servers import exchange
+
+
+def link(page: httpx.Response, element_id: str) -> str:
+    found = re.search(rf'id="{element_id}" href="([^"]+)"', page.text)
+    assert found, page.text[:3000]
+    return unescape(found.group(1))
+
+
+def test_citizen_journey(running: Running) -> None:
+    portal = f"http://127.0.0.1:{running.ports.portal}"
+    browser = Browser()
+    try:
+        home = browser.sign_in(browser.get(f"{portal}/login?then=/"), MARI)
+        assert "Welcome, Mari Tamm" in home.text
+
+        procedure = browser.get(f"{portal}/procedures/passport")
+        assert 'id="needs-consent"' in procedure.text
+        consent_page = browser.sign_in(browser.get(link(procedure, "give-consent")), MARI)
+        assert "Do you agree?" in consent_page.text
+        assert "State Portal" in consent_page.text
+        assert "birth certificate" in consent_page.text
+        granted = browser.submit(consent_page, 'value="grant"', decision="grant")
+        assert "Consent given" in granted.text
+        back = browser.submit(granted, 'name="consent"')
+        assert str(back.url).startswith(f"{portal}/procedures/passport")
+        assert 'id="consent"' in back.text
+
+        fetched = browser.submit(back, 'id="fetch"')
+        assert 'id="evidence"' in fetched.text, fetched.text[:3000]
+        assert "B-1980-000123" in fetched.text  # the registration number, from the register
+        assert "Tamm" in fetched.text
+
+        assert exchange("audit", "head", "-c", str(running.layout.provider)).returncode == 0
+        usage = browser.get(f"{portal}/usage")
+        assert usage.status_code == 200, usage.text
+        assert "State Portal" in usage.text
+        assert "passport-application" in usage.text
+        verified = browser.submit(usage, 'name="seq"')
+        assert 'id="verification"' in verified.text
+        assert "Verified:" in verified.text, verified.text[:3000]
+
+        consents = browser.get(f"http://127.0.0.1:{running.ports.consent}/")
+        assert 'data-status="active"' in consents.text
+        after = browser.submit(consents, "Revoke this consent")
+        assert 'data-status="revoked"' in after.text
+
+        procedure = browser.get(f"{portal}/procedures/passport")
+        refused = browser.submit(procedure, 'id="fetch"')
+        assert 'id="refused"' in refused.text
+        assert "revoked" in refused.text
+        assert 'id="needs-consent"' in refused.text  # the portal asks for a new consent
+    finally:
+        browser.close()
+
+
+def test_a_declined_consent_fetches_nothing(running: Running) -> None:
+    portal = f"http://127.0.0.1:{running.ports.portal}"
+    browser = Browser()
+    try:
+        browser.sign_in(browser.get(f"{portal}/login?then=/"), "EE39107156021")
+        procedure = browser.get(f"{portal}/procedures/passport")
+        consent_page = browser.sign_in(
+            browser.get(link(procedure, "give-consent")), "EE39107156021"
+        )
+        declined = browser.submit(consent_page, 'value="decline"', decision="decline")
+        assert "Consent not given" in declined.text
+        back = browser.submit(declined, 'name="declined"')
+        assert "You did not give consent" in back.text
+        assert 'id="needs-consent"' in back.text
+    finally:
+        browser.close()
+
+
+def test_pages_need_sign_in_and_refuse_foreign_return_addresses(running: Running) -> None:
+    portal = f"http://127.0.0.1:{running.ports.portal}"
+    answer = httpx.get(f"{portal}/usage", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/login")
+    consent = f"http://127.0.0.1:{running.ports.consent}"
+    browser = Browser()
+    try:
+        query = (
+            "consumer=EE/GOV/70000001/citizen-portal"
+            "&service=EE/GOV/70000310/population-registry/birth-certificate"
+            "&purpose=x&purpose_text=y&return_to=https://evil.example/steal"
+        )
+        page = browser.sign_in(browser.get(f"{consent}/grant?{query}"), MARI)
+        assert page.status_code == 400
+        assert "may not send citizens back" in page.text
+    finally:
+        browser.close()
