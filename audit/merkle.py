@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+HASH_SIZE = 32  # SHA-256
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 
@@ -54,28 +55,36 @@ class Tree:
 
     Appending is O(log n); the root of any prefix and the proofs below are O(log^2 n), because
     every range a proof needs is either a complete, aligned subtree (read from ``levels``) or the
-    right edge of the tree (folded from a few of them). Memory: about twice the leaf hashes.
+    right edge of the tree (folded from a few of them). Each level is one contiguous buffer of
+    32-byte hashes, so memory is about 64 bytes a leaf (a million records: 64 MB), not the
+    150 that separate bytes objects would take.
     """
 
     def __init__(self, leaves: Sequence[bytes] = ()) -> None:
-        self.levels: list[list[bytes]] = [[]]
+        self.levels: list[bytearray] = [bytearray()]
         for leaf in leaves:
             self.append(leaf)
 
     @property
     def size(self) -> int:
-        return len(self.levels[0])
+        return len(self.levels[0]) // HASH_SIZE
+
+    def node(self, level: int, index: int) -> bytes:
+        start = index * HASH_SIZE
+        return bytes(self.levels[level][start : start + HASH_SIZE])
 
     def append(self, leaf: bytes) -> None:
-        self.levels[0].append(leaf)
-        level, index = 0, len(self.levels[0]) - 1
+        if len(leaf) != HASH_SIZE:
+            raise ValueError("a leaf is a 32-byte hash")
+        self.levels[0] += leaf
+        level, index = 0, self.size - 1
         while index % 2 == 1:
-            parent = node_hash(self.levels[level][index - 1], self.levels[level][index])
+            parent = node_hash(self.node(level, index - 1), self.node(level, index))
             level += 1
             if len(self.levels) == level:
-                self.levels.append([])
-            self.levels[level].append(parent)
-            index = len(self.levels[level]) - 1
+                self.levels.append(bytearray())
+            self.levels[level] += parent
+            index = len(self.levels[level]) // HASH_SIZE - 1
 
     def range_root(self, lo: int, hi: int) -> bytes:
         """MTH(D[lo:hi]) for the ranges RFC 9162 proofs use."""
@@ -84,7 +93,7 @@ class Tree:
             return EMPTY_ROOT
         k = n.bit_length() - 1
         if n == 1 << k and lo % n == 0:
-            return self.levels[k][lo >> k]
+            return self.node(k, lo >> k)
         split = _split(n)
         return node_hash(self.range_root(lo, lo + split), self.range_root(lo + split, hi))
 

@@ -14,12 +14,12 @@ anchor that vouches for them. It names the first bad position:
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import jwt
+import orjson
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -114,7 +114,7 @@ def verify(chain: str, bodies: Iterable[bytes], heads: Iterable[Head], anchors: 
 
 def _check_record(chain: str, position: int, body: bytes, previous: str) -> Problem | None:
     try:
-        record = json.loads(body)
+        record = orjson.loads(body)
     except ValueError:
         return Problem(position, "record is not valid JSON")
     if not isinstance(record, dict) or record.get("chain") != chain:

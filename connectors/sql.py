@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -29,6 +30,7 @@ class SqlConnector:
         query: str,
         parameters: tuple[str, ...],
         fields: Mapping[str, str] | None = None,
+        json_columns: Sequence[str] = (),
         timeout: float = 5.0,
         engine: Engine | None = None,
     ) -> None:
@@ -40,6 +42,9 @@ class SqlConnector:
             )
         self._parameters = parameters
         self._fields = fields
+        # Columns holding JSON text (lists such as a company's board members, built in SQL with
+        # json_group_array): decoded before mapping. PostgreSQL json columns arrive decoded.
+        self._json_columns = tuple(json_columns)
         self._timeout = timeout
         self._engine = engine if engine is not None else build_engine(url, pool_size=8)
         # Its own threads: a slow registry must not starve the event loop's default executor.
@@ -82,7 +87,14 @@ class SqlConnector:
             raise ServiceFailed(
                 "registry returned more than one record for a single-record service"
             )
-        return map_fields(rows[0], self._fields)
+        row = dict(rows[0])
+        for column in self._json_columns:
+            if isinstance(row.get(column), str | bytes):
+                try:
+                    row[column] = json.loads(row[column])
+                except ValueError as exc:
+                    raise ServiceFailed(f"registry column {column} is not valid JSON") from exc
+        return map_fields(row, self._fields)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

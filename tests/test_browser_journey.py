@@ -3,8 +3,10 @@
 Starts ``exchange demo`` on free ports, then as Mari Tamm: signs in at the portal, starts the
 passport procedure, gives consent at the consent service, sees the birth certificate the portal
 fetched, opens "who accessed my data", verifies the access's receipt, revokes the consent and
-sees the next fetch refused. A screenshot of each step goes to ``EXCHANGE_SCREENSHOTS`` (the
-README's pictures: ``make screenshots``) or to the test's temporary folder.
+sees the next fetch refused; then applies for a teaching position, whose diploma the university
+shows her (preview) before she approves sending it. A screenshot of each step goes to
+``EXCHANGE_SCREENSHOTS`` (the README's pictures: ``make screenshots``) or to the test's
+temporary folder.
 
 Skipped when Chromium is not installed, unless ``EXCHANGE_REQUIRE_BROWSER`` is set (CI sets it).
 """
@@ -28,7 +30,7 @@ from exchange.cli import demo as demo_ports
 from tests.servers import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-OFFSETS = tuple(demo_ports.OFFSETS.values())
+OFFSETS = demo_ports.ALL_OFFSETS
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).exists():
@@ -131,7 +133,7 @@ def test_citizen_journey_in_chromium(tmp_path: Path, shots: Path) -> None:
         page.get_by_role("button", name="Mari Tamm").click()
         expect(page.get_by_text("Welcome, Mari Tamm")).to_be_visible()
 
-        page.get_by_role("link", name="Start").click()
+        page.get_by_role("link", name="Start: Apply for a passport").click()
         expect(page.locator("#needs-consent")).to_be_visible()
         snap("03-procedure")
         page.locator("#give-consent").click()
@@ -181,4 +183,24 @@ def test_citizen_journey_in_chromium(tmp_path: Path, shots: Path) -> None:
         page.locator("#fetch").click()
         expect(page.locator("#refused")).to_contain_text("revoked")
         snap("09-next-fetch-refused")
+
+        # Preview: the diploma is shown to the citizen at the university before it is sent.
+        page.goto(f"{portal}/procedures/teaching-position")
+        page.locator("#give-consent").click()
+        expect(page.locator("#terms")).to_contain_text("before each release")
+        page.get_by_role("button", name="Yes, I give my consent").click()
+        page.get_by_role("button", name="Return to State Portal").click()
+        page.locator("#fetch").click()
+        preview = page.locator("#preview-link").get_attribute("href")
+        assert preview
+        page.goto(preview)
+        page.get_by_role("button", name="Mari Tamm").click()  # signing in at the university
+        expect(page.locator("#evidence")).to_contain_text("MA-2004-1187")
+        snap("10-preview-at-the-university")
+        page.get_by_role("button", name="Send this data").click()
+        expect(page.get_by_role("heading", name="Approved")).to_be_visible()
+        page.goto(f"{portal}/procedures/teaching-position")
+        page.locator("#fetch").click()
+        expect(page.locator("#evidence")).to_contain_text("Master of Science in Informatics")
+        snap("11-diploma-after-approval")
         browser.close()

@@ -104,7 +104,7 @@ def test_member_side_csr_flow_through_the_cli(tmp_path: Path) -> None:
 
 def test_demo_comes_up_serves_evidence_resumes_and_stops_cleanly(tmp_path: Path) -> None:
     base = free_port()
-    while not all(port_is_free(base + offset) for offset in demo.OFFSETS.values()):
+    while not all(port_is_free(base + offset) for offset in demo.ALL_OFFSETS):
         base = free_port()
     args = ["demo", "--data-dir", str(tmp_path / "demo"), "--port", str(base)]
     health = f"http://127.0.0.1:{base + 20}/health"

@@ -36,6 +36,7 @@ from exchange.portal.app import Portal
 from exchange.portal.app import create_app as create_portal_app
 from exchange.portal.settings import PortalSettings
 from exchange.sample import federation, population
+from exchange.sample.university import create_app as create_university_app
 from exchange.trust.globalconf_client import utcnow
 from exchange.tsa import files as tsa_files
 from exchange.tsa.app import create_app as create_tsa_app
@@ -55,10 +56,23 @@ OFFSETS = {
     "portal": 50,
     "consent": 60,
 }
+MORE_OFFSETS = {
+    "business_consumer": 70,
+    "business_tls": 71,
+    "university_consumer": 80,
+    "university_tls": 81,
+    "university_preview": 82,
+    "university_backend": 85,
+}
+ALL_OFFSETS = (*OFFSETS.values(), *MORE_OFFSETS.values())
 
 
 def _ports(base: int) -> federation.Ports:
     return federation.Ports(**{role: base + offset for role, offset in OFFSETS.items()})
+
+
+def _more(base: int) -> federation.MorePorts:
+    return federation.MorePorts(**{role: base + offset for role, offset in MORE_OFFSETS.items()})
 
 
 def demo(
@@ -67,10 +81,10 @@ def demo(
     ] = Path("demo-data"),
     port: Annotated[
         int,
-        typer.Option(help="First port; the demo also uses +10, +11, +12, +20, +21, +30 ... +60."),
+        typer.Option(help="First port; the demo also uses the next 85 (see the walkthrough)."),
     ] = 4400,
 ) -> None:
-    """Bring up a federation on localhost: central authority, two gateways, a register."""
+    """Bring up a whole federation on localhost: authorities, registers, gateways, portal."""
     configure(level="WARNING")
     marker = data_dir / "demo.json"
     if marker.exists():
@@ -86,9 +100,14 @@ def demo(
             idp=data_dir / "idp",
             consent=data_dir / "consent" / "consent.toml",
             portal=data_dir / "portal" / "portal.toml",
+            providers=tuple(
+                data_dir / name / "gateway.toml"
+                for name in ("business-gateway", "university-gateway")
+                if (data_dir / name / "gateway.toml").exists()
+            ),
         )
     else:
-        layout = federation.create(data_dir, _ports(port))
+        layout = federation.create(data_dir, _ports(port), more=_more(port))
         marker.write_text(json.dumps({"port": port}) + "\n")
         typer.echo(f"initialised instance {federation.INSTANCE} in {data_dir}")
     ports = _ports(port)
@@ -97,7 +116,8 @@ def demo(
     central = build(central_settings)
     document = central.publisher.document()
     gateways = []
-    for config in (layout.provider, layout.consumer):
+    more = _more(port)
+    for config in (layout.provider, layout.consumer, *layout.providers):
         settings = GatewaySettings.load(config)
         # The authority starts in this same process: give each gateway today's configuration.
         (settings.data_dir / "globalconf.jws").write_bytes(document)
@@ -117,11 +137,15 @@ exchange demo: instance {federation.INSTANCE} is up on localhost.
 Open the citizen portal:  http://127.0.0.1:{ports.portal}/
   sign in as a test citizen (e.g. Mari Tamm), start "Apply for a passport", give consent at the
   consent service, and the portal fetches the birth certificate from the Population Register;
-  "Who accessed my data" shows that access and verifies its receipt.
+  "Who accessed my data" shows that access and verifies its receipt. "Apply for a teaching
+  position" fetches a diploma from the university with preview: you see it before it is sent.
 
   consent service           http://127.0.0.1:{ports.consent}/   (your consents; revoke them here)
   central authority         {central_settings.url}   (global configuration at /globalconf)
   Population Register gw    provider https://127.0.0.1:{ports.provider_tls} (mutual TLS only)
+  Business Register gw      provider https://127.0.0.1:{more.business_tls} (SQL register)
+  University of Tartu gw    provider https://127.0.0.1:{more.university_tls} (its REST backend at
+                            http://127.0.0.1:{more.university_backend}, HTTP connector)
   State Portal gw           consumer {consumer}   (X-Road REST for the portal)
   timestamping authority    http://127.0.0.1:{ports.tsa}/   (RFC 3161, for audit tree heads)
   identity provider         http://127.0.0.1:{ports.idp}   (test citizens; development only)
@@ -135,7 +159,12 @@ Birth certificates need the person's consent (X-Exchange-Consent); without it th
 signed ConsentRequired refusal, and the register is not asked.
 
 Add -H 'Accept: application/xml' for XML. Sample people: {PEOPLE}.
-List what the register offers:
+A company's registration (public data) from the Business Register:
+
+  curl -H 'X-Road-Client: {federation.CITIZEN_PORTAL}' \\
+       '{consumer}/r1/{federation.BUSINESS_REGISTRATION}/v1?code=10137319'
+
+List what a register offers:
   curl -H 'X-Road-Client: {federation.CITIZEN_PORTAL}' \\
        '{consumer}/r1/{federation.POPULATION_REGISTRY}/listMethods'
 
@@ -160,6 +189,7 @@ State lives in {data_dir}; run again to resume. Ctrl-C stops everything.
                 port=ports.idp,
             ),
             serving.config(create_consent_app(consent), host="127.0.0.1", port=ports.consent),
+            serving.config(create_university_app(), host="127.0.0.1", port=more.university_backend),
             serving.config(create_portal_app(portal), host="127.0.0.1", port=ports.portal),
         ]
 

@@ -19,8 +19,11 @@ Citizens' programs (``Authorization: Bearer <ID token issued to this service>``)
 
 Provider gateways::
 
-    GET  /api/v1/consents/{id}/status   active | revoked | expired | not-yet-valid | exhausted
-    POST /api/v1/consents/{id}/uses     spend one use (body: JWS signed by the provider)
+    POST /api/v1/consents/{id}/status   is it live: active | revoked | expired | not-yet-valid |
+                                        exhausted
+    POST /api/v1/consents/{id}/uses     spend one use for a message
+        (both: the body is a question signed by the consented service's provider, the answer a
+        JWS signed by this service; see exchange.consent.redemption)
 """
 
 from __future__ import annotations
@@ -35,15 +38,15 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from exchange import web
-from exchange.consent.redemption import verify_use
+from exchange.consent.redemption import sign_answer, verify_query
 from exchange.consent.service import ConsentService
 from exchange.consent.store import GrantRequest, Listed, Terms, resolve
-from exchange.errors import Error, InvalidRequest, InvalidToken
+from exchange.errors import AccessDenied, Error, InvalidRequest, InvalidToken, NotFound
 from exchange.http import error_body
 from exchange.identity.login import signed_in
 
 SITE = "Consent service"
-MAX_USE_REQUEST = 8 * 1024
+MAX_QUESTION = 8 * 1024
 
 
 def grant_request(fields: Any) -> GrantRequest:
@@ -159,8 +162,8 @@ def create_app(service: ConsentService) -> Starlette:
 
     async def confirm(request: Request) -> Response:
         citizen = signed_in(request.session, at=clock())
-        form = await request.form()
         try:
+            form = await web.form(request)
             if citizen is None:
                 raise InvalidToken("your sign-in has ended; please start again")
             web.check_csrf(request.session, form)
@@ -194,8 +197,8 @@ def create_app(service: ConsentService) -> Starlette:
 
     async def revoke_page(request: Request) -> Response:
         citizen = signed_in(request.session, at=clock())
-        form = await request.form()
         try:
+            form = await web.form(request)
             if citizen is None:
                 raise InvalidToken("your sign-in has ended; please sign in again")
             web.check_csrf(request.session, form)
@@ -247,38 +250,44 @@ def create_app(service: ConsentService) -> Starlette:
 
     # Providers
 
-    async def status(request: Request) -> Response:
-        try:
-            answer = await asyncio.to_thread(store.status, request.path_params["consent_id"])
-        except Error as error:
-            return fail(error)
-        return JSONResponse(answer.as_json(), headers={"Cache-Control": "no-store"})
-
-    async def use(request: Request) -> Response:
+    async def question(request: Request, action: str) -> Response:
         consent_id = request.path_params["consent_id"]
         try:
-            body = await request.body()
-            if len(body) > MAX_USE_REQUEST or not body.isascii():
-                raise InvalidRequest("a use request is a JWS of at most 8 KiB")
-            current = await asyncio.to_thread(store.status, consent_id)
-            service_id = await asyncio.to_thread(store.service_of, consent_id)
-            claims = verify_use(
+            body = await web.bounded_body(request, MAX_QUESTION)
+            if not body.isascii():
+                raise InvalidRequest("a consent question is a compact JWS")
+            member, asked = verify_query(
                 body.decode("ascii"),
-                consent_id=current.id,
-                consented_service=service_id,
+                consent_id=consent_id,
+                action=action,
                 view=service.trust.view(),
                 at=clock(),
                 skew=120,
             )
-            answer = await asyncio.to_thread(
-                store.redeem,
-                consent_id,
-                message_id=claims["message_id"],
-                provider=service_id.rsplit("/", 2)[0],
-            )
+            consented = await asyncio.to_thread(store.service_of, consent_id)
+            # Only the consented service's provider may ask; anyone else learns nothing.
+            if consented.rsplit("/", 2)[0] != member:
+                raise NotFound("no such consent")
+            if "/".join(str(asked["service"]).split("/")[:5]) != consented:
+                raise AccessDenied("the question names another service than the consent")
+            if action == "use":
+                answer = await asyncio.to_thread(
+                    store.redeem, consent_id, message_id=asked["message_id"], provider=member
+                )
+            else:
+                answer = await asyncio.to_thread(store.status, consent_id)
         except Error as error:
             return fail(error)
-        return JSONResponse(answer.as_json(), headers={"Cache-Control": "no-store"})
+        signed = sign_answer(service.signer, asked, answer.as_json(), clock())
+        return Response(
+            signed, media_type="application/jose", headers={"Cache-Control": "no-store"}
+        )
+
+    async def status(request: Request) -> Response:
+        return await question(request, "status")
+
+    async def use(request: Request) -> Response:
+        return await question(request, "use")
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "consent_service": settings.name})
@@ -294,7 +303,7 @@ def create_app(service: ConsentService) -> Starlette:
             Route("/api/v1/consents", api_grant, methods=["POST"]),
             Route("/api/v1/consents", api_list, methods=["GET"]),
             Route("/api/v1/consents/{consent_id}/revoke", api_revoke, methods=["POST"]),
-            Route("/api/v1/consents/{consent_id}/status", status, methods=["GET"]),
+            Route("/api/v1/consents/{consent_id}/status", status, methods=["POST"]),
             Route("/api/v1/consents/{consent_id}/uses", use, methods=["POST"]),
             Route("/health", health),
         ],

@@ -101,7 +101,7 @@ class Consent:
             raise ConsentDenied("consent has expired", detail="expired")
         if consumer != self.consumer:
             raise ConsentDenied("consent was given to another consumer", detail="other-consumer")
-        if service != self.service and evidence_type != self.evidence_type:
+        if service != self.service or evidence_type != self.evidence_type:
             raise ConsentDenied("consent is for another service", detail="other-service")
         if purpose != self.purpose.code:
             raise ConsentDenied("consent is for another purpose", detail="other-purpose")
@@ -135,11 +135,11 @@ class ConsentSigner:
         self.kid = fingerprint(certificate)
 
     def sign(self, consent: Consent) -> str:
+        return self.sign_claims(consent.claims(), JWS_TYPE)
+
+    def sign_claims(self, claims: dict[str, Any], typ: str) -> str:
         return jwt.encode(
-            consent.claims(),
-            self._key,
-            algorithm="ES256",
-            headers={"typ": JWS_TYPE, "kid": self.kid},
+            claims, self._key, algorithm="ES256", headers={"typ": typ, "kid": self.kid}
         )
 
 

@@ -1,9 +1,15 @@
-"""Spending a use of a consent: the provider gateway's signed request to the consent service.
+"""What a provider gateway asks the consent service, and what it answers: both signed.
 
-The request body is a compact JWS (``typ`` ``exchange-consent-use+jws``) signed with the provider
-member's signing key, naming the consent, the message being answered and the service. The
-consent service accepts it only from the member that provides the consented service, so no one
-else can spend (or probe) a citizen's uses.
+A question is a compact JWS (``typ`` ``exchange-consent-query+jws``) signed with the provider
+member's signing key: the consent, the action (``status``: is it live; ``use``: spend one use for
+this message), the message and the service, with a short lifetime. The consent service answers
+only the member that provides the consented service (anyone else learns nothing, not even
+whether the consent exists).
+
+The answer is a compact JWS (``typ`` ``exchange-consent-answer+jwt``) signed with the consent
+service's key: the consent, the action, the message, the status and the uses, with its time. A
+provider accepts only an answer signed by the consent service that issued the artefact, about
+this very question, and fresh; so no one on the path between them can say "active".
 """
 
 from __future__ import annotations
@@ -11,52 +17,112 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from exchange.errors import AccessDenied, InvalidSignature, StaleMessage
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from exchange.consent.artefact import ConsentAuthority, ConsentSigner
+from exchange.errors import AccessDenied, InvalidSignature, ServiceUnavailable, StaleMessage
 from exchange.gateway.signing import MessageSigner, decode_signed
 from exchange.gateway.trust import TrustView
-from exchange.identifiers import MemberId, ServiceId
+from exchange.identifiers import MemberId
 
-USE_TYPE = "exchange-consent-use+jws"
+QUERY_TYPE = "exchange-consent-query+jws"
+ANSWER_TYPE = "exchange-consent-answer+jwt"
+ACTIONS = ("status", "use")
 LIFETIME = 60
 
 
-def sign_use(
-    signer: MessageSigner, *, consent_id: str, message_id: str, service: str, at: datetime
+def sign_query(
+    signer: MessageSigner,
+    *,
+    consent_id: str,
+    action: str,
+    message_id: str,
+    service: str,
+    at: datetime,
 ) -> str:
     now = int(at.timestamp())
     claims = {
         "consent": consent_id,
+        "action": action,
         "message_id": message_id,
         "service": service,
         "iat": now,
         "exp": now + LIFETIME,
     }
-    return signer.sign(claims, USE_TYPE)
+    return signer.sign(claims, QUERY_TYPE)
 
 
-def verify_use(
-    token: str,
-    *,
-    consent_id: str,
-    consented_service: str,
-    view: TrustView,
-    at: datetime,
-    skew: float,
-) -> dict[str, Any]:
-    """The claims of a use request for ``consent_id``, if the consented service's provider
-    signed it recently."""
-    provider: MemberId = ServiceId.parse(consented_service).subsystem.member
+def verify_query(
+    token: str, *, consent_id: str, action: str, view: TrustView, at: datetime, skew: float
+) -> tuple[str, dict[str, Any]]:
+    """(the signing member, the claims) of a fresh question about ``consent_id``."""
     try:
-        claims = decode_signed(token, USE_TYPE, view, provider, at)
+        kid = str(jwt.get_unverified_header(token).get("kid", ""))
+    except jwt.PyJWTError as exc:
+        raise AccessDenied("a consent question must be signed by a provider") from exc
+    entry = view.signing.get(kid)
+    if entry is None:
+        raise AccessDenied("a consent question must be signed by a provider")
+    try:
+        claims = decode_signed(token, QUERY_TYPE, view, MemberId.parse(entry.member), at)
     except InvalidSignature as exc:
-        raise AccessDenied("only the provider of the consented service may spend its uses") from exc
-    if claims.get("consent") != consent_id or not isinstance(claims.get("message_id"), str):
-        raise AccessDenied("use request names another consent")
-    service = claims.get("service")
-    if not isinstance(service, str) or "/".join(service.split("/")[:5]) != consented_service:
-        raise AccessDenied("use request names another service")
+        raise AccessDenied("a consent question must be signed by a provider") from exc
+    if claims.get("consent") != consent_id or claims.get("action") != action:
+        raise AccessDenied("the question names another consent or action")
+    if not isinstance(claims.get("message_id"), str) or not isinstance(claims.get("service"), str):
+        raise AccessDenied("the question names no message or service")
     iat, exp = claims.get("iat"), claims.get("exp")
     now = at.timestamp()
     if not (isinstance(iat, int) and isinstance(exp, int)) or abs(iat - now) > skew or exp <= now:
-        raise StaleMessage("use request is stale")
+        raise StaleMessage("the consent question is stale")
+    return entry.member, claims
+
+
+def sign_answer(
+    signer: ConsentSigner, question: dict[str, Any], status: dict[str, Any], at: datetime
+) -> str:
+    claims = {
+        "consent": question["consent"],
+        "action": question["action"],
+        "message_id": question["message_id"],
+        **{k: status[k] for k in ("status", "uses", "max_uses")},
+        "iat": int(at.timestamp()),
+    }
+    return signer.sign_claims(claims, ANSWER_TYPE)
+
+
+def verify_answer(
+    token: str,
+    *,
+    authority: ConsentAuthority,
+    consent_id: str,
+    action: str,
+    message_id: str,
+    at: datetime,
+    skew: float,
+) -> dict[str, Any]:
+    """The claims of the consent service's answer to exactly this question; else raise
+    :class:`ServiceUnavailable` (nothing is released on an answer that cannot be trusted)."""
+    public_key = authority.certificate.public_key()
+    try:
+        header = jwt.get_unverified_header(token)
+        if header.get("typ") != ANSWER_TYPE or header.get("alg") != "ES256":
+            raise jwt.InvalidTokenError("wrong type or algorithm")
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise jwt.InvalidTokenError("not an EC key")
+        claims: dict[str, Any] = jwt.decode(
+            token, public_key, algorithms=["ES256"], options={"verify_iat": False}
+        )
+    except jwt.PyJWTError as exc:
+        raise ServiceUnavailable("the consent service's answer is not signed by it") from exc
+    iat = claims.get("iat")
+    if (
+        claims.get("consent") != consent_id
+        or claims.get("action") != action
+        or claims.get("message_id") != message_id
+        or not isinstance(iat, int)
+        or abs(iat - at.timestamp()) > skew
+    ):
+        raise ServiceUnavailable("the consent service's answer is not about this question")
     return claims

@@ -37,10 +37,11 @@ class ConsentService:
         self.engine = build_engine(settings.db_url)
         migrate.upgrade("consent", self.engine)
         public = settings.public_url.rstrip("/")
+        self.signer = ConsentSigner(key, certificate)
         self.store = ConsentStore(
             self.engine,
             name=settings.name,
-            signer=ConsentSigner(key, certificate),
+            signer=self.signer,
             subject_key=files.secret(settings.data_dir, "subject.key"),
             status_url=public,
             jurisdiction=anchor.instance,

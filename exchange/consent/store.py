@@ -4,7 +4,8 @@ A consent's live state is kept here and nowhere else: revoking it, or spending i
 seen by every provider at its next request. Redeeming a use is one conditional ``UPDATE`` (``uses
 < max_uses``, not revoked, inside its validity window) in the same transaction as the row that
 records the use, so concurrent redemptions never spend more than ``max_uses``, on SQLite or
-PostgreSQL alike, and a provider retrying the same message spends nothing twice.
+PostgreSQL alike. A message answered under a consent once is never answered under it again (a
+provider's replay guard forgets old message ids; this store does not).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class Terms:
 @dataclass(frozen=True, slots=True)
 class Status:
     id: str
-    status: str  # active | revoked | expired | not-yet-valid | exhausted
+    status: str  # active | revoked | expired | not-yet-valid | exhausted | replayed
     uses: int
     max_uses: int | None
 
@@ -289,11 +290,10 @@ class ConsentStore:
                 )
                 session.flush()
             except IntegrityError:
-                session.rollback()  # this message was redeemed before: it spends nothing more
+                session.rollback()  # this message was answered before: never again
                 row = session.get(models.Consent, consent_id, populate_existing=True)
                 assert row is not None
-                status = self._status(row)
-                return Status(row.id, "active", status.uses, status.max_uses)
+                return Status(row.id, "replayed", row.uses, row.max_uses)
             if session.execute(live).rowcount != 1:  # type: ignore[attr-defined]
                 session.rollback()
                 row = session.get(models.Consent, consent_id, populate_existing=True)

@@ -8,22 +8,22 @@ In order, each failing closed with a precise denial before the registry is asked
 3. it covers this request (:meth:`~exchange.consent.artefact.Consent.check`): validity window,
    consumer = ``X-Road-Client``, service or evidence type, purpose = ``X-Exchange-Purpose``,
    subject = the person queried = ``X-Road-UserId``;
-4. the consent service says it is live: a consent with a use limit spends one use (a signed,
-   atomic redemption, never cached); one without asks the status endpoint, whose ``active``
-   answer is reused for ``consent_status_ttl`` seconds (0 by default: revocation is seen by the
-   very next request). The consent service unreachable means no release.
+4. the consent service says it is live, in an answer it signed to this gateway's signed question
+   (:mod:`exchange.consent.redemption`): a consent with a use limit spends one use (atomic,
+   never cached); one without asks its status, whose ``active`` answer is reused for
+   ``consent_status_ttl`` seconds (0 by default: revocation is seen by the very next request).
+   The consent service unreachable, or an answer that does not verify, means no release.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import aiohttp
 
 from exchange.consent.artefact import Consent, verify
-from exchange.consent.redemption import sign_use
+from exchange.consent.redemption import sign_query, verify_answer
 from exchange.errors import ConsentDenied, ConsentRequired, ServiceUnavailable
 from exchange.gateway.node import Gateway
 from exchange.gateway.trust import TrustView
@@ -82,41 +82,47 @@ class ConsentCheck:
     ) -> None:
         """Step 4 for a release: one use spent, or the consent shown live."""
         if consent.max_uses is None:
-            await self.ensure_live(consent, view=view)
+            await self.ensure_live(consent, view=view, message_id=message_id, service=service)
             return
-        authority = view.consent_service(consent.iss)
-        token = sign_use(
-            self._gateway.signer,
-            consent_id=consent.jti,
-            message_id=message_id,
-            service=service,
-            at=self._gateway.clock(),
-        )
-        answer = await self._ask(
-            "POST", f"{authority.url}/api/v1/consents/{consent.jti}/uses", data=token
-        )
+        answer = await self._ask(consent, "use", view=view, message_id=message_id, service=service)
         _require_active(answer)
 
-    async def ensure_live(self, consent: Consent, *, view: TrustView) -> None:
-        """Step 4 without spending: the status endpoint (cached for ``consent_status_ttl``)."""
+    async def ensure_live(
+        self, consent: Consent, *, view: TrustView, message_id: str, service: str
+    ) -> None:
+        """Step 4 without spending: the status (reused for ``consent_status_ttl`` seconds)."""
         now = time.monotonic()
         if self._active_until.get(consent.jti, 0.0) > now:
             return
-        authority = view.consent_service(consent.iss)
-        answer = await self._ask("GET", f"{authority.url}/api/v1/consents/{consent.jti}/status")
+        answer = await self._ask(
+            consent, "status", view=view, message_id=message_id, service=service
+        )
         _require_active(answer)
         if self._ttl > 0:
             if len(self._active_until) > 100_000:
                 self._active_until.clear()
             self._active_until[consent.jti] = now + self._ttl
 
-    async def _ask(self, method: str, url: str, data: str | None = None) -> dict[str, Any]:
+    async def _ask(
+        self, consent: Consent, action: str, *, view: TrustView, message_id: str, service: str
+    ) -> dict[str, Any]:
+        """A signed question to the consent service that issued ``consent``; its signed answer."""
+        authority = view.consent_service(consent.iss)
+        gateway = self._gateway
+        question = sign_query(
+            gateway.signer,
+            consent_id=consent.jti,
+            action=action,
+            message_id=message_id,
+            service=service,
+            at=gateway.clock(),
+        )
+        path = "uses" if action == "use" else "status"
         try:
-            async with self._gateway.session().request(
-                method,
-                url,
-                data=data,
-                headers={"Content-Type": "application/jose"} if data else None,
+            async with gateway.session().post(
+                f"{authority.url}/api/v1/consents/{consent.jti}/{path}",
+                data=question,
+                headers={"Content-Type": "application/jose"},
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=5),
             ) as response:
@@ -128,15 +134,19 @@ class ConsentCheck:
             ) from exc
         if status == 404:
             raise ConsentDenied("the consent service does not know this consent", detail="unknown")
-        try:
-            answer = json.loads(body) if len(body) <= MAX_ANSWER else None
-        except ValueError:
-            answer = None
-        if status != 200 or not isinstance(answer, dict):
+        if status != 200 or len(body) > MAX_ANSWER or not body.isascii():
             raise ServiceUnavailable(
                 f"the consent service refused the check (HTTP {status}); nothing is released"
             )
-        return answer
+        return verify_answer(
+            body.decode("ascii"),
+            authority=authority,
+            consent_id=consent.jti,
+            action=action,
+            message_id=message_id,
+            at=gateway.clock(),
+            skew=gateway.settings.clock_skew,
+        )
 
 
 def _require_active(answer: dict[str, Any]) -> None:

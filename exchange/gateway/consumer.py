@@ -216,7 +216,7 @@ async def forward(
         user_id=xroad.user_id,
         issue=xroad.issue,
         purpose=xroad.purpose,
-        consent=xroad.consent,
+        consent=identity_digest(xroad.consent),  # the artefact names the person: its digest
         content_type=headers.get("content-type"),
         accept=headers.get("accept"),
         identity=identity_digest(xroad.identity),

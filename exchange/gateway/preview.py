@@ -199,8 +199,8 @@ def create_preview_app(
     async def decide(request: Request) -> Response:
         preview_id = request.path_params["preview_id"]
         citizen = signed_in(request.session, at=clock())
-        form = await request.form()
         try:
+            form = await web.form(request)
             if citizen is None:
                 raise InvalidToken("your sign-in has ended; please open the preview again")
             web.check_csrf(request.session, form)

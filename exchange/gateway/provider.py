@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connectors.base import ConnectorRequest, Evidence
-from exchange.consent.artefact import Consent, reference
+from exchange.consent.artefact import Consent
 from exchange.errors import (
     AccessDenied,
     InvalidRequest,
@@ -145,7 +145,8 @@ async def _serve(
     record.peer = peer.id
     xroad = read_headers(headers, generate_id=False)
     record.user_id, record.issue = xroad.user_id, xroad.issue
-    record.purpose, record.consent = xroad.purpose, reference(xroad.consent)
+    # The consent's id is recorded once its artefact verified (below), never a claimed one.
+    record.purpose = xroad.purpose
     client_member = member_of(xroad.client)
     if str(client_member) != peer.id.rsplit("/", 1)[0]:
         raise AccessDenied(f"gateway {peer.id} does not serve client {xroad.client}")
@@ -177,7 +178,7 @@ async def _serve(
         user_id=xroad.user_id,
         issue=xroad.issue,
         purpose=xroad.purpose,
-        consent=xroad.consent,
+        consent=identity_digest(xroad.consent),  # the artefact names the person: its digest
         content_type=headers.get("content-type"),
         accept=headers.get("accept"),
         identity=identity_digest(xroad.identity),
@@ -254,6 +255,10 @@ async def _serve(
             )
         record.legal_basis = grant.legal_basis
     elif policy == "consent":
+        if body:
+            # The person is named in the query and checked against the consent; a body the
+            # registry might read another person from is not accepted.
+            raise InvalidRequest("a service released under consent takes no request body")
         consent = checks.consents.verify(
             xroad.consent,
             view=view,
@@ -318,7 +323,9 @@ async def _previewed(
         query=query,
     )
     if held is None:
-        await checks.consents.ensure_live(consent, view=view)
+        await checks.consents.ensure_live(
+            consent, view=view, message_id=record.message_id, service=record.service
+        )
         evidence = await fetch()
         service.schema.to_json(evidence)  # nothing that would fail the schema is shown
         preview_id = await gateway.in_thread(
@@ -343,10 +350,12 @@ async def _previewed(
         )
     if held.decision != "approved":
         raise PreviewRefused("the person looked at this evidence and refused to share it")
+    # Claimed first: of two retries racing for one approval, only one may spend a use.
+    evidence = await gateway.in_thread(previews.release, held.id)
     await checks.consents.spend(
         consent, view=view, message_id=record.message_id, service=record.service
     )
-    return await gateway.in_thread(previews.release, held.id)
+    return evidence
 
 
 def looks_like_xml(body: bytes, content_type: str | None) -> bool:

@@ -29,6 +29,7 @@ def build_connector(spec: ConnectorSpec, parameters: tuple[str, ...]) -> Connect
             query=spec.query,
             parameters=parameters,
             fields=spec.fields,
+            json_columns=spec.json_columns,
             timeout=spec.timeout,
         )
     if spec.type == "http":

@@ -68,6 +68,7 @@ class ConnectorSpec(_Strict):
     query: str | None = None
     target: str | None = None
     fields: dict[str, str] | None = None
+    json_columns: list[str] = Field(default_factory=list, description="sql: columns of JSON text")
     timeout: float = Field(default=5.0, gt=0, le=300)
     connect_timeout: float = Field(default=2.0, gt=0, le=60)
     max_bytes: int = Field(default=1024 * 1024, gt=0)
@@ -161,6 +162,8 @@ class GatewaySettings(_Strict):
             raise ValueError("a preview listener needs the [identity] of its citizens")
         if any(s.preview for s in self.services) and self.preview is None:
             raise ValueError("a service with preview = true needs a [preview] listener")
+        if any(s.preview and s.consent_policy != "consent" for s in self.services):
+            raise ValueError('preview = true needs consent_policy = "consent"')
         return self
 
     @field_validator("id")

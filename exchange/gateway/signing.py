@@ -3,7 +3,8 @@
 The request signature binds everything the provider acts on::
 
     method, path, query, body (SHA-256), client, service, message id, user id, issue,
-    purpose, consent reference, content type, accept, citizen's ID token, issued-at, expiry
+    purpose, consent artefact (SHA-256), content type, accept, citizen's ID token (SHA-256),
+    issued-at, expiry
 
 The response signature binds the HTTP status, content type, body (SHA-256), client, service,
 message id and the hash of the request signature, so an answer can be neither replayed to
@@ -48,8 +49,9 @@ def body_digest(body: bytes) -> str:
 
 
 def identity_digest(token: str | None) -> str | None:
-    """What a request signature binds of a citizen's ID token: its SHA-256, never the token
-    itself, so that a bearer credential never lands in a signature that is kept and shown."""
+    """What a request signature binds of a citizen's ID token or consent artefact: its SHA-256,
+    never the token itself, so that neither a bearer credential nor a person's code lands in a
+    signature that is kept and shown."""
     return None if token is None else body_digest(token.encode("ascii"))
 
 

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from exchange import web
 from exchange.errors import Error, InvalidRequest
 from exchange.http import error_body
 from exchange.idp.provider import IdentityProvider
@@ -69,9 +70,9 @@ def create_app(provider: IdentityProvider) -> Starlette:
         return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
 
     async def login(request: Request) -> Response:
-        form = await request.form()
-        redirect = str(form.get("redirect_uri", ""))
         try:
+            form = await web.form(request)
+            redirect = str(form.get("redirect_uri", ""))
             code = provider.authorize(
                 client_id=str(form.get("client_id", "")),
                 redirect_uri=redirect,
@@ -84,8 +85,8 @@ def create_app(provider: IdentityProvider) -> Starlette:
         return RedirectResponse(target, status_code=303)
 
     async def token(request: Request) -> JSONResponse:
-        form = await request.form()
         try:
+            form = await web.form(request)
             if form.get("grant_type") != "authorization_code":
                 raise InvalidRequest("grant_type must be authorization_code", detail="grant_type")
             answer = provider.token(

@@ -133,8 +133,10 @@ class Portal:
         consent = verify(
             artefact, authorities=view.consent_authorities, revoked=view.revoked, at=self.clock()
         )
-        if consent.consumer != self.settings.client or consent.service != (
-            procedure.consented_service
+        if (
+            consent.consumer != self.settings.client
+            or consent.service != procedure.consented_service
+            or consent.purpose.code != procedure.purpose
         ):
             raise AccessDenied("this consent is not for this procedure of this portal")
         self.consents[(consent.sub, procedure.code)] = artefact
@@ -317,8 +319,8 @@ def create_app(portal: Portal) -> Starlette:
     async def consent_returned(request: Request) -> Response:
         # Posted by the consent service's page (another site, so no session cookie comes
         # along): the artefact is checked on its own merits, then the citizen comes back here.
-        form = await request.form()
         try:
+            form = await web.form(request)
             chosen = procedure_of(request)
             if form.get("declined"):
                 return RedirectResponse(f"/procedures/{chosen.code}?declined=1", status_code=303)
@@ -331,8 +333,8 @@ def create_app(portal: Portal) -> Starlette:
         citizen = citizen_of(request)
         if citizen is None:
             return sign_in_first(request)
-        form = await request.form()
         try:
+            form = await web.form(request)
             web.check_csrf(request.session, form)
             chosen = procedure_of(request)
             artefact = portal.consents.get((citizen.subject, chosen.code))
@@ -365,8 +367,8 @@ def create_app(portal: Portal) -> Starlette:
         citizen = citizen_of(request)
         if citizen is None:
             return sign_in_first(request)
-        form = await request.form()
         try:
+            form = await web.form(request)
             web.check_csrf(request.session, form)
             seq = str(form.get("seq", ""))
             if not seq.isdigit():

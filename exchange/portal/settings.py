@@ -80,6 +80,23 @@ def passport(service: str) -> Procedure:
     )
 
 
+def teaching(service: str) -> Procedure:
+    return Procedure(
+        code="teaching-position",
+        title="Apply for a teaching position",
+        description=(
+            "Schools need proof of your higher education. Let the portal obtain your diploma "
+            "from the university with your consent; you will see it before it is sent."
+        ),
+        service=service,
+        evidence="diploma",
+        purpose="teaching-application",
+        purpose_text="to check your qualification for a teaching position",
+        max_uses=1,
+        preview=True,
+    )
+
+
 class PortalSettings(Strict):
     client: str
     gateway_url: str

@@ -26,8 +26,8 @@ from exchange.gateway.settings import GatewaySettings
 from exchange.identifiers import GatewayId, MemberId, SubsystemId
 from exchange.idp import files as idp_files
 from exchange.idp.provider import Citizen
-from exchange.portal.settings import passport
-from exchange.sample import population
+from exchange.portal.settings import Procedure, passport, teaching
+from exchange.sample import business, population
 from exchange.trust.globalconf_client import utcnow
 from exchange.tsa import files as tsa_files
 
@@ -42,6 +42,14 @@ CONSENT_CLIENT_ID = "consent-service"
 PREVIEW_CLIENT_ID = "population-preview"
 CONSENT_SERVICE = "consent"
 RESIDENCE_LEGAL_BASIS = "Population Register Act § 46 (1) 3: public services to residents"
+# The demo's other registers (``create(..., more=MorePorts(...))``).
+BUSINESS = MemberId(INSTANCE, "GOV", "70003098")
+UNIVERSITY = MemberId(INSTANCE, "GOV", "74001073")
+BUSINESS_REGISTRY = SubsystemId(BUSINESS, "business-registry")
+DIPLOMA_REGISTRY = SubsystemId(UNIVERSITY, "diploma-registry")
+BUSINESS_REGISTRATION = f"{BUSINESS_REGISTRY}/business-registration"
+DIPLOMA = f"{DIPLOMA_REGISTRY}/diploma"
+UNIVERSITY_PREVIEW_CLIENT_ID = "university-preview"
 BIRTH_CERTIFICATE = f"{POPULATION_REGISTRY}/birth-certificate"
 RESIDENCE_RECORD = f"{POPULATION_REGISTRY}/residence-record"
 ACTOR = "sample:federation"
@@ -62,6 +70,18 @@ class Ports:
 
 
 @dataclass(frozen=True)
+class MorePorts:
+    """Listeners of the demo's business register and university (their gateways and backend)."""
+
+    business_consumer: int
+    business_tls: int
+    university_consumer: int
+    university_tls: int
+    university_preview: int
+    university_backend: int  # the university's own REST backend, behind the HTTP connector
+
+
+@dataclass(frozen=True)
 class Federation:
     base: Path
     central: CentralSettings
@@ -72,6 +92,7 @@ class Federation:
     idp: Path  # the development identity provider's folder
     consent: Path  # the consent service's settings file
     portal: Path  # the citizen portal's settings file
+    providers: tuple[Path, ...] = ()  # settings files of the other registers' gateways
 
 
 def _toml(value: object) -> str:
@@ -129,6 +150,35 @@ def population_services(registry: Path) -> str:
     return "".join(blocks)
 
 
+def business_services(register: Path) -> str:
+    """Company registrations are public data."""
+    return (
+        "\n[[services]]\n"
+        'subsystem = "business-registry"\ncode = "business-registration"\nversion = "v1"\n'
+        'evidence_type = "business-registration"\n'
+        'description = "business registration from the business register"\n'
+        'consent_policy = "public"\nparameters = ["code"]\n'
+        'subject_parameter = ""\n'  # a company, not a person
+        "[services.connector]\n"
+        f'type = "sql"\nurl = {_toml(f"sqlite:///{register}")}\n'
+        f"query = {_toml(business.REGISTRATION_QUERY)}\n"
+        'json_columns = ["board"]\n'
+        "[services.connector.fields]\n"
+        + "".join(f"{_toml(k)} = {_toml(v)}\n" for k, v in business.REGISTRATION_FIELDS.items())
+    )
+
+
+def diploma_services(backend: str) -> str:
+    return (
+        "\n[[services]]\n"
+        'subsystem = "diploma-registry"\ncode = "diploma"\n'
+        'evidence_type = "diploma"\ndescription = "diploma from the university"\n'
+        'consent_policy = "consent"\nparameters = ["person"]\n'
+        "[services.connector]\n"
+        f'type = "http"\nurl = "{backend}/diplomas/{{person}}"\n'
+    )
+
+
 def _enrol(central: Central, settings: GatewaySettings) -> None:
     gateway_files.initialise(settings)
     root = settings.data_dir
@@ -150,12 +200,14 @@ def create(
     extra_services: str = "",
     database_urls: tuple[str | None, str | None] = (None, None),
     central_database_url: str | None = None,
+    more: MorePorts | None = None,
 ) -> Federation:
     """Create the whole federation under ``base`` (which must not hold one yet).
 
     ``gateway_extra`` adds top-level settings to both gateways, ``extra_services`` adds
     ``[[services]]`` blocks to the provider, ``database_urls`` gives the provider's and the
-    consumer's gateway a database other than their SQLite default.
+    consumer's gateway a database other than their SQLite default; ``more`` adds the demo's
+    business register (SQL, public data) and university (HTTP backend, consent) with gateways.
     """
     base = base.resolve()
     central_settings = CentralSettings(
@@ -181,35 +233,50 @@ def create(
     consent_settings = _consent_service(central, base, ports)
     registry.register_subsystem(POPULATION_REGISTRY, actor=ACTOR)
     registry.register_subsystem(CITIZEN_PORTAL, actor=ACTOR)
+    if more is not None:
+        registry.register_member(BUSINESS, "Business Register", actor=ACTOR)
+        registry.register_member(UNIVERSITY, "University of Tartu", actor=ACTOR)
+        registry.register_subsystem(BUSINESS_REGISTRY, actor=ACTOR)
+        registry.register_subsystem(DIPLOMA_REGISTRY, actor=ACTOR)
 
     register = population.create(base / "registries" / "population.db")
     issuer = f"http://127.0.0.1:{ports.idp}"
     idp_folder = base / "idp"
+    clients = {
+        PORTAL_CLIENT_ID: [f"http://127.0.0.1:{ports.portal}/callback"],
+        CONSENT_CLIENT_ID: [f"http://127.0.0.1:{ports.consent}/callback"],
+        PREVIEW_CLIENT_ID: [f"http://127.0.0.1:{ports.preview}/callback"],
+    }
+    if more is not None:
+        clients[UNIVERSITY_PREVIEW_CLIENT_ID] = [
+            f"http://127.0.0.1:{more.university_preview}/callback"
+        ]
     idp_files.initialise(
         idp_folder,
         issuer=issuer,
-        clients={
-            PORTAL_CLIENT_ID: [f"http://127.0.0.1:{ports.portal}/callback"],
-            CONSENT_CLIENT_ID: [f"http://127.0.0.1:{ports.consent}/callback"],
-            PREVIEW_CLIENT_ID: [f"http://127.0.0.1:{ports.preview}/callback"],
-        },
+        clients=clients,
         citizens=[Citizen(code, given, family) for code, given, family, *_ in population.PEOPLE],
     )
     identity = (
         f"\n[identity]\nissuer = {_toml(issuer)}\njwks_url = {_toml(issuer + '/jwks')}\n"
         f"[identity.portals]\n{_toml(PORTAL_CLIENT_ID)} = {_toml(str(CITIZEN_PORTAL))}\n"
     )
-    preview = (
-        f'\n[preview]\nhost = "127.0.0.1"\nport = {ports.preview}\n'
-        f"public_url = {_toml(f'http://127.0.0.1:{ports.preview}')}\n"
-        f"client_id = {_toml(PREVIEW_CLIENT_ID)}\n"
-    )
+
+    def preview(port: int, client: str) -> str:
+        return (
+            f'\n[preview]\nhost = "127.0.0.1"\nport = {port}\n'
+            f"public_url = {_toml(f'http://127.0.0.1:{port}')}\nclient_id = {_toml(client)}\n"
+        )
+
     layouts = [
         (
             GatewayId(POPULATION, "gw1"),
             ["population-registry"],
             (ports.provider_consumer, ports.provider_tls),
-            identity + preview + population_services(register) + extra_services,
+            identity
+            + preview(ports.preview, PREVIEW_CLIENT_ID)
+            + population_services(register)
+            + extra_services,
             base / "population-gateway",
             database_urls[0],
         ),
@@ -222,6 +289,29 @@ def create(
             database_urls[1],
         ),
     ]
+    if more is not None:
+        companies = business.create(base / "registries" / "business.db")
+        backend = f"http://127.0.0.1:{more.university_backend}"
+        layouts += [
+            (
+                GatewayId(BUSINESS, "gw1"),
+                ["business-registry"],
+                (more.business_consumer, more.business_tls),
+                business_services(companies),
+                base / "business-gateway",
+                None,
+            ),
+            (
+                GatewayId(UNIVERSITY, "gw1"),
+                ["diploma-registry"],
+                (more.university_consumer, more.university_tls),
+                identity
+                + preview(more.university_preview, UNIVERSITY_PREVIEW_CLIENT_ID)
+                + diploma_services(backend),
+                base / "university-gateway",
+                None,
+            ),
+        ]
     configs = []
     for gateway_id, subsystems, listen, services, folder, database_url in layouts:
         registry.register_gateway(gateway_id, f"https://127.0.0.1:{listen[1]}", actor=ACTOR)
@@ -239,20 +329,28 @@ def create(
         )
         _enrol(central, GatewaySettings.load(config))
         configs.append(config)
-    provider, consumer = configs
+    provider, consumer, *others = configs
 
-    provider_settings = GatewaySettings.load(provider)
-    for subsystem, entries in catalogue(provider_settings).items():
-        registry.publish_services(SubsystemId.parse(subsystem), entries, actor=ACTOR)
-    engine = build_engine(provider_settings.db_url)
-    migrate.upgrade("gateway", engine)
-    access = AccessRights(engine, cache_ttl=0, clock=utcnow)
-    access.grant(service=BIRTH_CERTIFICATE, subject=str(CITIZEN_PORTAL))
-    access.grant(
-        service=RESIDENCE_RECORD, subject=str(CITIZEN_PORTAL), legal_basis=RESIDENCE_LEGAL_BASIS
-    )
-    engine.dispose()
-    portal_settings = _portal(base, ports, issuer)
+    grants: dict[Path, list[tuple[str, str | None]]] = {
+        provider: [(BIRTH_CERTIFICATE, None), (RESIDENCE_RECORD, RESIDENCE_LEGAL_BASIS)],
+    }
+    if more is not None:
+        grants[others[0]] = [(BUSINESS_REGISTRATION, None)]
+        grants[others[1]] = [(DIPLOMA, None)]
+    for config, granted in grants.items():
+        settings = GatewaySettings.load(config)
+        for subsystem, entries in catalogue(settings).items():
+            registry.publish_services(SubsystemId.parse(subsystem), entries, actor=ACTOR)
+        engine = build_engine(settings.db_url)
+        migrate.upgrade("gateway", engine)
+        access = AccessRights(engine, cache_ttl=0, clock=utcnow)
+        for service, basis in granted:
+            access.grant(service=service, subject=str(CITIZEN_PORTAL), legal_basis=basis)
+        engine.dispose()
+    procedures = [passport(f"{BIRTH_CERTIFICATE}/v1")]
+    if more is not None:
+        procedures.append(teaching(DIPLOMA))
+    portal_settings = _portal(base, ports, issuer, procedures)
 
     # Hand each gateway the current configuration so it can start before the authority does.
     document = central.publisher.document()
@@ -271,6 +369,7 @@ def create(
         idp=idp_folder,
         consent=consent_settings,
         portal=portal_settings,
+        providers=tuple(others),
     )
 
 
@@ -297,7 +396,7 @@ def _consent_service(central: Central, base: Path, ports: Ports) -> Path:
     return settings
 
 
-def _portal(base: Path, ports: Ports, issuer: str) -> Path:
+def _portal(base: Path, ports: Ports, issuer: str, procedures: list[Procedure]) -> Path:
     folder = base / "portal"
     folder.mkdir(parents=True, exist_ok=True)
     settings = folder / "portal.toml"
@@ -310,10 +409,12 @@ def _portal(base: Path, ports: Ports, issuer: str) -> Path:
         f'[listen]\nhost = "127.0.0.1"\nport = {ports.portal}\n\n'
         f"[identity]\nissuer = {_toml(issuer)}\njwks_url = {_toml(issuer + '/jwks')}\n"
         f"client_id = {_toml(PORTAL_CLIENT_ID)}\n\n"
-        "[[procedures]]\n"
         + "".join(
-            f"{k} = {_toml(v)}\n"
-            for k, v in passport(f"{BIRTH_CERTIFICATE}/v1").model_dump(exclude_none=True).items()
+            "\n[[procedures]]\n"
+            + "".join(
+                f"{k} = {_toml(v)}\n" for k, v in procedure.model_dump(exclude_none=True).items()
+            )
+            for procedure in procedures
         )
     )
     return settings

@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.datastructures import FormData
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from exchange.errors import AccessDenied, Error
+from exchange.errors import AccessDenied, Error, PayloadTooLarge
 from exchange.identity.login import OidcLogin, remember
 
 _templates = Environment(
@@ -125,6 +126,7 @@ def sign_in_routes(login: OidcLogin, *, site: str, clock: Callable[[], datetime]
             )
         except Error as error:
             return failure(site, error)
+        request.session.clear()  # a new session for the signed-in citizen (no fixation)
         remember(request.session, citizen)
         return RedirectResponse(local_path(then), status_code=303)
 
@@ -137,3 +139,20 @@ def sign_in_routes(login: OidcLogin, *, site: str, clock: Callable[[], datetime]
         Route("/callback", callback),
         Route("/logout", logout, methods=["POST"]),
     ]
+
+
+MAX_FORM_BYTES = 64 * 1024
+
+
+async def bounded_body(request: Request, limit: int) -> bytes:
+    """The body, if its declared length is at most ``limit`` (read before anyone is known)."""
+    length = request.headers.get("content-length", "")
+    if not length.isdigit() or int(length) > limit:
+        raise PayloadTooLarge(f"the body must declare its length, at most {limit} bytes")
+    return await request.body()
+
+
+async def form(request: Request) -> FormData:
+    """A posted form of at most 64 KiB and 100 fields, files refused."""
+    await bounded_body(request, MAX_FORM_BYTES)
+    return await request.form(max_files=0, max_fields=100, max_part_size=MAX_FORM_BYTES)

@@ -16,11 +16,14 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from exchange.consent.redemption import sign_use
+from exchange.consent.artefact import Consent, ConsentAuthority, Purpose
+from exchange.consent.redemption import sign_query, verify_answer
+from exchange.errors import ConsentDenied
 from exchange.gateway import files as gateway_files
 from exchange.gateway.signing import MessageSigner
 from exchange.idp import files as idp_files
 from exchange.sample import federation
+from exchange.trust.keys import load_certificate
 from tests.gateway.conftest import MARI, Running
 
 JAAN = "EE39107156021"
@@ -119,8 +122,14 @@ def test_genuine_token_lists_only_ones_own_consents(running: Running) -> None:
         headers={"Authorization": f"Bearer {token}"},
     )
     assert stolen.status_code == 404
-    status = httpx.get(f"{running.consent_url}/api/v1/consents/{jaans}/status").json()
-    assert status["status"] == "active"
+    mine_now = [
+        c
+        for c in listing(running, running.id_token(JAAN, federation.CONSENT_CLIENT_ID)).json()[
+            "consents"
+        ]
+        if c["id"] == jaans
+    ]
+    assert mine_now[0]["status"] == "active"
 
 
 def test_terms_in_plain_words_and_bad_requests(running: Running) -> None:
@@ -155,21 +164,100 @@ def test_terms_in_plain_words_and_bad_requests(running: Running) -> None:
         assert answer.json()["detail"] == field
 
 
-def test_use_endpoint_only_takes_the_providers_signature(running: Running) -> None:
-    consent_id = running.grant(MARI, max_uses=1).json()["id"]
-    url = f"{running.consent_url}/api/v1/consents/{consent_id}/uses"
-    assert httpx.post(url, content=b"not-a-jws").status_code in (400, 403)
-    # Signed by the portal's member, which does not provide the service: refused, no use spent.
-    keys = gateway_files.load(running.consumer_settings())
-    token = sign_use(
+def question(running: Running, config: str, consent_id: str, action: str, message: str) -> str:
+    settings = running.provider_settings() if config == "provider" else running.consumer_settings()
+    keys = gateway_files.load(settings)
+    return sign_query(
         MessageSigner(keys.signing_key, keys.signing_certificate),
         consent_id=consent_id,
-        message_id="m-1",
+        action=action,
+        message_id=message,
         service=f"{federation.BIRTH_CERTIFICATE}/v1",
         at=datetime.now(UTC),
     )
-    refused = httpx.post(url, content=token.encode())
-    assert refused.status_code == 403, refused.text
-    assert "only the provider" in refused.json()["message"]
-    status = httpx.get(f"{running.consent_url}/api/v1/consents/{consent_id}/status").json()
-    assert status == {"id": consent_id, "status": "active", "uses": 0, "max_uses": 1}
+
+
+def answer_of(
+    running: Running, response: httpx.Response, consent_id: str, action: str, message: str
+) -> dict[str, Any]:
+    """The consent service's signed answer, verified as a provider verifies it."""
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/jose"
+    folder = running.layout.consent.parent
+    authority = ConsentAuthority(
+        name=federation.CONSENT_SERVICE,
+        member=str(federation.AUTHORITY),
+        url=running.consent_url,
+        certificate=load_certificate(folder / "consent.pem"),
+        serial="",
+    )
+    return verify_answer(
+        response.text,
+        authority=authority,
+        consent_id=consent_id,
+        action=action,
+        message_id=message,
+        at=datetime.now(UTC),
+        skew=30,
+    )
+
+
+def test_only_the_provider_may_ask_and_answers_are_signed(running: Running) -> None:
+    consent_id = running.grant(MARI, max_uses=1).json()["id"]
+    base = f"{running.consent_url}/api/v1/consents/{consent_id}"
+    unsigned = httpx.post(f"{base}/status", content=b"not-a-jws")
+    assert unsigned.status_code in (400, 403)
+    # The portal's member does not provide the consented service: it learns nothing.
+    portal = httpx.post(
+        f"{base}/uses", content=question(running, "consumer", consent_id, "use", "m-1")
+    )
+    assert portal.status_code == 404, portal.text
+    status = httpx.post(
+        f"{base}/status", content=question(running, "provider", consent_id, "status", "m-1")
+    )
+    assert answer_of(running, status, consent_id, "status", "m-1")["status"] == "active"
+    used = httpx.post(
+        f"{base}/uses", content=question(running, "provider", consent_id, "use", "m-1")
+    )
+    assert answer_of(running, used, consent_id, "use", "m-1")["uses"] == 1
+    # The same message again, after the provider's replay guard forgot it: never again.
+    again = httpx.post(
+        f"{base}/uses", content=question(running, "provider", consent_id, "use", "m-1")
+    )
+    assert answer_of(running, again, consent_id, "use", "m-1")["status"] == "replayed"
+    # A question for one action cannot be used at the other endpoint.
+    mixed = httpx.post(
+        f"{base}/uses", content=question(running, "provider", consent_id, "status", "m-2")
+    )
+    assert mixed.status_code == 403
+
+
+def test_a_consent_covers_one_service_not_its_evidence_type_elsewhere() -> None:
+    consent = Consent(
+        jti="c",
+        iss="consent",
+        sub=MARI,
+        consumer="EE/GOV/70000001/citizen-portal",
+        consumer_name="State Portal",
+        service="EE/GOV/70000310/population-registry/birth-certificate",
+        evidence_type="birth-certificate",
+        purpose=Purpose("p", "text"),
+        iat=0,
+        nbf=0,
+        exp=2**40,
+        max_uses=None,
+        preview=False,
+        notice="n",
+        status_url="u",
+    )
+    with pytest.raises(ConsentDenied) as denied:
+        consent.check(
+            at=datetime.now(UTC),
+            consumer="EE/GOV/70000001/citizen-portal",
+            service="EE/GOV/79999999/other-registry/birth-certificate",
+            evidence_type="birth-certificate",
+            purpose="p",
+            subject=MARI,
+            user_id=MARI,
+        )
+    assert denied.value.detail == "other-service"
