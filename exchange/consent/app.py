@@ -264,7 +264,7 @@ def create_app(service: ConsentService) -> Starlette:
                 at=clock(),
                 skew=120,
             )
-            consented = await asyncio.to_thread(store.service_of, consent_id)
+            consented, answer = await asyncio.to_thread(store.lookup, consent_id)
             # Only the consented service's provider may ask; anyone else learns nothing.
             if consented.rsplit("/", 2)[0] != member:
                 raise NotFound("no such consent")
@@ -274,8 +274,6 @@ def create_app(service: ConsentService) -> Starlette:
                 answer = await asyncio.to_thread(
                     store.redeem, consent_id, message_id=asked["message_id"], provider=member
                 )
-            else:
-                answer = await asyncio.to_thread(store.status, consent_id)
         except Error as error:
             return fail(error)
         signed = sign_answer(service.signer, asked, answer.as_json(), clock())

@@ -235,12 +235,13 @@ class ConsentStore:
                 raise NotFound("no such consent of yours")
             return row.artefact
 
-    def service_of(self, consent_id: str) -> str:
+    def lookup(self, consent_id: str) -> tuple[str, Status]:
+        """(the consented service, the status) in one read."""
         with Session(self._engine) as session:
             row = session.get(models.Consent, consent_id)
             if row is None:
                 raise NotFound("no such consent")
-            return row.service
+            return row.service, self._status(row)
 
     def revoke(self, subject: str, consent_id: str) -> Status:
         """Revoke one of ``subject``'s own consents (anyone else's is "not found")."""
