@@ -228,9 +228,6 @@ async def _serve(
     service = gateway.services.get(target.service)
     if request.method not in service.spec.methods:
         raise MethodNotAllowed(f"{target.service} does not accept {request.method}")
-    missing = [name for name in service.spec.parameters if not parameters.get(name)]
-    if missing:
-        raise InvalidRequest(f"parameter {missing[0]} is required", detail=missing[0])
     representation = negotiate(headers.get("accept"))
     if service.spec.subject_parameter:
         # Only now: a client without access cannot fill a person's usage list with refusals.
@@ -240,6 +237,9 @@ async def _serve(
     grant = gateway.access.check(
         client=received.client, service=target.service, method=request.method, path=target.rest_path
     )
+    missing = [name for name in service.spec.parameters if not parameters.get(name)]
+    if missing:  # before any policy check: a malformed request is not a consent question
+        raise InvalidRequest(f"parameter {missing[0]} is required", detail=missing[0])
     consent: Consent | None = None
     policy = service.spec.consent_policy
     if policy == "legal-basis":
