@@ -64,6 +64,7 @@ def prepare(gateway: Gateway, *, refresh: bool = True) -> list[uvicorn.Config]:
             login=OidcLogin(
                 issuer=settings.identity.issuer,
                 client_id=preview.client_id,
+                client_secret=preview.client_secret,
                 redirect_uri=f"{preview.public_url.rstrip('/')}/callback",
             ),
             site=member.name if member else str(gateway.member),

@@ -93,6 +93,7 @@ class PreviewSpec(_Strict):
     port: int = Field(ge=0, le=65535)
     public_url: str
     client_id: str
+    client_secret: str | None = None  # or EXCHANGE_GATEWAY_PREVIEW_CLIENT_SECRET
     lifetime: float = Field(default=900.0, gt=0, le=86400, description="seconds a preview waits")
 
 
@@ -215,6 +216,10 @@ class GatewaySettings(_Strict):
                 connector["url"] = f"sqlite:///{base / url.removeprefix('sqlite:///')}"
         if url := os.environ.get("EXCHANGE_GATEWAY_DATABASE_URL"):
             raw["database_url"] = url
+        if (secret := os.environ.get("EXCHANGE_GATEWAY_PREVIEW_CLIENT_SECRET")) and raw.get(
+            "preview"
+        ):
+            raw["preview"]["client_secret"] = secret
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
