@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -151,3 +152,40 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+HELP_FOR_EVERY_COMMAND = """
+from typer.main import get_command
+from exchange.cli.main import app
+
+root = get_command(app)
+paths = []
+
+def walk(command, path):
+    paths.append(path)
+    for name, sub in getattr(command, "commands", {}).items():
+        walk(sub, [*path, name])
+
+walk(root, [])
+for path in paths:
+    try:
+        root.main(args=[*path, "--help"], prog_name="exchange")
+    except SystemExit as ended:
+        if ended.code:
+            raise
+print("commands:", len(paths))
+"""
+
+
+def test_every_command_has_help() -> None:
+    """``--help`` works for every command and group, rendered as users see it (help text must
+    not be read as markup); one interpreter walks them all."""
+    result = subprocess.run(
+        [sys.executable, "-c", HELP_FOR_EVERY_COMMAND],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.rsplit("commands:", 1)[1]) > 40

@@ -48,7 +48,7 @@ DataDir = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
-        help="Authority data folder [env EXCHANGE_CENTRAL_DATA_DIR; default exchange-data/central]",
+        help="Authority data folder (env EXCHANGE_CENTRAL_DATA_DIR; default exchange-data/central)",
     ),
 ]
 Out = Annotated[
@@ -98,10 +98,10 @@ def init(
 @app.command()
 def serve(
     data_dir: DataDir = None,
-    host: Annotated[str | None, typer.Option(help="Listen address [default 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port [default 4400].")] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default 4400).")] = None,
     public_url: Annotated[
-        str | None, typer.Option(help="URL gateways use to reach it [default: as at init].")
+        str | None, typer.Option(help="URL gateways use to reach it (default: as at init).")
     ] = None,
     json_logs: Annotated[bool, typer.Option("--json-logs", help="Log JSON lines.")] = False,
 ) -> None:

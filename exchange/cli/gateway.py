@@ -86,7 +86,7 @@ def enrol(
     config: Config,
     token_file: TokenFile,
     central: Annotated[
-        str | None, typer.Option(help="Central authority URL [default: from the anchor].")
+        str | None, typer.Option(help="Central authority URL (default: from the anchor).")
     ] = None,
 ) -> None:
     """Send the CSRs to the central authority and install the certificates it issues."""
@@ -102,7 +102,7 @@ def publish(
     config: Config,
     token_file: TokenFile,
     central: Annotated[
-        str | None, typer.Option(help="Central authority URL [default: from the anchor].")
+        str | None, typer.Option(help="Central authority URL (default: from the anchor).")
     ] = None,
 ) -> None:
     """Publish this gateway's services to the central authority's catalogue."""
@@ -170,7 +170,8 @@ def access_grant(
     config: Config,
     service: Annotated[str, typer.Argument(help="INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE")],
     subject: Annotated[
-        str, typer.Argument(help="Client id (INSTANCE/CLASS/MEMBER[/SUBSYSTEM]) or group:NAME")
+        str,
+        typer.Argument(help="Client id (a member, or a member/SUBSYSTEM) or group:NAME"),
     ],
     method: Annotated[str, typer.Option(help="Only this HTTP method.")] = "",
     path: Annotated[str, typer.Option(help="Only paths matching this pattern (* and **).")] = "",
