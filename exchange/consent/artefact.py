@@ -25,7 +25,6 @@ from typing import Any
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from exchange.errors import ConsentDenied
 from exchange.trust.keys import fingerprint
@@ -215,11 +214,6 @@ def verify(
             "consent artefact names another consent service", detail="invalid-artefact"
         )
     return consent
-
-
-def certificate_owner(certificate: x509.Certificate) -> str | None:
-    owner = certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
-    return str(owner[0].value) if len(owner) == 1 else None
 
 
 def timestamp(value: datetime) -> int:

@@ -228,13 +228,6 @@ class ConsentStore:
                 Listed(_decode(row.artefact), self._status(row), row.revoked_at) for row in rows
             ]
 
-    def artefact(self, subject: str, consent_id: str) -> str:
-        with Session(self._engine) as session:
-            row = session.get(models.Consent, consent_id)
-            if row is None or row.subject != self.subject_key(subject):
-                raise NotFound("no such consent of yours")
-            return row.artefact
-
     def lookup(self, consent_id: str) -> tuple[str, Status]:
         """(the consented service, the status) in one read."""
         with Session(self._engine) as session:
