@@ -82,7 +82,8 @@ def verify(chain: str, bodies: Iterable[bytes], heads: Iterable[Head], anchors: 
 
     def heads_up_to(size: int) -> Problem | None:
         nonlocal good_size
-        while pending and pending[0].size <= size:
+        # A head without an integer size comes first and is reported by _check_head.
+        while pending and (type(pending[0].size) is not int or pending[0].size <= size):
             head = pending.pop(0)
             problem = _check_head(head, report, signers, anchors, good_size)
             if problem is not None:

@@ -186,8 +186,8 @@ def main() -> None:
             f"({command:.1f} s, start-up included)"
         )
         print(
-            f"  provider gateway ready in {ready:.1f} s (tree of {report.records:,} leaves "
-            f"rebuilt), {rss:.0f} MB resident"
+            f"  every role ready in {ready:.1f} s (the provider rebuilt a tree of "
+            f"{report.records:,} leaves); provider {rss:.0f} MB resident"
         )
         print()
         print(

@@ -26,6 +26,7 @@ from exchange.consent.service import ConsentService
 from exchange.consent.settings import ConsentSettings
 from exchange.db import migrate
 from exchange.db.engine import build_engine
+from exchange.errors import NotFound
 from exchange.gateway.node import Gateway
 from exchange.gateway.runner import background_jobs, prepare
 from exchange.gateway.settings import GatewaySettings
@@ -89,6 +90,11 @@ def demo(
     marker = data_dir / "demo.json"
     if marker.exists():
         port = json.loads(marker.read_text())["port"]
+        if not (data_dir / "consent" / "consent.toml").exists():
+            raise NotFound(
+                f"{data_dir} holds a demo made by an older version (no consent service); "
+                "delete it or choose another --data-dir"
+            )
         typer.echo(f"resuming the demo in {data_dir} (ports from its first run, from {port})")
         layout = federation.Federation(
             base=data_dir,

@@ -29,6 +29,7 @@ Provider gateways::
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -56,7 +57,7 @@ def grant_request(fields: Any) -> GrantRequest:
         raw = fields.get(name)
         if raw in (None, ""):
             return default
-        if str(raw) == "unlimited":
+        if str(raw) == "unlimited" and name == "max_uses":
             return None
         try:
             return int(str(raw))
@@ -113,6 +114,13 @@ def create_app(service: ConsentService) -> Starlette:
             max_validity_days=settings.max_validity_days,
         )
 
+    def checked_return(terms: Terms, return_to: str) -> str:
+        if not settings.return_allowed(terms.request.consumer, return_to):
+            raise InvalidRequest(
+                "this consumer may not send citizens back to that address", detail="return_to"
+            )
+        return return_to
+
     async def bearer(request: Request) -> str:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
@@ -144,11 +152,7 @@ def create_app(service: ConsentService) -> Starlette:
         fields = request.query_params
         try:
             terms = terms_of(grant_request(fields))
-            return_to = fields.get("return_to", "")
-            if not settings.return_allowed(terms.request.consumer, return_to):
-                raise InvalidRequest(
-                    "this consumer may not send citizens back to that address", detail="return_to"
-                )
+            checked_return(terms, str(fields.get("return_to", "")))
         except Error as error:
             return fail_page(error, back=None)
         return web.page(
@@ -168,11 +172,7 @@ def create_app(service: ConsentService) -> Starlette:
                 raise InvalidToken("your sign-in has ended; please start again")
             web.check_csrf(request.session, form)
             terms = terms_of(grant_request(form))
-            return_to = str(form.get("return_to", ""))
-            if not settings.return_allowed(terms.request.consumer, return_to):
-                raise InvalidRequest(
-                    "this consumer may not send citizens back to that address", detail="return_to"
-                )
+            return_to = checked_return(terms, str(form.get("return_to", "")))
             if form.get("decision") != "grant":
                 return web.page(
                     "granted.html",
@@ -313,7 +313,7 @@ def create_app(service: ConsentService) -> Starlette:
 
 async def _json(request: Request) -> dict[str, Any]:
     try:
-        body = await request.json()
+        body = json.loads(await web.bounded_body(request, web.MAX_FORM_BYTES))
     except ValueError as exc:
         raise InvalidRequest("the body must be a JSON object") from exc
     if not isinstance(body, dict):

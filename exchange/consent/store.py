@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from exchange.consent import models
 from exchange.consent.artefact import Consent, ConsentSigner, Purpose, timestamp
-from exchange.errors import InvalidRequest, NotFound
+from exchange.errors import InvalidIdentifier, InvalidRequest, NotFound
 from exchange.identifiers import ServiceId, SubsystemId, check_segment
 from exchange.trust.globalconf import GlobalConfiguration
 
@@ -106,7 +106,7 @@ def resolve(
     try:
         consumer = SubsystemId.parse(request.consumer)
         service = ServiceId.parse(request.service)
-    except Exception as exc:
+    except InvalidIdentifier as exc:
         raise InvalidRequest(
             "consumer and service must be X-Road identifiers", detail="consumer"
         ) from exc

@@ -28,7 +28,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -65,6 +64,7 @@ from exchange.gateway.signing import (
     verify_request,
 )
 from exchange.gateway.tls import PEER_FINGERPRINT
+from exchange.gateway.trust import TrustView
 from exchange.gateway.xroad import (
     ALL_METHODS,
     MEDIA_TYPES,
@@ -77,7 +77,6 @@ from exchange.gateway.xroad import (
 )
 from exchange.identifiers import member_of
 
-log = structlog.get_logger(__name__)
 SIDE = "ServerProxy"
 
 
@@ -287,7 +286,9 @@ async def _serve(
         return evidence
 
     if consent is not None and (consent.preview or service.spec.preview):
-        evidence = await _previewed(gateway, checks, consent, service, record, parameters, fetch)
+        evidence = await _previewed(
+            gateway, checks, view, consent, service, record, parameters, fetch
+        )
     else:
         if consent is not None:
             await checks.consents.spend(
@@ -302,6 +303,7 @@ async def _serve(
 async def _previewed(
     gateway: Gateway,
     checks: Checks,
+    view: TrustView,
     consent: Consent,
     service: LocalService,
     record: ExchangeRecord,
@@ -313,7 +315,6 @@ async def _previewed(
     previews = gateway.previews
     if previews.spec is None:
         raise ServiceUnavailable("this provider cannot show previews to citizens")
-    view = gateway.trust.view()
     query = query_digest(parameters)
     held = await gateway.in_thread(
         previews.find,

@@ -142,18 +142,22 @@ class Portal:
         self.consents[(consent.sub, procedure.code)] = artefact
         return consent
 
+    def _on_behalf_of(self, citizen: SignedIn, **more: str) -> dict[str, str]:
+        """X-Road headers of a request this portal makes for ``citizen``."""
+        return {"X-Road-Client": self.settings.client, "X-Road-UserId": citizen.subject, **more}
+
     async def fetch(self, citizen: SignedIn, procedure: Procedure, artefact: str) -> Answer:
+        headers = self._on_behalf_of(
+            citizen,
+            **{
+                "X-Exchange-Purpose": procedure.purpose,
+                "X-Exchange-Consent": artefact,
+                "Accept": "application/json",
+            },
+        )
         try:
             response = await self.http.get(
-                f"/r1/{procedure.service}",
-                params={"person": citizen.subject},
-                headers={
-                    "X-Road-Client": self.settings.client,
-                    "X-Road-UserId": citizen.subject,
-                    "X-Exchange-Purpose": procedure.purpose,
-                    "X-Exchange-Consent": artefact,
-                    "Accept": "application/json",
-                },
+                f"/r1/{procedure.service}", params={"person": citizen.subject}, headers=headers
             )
         except httpx.HTTPError:
             return Answer(error="The portal's gateway cannot be reached. Please try again later.")
@@ -185,11 +189,7 @@ class Portal:
             response = await self.http.get(
                 f"/r1/{provider}/usage/v1/records",
                 params={"userCode": citizen.subject},
-                headers={
-                    "X-Road-Client": self.settings.client,
-                    "X-Road-UserId": citizen.subject,
-                    "X-Exchange-Identity": citizen.id_token,
-                },
+                headers=self._on_behalf_of(citizen, **{"X-Exchange-Identity": citizen.id_token}),
             )
         except httpx.HTTPError as exc:
             raise ServiceUnavailable("the portal's gateway cannot be reached") from exc
@@ -371,7 +371,7 @@ def create_app(portal: Portal) -> Starlette:
             form = await web.form(request)
             web.check_csrf(request.session, form)
             seq = str(form.get("seq", ""))
-            if not seq.isdigit():
+            if not seq.isascii() or not seq.isdigit() or len(seq) > 12:
                 raise InvalidRequest("no such record", detail="seq")
             checked = await portal.check_receipt(
                 citizen, str(form.get("provider", "")), str(form.get("chain", "")), int(seq)

@@ -8,6 +8,7 @@ and session cookies are signed, HttpOnly and SameSite=Lax (Secure when served ov
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -142,12 +143,13 @@ def sign_in_routes(login: OidcLogin, *, site: str, clock: Callable[[], datetime]
 
 
 MAX_FORM_BYTES = 64 * 1024
+_LENGTH = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also takes '²'
 
 
 async def bounded_body(request: Request, limit: int) -> bytes:
     """The body, if its declared length is at most ``limit`` (read before anyone is known)."""
     length = request.headers.get("content-length", "")
-    if not length.isdigit() or int(length) > limit:
+    if not _LENGTH.fullmatch(length) or int(length) > limit:
         raise PayloadTooLarge(f"the body must declare its length, at most {limit} bytes")
     return await request.body()
 
