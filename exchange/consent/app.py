@@ -24,6 +24,9 @@ Provider gateways::
     POST /api/v1/consents/{id}/uses     spend one use for a message
         (both: the body is a question signed by the consented service's provider, the answer a
         JWS signed by this service; see exchange.consent.redemption)
+    GET  /api/v1/revocations?after=&wait=&subscriber=
+                                        the revocation feed, a page signed by this service
+                                        (see exchange.consent.revocations)
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ from starlette.routing import Route
 
 from exchange import web
 from exchange.consent.redemption import sign_answer, verify_query
+from exchange.consent.revocations import MAX_WAIT, PAGE_SIZE, Subscribers, sign_page
 from exchange.consent.service import ConsentService
-from exchange.consent.store import GrantRequest, Listed, Terms, resolve
+from exchange.consent.store import GrantRequest, Listed, Status, Terms, resolve
 from exchange.errors import AccessDenied, Error, InvalidRequest, InvalidToken, NotFound
 from exchange.http import error_body
 from exchange.identity.login import signed_in
@@ -97,6 +101,7 @@ def listed_json(item: Listed) -> dict[str, Any]:
 
 def create_app(service: ConsentService) -> Starlette:
     store, settings, clock = service.store, service.settings, service.clock
+    subscribers = Subscribers()
 
     def fail(error: Error) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
@@ -202,9 +207,7 @@ def create_app(service: ConsentService) -> Starlette:
             if citizen is None:
                 raise InvalidToken("your sign-in has ended; please sign in again")
             web.check_csrf(request.session, form)
-            await asyncio.to_thread(
-                store.revoke, citizen.subject, request.path_params["consent_id"]
-            )
+            await revoke(citizen.subject, request.path_params["consent_id"])
         except Error as error:
             return fail_page(error)
         return RedirectResponse("/", status_code=303)
@@ -241,12 +244,16 @@ def create_app(service: ConsentService) -> Starlette:
     async def api_revoke(request: Request) -> Response:
         try:
             subject = await bearer(request)
-            status = await asyncio.to_thread(
-                store.revoke, subject, request.path_params["consent_id"]
-            )
+            status = await revoke(subject, request.path_params["consent_id"])
         except Error as error:
             return fail(error)
         return JSONResponse(status.as_json())
+
+    async def revoke(subject: str, consent_id: str) -> Status:
+        status, seq = await asyncio.to_thread(store.revoke, subject, consent_id)
+        if seq is not None:
+            await subscribers.published(seq)
+        return status
 
     # Providers
 
@@ -284,6 +291,29 @@ def create_app(service: ConsentService) -> Starlette:
     async def status(request: Request) -> Response:
         return await question(request, "status")
 
+    async def revocations(request: Request) -> Response:
+        try:
+            after = int(_number(request.query_params.get("after", "0"), "after", whole=True))
+            wait = min(_number(request.query_params.get("wait", "0"), "wait"), MAX_WAIT)
+            subscriber = request.query_params.get("subscriber") or None
+            if subscriber is not None and len(subscriber) > 255:
+                raise InvalidRequest("subscriber is at most 255 characters", detail="subscriber")
+        except Error as error:
+            return fail(error)
+        await subscribers.asked(subscriber, after)
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            page = await asyncio.to_thread(store.revocations, after, limit=PAGE_SIZE)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if page.revoked or remaining <= 0:
+                break
+            # Woken at once by a revocation here; a replica's is found by the next read.
+            await subscribers.wait(subscriber, page.last, min(remaining, 1.0))
+        signed = sign_page(service.signer, settings.name, page, clock())
+        return Response(
+            signed, media_type="application/jose", headers={"Cache-Control": "no-store"}
+        )
+
     async def use(request: Request) -> Response:
         return await question(request, "use")
 
@@ -303,6 +333,7 @@ def create_app(service: ConsentService) -> Starlette:
             Route("/api/v1/consents/{consent_id}/revoke", api_revoke, methods=["POST"]),
             Route("/api/v1/consents/{consent_id}/status", status, methods=["POST"]),
             Route("/api/v1/consents/{consent_id}/uses", use, methods=["POST"]),
+            Route("/api/v1/revocations", revocations),
             Route("/health", health),
         ],
         middleware=[
@@ -319,3 +350,11 @@ async def _json(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
     return body
+
+
+def _number(raw: str, name: str, *, whole: bool = False) -> float:
+    """A non-negative number from a query parameter, in plain digits."""
+    digits = raw.replace(".", "", 0 if whole else 1)
+    if not (digits.isascii() and digits.isdigit()) or len(raw) > 18:
+        raise InvalidRequest(f"{name} must be a non-negative number", detail=name)
+    return int(raw) if whole else float(raw)

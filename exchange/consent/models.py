@@ -51,3 +51,20 @@ class Use(Base):
     message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     provider: Mapped[str] = mapped_column(ID)  # the member whose gateway redeemed it
     used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Revocation(Base):
+    """A revocation, numbered in commit order: what providers follow (``/api/v1/revocations``).
+
+    ``valid_until`` is the consent's own end; past it the artefact is refused anyway, so the
+    feed no longer lists it.
+    """
+
+    __tablename__ = "consent_revocations"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consent_id: Mapped[str] = mapped_column(
+        ForeignKey("consent_consents.id", ondelete="CASCADE"), unique=True
+    )
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    valid_until: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -92,6 +92,25 @@ def sign_answer(
     return signer.sign_claims(claims, ANSWER_TYPE)
 
 
+def signed_by(authority: ConsentAuthority, token: str, typ: str, refusal: str) -> dict[str, Any]:
+    """The claims of a JWS of type ``typ`` that ``authority`` signed; else
+    :class:`ServiceUnavailable` with ``refusal`` (nothing is released on what cannot be trusted).
+    """
+    public_key = authority.certificate.public_key()
+    try:
+        header = jwt.get_unverified_header(token)
+        if header.get("typ") != typ or header.get("alg") != "ES256":
+            raise jwt.InvalidTokenError("wrong type or algorithm")
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise jwt.InvalidTokenError("not an EC key")
+        claims: dict[str, Any] = jwt.decode(
+            token, public_key, algorithms=["ES256"], options={"verify_iat": False}
+        )
+    except jwt.PyJWTError as exc:
+        raise ServiceUnavailable(refusal) from exc
+    return claims
+
+
 def verify_answer(
     token: str,
     *,
@@ -104,18 +123,9 @@ def verify_answer(
 ) -> dict[str, Any]:
     """The claims of the consent service's answer to exactly this question; else raise
     :class:`ServiceUnavailable` (nothing is released on an answer that cannot be trusted)."""
-    public_key = authority.certificate.public_key()
-    try:
-        header = jwt.get_unverified_header(token)
-        if header.get("typ") != ANSWER_TYPE or header.get("alg") != "ES256":
-            raise jwt.InvalidTokenError("wrong type or algorithm")
-        if not isinstance(public_key, ec.EllipticCurvePublicKey):
-            raise jwt.InvalidTokenError("not an EC key")
-        claims: dict[str, Any] = jwt.decode(
-            token, public_key, algorithms=["ES256"], options={"verify_iat": False}
-        )
-    except jwt.PyJWTError as exc:
-        raise ServiceUnavailable("the consent service's answer is not signed by it") from exc
+    claims = signed_by(
+        authority, token, ANSWER_TYPE, "the consent service's answer is not signed by it"
+    )
     iat = claims.get("iat")
     if (
         claims.get("consent") != consent_id

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import jwt
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -148,6 +148,22 @@ def resolve(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Revocations:
+    """One page of the revocation feed: consent id -> the consent's end (seconds since epoch).
+
+    ``last`` is the number to ask after next; ``complete`` says nothing newer was left out.
+    """
+
+    after: int
+    last: int
+    revoked: dict[str, int]
+    complete: bool
+
+
+_REVOCATION_LOCK = 0x636F6E73  # any constant: one lock for all revocations of this database
+
+
 class ConsentStore:
     def __init__(
         self,
@@ -236,16 +252,59 @@ class ConsentStore:
                 raise NotFound("no such consent")
             return row.service, self._status(row)
 
-    def revoke(self, subject: str, consent_id: str) -> Status:
-        """Revoke one of ``subject``'s own consents (anyone else's is "not found")."""
+    def revoke(self, subject: str, consent_id: str) -> tuple[Status, int | None]:
+        """Revoke one of ``subject``'s own consents (anyone else's is "not found").
+
+        Returns the status and the revocation's number in the feed (None if it was revoked
+        before).
+        """
         with Session(self._engine) as session:
+            if self._engine.dialect.name == "postgresql":
+                # Revocations commit one at a time, so that numbers are handed out in commit
+                # order and a provider that has read up to n never misses one below it. They
+                # are rare (a person's action), so this costs nothing that matters.
+                session.execute(select(func.pg_advisory_xact_lock(_REVOCATION_LOCK)))
             row = session.get(models.Consent, consent_id, with_for_update=True)
             if row is None or row.subject != self.subject_key(subject):
                 raise NotFound("no such consent of yours")
-            if row.revoked_at is None:
-                row.revoked_at = self._clock()
-                session.commit()
-            return self._status(row)
+            if row.revoked_at is not None:
+                return self._status(row), None
+            row.revoked_at = self._clock()
+            revocation = models.Revocation(
+                consent_id=row.id, revoked_at=row.revoked_at, valid_until=row.valid_until
+            )
+            session.add(revocation)
+            session.commit()
+            return self._status(row), revocation.seq
+
+    def revocations(self, after: int, *, limit: int) -> Revocations:
+        """Revocations numbered above ``after`` of consents not yet ended, oldest first.
+
+        A provider that read further than this store holds (a database restored from a backup)
+        is sent everything again.
+        """
+        at = self._clock()
+        with self._engine.connect() as connection:
+            newest = connection.scalar(select(func.max(models.Revocation.seq))) or 0
+            if after > newest:
+                after = 0
+            table = models.Revocation.__table__
+            rows = connection.execute(
+                select(table.c.seq, table.c.consent_id, table.c.valid_until)
+                .where(table.c.seq > after, table.c.valid_until > at)
+                .order_by(table.c.seq)
+                .limit(limit)
+            ).all()
+        complete = len(rows) < limit
+        last = rows[-1].seq if rows else after
+        if complete:  # what lies between is of consents that have ended: nothing to send
+            last = max(last, newest)
+        return Revocations(
+            after=after,
+            last=last,
+            revoked={row.consent_id: timestamp(row.valid_until) for row in rows},
+            complete=complete,
+        )
 
     def status(self, consent_id: str) -> Status:
         with Session(self._engine) as session:

@@ -8,16 +8,16 @@ In order, each failing closed with a precise denial before the registry is asked
 3. it covers this request (:meth:`~exchange.consent.artefact.Consent.check`): validity window,
    consumer = ``X-Road-Client``, service or evidence type, purpose = ``X-Exchange-Purpose``,
    subject = the person queried = ``X-Road-UserId``;
-4. the consent service says it is live, in an answer it signed to this gateway's signed question
-   (:mod:`exchange.consent.redemption`): a consent with a use limit spends one use (atomic,
-   never cached); one without asks its status, whose ``active`` answer is reused for
-   ``consent_status_ttl`` seconds (0 by default: revocation is seen by the very next request).
-   The consent service unreachable, or an answer that does not verify, means no release.
+4. it is live: a consent with a use limit spends one use, in an answer the consent service
+   signed to this gateway's signed question (:mod:`exchange.consent.redemption`; atomic, never
+   cached); one without is looked up in this gateway's copy of the consent service's revocation
+   feed (:mod:`exchange.gateway.revocations`) while that copy is fresh, and otherwise its status
+   is asked the same way as a use. The consent service unreachable, or an answer that does not
+   verify, means no release.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import aiohttp
@@ -34,8 +34,6 @@ MAX_ANSWER = 64 * 1024
 class ConsentCheck:
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
-        self._ttl = gateway.settings.consent_status_ttl
-        self._active_until: dict[str, float] = {}
 
     def verify(
         self,
@@ -90,18 +88,16 @@ class ConsentCheck:
     async def ensure_live(
         self, consent: Consent, *, view: TrustView, message_id: str, service: str
     ) -> None:
-        """Step 4 without spending: the status (reused for ``consent_status_ttl`` seconds)."""
-        now = time.monotonic()
-        if self._active_until.get(consent.jti, 0.0) > now:
+        """Step 4 without spending: not revoked, from the feed while fresh, else asked."""
+        feed = self._gateway.revocations.of(consent.iss)
+        if feed is not None and feed.fresh():
+            if feed.revoked(consent.jti):
+                raise ConsentDenied("consent is revoked", detail="revoked")
             return
         answer = await self._ask(
             consent, "status", view=view, message_id=message_id, service=service
         )
         _require_active(answer)
-        if self._ttl > 0:
-            if len(self._active_until) > 100_000:
-                self._active_until.clear()
-            self._active_until[consent.jti] = now + self._ttl
 
     async def _ask(
         self, consent: Consent, action: str, *, view: TrustView, message_id: str, service: str

@@ -75,7 +75,12 @@ def create_consumer_app(gateway: Gateway) -> Starlette:
         except Error as error:
             return JSONResponse({"status": "FAIL", "reason": error.message}, status_code=503)
         return JSONResponse(
-            {"status": "ok", "gateway": gateway.settings.id, "globalconf_version": version}
+            {
+                "status": "ok",
+                "gateway": gateway.settings.id,
+                "globalconf_version": version,
+                "consent_feeds": gateway.revocations.state(),
+            }
         )
 
     async def list_clients(request: Request) -> Response:

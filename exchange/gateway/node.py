@@ -26,6 +26,7 @@ from exchange.gateway.metrics import GatewayMetrics
 from exchange.gateway.preview import Previews
 from exchange.gateway.records import ExchangeLog
 from exchange.gateway.replay import ReplayGuard
+from exchange.gateway.revocations import RevocationFeeds
 from exchange.gateway.services import ServiceTable
 from exchange.gateway.settings import GatewaySettings
 from exchange.gateway.signing import MessageSigner
@@ -95,6 +96,14 @@ class Gateway:
         self.previews = Previews(
             self.engine, spec=settings.preview, subject_hash=self.audit.subject_hash, clock=clock
         )
+        self.revocations = RevocationFeeds(
+            trust=self.trust,
+            session=self.session,
+            clock=clock,
+            subscriber=f"{settings.id}/{settings.replica}",  # each replica follows
+            max_age=settings.consent_feed_max_age,
+            skew=settings.clock_skew,
+        )
         self.subsystems = frozenset(SubsystemId(self.member, code) for code in settings.subsystems)
         self.metrics = GatewayMetrics()
         # Set once every listener is up: health says "ok" only when exchanges can flow.
@@ -123,6 +132,7 @@ class Gateway:
         return self._session
 
     async def close(self) -> None:
+        await self.revocations.close()
         await self.audit.close()
         await self.replay.close()
         await self.exchanges.close()

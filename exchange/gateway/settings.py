@@ -147,11 +147,14 @@ class GatewaySettings(_Strict):
     )
     audit_head_interval: float = Field(default=60.0, gt=0, description="seconds between tree heads")
     audit_head_every: int = Field(default=10000, gt=0, description="records that force a head")
-    consent_status_ttl: float = Field(
-        default=0.0,
+    consent_feed_max_age: float = Field(
+        default=15.0,
         ge=0,
-        le=60,
-        description="seconds a consent's 'active' status is reused: revocation takes that long",
+        le=300,
+        description=(
+            "seconds the consent status is answered from the consent service's revocation feed "
+            "after last hearing from it; then asked per request (0: always asked)"
+        ),
     )
     identity: IdentitySpec | None = None
     preview: PreviewSpec | None = None

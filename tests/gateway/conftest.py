@@ -163,8 +163,11 @@ class Running:
             yield
 
 
+FEED_MAX_AGE = 5  # seconds a provider trusts its copy of the revocation feed
+
 GATEWAY_EXTRA = (
     "globalconf_refresh = 0.3\naccess_cache_ttl = 0\nclock_skew = 30\nmax_body_bytes = 65536\n"
+    f"consent_feed_max_age = {FEED_MAX_AGE}\n"
 )
 
 

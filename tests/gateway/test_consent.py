@@ -23,6 +23,7 @@ from exchange.trust.keys import generate_key, load_certificate
 from tests.gateway.conftest import (
     BIRTH,
     CONSENTED_DIPLOMA,
+    FEED_MAX_AGE,
     MARI,
     PORTAL_CLIENT,
     PURPOSE,
@@ -249,15 +250,42 @@ def test_birth_certificate_through_the_gateway_with_consent(running: Running) ->
     assert response.json()["BirthCertificate"]["personCode"] == MARI
 
 
-def test_consent_service_unreachable_releases_nothing(running: Running) -> None:
-    artefact = diploma_consent(running)
+def test_consent_service_unreachable_releases_nothing_it_must_confirm(running: Running) -> None:
+    lasting = diploma_consent(running)
+    counted = diploma_consent(running, max_uses=5)
+    assert ask(running, lasting).status_code == 200  # the provider now follows the feed
+    wait_for_feed(running)
     with running.stopped("consent"):
-        before = running.registry.calls
-        response = ask(running, artefact)
-        assert response.status_code == 503, response.text
-        assert response.json()["type"] == "Server.ServerProxy.ServiceUnavailable"
-        assert running.registry.calls == before
-    assert ask(running, artefact).status_code == 200
+        stopped = time.monotonic()
+        # A use must be spent at the consent service: refused at once.
+        unavailable(running, counted)
+        # Without a use limit, the copy of the revocation feed answers while it is fresh ...
+        assert ask(running, lasting).status_code == 200
+        # ... and once it is older than consent_feed_max_age, nothing is released.
+        time.sleep(max(0.0, stopped + FEED_MAX_AGE + 0.5 - time.monotonic()))
+        unavailable(running, lasting)
+    wait_for_feed(running)
+    assert ask(running, lasting).status_code == 200
+    assert ask(running, counted).status_code == 200
+
+
+def unavailable(running: Running, artefact: str) -> None:
+    before = running.registry.calls
+    response = ask(running, artefact)
+    assert response.status_code == 503, response.text
+    assert response.json()["type"] == "Server.ServerProxy.ServiceUnavailable"
+    assert running.registry.calls == before
+
+
+def wait_for_feed(running: Running) -> None:
+    """Until the provider holds a fresh copy of the consent service's revocations."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        health = httpx.get(f"http://127.0.0.1:{running.ports.provider_consumer}/health").json()
+        if health["consent_feeds"].get(federation.CONSENT_SERVICE, {}).get("fresh"):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the provider does not follow the revocation feed")
 
 
 def _payload(token: str) -> bytes:

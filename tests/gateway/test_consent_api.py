@@ -8,7 +8,9 @@ import hashlib
 import hmac
 import json
 import time
-from datetime import UTC, datetime
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -18,7 +20,9 @@ from cryptography.hazmat.primitives import serialization
 
 from exchange.consent.artefact import Consent, ConsentAuthority, Purpose
 from exchange.consent.redemption import sign_query, verify_answer
-from exchange.errors import ConsentDenied
+from exchange.consent.revocations import verify_page
+from exchange.consent.store import Revocations
+from exchange.errors import ConsentDenied, ServiceUnavailable
 from exchange.gateway import files as gateway_files
 from exchange.gateway.signing import MessageSigner
 from exchange.idp import files as idp_files
@@ -230,6 +234,100 @@ def test_only_the_provider_may_ask_and_answers_are_signed(running: Running) -> N
         f"{base}/uses", content=question(running, "provider", consent_id, "status", "m-2")
     )
     assert mixed.status_code == 403
+
+
+def consent_authority(running: Running) -> ConsentAuthority:
+    folder = running.layout.consent.parent
+    return ConsentAuthority(
+        name=federation.CONSENT_SERVICE,
+        member=str(federation.AUTHORITY),
+        url=running.consent_url,
+        certificate=load_certificate(folder / "consent.pem"),
+        serial="",
+    )
+
+
+def feed(running: Running, **params: str) -> Revocations:
+    response = httpx.get(f"{running.consent_url}/api/v1/revocations", params=params, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/jose"
+    return verify_page(
+        response.text, authority=consent_authority(running), at=datetime.now(UTC), skew=30
+    )
+
+
+def revoke(running: Running, consent_id: str, citizen: str = MARI) -> httpx.Response:
+    token = running.id_token(citizen, federation.CONSENT_CLIENT_ID)
+    return httpx.post(
+        f"{running.consent_url}/api/v1/consents/{consent_id}/revoke",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+
+
+def test_the_revocation_feed_lists_revocations_in_order_signed(running: Running) -> None:
+    start = feed(running)
+    assert start.complete
+    first, second, kept = (running.grant(MARI).json()["id"] for _ in range(3))
+    assert revoke(running, first).json()["status"] == "revoked"
+    assert revoke(running, second).json()["status"] == "revoked"
+    page = feed(running, after=str(start.last))
+    assert list(page.revoked) == [first, second]
+    assert kept not in page.revoked
+    assert page.complete
+    assert page.last > start.last
+    assert all(until > time.time() for until in page.revoked.values())
+    # Revoking again changes nothing and adds nothing.
+    assert revoke(running, first).json()["status"] == "revoked"
+    assert feed(running, after=str(page.last)).revoked == {}
+    # A provider that read further than the service holds (a restored backup) gets it all again.
+    assert {first, second} <= set(feed(running, after=str(page.last + 1000)).revoked)
+
+
+def test_a_held_poll_answers_as_soon_as_a_consent_is_revoked(running: Running) -> None:
+    after = feed(running).last
+    consent_id = running.grant(MARI).json()["id"]
+    with ThreadPoolExecutor(1) as pool:
+        began = time.monotonic()
+        held = pool.submit(feed, running, after=str(after), wait="20", subscriber="test")
+        time.sleep(0.3)
+        assert not held.done()
+        assert revoke(running, consent_id).status_code == 200
+        assert list(held.result(timeout=15).revoked) == [consent_id]
+    assert time.monotonic() - began < 10
+    # Nothing new: the poll is held for its wait, then answered empty and complete.
+    began = time.monotonic()
+    quiet = feed(running, after=str(feed(running).last), wait="0.5")
+    assert quiet.revoked == {}
+    assert quiet.complete
+    assert 0.4 < time.monotonic() - began < 5
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"after": "-1"}, {"after": "x"}, {"wait": "1e3"}, {"after": "1.5"}, {"subscriber": "s" * 300}],
+)
+def test_the_revocation_feed_refuses_malformed_questions(
+    running: Running, params: dict[str, str]
+) -> None:
+    response = httpx.get(f"{running.consent_url}/api/v1/revocations", params=params)
+    assert response.status_code == 400, response.text
+    assert response.json()["type"].endswith("InvalidRequest")
+
+
+def test_a_page_verifies_only_from_its_consent_service(running: Running) -> None:
+    response = httpx.get(f"{running.consent_url}/api/v1/revocations")
+    authority = consent_authority(running)
+    now = datetime.now(UTC)
+    verify_page(response.text, authority=authority, at=now, skew=30)
+    other = gateway_files.load(running.provider_settings()).signing_certificate
+    with pytest.raises(ServiceUnavailable):
+        verify_page(response.text, authority=replace(authority, certificate=other), at=now, skew=30)
+    with pytest.raises(ServiceUnavailable):
+        verify_page(response.text, authority=replace(authority, name="other"), at=now, skew=30)
+    later = now + timedelta(minutes=5)
+    with pytest.raises(ServiceUnavailable):
+        verify_page(response.text, authority=authority, at=later, skew=30)
 
 
 def test_a_consent_covers_one_service_not_its_evidence_type_elsewhere() -> None:
