@@ -17,9 +17,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from exchange import jws
 from exchange.consent.artefact import ConsentAuthority, ConsentSigner
 from exchange.errors import AccessDenied, InvalidSignature, ServiceUnavailable, StaleMessage
 from exchange.gateway.signing import MessageSigner, decode_signed
@@ -58,8 +58,8 @@ def verify_query(
 ) -> tuple[str, dict[str, Any]]:
     """(the signing member, the claims) of a fresh question about ``consent_id``."""
     try:
-        kid = str(jwt.get_unverified_header(token).get("kid", ""))
-    except jwt.PyJWTError as exc:
+        kid = str(jws.Token(token).header.get("kid", ""))
+    except jws.JwsError as exc:
         raise AccessDenied("a consent question must be signed by a provider") from exc
     entry = view.signing.get(kid)
     if entry is None:
@@ -98,17 +98,12 @@ def signed_by(authority: ConsentAuthority, token: str, typ: str, refusal: str) -
     """
     public_key = authority.certificate.public_key()
     try:
-        header = jwt.get_unverified_header(token)
-        if header.get("typ") != typ or header.get("alg") != "ES256":
-            raise jwt.InvalidTokenError("wrong type or algorithm")
-        if not isinstance(public_key, ec.EllipticCurvePublicKey):
-            raise jwt.InvalidTokenError("not an EC key")
-        claims: dict[str, Any] = jwt.decode(
-            token, public_key, algorithms=["ES256"], options={"verify_iat": False}
-        )
-    except jwt.PyJWTError as exc:
+        signed = jws.Token(token)
+        if signed.header.get("typ") != typ or not isinstance(public_key, ec.EllipticCurvePublicKey):
+            raise jws.JwsError("wrong type or key")
+        return signed.claims(public_key)
+    except jws.JwsError as exc:
         raise ServiceUnavailable(refusal) from exc
-    return claims
 
 
 def verify_answer(

@@ -1,0 +1,96 @@
+"""ES256 compact JWS: interchangeable with PyJWT both ways, and every malformed or forged token
+refused."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from exchange import jws
+
+KEY = ec.generate_private_key(ec.SECP256R1())
+CLAIMS = {"sub": "EE38001085718", "n": 1, "text": "õun", "none": None}
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_pyjwt_reads_ours_and_we_read_pyjwts() -> None:
+    ours = jws.sign(CLAIMS, KEY, typ="t+jws", kid="k1")
+    assert jwt.get_unverified_header(ours) == {"alg": "ES256", "typ": "t+jws", "kid": "k1"}
+    assert jwt.decode(ours, KEY.public_key(), algorithms=["ES256"]) == CLAIMS
+    theirs = jwt.encode(CLAIMS, KEY, algorithm="ES256", headers={"typ": "t+jws"})
+    token = jws.Token(theirs)
+    assert token.header["typ"] == "t+jws"
+    assert token.claims(KEY.public_key()) == CLAIMS
+
+
+def forge_header(header: dict[str, object]) -> str:
+    _, payload, signature = jws.sign(CLAIMS, KEY).split(".")
+    return f"{b64(json.dumps(header).encode())}.{payload}.{signature}"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "a.b",
+        "a.b.c.d",
+        "!!!!.e30.AAAA",
+        forge_header({"alg": "none"}),
+        forge_header({"alg": "HS256"}),
+        forge_header({"alg": "ES384"}),
+        forge_header({"alg": "ES256", "crit": ["b64"], "b64": False}),
+        f"{b64(b'[1]')}.e30.AAAA",
+        f"{b64(b'not json')}.e30.AAAA",
+        jws.sign(CLAIMS, KEY).replace(".", "=.", 1),
+        jws.sign(CLAIMS, KEY).replace(".", ".õ", 1),
+        jws.sign(CLAIMS, KEY) + "A",  # a segment of 4n+1 characters
+    ],
+)
+def test_malformed_tokens_are_refused(token: str) -> None:
+    with pytest.raises(jws.JwsError):
+        jws.Token(token).claims(KEY.public_key())
+
+
+def test_a_forged_or_altered_token_does_not_verify() -> None:
+    header, payload, signature = jws.sign(CLAIMS, KEY).split(".")
+    other = ec.generate_private_key(ec.SECP256R1())
+    altered = b64(json.dumps({**CLAIMS, "sub": "EE39107156021"}).encode())
+    raw = base64.urlsafe_b64decode(signature + "==")
+    for token, key in [
+        (f"{header}.{payload}.{signature}", other.public_key()),
+        (f"{header}.{altered}.{signature}", KEY.public_key()),
+        (f"{header}.{payload}.{b64(raw[:63])}", KEY.public_key()),
+        (f"{header}.{payload}.{b64(bytes(64))}", KEY.public_key()),
+        (f"{header}.{payload}.{b64(raw[32:] + raw[:32])}", KEY.public_key()),
+    ]:
+        with pytest.raises(jws.JwsError):
+            jws.Token(token).claims(key)
+
+
+def test_only_a_p256_key_verifies_es256() -> None:
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    with pytest.raises(jws.JwsError):
+        jws.Token(jws.sign(CLAIMS, KEY)).claims(p384.public_key())
+
+
+def signed_as_is(payload: bytes) -> str:
+    """A genuine signature over a header and ``payload`` given byte for byte."""
+    header = b64(b'{"alg":"ES256"}')
+    signing_input = f"{header}.{b64(payload)}"
+    r, s = decode_dss_signature(KEY.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    return f"{signing_input}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+def test_a_payload_must_be_a_json_object() -> None:
+    assert jws.Token(signed_as_is(b'{"a": 1}')).claims(KEY.public_key()) == {"a": 1}
+    for payload in (b"[1, 2]", b'"text"', b"{bad", b'{"a": NaN}'):
+        with pytest.raises(jws.JwsError):
+            jws.Token(signed_as_is(payload)).claims(KEY.public_key())
