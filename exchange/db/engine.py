@@ -20,15 +20,25 @@ def sqlite_url(path: Path) -> str:
 SYNCHRONOUS = ("FULL", "NORMAL")
 
 
-def build_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) -> Engine:
+def build_engine(
+    url: str, *, sqlite_synchronous: str = "FULL", flushed: bool = True, **kwargs: Any
+) -> Engine:
     """Create an engine for ``url`` with the settings each backend needs.
 
     SQLite runs in WAL mode. ``FULL`` (the default) makes every commit survive a power loss;
     ``NORMAL`` makes it survive a crash of the process (SIGKILL included) but not of the machine,
     and saves an fsync per commit.
+
+    ``flushed=False`` builds an engine whose commits do not wait for the disk (SQLite
+    ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``). Both logs are written in
+    order, so such a commit becomes durable with the next flushed commit to the same database:
+    for writes that matter only once a flushed commit follows them (see
+    :mod:`exchange.gateway.replay`), or that may be lost (operational records).
     """
     if sqlite_synchronous not in SYNCHRONOUS:
         raise ValueError(f"sqlite_synchronous must be one of {SYNCHRONOUS}")
+    if not flushed:
+        sqlite_synchronous = "NORMAL"
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -48,4 +58,14 @@ def build_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) -
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # A bare postgresql:// URL means psycopg 3 here (psycopg2 is not a dependency).
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    if not flushed:
+
+        def unflushed(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SET synchronous_commit TO OFF")
+            cursor.close()
+            dbapi_connection.commit()
+
+        event.listen(engine, "connect", unflushed)
+    return engine

@@ -63,9 +63,12 @@ class Gateway:
         self.trust = Trust(self.globalconf, clock)
         self.engine = build_engine(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
         migrate.upgrade("gateway", self.engine)
-        self.replay = ReplayGuard(self.engine)
+        # The replay guard's commits are made durable by the audit commit that follows each of
+        # them before anything is released; operational records may lose their last few.
+        self.unflushed = build_engine(settings.db_url, flushed=False)
+        self.replay = ReplayGuard(self.unflushed)
         self.access = AccessRights(self.engine, cache_ttl=settings.access_cache_ttl, clock=clock)
-        self.exchanges = ExchangeLog(self.engine)
+        self.exchanges = ExchangeLog(self.unflushed)
         self.audit = AuditLog(
             self.engine, chain=settings.audit_chain, key=files.audit_key(settings), clock=clock
         )
@@ -141,3 +144,4 @@ class Gateway:
         await self.services.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()
+        self.unflushed.dispose()

@@ -3,7 +3,12 @@
 The pair is committed before the provider acts on the request, so a crash can only ever turn
 a first delivery into a rejected retry, never let a replay through. Concurrent requests share
 one transaction (group commit); within it, ``INSERT ... ON CONFLICT DO NOTHING RETURNING``
-tells each request whether its pair was new. Entries are kept until the request signature's
+tells each request whether its pair was new.
+
+The commit does not wait for the disk (``build_engine(flushed=False)``): every answer's audit
+record is committed, flushed, after it and before the answer leaves, and the database's log is
+written in order, so a pair whose request was answered is on disk. A power loss can only take
+pairs of requests that were never answered. Entries are kept until the request signature's
 expiry plus the clock skew has passed; after that the signature check alone rejects the
 message, and the entry is pruned.
 """
