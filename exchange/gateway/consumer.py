@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from exchange.consent.artefact import reference
 from exchange.errors import (
@@ -54,6 +55,7 @@ from exchange.gateway.xroad import (
     ALL_METHODS,
     Target,
     XRoadHeaders,
+    exchanges_first,
     parse_target,
     read_body,
     read_headers,
@@ -66,7 +68,7 @@ log = structlog.get_logger(__name__)
 SIDE = "ClientProxy"
 
 
-def create_consumer_app(gateway: Gateway) -> Starlette:
+def create_consumer_app(gateway: Gateway) -> ASGIApp:
     async def health(_: Request) -> JSONResponse:
         if not gateway.started:
             return JSONResponse({"status": "FAIL", "reason": "starting"}, status_code=503)
@@ -100,14 +102,17 @@ def create_consumer_app(gateway: Gateway) -> Starlette:
     async def exchange(request: Request) -> Response:
         return await handle(gateway, request)
 
-    return Starlette(
-        routes=[
-            Route("/health", health),
-            Route("/metrics", metrics),
-            Route("/listClients", list_clients),
-            Route("/r1/{rest:path}", exchange, methods=ALL_METHODS),
-            *auditapi.routes(gateway),
-        ]
+    return exchanges_first(
+        Starlette(
+            routes=[
+                Route("/health", health),
+                Route("/metrics", metrics),
+                Route("/listClients", list_clients),
+                Route("/r1/{rest:path}", exchange, methods=ALL_METHODS),
+                *auditapi.routes(gateway),
+            ]
+        ),
+        exchange,
     )
 
 

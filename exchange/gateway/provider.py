@@ -32,6 +32,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from connectors.base import ConnectorRequest, Evidence
 from exchange.consent.artefact import Consent
@@ -69,6 +70,7 @@ from exchange.gateway.xroad import (
     ALL_METHODS,
     MEDIA_TYPES,
     METASERVICES,
+    exchanges_first,
     negotiate,
     parse_target,
     query_parameters,
@@ -80,7 +82,7 @@ from exchange.identifiers import member_of
 SIDE = "ServerProxy"
 
 
-def create_provider_app(gateway: Gateway) -> Starlette:
+def create_provider_app(gateway: Gateway) -> ASGIApp:
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "gateway": gateway.settings.id})
 
@@ -89,8 +91,14 @@ def create_provider_app(gateway: Gateway) -> Starlette:
     async def exchange(request: Request) -> Response:
         return await handle(gateway, request, checks)
 
-    return Starlette(
-        routes=[Route("/health", health), Route("/r1/{rest:path}", exchange, methods=ALL_METHODS)]
+    return exchanges_first(
+        Starlette(
+            routes=[
+                Route("/health", health),
+                Route("/r1/{rest:path}", exchange, methods=ALL_METHODS),
+            ]
+        ),
+        exchange,
     )
 
 

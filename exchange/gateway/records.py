@@ -59,6 +59,7 @@ class ExchangeLog:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._statement = insert(models.Exchange)
         self._writer: GroupCommit[tuple[ExchangeRecord, datetime], None] = GroupCommit(
             self._insert, name="opmon"
         )
@@ -104,9 +105,9 @@ class ExchangeLog:
             }
             for r, out in batch
         ]
-        with Session(self._engine) as session:
-            session.execute(insert(models.Exchange), rows)
-            session.commit()
+        # On a connection, not a session: the ORM's bulk insert adds about a fifth.
+        with self._engine.begin() as connection:
+            connection.execute(self._statement, rows)
         return [None] * len(batch)
 
     def recent(self, limit: int = 100) -> list[models.Exchange]:

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from exchange.errors import InvalidIdentifier, InvalidRequest, NotAcceptable, PayloadTooLarge
 from exchange.identifiers import ClientId, MemberId, ServiceId, SubsystemId, parse_client
@@ -32,6 +37,31 @@ _CANONICAL = {
     "x-exchange-purpose": "X-Exchange-Purpose",
     "x-exchange-identity": "X-Exchange-Identity",
 }
+
+
+def exchanges_first(
+    app: Starlette, handle: Callable[[Request], Awaitable[Response]]
+) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """An ASGI app that hands exchanges (``/r1/...``, X-Road's methods) straight to ``handle``
+    and everything else to ``app``.
+
+    Starlette's routing and middleware cost about a tenth of a gateway's time per exchange;
+    ``handle`` answers every outcome itself (refusals are signed and audited), so they add
+    nothing there.
+    """
+
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"].startswith(PREFIX)
+            and scope["method"] in ALL_METHODS
+        ):
+            response = await handle(Request(scope, receive))
+            await response(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return asgi
 
 
 @dataclass(frozen=True, slots=True)
