@@ -68,6 +68,9 @@ def _logging_failed(cause: BaseException) -> LoggingFailed:
     return failure
 
 
+Pending = tuple[AuditEntry, str | None, bool]  # entry, hashed subject, listed
+
+
 class AuditLog:
     def __init__(
         self,
@@ -83,7 +86,7 @@ class AuditLog:
         self._key = key
         self._clock = clock
         # One worker: commits of this chain happen one after another, in order.
-        self._writer: GroupCommit[tuple[AuditEntry, str | None], int] = GroupCommit(
+        self._writer: GroupCommit[Pending, int] = GroupCommit(
             self.commit_batch,
             name=f"audit:{chain}",
             max_batch=max_batch,
@@ -113,11 +116,14 @@ class AuditLog:
             return None
         return hmac.new(self._key, person.encode(), hashlib.sha256).hexdigest()
 
-    async def append(self, entry: AuditEntry, *, subject: str | None) -> int:
-        """Commit ``entry`` (about ``subject``, hashed); return its sequence number."""
-        return await self._writer.submit((entry, self.subject_hash(subject)))
+    async def append(self, entry: AuditEntry, *, subject: str | None, listed: bool = False) -> int:
+        """Commit ``entry`` (about ``subject``, hashed); return its sequence number.
 
-    def commit_batch(self, batch: Sequence[tuple[AuditEntry, str | None]]) -> list[int]:
+        ``listed``: the subject's usage view shows it (see :class:`AuditRecord`).
+        """
+        return await self._writer.submit((entry, self.subject_hash(subject), listed))
+
+    def commit_batch(self, batch: Sequence[Pending]) -> list[int]:
         """Append and commit ``batch`` (entries with hashed subjects) now, on this thread.
 
         The group committer's worker calls this; so may a bulk load while nothing else appends
@@ -125,7 +131,7 @@ class AuditLog:
         at = self._clock()
         first = self.tree.size
         rows, leaves, previous = [], [], self._last
-        for offset, (entry, subject) in enumerate(batch):
+        for offset, (entry, subject, listed) in enumerate(batch):
             body = canonical(
                 {
                     "v": FORMAT,
@@ -146,6 +152,7 @@ class AuditLog:
                     "seq": first + offset,
                     "at": at,
                     "subject": subject,
+                    "listed": listed and subject is not None,
                     "body": body,
                 }
             )

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from exchange.central.models import NAMING
@@ -23,11 +33,14 @@ class Base(DeclarativeBase):
 
 class AuditRecord(Base):
     __tablename__ = "audit_records"
-    __table_args__ = (Index("ix_audit_records_subject", "subject", "at"),)
+    __table_args__ = (Index("ix_audit_records_listed", "subject", "listed", "at"),)
     chain: Mapped[str] = mapped_column(String(255), primary_key=True)
     seq: Mapped[int] = mapped_column(Sequence, primary_key=True, autoincrement=False)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     subject: Mapped[str | None] = mapped_column(String(64))  # keyed hash of the person's id
+    # Shown in the subject's usage view: data about them released by this member (not, say,
+    # their own reading of that view). Found by index, so that what is not shown is not read.
+    listed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     body: Mapped[bytes] = mapped_column(LargeBinary)  # canonical JSON, the Merkle leaf
 
 

@@ -76,7 +76,8 @@ def fill(settings: GatewaySettings, records: int, spacing: int) -> float:
                 request_claims_digest=None,
                 response_signature=None,
             )
-            batch.append((entry, citizen if seq % spacing == 0 else people[seq % len(people)]))
+            subject = citizen if seq % spacing == 0 else people[seq % len(people)]
+            batch.append((entry, subject, True))
         log.commit_batch(batch)
     engine.dispose()
     return time.perf_counter() - started

@@ -71,6 +71,12 @@ def _count(parameters: dict[str, str], name: str, default: int, most: int | None
     return int(raw)
 
 
+def listed(service: str) -> bool:
+    """Whether a provider's record of ``service`` shows in the person's usage view: every
+    service but this one (a citizen reading their usage is not a use of their data)."""
+    return service.split("/")[-1] != SERVICE
+
+
 class Usage:
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
@@ -187,7 +193,9 @@ class Usage:
         rich: bool,
     ) -> dict[str, Any]:
         subject = self._gateway.audit.subject_hash(person)
-        query = select(AuditRecord).where(AuditRecord.subject == subject)
+        query = select(AuditRecord).where(
+            AuditRecord.subject == subject, AuditRecord.listed.is_(True)
+        )
         if start is not None:
             query = query.where(AuditRecord.at >= start)
         if end is not None:
@@ -199,12 +207,9 @@ class Usage:
         usages = []
         for row in rows:
             record = json.loads(row.body)
-            if (
-                record.get("side") != "provider"
-                or record.get("service", "").split("/")[-1] == SERVICE
-            ):
-                continue
-            usages.append((row, record))
+            # The index found the listed ones; the record itself has the last word.
+            if record.get("side") == "provider" and listed(str(record.get("service", ""))):
+                usages.append((row, record))
         page = usages[offset : offset + limit]
         view = self._gateway.trust.view()
         return {
