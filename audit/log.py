@@ -69,6 +69,22 @@ def _logging_failed(cause: BaseException) -> LoggingFailed:
 
 
 Pending = tuple[AuditEntry, str | None, bool]  # entry, hashed subject, listed
+TREE_HEIGHT = 5  # the tree keeps nodes of blocks of 32 records and up (see merkle.Tree)
+
+
+def leaf_reader(engine: Engine, chain: str) -> Callable[[int, int], list[bytes]]:
+    """Leaf hashes of records ``lo`` to ``hi`` (excluded) of ``chain``, from the table."""
+
+    def read(lo: int, hi: int) -> list[bytes]:
+        query = (
+            select(AuditRecord.body)
+            .where(AuditRecord.chain == chain, AuditRecord.seq >= lo, AuditRecord.seq < hi)
+            .order_by(AuditRecord.seq)
+        )
+        with engine.connect() as connection:
+            return [merkle.leaf_hash(body) for body in connection.execute(query).scalars()]
+
+    return read
 
 
 class AuditLog:
@@ -92,7 +108,8 @@ class AuditLog:
             max_batch=max_batch,
             on_error=_logging_failed,
         )
-        self.tree = merkle.Tree()  # every leaf, for roots and proofs (about 64 bytes a record)
+        # For roots and proofs: about 2 bytes a record; proofs read leaves back from the table.
+        self.tree = merkle.Tree(height=TREE_HEIGHT, read=leaf_reader(engine, chain))
         self._last = GENESIS
         self._load()
 

@@ -16,7 +16,8 @@ Verification needs nothing but the proof, the sizes and the roots; it never trus
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 
 HASH_SIZE = 32  # SHA-256
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -51,33 +52,88 @@ def root(leaves: Sequence[bytes]) -> bytes:
 
 
 class Tree:
-    """A growing tree that keeps every complete subtree's root, level by level.
+    """A growing tree that keeps the roots of its complete subtrees, level by level.
 
     Appending is O(log n); the root of any prefix and the proofs below are O(log^2 n), because
     every range a proof needs is either a complete, aligned subtree (read from ``levels``) or the
     right edge of the tree (folded from a few of them). Each level is one contiguous buffer of
-    32-byte hashes, so memory is about 64 bytes a leaf (a million records: 64 MB), not the
-    150 that separate bytes objects would take.
+    32-byte hashes.
+
+    With ``height`` h > 0 the levels below h are not kept: the leaves are grouped in blocks of
+    2^h, only the leaves of the last, incomplete block are held, and a node inside a complete
+    block is recomputed from its leaves, which ``read(lo, hi)`` returns (the audit log reads
+    them from its records). A million leaves then take 2/2^h of 64 MB (h = 5: 2 MB) instead of
+    64 MB, and a proof reads at most a block or two. The root of the whole tree never reads.
+    Appends (one writer) and reads (any thread) may run at the same time.
     """
 
-    def __init__(self, leaves: Sequence[bytes] = ()) -> None:
-        self.levels: list[bytearray] = [bytearray()]
+    def __init__(
+        self,
+        leaves: Sequence[bytes] = (),
+        *,
+        height: int = 0,
+        read: Callable[[int, int], Sequence[bytes]] | None = None,
+    ) -> None:
+        if height and read is None:
+            raise ValueError("a tree that keeps no leaves needs a way to read them")
+        self.height = height
+        self._read = read
+        self.levels: list[bytearray] = [bytearray() for _ in range(height + 1)]
+        self._tail: list[bytes] = []  # the leaves of the incomplete block (height > 0)
+        self._size = 0
+        self._lock = threading.Lock()
+        self._blocks: dict[int, list[bytes]] = {}  # a few complete blocks' leaves, as read
         for leaf in leaves:
             self.append(leaf)
 
     @property
     def size(self) -> int:
-        return len(self.levels[0]) // HASH_SIZE
+        return self._size
 
     def node(self, level: int, index: int) -> bytes:
-        start = index * HASH_SIZE
-        return bytes(self.levels[level][start : start + HASH_SIZE])
+        """The root of the complete, aligned subtree ``index`` at ``level``."""
+        if level >= self.height:
+            start = index * HASH_SIZE
+            return bytes(self.levels[level][start : start + HASH_SIZE])
+        lo = index << level
+        block, offset = divmod(lo, 1 << self.height)
+        with self._lock:
+            complete = len(self.levels[self.height]) // HASH_SIZE
+            if block >= complete:  # in the block still filling: its leaves are here
+                return root(self._tail[offset : offset + (1 << level)])
+        return root(self._block(block)[offset : offset + (1 << level)])
+
+    def _block(self, block: int) -> list[bytes]:
+        leaves = self._blocks.get(block)
+        if leaves is None:
+            assert self._read is not None
+            span = 1 << self.height
+            leaves = list(self._read(block * span, (block + 1) * span))
+            if len(leaves) != span:
+                raise LookupError(f"the leaves of block {block} cannot be read back")
+            if len(self._blocks) >= 4:
+                self._blocks.clear()
+            self._blocks[block] = leaves
+        return leaves
 
     def append(self, leaf: bytes) -> None:
         if len(leaf) != HASH_SIZE:
             raise ValueError("a leaf is a 32-byte hash")
-        self.levels[0] += leaf
-        level, index = 0, self.size - 1
+        with self._lock:
+            if self.height:
+                self._tail.append(leaf)
+                self._size += 1
+                if len(self._tail) < 1 << self.height:
+                    return
+                leaf, self._tail = root(self._tail), []
+            else:
+                self._size += 1
+            self._push(self.height, leaf)
+
+    def _push(self, level: int, value: bytes) -> None:
+        """Add a complete subtree's root at ``level`` and fold complete pairs upwards."""
+        self.levels[level] += value
+        index = len(self.levels[level]) // HASH_SIZE - 1
         while index % 2 == 1:
             parent = node_hash(self.node(level, index - 1), self.node(level, index))
             level += 1

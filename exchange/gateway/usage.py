@@ -34,6 +34,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from audit import merkle
+from audit.log import TREE_HEIGHT, leaf_reader
 from audit.models import AuditRecord, TreeHead
 from exchange.errors import AccessDenied, Error, InvalidRequest, InvalidToken, NotFound
 from exchange.gateway.node import Gateway
@@ -303,7 +304,11 @@ class Usage:
             return self._extend(chain, size)
 
     def _extend(self, chain: str, size: int) -> merkle.Tree:
-        tree = self._trees.setdefault(chain, merkle.Tree())
+        tree = self._trees.get(chain)
+        if tree is None:
+            tree = self._trees[chain] = merkle.Tree(
+                height=TREE_HEIGHT, read=leaf_reader(self._gateway.engine, chain)
+            )
         if tree.size < size:  # another replica's chain: read what is new since last time
             with Session(self._gateway.engine) as session:
                 bodies = session.scalars(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -121,3 +122,36 @@ def test_growing_tree_answers_for_every_earlier_size(
     old = data.draw(st.integers(1, size))
     proof = tree.consistency_proof(old, size)
     assert verify_consistency(old, size, root(leaves[:old]), root(leaves[:size]), proof)
+
+
+@settings(max_examples=60)
+@given(st.integers(1, 140), st.integers(1, 4), st.data())
+def test_a_tree_keeping_no_low_levels_answers_as_one_keeping_all(
+    count: int, height: int, data: st.DataObject
+) -> None:
+    leaves = [leaf_hash(n.to_bytes(4, "big")) for n in range(count)]
+    reads: list[tuple[int, int]] = []
+
+    def read(lo: int, hi: int) -> list[bytes]:
+        reads.append((lo, hi))
+        return leaves[lo:hi]
+
+    full, lean = Tree(leaves), Tree(leaves, height=height, read=read)
+    assert lean.size == full.size == count
+    assert lean.root() == full.root()
+    assert reads == []  # the whole tree's root never reads
+    assert sum(len(level) for level in lean.levels) <= 2 * 32 * count >> height
+    size = data.draw(st.integers(1, count))
+    index = data.draw(st.integers(0, size - 1))
+    old = data.draw(st.integers(1, size))
+    assert lean.root(size) == full.root(size)
+    assert lean.inclusion_proof(index, size) == full.inclusion_proof(index, size)
+    assert lean.consistency_proof(old, size) == full.consistency_proof(old, size)
+    assert all(hi - lo == 1 << height for lo, hi in reads)  # whole blocks only
+
+
+def test_a_block_that_cannot_be_read_back_is_an_error_not_a_wrong_proof() -> None:
+    leaves = [leaf_hash(n.to_bytes(4, "big")) for n in range(64)]
+    lean = Tree(leaves, height=3, read=lambda lo, hi: leaves[lo : hi - 1])
+    with pytest.raises(LookupError):
+        lean.inclusion_proof(5)
