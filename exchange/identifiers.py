@@ -63,6 +63,12 @@ def _split(text: str, kind: str, counts: tuple[int, ...]) -> list[str]:
     return parts
 
 
+def unversioned(service: str) -> str:
+    """A service id as text without its version (its first five segments). Not validated: for
+    comparing ids that were, or are about to be, checked elsewhere."""
+    return "/".join(service.split("/")[:5])
+
+
 @dataclass(frozen=True, slots=True)
 class MemberId:
     instance: str

@@ -48,6 +48,7 @@ from exchange.consent.service import ConsentService
 from exchange.consent.store import GrantRequest, Listed, Status, Terms, resolve
 from exchange.errors import AccessDenied, Error, InvalidRequest, InvalidToken, NotFound
 from exchange.http import error_body
+from exchange.identifiers import unversioned
 from exchange.identity.login import signed_in
 
 SITE = "Consent service"
@@ -275,7 +276,7 @@ def create_app(service: ConsentService) -> Starlette:
             # Only the consented service's provider may ask; anyone else learns nothing.
             if consented.rsplit("/", 2)[0] != member:
                 raise NotFound("no such consent")
-            if "/".join(str(asked["service"]).split("/")[:5]) != consented:
+            if unversioned(str(asked["service"])) != consented:
                 raise AccessDenied("the question names another service than the consent")
             if action == "use":
                 answer = await asyncio.to_thread(

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from exchange.consent import models
 from exchange.consent.artefact import Consent, ConsentSigner, Purpose, timestamp
 from exchange.errors import InvalidIdentifier, InvalidRequest, NotFound
-from exchange.identifiers import ServiceId, SubsystemId, check_segment
+from exchange.identifiers import ServiceId, SubsystemId, check_segment, unversioned
 from exchange.trust.globalconf import GlobalConfiguration
 
 MAX_TEXT = 500
@@ -116,11 +116,7 @@ def resolve(
     if member is None or consumer.subsystem_code not in member.subsystems:
         raise InvalidRequest("the consumer is not registered", detail="consumer")
     entry = next(
-        (
-            s
-            for s in configuration.services
-            if "/".join(str(s.get("id", "")).split("/")[:5]) == str(service)
-        ),
+        (s for s in configuration.services if unversioned(str(s.get("id", ""))) == str(service)),
         None,
     )
     if entry is None:

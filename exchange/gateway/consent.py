@@ -27,6 +27,7 @@ from exchange.consent.redemption import sign_query, verify_answer
 from exchange.errors import ConsentDenied, ConsentRequired, ServiceUnavailable
 from exchange.gateway.node import Gateway
 from exchange.gateway.trust import TrustView
+from exchange.identifiers import unversioned
 
 MAX_ANSWER = 64 * 1024
 
@@ -67,7 +68,7 @@ class ConsentCheck:
         consent.check(
             at=self._gateway.clock(),
             consumer=client,
-            service="/".join(service.split("/")[:5]),
+            service=unversioned(service),
             evidence_type=evidence_type,
             purpose=purpose,
             subject=subject,

@@ -32,7 +32,7 @@ from exchange.errors import (
     InvalidSignature,
     UnknownService,
 )
-from exchange.identifiers import ClientId, MemberId, SubsystemId, member_of
+from exchange.identifiers import ClientId, MemberId, SubsystemId, member_of, unversioned
 from exchange.trust.ca import DOCUMENT_SIGNING
 from exchange.trust.globalconf import Gateway, GlobalConfiguration
 from exchange.trust.globalconf_client import GlobalConfClient
@@ -56,8 +56,14 @@ class TrustView:
         self.revoked = frozenset(configuration.revoked_serials)
         # Catalogue entries without version: what metrics may name as a service.
         self.catalogue = frozenset(
-            "/".join(str(s.get("id", "")).split("/")[:5]) for s in configuration.services
+            unversioned(str(s.get("id", ""))) for s in configuration.services
         )
+        # What each catalogue entry says it does, for people (usage views).
+        self.descriptions = {
+            unversioned(str(s.get("id", ""))): str(s["description"])
+            for s in configuration.services
+            if s.get("description")
+        }
         self.members = {m.id: m for m in configuration.members}
         self.signing: dict[str, SigningCertificate] = {}
         for member in configuration.members:

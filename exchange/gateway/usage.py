@@ -39,7 +39,7 @@ from audit.models import AuditRecord, TreeHead
 from exchange.errors import AccessDenied, Error, InvalidRequest, InvalidToken, NotFound
 from exchange.gateway.node import Gateway
 from exchange.gateway.xroad import XRoadHeaders
-from exchange.identifiers import SubsystemId
+from exchange.identifiers import SubsystemId, unversioned
 
 SERVICE = "usage"
 MAX_LIMIT = 1000
@@ -256,15 +256,10 @@ class Usage:
     def _action(self, service: str) -> str:
         code = service.split("/")[4] if service.count("/") >= 4 else service
         try:
-            entries = self._gateway.trust.view().configuration.services
+            descriptions = self._gateway.trust.view().descriptions
         except Error:
-            entries = []
-        for entry in entries:
-            if str(entry.get("id", "")).split("/")[:5] == service.split("/")[:5] and entry.get(
-                "description"
-            ):
-                return str(entry["description"])
-        return code
+            return code
+        return descriptions.get(unversioned(service), code)
 
     def _heads(self, session: Session, chains: set[str]) -> dict[str, TreeHead]:
         newest: dict[str, TreeHead] = {}

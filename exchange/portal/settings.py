@@ -29,7 +29,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from exchange import settings_file
-from exchange.identifiers import ServiceId, SubsystemId, check_segment
+from exchange.identifiers import ServiceId, SubsystemId, check_segment, unversioned
 from exchange.settings_file import Listen, OidcClient, Strict
 
 
@@ -62,7 +62,7 @@ class Procedure(Strict):
     @property
     def consented_service(self) -> str:
         """The service as a consent names it: without its version."""
-        return "/".join(self.service.split("/")[:5])
+        return unversioned(self.service)
 
 
 def passport(service: str) -> Procedure:
