@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -68,6 +68,7 @@ def _logging_failed(cause: BaseException) -> LoggingFailed:
     return failure
 
 
+ENTRY_FIELDS = tuple(f.name for f in fields(AuditEntry))  # flat: no deep copy needed
 Pending = tuple[AuditEntry, str | None, bool]  # entry, hashed subject, listed
 TREE_HEIGHT = 5  # the tree keeps nodes of blocks of 32 records and up (see merkle.Tree)
 
@@ -157,7 +158,7 @@ class AuditLog:
                     "prev": previous,
                     "at": at.isoformat(timespec="microseconds"),
                     "subject": subject,
-                    **asdict(entry),
+                    **{name: getattr(entry, name) for name in ENTRY_FIELDS},
                 }
             )
             leaf = merkle.leaf_hash(body)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -116,10 +116,15 @@ class MessageSigner:
         return jws.sign(claims, self._key, typ=typ, kid=self.kid)
 
     def sign_request(self, claims: RequestClaims) -> str:
-        return self.sign(asdict(claims), REQUEST_TYPE)
+        return self.sign(_flat(claims, REQUEST_FIELDS), REQUEST_TYPE)
 
     def sign_response(self, claims: ResponseClaims) -> str:
-        return self.sign(asdict(claims), RESPONSE_TYPE)
+        return self.sign(_flat(claims, RESPONSE_FIELDS), RESPONSE_TYPE)
+
+
+def _flat(claims: object, names: tuple[str, ...]) -> dict[str, Any]:
+    """The claims as a dict (``dataclasses.asdict`` deep-copies each value; these are flat)."""
+    return {name: getattr(claims, name) for name in names}
 
 
 def decode_signed(
