@@ -24,19 +24,32 @@ EXCHANGE = [sys.executable, "-m", "exchange.cli"]
 _handed_out: set[int] = set()
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(offsets: Sequence[int]) -> int:
+    """A first port such that it plus each offset is free (a block for the demo)."""
+    for _ in range(200):
+        base = free_port()
+        if base + max(offsets) < 32768 and all(port_is_free(base + o) for o in offsets):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
 def free_port() -> int:
     """A port free now, below the kernel's ephemeral range: a port the kernel picked (bind to 0)
     can be taken by an outgoing connection before the server that was to listen on it starts."""
     low, _ = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     while True:
         port = random.randrange(10000, min(low, 32768) - 1)  # noqa: S311 (not a secret)
-        if port in _handed_out:
+        if port in _handed_out or not port_is_free(port):
             continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
         _handed_out.add(port)
         return port
 
@@ -64,6 +77,7 @@ def serving(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     log: Path,
+    ready_within: float = 30,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``exchange <args>``, wait until ``health_url`` answers 200, stop it afterwards."""
     with log.open("wb") as sink:
@@ -75,7 +89,7 @@ def serving(
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + ready_within
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")

@@ -16,18 +16,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from exchange.cli import demo as demo_ports
-from tests.servers import free_port
+from tests.servers import free_ports, serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 OFFSETS = demo_ports.ALL_OFFSETS
@@ -39,60 +36,13 @@ if not Path(CHROMIUM).exists():
     pytest.skip("Chromium is not installed", allow_module_level=True)
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def demo_base() -> int:
-    """A first port whose every demo offset is free."""
-    for _ in range(200):
-        base = free_port()
-        if base + max(OFFSETS) < 32768 and all(_free(base + o) for o in OFFSETS):
-            return base
-    raise RuntimeError("no free block of ports for the demo")
-
-
 @contextlib.contextmanager
 def demo(folder: Path) -> Iterator[int]:
-    base = demo_base()
-    log = (folder / "demo.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exchange.cli",
-            "demo",
-            "--data-dir",
-            str(folder / "demo"),
-            "--port",
-            str(base),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (folder / "demo.log").read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{base + 50}/health", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, (folder / "demo.log").read_text()
-            time.sleep(0.1)
+    base = free_ports(OFFSETS)
+    args = ["demo", "--data-dir", str(folder / "demo"), "--port", str(base)]
+    health = f"http://127.0.0.1:{base + 50}/health"
+    with serving(args, health_url=health, log=folder / "demo.log", ready_within=60):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 @pytest.fixture

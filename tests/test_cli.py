@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import httpx
 import pytest
 
 from exchange.cli import demo
-from tests.servers import exchange, free_port, serving
+from tests.servers import exchange, free_ports, serving
 
 
 @pytest.mark.parametrize(
@@ -104,9 +103,7 @@ def test_member_side_csr_flow_through_the_cli(tmp_path: Path) -> None:
 
 
 def test_demo_comes_up_serves_evidence_resumes_and_stops_cleanly(tmp_path: Path) -> None:
-    base = free_port()
-    while not all(port_is_free(base + offset) for offset in demo.ALL_OFFSETS):
-        base = free_port()
+    base = free_ports(demo.ALL_OFFSETS)
     args = ["demo", "--data-dir", str(tmp_path / "demo"), "--port", str(base)]
     health = f"http://127.0.0.1:{base + 20}/health"
     evidence = (
@@ -143,15 +140,6 @@ def test_demo_comes_up_serves_evidence_resumes_and_stops_cleanly(tmp_path: Path)
         assert "instance EE, version" in fetched.stdout
         assert httpx.get(evidence, headers=client, timeout=10).status_code == 200
     assert "resuming the demo" in (tmp_path / "second.log").read_text()
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 HELP_FOR_EVERY_COMMAND = """

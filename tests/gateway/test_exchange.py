@@ -45,8 +45,10 @@ def exchanges(running: Running, side: str, message_id: str) -> list[models.Excha
     while True:
         with Session(engine) as session:
             found = list(session.scalars(query))
-        if found or time.monotonic() > deadline:
+        if found:
             return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {side} operational record of {message_id} within 10 s")
         time.sleep(0.05)
 
 
