@@ -19,6 +19,8 @@ import hashlib
 import threading
 from collections.abc import Callable, Sequence
 
+from exchange.errors import InternalError
+
 HASH_SIZE = 32  # SHA-256
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -110,7 +112,9 @@ class Tree:
             span = 1 << self.height
             leaves = list(self._read(block * span, (block + 1) * span))
             if len(leaves) != span:
-                raise LookupError(f"the leaves of block {block} cannot be read back")
+                raise InternalError(
+                    f"audit records {block * span}-{(block + 1) * span - 1} are missing"
+                )
             if len(self._blocks) >= 4:
                 self._blocks.clear()
             self._blocks[block] = leaves
@@ -122,13 +126,13 @@ class Tree:
         with self._lock:
             if self.height:
                 self._tail.append(leaf)
-                self._size += 1
-                if len(self._tail) < 1 << self.height:
-                    return
-                leaf, self._tail = root(self._tail), []
+                if len(self._tail) == 1 << self.height:
+                    block, self._tail = root(self._tail), []
+                    self._push(self.height, block)
             else:
-                self._size += 1
-            self._push(self.height, leaf)
+                self._push(0, leaf)
+            # Last: a reader that sees the new size finds every node below it in place.
+            self._size += 1
 
     def _push(self, level: int, value: bytes) -> None:
         """Add a complete subtree's root at ``level`` and fold complete pairs upwards."""

@@ -45,7 +45,11 @@ def b64url(data: bytes) -> str:
 def _decode(segment: str) -> bytes:
     if len(segment) % 4 == 1 or not _SEGMENT.fullmatch(segment):
         raise JwsError("a segment is not base64url")
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    if len(segment) % 4 and b64url(data)[-1] != segment[-1]:
+        # Unused low bits set: another spelling of the same bytes. One token, one spelling.
+        raise JwsError("a segment is not in canonical base64url")
+    return data
 
 
 def _object(segment: str, what: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import string
 
 import jwt
 import pytest
@@ -33,8 +34,15 @@ def test_pyjwt_reads_ours_and_we_read_pyjwts() -> None:
 
 
 def forge_header(header: dict[str, object]) -> str:
-    _, payload, signature = jws.sign(CLAIMS, KEY).split(".")
-    return f"{b64(json.dumps(header).encode())}.{payload}.{signature}"
+    """A token with ``header``, genuinely signed by KEY: refused for the header alone."""
+    return signed_raw(json.dumps(header).encode(), json.dumps(CLAIMS).encode())
+
+
+def signed_raw(header: bytes, payload: bytes) -> str:
+    """A genuine ES256 signature over ``header`` and ``payload`` given byte for byte."""
+    signing_input = f"{b64(header)}.{b64(payload)}"
+    r, s = decode_dss_signature(KEY.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    return f"{signing_input}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
 @pytest.mark.parametrize(
@@ -59,6 +67,22 @@ def test_malformed_tokens_are_refused(token: str) -> None:
         jws.Token(token).claims(KEY.public_key())
 
 
+def test_a_genuine_header_and_payload_verify_only_as_es256() -> None:
+    assert jws.Token(forge_header({"alg": "ES256"})).claims(KEY.public_key()) == CLAIMS
+
+
+def test_another_spelling_of_the_same_signature_is_refused() -> None:
+    token = jws.sign(CLAIMS, KEY)
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    # 64 bytes take 86 characters whose last 4 bits are unused: this spells the same bytes.
+    other = alphabet[alphabet.index(token[-1]) ^ 1]
+    assert base64.urlsafe_b64decode(token.split(".")[2] + "==") == base64.urlsafe_b64decode(
+        token.split(".")[2][:-1] + other + "=="
+    )
+    with pytest.raises(jws.JwsError):
+        jws.Token(token[:-1] + other).claims(KEY.public_key())
+
+
 def test_a_forged_or_altered_token_does_not_verify() -> None:
     header, payload, signature = jws.sign(CLAIMS, KEY).split(".")
     other = ec.generate_private_key(ec.SECP256R1())
@@ -81,16 +105,10 @@ def test_only_a_p256_key_verifies_es256() -> None:
         jws.Token(jws.sign(CLAIMS, KEY)).claims(p384.public_key())
 
 
-def signed_as_is(payload: bytes) -> str:
-    """A genuine signature over a header and ``payload`` given byte for byte."""
-    header = b64(b'{"alg":"ES256"}')
-    signing_input = f"{header}.{b64(payload)}"
-    r, s = decode_dss_signature(KEY.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
-    return f"{signing_input}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
-
-
 def test_a_payload_must_be_a_json_object() -> None:
-    assert jws.Token(signed_as_is(b'{"a": 1}')).claims(KEY.public_key()) == {"a": 1}
+    assert jws.Token(signed_raw(b'{"alg":"ES256"}', b'{"a": 1}')).claims(KEY.public_key()) == {
+        "a": 1
+    }
     for payload in (b"[1, 2]", b'"text"', b"{bad", b'{"a": NaN}'):
         with pytest.raises(jws.JwsError):
-            jws.Token(signed_as_is(payload)).claims(KEY.public_key())
+            jws.Token(signed_raw(b'{"alg":"ES256"}', payload)).claims(KEY.public_key())

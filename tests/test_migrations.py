@@ -42,6 +42,8 @@ def test_records_kept_before_are_listed_as_the_usage_view_listed_them(database_u
     records = [
         ("provider", "EE/GOV/1/registry/birth-certificate", "s1", True),
         ("provider", "EE/GOV/1/registry/usage", "s1", False),  # the citizen reading their usage
+        ("provider", "EE/GOV/1/registry/usage/v2", "s1", False),
+        ("provider", "EE/GOV/1/registry/birth-certificate/v1", "s2", True),
         ("consumer", "EE/GOV/1/registry/birth-certificate", "s1", False),
         ("provider", "EE/GOV/1/registry/birth-certificate", None, False),  # about nobody
     ]

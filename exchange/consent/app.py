@@ -297,20 +297,23 @@ def create_app(service: ConsentService) -> Starlette:
             after = int(_number(request.query_params.get("after", "0"), "after", whole=True))
             wait = min(_number(request.query_params.get("wait", "0"), "wait"), MAX_WAIT)
             subscriber = request.query_params.get("subscriber") or None
-            if subscriber is not None and len(subscriber) > 255:
-                raise InvalidRequest("subscriber is at most 255 characters", detail="subscriber")
+            nonce = request.query_params.get("nonce") or None
+            for name, value in (("subscriber", subscriber), ("nonce", nonce)):
+                if value is not None and len(value) > 255:
+                    raise InvalidRequest(f"{name} is at most 255 characters", detail=name)
         except Error as error:
             return fail(error)
         await subscribers.asked(subscriber, after)
         deadline = asyncio.get_running_loop().time() + wait
         while True:
+            since = subscribers.published_so_far
             page = await asyncio.to_thread(store.revocations, after, limit=PAGE_SIZE)
             remaining = deadline - asyncio.get_running_loop().time()
             if page.revoked or remaining <= 0:
                 break
             # Woken at once by a revocation here; a replica's is found by the next read.
-            await subscribers.wait(subscriber, page.last, min(remaining, 1.0))
-        signed = sign_page(service.signer, settings.name, page, clock())
+            await subscribers.wait(subscriber, since, min(remaining, 1.0))
+        signed = sign_page(service.signer, settings.name, page, nonce, clock())
         return Response(
             signed, media_type="application/jose", headers={"Cache-Control": "no-store"}
         )

@@ -39,9 +39,12 @@ FOLLOWING = 2.0
 MAX_SUBSCRIBERS = 1000
 
 
-def sign_page(signer: ConsentSigner, issuer: str, page: Revocations, at: datetime) -> str:
+def sign_page(
+    signer: ConsentSigner, issuer: str, page: Revocations, nonce: str | None, at: datetime
+) -> str:
     claims = {
         "iss": issuer,
+        "nonce": nonce,
         "after": page.after,
         "last": page.last,
         "revoked": [[consent_id, until] for consent_id, until in page.revoked.items()],
@@ -52,9 +55,10 @@ def sign_page(signer: ConsentSigner, issuer: str, page: Revocations, at: datetim
 
 
 def verify_page(
-    token: str, *, authority: ConsentAuthority, at: datetime, skew: float
+    token: str, *, authority: ConsentAuthority, nonce: str | None, at: datetime, skew: float
 ) -> Revocations:
-    """The page, if ``authority`` signed it and it is fresh; else :class:`ServiceUnavailable`."""
+    """The page, if ``authority`` signed it in answer to the poll that sent ``nonce``; else
+    :class:`ServiceUnavailable`. (A page replayed from an earlier poll names another nonce.)"""
     claims = signed_by(
         authority, token, PAGE_TYPE, "the revocation feed is not signed by its consent service"
     )
@@ -62,6 +66,7 @@ def verify_page(
     revoked, complete = claims.get("revoked"), claims.get("complete")
     if not (
         claims.get("iss") == authority.name
+        and claims.get("nonce") == nonce
         and _whole(after)
         and _whole(last)
         and _whole(iat)
@@ -92,7 +97,7 @@ class Subscribers:
 
     def __init__(self) -> None:
         self._changed = asyncio.Condition()
-        self._newest = 0
+        self._published = 0  # revocations committed by this process so far
         self._taken: dict[str, int] = {}  # subscriber -> the number it asked after
         self._waiting: dict[str, int] = {}  # subscriber -> polls held now
         self._seen: dict[str, float] = {}  # subscriber -> when it last asked or was answered
@@ -106,19 +111,26 @@ class Subscribers:
         async with self._changed:
             self._changed.notify_all()
 
-    async def wait(self, subscriber: str | None, after: int, seconds: float) -> None:
-        """Hold a poll until a revocation above ``after`` commits here, or ``seconds`` pass."""
-        if subscriber is not None and subscriber in self._seen:
-            self._waiting[subscriber] = self._waiting.get(subscriber, 0) + 1
+    @property
+    def published_so_far(self) -> int:
+        """Read before looking in the database; hand to :meth:`wait` if nothing was there."""
+        return self._published
+
+    async def wait(self, subscriber: str | None, since: int, seconds: float) -> None:
+        """Hold a poll until this process commits a revocation after ``since`` (a value of
+        :attr:`published_so_far`), or ``seconds`` pass."""
+        counted = subscriber if subscriber is not None and subscriber in self._seen else None
+        if counted is not None:
+            self._waiting[counted] = self._waiting.get(counted, 0) + 1
         try:
             async with self._changed:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(seconds):
-                        await self._changed.wait_for(lambda: self._newest > after)
+                        await self._changed.wait_for(lambda: self._published != since)
         finally:
-            if subscriber is not None and subscriber in self._waiting:
-                self._waiting[subscriber] -= 1
-                self._seen[subscriber] = time.monotonic()
+            if counted is not None and counted in self._waiting:
+                self._waiting[counted] -= 1
+                self._seen[counted] = time.monotonic()
 
     async def published(self, seq: int) -> None:
         """Wake the held polls; return once every follower has asked again after ``seq``."""
@@ -127,7 +139,7 @@ class Subscribers:
             s for s, seen in self._seen.items() if self._waiting.get(s) or now - seen < FOLLOWING
         }
         async with self._changed:
-            self._newest = max(self._newest, seq)
+            self._published += 1
             self._changed.notify_all()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(ACK_TIMEOUT):

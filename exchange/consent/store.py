@@ -270,7 +270,13 @@ class ConsentStore:
                 consent_id=row.id, revoked_at=row.revoked_at, valid_until=row.valid_until
             )
             session.add(revocation)
-            session.commit()
+            try:
+                session.commit()
+            except IntegrityError:  # revoked at the same moment by another request: done
+                session.rollback()
+                row = session.get(models.Consent, consent_id, populate_existing=True)
+                assert row is not None
+                return self._status(row), None
             return self._status(row), revocation.seq
 
     def revocations(self, after: int, *, limit: int) -> Revocations:

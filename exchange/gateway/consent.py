@@ -89,8 +89,11 @@ class ConsentCheck:
     async def ensure_live(
         self, consent: Consent, *, view: TrustView, message_id: str, service: str
     ) -> None:
-        """Step 4 without spending: not revoked, from the feed while fresh, else asked."""
-        feed = self._gateway.revocations.of(consent.iss)
+        """Step 4 without spending: not revoked, from the feed while fresh, else asked.
+
+        The feed knows revocations only: a consent with a use limit is always asked (it may be
+        used up)."""
+        feed = None if consent.max_uses is not None else self._gateway.revocations.of(consent.iss)
         if feed is not None and feed.fresh():
             if feed.revoked(consent.jti):
                 raise ConsentDenied("consent is revoked", detail="revoked")

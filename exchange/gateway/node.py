@@ -63,10 +63,10 @@ class Gateway:
         self.trust = Trust(self.globalconf, clock)
         self.engine = build_engine(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
         migrate.upgrade("gateway", self.engine)
-        # The replay guard's commits are made durable by the audit commit that follows each of
-        # them before anything is released; operational records may lose their last few.
+        # Commits made durable by the next flushed one: the replay guard's for reads (see
+        # exchange.gateway.replay) and operational records (which may lose their last few).
         self.unflushed = build_engine(settings.db_url, flushed=False)
-        self.replay = ReplayGuard(self.unflushed)
+        self.replay = ReplayGuard(self.engine, unflushed=self.unflushed)
         self.access = AccessRights(self.engine, cache_ttl=settings.access_cache_ttl, clock=clock)
         self.exchanges = ExchangeLog(self.unflushed)
         self.audit = AuditLog(

@@ -80,6 +80,7 @@ from exchange.gateway.xroad import (
 from exchange.identifiers import member_of
 
 SIDE = "ServerProxy"
+SAFE_METHODS = frozenset({"GET", "HEAD"})  # change nothing at the registry (RFC 9110 9.2.1)
 
 
 def create_provider_app(gateway: Gateway) -> ASGIApp:
@@ -203,7 +204,10 @@ async def _serve(
     )
     keep_until = datetime.fromtimestamp(signed.exp + settings.clock_skew, UTC)
     await gateway.replay.accept_once(
-        client=received.client, message_id=received.message_id, keep_until=keep_until
+        client=received.client,
+        message_id=received.message_id,
+        keep_until=keep_until,
+        safe=request.method in SAFE_METHODS,
     )
     parameters = query_parameters(query)
     local = gateway.services.find(target.service)

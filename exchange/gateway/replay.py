@@ -5,12 +5,15 @@ a first delivery into a rejected retry, never let a replay through. Concurrent r
 one transaction (group commit); within it, ``INSERT ... ON CONFLICT DO NOTHING RETURNING``
 tells each request whether its pair was new.
 
-The commit does not wait for the disk (``build_engine(flushed=False)``): every answer's audit
-record is committed, flushed, after it and before the answer leaves, and the database's log is
-written in order, so a pair whose request was answered is on disk. A power loss can only take
-pairs of requests that were never answered. Entries are kept until the request signature's
-expiry plus the clock skew has passed; after that the signature check alone rejects the
-message, and the entry is pruned.
+For requests with a safe method (GET, HEAD) the commit does not wait for the disk
+(``build_engine(flushed=False)``): every answer's audit record is committed, flushed, after it
+and before the answer leaves, and the database's log is written in order, so a pair whose
+request was answered is on disk. A power loss can only take pairs of requests that were never
+answered, whose retry then reads again. Any other method may have changed something at the
+registry before the answer's audit record: its pair is flushed before the registry is asked.
+
+Entries are kept until the request signature's expiry plus the clock skew has passed; after
+that the signature check alone rejects the message, and the entry is pruned.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def _duplicate(client: str, message_id: str) -> DuplicateMessage:
 
 
 class ReplayGuard:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, unflushed: Engine) -> None:
         self._engine = engine
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         # Built once; executed with many parameter sets (SQLAlchemy batches them with RETURNING).
@@ -45,18 +48,28 @@ class ReplayGuard:
             .on_conflict_do_nothing()
             .returning(SeenMessage.client, SeenMessage.message_id, sort_by_parameter_order=True)
         )
-        self._writer: GroupCommit[Pair, None] = GroupCommit(self._accept, name="replay-guard")
+        self._flushed: GroupCommit[Pair, None] = GroupCommit(
+            lambda batch: self._accept(engine, batch), name="replay-guard"
+        )
+        self._unflushed: GroupCommit[Pair, None] = GroupCommit(
+            lambda batch: self._accept(unflushed, batch), name="replay-guard-reads"
+        )
 
-    async def accept_once(self, *, client: str, message_id: str, keep_until: datetime) -> None:
-        """Return if the pair is new (and now committed); raise DuplicateMessage if not."""
-        await self._writer.submit((client, message_id, keep_until))
+    async def accept_once(
+        self, *, client: str, message_id: str, keep_until: datetime, safe: bool
+    ) -> None:
+        """Return if the pair is new (and now committed); raise DuplicateMessage if not.
 
-    def _accept(self, batch: Sequence[Pair]) -> list[BaseException | None]:
+        ``safe``: the request's method changes nothing (see the module docstring)."""
+        writer = self._unflushed if safe else self._flushed
+        await writer.submit((client, message_id, keep_until))
+
+    def _accept(self, engine: Engine, batch: Sequence[Pair]) -> list[BaseException | None]:
         first: dict[tuple[str, str], datetime] = {}
         for client, message_id, keep_until in batch:
             first.setdefault((client, message_id), keep_until)
         rows = [{"client": c, "message_id": m, "expires_at": k} for (c, m), k in first.items()]
-        with self._engine.begin() as connection:
+        with engine.begin() as connection:
             fresh = {(row[0], row[1]) for row in connection.execute(self._statement, rows)}
         outcomes: list[BaseException | None] = []
         for client, message_id, _ in batch:
@@ -74,4 +87,5 @@ class ReplayGuard:
             return int(getattr(result, "rowcount", 0) or 0)
 
     async def close(self) -> None:
-        await self._writer.close()
+        await self._flushed.close()
+        await self._unflushed.close()

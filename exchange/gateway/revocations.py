@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import secrets
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -111,7 +112,7 @@ class Follower:
         while True:
             try:
                 await self._poll()
-            except (Error, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            except Exception as exc:
                 if not failing:
                     reason = exc.message if isinstance(exc, Error) else type(exc).__name__
                     log.warning(
@@ -129,12 +130,14 @@ class Follower:
         feeds = self._feeds
         authority = feeds.trust.view().consent_service(self.issuer)
         asked = time.monotonic()
+        nonce = secrets.token_urlsafe(16)  # the page must answer this very poll
         async with feeds.session().get(
             f"{authority.url}/api/v1/revocations",
             params={
                 "after": str(self.after),
                 "wait": f"{feeds.wait:.3f}",
                 "subscriber": feeds.subscriber,
+                "nonce": nonce,
             },
             allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=feeds.wait + 10),
@@ -144,7 +147,11 @@ class Follower:
         if status != 200 or len(body) > MAX_PAGE or not body.isascii():
             raise ValueError(f"the revocation feed answered HTTP {status}")
         page = verify_page(
-            body.decode("ascii"), authority=authority, at=feeds.clock(), skew=feeds.skew
+            body.decode("ascii"),
+            authority=authority,
+            nonce=nonce,
+            at=feeds.clock(),
+            skew=feeds.skew,
         )
         self._revoked.update(page.revoked)
         self.after = page.last

@@ -75,7 +75,8 @@ def _count(parameters: dict[str, str], name: str, default: int, most: int | None
 def listed(service: str) -> bool:
     """Whether a provider's record of ``service`` shows in the person's usage view: every
     service but this one (a citizen reading their usage is not a use of their data)."""
-    return service.split("/")[-1] != SERVICE
+    parts = service.split("/")  # instance/class/member/subsystem/service[/version]
+    return len(parts) < 5 or parts[4] != SERVICE
 
 
 class Usage:

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -248,11 +249,20 @@ def consent_authority(running: Running) -> ConsentAuthority:
 
 
 def feed(running: Running, **params: str) -> Revocations:
-    response = httpx.get(f"{running.consent_url}/api/v1/revocations", params=params, timeout=30)
+    nonce = str(uuid.uuid4())
+    response = httpx.get(
+        f"{running.consent_url}/api/v1/revocations",
+        params={**params, "nonce": nonce},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/jose"
     return verify_page(
-        response.text, authority=consent_authority(running), at=datetime.now(UTC), skew=30
+        response.text,
+        authority=consent_authority(running),
+        nonce=nonce,
+        at=datetime.now(UTC),
+        skew=30,
     )
 
 
@@ -282,6 +292,16 @@ def test_the_revocation_feed_lists_revocations_in_order_signed(running: Running)
     assert feed(running, after=str(page.last)).revoked == {}
     # A provider that read further than the service holds (a restored backup) gets it all again.
     assert {first, second} <= set(feed(running, after=str(page.last + 1000)).revoked)
+
+
+def test_revoking_at_the_same_moment_twice_revokes_once(running: Running) -> None:
+    after = feed(running).last
+    consent_id = running.grant(MARI).json()["id"]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: revoke(running, consent_id), range(8)))
+    assert [a.status_code for a in answers] == [200] * 8, [a.text for a in answers]
+    assert {a.json()["status"] for a in answers} == {"revoked"}
+    assert list(feed(running, after=str(after)).revoked) == [consent_id]
 
 
 def test_a_held_poll_answers_as_soon_as_a_consent_is_revoked(running: Running) -> None:
@@ -315,19 +335,28 @@ def test_the_revocation_feed_refuses_malformed_questions(
     assert response.json()["type"].endswith("InvalidRequest")
 
 
-def test_a_page_verifies_only_from_its_consent_service(running: Running) -> None:
-    response = httpx.get(f"{running.consent_url}/api/v1/revocations")
+def test_a_page_verifies_only_from_its_consent_service_for_its_poll(running: Running) -> None:
+    response = httpx.get(f"{running.consent_url}/api/v1/revocations", params={"nonce": "n-1"})
     authority = consent_authority(running)
     now = datetime.now(UTC)
-    verify_page(response.text, authority=authority, at=now, skew=30)
+    page = response.text
+
+    def check(**changes: Any) -> Revocations:
+        return verify_page(
+            page, **{"authority": authority, "nonce": "n-1", "at": now, "skew": 30, **changes}
+        )
+
+    check()
     other = gateway_files.load(running.provider_settings()).signing_certificate
-    with pytest.raises(ServiceUnavailable):
-        verify_page(response.text, authority=replace(authority, certificate=other), at=now, skew=30)
-    with pytest.raises(ServiceUnavailable):
-        verify_page(response.text, authority=replace(authority, name="other"), at=now, skew=30)
-    later = now + timedelta(minutes=5)
-    with pytest.raises(ServiceUnavailable):
-        verify_page(response.text, authority=authority, at=later, skew=30)
+    for changes in (
+        {"authority": replace(authority, certificate=other)},  # another signer
+        {"authority": replace(authority, name="other")},  # another consent service's name
+        {"at": now + timedelta(minutes=5)},  # stale
+        {"nonce": "n-2"},  # replayed to a later poll
+        {"nonce": None},
+    ):
+        with pytest.raises(ServiceUnavailable):
+            check(**changes)
 
 
 def test_a_consent_covers_one_service_not_its_evidence_type_elsewhere() -> None:

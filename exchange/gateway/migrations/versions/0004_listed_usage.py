@@ -16,6 +16,7 @@ branch_labels = None
 depends_on = None
 
 USAGE_SERVICE = "usage"
+PAGE = 5000
 
 
 def upgrade() -> None:
@@ -35,24 +36,34 @@ def upgrade() -> None:
         sa.column("body", sa.LargeBinary),
     )
     connection = op.get_bind()
-    rows = connection.execute(
-        sa.select(records.c.chain, records.c.seq, records.c.body).where(
-            records.c.subject.is_not(None)
-        )
-    ).all()
-    listed = [{"c": chain, "s": seq} for chain, seq, body in rows if _listed(json.loads(body))]
-    if listed:
-        connection.execute(
-            records.update()
-            .where(records.c.chain == sa.bindparam("c"), records.c.seq == sa.bindparam("s"))
-            .values(listed=True),
-            listed,
-        )
+    mark = (
+        records.update()
+        .where(records.c.chain == sa.bindparam("c"), records.c.seq == sa.bindparam("s"))
+        .values(listed=True)
+    )
+    last = ("", -1)
+    while True:  # a page at a time, in key order: a large log is never held in memory
+        rows = connection.execute(
+            sa.select(records.c.chain, records.c.seq, records.c.body)
+            .where(
+                records.c.subject.is_not(None),
+                sa.tuple_(records.c.chain, records.c.seq) > sa.tuple_(*last),
+            )
+            .order_by(records.c.chain, records.c.seq)
+            .limit(PAGE)
+        ).all()
+        if not rows:
+            break
+        listed = [{"c": c, "s": s} for c, s, body in rows if _listed(json.loads(body))]
+        if listed:
+            connection.execute(mark, listed)
+        last = (rows[-1][0], rows[-1][1])
 
 
 def _listed(record: dict[str, object]) -> bool:
-    service = str(record.get("service", ""))
-    return record.get("side") == "provider" and service.split("/")[-1] != USAGE_SERVICE
+    parts = str(record.get("service", "")).split("/")
+    usage = len(parts) >= 5 and parts[4] == USAGE_SERVICE
+    return record.get("side") == "provider" and not usage
 
 
 def downgrade() -> None:
