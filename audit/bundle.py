@@ -32,7 +32,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from audit.models import AuditRecord, TreeHead
-from audit.verify import Anchors, Head
+from audit.verify import Anchors, Head, Stored
 from exchange.errors import InvalidRequest
 from exchange.trust import globalconf
 from exchange.trust.globalconf import GlobalConfiguration, TrustAnchor
@@ -55,6 +55,20 @@ def rows(engine: Engine, chain: str) -> Iterator[bytes]:
     query = select(AuditRecord.body).where(AuditRecord.chain == chain).order_by(AuditRecord.seq)
     with engine.connect() as connection:
         yield from connection.execution_options(yield_per=10000).execute(query).scalars()
+
+
+def stored(engine: Engine, chain: str) -> Iterator[Stored]:
+    """The chain's records in order with the columns the usage view finds them by, so that the
+    verifier can check those against the records (see :func:`audit.verify.verify`)."""
+    table = AuditRecord.__table__
+    query = (
+        select(table.c.body, table.c.subject, table.c.listed)
+        .where(table.c.chain == chain)
+        .order_by(table.c.seq)
+    )
+    with engine.connect() as connection:
+        for body, subject, listed in connection.execution_options(yield_per=10000).execute(query):
+            yield body, subject, bool(listed)
 
 
 def heads(engine: Engine, chain: str) -> list[Head]:

@@ -68,8 +68,19 @@ def _logging_failed(cause: BaseException) -> LoggingFailed:
     return failure
 
 
+USAGE_SERVICE = "usage"  # the built-in service with which citizens read their usage
+
+
+def listed(side: object, service: object, subject: object) -> bool:
+    """Whether the subject's usage view shows a record: data about a person released by a
+    provider, except the person's own reading of that view (the usage service)."""
+    parts = str(service).split("/")  # instance/class/member/subsystem/service[/version]
+    usage = len(parts) >= 5 and parts[4] == USAGE_SERVICE
+    return side == "provider" and subject is not None and not usage
+
+
 ENTRY_FIELDS = tuple(f.name for f in fields(AuditEntry))  # flat: no deep copy needed
-Pending = tuple[AuditEntry, str | None, bool]  # entry, hashed subject, listed
+Pending = tuple[AuditEntry, str | None]  # entry, hashed subject
 TREE_HEIGHT = 5  # the tree keeps nodes of blocks of 32 records and up (see merkle.Tree)
 
 
@@ -134,12 +145,9 @@ class AuditLog:
             return None
         return hmac.new(self._key, person.encode(), hashlib.sha256).hexdigest()
 
-    async def append(self, entry: AuditEntry, *, subject: str | None, listed: bool = False) -> int:
-        """Commit ``entry`` (about ``subject``, hashed); return its sequence number.
-
-        ``listed``: the subject's usage view shows it (see :class:`AuditRecord`).
-        """
-        return await self._writer.submit((entry, self.subject_hash(subject), listed))
+    async def append(self, entry: AuditEntry, *, subject: str | None) -> int:
+        """Commit ``entry`` (about ``subject``, hashed); return its sequence number."""
+        return await self._writer.submit((entry, self.subject_hash(subject)))
 
     def commit_batch(self, batch: Sequence[Pending]) -> list[int]:
         """Append and commit ``batch`` (entries with hashed subjects) now, on this thread.
@@ -149,7 +157,7 @@ class AuditLog:
         at = self._clock()
         first = self.tree.size
         rows, leaves, previous = [], [], self._last
-        for offset, (entry, subject, listed) in enumerate(batch):
+        for offset, (entry, subject) in enumerate(batch):
             body = canonical(
                 {
                     "v": FORMAT,
@@ -170,7 +178,7 @@ class AuditLog:
                     "seq": first + offset,
                     "at": at,
                     "subject": subject,
-                    "listed": listed and subject is not None,
+                    "listed": listed(entry.side, entry.service, subject),
                     "body": body,
                 }
             )

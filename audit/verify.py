@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from audit import merkle, timestamp
 from audit.heads import HEAD_TYPE
-from audit.log import GENESIS
+from audit.log import GENESIS, listed
 from exchange.errors import Error
 from exchange.trust.ca import DOCUMENT_SIGNING
 from exchange.trust.keys import fingerprint, serial_hex
@@ -57,6 +57,9 @@ class Problem:
     message: str
 
 
+Stored = tuple[bytes, str | None, bool]  # body, subject column, listed column
+
+
 @dataclass
 class Report:
     chain: str
@@ -72,9 +75,15 @@ class Report:
         return self.problem is None
 
 
-def verify(chain: str, bodies: Iterable[bytes], heads: Iterable[Head], anchors: Anchors) -> Report:
+def verify(
+    chain: str, bodies: Iterable[bytes | Stored], heads: Iterable[Head], anchors: Anchors
+) -> Report:
     """Check the chain record by record; each head is checked as soon as the log reaches its
-    size, so damage is reported where it first shows, not behind a later break."""
+    size, so damage is reported where it first shows, not behind a later break.
+
+    Records read from a gateway's database (:func:`audit.bundle.stored`) come with the columns
+    a citizen's usage view finds them by; those must say what the record says, or a record
+    could be hidden from the person it is about while the chain still verifies."""
     report = Report(chain=chain)
     signers = {fingerprint(c): c for c in anchors.signing}
     pending = sorted(heads, key=lambda h: h.size if type(h.size) is int else -1)
@@ -93,8 +102,12 @@ def verify(chain: str, bodies: Iterable[bytes], heads: Iterable[Head], anchors: 
         return None
 
     previous = GENESIS
-    for position, body in enumerate(bodies):
-        report.problem = heads_up_to(position) or _check_record(chain, position, body, previous)
+    for position, item in enumerate(bodies):
+        columns = None if isinstance(item, bytes) else item
+        body = item if isinstance(item, bytes) else item[0]
+        report.problem = heads_up_to(position) or _check_record(
+            chain, position, body, previous, columns
+        )
         if report.problem is not None:
             return report
         leaf = merkle.leaf_hash(body)
@@ -113,13 +126,25 @@ def verify(chain: str, bodies: Iterable[bytes], heads: Iterable[Head], anchors: 
     return report
 
 
-def _check_record(chain: str, position: int, body: bytes, previous: str) -> Problem | None:
+def _check_record(
+    chain: str, position: int, body: bytes, previous: str, columns: Stored | None
+) -> Problem | None:
     try:
         record = orjson.loads(body)
     except ValueError:
         return Problem(position, "record is not valid JSON")
     if not isinstance(record, dict) or record.get("chain") != chain:
         return Problem(position, f"record does not belong to chain {chain}")
+    if columns is not None:
+        _, subject, shown = columns
+        if subject != record.get("subject") or shown != listed(
+            record.get("side"), record.get("service"), subject
+        ):
+            return Problem(
+                position,
+                f"record {position} is indexed otherwise than it reads (subject or listed "
+                "altered: the usage view would show it wrongly)",
+            )
     seq = record.get("seq")
     if seq != position:
         if isinstance(seq, int) and seq > position:

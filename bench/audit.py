@@ -77,7 +77,7 @@ def fill(settings: GatewaySettings, records: int, spacing: int) -> float:
                 response_signature=None,
             )
             subject = citizen if seq % spacing == 0 else people[seq % len(people)]
-            batch.append((entry, subject, True))
+            batch.append((entry, subject))
         log.commit_batch(batch)
     engine.dispose()
     return time.perf_counter() - started
@@ -136,7 +136,7 @@ def main() -> None:
             began = time.perf_counter()
             report = verify(
                 settings.audit_chain,
-                bundle.rows(engine, settings.audit_chain),
+                bundle.stored(engine, settings.audit_chain),
                 bundle.heads(engine, settings.audit_chain),
                 anchors,
             )

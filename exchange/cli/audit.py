@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -69,8 +70,10 @@ def verify(
 ) -> None:
     """Check records, chain, heads, signatures and timestamps; name the first bad position."""
     from audit import bundle
+    from audit.verify import Stored
     from audit.verify import verify as check
 
+    bodies: Iterable[bytes | Stored]
     if bundle_dir is not None:
         if anchor is None:
             raise InvalidRequest(
@@ -80,7 +83,7 @@ def verify(
     elif config is not None:
         local = _local(config)
         chain, trust = local.settings.audit_chain, local.trust
-        bodies, heads = bundle.rows(local.engine, chain), bundle.heads(local.engine, chain)
+        bodies, heads = bundle.stored(local.engine, chain), bundle.heads(local.engine, chain)
     else:
         raise InvalidRequest("give --config (a gateway) or --bundle (an export)")
     report = check(chain, bodies, heads, trust)

@@ -402,9 +402,7 @@ async def respond(
     response_signature = _sign(gateway, record, status, content_type, payload)
     try:
         # The audit record is committed before anything leaves: no record, no release.
-        await gateway.audit.append(
-            audit_entry(record), subject=record.subject, listed=usage.listed(record.service)
-        )
+        await gateway.audit.append(audit_entry(record), subject=record.subject)
     except LoggingFailed as error:
         refusal = refuse(error, side=SIDE, record=record, event="provider.failed")
         status, content_type, payload = refusal.status, refusal.content_type, refusal.payload

@@ -34,14 +34,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from audit import merkle
-from audit.log import TREE_HEIGHT, leaf_reader
+from audit.log import TREE_HEIGHT, USAGE_SERVICE, leaf_reader, listed
 from audit.models import AuditRecord, TreeHead
 from exchange.errors import AccessDenied, Error, InvalidRequest, InvalidToken, NotFound
 from exchange.gateway.node import Gateway
 from exchange.gateway.xroad import XRoadHeaders
 from exchange.identifiers import SubsystemId, unversioned
 
-SERVICE = "usage"
+SERVICE = USAGE_SERVICE
 MAX_LIMIT = 1000
 SCAN_LIMIT = 10000  # a person's newest records considered per request; bounds time and memory
 
@@ -70,13 +70,6 @@ def _count(parameters: dict[str, str], name: str, default: int, most: int | None
         limit = f" up to {most}" if most is not None else ""
         raise InvalidRequest(f"{name} must be a whole number{limit}", detail=name)
     return int(raw)
-
-
-def listed(service: str) -> bool:
-    """Whether a provider's record of ``service`` shows in the person's usage view: every
-    service but this one (a citizen reading their usage is not a use of their data)."""
-    parts = service.split("/")  # instance/class/member/subsystem/service[/version]
-    return len(parts) < 5 or parts[4] != SERVICE
 
 
 class Usage:
@@ -210,7 +203,7 @@ class Usage:
         for row in rows:
             record = json.loads(row.body)
             # The index found the listed ones; the record itself has the last word.
-            if record.get("side") == "provider" and listed(str(record.get("service", ""))):
+            if listed(record.get("side"), record.get("service"), record.get("subject")):
                 usages.append((row, record))
         page = usages[offset : offset + limit]
         view = self._gateway.trust.view()

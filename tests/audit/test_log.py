@@ -71,7 +71,7 @@ async def fill(log: AuditLog, count: int, subject: str | None = "EE38001085718")
 
 
 def check(engine: Engine, anchors: Anchors) -> object:
-    return verify(CHAIN, bundle.rows(engine, CHAIN), bundle.heads(engine, CHAIN), anchors)
+    return verify(CHAIN, bundle.stored(engine, CHAIN), bundle.heads(engine, CHAIN), anchors)
 
 
 def anchors_for(instance: Instance, cert: object) -> Anchors:
@@ -163,8 +163,21 @@ def flip_byte(engine: Engine, seq: int) -> None:
             4,
         ),
         (lambda e: tamper(e, ["DELETE FROM audit_records WHERE seq >= 15"]), 15),
+        # The columns the usage view finds records by: hiding one from its person is found.
+        (lambda e: tamper(e, ["UPDATE audit_records SET listed = false WHERE seq = 9"]), 9),
+        (lambda e: tamper(e, ["UPDATE audit_records SET subject = NULL WHERE seq = 3"]), 3),
+        (lambda e: tamper(e, ["UPDATE audit_records SET subject = 'other' WHERE seq = 11"]), 11),
     ],
-    ids=["flip-byte", "flip-byte-last", "delete-row", "reorder-rows", "truncate"],
+    ids=[
+        "flip-byte",
+        "flip-byte-last",
+        "delete-row",
+        "reorder-rows",
+        "truncate",
+        "unlist",
+        "drop-subject",
+        "other-subject",
+    ],
 )
 async def test_tampering_is_found_at_its_position(
     engine: Engine, clock: Clock, instance: Instance, damage: object, position: int
