@@ -112,7 +112,7 @@ class Follower:
         while True:
             try:
                 await self._poll()
-            except Exception as exc:
+            except Exception as exc:  # whatever it is: a dead follower would fail closed unseen
                 if not failing:
                     reason = exc.message if isinstance(exc, Error) else type(exc).__name__
                     log.warning(
