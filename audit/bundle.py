@@ -25,6 +25,7 @@ import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -59,16 +60,25 @@ def rows(engine: Engine, chain: str) -> Iterator[bytes]:
 
 def stored(engine: Engine, chain: str) -> Iterator[Stored]:
     """The chain's records in order with the columns the usage view finds them by, so that the
-    verifier can check those against the records (see :func:`audit.verify.verify`)."""
-    table = AuditRecord.__table__
-    query = (
-        select(table.c.body, table.c.subject, table.c.listed)
-        .where(table.c.chain == chain)
-        .order_by(table.c.seq)
-    )
+    verifier can check those against the records (see :func:`audit.verify.verify`).
+
+    Rows come straight from the driver, streamed (a server-side cursor on PostgreSQL):
+    SQLAlchemy's per-row work cost a quarter of the verifier's rate. ``listed`` is then 0/1 on
+    SQLite and a bool on PostgreSQL; both compare equal to the verifier's bool."""
+    columns = "SELECT body, subject, listed FROM audit_records WHERE chain = "
     with engine.connect() as connection:
-        for body, subject, listed in connection.execution_options(yield_per=10000).execute(query):
-            yield body, subject, bool(listed)
+        driver: Any = connection.connection.driver_connection
+        if engine.dialect.name == "postgresql":
+            cursor = driver.cursor(name="audit_verify")
+            cursor.execute(columns + "%(chain)s ORDER BY seq", {"chain": chain})
+        else:
+            cursor = driver.cursor()
+            cursor.execute(columns + "? ORDER BY seq", (chain,))
+        try:
+            while batch := cursor.fetchmany(10000):
+                yield from batch  # (body, subject, listed): bytea and BLOB both arrive as bytes
+        finally:
+            cursor.close()
 
 
 def heads(engine: Engine, chain: str) -> list[Head]:

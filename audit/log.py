@@ -74,9 +74,13 @@ USAGE_SERVICE = "usage"  # the built-in service with which citizens read their u
 def listed(side: object, service: object, subject: object) -> bool:
     """Whether the subject's usage view shows a record: data about a person released by a
     provider, except the person's own reading of that view (the usage service)."""
-    parts = str(service).split("/")  # instance/class/member/subsystem/service[/version]
-    usage = len(parts) >= 5 and parts[4] == USAGE_SERVICE
-    return side == "provider" and subject is not None and not usage
+    if side != "provider" or subject is None:
+        return False
+    text = str(service)
+    if "/" + USAGE_SERVICE not in text:  # the common case, found without splitting
+        return True
+    parts = text.split("/")  # instance/class/member/subsystem/service[/version]
+    return len(parts) < 5 or parts[4] != USAGE_SERVICE
 
 
 ENTRY_FIELDS = tuple(f.name for f in fields(AuditEntry))  # flat: no deep copy needed
