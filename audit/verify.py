@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from audit import merkle, timestamp
 from audit.heads import HEAD_TYPE
-from audit.log import GENESIS, listed
+from audit.log import GENESIS, TREE_HEIGHT, listed
 from exchange.errors import Error, InternalError
 from exchange.trust.ca import DOCUMENT_SIGNING
 from exchange.trust.keys import fingerprint, serial_hex
@@ -75,7 +75,7 @@ class Report:
     # Heads are checked when the log reaches their size, so only the whole tree's root is ever
     # asked for: the tree needs no leaves back and keeps 2 bytes a record, not 64.
     tree: merkle.Tree = field(
-        default_factory=lambda: merkle.Tree(height=5, read=_never_read), repr=False
+        default_factory=lambda: merkle.Tree(height=TREE_HEIGHT, read=_never_read), repr=False
     )
 
     @property
@@ -111,8 +111,7 @@ def verify(
 
     previous = GENESIS
     for position, item in enumerate(bodies):
-        columns = None if isinstance(item, bytes) else item
-        body = item if isinstance(item, bytes) else item[0]
+        body, columns = (item, None) if isinstance(item, bytes) else (item[0], item)
         report.problem = heads_up_to(position) or _check_record(
             chain, position, body, previous, columns
         )

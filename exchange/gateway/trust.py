@@ -55,14 +55,13 @@ class TrustView:
         self.ca = x509.load_pem_x509_certificate(configuration.ca_certificates[0].encode())
         self.revoked = frozenset(configuration.revoked_serials)
         # Catalogue entries without version: what metrics may name as a service.
-        self.catalogue = frozenset(
-            unversioned(str(s.get("id", ""))) for s in configuration.services
-        )
+        entries = {unversioned(str(s.get("id", ""))): s for s in configuration.services}
+        self.catalogue = frozenset(entries)
         # What each catalogue entry says it does, for people (usage views).
         self.descriptions = {
-            unversioned(str(s.get("id", ""))): str(s["description"])
-            for s in configuration.services
-            if s.get("description")
+            service: str(entry["description"])
+            for service, entry in entries.items()
+            if entry.get("description")
         }
         self.members = {m.id: m for m in configuration.members}
         self.signing: dict[str, SigningCertificate] = {}
