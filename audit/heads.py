@@ -24,8 +24,8 @@ from audit import timestamp
 from audit.log import AuditLog
 from audit.models import TreeHead
 from exchange.errors import Error
-from exchange.gateway.signing import MessageSigner
 from exchange.trust.globalconf import GlobalConfiguration
+from exchange.trust.signed import Signer
 
 log = structlog.get_logger(__name__)
 HEAD_TYPE = "exchange-treehead+jws"
@@ -37,7 +37,7 @@ class HeadKeeper:
         *,
         audit: AuditLog,
         engine: Engine,
-        signer: MessageSigner,
+        signer: Signer,
         configuration: Callable[[], GlobalConfiguration],
         clock: Callable[[], datetime],
         interval: float,

@@ -21,8 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from exchange.central.models import NAMING
-from exchange.db.types import UTCDateTime
+from exchange.db.types import NAMING, UTCDateTime
 
 Sequence = BigInteger().with_variant(Integer, "sqlite")
 

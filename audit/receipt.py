@@ -1,8 +1,10 @@
-"""Check a citizen's receipt: one audit record, its inclusion proof and the signed tree head.
+"""Receipts: one audit record, its inclusion proof and the signed tree head, made and checked.
 
-A receipt (as the usage service's ``/v1/records`` hands it out) holds the record's exact bytes,
-its position, an RFC 9162 inclusion proof, and the tree head it is proven against: root,
-signature of the provider member, RFC 3161 timestamp. It verifies if the record hashes into that
+A receipt (:func:`make_receipt`; the usage service's ``/v1/records`` and the gateway's
+``/audit/records/{seq}/proof`` both hand out this one format) holds the record's exact bytes
+(base64), its chain and position, an RFC 9162 inclusion proof, and the tree head it is proven
+against (:func:`head_document`): root, signature of the provider member, RFC 3161 timestamp.
+:func:`verify_receipt` checks one. It verifies if the record hashes into that
 root at that position and the head is signed (and, when stamped, timestamped) by keys the trust
 anchors vouch for. Then the provider can no longer deny or rewrite that access without the
 change showing in every later head.
@@ -18,8 +20,37 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit import merkle
+from audit.models import TreeHead
 from audit.verify import Anchors, Head, head_signature_problem, head_timestamp_verifies
 from exchange.trust.keys import fingerprint
+
+
+def head_document(head: TreeHead) -> dict[str, Any]:
+    """A signed tree head as it is published and carried in receipts."""
+    return {
+        "chain": head.chain,
+        "size": head.size,
+        "root": head.root,
+        "at": head.at.isoformat(),
+        "signature": head.signature,
+        "timestamp": base64.b64encode(head.timestamp).decode() if head.timestamp else None,
+        "tsa": head.tsa,
+    }
+
+
+def make_receipt(
+    *, chain: str, seq: int, body: bytes, proof: list[bytes], head: TreeHead
+) -> dict[str, Any]:
+    """The receipt of record ``seq`` of ``chain`` (its exact ``body``), proven by ``proof``
+    against ``head``."""
+    return {
+        "chain": chain,
+        "seq": seq,
+        "record": base64.b64encode(body).decode(),
+        "size": head.size,
+        "proof": [p.hex() for p in proof],
+        "head": head_document(head),
+    }
 
 
 @dataclass(frozen=True, slots=True)

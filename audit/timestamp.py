@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from exchange.errors import Error, ServiceFailed, ServiceUnavailable
-from exchange.tsa.tokens import TimeStampResp
+from exchange.trust.tsp import TimeStampResp
 
 MAX_RESPONSE_BYTES = 64 * 1024
 

@@ -18,18 +18,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import jwt
 import orjson
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from audit import merkle, timestamp
 from audit.heads import HEAD_TYPE
 from audit.log import GENESIS, TREE_HEIGHT, listed
-from exchange.errors import Error, InternalError
-from exchange.trust.ca import DOCUMENT_SIGNING
+from exchange.errors import Error, InternalError, InvalidSignature
 from exchange.trust.keys import fingerprint, serial_hex
+from exchange.trust.signed import may_sign, verify_signed
 
 
 @dataclass(frozen=True)
@@ -207,35 +204,22 @@ def head_signature_problem(
     head: Head, signers: dict[str, x509.Certificate], anchors: Anchors
 ) -> str | None:
     """What is wrong with a head's signature (signer, certificate, claims, time), if anything."""
-    try:
-        header = jwt.get_unverified_header(head.signature)
-        certificate = signers.get(str(header.get("kid")))
-        if header.get("typ") != HEAD_TYPE or certificate is None:
-            return f"tree head at size {head.size} is not signed by a known key of the member"
-        certificate.verify_directly_issued_by(anchors.ca)
-        usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        if (
-            DOCUMENT_SIGNING not in usage
-            or serial_hex(certificate.serial_number) in anchors.revoked
+
+    def certificate_for(kid: str) -> x509.Certificate:
+        certificate = signers.get(kid)
+        if certificate is None:
+            raise InvalidSignature("not signed by a known key of the member")
+        if not may_sign(certificate, ca=anchors.ca) or (
+            serial_hex(certificate.serial_number) in anchors.revoked
         ):
-            return f"tree head at size {head.size} is signed by a certificate that may not sign it"
-        public_key = certificate.public_key()
-        assert isinstance(public_key, ec.EllipticCurvePublicKey)
-        claims = jwt.decode(
-            head.signature,
-            public_key,
-            algorithms=["ES256"],
-            options={"verify_exp": False, "verify_iat": False, "verify_aud": False},
-        )
-    except (
-        jwt.PyJWTError,
-        ValueError,
-        TypeError,
-        AssertionError,
-        InvalidSignature,
-        x509.ExtensionNotFound,
-    ) as exc:
-        return f"tree head at size {head.size} has a bad signature ({type(exc).__name__})"
+            raise InvalidSignature("signed by a certificate that may not sign it")
+        return certificate
+
+    try:
+        verified = verify_signed(head.signature, typ=HEAD_TYPE, certificate_for=certificate_for)
+    except InvalidSignature as exc:
+        return f"tree head at size {head.size} is refused: {exc.message}"
+    claims, certificate = verified.claims, verified.certificate
     if (
         claims.get("chain") != head.chain
         or claims.get("size") != head.size
@@ -245,6 +229,8 @@ def head_signature_problem(
     try:
         signed_at = datetime.fromisoformat(str(claims.get("at")))
     except ValueError:
+        return f"tree head at size {head.size} has no valid time"
+    if signed_at.tzinfo is None:
         return f"tree head at size {head.size} has no valid time"
     if not certificate.not_valid_before_utc <= signed_at <= certificate.not_valid_after_utc:
         return f"head at size {head.size} was signed outside its certificate's validity"

@@ -23,7 +23,7 @@ Provider gateways::
                                         exhausted
     POST /api/v1/consents/{id}/uses     spend one use for a message
         (both: the body is a question signed by the consented service's provider, the answer a
-        JWS signed by this service; see exchange.consent.redemption)
+        JWS signed by this service; see exchange.consent.messages)
     GET  /api/v1/revocations?after=&wait=&subscriber=
                                         the revocation feed, a page signed by this service
                                         (see exchange.consent.revocations)
@@ -42,8 +42,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from exchange import web
-from exchange.consent.redemption import sign_answer, verify_query
-from exchange.consent.revocations import MAX_WAIT, PAGE_SIZE, Subscribers, sign_page
+from exchange.consent.messages import sign_answer, sign_page, verify_query
+from exchange.consent.revocations import MAX_WAIT, PAGE_SIZE, Subscribers
 from exchange.consent.service import ConsentService
 from exchange.consent.store import GrantRequest, Listed, Status, Terms, resolve
 from exchange.errors import AccessDenied, Error, InvalidRequest, InvalidToken, NotFound

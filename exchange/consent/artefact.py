@@ -11,7 +11,8 @@ receipt id ``jti``, the controller the consumer, one purpose with its code, text
 basis, ``consent_type`` explicit, ``collection_method``, ``language``, ``jurisdiction``, and how
 the consent ends (``termination``: revocable any time, at the latest ``exp``).
 
-:func:`verify` checks the signature and the signer; it does not check whether the consent fits a
+:func:`verify` checks the signature and the signer (through
+:func:`~exchange.trust.signed.verify_signed`); it does not check whether the consent fits a
 request (:meth:`Consent.check` does) or whether it is still live (the consent service's status).
 """
 
@@ -23,12 +24,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from exchange import jws
-from exchange.errors import ConsentDenied
-from exchange.trust.keys import fingerprint
+from exchange.errors import ConsentDenied, InvalidSignature
+from exchange.trust.signed import Signer, verify_signed
+from exchange.trust.view import TrustView
 
 JWS_TYPE = "exchange-consent+jwt"
 SCHEMA = "exchange-consent/1"
@@ -126,29 +125,9 @@ def _check_types(consent: Consent) -> None:
         raise ConsentDenied("consent artefact has a field of the wrong type")
 
 
-class ConsentSigner:
-    """The consent service's key and certificate, parsed once."""
-
-    def __init__(self, key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) -> None:
-        self._key = key
-        self.kid = fingerprint(certificate)
-
-    def sign(self, consent: Consent) -> str:
-        return self.sign_claims(consent.claims(), JWS_TYPE)
-
-    def sign_claims(self, claims: dict[str, Any], typ: str) -> str:
-        return jws.sign(claims, self._key, typ=typ, kid=self.kid)
-
-
-@dataclass(frozen=True, slots=True)
-class ConsentAuthority:
-    """A consent service as the global configuration lists it, its certificate admitted."""
-
-    name: str
-    member: str
-    url: str
-    certificate: x509.Certificate
-    serial: str
+def sign(signer: Signer, consent: Consent) -> str:
+    """The artefact of ``consent``, signed by the consent service's ``signer``."""
+    return signer.sign(consent.claims(), JWS_TYPE)
 
 
 def reference(value: str | None) -> str | None:
@@ -164,43 +143,19 @@ def reference(value: str | None) -> str | None:
     return jti[:255] if isinstance(jti, str) else "unreadable-artefact"
 
 
-def verify(
-    token: str, *, authorities: dict[str, ConsentAuthority], revoked: frozenset[str], at: datetime
-) -> Consent:
-    """The consent in ``token`` if its signature verifies with the certificate of a listed,
-    unrevoked consent service that is valid at ``at`` and names itself as ``iss``."""
+def verify(token: str, *, view: TrustView, at: datetime) -> Consent:
+    """The consent in ``token`` if its signature verifies with the certificate of a consent
+    service that ``view`` lists, unrevoked and valid at ``at``, and that names itself ``iss``."""
     if len(token) > MAX_ARTEFACT_BYTES:
         raise ConsentDenied("consent artefact is too large", detail="invalid-artefact")
     try:
-        signed = jws.Token(token)
-    except jws.JwsError as exc:
-        raise ConsentDenied("consent is not a signed artefact", detail="invalid-artefact") from exc
-    if signed.header.get("typ") != JWS_TYPE:
-        raise ConsentDenied("consent artefact has the wrong type", detail="invalid-artefact")
-    authority = authorities.get(str(signed.header.get("kid", "")))
-    if authority is None:
+        verified = verify_signed(token, typ=JWS_TYPE, certificate_for=view.consent_signer(at=at))
+    except InvalidSignature as exc:
         raise ConsentDenied(
-            "consent is signed by no consent service of this instance", detail="invalid-artefact"
-        )
-    certificate = authority.certificate
-    if authority.serial in revoked or not (
-        certificate.not_valid_before_utc <= at <= certificate.not_valid_after_utc
-    ):
-        raise ConsentDenied(
-            "the consent service's certificate is revoked or not valid now",
-            detail="invalid-artefact",
-        )
-    public_key = certificate.public_key()
-    if not isinstance(public_key, ec.EllipticCurvePublicKey):
-        raise ConsentDenied("the consent service's key is not EC", detail="invalid-artefact")
-    try:
-        claims = signed.claims(public_key)
-    except jws.JwsError as exc:
-        raise ConsentDenied(
-            "consent artefact signature does not verify", detail="invalid-artefact"
+            f"consent artefact refused: {exc.message}", detail="invalid-artefact"
         ) from exc
-    consent = Consent.from_claims(claims)
-    if consent.iss != authority.name:
+    consent = Consent.from_claims(verified.claims)
+    if consent.iss != view.consent_authorities[verified.kid].name:
         raise ConsentDenied(
             "consent artefact names another consent service", detail="invalid-artefact"
         )

@@ -7,8 +7,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from exchange.central.models import NAMING
-from exchange.db.types import UTCDateTime
+from exchange.db.types import NAMING, UTCDateTime
 
 ID = String(1100)
 

@@ -22,72 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import datetime
-from typing import TypeGuard
 
-from exchange.consent.artefact import ConsentAuthority, ConsentSigner
-from exchange.consent.redemption import signed_by
-from exchange.consent.store import Revocations
-from exchange.errors import ServiceUnavailable
-
-PAGE_TYPE = "exchange-consent-revocations+jwt"
 PAGE_SIZE = 1000
 MAX_WAIT = 25.0
 ACK_TIMEOUT = 2.0
 # A subscriber that asked this recently is still following, even if not waiting right now.
 FOLLOWING = 2.0
 MAX_SUBSCRIBERS = 1000
-
-
-def sign_page(
-    signer: ConsentSigner, issuer: str, page: Revocations, nonce: str | None, at: datetime
-) -> str:
-    claims = {
-        "iss": issuer,
-        "nonce": nonce,
-        "after": page.after,
-        "last": page.last,
-        "revoked": [[consent_id, until] for consent_id, until in page.revoked.items()],
-        "complete": page.complete,
-        "iat": int(at.timestamp()),
-    }
-    return signer.sign_claims(claims, PAGE_TYPE)
-
-
-def verify_page(
-    token: str, *, authority: ConsentAuthority, nonce: str | None, at: datetime, skew: float
-) -> Revocations:
-    """The page, if ``authority`` signed it in answer to the poll that sent ``nonce``; else
-    :class:`ServiceUnavailable`. (A page replayed from an earlier poll names another nonce.)"""
-    claims = signed_by(
-        authority, token, PAGE_TYPE, "the revocation feed is not signed by its consent service"
-    )
-    after, last, iat = claims.get("after"), claims.get("last"), claims.get("iat")
-    revoked, complete = claims.get("revoked"), claims.get("complete")
-    if not (
-        claims.get("iss") == authority.name
-        and claims.get("nonce") == nonce
-        and _whole(after)
-        and _whole(last)
-        and _whole(iat)
-        and isinstance(revoked, list)
-        and all(_entry(item) for item in revoked)
-        and isinstance(complete, bool)
-    ):
-        raise ServiceUnavailable("the revocation feed's page is malformed")
-    if abs(iat - at.timestamp()) > skew:
-        raise ServiceUnavailable("the revocation feed's page is stale")
-    return Revocations(after=after, last=last, revoked=dict(revoked), complete=complete)
-
-
-def _whole(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _entry(item: object) -> bool:
-    return (
-        isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and _whole(item[1])
-    )
 
 
 class Subscribers:

@@ -6,16 +6,15 @@ from collections.abc import Callable
 from datetime import datetime
 
 from exchange.consent import files
-from exchange.consent.artefact import ConsentSigner
 from exchange.consent.settings import ConsentSettings
 from exchange.consent.store import ConsentStore
 from exchange.db import migrate
 from exchange.db.engine import build_engine
-from exchange.gateway.trust import Trust
 from exchange.identity.login import OidcLogin
 from exchange.identity.tokens import KeySet, TokenValidator
-from exchange.trust.globalconf import TrustAnchor
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
+from exchange.trust.signed import Signer
+from exchange.trust.view import relying_party
 
 
 class ConsentService:
@@ -29,22 +28,21 @@ class ConsentService:
         self.settings = settings
         self.clock = clock
         key, certificate = files.load(settings.data_dir)
-        anchor = TrustAnchor.load(settings.anchor)
-        self.globalconf = globalconf or GlobalConfClient(
-            anchor=anchor, cache_path=settings.data_dir / "globalconf.jws", clock=clock
+        self.trust = relying_party(
+            anchor=settings.anchor, data_dir=settings.data_dir, clock=clock, globalconf=globalconf
         )
-        self.trust = Trust(self.globalconf, clock)
+        self.globalconf = self.trust.client
         self.engine = build_engine(settings.db_url)
         migrate.upgrade("consent", self.engine)
         public = settings.public_url.rstrip("/")
-        self.signer = ConsentSigner(key, certificate)
+        self.signer = Signer(key, certificate)
         self.store = ConsentStore(
             self.engine,
             name=settings.name,
             signer=self.signer,
             subject_key=files.secret(settings.data_dir, "subject.key"),
             status_url=public,
-            jurisdiction=anchor.instance,
+            jurisdiction=self.globalconf.anchor.instance,
             clock=clock,
         )
         identity = settings.identity

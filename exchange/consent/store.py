@@ -23,10 +23,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from exchange.consent import models
-from exchange.consent.artefact import Consent, ConsentSigner, Purpose, timestamp
+from exchange.consent.artefact import Consent, Purpose, sign, timestamp
+from exchange.consent.messages import Revocations
 from exchange.errors import InvalidIdentifier, InvalidRequest, NotFound
 from exchange.identifiers import ServiceId, SubsystemId, check_segment, unversioned
 from exchange.trust.globalconf import GlobalConfiguration
+from exchange.trust.signed import Signer
 
 MAX_TEXT = 500
 _PURPOSE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
@@ -144,19 +146,6 @@ def resolve(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Revocations:
-    """One page of the revocation feed: consent id -> the consent's end (seconds since epoch).
-
-    ``last`` is the number to ask after next; ``complete`` says nothing newer was left out.
-    """
-
-    after: int
-    last: int
-    revoked: dict[str, int]
-    complete: bool
-
-
 _REVOCATION_LOCK = 0x636F6E73  # any constant: one lock for all revocations of this database
 
 
@@ -166,7 +155,7 @@ class ConsentStore:
         engine: Engine,
         *,
         name: str,
-        signer: ConsentSigner,
+        signer: Signer,
         subject_key: bytes,
         status_url: str,
         jurisdiction: str,
@@ -206,7 +195,7 @@ class ConsentStore:
             status_url=f"{self._status_url}/api/v1/consents/{consent_id}/status",
             jurisdiction=self._jurisdiction,
         )
-        artefact = self._signer.sign(consent)
+        artefact = sign(self._signer, consent)
         with Session(self._engine) as session:
             session.add(
                 models.Consent(

@@ -13,8 +13,6 @@ the citizen usage API, not here.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from typing import Any
 
@@ -25,23 +23,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from audit.models import AuditRecord, TreeHead
+from audit.receipt import head_document, make_receipt
 from exchange.errors import Error, InvalidRequest, NotFound
 from exchange.gateway.node import Gateway
 from exchange.http import error_body
 
 _NUMBER = re.compile(r"[0-9]{1,12}")
-
-
-def _head(head: TreeHead) -> dict[str, Any]:
-    return {
-        "chain": head.chain,
-        "size": head.size,
-        "root": head.root,
-        "at": head.at.isoformat(),
-        "signature": head.signature,
-        "timestamp": base64.b64encode(head.timestamp).decode() if head.timestamp else None,
-        "tsa": head.tsa,
-    }
 
 
 def _int(request: Request, name: str) -> int | None:
@@ -72,7 +59,7 @@ def routes(gateway: Gateway) -> list[Route]:
 
     def heads(_: Request) -> list[dict[str, Any]]:
         with Session(gateway.engine) as session:
-            return [_head(h) for h in heads_of(session)]
+            return [head_document(h) for h in heads_of(session)]
 
     def inclusion(request: Request) -> dict[str, Any]:
         seq = int(request.path_params["seq"])
@@ -92,15 +79,7 @@ def routes(gateway: Gateway) -> list[Route]:
             raise NotFound("no signed head covers this record yet; ask again after the next head")
         head = signed[-1] if wanted is None else signed[0]
         proof = gateway.audit.tree.inclusion_proof(seq, head.size)
-        return {
-            "chain": chain,
-            "seq": seq,
-            "record": json.loads(record.body),
-            "record_bytes": base64.b64encode(record.body).decode(),
-            "size": head.size,
-            "proof": [p.hex() for p in proof],
-            "head": _head(head),
-        }
+        return make_receipt(chain=chain, seq=seq, body=record.body, proof=proof, head=head)
 
     def consistency(request: Request) -> dict[str, Any]:
         old, new = _int(request, "from"), _int(request, "to")
@@ -112,8 +91,8 @@ def routes(gateway: Gateway) -> list[Route]:
             raise NotFound("both sizes must be those of signed heads, the first not larger")
         proof = gateway.audit.tree.consistency_proof(old, new)
         return {
-            "from": _head(sizes[old]),
-            "to": _head(sizes[new]),
+            "from": head_document(sizes[old]),
+            "to": head_document(sizes[new]),
             "proof": [p.hex() for p in proof],
         }
 

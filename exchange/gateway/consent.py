@@ -9,7 +9,7 @@ In order, each failing closed with a precise denial before the registry is asked
    consumer = ``X-Road-Client``, service or evidence type, purpose = ``X-Exchange-Purpose``,
    subject = the person queried = ``X-Road-UserId``;
 4. it is live: a consent with a use limit spends one use, in an answer the consent service
-   signed to this gateway's signed question (:mod:`exchange.consent.redemption`; atomic, never
+   signed to this gateway's signed question (:mod:`exchange.consent.messages`; atomic, never
    cached); one without is looked up in this gateway's copy of the consent service's revocation
    feed (:mod:`exchange.gateway.revocations`) while that copy is fresh, and otherwise its status
    is asked the same way as a use. The consent service unreachable, or an answer that does not
@@ -20,14 +20,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
-
 from exchange.consent.artefact import Consent, verify
-from exchange.consent.redemption import sign_query, verify_answer
-from exchange.errors import ConsentDenied, ConsentRequired, ServiceUnavailable
+from exchange.consent.messages import sign_query, verify_answer
+from exchange.errors import ConsentDenied, ConsentRequired, Error, ServiceUnavailable
 from exchange.gateway.node import Gateway
-from exchange.gateway.trust import TrustView
 from exchange.identifiers import unversioned
+from exchange.trust.view import TrustView
 
 MAX_ANSWER = 64 * 1024
 
@@ -59,12 +57,7 @@ class ConsentCheck:
                 "X-Exchange-Consent must carry the consent artefact itself",
                 detail="invalid-artefact",
             )
-        consent = verify(
-            artefact,
-            authorities=view.consent_authorities,
-            revoked=view.revoked,
-            at=self._gateway.clock(),
-        )
+        consent = verify(artefact, view=view, at=self._gateway.clock())
         consent.check(
             at=self._gateway.clock(),
             consumer=client,
@@ -119,28 +112,29 @@ class ConsentCheck:
         )
         path = "uses" if action == "use" else "status"
         try:
-            async with gateway.session().post(
+            reply = await gateway.transport.request(
+                "POST",
                 f"{authority.url}/api/v1/consents/{consent.jti}/{path}",
-                data=question,
                 headers={"Content-Type": "application/jose"},
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=5),
-            ) as response:
-                body = await response.content.read(MAX_ANSWER + 1)
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
+                body=question.encode("ascii"),
+                timeout=5,
+                max_bytes=MAX_ANSWER,
+            )
+        except Error as exc:
             raise ServiceUnavailable(
                 "the consent service cannot be reached; nothing is released without it"
             ) from exc
+        status, body = reply.status, reply.body
         if status == 404:
             raise ConsentDenied("the consent service does not know this consent", detail="unknown")
-        if status != 200 or len(body) > MAX_ANSWER or not body.isascii():
+        if status != 200 or not body.isascii():
             raise ServiceUnavailable(
                 f"the consent service refused the check (HTTP {status}); nothing is released"
             )
         return verify_answer(
             body.decode("ascii"),
-            authority=authority,
+            view=view,
+            issuer=consent.iss,
             consent_id=consent.jti,
             action=action,
             message_id=message_id,

@@ -13,11 +13,7 @@ errors of the provider's gateway arrive signed as ``Server.ServerProxy.*`` and p
 
 from __future__ import annotations
 
-import ssl
-
-import aiohttp
 import structlog
-import yarl
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,7 +26,6 @@ from exchange.errors import (
     Error,
     InvalidResponse,
     InvalidSignature,
-    LoggingFailed,
     NetworkError,
     PayloadTooLarge,
     ServiceTimeout,
@@ -39,18 +34,19 @@ from exchange.errors import (
 )
 from exchange.gateway import auditapi, metaservices
 from exchange.gateway.node import Gateway
-from exchange.gateway.records import ExchangeRecord, audit_entry, refuse
+from exchange.gateway.outcome import Answer, conclude, refuse
+from exchange.gateway.records import ExchangeRecord
 from exchange.gateway.signing import (
     REQUEST_HEADER,
     RESPONSE_HEADER,
     RequestClaims,
     ResponseClaims,
-    body_digest,
-    identity_digest,
+    request_claims,
     request_hash,
+    sign_request,
     verify_response,
 )
-from exchange.gateway.trust import TrustView
+from exchange.gateway.transport import Reply
 from exchange.gateway.xroad import (
     ALL_METHODS,
     Target,
@@ -63,6 +59,8 @@ from exchange.gateway.xroad import (
 from exchange.http import error_body
 from exchange.identifiers import ServiceId
 from exchange.trust.globalconf import Gateway as PeerGateway
+from exchange.trust.signed import body_digest
+from exchange.trust.view import TrustView
 
 log = structlog.get_logger(__name__)
 SIDE = "ClientProxy"
@@ -117,81 +115,45 @@ def create_consumer_app(gateway: Gateway) -> ASGIApp:
 
 
 async def handle(gateway: Gateway, request: Request) -> Response:
-    clock = gateway.clock
     headers = {k.lower(): v for k, v in request.headers.items()}
-    record = ExchangeRecord(
-        side="client",
-        message_id=headers.get("x-road-id", ""),
-        client=headers.get("x-road-client", ""),
-        service="",
-        request_in=clock(),
-    )
+    record = ExchangeRecord.arriving("client", headers, gateway.clock())
     try:
-        target = parse_target(request.scope["raw_path"])
-        record.service = str(target.service)
-        xroad = read_headers(headers, generate_id=True)
-        record.message_id, record.client = xroad.message_id, str(xroad.client)
-        record.user_id, record.issue, record.purpose, record.consent = (
-            xroad.user_id,
-            xroad.issue,
-            xroad.purpose,
-            reference(xroad.consent),  # the consent's id: the artefact names the person
-        )
-        if xroad.client not in gateway.subsystems:
-            raise AccessDenied(
-                f"{xroad.client} is not a client of this gateway", detail="X-Road-Client"
-            )
-        body = await read_body(
-            request.stream(),
-            content_length=headers.get("content-length"),
-            max_bytes=gateway.settings.max_body_bytes,
-        )
-        record.request_size = len(body)
-        view = gateway.trust.view()
-        status, content_type, payload, error_type = await forward(
-            gateway, view, request, target, xroad, headers, body, record
-        )
+        answer = await _serve(gateway, request, headers, record)
     except Exception as caught:  # every answer is an X-Road answer, whatever went wrong
-        refused = refuse(caught, side=SIDE, record=record, event="consumer.failed")
-        status, content_type, payload = refused.status, refused.content_type, refused.payload
-        error_type = refused.error_type
-    record.status = status
-    record.fault_code = error_type
-    record.response_digest = body_digest(payload)
-    try:
-        # The audit record is committed before the answer goes back: no record, no release.
-        await gateway.audit.append(audit_entry(record), subject=record.user_id)
-    except LoggingFailed as error:
-        refused = refuse(error, side=SIDE, record=record, event="consumer.failed")
-        status, content_type, payload = refused.status, refused.content_type, refused.payload
-        error_type = refused.error_type
-    record.response_size = len(payload)
-    finished = clock()
-    gateway.exchanges.write(record, response_out=finished)
+        answer = refuse(caught, record=record)
     try:
         known: frozenset[str] = gateway.trust.view().catalogue
     except Error:
         known = frozenset()
-    gateway.metrics.observe(
-        side="client",
-        service=record.service,
-        known=known,
-        status=status,
-        error_type=error_type,
-        seconds=(finished - record.request_in).total_seconds(),
+    return await conclude(gateway, record, answer, subject=record.user_id, known=known)
+
+
+async def _serve(
+    gateway: Gateway, request: Request, headers: dict[str, str], record: ExchangeRecord
+) -> Answer:
+    """Check the caller's request, forward it and verify the answer; raise to refuse."""
+    target = parse_target(request.scope["raw_path"])
+    record.service = str(target.service)
+    xroad = read_headers(headers, generate_id=True)
+    record.message_id, record.client = xroad.message_id, str(xroad.client)
+    record.user_id, record.issue, record.purpose, record.consent = (
+        xroad.user_id,
+        xroad.issue,
+        xroad.purpose,
+        reference(xroad.consent),  # the consent's id: the artefact names the person
     )
-    out = {
-        "X-Road-Id": record.message_id,
-        "X-Road-Client": record.client,
-        "X-Road-Service": record.service,
-    }
-    if content_type:
-        out["Content-Type"] = content_type
-    if record.request_hash:
-        out["X-Road-Request-Hash"] = record.request_hash
-    if error_type:
-        out["X-Road-Error"] = error_type
-    return Response(payload, status_code=status, headers=out)
+    if xroad.client not in gateway.subsystems:
+        raise AccessDenied(
+            f"{xroad.client} is not a client of this gateway", detail="X-Road-Client"
+        )
+    body = await read_body(
+        request.stream(),
+        content_length=headers.get("content-length"),
+        max_bytes=gateway.settings.max_body_bytes,
+    )
+    record.request_size = len(body)
+    view = gateway.trust.view()
+    return await forward(gateway, view, request, target, xroad, headers, body, record)
 
 
 async def forward(
@@ -203,7 +165,7 @@ async def forward(
     headers: dict[str, str],
     body: bytes,
     record: ExchangeRecord,
-) -> tuple[int, str | None, bytes, str | None]:
+) -> Answer:
     provider = target.service.member
     member = view.members.get(str(provider))
     if member is None or target.service.subsystem.subsystem_code not in member.subsystems:
@@ -215,25 +177,18 @@ async def forward(
     now = int(gateway.clock().timestamp())
     raw_path = request.scope["raw_path"].decode("ascii")
     query = request.scope["query_string"].decode("latin-1")
-    claims = RequestClaims(
+    claims = request_claims(
         method=request.method,
         path=raw_path,
         query=query,
-        body=body_digest(body),
-        client=str(xroad.client),
+        body=body,
         service=str(target.service),
-        message_id=xroad.message_id,
-        user_id=xroad.user_id,
-        issue=xroad.issue,
-        purpose=xroad.purpose,
-        consent=identity_digest(xroad.consent),  # the artefact names the person: its digest
-        content_type=headers.get("content-type"),
-        accept=headers.get("accept"),
-        identity=identity_digest(xroad.identity),
+        xroad=xroad,
+        headers=headers,
         iat=now,
         exp=now + int(gateway.settings.request_ttl),
     )
-    signature = gateway.signer.sign_request(claims)
+    signature = sign_request(gateway.signer, claims)
     record.request_signature = signature
     record.request_hash = request_hash(signature)
     outgoing = {
@@ -254,79 +209,73 @@ async def forward(
             outgoing[header] = headers[name]
     last: Error = NetworkError(f"no gateway of {provider} could be reached")
     for peer in peers:
-        url = yarl.URL(f"{peer.address}{raw_path}{'?' + query if query else ''}", encoded=True)
+        url = f"{peer.address}{raw_path}{'?' + query if query else ''}"
         record.peer = peer.id
         record.request_out = gateway.clock()
         try:
-            context = gateway.outbound_ssl(view, peer)
-            return await _exchange(
-                gateway, view, peer, url, request.method, outgoing, body, context, claims, record
+            reply = await gateway.transport.request(
+                request.method,
+                url,
+                headers=outgoing,
+                body=body,
+                tls=gateway.outbound_ssl(view, peer),
+                max_bytes=gateway.settings.max_body_bytes,
             )
-        except aiohttp.ClientConnectorCertificateError as exc:
+        except SslAuthenticationFailed as exc:
             raise SslAuthenticationFailed(
-                f"gateway {peer.id} presented a certificate the instance CA did not issue"
+                f"gateway {peer.id} presented a certificate the configuration does not list"
             ) from exc
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-            log.warning("consumer.peer_unreachable", peer=peer.id, reason=str(exc))
+        except NetworkError as exc:  # try the member's next gateway
+            log.warning("consumer.peer_unreachable", peer=peer.id, reason=exc.message)
             last = NetworkError(f"no gateway of {provider} could be reached", detail=peer.id)
             last.__cause__ = exc
-        except TimeoutError as exc:
+            continue
+        except ServiceTimeout as exc:
             raise ServiceTimeout(
                 f"gateway {peer.id} did not answer within {gateway.settings.peer_timeout:g} s"
             ) from exc
-        except aiohttp.ClientError as exc:
+        except InvalidResponse as exc:
             raise InvalidResponse(f"gateway {peer.id} sent a broken HTTP response") from exc
-    raise last
-
-
-async def _exchange(
-    gateway: Gateway,
-    view: TrustView,
-    peer: PeerGateway,
-    url: yarl.URL,
-    method: str,
-    outgoing: dict[str, str],
-    body: bytes,
-    context: ssl.SSLContext,
-    claims: RequestClaims,
-    record: ExchangeRecord,
-) -> tuple[int, str | None, bytes, str | None]:
-    async with gateway.session().request(
-        method, url, data=body or None, headers=outgoing, ssl=context, allow_redirects=False
-    ) as response:
-        try:
-            payload = await read_body(
-                response.content.iter_chunked(65536),
-                content_length=response.headers.get("Content-Length"),
-                max_bytes=gateway.settings.max_body_bytes,
-            )
         except PayloadTooLarge as exc:  # the provider's fault, not the caller's
             raise InvalidResponse(
                 f"gateway {peer.id} answered with more than {gateway.settings.max_body_bytes} bytes"
             ) from exc
         record.response_in = gateway.clock()
-        signature = response.headers.get(RESPONSE_HEADER)
-        if not signature:
-            raise InvalidResponse(f"gateway {peer.id} sent an unsigned response")
-        content_type = response.headers.get("Content-Type")
-        received = ResponseClaims(
-            status=response.status,
-            content_type=content_type,
-            body=body_digest(payload),
-            client=claims.client,
-            service=claims.service,
-            message_id=claims.message_id,
-            request_hash=record.request_hash or "",
-            iat=0,
+        return _verified(gateway, view, peer, reply, claims, record)
+    raise last
+
+
+def _verified(
+    gateway: Gateway,
+    view: TrustView,
+    peer: PeerGateway,
+    reply: Reply,
+    claims: RequestClaims,
+    record: ExchangeRecord,
+) -> Answer:
+    """The peer's answer, once its signature binds it to this request."""
+    signature = reply.headers.get(RESPONSE_HEADER.lower())
+    if not signature:
+        raise InvalidResponse(f"gateway {peer.id} sent an unsigned response")
+    content_type = reply.headers.get("content-type")
+    received = ResponseClaims(
+        status=reply.status,
+        content_type=content_type,
+        body=body_digest(reply.body),
+        client=claims.client,
+        service=claims.service,
+        message_id=claims.message_id,
+        request_hash=record.request_hash or "",
+        iat=0,
+    )
+    try:
+        provider = ServiceId.parse(claims.service).member
+        verify_response(
+            signature, received=received, provider=provider, view=view, at=gateway.clock()
         )
-        try:
-            provider = ServiceId.parse(claims.service).member
-            verify_response(
-                signature, received=received, provider=provider, view=view, at=gateway.clock()
-            )
-        except InvalidSignature as exc:
-            raise InvalidResponse(
-                f"response of gateway {peer.id} failed verification: {exc.message}"
-            ) from exc
-        record.response_signature = signature
-        return response.status, content_type, payload, response.headers.get("X-Road-Error")
+    except InvalidSignature as exc:
+        raise InvalidResponse(
+            f"response of gateway {peer.id} failed verification: {exc.message}"
+        ) from exc
+    record.response_signature = signature
+    return Answer(reply.status, content_type, reply.body, reply.headers.get("x-road-error"))

@@ -17,8 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from exchange.central.models import NAMING
-from exchange.db.types import UTCDateTime
+from exchange.db.types import NAMING, UTCDateTime
 
 ID = String(1100)
 

@@ -13,8 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
-import aiohttp
-
 from audit.heads import HeadKeeper
 from audit.log import AuditLog
 from exchange.db import migrate
@@ -29,14 +27,14 @@ from exchange.gateway.replay import ReplayGuard
 from exchange.gateway.revocations import RevocationFeeds
 from exchange.gateway.services import ServiceTable
 from exchange.gateway.settings import GatewaySettings
-from exchange.gateway.signing import MessageSigner
-from exchange.gateway.trust import Trust, TrustView
+from exchange.gateway.transport import AiohttpTransport, Transport
 from exchange.identifiers import SubsystemId
 from exchange.identity.tokens import KeySet, TokenValidator
 from exchange.trust.globalconf import Gateway as PeerGateway
-from exchange.trust.globalconf import TrustAnchor
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
 from exchange.trust.keys import fingerprint, load_certificate
+from exchange.trust.signed import Signer
+from exchange.trust.view import TrustView, relying_party
 
 T = TypeVar("T")
 
@@ -48,19 +46,19 @@ class Gateway:
         *,
         clock: Callable[[], datetime] = utcnow,
         globalconf: GlobalConfClient | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.settings = settings
         self.id = settings.gateway
         self.member = settings.gateway.member
         self.clock = clock
         self.keys = files.load(settings)
-        self.signer = MessageSigner(self.keys.signing_key, self.keys.signing_certificate)
+        self.signer = Signer(self.keys.signing_key, self.keys.signing_certificate)
         self.tls_fingerprint = fingerprint(load_certificate(self.keys.tls_certificate_path))
-        anchor = TrustAnchor.load(settings.anchor)
-        self.globalconf = globalconf or GlobalConfClient(
-            anchor=anchor, cache_path=settings.data_dir / "globalconf.jws", clock=clock
+        self.trust = relying_party(
+            anchor=settings.anchor, data_dir=settings.data_dir, clock=clock, globalconf=globalconf
         )
-        self.trust = Trust(self.globalconf, clock)
+        self.globalconf = self.trust.client
         self.engine = build_engine(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
         migrate.upgrade("gateway", self.engine)
         # Commits made durable by the next flushed one: the replay guard's for reads (see
@@ -96,12 +94,14 @@ class Gateway:
                 keys=KeySet(url=identity.jwks_url),
             )
         )
+        # How this gateway reaches peers and consent services (tests pass one in process).
+        self.transport = transport or AiohttpTransport(timeout=settings.peer_timeout)
         self.previews = Previews(
             self.engine, spec=settings.preview, subject_hash=self.audit.subject_hash, clock=clock
         )
         self.revocations = RevocationFeeds(
             trust=self.trust,
-            session=self.session,
+            transport=self.transport,
             clock=clock,
             subscriber=f"{settings.id}/{settings.replica}",  # each replica follows
             max_age=settings.consent_feed_max_age,
@@ -113,7 +113,6 @@ class Gateway:
         self.started = False
         # Database work runs here, off the event loop, on threads of its own.
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gateway-db")
-        self._session: aiohttp.ClientSession | None = None
 
     async def in_thread(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -124,23 +123,12 @@ class Gateway:
             peer, certificate=self.keys.tls_certificate_path, key=self.keys.tls_key_path
         )
 
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256, limit_per_host=128, keepalive_timeout=30),
-                timeout=aiohttp.ClientTimeout(total=self.settings.peer_timeout, sock_connect=5),
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent",),
-            )
-        return self._session
-
     async def close(self) -> None:
         await self.revocations.close()
         await self.audit.close()
         await self.replay.close()
         await self.exchanges.close()
-        if self._session is not None:
-            await self._session.close()
+        await self.transport.close()
         await self.services.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()

@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from exchange import web
 from exchange.errors import Conflict, Error, InvalidToken, NotFound
+from exchange.evidence.rows import flatten
 from exchange.gateway import models
 from exchange.gateway.settings import PreviewSpec
 from exchange.identity.login import OidcLogin, signed_in
@@ -154,20 +155,6 @@ class Previews:
             )
             session.commit()
         return int(gone.rowcount)  # type: ignore[attr-defined]
-
-
-def flatten(evidence: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """Evidence as (field, value) rows for the page, nested fields as ``a / b``."""
-    if isinstance(evidence, dict):
-        rows: list[tuple[str, str]] = []
-        for key, value in evidence.items():
-            rows += flatten(value, f"{prefix} / {key}" if prefix else str(key))
-        return rows
-    if isinstance(evidence, list):
-        return [
-            row for i, item in enumerate(evidence) for row in flatten(item, f"{prefix} {i + 1}")
-        ]
-    return [(prefix, "" if evidence is None else str(evidence))]
 
 
 def create_preview_app(

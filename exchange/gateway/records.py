@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,11 +13,8 @@ from sqlalchemy.orm import Session
 
 from audit.log import AuditEntry
 from exchange.db.batch import GroupCommit
-from exchange.errors import Error, InternalError
 from exchange.gateway import models
-from exchange.gateway.signing import detached
-from exchange.http import error_body
-from exchange.logging import failure
+from exchange.trust.signed import detached
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +44,17 @@ class ExchangeRecord:
     response_signature: str | None = None
     subject: str | None = None  # the person the exchange is about; hashed before it is logged
     response_digest: str | None = None
+
+    @classmethod
+    def arriving(cls, side: str, headers: Mapping[str, str], at: datetime) -> ExchangeRecord:
+        """The record of a request as it arrives (``headers`` lower-cased), nothing checked."""
+        return cls(
+            side=side,
+            message_id=headers.get("x-road-id", ""),
+            client=headers.get("x-road-client", ""),
+            service="",
+            request_in=at,
+        )
 
 
 class ExchangeLog:
@@ -159,29 +166,6 @@ def opmon_fields(row: models.Exchange) -> dict[str, object]:
         "statusCode": row.status,
         "serviceType": "REST",
     }
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    status: int
-    content_type: str
-    payload: bytes
-    error_type: str
-
-
-def refuse(caught: BaseException, *, side: str, record: ExchangeRecord, event: str) -> Refusal:
-    """The X-Road error answer for ``caught`` (anything unexpected becomes an opaque
-    InternalError), noted in ``record``; failures of ours (5xx) are logged without personal data.
-    """
-    error = caught if isinstance(caught, Error) else InternalError("internal error")
-    if error is not caught:
-        error.__cause__ = caught
-    body = error_body(error, side)
-    error_type = body["type"] or ""
-    record.status, record.fault_code, record.fault_string = error.status, error_type, error.message
-    if error.status >= 500:
-        failure(log, event, error_type=error_type, message=error.message, cause=error.__cause__)
-    return Refusal(error.status, "application/json", json.dumps(body).encode(), error_type)
 
 
 def audit_entry(record: ExchangeRecord) -> AuditEntry:

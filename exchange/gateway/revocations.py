@@ -16,16 +16,16 @@ import asyncio
 import contextlib
 import math
 import secrets
-import time
 from collections.abc import Callable
 from datetime import datetime
+from urllib.parse import urlencode
 
-import aiohttp
 import structlog
 
-from exchange.consent.revocations import verify_page
+from exchange.consent.messages import verify_page
 from exchange.errors import Error
-from exchange.gateway.trust import Trust
+from exchange.gateway.transport import Transport
+from exchange.trust.view import Trust
 
 log = structlog.get_logger(__name__)
 
@@ -39,14 +39,14 @@ class RevocationFeeds:
         self,
         *,
         trust: Trust,
-        session: Callable[[], aiohttp.ClientSession],
+        transport: Transport,
         clock: Callable[[], datetime],
         subscriber: str,
         max_age: float,
         skew: float,
     ) -> None:
         self.trust = trust
-        self.session = session
+        self.transport = transport
         self.clock = clock
         self.subscriber = subscriber
         self.max_age = max_age
@@ -86,14 +86,16 @@ class Follower:
         self.issuer = issuer
         self._revoked: dict[str, int] = {}  # consent id -> the consent's end (epoch seconds)
         self.after = 0
-        self._confirmed = -math.inf  # monotonic time of the last complete page
-        self._pruned = time.monotonic()
+        # When the last complete page was asked for, and when ended consents were last pruned,
+        # in seconds on the gateway's clock (injected, so that tests move it).
+        self._confirmed = -math.inf
+        self._pruned = feeds.clock().timestamp()
         self._task = asyncio.get_running_loop().create_task(
             self._follow(), name=f"revocations:{issuer}"
         )
 
     def fresh(self) -> bool:
-        return time.monotonic() - self._confirmed <= self._feeds.max_age
+        return self._feeds.clock().timestamp() - self._confirmed <= self._feeds.max_age
 
     def revoked(self, consent_id: str) -> bool:
         return consent_id in self._revoked
@@ -128,27 +130,32 @@ class Follower:
 
     async def _poll(self) -> None:
         feeds = self._feeds
-        authority = feeds.trust.view().consent_service(self.issuer)
-        asked = time.monotonic()
+        view = feeds.trust.view()
+        authority = view.consent_service(self.issuer)
+        asked = feeds.clock().timestamp()
         nonce = secrets.token_urlsafe(16)  # the page must answer this very poll
-        async with feeds.session().get(
-            f"{authority.url}/api/v1/revocations",
-            params={
+        query = urlencode(
+            {
                 "after": str(self.after),
                 "wait": f"{feeds.wait:.3f}",
                 "subscriber": feeds.subscriber,
                 "nonce": nonce,
-            },
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=feeds.wait + 10),
-        ) as response:
-            body = await response.content.read(MAX_PAGE + 1)
-            status = response.status
-        if status != 200 or len(body) > MAX_PAGE or not body.isascii():
-            raise ValueError(f"the revocation feed answered HTTP {status}")
+            }
+        )
+        reply = await feeds.transport.request(
+            "GET",
+            f"{authority.url}/api/v1/revocations?{query}",
+            headers={},
+            timeout=feeds.wait + 10,
+            max_bytes=MAX_PAGE,
+        )
+        if reply.status != 200 or not reply.body.isascii():
+            raise ValueError(f"the revocation feed answered HTTP {reply.status}")
+        body = reply.body
         page = verify_page(
             body.decode("ascii"),
-            authority=authority,
+            view=view,
+            issuer=self.issuer,
             nonce=nonce,
             at=feeds.clock(),
             skew=feeds.skew,

@@ -11,7 +11,6 @@ import structlog
 import uvicorn
 
 from exchange import serving
-from exchange.errors import ConfigurationUnavailable, Error
 from exchange.gateway import files
 from exchange.gateway.consumer import create_consumer_app
 from exchange.gateway.node import Gateway
@@ -25,18 +24,7 @@ log = structlog.get_logger(__name__)
 
 def prepare(gateway: Gateway, *, refresh: bool = True) -> list[uvicorn.Config]:
     """Get a verified configuration (fresh, else cached) and the listeners' uvicorn configs."""
-    if refresh:
-        try:
-            gateway.globalconf.refresh()
-        except Error as error:
-            log.warning("gateway.globalconf_unavailable_at_start", reason=error.message)
-    try:
-        view = gateway.trust.view()
-    except Error as error:
-        raise ConfigurationUnavailable(
-            f"gateway {gateway.settings.id} holds no valid global configuration ({error.message}); "
-            "is the central authority reachable?"
-        ) from error
+    view = gateway.trust.start(f"gateway {gateway.settings.id}", refresh=refresh)
     ca_file = gateway.settings.data_dir / "ca.pem"
     ca_file.write_text("".join(view.configuration.ca_certificates))
     settings = gateway.settings
@@ -76,14 +64,10 @@ def prepare(gateway: Gateway, *, refresh: bool = True) -> list[uvicorn.Config]:
 
 
 def background_jobs(gateway: Gateway) -> list[Callable[[], Coroutine[Any, Any, None]]]:
-    async def refresh() -> None:
-        async with gateway.globalconf.refreshing(gateway.settings.globalconf_refresh):
-            await asyncio.Event().wait()
-
     async def prune() -> None:
         while True:
             await asyncio.sleep(60)
             await gateway.in_thread(gateway.replay.prune, at=gateway.clock() - timedelta(seconds=1))
             await gateway.in_thread(gateway.previews.prune)
 
-    return [refresh, prune, gateway.heads.run]
+    return [gateway.trust.keep_fresh(gateway.settings.globalconf_refresh), prune, gateway.heads.run]

@@ -143,11 +143,19 @@ class ServiceTable:
         """``SUBSYSTEM-ID/SERVICE`` of every service provided here."""
         return frozenset(self._services)
 
+    def items(self) -> list[tuple[str, LocalService]]:
+        return list(self._services.items())
+
+    @staticmethod
+    def key(service: ServiceId) -> str:
+        """What the table knows ``service`` by: ``SUBSYSTEM-ID/SERVICE``, any version."""
+        return f"{service.subsystem}/{service.service_code}"
+
     def find(self, service: ServiceId) -> LocalService | None:
-        return self._services.get(f"{service.subsystem}/{service.service_code}")
+        return self._services.get(self.key(service))
 
     def get(self, service: ServiceId) -> LocalService:
-        found = self._services.get(f"{service.subsystem}/{service.service_code}")
+        found = self._services.get(self.key(service))
         if found is None:
             raise UnknownService(f"service {service} is not provided here", detail=str(service))
         return found

@@ -1,4 +1,4 @@
-"""Signed messages between gateways (compact JWS, ES256, ``kid`` = certificate fingerprint).
+"""The gateway protocol's signed messages: request and response signatures.
 
 The request signature binds everything the provider acts on::
 
@@ -11,58 +11,31 @@ message id and the hash of the request signature, so an answer can be neither re
 another request nor altered. ``X-Road-Request-Hash`` is that hash: base64 of SHA-512 over the
 request signature.
 
-:func:`verify_request` checks signature, signer (see :mod:`exchange.gateway.trust`), that every
-bound field equals the request actually received, and time (issued-at within the skew, expiry
-not passed). It does *not* check replay, access rights or consent; callers do that next.
+:func:`verify_request` checks signature and signer (through
+:func:`~exchange.trust.signed.verify_signed`), that every bound field equals the request
+actually received, and time (issued-at within the skew, expiry not passed). It does *not*
+check replay, access rights or consent; callers do that next.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
-
-from exchange import jws
 from exchange.errors import InvalidSignature, StaleMessage
-from exchange.gateway.trust import TrustView
+from exchange.gateway.xroad import XRoadHeaders
 from exchange.identifiers import MemberId, member_of, parse_client
-from exchange.trust.keys import fingerprint
+from exchange.trust.signed import Signer, body_digest, identity_digest, verify_signed
+from exchange.trust.view import TrustView
 
 REQUEST_TYPE = "exchange-request+jws"
 RESPONSE_TYPE = "exchange-response+jws"
 REQUEST_HEADER = "X-Exchange-Signature"
 RESPONSE_HEADER = "X-Exchange-Response-Signature"
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def body_digest(body: bytes) -> str:
-    return b64url(hashlib.sha256(body).digest())
-
-
-def identity_digest(token: str | None) -> str | None:
-    """What a request signature binds of a citizen's ID token or consent artefact: its SHA-256,
-    never the token itself, so that neither a bearer credential nor a person's code lands in a
-    signature that is kept and shown."""
-    return None if token is None else body_digest(token.encode("ascii"))
-
-
-def detached(signature: str) -> tuple[str, str]:
-    """(``header..signature``, SHA-256 of the payload segment): a JWS as the audit log keeps it.
-
-    The claims name the person and the query, so the published log holds only their digest;
-    the full JWS stays in the gateway's operational records for an authorised investigation,
-    where it verifies against the same signature.
-    """
-    header, payload, tail = signature.split(".")
-    return f"{header}..{tail}", body_digest(payload.encode("ascii"))
 
 
 def request_hash(signature: str) -> str:
@@ -101,25 +74,50 @@ class ResponseClaims:
     iat: int
 
 
+def request_claims(
+    *,
+    method: str,
+    path: str,
+    query: str,
+    body: bytes,
+    service: str,
+    xroad: XRoadHeaders,
+    headers: Mapping[str, str],
+    iat: int = 0,
+    exp: int = 0,
+) -> RequestClaims:
+    """What a request signature binds, from the request as sent or received: the one place both
+    sides build it, so that they can never disagree on a field. ``headers`` are lower-cased."""
+    return RequestClaims(
+        method=method,
+        path=path,
+        query=query,
+        body=body_digest(body),
+        client=str(xroad.client),
+        service=service,
+        message_id=xroad.message_id,
+        user_id=xroad.user_id,
+        issue=xroad.issue,
+        purpose=xroad.purpose,
+        consent=identity_digest(xroad.consent),  # the artefact names the person: its digest
+        content_type=headers.get("content-type"),
+        accept=headers.get("accept"),
+        identity=identity_digest(xroad.identity),
+        iat=iat,
+        exp=exp,
+    )
+
+
 REQUEST_FIELDS = tuple(f.name for f in fields(RequestClaims))  # iat and exp come last
 RESPONSE_FIELDS = tuple(f.name for f in fields(ResponseClaims))  # iat comes last
 
 
-class MessageSigner:
-    """The member's signing key and certificate, parsed once and kept."""
+def sign_request(signer: Signer, claims: RequestClaims) -> str:
+    return signer.sign(_flat(claims, REQUEST_FIELDS), REQUEST_TYPE)
 
-    def __init__(self, key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) -> None:
-        self._key = key
-        self.kid = fingerprint(certificate)
 
-    def sign(self, claims: dict[str, Any], typ: str) -> str:
-        return jws.sign(claims, self._key, typ=typ, kid=self.kid)
-
-    def sign_request(self, claims: RequestClaims) -> str:
-        return self.sign(_flat(claims, REQUEST_FIELDS), REQUEST_TYPE)
-
-    def sign_response(self, claims: ResponseClaims) -> str:
-        return self.sign(_flat(claims, RESPONSE_FIELDS), RESPONSE_TYPE)
+def sign_response(signer: Signer, claims: ResponseClaims) -> str:
+    return signer.sign(_flat(claims, RESPONSE_FIELDS), RESPONSE_TYPE)
 
 
 def _flat(claims: object, names: tuple[str, ...]) -> dict[str, Any]:
@@ -127,24 +125,11 @@ def _flat(claims: object, names: tuple[str, ...]) -> dict[str, Any]:
     return {name: getattr(claims, name) for name in names}
 
 
-def decode_signed(
+def _claims(
     token: str, typ: str, view: TrustView, member: MemberId, at: datetime
 ) -> dict[str, Any]:
-    try:
-        signed = jws.Token(token)
-    except jws.JwsError as exc:
-        raise InvalidSignature("message signature is not an ES256 JWS") from exc
-    if signed.header.get("typ") != typ:
-        raise InvalidSignature("message signature has the wrong type")
-    certificate = view.signing_certificate(str(signed.header.get("kid", "")), member=member, at=at)
-    public_key = certificate.public_key()
-    if not isinstance(public_key, ec.EllipticCurvePublicKey):
-        raise InvalidSignature("signing certificate does not hold an EC key")
-    try:
-        # Times are checked by the caller against its own clock.
-        return signed.claims(public_key)
-    except jws.JwsError as exc:
-        raise InvalidSignature("message signature does not verify") from exc
+    # Times are checked by the caller against its own clock.
+    return verify_signed(token, typ=typ, certificate_for=view.member_signer(member, at=at)).claims
 
 
 def verify_request(
@@ -162,7 +147,7 @@ def verify_request(
     A signature may live at most ``max_lifetime`` seconds (``exp - iat``).
     """
     signer = member_of(parse_client(received.client))
-    claims = decode_signed(token, REQUEST_TYPE, view, signer, at)
+    claims = _claims(token, REQUEST_TYPE, view, signer, at)
     _typed(claims, REQUEST_FIELDS)
     signed = RequestClaims(**claims)
     _compare(signed, received, REQUEST_FIELDS[:-2], "request")
@@ -186,7 +171,7 @@ def verify_response(
     view: TrustView,
     at: datetime,
 ) -> ResponseClaims:
-    claims = decode_signed(token, RESPONSE_TYPE, view, provider, at)
+    claims = _claims(token, RESPONSE_TYPE, view, provider, at)
     _typed(claims, RESPONSE_FIELDS)
     signed = ResponseClaims(**claims)
     _compare(signed, received, RESPONSE_FIELDS[:-1], "response")

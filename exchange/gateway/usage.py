@@ -23,7 +23,6 @@ replica's chain in this gateway's database. The usage service's own calls are no
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import threading
@@ -36,6 +35,7 @@ from sqlalchemy.orm import Session
 from audit import merkle
 from audit.log import TREE_HEIGHT, USAGE_SERVICE, leaf_reader, listed
 from audit.models import AuditRecord, TreeHead
+from audit.receipt import make_receipt
 from exchange.errors import AccessDenied, Error, InvalidRequest, InvalidToken, NotFound
 from exchange.gateway.node import Gateway
 from exchange.gateway.xroad import XRoadHeaders
@@ -272,19 +272,13 @@ class Usage:
         if head is None or head.size <= row.seq:
             return None  # not yet covered by a signed head; the next one will
         tree = self._tree(row.chain, head.size)
-        return {
-            "chain": row.chain,
-            "seq": row.seq,
-            "record": base64.b64encode(row.body).decode(),
-            "size": head.size,
-            "proof": [p.hex() for p in tree.inclusion_proof(row.seq, head.size)],
-            "head": {
-                "root": head.root,
-                "signature": head.signature,
-                "timestamp": base64.b64encode(head.timestamp).decode() if head.timestamp else None,
-                "tsa": head.tsa,
-            },
-        }
+        return make_receipt(
+            chain=row.chain,
+            seq=row.seq,
+            body=row.body,
+            proof=tree.inclusion_proof(row.seq, head.size),
+            head=head,
+        )
 
     def _tree(self, chain: str, size: int) -> merkle.Tree:
         if chain == self._gateway.audit.chain:

@@ -36,13 +36,12 @@ from audit.verify import Anchors
 from exchange import web
 from exchange.consent.artefact import Consent, verify
 from exchange.errors import AccessDenied, Error, InvalidRequest, NotFound, ServiceUnavailable
-from exchange.gateway.preview import flatten
-from exchange.gateway.trust import Trust, TrustView
+from exchange.evidence.rows import flatten
 from exchange.identity.login import OidcLogin, SignedIn, signed_in
 from exchange.portal.settings import PortalSettings, Procedure
-from exchange.trust.globalconf import TrustAnchor
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
 from exchange.trust.keys import secret_file
+from exchange.trust.view import TrustView, relying_party
 
 SITE = "State Portal"
 GONE = ("revoked", "expired", "exhausted", "not-yet-valid", "unknown")
@@ -75,12 +74,10 @@ class Portal:
         self.settings = settings
         self.clock = clock
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.globalconf = globalconf or GlobalConfClient(
-            anchor=TrustAnchor.load(settings.anchor),
-            cache_path=settings.data_dir / "globalconf.jws",
-            clock=clock,
+        self.trust = relying_party(
+            anchor=settings.anchor, data_dir=settings.data_dir, clock=clock, globalconf=globalconf
         )
-        self.trust = Trust(self.globalconf, clock)
+        self.globalconf = self.trust.client
         identity = settings.identity
         self.login = OidcLogin(
             issuer=identity.issuer,
@@ -100,12 +97,7 @@ class Portal:
             return None
         view = self.trust.view()
         try:
-            return verify(
-                artefact,
-                authorities=view.consent_authorities,
-                revoked=view.revoked,
-                at=self.clock(),
-            )
+            return verify(artefact, view=view, at=self.clock())
         except Error:
             self.consents.pop((citizen.subject, procedure.code), None)
             return None
@@ -130,9 +122,7 @@ class Portal:
     def accept(self, procedure: Procedure, artefact: str) -> Consent:
         """Keep an artefact the consent service posted back, if it is genuine and fits."""
         view = self.trust.view()
-        consent = verify(
-            artefact, authorities=view.consent_authorities, revoked=view.revoked, at=self.clock()
-        )
+        consent = verify(artefact, view=view, at=self.clock())
         if (
             consent.consumer != self.settings.client
             or consent.service != procedure.consented_service

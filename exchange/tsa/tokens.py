@@ -24,17 +24,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from exchange.trust.keys import PrivateKey
+from exchange.trust.tsp import TimeStampResp
 
 HASH_LENGTHS = {"sha256": 32, "sha384": 48, "sha512": 64}
-
-
-class TimeStampResp(core.Sequence):  # type: ignore[misc]
-    """RFC 3161's TimeStampResp, whose token is OPTIONAL (asn1crypto's definition requires it)."""
-
-    _fields = [  # noqa: RUF012 (asn1crypto's declaration style)
-        ("status", tsp.PKIStatusInfo),
-        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
-    ]
 
 
 MAX_REQUEST_BYTES = 4096

@@ -16,8 +16,7 @@ from audit.heads import HeadKeeper
 from audit.log import AuditLog
 from exchange.db import migrate
 from exchange.db.engine import build_engine
-from exchange.gateway.signing import MessageSigner
-from exchange.trust import ca, globalconf
+from exchange.trust import ca, globalconf, signed
 from exchange.trust.keys import certificate_pem
 from exchange.tsa import files as tsa_files
 from tests.audit.test_log import CHAIN, MEMBER, entry
@@ -64,7 +63,7 @@ def exported(tmp_path: Path) -> Path:
         keeper = HeadKeeper(
             audit=log,
             engine=engine,
-            signer=MessageSigner(key, cert),
+            signer=signed.Signer(key, cert),
             configuration=lambda: configuration,
             clock=lambda: datetime.now(UTC),
             interval=60,

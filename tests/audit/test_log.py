@@ -18,8 +18,8 @@ from audit.verify import Anchors, Head, verify
 from exchange.db import migrate
 from exchange.db.engine import build_engine
 from exchange.errors import LoggingFailed
-from exchange.gateway.signing import MessageSigner
 from exchange.trust.keys import serial_hex
+from exchange.trust.signed import Signer
 from tests.conftest import NOW, Clock
 from tests.factories import Instance, audit_store_unwritable
 
@@ -85,7 +85,7 @@ async def signed_head(
     keeper = HeadKeeper(
         audit=log,
         engine=engine,
-        signer=MessageSigner(key, cert),
+        signer=Signer(key, cert),
         configuration=lambda: instance.configuration({MEMBER: [cert]}),
         clock=clock,
         interval=60,
@@ -202,7 +202,7 @@ async def test_head_signed_by_another_member_is_refused(
     keeper = HeadKeeper(
         audit=log,
         engine=engine,
-        signer=MessageSigner(key, cert),
+        signer=Signer(key, cert),
         configuration=lambda: instance.configuration({}),
         clock=clock,
         interval=60,

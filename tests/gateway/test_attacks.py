@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from exchange.gateway.settings import GatewaySettings
-from exchange.gateway.signing import REQUEST_HEADER, MessageSigner, RequestClaims, body_digest
+from exchange.gateway.signing import REQUEST_HEADER, RequestClaims, sign_request
 from exchange.trust import ca
 from exchange.trust.keys import (
     build_csr,
@@ -30,6 +30,7 @@ from exchange.trust.keys import (
     load_private_key,
     private_key_pem,
 )
+from exchange.trust.signed import Signer, body_digest
 from tests.gateway.conftest import DIPLOMA, MARI, PORTAL_CLIENT, PURPOSE, Running
 from tests.gateway.registry_server import XML_BOMB
 from tests.servers import exchange
@@ -37,9 +38,9 @@ from tests.servers import exchange
 SERVICE = "EE/GOV/70000310/population-registry/diploma"
 
 
-def signer_of(settings: GatewaySettings) -> MessageSigner:
+def signer_of(settings: GatewaySettings) -> Signer:
     key = load_private_key(settings.data_dir / "signing.key")
-    return MessageSigner(key, load_certificate(settings.data_dir / "signing.pem"))  # type: ignore[arg-type]
+    return Signer(key, load_certificate(settings.data_dir / "signing.pem"))  # type: ignore[arg-type]
 
 
 def claims(
@@ -109,14 +110,14 @@ def calls(running: Running) -> Iterator[None]:
 
 def test_well_formed_request_is_served(running: Running) -> None:
     signed = claims()
-    response = send(running, signed, signer_of(running.consumer_settings()).sign_request(signed))
+    response = send(running, signed, sign_request(signer_of(running.consumer_settings()), signed))
     assert response.status_code == 200, response.text
 
 
 @pytest.mark.usefixtures("calls")
 def test_body_tampered_in_transit(running: Running) -> None:
     signed = claims(body=b'{"a": 1}', method="POST")
-    token = signer_of(running.consumer_settings()).sign_request(signed)
+    token = sign_request(signer_of(running.consumer_settings()), signed)
     response = send(running, signed, token, body=b'{"a": 2}')
     assert response.status_code == 400
     assert response.json()["type"] == "Server.ServerProxy.InvalidSignature"
@@ -126,7 +127,7 @@ def test_body_tampered_in_transit(running: Running) -> None:
 @pytest.mark.usefixtures("calls")
 def test_query_tampered_in_transit(running: Running) -> None:
     signed = claims()
-    token = signer_of(running.consumer_settings()).sign_request(signed)
+    token = sign_request(signer_of(running.consumer_settings()), signed)
     response = send(running, signed, token, query="person=EE39107156021")
     assert response.json()["type"] == "Server.ServerProxy.InvalidSignature"
 
@@ -134,7 +135,7 @@ def test_query_tampered_in_transit(running: Running) -> None:
 @pytest.mark.usefixtures("calls")
 def test_request_signed_with_another_members_key(running: Running) -> None:
     signed = claims()
-    token = signer_of(running.provider_settings()).sign_request(signed)  # the wrong member's key
+    token = sign_request(signer_of(running.provider_settings()), signed)  # the wrong member's key
     response = send(running, signed, token)
     assert response.status_code == 400
     assert response.json()["type"] == "Server.ServerProxy.InvalidSignature"
@@ -153,7 +154,7 @@ def test_unsigned_and_garbage_signatures(running: Running) -> None:
 @pytest.mark.usefixtures("calls")
 def test_replayed_message_id(running: Running) -> None:
     signed = claims()
-    token = signer_of(running.consumer_settings()).sign_request(signed)
+    token = sign_request(signer_of(running.consumer_settings()), signed)
     assert send(running, signed, token).status_code == 200
     running.registry.calls -= 1  # the first delivery is meant to reach the registry
     again = send(running, signed, token)
@@ -178,7 +179,7 @@ def test_replayed_message_id_through_the_consumer_gateway(running: Running) -> N
 @pytest.mark.parametrize("offset", [-600, 600])
 def test_stale_issued_at(running: Running, offset: int) -> None:
     signed = claims(iat_offset=offset)
-    response = send(running, signed, signer_of(running.consumer_settings()).sign_request(signed))
+    response = send(running, signed, sign_request(signer_of(running.consumer_settings()), signed))
     assert response.status_code == 400
     assert response.json()["type"] == "Server.ServerProxy.StaleMessage"
 
@@ -193,7 +194,7 @@ def test_tls_certificate_of_another_gateway_for_this_client(running: Running) ->
     response = send(
         running,
         signed,
-        signer_of(running.consumer_settings()).sign_request(signed),
+        sign_request(signer_of(running.consumer_settings()), signed),
         context=context,
     )
     assert response.status_code == 403
@@ -227,7 +228,7 @@ def test_client_certificate_from_a_foreign_ca_fails_the_handshake(
         send(
             running,
             signed,
-            signer_of(running.consumer_settings()).sign_request(signed),
+            sign_request(signer_of(running.consumer_settings()), signed),
             context=tls_context(running, tmp_path / "c.pem", tmp_path / "c.key"),
         )
 
@@ -275,7 +276,7 @@ def test_openssl_accepts_gateway_certificates(running: Running) -> None:
 @pytest.mark.usefixtures("calls")
 def test_content_type_changed_in_transit(running: Running) -> None:
     signed = claims(body=b"{}", method="POST")
-    token = signer_of(running.consumer_settings()).sign_request(signed)
+    token = sign_request(signer_of(running.consumer_settings()), signed)
     settings = running.consumer_settings()
     context = tls_context(running, settings.data_dir / "tls.pem", settings.data_dir / "tls.key")
     with httpx.Client(verify=context, timeout=10) as client:
@@ -315,7 +316,7 @@ def test_non_ascii_signature_gets_a_signed_refusal(running: Running) -> None:
 @pytest.mark.usefixtures("calls")
 def test_made_up_client_subsystem_is_refused(running: Running) -> None:
     signed = replace(claims(), client="EE/GOV/70000001/made-up")
-    response = send(running, signed, signer_of(running.consumer_settings()).sign_request(signed))
+    response = send(running, signed, sign_request(signer_of(running.consumer_settings()), signed))
     assert response.status_code == 403
     assert "not registered in the global configuration" in response.json()["message"]
 

@@ -16,10 +16,11 @@ import pytest
 from sqlalchemy import text
 
 from exchange.consent import files as consent_files
-from exchange.consent.artefact import Consent, ConsentSigner, Purpose
+from exchange.consent.artefact import Consent, Purpose, sign
 from exchange.db.engine import build_engine
 from exchange.sample import federation
 from exchange.trust.keys import generate_key, load_certificate
+from exchange.trust.signed import Signer
 from tests.gateway.conftest import (
     BIRTH,
     CONSENTED_DIPLOMA,
@@ -98,7 +99,7 @@ def forged(running: Running, **changes: object) -> str:
         notice="test",
         status_url="http://127.0.0.1:1/",
     )
-    return ConsentSigner(key, certificate).sign(replace(consent, **changes))  # type: ignore[arg-type]
+    return sign(Signer(key, certificate), replace(consent, **changes))  # type: ignore[arg-type]
 
 
 def test_a_consented_request_is_served_and_audited_with_its_consent_id(running: Running) -> None:
@@ -183,10 +184,11 @@ def test_consent_for_another_service(running: Running) -> None:
 
 def test_artefact_not_signed_by_a_consent_service(running: Running) -> None:
     folder = running.layout.consent.parent
-    stranger = ConsentSigner(generate_key(), load_certificate(folder / "consent.pem"))
+    stranger = Signer(generate_key(), load_certificate(folder / "consent.pem"))
     artefact = forged(running)
-    tampered = stranger.sign(
-        Consent.from_claims(json.loads(_payload(artefact)))  # same claims, another key
+    tampered = sign(
+        stranger,
+        Consent.from_claims(json.loads(_payload(artefact))),  # same claims, another key
     )
     before = running.registry.calls
     denied(running, ask(running, tampered), "ConsentDenied", "invalid-artefact")

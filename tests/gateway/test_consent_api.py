@@ -10,7 +10,6 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,16 +18,17 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from exchange.consent.artefact import Consent, ConsentAuthority, Purpose
-from exchange.consent.redemption import sign_query, verify_answer
-from exchange.consent.revocations import verify_page
+from exchange.consent.artefact import Consent, Purpose
+from exchange.consent.messages import sign_page, sign_query, verify_answer, verify_page
 from exchange.consent.store import Revocations
 from exchange.errors import ConsentDenied, ServiceUnavailable
 from exchange.gateway import files as gateway_files
-from exchange.gateway.signing import MessageSigner
 from exchange.idp import files as idp_files
 from exchange.sample import federation
-from exchange.trust.keys import load_certificate
+from exchange.trust.globalconf import TrustAnchor
+from exchange.trust.globalconf_client import GlobalConfClient, utcnow
+from exchange.trust.signed import Signer
+from exchange.trust.view import Trust, TrustView
 from tests.gateway.conftest import MARI, Running
 
 JAAN = "EE39107156021"
@@ -173,7 +173,7 @@ def question(running: Running, config: str, consent_id: str, action: str, messag
     settings = running.provider_settings() if config == "provider" else running.consumer_settings()
     keys = gateway_files.load(settings)
     return sign_query(
-        MessageSigner(keys.signing_key, keys.signing_certificate),
+        Signer(keys.signing_key, keys.signing_certificate),
         consent_id=consent_id,
         action=action,
         message_id=message,
@@ -188,17 +188,10 @@ def answer_of(
     """The consent service's signed answer, verified as a provider verifies it."""
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/jose"
-    folder = running.layout.consent.parent
-    authority = ConsentAuthority(
-        name=federation.CONSENT_SERVICE,
-        member=str(federation.AUTHORITY),
-        url=running.consent_url,
-        certificate=load_certificate(folder / "consent.pem"),
-        serial="",
-    )
     return verify_answer(
         response.text,
-        authority=authority,
+        view=trust_view(running),
+        issuer=federation.CONSENT_SERVICE,
         consent_id=consent_id,
         action=action,
         message_id=message,
@@ -237,15 +230,10 @@ def test_only_the_provider_may_ask_and_answers_are_signed(running: Running) -> N
     assert mixed.status_code == 403
 
 
-def consent_authority(running: Running) -> ConsentAuthority:
-    folder = running.layout.consent.parent
-    return ConsentAuthority(
-        name=federation.CONSENT_SERVICE,
-        member=str(federation.AUTHORITY),
-        url=running.consent_url,
-        certificate=load_certificate(folder / "consent.pem"),
-        serial="",
-    )
+def trust_view(running: Running) -> TrustView:
+    """The configuration as a provider gateway sees it, fetched from the running authority."""
+    anchor = TrustAnchor.load(running.provider_settings().anchor)
+    return Trust(GlobalConfClient(anchor=anchor), utcnow).start("test")
 
 
 def feed(running: Running, **params: str) -> Revocations:
@@ -259,7 +247,8 @@ def feed(running: Running, **params: str) -> Revocations:
     assert response.headers["content-type"] == "application/jose"
     return verify_page(
         response.text,
-        authority=consent_authority(running),
+        view=trust_view(running),
+        issuer=federation.CONSENT_SERVICE,
         nonce=nonce,
         at=datetime.now(UTC),
         skew=30,
@@ -337,20 +326,27 @@ def test_the_revocation_feed_refuses_malformed_questions(
 
 def test_a_page_verifies_only_from_its_consent_service_for_its_poll(running: Running) -> None:
     response = httpx.get(f"{running.consent_url}/api/v1/revocations", params={"nonce": "n-1"})
-    authority = consent_authority(running)
+    view = trust_view(running)
     now = datetime.now(UTC)
     page = response.text
 
     def check(**changes: Any) -> Revocations:
-        return verify_page(
-            page, **{"authority": authority, "nonce": "n-1", "at": now, "skew": 30, **changes}
-        )
+        arguments = {
+            "view": view,
+            "issuer": federation.CONSENT_SERVICE,
+            "nonce": "n-1",
+            "at": now,
+            "skew": 30,
+        }
+        return verify_page(changes.pop("page", page), **{**arguments, **changes})
 
     check()
-    other = gateway_files.load(running.provider_settings()).signing_certificate
+    keys = gateway_files.load(running.provider_settings())
+    provider = Signer(keys.signing_key, keys.signing_certificate)
+    resigned = sign_page(provider, federation.CONSENT_SERVICE, check(), "n-1", now)
     for changes in (
-        {"authority": replace(authority, certificate=other)},  # another signer
-        {"authority": replace(authority, name="other")},  # another consent service's name
+        {"page": resigned},  # another signer: a provider, not the consent service
+        {"issuer": "other"},  # another consent service's name
         {"at": now + timedelta(minutes=5)},  # stale
         {"nonce": "n-2"},  # replayed to a later poll
         {"nonce": None},

@@ -301,15 +301,16 @@ def test_receipts_and_consistency_proofs_verify_independently(running: Running) 
     assert second["size"] > first["size"]
 
     receipt = httpx.get(f"{provider}/audit/records/{first['size'] - 1}/proof").json()
-    leaf = merkle.leaf_hash(base64.b64decode(receipt["record_bytes"]))
+    body = base64.b64decode(receipt["record"])
+    leaf = merkle.leaf_hash(body)
     proof = [bytes.fromhex(p) for p in receipt["proof"]]
     root = bytes.fromhex(receipt["head"]["root"])
     assert merkle.verify_inclusion(receipt["seq"], receipt["size"], leaf, proof, root)
     assert not merkle.verify_inclusion(
         receipt["seq"], receipt["size"], merkle.leaf_hash(b"forged"), proof, root
     )
-    assert receipt["record"]["chain"] == receipt["chain"]
-    assert MARI not in json.dumps(receipt["record"])  # the person appears only as a keyed hash
+    assert json.loads(body)["chain"] == receipt["chain"]
+    assert MARI.encode() not in body  # the person appears only as a keyed hash
 
     consistency = httpx.get(
         f"{provider}/audit/consistency", params={"from": first["size"], "to": second["size"]}

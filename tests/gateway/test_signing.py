@@ -9,17 +9,18 @@ import pytest
 
 from exchange.errors import InvalidSignature, StaleMessage
 from exchange.gateway.signing import (
-    MessageSigner,
     RequestClaims,
     ResponseClaims,
-    body_digest,
     request_hash,
+    sign_request,
+    sign_response,
     verify_request,
     verify_response,
 )
-from exchange.gateway.trust import TrustView
 from exchange.identifiers import MemberId
 from exchange.trust.keys import serial_hex
+from exchange.trust.signed import Signer, body_digest
+from exchange.trust.view import TrustView
 from tests.conftest import NOW
 from tests.factories import Instance
 
@@ -58,7 +59,7 @@ def request(**changes: object) -> RequestClaims:
 def test_request_round_trip(instance: Instance) -> None:
     key, cert = instance.signing(PORTAL)
     view = TrustView(instance.configuration({PORTAL: [cert]}))
-    token = MessageSigner(key, cert).sign_request(request())
+    token = sign_request(Signer(key, cert), request())
     assert (
         verify_request(
             token, received=request(iat=0, exp=0), view=view, at=AT, skew=30, max_lifetime=60
@@ -88,7 +89,7 @@ def test_request_round_trip(instance: Instance) -> None:
 def test_every_bound_field_is_checked(instance: Instance, field: str, value: str) -> None:
     key, cert = instance.signing(PORTAL)
     view = TrustView(instance.configuration({PORTAL: [cert]}))
-    token = MessageSigner(key, cert).sign_request(request())
+    token = sign_request(Signer(key, cert), request())
     with pytest.raises(InvalidSignature, match=f"{field.replace('_', ' ')} differs"):
         verify_request(
             token, received=request(**{field: value}), view=view, at=AT, skew=30, max_lifetime=60
@@ -98,7 +99,7 @@ def test_every_bound_field_is_checked(instance: Instance, field: str, value: str
 def test_signer_must_own_its_certificate(instance: Instance) -> None:
     key, cert = instance.signing(REGISTER)
     view = TrustView(instance.configuration({REGISTER: [cert], PORTAL: []}))
-    token = MessageSigner(key, cert).sign_request(request())
+    token = sign_request(Signer(key, cert), request())
     with pytest.raises(InvalidSignature, match=f"does not belong to member {PORTAL}"):
         verify_request(token, received=request(), view=view, at=AT, skew=30, max_lifetime=60)
 
@@ -107,7 +108,7 @@ def test_certificate_naming_another_member_is_not_admitted(instance: Instance) -
     # Listed under the portal, but the certificate itself names the register: not trusted at all.
     key, cert = instance.signing(REGISTER)
     view = TrustView(instance.configuration({PORTAL: [cert]}))
-    token = MessageSigner(key, cert).sign_request(request())
+    token = sign_request(Signer(key, cert), request())
     with pytest.raises(InvalidSignature, match="does not list"):
         verify_request(token, received=request(), view=view, at=AT, skew=30, max_lifetime=60)
 
@@ -115,7 +116,7 @@ def test_certificate_naming_another_member_is_not_admitted(instance: Instance) -
 def test_certificate_from_another_ca_is_not_admitted(instance: Instance) -> None:
     key, cert = Instance(at=AT - timedelta(days=1)).signing(PORTAL)
     view = TrustView(instance.configuration({PORTAL: [cert]}))
-    token = MessageSigner(key, cert).sign_request(request())
+    token = sign_request(Signer(key, cert), request())
     with pytest.raises(InvalidSignature, match="does not list"):
         verify_request(token, received=request(), view=view, at=AT, skew=30, max_lifetime=60)
 
@@ -125,12 +126,12 @@ def test_revoked_and_expired_certificates(instance: Instance) -> None:
     revoked = TrustView(
         instance.configuration({PORTAL: [cert]}, revoked=[serial_hex(cert.serial_number)])
     )
-    token = MessageSigner(key, cert).sign_request(request())
+    token = sign_request(Signer(key, cert), request())
     with pytest.raises(InvalidSignature, match="revoked"):
         verify_request(token, received=request(), view=revoked, at=AT, skew=30, max_lifetime=60)
     short_key, short = instance.signing(PORTAL, validity=timedelta(hours=1))
     view = TrustView(instance.configuration({PORTAL: [short]}))
-    token = MessageSigner(short_key, short).sign_request(request())
+    token = sign_request(Signer(short_key, short), request())
     with pytest.raises(InvalidSignature, match="not valid at this time"):
         verify_request(token, received=request(), view=view, at=AT, skew=30, max_lifetime=60)
 
@@ -141,7 +142,7 @@ def test_time_window(instance: Instance, iat_shift: int, exp_shift: int) -> None
     view = TrustView(instance.configuration({PORTAL: [cert]}))
     now = int(AT.timestamp())
     signed = request(iat=now + iat_shift, exp=now + exp_shift)
-    token = MessageSigner(key, cert).sign_request(signed)
+    token = sign_request(Signer(key, cert), signed)
     with pytest.raises(StaleMessage):
         verify_request(token, received=request(), view=view, at=AT, skew=30, max_lifetime=60)
 
@@ -159,7 +160,7 @@ def test_response_is_bound_to_its_request(instance: Instance) -> None:
         request_hash=request_hash("the request signature"),
         iat=int(AT.timestamp()),
     )
-    token = MessageSigner(key, cert).sign_response(claims)
+    token = sign_response(Signer(key, cert), claims)
     provider = MemberId.parse(REGISTER)
     assert verify_response(token, received=claims, provider=provider, view=view, at=AT) == claims
     for changed in (
@@ -190,7 +191,7 @@ def test_claim_types_are_checked_before_any_comparison(
 
     key, cert = instance.signing(PORTAL)
     view = TrustView(instance.configuration({PORTAL: [cert]}))
-    signer = MessageSigner(key, cert)
+    signer = Signer(key, cert)
     claims = {**asdict(request()), **changes}
     token = jwt.encode(
         claims, key, algorithm="ES256", headers={"typ": "exchange-request+jws", "kid": signer.kid}
@@ -203,6 +204,6 @@ def test_signature_lifetime_is_bounded(instance: Instance) -> None:
     key, cert = instance.signing(PORTAL)
     view = TrustView(instance.configuration({PORTAL: [cert]}))
     now = int(AT.timestamp())
-    token = MessageSigner(key, cert).sign_request(request(iat=now, exp=now + 86400 * 365))
+    token = sign_request(Signer(key, cert), request(iat=now, exp=now + 86400 * 365))
     with pytest.raises(StaleMessage, match="at most 60 s"):
         verify_request(token, received=request(), view=view, at=AT, skew=30, max_lifetime=60)

@@ -18,8 +18,9 @@ from audit import timestamp
 from audit.timestamp import TimestampInvalid
 from exchange.trust import ca
 from exchange.trust.keys import certificate_pem, generate_key
+from exchange.trust.tsp import TimeStampResp
 from exchange.tsa import files
-from exchange.tsa.tokens import Authority, TimeStampResp
+from exchange.tsa.tokens import Authority
 from tests.servers import exchange, free_port, serving
 
 NOW = datetime.now(UTC)  # openssl checks against the real clock

@@ -1,10 +1,16 @@
-"""What a gateway trusts, derived once per global configuration version.
+"""What a relying party trusts, derived once per global configuration version.
 
-:class:`TrustView` parses the configuration's certificates once and answers the questions of the
-hot path by dictionary lookups: which member owns the signing certificate with this ``kid``, which
-gateway presents this TLS certificate, where a member's gateways are. A signing certificate is
-admitted only if the instance CA issued it, it is a signing certificate, and its ``serialNumber``
-names the member that lists it. Validity in time and revocation are checked per use (``at``).
+Every role that accepts signed messages (gateways, the consent service, the portal) holds a
+:class:`Trust`, built by :func:`relying_party`: the trust anchor, a client that keeps the
+configuration fresh, and the view of the current version.
+
+:class:`TrustView` parses the configuration's certificates once and answers the questions of
+the hot path by dictionary lookups: which member owns the signing certificate with this
+``kid``, which gateway presents this TLS certificate, where a member's gateways are. A signing
+certificate is admitted only if the instance CA issued it, it is a signing certificate, and its
+``serialNumber`` names the member that lists it. Validity in time and revocation are checked
+per use (``at``); :meth:`TrustView.member_signer` and :meth:`TrustView.consent_signer` hand
+those checks to :func:`~exchange.trust.signed.verify_signed`.
 """
 
 from __future__ import annotations
@@ -19,10 +25,8 @@ from typing import Any
 
 import structlog
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
 from cryptography.x509.oid import NameOID
 
-from exchange.consent.artefact import ConsentAuthority
 from exchange.errors import (
     AccessDenied,
     ConfigurationInvalid,
@@ -33,10 +37,10 @@ from exchange.errors import (
     UnknownService,
 )
 from exchange.identifiers import ClientId, MemberId, SubsystemId, member_of, unversioned
-from exchange.trust.ca import DOCUMENT_SIGNING
-from exchange.trust.globalconf import Gateway, GlobalConfiguration
-from exchange.trust.globalconf_client import GlobalConfClient
+from exchange.trust.globalconf import Gateway, GlobalConfiguration, TrustAnchor
+from exchange.trust.globalconf_client import GlobalConfClient, utcnow
 from exchange.trust.keys import fingerprint, serial_hex
+from exchange.trust.signed import CertificateFor, may_sign, usable
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +48,17 @@ log = structlog.get_logger(__name__)
 @dataclass(frozen=True, slots=True)
 class SigningCertificate:
     member: str
+    certificate: x509.Certificate
+    serial: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentAuthority:
+    """A consent service as the global configuration lists it, its certificate admitted."""
+
+    name: str
+    member: str
+    url: str
     certificate: x509.Certificate
     serial: str
 
@@ -91,12 +106,10 @@ class TrustView:
         """``pem`` if the instance CA issued it for document signing to ``member``."""
         try:
             certificate = x509.load_pem_x509_certificate(pem.encode())
-            certificate.verify_directly_issued_by(self.ca)
-            usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-            owner = certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
-        except (ValueError, TypeError, CryptoInvalidSignature, x509.ExtensionNotFound):
+        except ValueError:
             return None
-        if DOCUMENT_SIGNING not in usage or [a.value for a in owner] != [member]:
+        owner = certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+        if not may_sign(certificate, ca=self.ca) or [a.value for a in owner] != [member]:
             return None
         return certificate
 
@@ -131,21 +144,38 @@ class TrustView:
                 return authority
         raise ConsentDenied(f"no consent service {name} in the global configuration")
 
-    def signing_certificate(self, kid: str, *, member: MemberId, at: datetime) -> x509.Certificate:
-        """The certificate ``kid`` names, if ``member`` owns it and it is usable at ``at``."""
+    def signing_certificate(
+        self, kid: str, *, member: MemberId | None, at: datetime
+    ) -> x509.Certificate:
+        """The certificate ``kid`` names, if ``member`` (any member: None) owns it and it is
+        usable at ``at``."""
         entry = self.signing.get(kid)
         if entry is None:
             raise InvalidSignature(
                 "signed with a certificate the global configuration does not list"
             )
-        if entry.member != str(member):
+        if member is not None and entry.member != str(member):
             raise InvalidSignature(f"signing certificate does not belong to member {member}")
-        if entry.serial in self.revoked:
-            raise InvalidSignature("signing certificate is revoked")
-        cert = entry.certificate
-        if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
-            raise InvalidSignature("signing certificate is not valid at this time")
-        return cert
+        usable(entry.certificate, revoked=self.revoked, at=at)
+        return entry.certificate
+
+    def member_signer(self, member: MemberId | None, *, at: datetime) -> CertificateFor:
+        """For :func:`~exchange.trust.signed.verify_signed`: a signing certificate of
+        ``member`` (of any member: None), usable at ``at``."""
+        return lambda kid: self.signing_certificate(kid, member=member, at=at)
+
+    def consent_signer(self, *, at: datetime, name: str | None = None) -> CertificateFor:
+        """For :func:`~exchange.trust.signed.verify_signed`: the certificate of a listed consent
+        service (the one called ``name``, if given), usable at ``at``."""
+
+        def certificate_for(kid: str) -> x509.Certificate:
+            authority = self.consent_authorities.get(kid)
+            if authority is None or (name is not None and authority.name != name):
+                raise InvalidSignature("signed by no consent service of this instance")
+            usable(authority.certificate, revoked=self.revoked, at=at)
+            return authority.certificate
+
+        return certificate_for
 
     def gateway_presenting(self, tls_fingerprint: str | None) -> Gateway:
         """The registered gateway whose live TLS certificate the peer presented."""
@@ -195,13 +225,16 @@ class Trust:
         self.clock = clock
         self._view: TrustView | None = None
 
-    def start(self, role: str) -> TrustView:
+    def start(self, role: str, *, refresh: bool = True) -> TrustView:
         """Refresh once when a role starts (a cached copy still valid will do); refuse to start
         without any valid configuration."""
-        try:
-            self.client.refresh()
-        except Error as error:
-            log.warning("trust.globalconf_unavailable_at_start", reason=error.message)
+        if refresh:
+            try:
+                self.client.refresh()
+            except Error as error:
+                log.warning(
+                    "trust.globalconf_unavailable_at_start", role=role, reason=error.message
+                )
         try:
             return self.view()
         except Error as error:
@@ -231,3 +264,17 @@ class Trust:
                     "certificates"
                 ) from exc
         return view
+
+
+def relying_party(
+    *,
+    anchor: Path,
+    data_dir: Path,
+    clock: Callable[[], datetime] = utcnow,
+    globalconf: GlobalConfClient | None = None,
+) -> Trust:
+    """The trust of a role: its anchor, a configuration client caching in ``data_dir``."""
+    client = globalconf or GlobalConfClient(
+        anchor=TrustAnchor.load(anchor), cache_path=data_dir / "globalconf.jws", clock=clock
+    )
+    return Trust(client, clock)

@@ -1,0 +1,108 @@
+"""How every exchange ends, on both sides: one answer, audited before it leaves, then counted.
+
+:func:`refuse` turns whatever went wrong into the X-Road error answer. :func:`conclude` is the
+one finishing path of the consumer and the provider: the audit record is committed before the
+answer is released (no record, no release: a failed commit turns the answer into
+``LoggingFailed``), then the operational record and the metrics are written off the request
+path, and the answer leaves with the X-Road response headers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from starlette.responses import Response
+
+from exchange.errors import Error, InternalError, LoggingFailed
+from exchange.gateway.node import Gateway
+from exchange.gateway.records import ExchangeRecord, audit_entry
+from exchange.http import error_body
+from exchange.logging import failure
+from exchange.trust.signed import body_digest
+
+log = structlog.get_logger(__name__)
+SIDES = {"client": "ClientProxy", "producer": "ServerProxy"}  # record.side -> X-Road error side
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    content_type: str | None
+    payload: bytes
+    error_type: str | None = None
+
+
+def refuse(caught: BaseException, *, record: ExchangeRecord) -> Answer:
+    """The X-Road error answer for ``caught`` (anything unexpected becomes an opaque
+    InternalError), noted in ``record``; failures of ours (5xx) are logged without personal data.
+    """
+    error = caught if isinstance(caught, Error) else InternalError("internal error")
+    if error is not caught:
+        error.__cause__ = caught
+    body = error_body(error, SIDES[record.side])
+    error_type = body["type"] or ""
+    record.status, record.fault_code, record.fault_string = error.status, error_type, error.message
+    if error.status >= 500:
+        event = "consumer.failed" if record.side == "client" else "provider.failed"
+        failure(log, event, error_type=error_type, message=error.message, cause=error.__cause__)
+    return Answer(error.status, "application/json", json.dumps(body).encode(), error_type)
+
+
+async def conclude(
+    gateway: Gateway,
+    record: ExchangeRecord,
+    answer: Answer,
+    *,
+    subject: str | None,
+    known: frozenset[str],
+    sign: Callable[[Answer], dict[str, str]] | None = None,
+) -> Response:
+    """Audit, then release ``answer``; see the module docstring.
+
+    ``sign`` (the provider's) signs an answer, notes its digest in ``record`` and returns the
+    headers that carry the signature; without it the answer's digest is noted as it is.
+    """
+    signed = _seal(record, answer, sign)
+    try:
+        # The audit record is committed before anything leaves: no record, no release.
+        await gateway.audit.append(audit_entry(record), subject=subject)
+    except LoggingFailed as error:
+        answer = refuse(error, record=record)
+        signed = _seal(record, answer, sign)
+    record.response_size = len(answer.payload)
+    finished = gateway.clock()
+    gateway.exchanges.write(record, response_out=finished)
+    gateway.metrics.observe(
+        side=record.side,
+        service=record.service,
+        known=known,
+        status=answer.status,
+        error_type=answer.error_type,
+        seconds=(finished - record.request_in).total_seconds(),
+    )
+    headers = {
+        "X-Road-Id": record.message_id,
+        "X-Road-Client": record.client,
+        "X-Road-Service": record.service,
+        **signed,
+    }
+    if answer.content_type:
+        headers["Content-Type"] = answer.content_type  # exactly the signed value: no charset
+    if record.request_hash:
+        headers["X-Road-Request-Hash"] = record.request_hash
+    if answer.error_type:
+        headers["X-Road-Error"] = answer.error_type
+    return Response(answer.payload, status_code=answer.status, headers=headers)
+
+
+def _seal(
+    record: ExchangeRecord, answer: Answer, sign: Callable[[Answer], dict[str, str]] | None
+) -> dict[str, str]:
+    record.status, record.fault_code = answer.status, answer.error_type
+    if sign is not None:
+        return sign(answer)
+    record.response_digest = body_digest(answer.payload)
+    return {}

@@ -1,0 +1,226 @@
+"""Release policies: when a provider may ask its registry, and how it obtains what it releases.
+
+A service declares one policy (``public``, ``legal-basis`` or ``consent``) and may add
+``preview``. Each policy is a small object with one interface, in the manner of composable
+verification policies:
+
+- :meth:`ReleasePolicy.admit` checks, before the registry is asked anything, that the request
+  may be answered at all; it raises a precise :class:`~exchange.errors.Error` to refuse and
+  notes in the record on what grounds it admitted (legal basis, consent);
+- :meth:`ReleasePolicy.obtain` obtains the evidence to release: it asks the registry, after
+  whatever the release itself needs (a consent use spent, the citizen's approval).
+
+Preview is a composition, not a branch: :class:`Previewed` wraps the consent policy and takes
+over :meth:`~ReleasePolicy.obtain` whenever the service or the citizen's consent asks for a
+preview (:mod:`exchange.gateway.preview`).
+
+What is *not* checked here: the request's signature, replay and access rights (admission,
+:mod:`exchange.gateway.admission`), and the evidence schema (the provider validates whatever is
+released).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from connectors.base import Evidence
+from exchange.consent.artefact import Consent
+from exchange.errors import (
+    AccessDenied,
+    InternalError,
+    InvalidRequest,
+    PreviewRefused,
+    PreviewRequired,
+    ServiceUnavailable,
+)
+from exchange.gateway.access import Grant
+from exchange.gateway.consent import ConsentCheck
+from exchange.gateway.preview import Previews, query_digest
+from exchange.gateway.records import ExchangeRecord
+from exchange.gateway.services import LocalService
+from exchange.gateway.xroad import XRoadHeaders
+from exchange.trust.view import TrustView
+
+T = TypeVar("T")
+InThread = Callable[..., Awaitable[Any]]
+
+
+@dataclass(slots=True)
+class Release:
+    """One admitted request on its way to the registry: what a policy decides on."""
+
+    view: TrustView
+    record: ExchangeRecord
+    service: LocalService
+    grant: Grant
+    xroad: XRoadHeaders
+    parameters: dict[str, str]
+    body: bytes
+    fetch: Callable[[], Awaitable[Evidence]]  # asks the registry, timing it in the record
+    consent: Consent | None = None  # set by the consent policy once the artefact verified
+
+
+class ReleasePolicy(Protocol):
+    async def admit(self, release: Release) -> None:
+        """Raise to refuse ``release`` before the registry is asked."""
+
+    async def obtain(self, release: Release) -> Evidence:
+        """The evidence to release, once admitted."""
+
+
+class Public:
+    """Anyone the access rights let in gets the evidence."""
+
+    async def admit(self, release: Release) -> None:
+        return None
+
+    async def obtain(self, release: Release) -> Evidence:
+        return await release.fetch()
+
+
+class LegalBasis(Public):
+    """Released on a legal basis that the client's access right declares, for a stated
+    purpose; both are recorded."""
+
+    async def admit(self, release: Release) -> None:
+        if not release.grant.legal_basis:
+            raise AccessDenied(
+                f"{release.xroad.client} holds no declared legal basis for "
+                f"{release.record.service}",
+                detail="legal-basis",
+            )
+        if not release.xroad.purpose:
+            raise InvalidRequest(
+                "this service needs the purpose of the request (X-Exchange-Purpose)",
+                detail="X-Exchange-Purpose",
+            )
+        release.record.legal_basis = release.grant.legal_basis
+
+
+class ConsentGiven:
+    """Released only under the person's consent: a genuine artefact covering exactly this
+    request (:mod:`exchange.gateway.consent`), live, with a use spent on release."""
+
+    def __init__(self, consents: ConsentCheck) -> None:
+        self.consents = consents
+
+    async def admit(self, release: Release) -> None:
+        if release.body:
+            # The person is named in the query and checked against the consent; a body the
+            # registry might read another person from is not accepted.
+            raise InvalidRequest("a service released under consent takes no request body")
+        record = release.record
+        consent = self.consents.verify(
+            release.xroad.consent,
+            view=release.view,
+            client=str(release.xroad.client),
+            service=record.service,
+            evidence_type=release.service.spec.evidence_type,
+            purpose=release.xroad.purpose,
+            subject=record.subject,
+            user_id=release.xroad.user_id,
+        )
+        release.consent = consent
+        record.consent, record.legal_basis = consent.jti, consent.purpose.legal_basis
+
+    async def obtain(self, release: Release) -> Evidence:
+        await self.consents.spend(
+            _consent(release),
+            view=release.view,
+            message_id=release.record.message_id,
+            service=release.record.service,
+        )
+        return await release.fetch()
+
+
+class Previewed:
+    """A consent policy whose evidence the person sees and approves before it is released,
+    when the service says so (``always``) or the person's consent does."""
+
+    def __init__(
+        self, inner: ConsentGiven, *, previews: Previews, in_thread: InThread, always: bool
+    ) -> None:
+        self.inner = inner
+        self.previews = previews
+        self.in_thread = in_thread
+        self.always = always
+
+    async def admit(self, release: Release) -> None:
+        await self.inner.admit(release)
+
+    async def obtain(self, release: Release) -> Evidence:
+        consent = _consent(release)
+        if not (self.always or consent.preview):
+            return await self.inner.obtain(release)
+        previews, record = self.previews, release.record
+        if previews.spec is None:
+            raise ServiceUnavailable("this provider cannot show previews to citizens")
+        query = query_digest(release.parameters)
+        held = await self.in_thread(
+            previews.find,
+            consent_id=consent.jti,
+            client=record.client,
+            service=record.service,
+            query=query,
+        )
+        consents = self.inner.consents
+        if held is None:
+            await consents.ensure_live(
+                consent, view=release.view, message_id=record.message_id, service=record.service
+            )
+            evidence = await release.fetch()
+            release.service.schema.to_json(evidence)  # nothing that would fail the schema is shown
+            preview_id = await self.in_thread(
+                previews.hold,
+                consent_id=consent.jti,
+                client=record.client,
+                service=record.service,
+                query=query,
+                subject=consent.sub,
+                evidence=dict(evidence),
+            )
+            raise PreviewRequired(
+                "the person wants to see this evidence before it is sent; send them to the "
+                "preview page (detail), then ask again",
+                detail=previews.url(preview_id),
+            )
+        if held.decision is None:
+            raise PreviewRequired(
+                "the person has not yet approved this evidence; send them to the preview page "
+                "(detail), then ask again",
+                detail=previews.url(held.id),
+            )
+        if held.decision != "approved":
+            raise PreviewRefused("the person looked at this evidence and refused to share it")
+        # Claimed first: of two retries racing for one approval, only one may spend a use.
+        released: Evidence = await self.in_thread(previews.release, held.id)
+        await consents.spend(
+            consent, view=release.view, message_id=record.message_id, service=record.service
+        )
+        return released
+
+
+def _consent(release: Release) -> Consent:
+    if release.consent is None:  # admit() sets it; obtain() without admit() is a wiring error
+        raise InternalError("a consent release was not admitted")
+    return release.consent
+
+
+def policy_for(
+    service: LocalService, *, consents: ConsentCheck, previews: Previews, in_thread: InThread
+) -> ReleasePolicy:
+    """The policy ``service`` declares, composed with preview where it applies."""
+    declared = service.spec.consent_policy
+    if declared == "public":
+        return Public()
+    if declared == "legal-basis":
+        return LegalBasis()
+    # A consent may ask for a preview even where the service does not: always composed.
+    return Previewed(
+        ConsentGiven(consents),
+        previews=previews,
+        in_thread=in_thread,
+        always=service.spec.preview,
+    )
