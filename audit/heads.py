@@ -15,6 +15,7 @@ import hashlib
 from collections.abc import Callable
 from datetime import datetime
 
+import httpx
 import structlog
 from cryptography import x509
 from sqlalchemy import Engine, select
@@ -42,6 +43,7 @@ class HeadKeeper:
         clock: Callable[[], datetime],
         interval: float,
         every: int,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._audit = audit
         self._engine = engine
@@ -50,6 +52,7 @@ class HeadKeeper:
         self._clock = clock
         self._interval = interval
         self._every = every
+        self._transport = transport  # how timestamping authorities are reached (tests inject)
         with Session(engine) as session:
             latest = session.scalar(
                 select(TreeHead)
@@ -109,7 +112,7 @@ class HeadKeeper:
         ca = x509.load_pem_x509_certificate(configuration.ca_certificates[0].encode())
         for authority in configuration.timestamping_authorities:
             try:
-                token = timestamp.stamp(str(authority["url"]), digest)
+                token = timestamp.stamp(str(authority["url"]), digest, transport=self._transport)
                 tsa = x509.load_pem_x509_certificate(str(authority["certificate"]).encode())
                 timestamp.verify(token, digest=digest, tsa=tsa, ca=ca)
             except (Error, ValueError) as error:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+import httpx
+
 from exchange.consent import files
 from exchange.consent.settings import ConsentSettings
 from exchange.consent.store import ConsentStore
@@ -24,7 +26,10 @@ class ConsentService:
         *,
         clock: Callable[[], datetime] = utcnow,
         globalconf: GlobalConfClient | None = None,
+        http: httpx.BaseTransport | None = None,
     ) -> None:
+        """``http`` (httpx, blocking) reaches the identity provider's keys; the network by
+        default."""
         self.settings = settings
         self.clock = clock
         key, certificate = files.load(settings.data_dir)
@@ -56,7 +61,7 @@ class ConsentService:
         self.citizens = TokenValidator(
             issuer=identity.issuer.rstrip("/"),
             audience=identity.client_id,
-            keys=KeySet(url=identity.jwks_url),
+            keys=KeySet(url=identity.jwks_url, transport=http),
         )
         self.session_secret = files.secret(settings.data_dir, "session.key")
 

@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
+import httpx
+
 from audit.heads import HeadKeeper
 from audit.log import AuditLog
 from exchange.db import migrate
@@ -47,7 +49,10 @@ class Gateway:
         clock: Callable[[], datetime] = utcnow,
         globalconf: GlobalConfClient | None = None,
         transport: Transport | None = None,
+        http: httpx.BaseTransport | None = None,
     ) -> None:
+        """``transport`` reaches peers and consent services; ``http`` (httpx, blocking) the
+        identity provider's keys and timestamping authorities. Both default to the network."""
         self.settings = settings
         self.id = settings.gateway
         self.member = settings.gateway.member
@@ -78,6 +83,7 @@ class Gateway:
             clock=clock,
             interval=settings.audit_head_interval,
             every=settings.audit_head_every,
+            transport=http,
         )
         self.services = ServiceTable.build(
             member=self.member,
@@ -91,7 +97,7 @@ class Gateway:
             else TokenValidator(
                 issuer=identity.issuer,
                 audience=tuple(identity.portals),
-                keys=KeySet(url=identity.jwks_url),
+                keys=KeySet(url=identity.jwks_url, transport=http),
             )
         )
         # How this gateway reaches peers and consent services (tests pass one in process).

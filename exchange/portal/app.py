@@ -70,6 +70,7 @@ class Portal:
         *,
         clock: Callable[[], datetime] = utcnow,
         globalconf: GlobalConfClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -87,8 +88,12 @@ class Portal:
         )
         self.session_secret = secret_file(settings.data_dir / "session.key")
         self.consents: dict[tuple[str, str], str] = {}
+        # Its own gateway, over the network unless a transport is injected (tests).
         self.http = httpx.AsyncClient(
-            base_url=settings.gateway_url, timeout=settings.timeout, follow_redirects=False
+            base_url=settings.gateway_url,
+            timeout=settings.timeout,
+            follow_redirects=False,
+            transport=transport,
         )
 
     def consent_of(self, citizen: SignedIn, procedure: Procedure) -> Consent | None:

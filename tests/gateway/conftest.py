@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +17,13 @@ import pytest
 
 from exchange.db.engine import build_engine
 from exchange.gateway.access import AccessRights
+from exchange.gateway.node import Gateway
 from exchange.gateway.settings import GatewaySettings
 from exchange.sample import federation
 from exchange.trust.globalconf_client import utcnow
 from tests.conftest import _postgres_database
 from tests.gateway.registry_server import RegistryServer, diploma_service, running_registry
+from tests.inprocess import InProcess, LiveClock
 from tests.servers import citizen_token, free_port, serve_federation, serving
 
 PORTAL_CLIENT = str(federation.CITIZEN_PORTAL)
@@ -34,38 +36,22 @@ DIPLOMA_LEGAL_BASIS = "Education Act § 12: verifying qualifications"
 MARI = "EE38001085718"
 
 
-@dataclass
-class Running:
+class Calls:
+    """What tests ask of a federation, whether its roles run in processes or in this one."""
+
     layout: federation.Federation
     ports: federation.Ports
     registry: RegistryServer
-    processes: dict[str, subprocess.Popen[bytes]]
-    logs: Path
-    stack: contextlib.ExitStack
-    _consents: dict[str, str] = field(default_factory=dict)
-
-    @contextlib.contextmanager
-    def stopped(self, name: str) -> Iterator[None]:
-        """Stop role ``name`` for the block, then start it again for the rest of the module."""
-        process = self.processes[name]
-        args = [str(a) for a in list(process.args)[3:]]  # type: ignore[arg-type]  # after: python -m exchange.cli
-        port = {"consent": self.ports.consent, "portal": self.ports.portal}[name]
-        process.terminate()
-        process.wait(15)
-        try:
-            yield
-        finally:
-            self.processes[name] = self.stack.enter_context(
-                serving(
-                    args,
-                    health_url=f"http://127.0.0.1:{port}/health",
-                    log=self.logs / f"{name}-again.log",
-                )
-            )
+    http: httpx.Client
+    _consents: dict[str, str]
 
     @property
     def consumer_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.consumer_consumer}"
+
+    @property
+    def consent_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.consent}"
 
     def call(
         self,
@@ -76,16 +62,10 @@ class Running:
         **kwargs: Any,
     ) -> httpx.Response:
         sent = {"X-Road-Client": PORTAL_CLIENT, "X-Exchange-Purpose": PURPOSE, **(headers or {})}
-        return httpx.request(
-            method, f"{self.consumer_url}{path}", headers=sent, timeout=30, **kwargs
-        )
+        return self.http.request(method, f"{self.consumer_url}{path}", headers=sent, **kwargs)
 
     def id_token(self, citizen: str, client: str = federation.PORTAL_CLIENT_ID) -> str:
-        return citizen_token(self.ports, citizen, client)
-
-    @property
-    def consent_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.consent}"
+        raise NotImplementedError
 
     def grant(self, citizen: str = MARI, **fields: Any) -> httpx.Response:
         """Grant a consent through the consent service's API, as the citizen's own program."""
@@ -98,11 +78,10 @@ class Running:
             **fields,
         }
         token = self.id_token(citizen, federation.CONSENT_CLIENT_ID)
-        return httpx.post(
+        return self.http.post(
             f"{self.consent_url}/api/v1/consents",
             json=request,
             headers={"Authorization": f"Bearer {token}"},
-            timeout=10,
         )
 
     def artefact(self, citizen: str = MARI, **fields: Any) -> str:
@@ -130,6 +109,42 @@ class Running:
         return AccessRights(
             build_engine(self.provider_settings().db_url), cache_ttl=0, clock=utcnow
         )
+
+
+@dataclass
+class Running(Calls):
+    """The federation as separate processes on loopback: real TLS, real restarts."""
+
+    layout: federation.Federation
+    ports: federation.Ports
+    registry: RegistryServer
+    processes: dict[str, subprocess.Popen[bytes]]
+    logs: Path
+    stack: contextlib.ExitStack
+    _consents: dict[str, str] = field(default_factory=dict)
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
+
+    @contextlib.contextmanager
+    def stopped(self, name: str) -> Iterator[None]:
+        """Stop role ``name`` for the block, then start it again for the rest of the module."""
+        process = self.processes[name]
+        args = [str(a) for a in list(process.args)[3:]]  # type: ignore[arg-type]  # after: python -m exchange.cli
+        port = {"consent": self.ports.consent, "portal": self.ports.portal}[name]
+        process.terminate()
+        process.wait(15)
+        try:
+            yield
+        finally:
+            self.processes[name] = self.stack.enter_context(
+                serving(
+                    args,
+                    health_url=f"http://127.0.0.1:{port}/health",
+                    log=self.logs / f"{name}-again.log",
+                )
+            )
+
+    def id_token(self, citizen: str, client: str = federation.PORTAL_CLIENT_ID) -> str:
+        return citizen_token(self.ports, citizen, client)
 
     def globalconf_version(self, side: str) -> int:
         port = self.ports.consumer_consumer if side == "consumer" else self.ports.provider_consumer
@@ -172,12 +187,10 @@ GATEWAY_EXTRA = (
 
 
 @contextlib.contextmanager
-def run_federation(
-    base: Path,
-    database_urls: tuple[str | None, str | None] = (None, None),
-    *,
-    configuration_validity: str = "PT1H",
-) -> Iterator[Running]:
+def sample_layout(
+    base: Path, database_urls: tuple[str | None, str | None]
+) -> Iterator[tuple[federation.Federation, federation.Ports, RegistryServer]]:
+    """The sample federation's folders and databases, with the tests' REST registry."""
     ports = federation.Ports(*(free_port() for _ in range(10)))
     with running_registry() as registry:
         layout = federation.create(
@@ -199,10 +212,87 @@ def run_federation(
         access.grant(
             service=f"{federation.POPULATION_REGISTRY}/consented-diploma", subject=PORTAL_CLIENT
         )
+        yield layout, ports, registry
+
+
+@contextlib.contextmanager
+def run_federation(
+    base: Path,
+    database_urls: tuple[str | None, str | None] = (None, None),
+    *,
+    configuration_validity: str = "PT1H",
+) -> Iterator[Running]:
+    with sample_layout(base, database_urls) as (layout, ports, registry):
         env = {"EXCHANGE_CENTRAL_CONFIGURATION_VALIDITY": configuration_validity}
         with contextlib.ExitStack() as stack:
             processes = serve_federation(stack, layout, ports, logs=base, central_env=env)
             yield Running(layout, ports, registry, processes, base, stack)
+
+
+class Roles(Calls):
+    """The federation built in this process (:mod:`tests.inprocess`) on a clock the test
+    moves: the same questions as :class:`Running`, answered without sockets or processes."""
+
+    def __init__(
+        self,
+        layout: federation.Federation,
+        ports: federation.Ports,
+        registry: RegistryServer,
+        clock: LiveClock,
+    ) -> None:
+        self.layout, self.ports, self.registry, self.clock = layout, ports, registry, clock
+        self.roles = InProcess(layout, ports, clock)
+        self.http = self.roles.http
+        self._consents: dict[str, str] = {}
+        # The consent service holds an idle feed poll this long: a follower that lost the feed
+        # reads it again at once when it is back, instead of after a long poll's wait.
+        self.roles.provider.revocations.wait = 0.1
+
+    def eventually(self, check: Callable[[], bool], *, what: str, within: float = 10) -> None:
+        """Until ``check`` holds, for work the roles do on their own (a feed follower's poll);
+        never for anything the clock decides."""
+        deadline = time.monotonic() + within
+        while not check():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never: {what}")
+            time.sleep(0.01)
+
+    def id_token(self, citizen: str, client: str = federation.PORTAL_CLIENT_ID) -> str:
+        return self.roles.id_token(citizen, client)
+
+    @property
+    def provider(self) -> Gateway:
+        return self.roles.provider
+
+    @contextlib.contextmanager
+    def stopped(self, name: str) -> Iterator[None]:
+        """Role ``name`` cannot be reached for the block."""
+        url = {"consent": self.consent_url}[name]
+        with self.roles.loopback.down(url):
+            yield
+
+
+def _databases(stack: contextlib.ExitStack, backend: str) -> tuple[str | None, str | None]:
+    if backend == "sqlite":
+        return None, None
+    return (
+        stack.enter_context(contextlib.contextmanager(_postgres_database)()),
+        stack.enter_context(contextlib.contextmanager(_postgres_database)()),
+    )
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def roles(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Roles]:
+    """One in-process federation per test module and backend of the gateways' databases."""
+    with contextlib.ExitStack() as stack:
+        urls = _databases(stack, request.param)
+        base = tmp_path_factory.mktemp("federation")
+        layout, ports, registry = stack.enter_context(sample_layout(base, urls))
+        made = Roles(layout, ports, registry, LiveClock())
+        stack.callback(made.roles.close)
+        yield made
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -211,13 +301,7 @@ def running(
 ) -> Iterator[Running]:
     """One federation per test module and backend of the gateways' own databases."""
     with contextlib.ExitStack() as stack:
-        if request.param == "postgresql":
-            urls = (
-                stack.enter_context(contextlib.contextmanager(_postgres_database)()),
-                stack.enter_context(contextlib.contextmanager(_postgres_database)()),
-            )
-        else:
-            urls = (None, None)
+        urls = _databases(stack, request.param)
         yield stack.enter_context(run_federation(tmp_path_factory.mktemp("federation"), urls))
 
 

@@ -1,0 +1,362 @@
+"""A whole sample federation inside the test's process, on a clock the test moves.
+
+Every role is its real object and ASGI app (central authority, identity provider, timestamping
+authority, consent service, both gateways); what would cross a socket is handed from app to app
+by transports instead (:class:`Loopback`), in the manner of httpx's ``MockTransport``:
+
+- the gateways' :class:`~exchange.gateway.transport.Transport` (peer gateways, consent
+  services), which also puts the calling gateway's TLS fingerprint into the provider's scope, as
+  the real TLS listener does;
+- blocking httpx transports for the identity provider's keys, timestamps, and the test itself.
+
+What this cannot show (TLS handshakes, processes killed and restarted, the command line,
+several replicas) stays with the multi-process federation of ``tests/gateway/conftest.py``; see
+``tests/README.md``.
+
+The stateful roles run on one event loop in a thread of their own (``main``); the stateless
+authorities (identity provider, TSA) on a second one (``side``), so that a blocking call made on
+the main loop (a JWKS fetch inside token validation) never waits for its own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Coroutine, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+from starlette.types import ASGIApp, Message
+
+from exchange.central.app import build as build_central
+from exchange.central.files import resolve
+from exchange.consent.app import create_app as create_consent_app
+from exchange.consent.service import ConsentService
+from exchange.consent.settings import ConsentSettings
+from exchange.db import migrate
+from exchange.db.engine import build_engine
+from exchange.errors import NetworkError, PayloadTooLarge, ServiceTimeout
+from exchange.gateway import files as gateway_files
+from exchange.gateway.consumer import create_consumer_app
+from exchange.gateway.node import Gateway
+from exchange.gateway.provider import create_provider_app
+from exchange.gateway.settings import GatewaySettings
+from exchange.gateway.tls import PEER_FINGERPRINT
+from exchange.gateway.transport import Reply
+from exchange.idp import files as idp_files
+from exchange.idp.app import create_app as create_idp_app
+from exchange.sample import federation
+from exchange.trust.globalconf import TrustAnchor
+from exchange.trust.globalconf_client import GlobalConfClient, utcnow
+from exchange.trust.keys import fingerprint, load_certificate
+from exchange.tsa import files as tsa_files
+from exchange.tsa.app import create_app as create_tsa_app
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """An event loop running in a daemon thread, for apps that must share one loop."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, work: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        """Run ``work`` on this loop from another thread and wait for its result."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("a blocking call on a loop cannot wait for that same loop")
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+async def asgi_call(
+    app: ASGIApp,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | list[tuple[str, str]],
+    body: bytes = b"",
+    scope: Mapping[str, Any] | None = None,
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """One HTTP exchange with ``app``: the request as a server would hand it over."""
+    parts = urlsplit(url)
+    pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+    if not any(name.lower() == "host" for name, _ in pairs):
+        pairs.insert(0, ("host", parts.netloc))
+    if body and not any(name.lower() == "content-length" for name, _ in pairs):
+        pairs.append(("content-length", str(len(body))))
+    request_scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": parts.scheme,
+        "path": parts.path,  # raw_path carries the exact bytes; the gateways read only that
+        "raw_path": parts.path.encode("ascii"),
+        "root_path": "",
+        "query_string": parts.query.encode("ascii"),
+        "headers": [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in pairs],
+        "client": ("127.0.0.1", 50000),
+        "server": (parts.hostname or "127.0.0.1", parts.port or 80),
+        **(scope or {}),
+    }
+    sent = False
+    finished = asyncio.Event()
+    status = 500
+    answer: list[tuple[str, str]] = []
+    chunks: list[bytes] = []
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await finished.wait()  # the client hangs up only once the answer is complete
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            answer.extend((n.decode("latin-1"), v.decode("latin-1")) for n, v in message["headers"])
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                finished.set()
+
+    await app(request_scope, receive, send)
+    finished.set()
+    return status, answer, b"".join(chunks)
+
+
+@dataclass
+class Loopback:
+    """Origins (``scheme://host:port``) served by in-process apps, each on its loop."""
+
+    routes: dict[str, tuple[ASGIApp, LoopThread]] = field(default_factory=dict)
+    unplugged: set[str] = field(default_factory=set)
+
+    def serve(self, url: str, app: ASGIApp, loop: LoopThread) -> None:
+        self.routes[_origin(url)] = (app, loop)
+
+    @contextlib.contextmanager
+    def down(self, url: str) -> Iterator[None]:
+        """``url``'s server cannot be reached for the block (connection refused)."""
+        self.unplugged.add(_origin(url))
+        try:
+            yield
+        finally:
+            self.unplugged.discard(_origin(url))
+
+    def route(self, url: str) -> tuple[ASGIApp, LoopThread]:
+        origin = _origin(url)
+        if origin in self.unplugged or origin not in self.routes:
+            raise NetworkError(f"{origin} cannot be reached")
+        return self.routes[origin]
+
+    async def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | list[tuple[str, str]],
+        body: bytes = b"",
+        scope: Mapping[str, Any] | None = None,
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """From any loop: the app's answer, run on the app's own loop."""
+        app, loop = self.route(url)
+        work = asgi_call(app, method, url, headers=headers, body=body, scope=scope)
+        if asyncio.get_running_loop() is loop.loop:
+            return await work
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop.loop))
+
+    def gateway_transport(self, tls_fingerprint: str) -> GatewayTransport:
+        return GatewayTransport(self, tls_fingerprint)
+
+    def blocking(self) -> httpx.BaseTransport:
+        return BlockingTransport(self)
+
+
+class GatewayTransport:
+    """What a gateway's outbound HTTP becomes in process; see :mod:`exchange.gateway.transport`."""
+
+    def __init__(self, loopback: Loopback, tls_fingerprint: str) -> None:
+        self._loopback = loopback
+        self._scope = {PEER_FINGERPRINT: tls_fingerprint}
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes = b"",
+        tls: Any = None,
+        timeout: float | None = None,
+        max_bytes: int,
+    ) -> Reply:
+        scope = self._scope if url.startswith("https:") else None
+        try:
+            async with asyncio.timeout(timeout):
+                status, answer, payload = await self._loopback.call(
+                    method, url, headers=headers, body=body, scope=scope
+                )
+        except TimeoutError as exc:
+            raise ServiceTimeout(f"{url} did not answer in time") from exc
+        if len(payload) > max_bytes:
+            raise PayloadTooLarge(f"the answer is larger than {max_bytes} bytes")
+        return Reply(status, {n.lower(): v for n, v in answer}, payload)
+
+    async def close(self) -> None:
+        return None
+
+
+class BlockingTransport(httpx.BaseTransport):
+    """httpx's blocking client onto the in-process apps (tests, JWKS and timestamp fetches)."""
+
+    def __init__(self, loopback: Loopback) -> None:
+        self._loopback = loopback
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        try:
+            _, loop = self._loopback.route(url)
+        except NetworkError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        status, headers, body = loop.run(
+            self._loopback.call(
+                request.method,
+                url,
+                headers=[(k.decode(), v.decode()) for k, v in request.headers.raw],
+                body=request.read(),
+            )
+        )
+        return httpx.Response(status, headers=headers, content=body, request=request)
+
+
+class LiveClock:
+    """Real time, moved ahead by the test at will (tokens made with ``time.time()`` stay
+    valid while a module runs; expiry is reached by :meth:`advance`, not by waiting)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return utcnow() + self.offset
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port}"
+
+
+class InProcess:
+    """The sample federation's roles, built in process on ``clock``; see the module docstring.
+
+    ``call`` and ``http`` reach the apps as a consumer system and other clients would.
+    """
+
+    def __init__(self, layout: federation.Federation, ports: federation.Ports, clock: Any):
+        self.layout, self.ports, self.clock = layout, ports, clock
+        self.main, self.side = LoopThread("federation-main"), LoopThread("federation-side")
+        self.loopback = Loopback()
+        self.http = httpx.Client(transport=self.loopback.blocking(), timeout=30)
+        central_settings = resolve(layout.central)
+        migrate.upgrade("central", build_engine(central_settings.db_url))
+        self.central = build_central(central_settings, clock=clock)
+        self.idp = idp_files.load(layout.idp, clock=clock)
+        local = f"http://127.0.0.1:{ports.idp}"
+        self.loopback.serve(local, create_idp_app(self.idp), self.side)
+        tsa = tsa_files.load(layout.tsa)
+        self.loopback.serve(
+            f"http://127.0.0.1:{ports.tsa}", create_tsa_app(tsa, clock=clock), self.side
+        )
+        blocking = self.loopback.blocking()
+        self.consent = ConsentService(
+            ConsentSettings.load(layout.consent),
+            clock=clock,
+            globalconf=self._globalconf(ConsentSettings.load(layout.consent).anchor),
+            http=blocking,
+        )
+        self.loopback.serve(self.consent_url, create_consent_app(self.consent), self.main)
+        self.gateways: dict[str, Gateway] = {}
+        for name, config in (("provider", layout.provider), ("consumer", layout.consumer)):
+            settings = GatewaySettings.load(config)
+            gateway = self.main.run(self._gateway(settings, blocking))
+            self.gateways[name] = gateway
+        for service in (self.consent,):
+            service.trust.start("consent service")
+
+    async def _gateway(self, settings: GatewaySettings, blocking: httpx.BaseTransport) -> Gateway:
+        """Built on the main loop: its stores' batch writers belong to that loop."""
+        tls = f"https://127.0.0.1:{settings.provider.port}"
+        local = f"http://127.0.0.1:{settings.consumer.port}"
+        presented = fingerprint(load_certificate(gateway_files.load(settings).tls_certificate_path))
+        gateway = Gateway(
+            settings,
+            clock=self.clock,
+            globalconf=self._globalconf(settings.anchor),
+            transport=self.loopback.gateway_transport(presented),
+            http=blocking,
+        )
+        gateway.trust.start(f"gateway {settings.id}")
+        gateway.started = True
+        self.loopback.serve(local, create_consumer_app(gateway), self.main)
+        self.loopback.serve(tls, create_provider_app(gateway), self.main)
+        return gateway
+
+    def _globalconf(self, anchor: Path) -> GlobalConfClient:
+        return GlobalConfClient(
+            anchor=TrustAnchor.load(anchor), fetch=self.central.publisher.document, clock=self.clock
+        )
+
+    @property
+    def consent_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.consent}"
+
+    @property
+    def consumer_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.consumer_consumer}"
+
+    @property
+    def provider(self) -> Gateway:
+        return self.gateways["provider"]
+
+    @property
+    def consumer(self) -> Gateway:
+        return self.gateways["consumer"]
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` on the roles' loop (e.g. a gateway's ``heads.sign_now()``)."""
+        return self.main.run(work)
+
+    def id_token(self, citizen: str, client: str) -> str:
+        return self.idp.id_token(self.idp.citizens[citizen], audience=client)
+
+    def refresh(self) -> None:
+        """Every role fetches the authority's current configuration, as its timer would."""
+        for gateway in self.gateways.values():
+            gateway.globalconf.refresh()
+        self.consent.globalconf.refresh()
+
+    def close(self) -> None:
+        for gateway in self.gateways.values():
+            self.main.run(gateway.close())
+        self.consent.close()
+        self.http.close()
+        self.main.stop()
+        self.side.stop()
