@@ -31,9 +31,11 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+import uvicorn
 from starlette.types import ASGIApp, Message
 
 from exchange.central.app import build as build_central
+from exchange.central.app import create_app as create_central_app
 from exchange.central.files import resolve
 from exchange.consent.app import create_app as create_consent_app
 from exchange.consent.service import ConsentService
@@ -184,8 +186,9 @@ class Loopback:
     def gateway_transport(self, tls_fingerprint: str) -> GatewayTransport:
         return GatewayTransport(self, tls_fingerprint)
 
-    def blocking(self) -> httpx.BaseTransport:
-        return BlockingTransport(self)
+    def blocking(self, scope: Mapping[str, Any] | None = None) -> httpx.BaseTransport:
+        """For httpx's blocking client; ``scope`` adds to each request's ASGI scope."""
+        return BlockingTransport(self, scope)
 
 
 class GatewayTransport:
@@ -225,8 +228,9 @@ class GatewayTransport:
 class BlockingTransport(httpx.BaseTransport):
     """httpx's blocking client onto the in-process apps (tests, JWKS and timestamp fetches)."""
 
-    def __init__(self, loopback: Loopback) -> None:
+    def __init__(self, loopback: Loopback, scope: Mapping[str, Any] | None = None) -> None:
         self._loopback = loopback
+        self._scope = scope
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = str(request.url)
@@ -238,8 +242,11 @@ class BlockingTransport(httpx.BaseTransport):
             self._loopback.call(
                 request.method,
                 url,
-                headers=[(k.decode(), v.decode()) for k, v in request.headers.raw],
+                headers=[
+                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
+                ],
                 body=request.read(),
+                scope=self._scope,
             )
         )
         return httpx.Response(status, headers=headers, content=body, request=request)
@@ -257,6 +264,27 @@ class LiveClock:
 
     def advance(self, delta: timedelta) -> None:
         self.offset += delta
+
+
+class _Listener:
+    def __init__(self, server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+        self.server, self.task = server, task
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+async def _listen(app: ASGIApp, port: int) -> _Listener:
+    """``app`` served by uvicorn on 127.0.0.1:``port`` on this loop, until stopped."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.get_running_loop().create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # raises what stopped it
+            raise OSError(f"could not listen on port {port}")
+        await asyncio.sleep(0.01)
+    return _Listener(server, task)
 
 
 def _origin(url: str) -> str:
@@ -281,10 +309,16 @@ class InProcess:
         self.idp = idp_files.load(layout.idp, clock=clock)
         local = f"http://127.0.0.1:{ports.idp}"
         self.loopback.serve(local, create_idp_app(self.idp), self.side)
-        tsa = tsa_files.load(layout.tsa)
-        self.loopback.serve(
-            f"http://127.0.0.1:{ports.tsa}", create_tsa_app(tsa, clock=clock), self.side
-        )
+        tsa_app = create_tsa_app(tsa_files.load(layout.tsa), clock=clock)
+        self.loopback.serve(f"http://127.0.0.1:{ports.tsa}", tsa_app, self.side)
+        # The command line (exchange audit head, gateway exchanges, ...) runs as a process of its
+        # own: the authorities it asks also listen on their real loopback ports.
+        self._listeners = [
+            self.side.run(_listen(tsa_app, ports.tsa)),
+            self.side.run(
+                _listen(create_central_app(central_settings, clock=clock), ports.central)
+            ),
+        ]
         blocking = self.loopback.blocking()
         self.consent = ConsentService(
             ConsentSettings.load(layout.consent),
@@ -356,6 +390,8 @@ class InProcess:
     def close(self) -> None:
         for gateway in self.gateways.values():
             self.main.run(gateway.close())
+        for listener in self._listeners:
+            self.side.run(listener.stop())
         self.consent.close()
         self.http.close()
         self.main.stop()

@@ -122,9 +122,13 @@ class ExchangeLog:
             query = select(models.Exchange).order_by(models.Exchange.id.desc()).limit(limit)
             return list(session.scalars(query))
 
-    async def close(self) -> None:
+    async def drain(self, timeout: float = 5) -> None:
+        """Wait until the records written so far are stored (or ``timeout`` passes)."""
         if self._pending:
-            await asyncio.wait(self._pending, timeout=5)
+            await asyncio.wait(set(self._pending), timeout=timeout)
+
+    async def close(self) -> None:
+        await self.drain()
         await self._writer.close()
 
 

@@ -19,8 +19,10 @@ from exchange.db.engine import build_engine
 from exchange.gateway.access import AccessRights
 from exchange.gateway.node import Gateway
 from exchange.gateway.settings import GatewaySettings
+from exchange.gateway.tls import PEER_FINGERPRINT
 from exchange.sample import federation
 from exchange.trust.globalconf_client import utcnow
+from exchange.trust.keys import fingerprint, load_certificate
 from tests.conftest import _postgres_database
 from tests.gateway.registry_server import RegistryServer, diploma_service, running_registry
 from tests.inprocess import InProcess, LiveClock
@@ -263,6 +265,15 @@ class Roles(Calls):
     @property
     def provider(self) -> Gateway:
         return self.roles.provider
+
+    def as_gateway(self, settings: GatewaySettings) -> httpx.Client:
+        """A client presenting the TLS certificate of the gateway of ``settings``, as the
+        provider's listener sees it once the handshake is done."""
+        presented = fingerprint(load_certificate(settings.data_dir / "tls.pem"))
+        return httpx.Client(
+            transport=self.roles.loopback.blocking(scope={PEER_FINGERPRINT: presented}),
+            timeout=30,
+        )
 
     @contextlib.contextmanager
     def stopped(self, name: str) -> Iterator[None]:

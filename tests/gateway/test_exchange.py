@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 
-import httpx
 import xmlschema
 from cryptography import x509
 from joserfc import jws
@@ -30,32 +28,27 @@ from tests.gateway.conftest import (
     PORTAL_CLIENT,
     PURPOSE,
     RESIDENCE,
-    Running,
+    Roles,
 )
 from tests.servers import exchange
 
 
-def exchanges(running: Running, side: str, message_id: str) -> list[models.Exchange]:
+def exchanges(roles: Roles, side: str, message_id: str) -> list[models.Exchange]:
     """The operational records of ``message_id``. They are written in batches after the response
-    (only the audit record must precede it), so wait, within a bound, for them to appear."""
-    settings = running.consumer_settings() if side == "client" else running.provider_settings()
-    engine = build_engine(settings.db_url)
-    deadline = time.monotonic() + 10
+    (only the audit record must precede it): the gateway's log is drained first."""
+    gateway = roles.roles.consumer if side == "client" else roles.provider
+    roles.roles.run(gateway.exchanges.drain())
     query = select(models.Exchange).where(models.Exchange.message_id == message_id)
-    while True:
-        with Session(engine) as session:
-            found = list(session.scalars(query))
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {side} operational record of {message_id} within 10 s")
-        time.sleep(0.05)
+    with Session(build_engine(gateway.settings.db_url)) as session:
+        found = list(session.scalars(query))
+    assert found, f"no {side} operational record of {message_id}"
+    return found
 
 
-def test_evidence_as_json_with_xroad_headers(running: Running) -> None:
+def test_evidence_as_json_with_xroad_headers(roles: Roles) -> None:
     message_id = str(uuid.uuid4())
-    response = running.call(
-        f"{BIRTH}?person={MARI}", headers={**running.consented(), "X-Road-Id": message_id}
+    response = roles.call(
+        f"{BIRTH}?person={MARI}", headers={**roles.consented(), "X-Road-Id": message_id}
     )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
@@ -68,14 +61,14 @@ def test_evidence_as_json_with_xroad_headers(running: Running) -> None:
         response.headers["X-Road-Service"]
         == "EE/GOV/70000310/population-registry/birth-certificate"
     )
-    [record] = exchanges(running, "client", message_id)
+    [record] = exchanges(roles, "client", message_id)
     assert response.headers["X-Road-Request-Hash"] == request_hash(record.request_signature or "")
     assert "X-Road-Error" not in response.headers
 
 
-def test_evidence_as_xml_is_schema_valid(running: Running) -> None:
-    response = running.call(
-        f"{BIRTH}?person={MARI}", headers={**running.consented(), "Accept": "application/xml"}
+def test_evidence_as_xml_is_schema_valid(roles: Roles) -> None:
+    response = roles.call(
+        f"{BIRTH}?person={MARI}", headers={**roles.consented(), "Accept": "application/xml"}
     )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/xml"
@@ -84,21 +77,21 @@ def test_evidence_as_xml_is_schema_valid(running: Running) -> None:
     assert schema.to_dict(response.content)["familyName"] == "Tamm"
 
 
-def test_message_id_is_generated_when_missing(running: Running) -> None:
-    response = running.call(f"{BIRTH}?person={MARI}", headers=running.consented())
+def test_message_id_is_generated_when_missing(roles: Roles) -> None:
+    response = roles.call(f"{BIRTH}?person={MARI}", headers=roles.consented())
     assert response.status_code == 200
     assert uuid.UUID(response.headers["X-Road-Id"])
 
 
-def test_both_signatures_verify_with_an_independent_jose_library(running: Running) -> None:
+def test_both_signatures_verify_with_an_independent_jose_library(roles: Roles) -> None:
     message_id = str(uuid.uuid4())
-    response = running.call(
+    response = roles.call(
         f"{BIRTH}?person={MARI}",
-        headers={**running.consented(), "X-Road-Id": message_id},
+        headers={**roles.consented(), "X-Road-Id": message_id},
     )
     assert response.status_code == 200
-    [consumer_side] = exchanges(running, "client", message_id)
-    [provider_side] = exchanges(running, "producer", message_id)
+    [consumer_side] = exchanges(roles, "client", message_id)
+    [provider_side] = exchanges(roles, "producer", message_id)
     assert consumer_side.request_signature == provider_side.request_signature
     assert consumer_side.response_signature == provider_side.response_signature
 
@@ -108,7 +101,7 @@ def test_both_signatures_verify_with_an_independent_jose_library(running: Runnin
 
     request = jws.deserialize_compact(
         consumer_side.request_signature or "",
-        key(running.consumer_settings().data_dir),
+        key(roles.consumer_settings().data_dir),
         algorithms=["ES256"],
     )
     claims = json.loads(request.payload)
@@ -119,7 +112,7 @@ def test_both_signatures_verify_with_an_independent_jose_library(running: Runnin
     assert claims["exp"] > claims["iat"]
     answer = jws.deserialize_compact(
         consumer_side.response_signature or "",
-        key(running.provider_settings().data_dir),
+        key(roles.provider_settings().data_dir),
         algorithms=["ES256"],
     )
     bound = json.loads(answer.payload)
@@ -129,60 +122,60 @@ def test_both_signatures_verify_with_an_independent_jose_library(running: Runnin
     assert provider_side.peer == "EE/GOV/70000001/gw1"
 
 
-def test_unknown_person_is_a_signed_not_found(running: Running) -> None:
-    response = running.call(f"{RESIDENCE}?person=EE00000000000")
+def test_unknown_person_is_a_signed_not_found(roles: Roles) -> None:
+    response = roles.call(f"{RESIDENCE}?person=EE00000000000")
     assert response.status_code == 404
     assert response.json()["type"] == "Server.ServerProxy.NotFound"
     assert response.headers["X-Road-Error"] == "Server.ServerProxy.NotFound"
 
 
-def test_caller_mistakes_are_client_errors(running: Running) -> None:
-    missing_client = running.call(f"{BIRTH}?person={MARI}", headers={"X-Road-Client": ""})
+def test_caller_mistakes_are_client_errors(roles: Roles) -> None:
+    missing_client = roles.call(f"{BIRTH}?person={MARI}", headers={"X-Road-Client": ""})
     assert missing_client.status_code == 400
     assert missing_client.json()["type"] == "Client.InvalidRequest"
-    foreign = running.call(
+    foreign = roles.call(
         f"{BIRTH}?person={MARI}", headers={"X-Road-Client": "EE/GOV/70000310/population-registry"}
     )
     assert foreign.status_code == 403
     assert foreign.json()["type"] == "Client.AccessDenied"
-    encoded = running.call(
+    encoded = roles.call(
         f"/r1/EE/GOV/70000310/population%2Dregistry/birth-certificate?person={MARI}"
     )
     assert encoded.status_code == 400
     assert encoded.json()["type"] == "Client.InvalidIdentifier"
-    unknown_subsystem = running.call("/r1/EE/GOV/70000310/nothing-here/birth-certificate")
+    unknown_subsystem = roles.call("/r1/EE/GOV/70000310/nothing-here/birth-certificate")
     assert unknown_subsystem.status_code == 404
     assert unknown_subsystem.json()["type"] == "Client.UnknownService"
-    missing_parameter = running.call(BIRTH)
+    missing_parameter = roles.call(BIRTH)
     assert missing_parameter.status_code == 400
     assert missing_parameter.json()["type"] == "Server.ServerProxy.InvalidRequest"
-    not_acceptable = running.call(f"{BIRTH}?person={MARI}", headers={"Accept": "text/csv"})
+    not_acceptable = roles.call(f"{BIRTH}?person={MARI}", headers={"Accept": "text/csv"})
     assert not_acceptable.status_code == 406
 
 
-def test_unknown_service_of_a_known_subsystem(running: Running) -> None:
-    response = running.call("/r1/EE/GOV/70000310/population-registry/tax-returns")
+def test_unknown_service_of_a_known_subsystem(roles: Roles) -> None:
+    response = roles.call("/r1/EE/GOV/70000310/population-registry/tax-returns")
     assert response.status_code == 404
     assert response.json()["type"] == "Server.ServerProxy.UnknownService"
 
 
-def test_no_access_right_is_denied_without_calling_the_registry(running: Running) -> None:
-    access = running.provider_access()
+def test_no_access_right_is_denied_without_calling_the_registry(roles: Roles) -> None:
+    access = roles.provider_access()
     service = "EE/GOV/70000310/population-registry/diploma"
     access.revoke(service=service, subject=PORTAL_CLIENT)
     try:
-        before = running.registry.calls
-        response = running.call(f"{DIPLOMA}?person={MARI}")
+        before = roles.registry.calls
+        response = roles.call(f"{DIPLOMA}?person={MARI}")
         assert response.status_code == 403
         assert response.json()["type"] == "Server.ServerProxy.AccessDenied"
-        assert running.registry.calls == before
+        assert roles.registry.calls == before
     finally:
         access.grant(service=service, subject=PORTAL_CLIENT, legal_basis=DIPLOMA_LEGAL_BASIS)
-    assert running.call(f"{DIPLOMA}?person={MARI}").status_code == 200
+    assert roles.call(f"{DIPLOMA}?person={MARI}").status_code == 200
 
 
-def test_group_grants_and_method_path_narrowing(running: Running) -> None:
-    access = running.provider_access()
+def test_group_grants_and_method_path_narrowing(roles: Roles) -> None:
+    access = roles.provider_access()
     service = "EE/GOV/70000310/population-registry/diploma"
     access.revoke(service=service, subject=PORTAL_CLIENT)
     try:
@@ -194,8 +187,8 @@ def test_group_grants_and_method_path_narrowing(running: Running) -> None:
             method="POST",
             legal_basis=DIPLOMA_LEGAL_BASIS,
         )
-        assert running.call(f"{DIPLOMA}?person={MARI}").status_code == 403  # GET is not granted
-        posted = running.call(
+        assert roles.call(f"{DIPLOMA}?person={MARI}").status_code == 403  # GET is not granted
+        posted = roles.call(
             f"{DIPLOMA}?person={MARI}",
             method="POST",
             content=b"{}",
@@ -207,25 +200,25 @@ def test_group_grants_and_method_path_narrowing(running: Running) -> None:
         access.grant(service=service, subject=PORTAL_CLIENT, legal_basis=DIPLOMA_LEGAL_BASIS)
 
 
-def test_oversized_body_is_413(running: Running) -> None:
-    response = running.call(f"{DIPLOMA}?person={MARI}", method="POST", content=b"x" * 70000)
+def test_oversized_body_is_413(roles: Roles) -> None:
+    response = roles.call(f"{DIPLOMA}?person={MARI}", method="POST", content=b"x" * 70000)
     assert response.status_code == 413
     assert response.json()["type"] == "Client.PayloadTooLarge"
 
 
-def test_metaservices(running: Running) -> None:
-    listed = running.call("/r1/EE/GOV/70000310/population-registry/listMethods")
+def test_metaservices(roles: Roles) -> None:
+    listed = roles.call("/r1/EE/GOV/70000310/population-registry/listMethods")
     assert listed.status_code == 200, listed.text
     codes = {s["service_code"] for s in listed.json()["service"]}
     assert codes == {"birth-certificate", "residence-record", "diploma", "consented-diploma"}
-    allowed = running.call("/r1/EE/GOV/70000310/population-registry/allowedMethods")
+    allowed = roles.call("/r1/EE/GOV/70000310/population-registry/allowedMethods")
     assert {s["service_code"] for s in allowed.json()["service"]} == codes
-    openapi = running.call(
+    openapi = roles.call(
         "/r1/EE/GOV/70000310/population-registry/getOpenAPI?serviceCode=birth-certificate"
     )
     assert openapi.status_code == 200
     assert openapi.json()["openapi"].startswith("3.")
-    clients = json.loads(running.call("/listClients").content)["member"]
+    clients = json.loads(roles.call("/listClients").content)["member"]
     ids = {
         (c["id"]["object_type"], c["id"]["member_code"], c["id"].get("subsystem_code"))
         for c in clients
@@ -234,9 +227,9 @@ def test_metaservices(running: Running) -> None:
     assert ("MEMBER", "70000310", None) in ids
 
 
-def test_operational_metrics_are_exported(running: Running) -> None:
-    running.call(f"{BIRTH}?person={MARI}", headers=running.consented())
-    text = running.call("/metrics").text
+def test_operational_metrics_are_exported(roles: Roles) -> None:
+    roles.call(f"{BIRTH}?person={MARI}", headers=roles.consented())
+    text = roles.call("/metrics").text
     assert (
         'exchange_requests_total{service="EE/GOV/70000310/population-registry/birth-certificate",side="client",status="200"}'
         in text
@@ -244,11 +237,11 @@ def test_operational_metrics_are_exported(running: Running) -> None:
     assert "exchange_request_seconds_bucket" in text
 
 
-def test_operational_monitoring_records(running: Running) -> None:
+def test_operational_monitoring_records(roles: Roles) -> None:
     message_id = str(uuid.uuid4())
-    running.call(f"{BIRTH}?person={MARI}", headers={**running.consented(), "X-Road-Id": message_id})
+    roles.call(f"{BIRTH}?person={MARI}", headers={**roles.consented(), "X-Road-Id": message_id})
     listed = exchange(
-        "gateway", "exchanges", "-c", str(running.layout.provider), "--json", "--limit", "50"
+        "gateway", "exchanges", "-c", str(roles.layout.provider), "--json", "--limit", "50"
     )
     assert listed.returncode == 0, listed.stderr
     records = [json.loads(line) for line in listed.stdout.splitlines()]
@@ -263,44 +256,44 @@ def test_operational_monitoring_records(running: Running) -> None:
     )
 
 
-def test_audit_log_of_both_gateways_verifies(running: Running) -> None:
+def test_audit_log_of_both_gateways_verifies(roles: Roles) -> None:
     for _ in range(3):
-        assert (
-            running.call(f"{BIRTH}?person={MARI}", headers=running.consented()).status_code == 200
-        )
+        assert roles.call(f"{BIRTH}?person={MARI}", headers=roles.consented()).status_code == 200
     assert (
-        running.call(f"{RESIDENCE}?person=EE00000000000").status_code == 404
+        roles.call(f"{RESIDENCE}?person=EE00000000000").status_code == 404
     )  # refusals are audited too
-    for config in (running.layout.provider, running.layout.consumer):
-        signed = exchange("audit", "head", "-c", str(config))
-        assert signed.returncode == 0, signed.stderr
-        assert "timestamped by tsa1" in signed.stdout
+    for gateway, config in (
+        (roles.provider, roles.layout.provider),
+        (roles.roles.consumer, roles.layout.consumer),
+    ):
+        head = roles.roles.run(gateway.heads.sign_now())
+        assert head.tsa == "tsa1"  # timestamped by the instance's TSA
         checked = exchange("audit", "verify", "-c", str(config))
         assert checked.returncode == 0, checked.stderr
         assert "OK," in checked.stdout
         assert " 0 timestamped" not in checked.stdout
 
 
-def test_unwritable_audit_store_releases_nothing(running: Running) -> None:
-    with audit_store_unwritable(build_engine(running.provider_settings().db_url)):
-        response = running.call(f"{BIRTH}?person={MARI}", headers=running.consented())
+def test_unwritable_audit_store_releases_nothing(roles: Roles) -> None:
+    with audit_store_unwritable(build_engine(roles.provider_settings().db_url)):
+        response = roles.call(f"{BIRTH}?person={MARI}", headers=roles.consented())
         assert response.status_code == 500
         assert response.json()["type"] == "Server.ServerProxy.LoggingFailed"
         assert "Tamm" not in response.text
-    assert running.call(f"{BIRTH}?person={MARI}", headers=running.consented()).status_code == 200
+    assert roles.call(f"{BIRTH}?person={MARI}", headers=roles.consented()).status_code == 200
 
 
-def test_receipts_and_consistency_proofs_verify_independently(running: Running) -> None:
-    provider = f"http://127.0.0.1:{running.ports.provider_consumer}"
-    assert running.call(f"{BIRTH}?person={MARI}", headers=running.consented()).status_code == 200
-    assert exchange("audit", "head", "-c", str(running.layout.provider)).returncode == 0
-    first = httpx.get(f"{provider}/audit/heads").json()[-1]
-    assert running.call(f"{BIRTH}?person={MARI}", headers=running.consented()).status_code == 200
-    assert exchange("audit", "head", "-c", str(running.layout.provider)).returncode == 0
-    second = httpx.get(f"{provider}/audit/heads").json()[-1]
+def test_receipts_and_consistency_proofs_verify_independently(roles: Roles) -> None:
+    provider = f"http://127.0.0.1:{roles.ports.provider_consumer}"
+    assert roles.call(f"{BIRTH}?person={MARI}", headers=roles.consented()).status_code == 200
+    roles.roles.run(roles.provider.heads.sign_now())
+    first = roles.http.get(f"{provider}/audit/heads").json()[-1]
+    assert roles.call(f"{BIRTH}?person={MARI}", headers=roles.consented()).status_code == 200
+    roles.roles.run(roles.provider.heads.sign_now())
+    second = roles.http.get(f"{provider}/audit/heads").json()[-1]
     assert second["size"] > first["size"]
 
-    receipt = httpx.get(f"{provider}/audit/records/{first['size'] - 1}/proof").json()
+    receipt = roles.http.get(f"{provider}/audit/records/{first['size'] - 1}/proof").json()
     body = base64.b64decode(receipt["record"])
     leaf = merkle.leaf_hash(body)
     proof = [bytes.fromhex(p) for p in receipt["proof"]]
@@ -312,7 +305,7 @@ def test_receipts_and_consistency_proofs_verify_independently(running: Running) 
     assert json.loads(body)["chain"] == receipt["chain"]
     assert MARI.encode() not in body  # the person appears only as a keyed hash
 
-    consistency = httpx.get(
+    consistency = roles.http.get(
         f"{provider}/audit/consistency", params={"from": first["size"], "to": second["size"]}
     ).json()
     assert merkle.verify_consistency(
@@ -322,7 +315,8 @@ def test_receipts_and_consistency_proofs_verify_independently(running: Running) 
         bytes.fromhex(second["root"]),
         [bytes.fromhex(p) for p in consistency["proof"]],
     )
-    assert httpx.get(f"{provider}/audit/records/999999/proof").status_code == 404
+    assert roles.http.get(f"{provider}/audit/records/999999/proof").status_code == 404
     assert (
-        httpx.get(f"{provider}/audit/consistency", params={"from": "x", "to": 1}).status_code == 400
+        roles.http.get(f"{provider}/audit/consistency", params={"from": "x", "to": 1}).status_code
+        == 400
     )

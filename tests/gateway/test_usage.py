@@ -11,38 +11,36 @@ from sqlalchemy import text
 from audit import merkle
 from exchange.db.engine import build_engine
 from exchange.sample import federation
-from tests.gateway.conftest import MARI, RESIDENCE, Running
-from tests.servers import exchange
+from tests.gateway.conftest import MARI, RESIDENCE, Roles
 
 JAAN = "EE39107156021"
 USAGE = f"/r1/{federation.POPULATION_REGISTRY}/usage"
 
 
 def usage(
-    running: Running, path: str, *, token: str | None, user: str | None, **query: str
+    roles: Roles, path: str, *, token: str | None, user: str | None, **query: str
 ) -> httpx.Response:
     headers = {}
     if token is not None:
         headers["X-Exchange-Identity"] = token
     if user is not None:
         headers["X-Road-UserId"] = user
-    return running.call(f"{USAGE}{path}", headers=headers, params=query)
+    return roles.call(f"{USAGE}{path}", headers=headers, params=query)
 
 
-def test_find_usage_matches_the_protocol_field_for_field(running: Running) -> None:
+def test_find_usage_matches_the_protocol_field_for_field(roles: Roles) -> None:
     started = datetime.now(UTC) - timedelta(seconds=1)
     for _ in range(2):
         assert (
-            running.call(f"{RESIDENCE}?person={MARI}", headers={"X-Road-UserId": MARI}).status_code
+            roles.call(f"{RESIDENCE}?person={MARI}", headers={"X-Road-UserId": MARI}).status_code
             == 200
         )
     assert (
-        running.call(f"{RESIDENCE}?person={JAAN}", headers={"X-Road-UserId": JAAN}).status_code
-        == 200
+        roles.call(f"{RESIDENCE}?person={JAAN}", headers={"X-Road-UserId": JAAN}).status_code == 200
     )
-    token = running.id_token(MARI)
+    token = roles.id_token(MARI)
     found = usage(
-        running,
+        roles,
         "/v2/findUsage",
         token=token,
         user=MARI,
@@ -62,47 +60,47 @@ def test_find_usage_matches_the_protocol_field_for_field(running: Running) -> No
     times = [entry["logtime"] for entry in body["usages"]]
     assert times == sorted(times, reverse=True)  # newest first
     page = usage(
-        running, "/v2/findUsage", token=token, user=MARI, userCode=MARI, offset="1", limit="1"
+        roles, "/v2/findUsage", token=token, user=MARI, userCode=MARI, offset="1", limit="1"
     ).json()
     assert len(page["usages"]) == 1
     assert page["usages"][0]["logtime"] <= times[0]
     future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     assert usage(
-        running, "/v2/findUsage", token=token, user=MARI, userCode=MARI, periodStart=future
+        roles, "/v2/findUsage", token=token, user=MARI, userCode=MARI, periodStart=future
     ).json() == {"totalUsages": 0, "usages": []}
 
 
-def test_a_citizen_cannot_read_another_citizens_usage(running: Running) -> None:
-    mari = running.id_token(MARI)
+def test_a_citizen_cannot_read_another_citizens_usage(roles: Roles) -> None:
+    mari = roles.id_token(MARI)
     for user, code in ((MARI, JAAN), (JAAN, JAAN), (JAAN, MARI)):
-        refused = usage(running, "/v2/findUsage", token=mari, user=user, userCode=code)
+        refused = usage(roles, "/v2/findUsage", token=mari, user=user, userCode=code)
         assert refused.status_code == 403, refused.text
         assert refused.json()["type"] == "Server.ServerProxy.AccessDenied"
-    missing = usage(running, "/v2/findUsage", token=None, user=MARI, userCode=MARI)
+    missing = usage(roles, "/v2/findUsage", token=None, user=MARI, userCode=MARI)
     assert missing.status_code == 401
     assert missing.json()["type"] == "Server.ServerProxy.InvalidToken"
-    forged = usage(running, "/v2/findUsage", token=mari[:-4] + "AAAA", user=MARI, userCode=MARI)
+    forged = usage(roles, "/v2/findUsage", token=mari[:-4] + "AAAA", user=MARI, userCode=MARI)
     assert forged.status_code == 401
 
 
-def test_usage_period_and_heartbeat(running: Running) -> None:
-    token = running.id_token(MARI)
-    period = usage(running, "/v2/usagePeriod", token=token, user=MARI).json()
+def test_usage_period_and_heartbeat(roles: Roles) -> None:
+    token = roles.id_token(MARI)
+    period = usage(roles, "/v2/usagePeriod", token=token, user=MARI).json()
     assert set(period) == {"periodStart", "periodEnd"}
-    heartbeat = usage(running, "/v2/heartbeat", token=None, user=None).json()
+    heartbeat = usage(roles, "/v2/heartbeat", token=None, user=None).json()
     assert heartbeat["status"] == "OK"
     assert set(heartbeat) == {"status", "message"}
 
 
-def test_rich_records_carry_purpose_and_a_verifiable_receipt(running: Running) -> None:
-    response = running.call(
+def test_rich_records_carry_purpose_and_a_verifiable_receipt(roles: Roles) -> None:
+    response = roles.call(
         f"{RESIDENCE}?person={MARI}",
         headers={"X-Road-UserId": MARI, "X-Exchange-Purpose": "study-grant"},
     )
     assert response.status_code == 200
-    assert exchange("audit", "head", "-c", str(running.layout.provider)).returncode == 0
+    roles.roles.run(roles.provider.heads.sign_now())
     records = usage(
-        running, "/v1/records", token=running.id_token(MARI), user=MARI, userCode=MARI
+        roles, "/v1/records", token=roles.id_token(MARI), user=MARI, userCode=MARI
     ).json()
     newest = records["usages"][0]
     assert newest["purpose"] == "study-grant"
@@ -116,14 +114,13 @@ def test_rich_records_carry_purpose_and_a_verifiable_receipt(running: Running) -
     assert receipt["head"]["timestamp"]
 
 
-def test_audit_records_hold_no_personal_codes_and_no_tokens(running: Running) -> None:
-    token = running.id_token(MARI)
+def test_audit_records_hold_no_personal_codes_and_no_tokens(roles: Roles) -> None:
+    token = roles.id_token(MARI)
     assert (
-        running.call(f"{RESIDENCE}?person={MARI}", headers={"X-Road-UserId": MARI}).status_code
-        == 200
+        roles.call(f"{RESIDENCE}?person={MARI}", headers={"X-Road-UserId": MARI}).status_code == 200
     )
-    assert usage(running, "/v2/findUsage", token=token, user=MARI, userCode=MARI).status_code == 200
-    for settings in (running.provider_settings(), running.consumer_settings()):
+    assert usage(roles, "/v2/findUsage", token=token, user=MARI, userCode=MARI).status_code == 200
+    for settings in (roles.provider_settings(), roles.consumer_settings()):
         with build_engine(settings.db_url).connect() as connection:
             bodies = b"\n".join(
                 connection.execute(text("SELECT body FROM audit_records")).scalars()
