@@ -31,8 +31,9 @@ def form_with(html: str, marker: str) -> tuple[str, dict[str, str]]:
 
 
 class Browser:
-    def __init__(self) -> None:
-        self.http = httpx.Client(follow_redirects=True, timeout=30)
+    def __init__(self, transport: httpx.BaseTransport | None = None) -> None:
+        """``transport``: the network by default, or an in-process federation's."""
+        self.http = httpx.Client(follow_redirects=True, timeout=30, transport=transport)
 
     def get(self, url: str) -> httpx.Response:
         return self.http.get(url)

@@ -46,12 +46,17 @@ from exchange.errors import NetworkError, PayloadTooLarge, ServiceTimeout
 from exchange.gateway import files as gateway_files
 from exchange.gateway.consumer import create_consumer_app
 from exchange.gateway.node import Gateway
+from exchange.gateway.preview import create_preview_app
 from exchange.gateway.provider import create_provider_app
 from exchange.gateway.settings import GatewaySettings
 from exchange.gateway.tls import PEER_FINGERPRINT
 from exchange.gateway.transport import Reply
+from exchange.identity.login import OidcLogin
 from exchange.idp import files as idp_files
 from exchange.idp.app import create_app as create_idp_app
+from exchange.portal.app import Portal
+from exchange.portal.app import create_app as create_portal_app
+from exchange.portal.settings import PortalSettings
 from exchange.sample import federation
 from exchange.trust.globalconf import TrustAnchor
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
@@ -186,6 +191,9 @@ class Loopback:
     def gateway_transport(self, tls_fingerprint: str) -> GatewayTransport:
         return GatewayTransport(self, tls_fingerprint)
 
+    def asynchronous(self) -> httpx.AsyncBaseTransport:
+        return AsyncTransport(self)
+
     def blocking(self, scope: Mapping[str, Any] | None = None) -> httpx.BaseTransport:
         """For httpx's blocking client; ``scope`` adds to each request's ASGI scope."""
         return BlockingTransport(self, scope)
@@ -223,6 +231,23 @@ class GatewayTransport:
 
     async def close(self) -> None:
         return None
+
+
+class AsyncTransport(httpx.AsyncBaseTransport):
+    """httpx's async client onto the in-process apps (the portal, sign-in at the issuer)."""
+
+    def __init__(self, loopback: Loopback) -> None:
+        self._loopback = loopback
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        sent = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        try:
+            status, headers, body = await self._loopback.call(
+                request.method, str(request.url), headers=sent, body=await request.aread()
+            )
+        except NetworkError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        return httpx.Response(status, headers=headers, content=body, request=request)
 
 
 class BlockingTransport(httpx.BaseTransport):
@@ -319,12 +344,13 @@ class InProcess:
                 _listen(create_central_app(central_settings, clock=clock), ports.central)
             ),
         ]
-        blocking = self.loopback.blocking()
+        blocking, asynchronous = self.loopback.blocking(), self.loopback.asynchronous()
         self.consent = ConsentService(
             ConsentSettings.load(layout.consent),
             clock=clock,
             globalconf=self._globalconf(ConsentSettings.load(layout.consent).anchor),
-            http=blocking,
+            http=asynchronous,
+            blocking_http=blocking,
         )
         self.loopback.serve(self.consent_url, create_consent_app(self.consent), self.main)
         self.gateways: dict[str, Gateway] = {}
@@ -332,8 +358,17 @@ class InProcess:
             settings = GatewaySettings.load(config)
             gateway = self.main.run(self._gateway(settings, blocking))
             self.gateways[name] = gateway
-        for service in (self.consent,):
-            service.trust.start("consent service")
+        self.consent.trust.start("consent service")
+        portal_settings = PortalSettings.load(layout.portal)
+        self.portal = Portal(
+            portal_settings,
+            clock=clock,
+            globalconf=self._globalconf(portal_settings.anchor),
+            http=asynchronous,
+            blocking_http=blocking,
+        )
+        self.portal.trust.start("citizen portal")
+        self.loopback.serve(portal_settings.public_url, create_portal_app(self.portal), self.main)
 
     async def _gateway(self, settings: GatewaySettings, blocking: httpx.BaseTransport) -> Gateway:
         """Built on the main loop: its stores' batch writers belong to that loop."""
@@ -345,12 +380,31 @@ class InProcess:
             clock=self.clock,
             globalconf=self._globalconf(settings.anchor),
             transport=self.loopback.gateway_transport(presented),
-            http=blocking,
+            blocking_http=blocking,
         )
-        gateway.trust.start(f"gateway {settings.id}")
+        view = gateway.trust.start(f"gateway {settings.id}")
         gateway.started = True
         self.loopback.serve(local, create_consumer_app(gateway), self.main)
         self.loopback.serve(tls, create_provider_app(gateway), self.main)
+        preview, identity = settings.preview, settings.identity
+        if preview is not None and identity is not None:
+            login = OidcLogin(
+                issuer=identity.issuer,
+                client_id=preview.client_id,
+                client_secret=preview.client_secret,
+                redirect_uri=f"{preview.public_url.rstrip('/')}/callback",
+                transport=self.loopback.asynchronous(),
+                keys_transport=blocking,
+            )
+            member = view.configuration.member(str(gateway.member))
+            app = create_preview_app(
+                gateway.previews,
+                login=login,
+                site=member.name if member else str(gateway.member),
+                session_secret=gateway_files.session_key(settings),
+                clock=self.clock,
+            )
+            self.loopback.serve(preview.public_url, app, self.main)
         return gateway
 
     def _globalconf(self, anchor: Path) -> GlobalConfClient:
@@ -392,6 +446,7 @@ class InProcess:
             self.main.run(gateway.close())
         for listener in self._listeners:
             self.side.run(listener.stop())
+        self.main.run(self.portal.close())
         self.consent.close()
         self.http.close()
         self.main.stop()

@@ -26,10 +26,11 @@ class ConsentService:
         *,
         clock: Callable[[], datetime] = utcnow,
         globalconf: GlobalConfClient | None = None,
-        http: httpx.BaseTransport | None = None,
+        http: httpx.AsyncBaseTransport | None = None,
+        blocking_http: httpx.BaseTransport | None = None,
     ) -> None:
-        """``http`` (httpx, blocking) reaches the identity provider's keys; the network by
-        default."""
+        """``http`` and ``blocking_http`` (httpx) reach the identity provider: the network
+        unless transports are injected (tests)."""
         self.settings = settings
         self.clock = clock
         key, certificate = files.load(settings.data_dir)
@@ -56,12 +57,14 @@ class ConsentService:
             client_id=identity.client_id,
             client_secret=identity.client_secret,
             redirect_uri=f"{public}/callback",
+            transport=http,
+            keys_transport=blocking_http,
         )
         # Citizens' own programs call the API with an ID token issued to this service.
         self.citizens = TokenValidator(
             issuer=identity.issuer.rstrip("/"),
             audience=identity.client_id,
-            keys=KeySet(url=identity.jwks_url, transport=http),
+            keys=KeySet(url=identity.jwks_url, transport=blocking_http),
         )
         self.session_secret = files.secret(settings.data_dir, "session.key")
 

@@ -49,9 +49,9 @@ class Gateway:
         clock: Callable[[], datetime] = utcnow,
         globalconf: GlobalConfClient | None = None,
         transport: Transport | None = None,
-        http: httpx.BaseTransport | None = None,
+        blocking_http: httpx.BaseTransport | None = None,
     ) -> None:
-        """``transport`` reaches peers and consent services; ``http`` (httpx, blocking) the
+        """``transport`` reaches peers and consent services; ``blocking_http`` (httpx) the
         identity provider's keys and timestamping authorities. Both default to the network."""
         self.settings = settings
         self.id = settings.gateway
@@ -83,7 +83,7 @@ class Gateway:
             clock=clock,
             interval=settings.audit_head_interval,
             every=settings.audit_head_every,
-            transport=http,
+            transport=blocking_http,
         )
         self.services = ServiceTable.build(
             member=self.member,
@@ -97,7 +97,7 @@ class Gateway:
             else TokenValidator(
                 issuer=identity.issuer,
                 audience=tuple(identity.portals),
-                keys=KeySet(url=identity.jwks_url, transport=http),
+                keys=KeySet(url=identity.jwks_url, transport=blocking_http),
             )
         )
         # How this gateway reaches peers and consent services (tests pass one in process).

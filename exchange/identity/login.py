@@ -40,6 +40,9 @@ class OidcLogin:
     redirect_uri: str
     client_secret: str | None = None
     timeout: float = 5.0
+    # How the issuer is reached: the network unless transports are injected (tests).
+    transport: httpx.AsyncBaseTransport | None = None
+    keys_transport: httpx.BaseTransport | None = None
     _endpoints: dict[str, str] = field(default_factory=dict)
     _validator: TokenValidator | None = None
 
@@ -47,7 +50,9 @@ class OidcLogin:
         if not self._endpoints:
             url = f"{self.issuer.rstrip('/')}/.well-known/openid-configuration"
             try:
-                async with httpx.AsyncClient(timeout=self.timeout) as client:
+                async with httpx.AsyncClient(
+                    timeout=self.timeout, transport=self.transport
+                ) as client:
                     response = await client.get(url)
                 response.raise_for_status()
                 document = response.json()
@@ -62,7 +67,7 @@ class OidcLogin:
             self._validator = TokenValidator(
                 issuer=self.issuer.rstrip("/"),
                 audience=self.client_id,
-                keys=KeySet(url=self._endpoints["jwks_uri"]),
+                keys=KeySet(url=self._endpoints["jwks_uri"], transport=self.keys_transport),
             )
         return self._endpoints
 
@@ -102,7 +107,7 @@ class OidcLogin:
         if self.client_secret:
             form["client_secret"] = self.client_secret
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
+            async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as client:
                 response = await client.post(endpoints["token_endpoint"], data=form)
             answer = response.json()
         except (httpx.HTTPError, ValueError) as exc:

@@ -70,8 +70,11 @@ class Portal:
         *,
         clock: Callable[[], datetime] = utcnow,
         globalconf: GlobalConfClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        http: httpx.AsyncBaseTransport | None = None,
+        blocking_http: httpx.BaseTransport | None = None,
     ) -> None:
+        """``http`` reaches the portal's gateway and the identity provider, ``blocking_http``
+        the identity provider's keys: the network unless transports are injected (tests)."""
         self.settings = settings
         self.clock = clock
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -85,6 +88,8 @@ class Portal:
             client_id=identity.client_id,
             client_secret=identity.client_secret,
             redirect_uri=f"{settings.public_url.rstrip('/')}/callback",
+            transport=http,
+            keys_transport=blocking_http,
         )
         self.session_secret = secret_file(settings.data_dir / "session.key")
         self.consents: dict[tuple[str, str], str] = {}
@@ -93,7 +98,7 @@ class Portal:
             base_url=settings.gateway_url,
             timeout=settings.timeout,
             follow_redirects=False,
-            transport=transport,
+            transport=http,
         )
 
     def consent_of(self, citizen: SignedIn, procedure: Procedure) -> Consent | None:

@@ -1,6 +1,7 @@
-"""The citizen's whole journey through the portal, on real servers: sign in, start a procedure,
-consent at the consent service, see the fetched birth certificate, see who accessed the data and
-verify the receipt, revoke the consent, and find the next fetch refused."""
+"""The citizen's whole journey through the portal, every role in process: sign in, start a
+procedure, consent at the consent service, see the fetched birth certificate, see who accessed
+the data and verify the receipt, revoke the consent, and find the next fetch refused. (The
+browser journey, tests/test_browser_journey.py, takes the same path through real sockets.)"""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from html import unescape
 import httpx
 
 from tests.browser import Browser
-from tests.gateway.conftest import MARI, Running
-from tests.servers import exchange
+from tests.gateway.conftest import MARI, Roles
 
 
 def link(page: httpx.Response, element_id: str) -> str:
@@ -20,9 +20,9 @@ def link(page: httpx.Response, element_id: str) -> str:
     return unescape(found.group(1))
 
 
-def test_citizen_journey(running: Running) -> None:
-    portal = f"http://127.0.0.1:{running.ports.portal}"
-    browser = Browser()
+def test_citizen_journey(roles: Roles) -> None:
+    portal = f"http://127.0.0.1:{roles.ports.portal}"
+    browser = Browser(roles.roles.loopback.blocking())
     try:
         home = browser.sign_in(browser.get(f"{portal}/login?then=/"), MARI)
         assert "Welcome, Mari Tamm" in home.text
@@ -44,7 +44,7 @@ def test_citizen_journey(running: Running) -> None:
         assert "B-1980-000123" in fetched.text  # the registration number, from the register
         assert "Tamm" in fetched.text
 
-        assert exchange("audit", "head", "-c", str(running.layout.provider)).returncode == 0
+        roles.roles.run(roles.provider.heads.sign_now())
         usage = browser.get(f"{portal}/usage")
         assert usage.status_code == 200, usage.text
         assert "State Portal" in usage.text
@@ -53,7 +53,7 @@ def test_citizen_journey(running: Running) -> None:
         assert 'id="verification"' in verified.text
         assert "Verified:" in verified.text, verified.text[:3000]
 
-        consents = browser.get(f"http://127.0.0.1:{running.ports.consent}/")
+        consents = browser.get(f"http://127.0.0.1:{roles.ports.consent}/")
         assert 'data-status="active"' in consents.text
         after = browser.submit(consents, "Revoke this consent")
         assert 'data-status="revoked"' in after.text
@@ -67,9 +67,9 @@ def test_citizen_journey(running: Running) -> None:
         browser.close()
 
 
-def test_a_declined_consent_fetches_nothing(running: Running) -> None:
-    portal = f"http://127.0.0.1:{running.ports.portal}"
-    browser = Browser()
+def test_a_declined_consent_fetches_nothing(roles: Roles) -> None:
+    portal = f"http://127.0.0.1:{roles.ports.portal}"
+    browser = Browser(roles.roles.loopback.blocking())
     try:
         browser.sign_in(browser.get(f"{portal}/login?then=/"), "EE39107156021")
         procedure = browser.get(f"{portal}/procedures/passport")
@@ -85,13 +85,13 @@ def test_a_declined_consent_fetches_nothing(running: Running) -> None:
         browser.close()
 
 
-def test_pages_need_sign_in_and_refuse_foreign_return_addresses(running: Running) -> None:
-    portal = f"http://127.0.0.1:{running.ports.portal}"
-    answer = httpx.get(f"{portal}/usage", follow_redirects=False)
+def test_pages_need_sign_in_and_refuse_foreign_return_addresses(roles: Roles) -> None:
+    portal = f"http://127.0.0.1:{roles.ports.portal}"
+    answer = roles.http.get(f"{portal}/usage", follow_redirects=False)
     assert answer.status_code == 303
     assert answer.headers["location"].startswith("/login")
-    consent = f"http://127.0.0.1:{running.ports.consent}"
-    browser = Browser()
+    consent = f"http://127.0.0.1:{roles.ports.consent}"
+    browser = Browser(roles.roles.loopback.blocking())
     try:
         query = (
             "consumer=EE/GOV/70000001/citizen-portal"

@@ -9,15 +9,15 @@ import httpx
 
 from exchange.sample import federation
 from tests.browser import Browser
-from tests.gateway.conftest import CONSENTED_DIPLOMA, MARI, PURPOSE, Running
+from tests.gateway.conftest import CONSENTED_DIPLOMA, MARI, PURPOSE, Roles
 from tests.gateway.registry_server import DIPLOMA as DIPLOMA_RECORD
 
 JAAN = "EE39107156021"
 DIPLOMA_SERVICE = f"{federation.POPULATION_REGISTRY}/consented-diploma"
 
 
-def ask(running: Running, artefact: str) -> httpx.Response:
-    return running.call(
+def ask(roles: Roles, artefact: str) -> httpx.Response:
+    return roles.call(
         f"{CONSENTED_DIPLOMA}?person={MARI}",
         headers={
             "X-Road-UserId": MARI,
@@ -28,17 +28,17 @@ def ask(running: Running, artefact: str) -> httpx.Response:
     )
 
 
-def preview_url(running: Running, artefact: str) -> str:
-    first = ask(running, artefact)
+def preview_url(roles: Roles, artefact: str) -> str:
+    first = ask(roles, artefact)
     assert first.status_code == 428, first.text
     body = first.json()
     assert body["type"] == "Server.ServerProxy.PreviewRequired"
-    assert body["detail"].startswith(f"http://127.0.0.1:{running.ports.preview}/preview/")
+    assert body["detail"].startswith(f"http://127.0.0.1:{roles.ports.preview}/preview/")
     return str(body["detail"])
 
 
-def decide(running: Running, url: str, citizen: str, decision: str) -> httpx.Response:
-    browser = Browser()
+def decide(roles: Roles, url: str, citizen: str, decision: str) -> httpx.Response:
+    browser = Browser(roles.roles.loopback.blocking())
     try:
         page = browser.sign_in(browser.get(url), citizen)
         if decision == "look":
@@ -49,44 +49,44 @@ def decide(running: Running, url: str, citizen: str, decision: str) -> httpx.Res
         browser.close()
 
 
-def test_approved_evidence_is_released_once_as_shown(running: Running) -> None:
-    artefact = running.artefact(MARI, service=DIPLOMA_SERVICE, preview=True, max_uses=2)
-    before = running.registry.calls
-    url = preview_url(running, artefact)
-    assert running.registry.calls == before + 1  # fetched once, to be shown
-    again = ask(running, artefact)
+def test_approved_evidence_is_released_once_as_shown(roles: Roles) -> None:
+    artefact = roles.artefact(MARI, service=DIPLOMA_SERVICE, preview=True, max_uses=2)
+    before = roles.registry.calls
+    url = preview_url(roles, artefact)
+    assert roles.registry.calls == before + 1  # fetched once, to be shown
+    again = ask(roles, artefact)
     assert again.status_code == 428
     assert again.json()["detail"] == url
 
-    shown = decide(running, url, MARI, "look")
+    shown = decide(roles, url, MARI, "look")
     assert shown.status_code == 200
     assert DIPLOMA_RECORD["diplomaNumber"] in shown.text  # exactly what would be sent
-    answer = decide(running, url, MARI, "approved")
+    answer = decide(roles, url, MARI, "approved")
     assert answer.status_code == 200
     assert "Approved" in answer.text
 
-    released = ask(running, artefact)
+    released = ask(roles, artefact)
     assert released.status_code == 200, released.text
     assert released.json()["Diploma"]["personCode"] == MARI
-    assert running.registry.calls == before + 1  # the evidence shown, not a new fetch
+    assert roles.registry.calls == before + 1  # the evidence shown, not a new fetch
     # Released once: the next request starts a new preview.
-    assert ask(running, artefact).status_code == 428
+    assert ask(roles, artefact).status_code == 428
 
 
-def test_refused_evidence_is_not_released(running: Running) -> None:
-    artefact = running.artefact(MARI, service=DIPLOMA_SERVICE, preview=True)
-    url = preview_url(running, artefact)
-    assert "Refused" in decide(running, url, MARI, "refused").text
-    before = running.registry.calls
-    refused = ask(running, artefact)
+def test_refused_evidence_is_not_released(roles: Roles) -> None:
+    artefact = roles.artefact(MARI, service=DIPLOMA_SERVICE, preview=True)
+    url = preview_url(roles, artefact)
+    assert "Refused" in decide(roles, url, MARI, "refused").text
+    before = roles.registry.calls
+    refused = ask(roles, artefact)
     assert refused.status_code == 403, refused.text
     assert refused.json()["type"] == "Server.ServerProxy.PreviewRefused"
-    assert running.registry.calls == before
+    assert roles.registry.calls == before
 
 
-def test_only_the_person_concerned_may_look(running: Running) -> None:
-    artefact = running.artefact(MARI, service=DIPLOMA_SERVICE, preview=True)
-    url = preview_url(running, artefact)
-    stranger = decide(running, url, JAAN, "look")
+def test_only_the_person_concerned_may_look(roles: Roles) -> None:
+    artefact = roles.artefact(MARI, service=DIPLOMA_SERVICE, preview=True)
+    url = preview_url(roles, artefact)
+    stranger = decide(roles, url, JAAN, "look")
     assert stranger.status_code == 404
     assert DIPLOMA_RECORD["diplomaNumber"] not in stranger.text
