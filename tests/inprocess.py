@@ -42,7 +42,7 @@ from exchange.consent.service import ConsentService
 from exchange.consent.settings import ConsentSettings
 from exchange.db import migrate
 from exchange.db.engine import build_engine
-from exchange.errors import NetworkError, PayloadTooLarge, ServiceTimeout
+from exchange.errors import Error, NetworkError, PayloadTooLarge, ServiceTimeout
 from exchange.gateway import files as gateway_files
 from exchange.gateway.consumer import create_consumer_app
 from exchange.gateway.node import Gateway
@@ -59,7 +59,7 @@ from exchange.portal.app import create_app as create_portal_app
 from exchange.portal.settings import PortalSettings
 from exchange.sample import federation
 from exchange.trust.globalconf import TrustAnchor
-from exchange.trust.globalconf_client import GlobalConfClient, utcnow
+from exchange.trust.globalconf_client import GlobalConfClient, HttpFetch, utcnow
 from exchange.trust.keys import fingerprint, load_certificate
 from exchange.tsa import files as tsa_files
 from exchange.tsa.app import create_app as create_tsa_app
@@ -338,13 +338,14 @@ class InProcess:
         self.loopback.serve(f"http://127.0.0.1:{ports.tsa}", tsa_app, self.side)
         # The command line (exchange audit head, gateway exchanges, ...) runs as a process of its
         # own: the authorities it asks also listen on their real loopback ports.
+        central_app = create_central_app(central_settings, clock=clock)
+        self.loopback.serve(central_settings.url, central_app, self.side)
         self._listeners = [
             self.side.run(_listen(tsa_app, ports.tsa)),
-            self.side.run(
-                _listen(create_central_app(central_settings, clock=clock), ports.central)
-            ),
+            self.side.run(_listen(central_app, ports.central)),
         ]
         blocking, asynchronous = self.loopback.blocking(), self.loopback.asynchronous()
+        self._blocking = blocking
         self.consent = ConsentService(
             ConsentSettings.load(layout.consent),
             clock=clock,
@@ -408,9 +409,10 @@ class InProcess:
         return gateway
 
     def _globalconf(self, anchor: Path) -> GlobalConfClient:
-        return GlobalConfClient(
-            anchor=TrustAnchor.load(anchor), fetch=self.central.publisher.document, clock=self.clock
-        )
+        """A role's configuration client, fetching from the authority's app in process."""
+        trusted = TrustAnchor.load(anchor)
+        fetch = HttpFetch(trusted.configuration_url, transport=self.loopback.blocking())
+        return GlobalConfClient(anchor=trusted, fetch=fetch, clock=self.clock)
 
     @property
     def consent_url(self) -> str:
@@ -435,11 +437,21 @@ class InProcess:
     def id_token(self, citizen: str, client: str) -> str:
         return self.idp.id_token(self.idp.citizens[citizen], audience=client)
 
+    def restart(self, name: str) -> Gateway:
+        """Gateway ``name`` ("provider", "consumer") stopped and built again from its files and
+        database, as after a restart of its process."""
+        settings = self.gateways[name].settings
+        self.main.run(self.gateways[name].close())
+        self.gateways[name] = self.main.run(self._gateway(settings, self._blocking))
+        return self.gateways[name]
+
     def refresh(self) -> None:
-        """Every role fetches the authority's current configuration, as its timer would."""
-        for gateway in self.gateways.values():
-            gateway.globalconf.refresh()
-        self.consent.globalconf.refresh()
+        """Every role asks the authority for its configuration, as its timer would: a failed
+        fetch keeps the copy held (the timer logs it and tries again later)."""
+        clients = [g.globalconf for g in self.gateways.values()]
+        for client in [*clients, self.consent.globalconf, self.portal.globalconf]:
+            with contextlib.suppress(Error):
+                client.refresh()
 
     def close(self) -> None:
         for gateway in self.gateways.values():

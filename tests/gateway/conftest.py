@@ -292,17 +292,29 @@ def _databases(stack: contextlib.ExitStack, backend: str) -> tuple[str | None, s
     )
 
 
+@contextlib.contextmanager
+def build_roles(base: Path, backend: str = "sqlite") -> Iterator[Roles]:
+    with contextlib.ExitStack() as stack:
+        urls = _databases(stack, backend)
+        layout, ports, registry = stack.enter_context(sample_layout(base, urls))
+        made = Roles(layout, ports, registry, LiveClock())
+        stack.callback(made.roles.close)
+        yield made
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def roles(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Roles]:
     """One in-process federation per test module and backend of the gateways' databases."""
-    with contextlib.ExitStack() as stack:
-        urls = _databases(stack, request.param)
-        base = tmp_path_factory.mktemp("federation")
-        layout, ports, registry = stack.enter_context(sample_layout(base, urls))
-        made = Roles(layout, ports, registry, LiveClock())
-        stack.callback(made.roles.close)
+    with build_roles(tmp_path_factory.mktemp("federation"), request.param) as made:
+        yield made
+
+
+@pytest.fixture
+def fresh_roles(tmp_path: Path) -> Iterator[Roles]:
+    """An in-process federation of its own, for tests that change trust or restart roles."""
+    with build_roles(tmp_path / "federation") as made:
         yield made
 
 

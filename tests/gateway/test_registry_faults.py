@@ -7,13 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.gateway.conftest import DIPLOMA, MARI, Running
+from tests.gateway.conftest import DIPLOMA, MARI, Roles
 
 
 @pytest.fixture
-def mode(running: Running) -> Iterator[Running]:
-    yield running
-    running.registry.mode = "ok"
+def mode(roles: Roles) -> Iterator[Roles]:
+    yield roles
+    roles.registry.mode = "ok"
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,7 @@ def mode(running: Running) -> Iterator[Running]:
         ("slow", 504, "Server.ServerProxy.ServiceTimeout"),
     ],
 )
-def test_registry_faults(mode: Running, registry_mode: str, status: int, error: str) -> None:
+def test_registry_faults(mode: Roles, registry_mode: str, status: int, error: str) -> None:
     mode.registry.mode = registry_mode
     started = time.perf_counter()
     response = mode.call(f"{DIPLOMA}?person={MARI}")
@@ -38,7 +38,7 @@ def test_registry_faults(mode: Running, registry_mode: str, status: int, error: 
     assert mode.registry.bait_connections() == 0  # a redirect is never followed
 
 
-def test_remote_schema_location_is_never_fetched(mode: Running) -> None:
+def test_remote_schema_location_is_never_fetched(mode: Roles) -> None:
     mode.registry.mode = "schema-location"
     response = mode.call(f"{DIPLOMA}?person={MARI}")
     assert response.status_code == 502  # not a diploma; and nothing was fetched to find out
@@ -46,7 +46,7 @@ def test_remote_schema_location_is_never_fetched(mode: Running) -> None:
     assert mode.registry.bait_connections() == 0
 
 
-def test_registry_down(mode: Running) -> None:
+def test_registry_down(mode: Roles) -> None:
     mode.registry.stop()
     try:
         started = time.perf_counter()
