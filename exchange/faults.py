@@ -1,0 +1,107 @@
+"""Library exceptions, translated into the error tree by one table.
+
+Outbound calls meet the exceptions of aiohttp (gateways, connectors), httpx (portal, identity,
+timestamping, enrolment) and SQLAlchemy. Each leaves as one :class:`~exchange.errors.Error`,
+the library exception chained as its cause, so that a failure reads the same wherever it
+happens (a refused connection is a ``NetworkError`` whichever client met it)::
+
+    aiohttp ClientConnectorCertificateError           -> SslAuthenticationFailed (502)
+    TimeoutError (aiohttp's timeouts are TimeoutErrors),
+      httpx.TimeoutException                          -> ServiceTimeout (504)
+    aiohttp ClientConnectorError, ServerDisconnectedError,
+      httpx.ConnectError, ConnectionError             -> NetworkError (503)
+    SQLAlchemy OperationalError, InterfaceError,
+      pool TimeoutError                               -> ServiceUnavailable (503)
+    any other aiohttp.ClientError or httpx.HTTPError  -> ServiceFailed (502), or the
+                                                         subclass the caller names (``broken``)
+
+The first row that matches wins. A library that this process has not imported cannot have
+raised, so its rows are skipped without importing it: the table costs the consent service no
+aiohttp and the TSA no httpx. Anything not in the table is left alone (a bug stays a bug, and
+leaves a boundary as an opaque ``InternalError``). The audit log keeps its own rule: any failed
+commit is ``LoggingFailed`` (:mod:`audit.log`).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import sys
+from collections.abc import Iterator
+
+from exchange.errors import (
+    Error,
+    InternalError,
+    NetworkError,
+    ServiceFailed,
+    ServiceTimeout,
+    ServiceUnavailable,
+    SslAuthenticationFailed,
+)
+
+# (module, class name, error, message): "{what}" names the other party; an error of None is
+# the caller's class for a broken answer.
+_TABLE: tuple[tuple[str, str, type[Error] | None, str], ...] = (
+    (
+        "aiohttp",
+        "ClientConnectorCertificateError",
+        SslAuthenticationFailed,
+        "{what} presented a TLS certificate that does not verify",
+    ),
+    ("builtins", "TimeoutError", ServiceTimeout, "{what} did not answer in time"),
+    ("httpx", "TimeoutException", ServiceTimeout, "{what} did not answer in time"),
+    ("aiohttp", "ClientConnectorError", NetworkError, "{what} cannot be reached"),
+    ("aiohttp", "ServerDisconnectedError", NetworkError, "{what} cannot be reached"),
+    ("httpx", "ConnectError", NetworkError, "{what} cannot be reached"),
+    ("builtins", "ConnectionError", NetworkError, "{what} cannot be reached"),
+    ("sqlalchemy.exc", "OperationalError", ServiceUnavailable, "{what} cannot be used"),
+    ("sqlalchemy.exc", "InterfaceError", ServiceUnavailable, "{what} cannot be used"),
+    ("sqlalchemy.exc", "TimeoutError", ServiceUnavailable, "{what} cannot be used"),
+    ("aiohttp", "ClientError", None, "{what} sent a broken HTTP response"),
+    ("httpx", "HTTPStatusError", None, "{what} answered with an HTTP error status"),
+    ("httpx", "HTTPError", None, "{what} sent a broken HTTP response"),
+)
+_MODULES = {"builtins": builtins}
+
+
+def translate(
+    exc: BaseException, what: str, *, broken: type[ServiceFailed] = ServiceFailed
+) -> Error | None:
+    """The error for ``exc``, met while talking to ``what``; ``None`` if the table has no row.
+
+    ``broken`` is the class of a broken answer: a gateway's peer sends ``InvalidResponse``.
+    """
+    for module, name, error, message in _TABLE:
+        kind = getattr(_MODULES.get(module) or sys.modules.get(module), name, None)
+        if isinstance(kind, type) and isinstance(exc, kind):
+            return (error or broken)(message.format(what=what))
+    return None
+
+
+@contextlib.contextmanager
+def mapped(what: str, *, broken: type[ServiceFailed] = ServiceFailed) -> Iterator[None]:
+    """Run the block; a library exception in the table leaves it as its error, chained.
+
+    Errors of the tree and exceptions the table does not know pass unchanged.
+    """
+    try:
+        yield
+    except Error:
+        raise
+    except Exception as exc:
+        error = translate(exc, what, broken=broken)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def error_of(exc: BaseException) -> Error:
+    """What a boundary answers for ``exc``: itself if it is an :class:`Error`, else the table's
+    error, else an opaque ``InternalError``; the original is the cause either way."""
+    if isinstance(exc, Error):
+        return exc
+    error = translate(exc, "a service this one depends on") or InternalError(
+        "internal error; the operator's log has the details"
+    )
+    error.__cause__ = exc
+    return error
