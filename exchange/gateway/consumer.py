@@ -60,7 +60,6 @@ from exchange.gateway.xroad import (
     read_body,
     read_headers,
 )
-from exchange.http import error_body
 from exchange.identifiers import ServiceId
 from exchange.trust.globalconf import Gateway as PeerGateway
 
@@ -86,12 +85,9 @@ def create_consumer_app(gateway: Gateway) -> ASGIApp:
         )
 
     async def list_clients(request: Request) -> Response:
-        try:
-            kind, body = metaservices.list_clients(
-                gateway.trust.view().configuration, request.query_params.get("xRoadInstance")
-            )
-        except Error as error:
-            return JSONResponse(error_body(error, SIDE), status_code=error.status)
+        kind, body = metaservices.list_clients(
+            gateway.trust.view().configuration, request.query_params.get("xRoadInstance")
+        )
         return Response(body, media_type=kind)
 
     async def metrics(_: Request) -> Response:
@@ -113,6 +109,7 @@ def create_consumer_app(gateway: Gateway) -> ASGIApp:
             ]
         ),
         exchange,
+        side=SIDE,
     )
 
 

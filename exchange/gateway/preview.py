@@ -29,6 +29,7 @@ from exchange import web
 from exchange.errors import Conflict, Error, InvalidToken, NotFound
 from exchange.gateway import models
 from exchange.gateway.settings import PreviewSpec
+from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin, signed_in
 
 SITE_SUFFIX = "preview"
@@ -219,7 +220,7 @@ def create_preview_app(
             kind="success" if approved else "notice",
         )
 
-    return Starlette(
+    app = Starlette(
         routes=[
             *web.sign_in_routes(login, site=site, clock=clock),
             Route("/preview/{preview_id}", show, methods=["GET"]),
@@ -234,3 +235,5 @@ def create_preview_app(
             )
         ],
     )
+    install_error_handlers(app, page=lambda error: web.failure(site, error, back=None))
+    return app

@@ -100,6 +100,7 @@ def create_provider_app(gateway: Gateway) -> ASGIApp:
             ]
         ),
         exchange,
+        side=SIDE,
     )
 
 

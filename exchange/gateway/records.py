@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from audit.log import AuditEntry
 from exchange.db.batch import GroupCommit
-from exchange.errors import Error, InternalError
+from exchange.faults import error_of
 from exchange.gateway import models
 from exchange.gateway.signing import detached
 from exchange.http import error_body
@@ -170,12 +170,10 @@ class Refusal:
 
 
 def refuse(caught: BaseException, *, side: str, record: ExchangeRecord, event: str) -> Refusal:
-    """The X-Road error answer for ``caught`` (anything unexpected becomes an opaque
-    InternalError), noted in ``record``; failures of ours (5xx) are logged without personal data.
+    """The X-Road error answer for ``caught`` (see :func:`exchange.faults.error_of`), noted in
+    ``record``; failures of ours (5xx) are logged without personal data.
     """
-    error = caught if isinstance(caught, Error) else InternalError("internal error")
-    if error is not caught:
-        error.__cause__ = caught
+    error = error_of(caught)
     body = error_body(error, side)
     error_type = body["type"] or ""
     record.status, record.fault_code, record.fault_string = error.status, error_type, error.message

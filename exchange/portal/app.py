@@ -38,6 +38,7 @@ from exchange.consent.artefact import Consent, verify
 from exchange.errors import AccessDenied, Error, InvalidRequest, NotFound, ServiceUnavailable
 from exchange.gateway.preview import flatten
 from exchange.gateway.trust import Trust, TrustView
+from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin, SignedIn, signed_in
 from exchange.portal.settings import PortalSettings, Procedure
 from exchange.trust.globalconf import TrustAnchor
@@ -392,7 +393,7 @@ def create_app(portal: Portal) -> Starlette:
     async def health(_: Request) -> Response:
         return Response('{"status":"ok"}', media_type="application/json")
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", home),
             *web.sign_in_routes(portal.login, site=SITE, clock=clock),
@@ -407,3 +408,5 @@ def create_app(portal: Portal) -> Starlette:
             web.sessions(portal.session_secret, cookie="portal_session", https=settings.https)
         ],
     )
+    install_error_handlers(app, page=lambda error: web.failure(SITE, error))
+    return app
