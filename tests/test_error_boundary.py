@@ -9,13 +9,18 @@ both get the type in ``X-Road-Error``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
@@ -25,7 +30,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 from structlog.testing import capture_logs
 
-from exchange import web
+from exchange import serving, web
 from exchange.central.app import create_app as central_app
 from exchange.consent.app import create_app as consent_app
 from exchange.consent.service import ConsentService
@@ -245,6 +250,53 @@ def test_a_gateway_keeps_its_side_in_the_type() -> None:
     assert gone.status_code == 503
     assert gone.headers["X-Road-Error"] == "Server.ClientProxy.ServiceUnavailable"
     assert "SELECT" not in gone.text
+
+
+@pytest.fixture(scope="module")
+def listening() -> Iterator[int]:
+    """A real HTTP server (the project's uvicorn settings) in a thread: requests it cannot
+    parse never reach an app."""
+    app = Starlette(routes=[Route("/", lambda _: Response("ok"))])
+    install_error_handlers(app)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = uvicorn.Server(serving.config(app, host="127.0.0.1", port=port))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    yield port
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"GET /caf\xc3\xa9 HTTP/1.1",  # not ASCII
+        b"GET /" + b"a" * 100_000 + b" HTTP/1.1",  # longer than any server takes
+        b"NOT HTTP AT ALL",
+    ],
+    ids=["non-ascii", "oversized", "garbage"],
+)
+def test_requests_the_server_cannot_parse_get_an_xroad_answer(
+    listening: int, request_line: bytes
+) -> None:
+    with socket.create_connection(("127.0.0.1", listening), timeout=10) as connection:
+        connection.sendall(request_line + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("ascii").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert lines[0] == "HTTP/1.1 400 Bad Request"
+    assert headers["x-road-error"] == "Client.InvalidRequest"
+    assert headers["content-type"] == "application/json"
+    assert body.startswith(b'{"type":"Client.InvalidRequest","message":')
+    assert body.endswith(b',"detail":null}')
 
 
 def test_pages_show_the_same_error_to_people() -> None:
