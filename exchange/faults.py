@@ -9,7 +9,7 @@ happens (a refused connection is a ``NetworkError`` whichever client met it)::
     TimeoutError (aiohttp's timeouts are TimeoutErrors),
       httpx.TimeoutException                          -> ServiceTimeout (504)
     aiohttp ClientConnectorError, ServerDisconnectedError,
-      httpx.ConnectError, ConnectionError             -> NetworkError (503)
+      httpx.ConnectError, ConnectionRefusedError      -> NetworkError (503)
     SQLAlchemy OperationalError, InterfaceError,
       pool TimeoutError                               -> ServiceUnavailable (503)
     any other aiohttp.ClientError or httpx.HTTPError  -> ServiceFailed (502), or the
@@ -53,7 +53,7 @@ _TABLE: tuple[tuple[str, str, type[Error] | None, str], ...] = (
     ("aiohttp", "ClientConnectorError", NetworkError, "{what} cannot be reached"),
     ("aiohttp", "ServerDisconnectedError", NetworkError, "{what} cannot be reached"),
     ("httpx", "ConnectError", NetworkError, "{what} cannot be reached"),
-    ("builtins", "ConnectionError", NetworkError, "{what} cannot be reached"),
+    ("builtins", "ConnectionRefusedError", NetworkError, "{what} cannot be reached"),
     ("sqlalchemy.exc", "OperationalError", ServiceUnavailable, "{what} cannot be used"),
     ("sqlalchemy.exc", "InterfaceError", ServiceUnavailable, "{what} cannot be used"),
     ("sqlalchemy.exc", "TimeoutError", ServiceUnavailable, "{what} cannot be used"),

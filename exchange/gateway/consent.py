@@ -25,6 +25,7 @@ import aiohttp
 from exchange.consent.artefact import Consent, verify
 from exchange.consent.redemption import sign_query, verify_answer
 from exchange.errors import ConsentDenied, ConsentRequired, ServiceUnavailable
+from exchange.faults import mapped
 from exchange.gateway.node import Gateway
 from exchange.gateway.trust import TrustView
 from exchange.identifiers import unversioned
@@ -118,7 +119,8 @@ class ConsentCheck:
             at=gateway.clock(),
         )
         path = "uses" if action == "use" else "status"
-        try:
+        # Unreachable, slow or broken, it is a refusal: nothing is released without its word.
+        with mapped("the consent service"):
             async with gateway.session().post(
                 f"{authority.url}/api/v1/consents/{consent.jti}/{path}",
                 data=question,
@@ -128,10 +130,6 @@ class ConsentCheck:
             ) as response:
                 body = await response.content.read(MAX_ANSWER + 1)
                 status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ServiceUnavailable(
-                "the consent service cannot be reached; nothing is released without it"
-            ) from exc
         if status == 404:
             raise ConsentDenied("the consent service does not know this consent", detail="unknown")
         if status != 200 or len(body) > MAX_ANSWER or not body.isascii():

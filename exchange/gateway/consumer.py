@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ssl
 
-import aiohttp
 import structlog
 import yarl
 from starlette.applications import Starlette
@@ -33,10 +32,9 @@ from exchange.errors import (
     LoggingFailed,
     NetworkError,
     PayloadTooLarge,
-    ServiceTimeout,
-    SslAuthenticationFailed,
     UnknownService,
 )
+from exchange.faults import mapped
 from exchange.gateway import auditapi, metaservices
 from exchange.gateway.node import Gateway
 from exchange.gateway.records import ExchangeRecord, audit_entry, refuse
@@ -256,23 +254,17 @@ async def forward(
         record.request_out = gateway.clock()
         try:
             context = gateway.outbound_ssl(view, peer)
-            return await _exchange(
+            answer = _exchange(
                 gateway, view, peer, url, request.method, outgoing, body, context, claims, record
             )
-        except aiohttp.ClientConnectorCertificateError as exc:
-            raise SslAuthenticationFailed(
-                f"gateway {peer.id} presented a certificate the instance CA did not issue"
-            ) from exc
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-            log.warning("consumer.peer_unreachable", peer=peer.id, reason=str(exc))
+            with mapped(f"gateway {peer.id}", broken=InvalidResponse):
+                return await answer
+        except NetworkError as unreachable:  # not connected, or dropped before an answer: next
+            log.warning(
+                "consumer.peer_unreachable", peer=peer.id, reason=str(unreachable.__cause__)
+            )
             last = NetworkError(f"no gateway of {provider} could be reached", detail=peer.id)
-            last.__cause__ = exc
-        except TimeoutError as exc:
-            raise ServiceTimeout(
-                f"gateway {peer.id} did not answer within {gateway.settings.peer_timeout:g} s"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise InvalidResponse(f"gateway {peer.id} sent a broken HTTP response") from exc
+            last.__cause__ = unreachable.__cause__
     raise last
 
 

@@ -24,7 +24,8 @@ import aiohttp
 import structlog
 
 from exchange.consent.revocations import verify_page
-from exchange.errors import Error
+from exchange.errors import Error, ServiceFailed
+from exchange.faults import mapped
 from exchange.gateway.trust import Trust
 
 log = structlog.get_logger(__name__)
@@ -131,21 +132,22 @@ class Follower:
         authority = feeds.trust.view().consent_service(self.issuer)
         asked = time.monotonic()
         nonce = secrets.token_urlsafe(16)  # the page must answer this very poll
-        async with feeds.session().get(
-            f"{authority.url}/api/v1/revocations",
-            params={
-                "after": str(self.after),
-                "wait": f"{feeds.wait:.3f}",
-                "subscriber": feeds.subscriber,
-                "nonce": nonce,
-            },
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=feeds.wait + 10),
-        ) as response:
-            body = await response.content.read(MAX_PAGE + 1)
-            status = response.status
+        with mapped(f"consent service {self.issuer}"):
+            async with feeds.session().get(
+                f"{authority.url}/api/v1/revocations",
+                params={
+                    "after": str(self.after),
+                    "wait": f"{feeds.wait:.3f}",
+                    "subscriber": feeds.subscriber,
+                    "nonce": nonce,
+                },
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=feeds.wait + 10),
+            ) as response:
+                body = await response.content.read(MAX_PAGE + 1)
+                status = response.status
         if status != 200 or len(body) > MAX_PAGE or not body.isascii():
-            raise ValueError(f"the revocation feed answered HTTP {status}")
+            raise ServiceFailed(f"the revocation feed answered HTTP {status}")
         page = verify_page(
             body.decode("ascii"),
             authority=authority,

@@ -19,7 +19,8 @@ from urllib.parse import urlencode
 
 import httpx
 
-from exchange.errors import AccessDenied, InvalidToken, ServiceUnavailable
+from exchange.errors import AccessDenied, InvalidToken, ServiceFailed, ServiceUnavailable
+from exchange.faults import mapped
 from exchange.identity.tokens import KeySet, TokenValidator
 
 SESSION_KEY = "oidc"
@@ -46,13 +47,10 @@ class OidcLogin:
     async def _discover(self) -> dict[str, str]:
         if not self._endpoints:
             url = f"{self.issuer.rstrip('/')}/.well-known/openid-configuration"
-            try:
+            with mapped("the identity provider"):
                 async with httpx.AsyncClient(timeout=self.timeout) as client:
-                    response = await client.get(url)
-                response.raise_for_status()
-                document = response.json()
-            except (httpx.HTTPError, ValueError) as exc:
-                raise ServiceUnavailable("the identity provider cannot be reached") from exc
+                    response = (await client.get(url)).raise_for_status()
+            document = _document(response)
             if document.get("issuer") != self.issuer.rstrip("/"):
                 raise ServiceUnavailable("the identity provider names another issuer")
             self._endpoints = {
@@ -101,12 +99,10 @@ class OidcLogin:
         }
         if self.client_secret:
             form["client_secret"] = self.client_secret
-        try:
+        with mapped("the identity provider"):
             async with httpx.AsyncClient(timeout=self.timeout) as client:
                 response = await client.post(endpoints["token_endpoint"], data=form)
-            answer = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise ServiceUnavailable("the identity provider cannot be reached") from exc
+        answer = _document(response)
         token = answer.get("id_token") if response.status_code == 200 else None
         if not isinstance(token, str):
             raise AccessDenied("the identity provider did not sign you in")
@@ -121,6 +117,17 @@ class OidcLogin:
             expires=int(claims["exp"]),
         )
         return citizen, str(pending.get("then") or "/")
+
+
+def _document(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object the identity provider answered."""
+    try:
+        document = response.json()
+    except ValueError as exc:
+        raise ServiceFailed("the identity provider's answer is not JSON") from exc
+    if not isinstance(document, dict):
+        raise ServiceFailed("the identity provider's answer is not a JSON object")
+    return document
 
 
 def remember(session: dict[str, Any], citizen: SignedIn) -> None:

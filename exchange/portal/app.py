@@ -35,7 +35,8 @@ from audit.receipt import ReceiptCheck, verify_receipt
 from audit.verify import Anchors
 from exchange import web
 from exchange.consent.artefact import Consent, verify
-from exchange.errors import AccessDenied, Error, InvalidRequest, NotFound, ServiceUnavailable
+from exchange.errors import AccessDenied, Error, InvalidRequest, NotFound
+from exchange.faults import mapped
 from exchange.gateway.preview import flatten
 from exchange.gateway.trust import Trust, TrustView
 from exchange.http import install_error_handlers
@@ -157,11 +158,13 @@ class Portal:
             },
         )
         try:
-            response = await self.http.get(
-                f"/r1/{procedure.service}", params={"person": citizen.subject}, headers=headers
-            )
-        except httpx.HTTPError:
-            return Answer(error="The portal's gateway cannot be reached. Please try again later.")
+            with mapped("the portal's gateway"):
+                response = await self.http.get(
+                    f"/r1/{procedure.service}", params={"person": citizen.subject}, headers=headers
+                )
+        except Error as error:
+            told = f"{error.message[:1].upper()}{error.message[1:]}. Please try again later."
+            return Answer(error=told, reason=error.xroad_type)
         body = _json(response)
         if response.status_code == 200 and isinstance(body, dict):
             return Answer(evidence=flatten(body))
@@ -186,14 +189,12 @@ class Portal:
         )
 
     async def usage(self, citizen: SignedIn, provider: str) -> list[dict[str, Any]]:
-        try:
+        with mapped("the portal's gateway"):
             response = await self.http.get(
                 f"/r1/{provider}/usage/v1/records",
                 params={"userCode": citizen.subject},
                 headers=self._on_behalf_of(citizen, **{"X-Exchange-Identity": citizen.id_token}),
             )
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable("the portal's gateway cannot be reached") from exc
         body = _json(response)
         if response.status_code != 200 or not isinstance(body, dict):
             message = body.get("message") if isinstance(body, dict) else None
