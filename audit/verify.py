@@ -220,7 +220,8 @@ def head_signature_problem(
         ):
             return f"tree head at size {head.size} is signed by a certificate that may not sign it"
         public_key = certificate.public_key()
-        assert isinstance(public_key, ec.EllipticCurvePublicKey)
+        if not isinstance(public_key, ec.EllipticCurvePublicKey):
+            return f"tree head at size {head.size} is signed by a key that cannot sign ES256"
         claims = jwt.decode(
             head.signature,
             public_key,
@@ -231,7 +232,6 @@ def head_signature_problem(
         jwt.PyJWTError,
         ValueError,
         TypeError,
-        AssertionError,
         InvalidSignature,
         x509.ExtensionNotFound,
     ) as exc:

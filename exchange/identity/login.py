@@ -19,7 +19,13 @@ from urllib.parse import urlencode
 
 import httpx
 
-from exchange.errors import AccessDenied, InvalidToken, ServiceFailed, ServiceUnavailable
+from exchange.errors import (
+    AccessDenied,
+    InternalError,
+    InvalidToken,
+    ServiceFailed,
+    ServiceUnavailable,
+)
 from exchange.faults import mapped
 from exchange.identity.tokens import KeySet, TokenValidator
 
@@ -106,7 +112,8 @@ class OidcLogin:
         token = answer.get("id_token") if response.status_code == 200 else None
         if not isinstance(token, str):
             raise AccessDenied("the identity provider did not sign you in")
-        assert self._validator is not None
+        if self._validator is None:  # set by _discover, above
+            raise InternalError("the identity provider's token validator is missing")
         claims = await asyncio.to_thread(self._validator.validate, token, at=at)
         if not hmac.compare_digest(str(claims.get("nonce", "")), str(pending.get("nonce"))):
             raise InvalidToken("ID token was not issued for this sign-in (nonce)")
