@@ -24,7 +24,6 @@ commit is ``LoggingFailed`` (:mod:`audit.log`).
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import sys
 from collections.abc import Iterator
@@ -39,29 +38,41 @@ from exchange.errors import (
     SslAuthenticationFailed,
 )
 
-# (module, class name, error, message): "{what}" names the other party; an error of None is
-# the caller's class for a broken answer.
-_TABLE: tuple[tuple[str, str, type[Error] | None, str], ...] = (
+# (error, message, library classes), first match first: "{what}" names the other party, and
+# an error of None is the caller's class for a broken answer.
+_TABLE: tuple[tuple[type[Error] | None, str, tuple[str, ...]], ...] = (
     (
-        "aiohttp",
-        "ClientConnectorCertificateError",
         SslAuthenticationFailed,
         "{what} presented a TLS certificate that does not verify",
+        ("aiohttp.ClientConnectorCertificateError",),
     ),
-    ("builtins", "TimeoutError", ServiceTimeout, "{what} did not answer in time"),
-    ("httpx", "TimeoutException", ServiceTimeout, "{what} did not answer in time"),
-    ("aiohttp", "ClientConnectorError", NetworkError, "{what} cannot be reached"),
-    ("aiohttp", "ServerDisconnectedError", NetworkError, "{what} cannot be reached"),
-    ("httpx", "ConnectError", NetworkError, "{what} cannot be reached"),
-    ("builtins", "ConnectionRefusedError", NetworkError, "{what} cannot be reached"),
-    ("sqlalchemy.exc", "OperationalError", ServiceUnavailable, "{what} cannot be used"),
-    ("sqlalchemy.exc", "InterfaceError", ServiceUnavailable, "{what} cannot be used"),
-    ("sqlalchemy.exc", "TimeoutError", ServiceUnavailable, "{what} cannot be used"),
-    ("aiohttp", "ClientError", None, "{what} sent a broken HTTP response"),
-    ("httpx", "HTTPStatusError", None, "{what} answered with an HTTP error status"),
-    ("httpx", "HTTPError", None, "{what} sent a broken HTTP response"),
+    (
+        ServiceTimeout,
+        "{what} did not answer in time",
+        ("builtins.TimeoutError", "httpx.TimeoutException"),
+    ),
+    (
+        NetworkError,
+        "{what} cannot be reached",
+        (
+            "aiohttp.ClientConnectorError",
+            "aiohttp.ServerDisconnectedError",
+            "httpx.ConnectError",
+            "builtins.ConnectionRefusedError",
+        ),
+    ),
+    (
+        ServiceUnavailable,
+        "{what} cannot be used",
+        (
+            "sqlalchemy.exc.OperationalError",
+            "sqlalchemy.exc.InterfaceError",
+            "sqlalchemy.exc.TimeoutError",  # no free connection in the pool
+        ),
+    ),
+    (None, "{what} answered with an HTTP error status", ("httpx.HTTPStatusError",)),
+    (None, "{what} sent a broken HTTP response", ("aiohttp.ClientError", "httpx.HTTPError")),
 )
-_MODULES = {"builtins": builtins}
 
 
 def translate(
@@ -71,11 +82,16 @@ def translate(
 
     ``broken`` is the class of a broken answer: a gateway's peer sends ``InvalidResponse``.
     """
-    for module, name, error, message in _TABLE:
-        kind = getattr(_MODULES.get(module) or sys.modules.get(module), name, None)
-        if isinstance(kind, type) and isinstance(exc, kind):
+    for error, message, names in _TABLE:
+        if any(_is(exc, name) for name in names):
             return (error or broken)(message.format(what=what))
     return None
+
+
+def _is(exc: BaseException, qualified: str) -> bool:
+    module, _, name = qualified.rpartition(".")
+    kind = getattr(sys.modules.get(module), name, None)  # builtins is always there
+    return isinstance(kind, type) and isinstance(exc, kind)
 
 
 @contextlib.contextmanager
