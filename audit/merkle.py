@@ -108,7 +108,8 @@ class Tree:
     def _block(self, block: int) -> list[bytes]:
         leaves = self._blocks.get(block)
         if leaves is None:
-            assert self._read is not None
+            if self._read is None:
+                raise InternalError(f"block {block} of this tree is not held and cannot be read")
             span = 1 << self.height
             leaves = list(self._read(block * span, (block + 1) * span))
             if len(leaves) != span:

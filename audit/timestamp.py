@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from exchange.errors import Error, ServiceFailed, ServiceUnavailable
+from exchange.errors import Error, ServiceFailed
+from exchange.faults import mapped
 from exchange.trust.tsp import TimeStampResp
 
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -54,15 +55,15 @@ def stamp(
 ) -> bytes:
     """The DER token (a CMS ContentInfo) for ``digest`` from the authority at ``url``."""
     nonce = secrets.randbits(63)
-    try:
-        with httpx.Client(timeout=timeout, transport=transport, follow_redirects=False) as client:
-            response = client.post(
-                url,
-                content=query(digest, nonce),
-                headers={"Content-Type": "application/timestamp-query"},
-            )
-    except httpx.HTTPError as exc:
-        raise ServiceUnavailable("timestamping authority cannot be reached") from exc
+    with (
+        mapped("the timestamping authority"),
+        httpx.Client(timeout=timeout, transport=transport, follow_redirects=False) as client,
+    ):
+        response = client.post(
+            url,
+            content=query(digest, nonce),
+            headers={"Content-Type": "application/timestamp-query"},
+        )
     if response.status_code != 200 or len(response.content) > MAX_RESPONSE_BYTES:
         raise ServiceFailed(f"timestamping authority answered HTTP {response.status_code}")
     try:

@@ -19,15 +19,9 @@ import yarl
 from lxml import etree
 
 from connectors.base import ConnectorRequest, Evidence, map_fields, require_parameters
-from exchange.errors import (
-    InvalidRequest,
-    InvalidXml,
-    NotFound,
-    ServiceFailed,
-    ServiceTimeout,
-    ServiceUnavailable,
-)
+from exchange.errors import InvalidRequest, InvalidXml, NotFound, ServiceFailed
 from exchange.evidence.xml import parse_untrusted
+from exchange.faults import mapped
 
 DEFAULT_MAX_BYTES = 1024 * 1024
 
@@ -74,7 +68,7 @@ class HttpConnector:
         values = require_parameters(request, self._parameters)
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=True)
-        try:
+        with mapped("the registry"):
             async with self._session.request(
                 request.method,
                 yarl.URL(self._target(values), encoded=True),
@@ -88,12 +82,6 @@ class HttpConnector:
                     raise ServiceFailed(f"registry answered HTTP {response.status}")
                 body = await _read_capped(response, self._max_bytes)
                 content_type = response.content_type
-        except TimeoutError as exc:
-            raise ServiceTimeout("registry did not answer in time") from exc
-        except aiohttp.ClientConnectionError as exc:
-            raise ServiceUnavailable("registry cannot be reached") from exc
-        except aiohttp.ClientError as exc:
-            raise ServiceFailed("registry answered with a broken HTTP response") from exc
         try:
             return map_fields(_decode(body, content_type, self._max_bytes), self._fields)
         except (RecursionError, TypeError, ValueError) as exc:  # hostile nesting, clashing keys

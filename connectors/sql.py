@@ -15,11 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.base import ConnectorRequest, Evidence, map_fields, require_parameters
 from exchange.db.engine import build_engine
-from exchange.errors import NotFound, ServiceFailed, ServiceTimeout, ServiceUnavailable
+from exchange.errors import NotFound, ServiceFailed, ServiceTimeout
+from exchange.faults import translate
 
 
 class SqlConnector:
@@ -77,10 +78,9 @@ class SqlConnector:
         except TimeoutError as exc:
             self._cancel(running)
             raise ServiceTimeout(f"registry did not answer within {self._timeout:g} s") from exc
-        except OperationalError as exc:
-            raise ServiceUnavailable("registry database cannot be used") from exc
         except SQLAlchemyError as exc:
-            raise ServiceFailed("registry query failed") from exc
+            failed = translate(exc, "the registry database")
+            raise failed or ServiceFailed("registry query failed") from exc
         if not rows:
             raise NotFound("the registry holds no record for this request")
         if len(rows) > 1:

@@ -28,19 +28,21 @@ where ``type`` is ``Client.<code>`` for the caller's faults (4xx) and ``Server.<
     ├── Conflict (409)
     │   └── DuplicateMessage (409): a (client, message id) pair seen before
     ├── PayloadTooLarge (413)
+    ├── UnsupportedMediaType (415): the body is not of a type the endpoint takes
     ├── PreviewRequired (428): the citizen must look first; detail is the preview page's URL
-    ├── ServiceFailed (502): the registry answered with an error or garbage
+    ├── ServiceFailed (502): the registry or a peer answered with an error or garbage
     │   ├── InvalidEvidence (502): the registry's data does not satisfy the evidence schema
-    │   ├── InvalidResponse (502): the peer gateway's answer is unsigned or does not verify
-    │   └── SslAuthenticationFailed (502): the peer gateway is not who the configuration says
-    ├── ServiceUnavailable (503): the registry or the peer gateway cannot be reached
-    │   └── NetworkError (503): no gateway of the provider could be reached
-    ├── ServiceTimeout (504): the registry or the peer gateway did not answer in time
+    │   ├── InvalidResponse (502): the peer gateway's answer is broken, unsigned or does not verify
+    │   └── SslAuthenticationFailed (502): a peer's TLS certificate does not verify
+    ├── ServiceUnavailable (503): the registry, a peer or a database cannot be used
+    │   └── NetworkError (503): a peer cannot be reached (connection refused or dropped)
+    ├── ServiceTimeout (504): the registry or a peer did not answer in time
     └── TrustError (503): the trust fabric cannot vouch for something; callers fail closed
         ├── ConfigurationInvalid (503): bad signature, other signer, other instance, bad format
         ├── ConfigurationExpired (503): the last good global configuration has expired
         └── ConfigurationUnavailable (503): no verified global configuration is held at all
 
+Library exceptions are translated into this tree by one table (:mod:`exchange.faults`).
 Messages are written for the remote caller and never carry internals; ``detail`` holds safe,
 specific facts (an offending field, an identifier). Causes are chained with ``raise ... from`` and
 go to the log only.
@@ -167,6 +169,11 @@ class DuplicateMessage(Conflict):
 class PayloadTooLarge(Error):
     status = 413
     code = "PayloadTooLarge"
+
+
+class UnsupportedMediaType(Error):
+    status = 415
+    code = "UnsupportedMediaType"
 
 
 class PreviewRequired(Error):

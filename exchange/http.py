@@ -1,36 +1,61 @@
-"""HTTP plumbing shared by every role's ASGI app: one error handler for the whole tree.
+"""HTTP plumbing shared by every role's ASGI app: one error boundary for the whole tree.
 
-Every error leaves as the X-Road error body ``{"type", "message", "detail"}`` with the type also
-in the ``X-Road-Error`` header. Unexpected exceptions are logged with their traceback and leave as
-an opaque ``Server.InternalError``: nothing internal reaches the caller.
+:func:`install_error_handlers` makes any Starlette app (FastAPI's too) answer every error as
+X-Road does: the body ``{"type", "message", "detail"}`` with the type also in the
+``X-Road-Error`` header. Errors of the tree keep their status and type; Starlette's own (no such
+path, a method the path does not take) get theirs from the tree by status; library exceptions
+get theirs from :mod:`exchange.faults`; anything else is logged and leaves as an opaque
+``Server.InternalError``. Web pages may show people a page instead of the body; it carries the
+header too. A request the HTTP server cannot even parse is answered in the same form
+(:mod:`exchange.serving`).
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import structlog
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
-from exchange.errors import Error, InvalidRequest
+from exchange.errors import (
+    AccessDenied,
+    Conflict,
+    Error,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotFound,
+    PayloadTooLarge,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
+from exchange.faults import error_of
 from exchange.logging import failure
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
 
 # FastAPI is imported only where its app is built (the central authority's API): the gateways,
 # consent service and portal are plain Starlette and save its ~12 MB per process.
 
 log = structlog.get_logger(__name__)
+Page = Callable[[Error], Response]
 
-_HTTP_CODES = {
-    401: "Unauthenticated",
-    403: "AccessDenied",
-    404: "NotFound",
-    405: "MethodNotAllowed",
-    413: "PayloadTooLarge",
+_BY_STATUS: dict[int, type[Error]] = {
+    400: InvalidRequest,
+    401: Unauthenticated,
+    403: AccessDenied,
+    404: NotFound,
+    405: MethodNotAllowed,
+    406: NotAcceptable,
+    409: Conflict,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
 }
 
 
@@ -57,60 +82,66 @@ def error_response(error: Error, side: str | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers=headers)
 
 
-def _plain(status: int, code: str, message: str, detail: str | None = None) -> JSONResponse:
-    kind = "Client" if status < 500 else "Server"
-    body = {"type": f"{kind}.{code}", "message": message, "detail": detail}
-    return JSONResponse(body, status_code=status, headers={"X-Road-Error": body["type"] or ""})
+def install_error_handlers(
+    app: Starlette, *, side: str | None = None, page: Page | None = None
+) -> None:
+    """Answer every error of ``app`` as X-Road does.
+
+    ``side``: the gateway listener's side (see :func:`xroad_type`). ``page``: the site's error
+    page, shown to a browser (a request that accepts ``text/html``) instead of the body.
+    """
+
+    def answer(request: Request, error: Error, status: int | None = None) -> Response:
+        if page is not None and "text/html" in request.headers.get("accept", ""):
+            response = page(error)
+            response.headers["X-Road-Error"] = xroad_type(error, side)
+        else:
+            response = error_response(error, side)
+        if status is not None:
+            response.status_code = status
+        return response
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        error = error_of(exc)  # not an Error: translated or InternalError, caused by exc
+        if error.status >= 500:
+            failure(
+                log,
+                "request.failed" if error is exc else "request.crashed",
+                error_type=xroad_type(error, side),
+                message=error.message if error is exc else request.url.path,
+                cause=error.__cause__,
+            )
+        return answer(request, error)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        if not isinstance(exc, HTTPException):
+            raise TypeError(f"not an HTTPException: {exc!r}")
+        kind = _BY_STATUS.get(exc.status_code, InvalidRequest if exc.status_code < 500 else Error)
+        response = answer(request, kind(str(exc.detail)), exc.status_code)
+        response.headers.update(exc.headers or {})  # Allow on a 405
+        return response
+
+    app.add_exception_handler(Error, on_error)
+    app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(Exception, on_error)
+    if "fastapi" in sys.modules:  # not imported: not a FastAPI app, nothing to validate
+        from fastapi import FastAPI
+        from fastapi.exceptions import RequestValidationError
+
+        async def on_validation(request: Request, exc: Exception) -> Response:
+            if not isinstance(exc, RequestValidationError):
+                raise TypeError(f"not a RequestValidationError: {exc!r}")
+            return answer(request, _invalid(exc))
+
+        if isinstance(app, FastAPI):
+            app.add_exception_handler(RequestValidationError, on_validation)
 
 
-async def _on_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, Error)
-    if exc.status >= 500:
-        failure(
-            log,
-            "request.failed",
-            error_type=exc.xroad_type,
-            message=exc.message,
-            cause=exc.__cause__,
-        )
-    return error_response(exc)
-
-
-async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
-    from fastapi.exceptions import RequestValidationError
-
-    assert isinstance(exc, RequestValidationError)
+def _invalid(exc: RequestValidationError) -> InvalidRequest:
+    """The first complaint of FastAPI's validation, naming the field."""
     first = exc.errors()[0] if exc.errors() else {}
     where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
     message = (
         f"{where}: {first.get('msg', 'invalid value')}" if where else "request body is invalid"
     )
-    return error_response(InvalidRequest(message, detail=where or None))
-
-
-async def _on_http(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
-    code = _HTTP_CODES.get(
-        exc.status_code, "InvalidRequest" if exc.status_code < 500 else "InternalError"
-    )
-    return _plain(exc.status_code, code, str(exc.detail))
-
-
-async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    failure(
-        log,
-        "request.crashed",
-        error_type="Server.InternalError",
-        message=request.url.path,
-        cause=exc,
-    )
-    return _plain(500, "InternalError", "internal error; the operator's log has the details")
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    from fastapi.exceptions import RequestValidationError
-
-    app.add_exception_handler(Error, _on_error)
-    app.add_exception_handler(RequestValidationError, _on_validation)
-    app.add_exception_handler(HTTPException, _on_http)
-    app.add_exception_handler(Exception, _on_unexpected)
+    return InvalidRequest(message, detail=where or None)

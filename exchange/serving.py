@@ -1,7 +1,9 @@
 """Run one or more ASGI apps with uvicorn in one event loop, stopping all on SIGINT/SIGTERM.
 
 uvicorn's own signal capture assumes one server per process; a gateway has two listeners and
-the demo has many, so signals are handled here once and passed to every server.
+the demo has many, so signals are handled here once and passed to every server. A request that
+uvicorn cannot parse never reaches an app's error boundary; :class:`HttpProtocol` answers it in
+the same X-Road form.
 """
 
 from __future__ import annotations
@@ -9,11 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import signal
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from exchange.errors import InvalidRequest
+from exchange.http import error_body
 
 
 class _Server(uvicorn.Server):
@@ -22,7 +29,27 @@ class _Server(uvicorn.Server):
         yield  # signals are handled by serve_all
 
 
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, answering a request it cannot parse (a request line that is
+    not ASCII or is too long, or no HTTP at all) with X-Road's error body, not plain text."""
+
+    def send_400_response(self, msg: str) -> None:
+        error = InvalidRequest("the request is not valid HTTP/1.1 (request line or headers)")
+        body = json.dumps(error_body(error), separators=(",", ":")).encode()
+        head = [b"HTTP/1.1 400 Bad Request"]
+        head += [name + b": " + value for name, value in self.server_state.default_headers]
+        head += [
+            b"content-type: application/json",
+            b"x-road-error: " + error.xroad_type.encode(),
+            b"content-length: " + str(len(body)).encode(),
+            b"connection: close",
+        ]
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        self.transport.close()
+
+
 def config(app: Any, *, host: str, port: int, **options: Any) -> uvicorn.Config:
+    options.setdefault("http", HttpProtocol)
     return uvicorn.Config(
         app,
         host=host,

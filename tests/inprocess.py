@@ -42,7 +42,13 @@ from exchange.consent.service import ConsentService
 from exchange.consent.settings import ConsentSettings
 from exchange.db import migrate
 from exchange.db.engine import build_engine
-from exchange.errors import Error, NetworkError, PayloadTooLarge, ServiceTimeout
+from exchange.errors import (
+    Error,
+    NetworkError,
+    PayloadTooLarge,
+    ServiceFailed,
+    ServiceTimeout,
+)
 from exchange.gateway import files as gateway_files
 from exchange.gateway.consumer import create_consumer_app
 from exchange.gateway.node import Gateway
@@ -211,11 +217,13 @@ class GatewayTransport:
         method: str,
         url: str,
         *,
+        what: str,
         headers: Mapping[str, str],
         body: bytes = b"",
         tls: Any = None,
         timeout: float | None = None,
         max_bytes: int,
+        broken: type[ServiceFailed] = ServiceFailed,
     ) -> Reply:
         scope = self._scope if url.startswith("https:") else None
         try:
@@ -224,7 +232,9 @@ class GatewayTransport:
                     method, url, headers=headers, body=body, scope=scope
                 )
         except TimeoutError as exc:
-            raise ServiceTimeout(f"{url} did not answer in time") from exc
+            raise ServiceTimeout(f"{what} did not answer in time") from exc
+        except NetworkError as exc:  # as the table words it for a refused connection
+            raise NetworkError(f"{what} cannot be reached") from exc
         if len(payload) > max_bytes:
             raise PayloadTooLarge(f"the answer is larger than {max_bytes} bytes")
         return Reply(status, {n.lower(): v for n, v in answer}, payload)

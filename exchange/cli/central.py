@@ -108,13 +108,20 @@ def serve(
     """Serve the global configuration, CRL and management API over HTTP."""
     import uvicorn
 
+    from exchange import serving
     from exchange.logging import configure
 
     configure(json=json_logs)
     settings = settings_for(data_dir, host=host, port=port, public_url=public_url)
     migrate.upgrade("central", build_engine(settings.db_url))
     typer.echo(f"central authority serving on http://{settings.host}:{settings.port}", err=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        http=serving.HttpProtocol,  # X-Road's error body even for requests it cannot parse
+    )
 
 
 @app.command()

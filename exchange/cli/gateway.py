@@ -11,7 +11,8 @@ import typer
 from exchange.cli.output import table
 from exchange.db import migrate
 from exchange.db.engine import build_engine
-from exchange.errors import ServiceFailed, ServiceUnavailable
+from exchange.errors import ServiceFailed
+from exchange.faults import mapped
 from exchange.gateway import files
 from exchange.gateway.access import AccessRights
 from exchange.gateway.settings import GatewaySettings
@@ -112,15 +113,13 @@ def publish(
     url = _central_url(settings, central)
     token = token_file.read_text().strip()
     for subsystem, entries in catalogue(settings).items():
-        try:
+        with mapped("the central authority"):
             response = httpx.put(
                 f"{url}/api/v1/services",
                 json={"subsystem": subsystem, "services": entries},
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=30,
             )
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable("central authority cannot be reached") from exc
         if response.status_code != 200:
             raise ServiceFailed(
                 f"central authority refused the catalogue of {subsystem}: "

@@ -47,7 +47,7 @@ from exchange.consent.revocations import MAX_WAIT, PAGE_SIZE, Subscribers
 from exchange.consent.service import ConsentService
 from exchange.consent.store import GrantRequest, Listed, Status, Terms, resolve
 from exchange.errors import AccessDenied, Error, InvalidRequest, InvalidToken, NotFound
-from exchange.http import error_body
+from exchange.http import install_error_handlers
 from exchange.identifiers import unversioned
 from exchange.identity.login import signed_in
 
@@ -103,10 +103,6 @@ def listed_json(item: Listed) -> dict[str, Any]:
 def create_app(service: ConsentService) -> Starlette:
     store, settings, clock = service.store, service.settings, service.clock
     subscribers = Subscribers()
-
-    def fail(error: Error) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
-        return JSONResponse(error_body(error), status_code=error.status, headers=headers)
 
     def fail_page(error: Error, back: str | None = "/") -> Response:
         return web.failure(SITE, error, back=back)
@@ -216,38 +212,26 @@ def create_app(service: ConsentService) -> Starlette:
     # Citizens' API
 
     async def api_terms(request: Request) -> Response:
-        try:
-            await bearer(request)
-            terms = terms_of(grant_request(await _json(request)))
-        except Error as error:
-            return fail(error)
+        await bearer(request)
+        terms = terms_of(grant_request(await _json(request)))
         return JSONResponse({"notice": terms.notice()})
 
     async def api_grant(request: Request) -> Response:
-        try:
-            subject = await bearer(request)
-            terms = terms_of(grant_request(await _json(request)))
-            consent, artefact = await asyncio.to_thread(store.grant, subject, terms)
-        except Error as error:
-            return fail(error)
+        subject = await bearer(request)
+        terms = terms_of(grant_request(await _json(request)))
+        consent, artefact = await asyncio.to_thread(store.grant, subject, terms)
         return JSONResponse(
             {"id": consent.jti, "artefact": artefact, "notice": consent.notice}, status_code=201
         )
 
     async def api_list(request: Request) -> Response:
-        try:
-            subject = await bearer(request)
-            consents = await asyncio.to_thread(store.of, subject)
-        except Error as error:
-            return fail(error)
+        subject = await bearer(request)
+        consents = await asyncio.to_thread(store.of, subject)
         return JSONResponse({"consents": [listed_json(c) for c in consents]})
 
     async def api_revoke(request: Request) -> Response:
-        try:
-            subject = await bearer(request)
-            status = await revoke(subject, request.path_params["consent_id"])
-        except Error as error:
-            return fail(error)
+        subject = await bearer(request)
+        status = await revoke(subject, request.path_params["consent_id"])
         return JSONResponse(status.as_json())
 
     async def revoke(subject: str, consent_id: str) -> Status:
@@ -260,30 +244,27 @@ def create_app(service: ConsentService) -> Starlette:
 
     async def question(request: Request, action: str) -> Response:
         consent_id = request.path_params["consent_id"]
-        try:
-            body = await web.bounded_body(request, MAX_QUESTION)
-            if not body.isascii():
-                raise InvalidRequest("a consent question is a compact JWS")
-            member, asked = verify_query(
-                body.decode("ascii"),
-                consent_id=consent_id,
-                action=action,
-                view=service.trust.view(),
-                at=clock(),
-                skew=120,
+        body = await web.bounded_body(request, MAX_QUESTION)
+        if not body.isascii():
+            raise InvalidRequest("a consent question is a compact JWS")
+        member, asked = verify_query(
+            body.decode("ascii"),
+            consent_id=consent_id,
+            action=action,
+            view=service.trust.view(),
+            at=clock(),
+            skew=120,
+        )
+        consented, answer = await asyncio.to_thread(store.lookup, consent_id)
+        # Only the consented service's provider may ask; anyone else learns nothing.
+        if consented.rsplit("/", 2)[0] != member:
+            raise NotFound("no such consent")
+        if unversioned(str(asked["service"])) != consented:
+            raise AccessDenied("the question names another service than the consent")
+        if action == "use":
+            answer = await asyncio.to_thread(
+                store.redeem, consent_id, message_id=asked["message_id"], provider=member
             )
-            consented, answer = await asyncio.to_thread(store.lookup, consent_id)
-            # Only the consented service's provider may ask; anyone else learns nothing.
-            if consented.rsplit("/", 2)[0] != member:
-                raise NotFound("no such consent")
-            if unversioned(str(asked["service"])) != consented:
-                raise AccessDenied("the question names another service than the consent")
-            if action == "use":
-                answer = await asyncio.to_thread(
-                    store.redeem, consent_id, message_id=asked["message_id"], provider=member
-                )
-        except Error as error:
-            return fail(error)
         signed = sign_answer(service.signer, asked, answer.as_json(), clock())
         return Response(
             signed, media_type="application/jose", headers={"Cache-Control": "no-store"}
@@ -293,16 +274,13 @@ def create_app(service: ConsentService) -> Starlette:
         return await question(request, "status")
 
     async def revocations(request: Request) -> Response:
-        try:
-            after = int(_number(request.query_params.get("after", "0"), "after", whole=True))
-            wait = min(_number(request.query_params.get("wait", "0"), "wait"), MAX_WAIT)
-            subscriber = request.query_params.get("subscriber") or None
-            nonce = request.query_params.get("nonce") or None
-            for name, value in (("subscriber", subscriber), ("nonce", nonce)):
-                if value is not None and len(value) > 255:
-                    raise InvalidRequest(f"{name} is at most 255 characters", detail=name)
-        except Error as error:
-            return fail(error)
+        after = int(_number(request.query_params.get("after", "0"), "after", whole=True))
+        wait = min(_number(request.query_params.get("wait", "0"), "wait"), MAX_WAIT)
+        subscriber = request.query_params.get("subscriber") or None
+        nonce = request.query_params.get("nonce") or None
+        for name, value in (("subscriber", subscriber), ("nonce", nonce)):
+            if value is not None and len(value) > 255:
+                raise InvalidRequest(f"{name} is at most 255 characters", detail=name)
         await subscribers.asked(subscriber, after)
         deadline = asyncio.get_running_loop().time() + wait
         while True:
@@ -324,7 +302,7 @@ def create_app(service: ConsentService) -> Starlette:
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "consent_service": settings.name})
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", home),
             *web.sign_in_routes(service.login, site=SITE, clock=clock),
@@ -344,6 +322,8 @@ def create_app(service: ConsentService) -> Starlette:
             web.sessions(service.session_secret, cookie="consent_session", https=settings.https)
         ],
     )
+    install_error_handlers(app, page=fail_page)
+    return app
 
 
 async def _json(request: Request) -> dict[str, Any]:

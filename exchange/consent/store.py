@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from exchange.consent import models
 from exchange.consent.artefact import Consent, Purpose, sign, timestamp
 from exchange.consent.messages import Revocations
-from exchange.errors import InvalidIdentifier, InvalidRequest, NotFound
+from exchange.errors import InternalError, InvalidIdentifier, InvalidRequest, NotFound
 from exchange.identifiers import ServiceId, SubsystemId, check_segment, unversioned
 from exchange.trust.globalconf import GlobalConfiguration
 from exchange.trust.signed import Signer
@@ -263,8 +263,7 @@ class ConsentStore:
                 session.commit()
             except IntegrityError:  # revoked at the same moment by another request: done
                 session.rollback()
-                row = session.get(models.Consent, consent_id, populate_existing=True)
-                assert row is not None
+                row = _reread(session, consent_id)
                 return self._status(row), None
             return self._status(row), revocation.seq
 
@@ -335,17 +334,14 @@ class ConsentStore:
                 session.flush()
             except IntegrityError:
                 session.rollback()  # this message was answered before: never again
-                row = session.get(models.Consent, consent_id, populate_existing=True)
-                assert row is not None
+                row = _reread(session, consent_id)
                 return Status(row.id, "replayed", row.uses, row.max_uses)
             if session.execute(live).rowcount != 1:  # type: ignore[attr-defined]
                 session.rollback()
-                row = session.get(models.Consent, consent_id, populate_existing=True)
-                assert row is not None
+                row = _reread(session, consent_id)
                 return self._status(row)
             session.commit()
-            row = session.get(models.Consent, consent_id, populate_existing=True)
-            assert row is not None
+            row = _reread(session, consent_id)
             return Status(row.id, "active", row.uses, row.max_uses)
 
     def _status(self, row: models.Consent) -> Status:
@@ -366,3 +362,12 @@ class ConsentStore:
 def _decode(artefact: str) -> Consent:
     """The claims of an artefact this service signed and kept itself."""
     return Consent.from_claims(jwt.decode(artefact, options={"verify_signature": False}))
+
+
+def _reread(session: Session, consent_id: str) -> models.Consent:
+    """A consent row read again after the transaction changed or rolled back; rows are never
+    deleted here, so one that was there a moment ago still is."""
+    row = session.get(models.Consent, consent_id, populate_existing=True)
+    if row is None:
+        raise InternalError(f"consent {consent_id} vanished within a transaction")
+    return row

@@ -39,7 +39,7 @@ class GroupCommit(Generic[Item, Result]):
     async def submit(self, item: Item) -> Result:
         if self._queue is None:
             self._queue = asyncio.Queue()
-            self._task = asyncio.create_task(self._run(), name=self._name)
+            self._task = asyncio.create_task(self._run(self._queue), name=self._name)
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         await self._queue.put((item, future))
         return await future
@@ -48,13 +48,12 @@ class GroupCommit(Generic[Item, Result]):
         """Run ``work`` on the worker thread, between two batches."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
-    async def _run(self) -> None:
-        assert self._queue is not None
+    async def _run(self, queue: asyncio.Queue[tuple[Item, asyncio.Future[Result]]]) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = [await queue.get()]
+            while len(batch) < self._max_batch and not queue.empty():
+                batch.append(queue.get_nowait())
             items = [item for item, _ in batch]
             try:
                 outcomes = await loop.run_in_executor(self._executor, self._apply, items)

@@ -24,9 +24,8 @@ from starlette.routing import Route
 
 from audit.models import AuditRecord, TreeHead
 from audit.receipt import head_document, make_receipt
-from exchange.errors import Error, InvalidRequest, NotFound
+from exchange.errors import InvalidRequest, NotFound
 from exchange.gateway.node import Gateway
-from exchange.http import error_body
 
 _NUMBER = re.compile(r"[0-9]{1,12}")
 
@@ -50,10 +49,8 @@ def routes(gateway: Gateway) -> list[Route]:
 
     def answer(work: Any) -> Any:
         async def endpoint(request: Request) -> JSONResponse:
-            try:
-                return JSONResponse(await gateway.in_thread(work, request))
-            except Error as error:
-                return JSONResponse(error_body(error), status_code=error.status)
+            # An Error raised here is answered by the listener's boundary (exchanges_first).
+            return JSONResponse(await gateway.in_thread(work, request))
 
         return endpoint
 

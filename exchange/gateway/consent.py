@@ -22,7 +22,13 @@ from typing import Any
 
 from exchange.consent.artefact import Consent, verify
 from exchange.consent.messages import sign_query, verify_answer
-from exchange.errors import ConsentDenied, ConsentRequired, Error, ServiceUnavailable
+from exchange.errors import (
+    ConsentDenied,
+    ConsentRequired,
+    PayloadTooLarge,
+    ServiceFailed,
+    ServiceUnavailable,
+)
 from exchange.gateway.node import Gateway
 from exchange.identifiers import unversioned
 from exchange.trust.view import TrustView
@@ -111,19 +117,19 @@ class ConsentCheck:
             at=gateway.clock(),
         )
         path = "uses" if action == "use" else "status"
+        # Unreachable, slow or broken, it is a refusal: nothing is released without its word.
         try:
             reply = await gateway.transport.request(
                 "POST",
                 f"{authority.url}/api/v1/consents/{consent.jti}/{path}",
+                what="the consent service",
                 headers={"Content-Type": "application/jose"},
                 body=question.encode("ascii"),
                 timeout=5,
                 max_bytes=MAX_ANSWER,
             )
-        except Error as exc:
-            raise ServiceUnavailable(
-                "the consent service cannot be reached; nothing is released without it"
-            ) from exc
+        except PayloadTooLarge as exc:
+            raise ServiceFailed("the consent service sent an oversized answer") from exc
         status, body = reply.status, reply.body
         if status == 404:
             raise ConsentDenied("the consent service does not know this consent", detail="unknown")

@@ -28,8 +28,6 @@ from exchange.errors import (
     InvalidSignature,
     NetworkError,
     PayloadTooLarge,
-    ServiceTimeout,
-    SslAuthenticationFailed,
     UnknownService,
 )
 from exchange.gateway import auditapi, metaservices
@@ -56,7 +54,6 @@ from exchange.gateway.xroad import (
     read_body,
     read_headers,
 )
-from exchange.http import error_body
 from exchange.identifiers import ServiceId
 from exchange.trust.globalconf import Gateway as PeerGateway
 from exchange.trust.signed import body_digest
@@ -84,12 +81,9 @@ def create_consumer_app(gateway: Gateway) -> ASGIApp:
         )
 
     async def list_clients(request: Request) -> Response:
-        try:
-            kind, body = metaservices.list_clients(
-                gateway.trust.view().configuration, request.query_params.get("xRoadInstance")
-            )
-        except Error as error:
-            return JSONResponse(error_body(error, SIDE), status_code=error.status)
+        kind, body = metaservices.list_clients(
+            gateway.trust.view().configuration, request.query_params.get("xRoadInstance")
+        )
         return Response(body, media_type=kind)
 
     async def metrics(_: Request) -> Response:
@@ -111,6 +105,7 @@ def create_consumer_app(gateway: Gateway) -> ASGIApp:
             ]
         ),
         exchange,
+        side=SIDE,
     )
 
 
@@ -216,26 +211,20 @@ async def forward(
             reply = await gateway.transport.request(
                 request.method,
                 url,
+                what=f"gateway {peer.id}",
                 headers=outgoing,
                 body=body,
                 tls=gateway.outbound_ssl(view, peer),
                 max_bytes=gateway.settings.max_body_bytes,
+                broken=InvalidResponse,
             )
-        except SslAuthenticationFailed as exc:
-            raise SslAuthenticationFailed(
-                f"gateway {peer.id} presented a certificate the configuration does not list"
-            ) from exc
-        except NetworkError as exc:  # try the member's next gateway
-            log.warning("consumer.peer_unreachable", peer=peer.id, reason=exc.message)
+        except NetworkError as unreachable:  # not connected, or dropped before an answer: next
+            log.warning(
+                "consumer.peer_unreachable", peer=peer.id, reason=str(unreachable.__cause__)
+            )
             last = NetworkError(f"no gateway of {provider} could be reached", detail=peer.id)
-            last.__cause__ = exc
+            last.__cause__ = unreachable.__cause__
             continue
-        except ServiceTimeout as exc:
-            raise ServiceTimeout(
-                f"gateway {peer.id} did not answer within {gateway.settings.peer_timeout:g} s"
-            ) from exc
-        except InvalidResponse as exc:
-            raise InvalidResponse(f"gateway {peer.id} sent a broken HTTP response") from exc
         except PayloadTooLarge as exc:  # the provider's fault, not the caller's
             raise InvalidResponse(
                 f"gateway {peer.id} answered with more than {gateway.settings.max_body_bytes} bytes"

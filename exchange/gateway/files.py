@@ -22,7 +22,8 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from exchange.errors import Error, NotFound, ServiceFailed, ServiceUnavailable
+from exchange.errors import Error, NotFound, ServiceFailed
+from exchange.faults import mapped
 from exchange.gateway.settings import GatewaySettings
 from exchange.trust.keys import (
     build_csr,
@@ -82,10 +83,8 @@ def enrol(
             csr = root / f"{name}.csr"
             if not csr.exists():
                 raise NotFound(f"{csr} is missing; run 'exchange gateway init' first")
-            try:
+            with mapped("the central authority"):
                 response = client.post(path, json={"owner": owner, "csr": csr.read_text()})
-            except httpx.HTTPError as exc:
-                raise ServiceUnavailable("central authority cannot be reached") from exc
             if response.status_code != 201:
                 try:
                     message = response.json()["message"]

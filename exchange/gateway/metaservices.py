@@ -9,7 +9,7 @@ from typing import Any
 
 from exchange.errors import InvalidRequest
 from exchange.gateway.services import LocalService, ServiceTable
-from exchange.identifiers import ServiceId, SubsystemId
+from exchange.identifiers import ServiceId, SubsystemId, check_segment
 from exchange.trust.globalconf import GlobalConfiguration
 
 Answer = tuple[str, bytes]  # (content type, body)
@@ -56,6 +56,8 @@ def get_openapi(
 
 
 def list_clients(configuration: GlobalConfiguration, instance: str | None) -> Answer:
+    if instance is not None:
+        check_segment(instance, "xRoadInstance")
     members: list[dict[str, Any]] = []
     for member in configuration.members:
         instance_code, member_class, member_code = member.id.split("/")

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import structlog
 from starlette.responses import Response
 
-from exchange.errors import Error, InternalError, LoggingFailed
+from exchange.errors import LoggingFailed
+from exchange.faults import error_of
 from exchange.gateway.node import Gateway
 from exchange.gateway.records import ExchangeRecord, audit_entry
 from exchange.http import error_body
@@ -36,12 +37,10 @@ class Answer:
 
 
 def refuse(caught: BaseException, *, record: ExchangeRecord) -> Answer:
-    """The X-Road error answer for ``caught`` (anything unexpected becomes an opaque
-    InternalError), noted in ``record``; failures of ours (5xx) are logged without personal data.
+    """The X-Road error answer for ``caught`` (see :func:`exchange.faults.error_of`), noted in
+    ``record``; failures of ours (5xx) are logged without personal data.
     """
-    error = caught if isinstance(caught, Error) else InternalError("internal error")
-    if error is not caught:
-        error.__cause__ = caught
+    error = error_of(caught)
     body = error_body(error, SIDES[record.side])
     error_type = body["type"] or ""
     record.status, record.fault_code, record.fault_string = error.status, error_type, error.message

@@ -26,10 +26,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from exchange import web
-from exchange.errors import Conflict, Error, InvalidToken, NotFound
+from exchange.errors import Conflict, Error, InternalError, InvalidToken, NotFound
 from exchange.evidence.rows import flatten
 from exchange.gateway import models
 from exchange.gateway.settings import PreviewSpec
+from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin, signed_in
 
 SITE_SUFFIX = "preview"
@@ -55,9 +56,13 @@ class Previews:
         self._subject_hash = subject_hash
         self._clock = clock
 
+    def _pages(self) -> PreviewSpec:
+        if self.spec is None:
+            raise InternalError("this gateway has no preview pages ([preview] settings)")
+        return self.spec
+
     def url(self, preview_id: str) -> str:
-        assert self.spec is not None
-        return f"{self.spec.public_url.rstrip('/')}/preview/{preview_id}"
+        return f"{self._pages().public_url.rstrip('/')}/preview/{preview_id}"
 
     def find(
         self, *, consent_id: str, client: str, service: str, query: str
@@ -87,7 +92,7 @@ class Previews:
         subject: str,
         evidence: dict[str, Any],
     ) -> str:
-        assert self.spec is not None
+        spec = self._pages()
         preview_id = secrets.token_urlsafe(32)
         at = self._clock()
         with Session(self._engine) as session:
@@ -101,7 +106,7 @@ class Previews:
                     subject=self._subject_hash(subject) or "",
                     evidence=json.dumps(evidence, default=str),
                     created_at=at,
-                    expires_at=at + timedelta(seconds=self.spec.lifetime),
+                    expires_at=at + timedelta(seconds=spec.lifetime),
                 )
             )
             session.commit()
@@ -206,7 +211,7 @@ def create_preview_app(
             kind="success" if approved else "notice",
         )
 
-    return Starlette(
+    app = Starlette(
         routes=[
             *web.sign_in_routes(login, site=site, clock=clock),
             Route("/preview/{preview_id}", show, methods=["GET"]),
@@ -221,3 +226,5 @@ def create_preview_app(
             )
         ],
     )
+    install_error_handlers(app, page=lambda error: web.failure(site, error, back=None))
+    return app

@@ -32,7 +32,7 @@ from exchange.gateway import metaservices, usage
 from exchange.gateway.admission import Admitted, admit
 from exchange.gateway.consent import ConsentCheck
 from exchange.gateway.node import Gateway
-from exchange.gateway.outcome import Answer, conclude, refuse
+from exchange.gateway.outcome import SIDES, Answer, conclude, refuse
 from exchange.gateway.records import ExchangeRecord
 from exchange.gateway.release import Release, ReleasePolicy, policy_for
 from exchange.gateway.signing import RESPONSE_HEADER, ResponseClaims, sign_response
@@ -45,6 +45,8 @@ from exchange.gateway.xroad import (
     query_parameters,
 )
 from exchange.trust.signed import body_digest
+
+SIDE = SIDES["producer"]  # errors raised here are Server.ServerProxy.*
 
 
 class Provider:
@@ -196,4 +198,5 @@ def create_provider_app(gateway: Gateway) -> ASGIApp:
             ]
         ),
         provider.handle,
+        side=SIDE,
     )

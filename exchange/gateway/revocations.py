@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import structlog
 
 from exchange.consent.messages import verify_page
-from exchange.errors import Error
+from exchange.errors import Error, ServiceFailed
 from exchange.gateway.transport import Transport
 from exchange.trust.view import Trust
 
@@ -145,12 +145,13 @@ class Follower:
         reply = await feeds.transport.request(
             "GET",
             f"{authority.url}/api/v1/revocations?{query}",
+            what=f"consent service {self.issuer}",
             headers={},
             timeout=feeds.wait + 10,
             max_bytes=MAX_PAGE,
         )
         if reply.status != 200 or not reply.body.isascii():
-            raise ValueError(f"the revocation feed answered HTTP {reply.status}")
+            raise ServiceFailed(f"the revocation feed answered HTTP {reply.status}")
         body = reply.body
         page = verify_page(
             body.decode("ascii"),

@@ -15,14 +15,13 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
+from exchange.serving import HttpProtocol
 from exchange.trust.keys import fingerprint_der
 
 PEER_FINGERPRINT = "exchange.peer_certificate_sha256"
 
 
-class PeerCertificateProtocol(HttpToolsProtocol):
+class PeerCertificateProtocol(HttpProtocol):
     _peer_fingerprint: str | None = None
     _peer_pem: str | None = None
 

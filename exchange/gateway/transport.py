@@ -1,13 +1,11 @@
 """How a gateway reaches other parties: peer gateways over mutual TLS, and consent services.
 
 A :class:`Transport` sends one request and returns one whole :class:`Reply`, its body capped.
-Failures leave it as errors of the project's tree, the same for every caller:
-
-- the peer's TLS certificate is refused at the handshake: :class:`SslAuthenticationFailed`;
-- no connection (refused, reset before an answer, unknown host): :class:`NetworkError`;
-- no answer in time: :class:`ServiceTimeout`;
-- a broken HTTP answer: :class:`InvalidResponse`;
-- a body over the cap: :class:`PayloadTooLarge` (the caller decides whose fault that is).
+Failures leave it as errors of the project's tree, translated by the one table of
+:mod:`exchange.faults` and naming the other party as the caller calls it (``what``): a refused
+certificate is ``SslAuthenticationFailed``, no connection ``NetworkError``, no answer in time
+``ServiceTimeout``, a broken answer the caller's ``broken`` class; a body over the cap is
+:class:`PayloadTooLarge` (the caller decides whose fault that is).
 
 :class:`AiohttpTransport` is the default (one pooled aiohttp session per gateway: 5-10x the
 rate of other Python clients on this path). Tests inject a transport that calls other roles'
@@ -24,12 +22,8 @@ from typing import Protocol
 import aiohttp
 import yarl
 
-from exchange.errors import (
-    InvalidResponse,
-    NetworkError,
-    ServiceTimeout,
-    SslAuthenticationFailed,
-)
+from exchange.errors import ServiceFailed
+from exchange.faults import mapped
 from exchange.gateway.xroad import read_body
 
 
@@ -46,13 +40,15 @@ class Transport(Protocol):
         method: str,
         url: str,
         *,
+        what: str,
         headers: Mapping[str, str],
         body: bytes = b"",
         tls: ssl.SSLContext | None = None,
         timeout: float | None = None,
         max_bytes: int,
+        broken: type[ServiceFailed] = ServiceFailed,
     ) -> Reply:
-        """Send one request to ``url`` (already percent-encoded, sent as it is)."""
+        """Send one request to ``url`` (already percent-encoded, sent as it is) of ``what``."""
 
     async def close(self) -> None: ...
 
@@ -77,17 +73,18 @@ class AiohttpTransport:
         method: str,
         url: str,
         *,
+        what: str,
         headers: Mapping[str, str],
         body: bytes = b"",
         tls: ssl.SSLContext | None = None,
         timeout: float | None = None,
         max_bytes: int,
+        broken: type[ServiceFailed] = ServiceFailed,
     ) -> Reply:
-        where = yarl.URL(url, encoded=True)
-        try:
+        with mapped(what, broken=broken):
             async with self._client().request(
                 method,
-                where,
+                yarl.URL(url, encoded=True),
                 data=body or None,
                 headers=dict(headers),
                 ssl=tls if tls is not None else True,
@@ -101,16 +98,6 @@ class AiohttpTransport:
                 )
                 answer = {k.lower(): v for k, v in response.headers.items()}
                 return Reply(response.status, answer, payload)
-        except aiohttp.ClientConnectorCertificateError as exc:
-            raise SslAuthenticationFailed(
-                f"{where.host} presented a certificate that is not trusted for it"
-            ) from exc
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-            raise NetworkError(f"{where.host}:{where.port} cannot be reached") from exc
-        except TimeoutError as exc:
-            raise ServiceTimeout(f"{where.host}:{where.port} did not answer in time") from exc
-        except aiohttp.ClientError as exc:
-            raise InvalidResponse(f"{where.host}:{where.port} sent a broken HTTP answer") from exc
 
     async def close(self) -> None:
         if self._session is not None:

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from exchange.errors import InvalidIdentifier, InvalidRequest, NotAcceptable, PayloadTooLarge
+from exchange.http import install_error_handlers
 from exchange.identifiers import ClientId, MemberId, ServiceId, SubsystemId, parse_client
 
 PREFIX = "/r1/"
@@ -40,15 +41,16 @@ _CANONICAL = {
 
 
 def exchanges_first(
-    app: Starlette, handle: Callable[[Request], Awaitable[Response]]
+    app: Starlette, handle: Callable[[Request], Awaitable[Response]], *, side: str
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """An ASGI app that hands exchanges (``/r1/...``, X-Road's methods) straight to ``handle``
-    and everything else to ``app``.
+    and everything else to ``app``, whose errors are this ``side``'s X-Road errors.
 
     Starlette's routing and middleware cost about a tenth of a gateway's time per exchange;
     ``handle`` answers every outcome itself (refusals are signed and audited), so they add
     nothing there.
     """
+    install_error_handlers(app, side=side)
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         if (

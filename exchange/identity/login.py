@@ -19,7 +19,14 @@ from urllib.parse import urlencode
 
 import httpx
 
-from exchange.errors import AccessDenied, InvalidToken, ServiceUnavailable
+from exchange.errors import (
+    AccessDenied,
+    InternalError,
+    InvalidToken,
+    ServiceFailed,
+    ServiceUnavailable,
+)
+from exchange.faults import mapped
 from exchange.identity.tokens import KeySet, TokenValidator
 
 SESSION_KEY = "oidc"
@@ -49,15 +56,12 @@ class OidcLogin:
     async def _discover(self) -> dict[str, str]:
         if not self._endpoints:
             url = f"{self.issuer.rstrip('/')}/.well-known/openid-configuration"
-            try:
+            with mapped("the identity provider"):
                 async with httpx.AsyncClient(
                     timeout=self.timeout, transport=self.transport
                 ) as client:
-                    response = await client.get(url)
-                response.raise_for_status()
-                document = response.json()
-            except (httpx.HTTPError, ValueError) as exc:
-                raise ServiceUnavailable("the identity provider cannot be reached") from exc
+                    response = (await client.get(url)).raise_for_status()
+            document = _document(response)
             if document.get("issuer") != self.issuer.rstrip("/"):
                 raise ServiceUnavailable("the identity provider names another issuer")
             self._endpoints = {
@@ -106,16 +110,15 @@ class OidcLogin:
         }
         if self.client_secret:
             form["client_secret"] = self.client_secret
-        try:
+        with mapped("the identity provider"):
             async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as client:
                 response = await client.post(endpoints["token_endpoint"], data=form)
-            answer = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise ServiceUnavailable("the identity provider cannot be reached") from exc
+        answer = _document(response)
         token = answer.get("id_token") if response.status_code == 200 else None
         if not isinstance(token, str):
             raise AccessDenied("the identity provider did not sign you in")
-        assert self._validator is not None
+        if self._validator is None:  # set by _discover, above
+            raise InternalError("the identity provider's token validator is missing")
         claims = await asyncio.to_thread(self._validator.validate, token, at=at)
         if not hmac.compare_digest(str(claims.get("nonce", "")), str(pending.get("nonce"))):
             raise InvalidToken("ID token was not issued for this sign-in (nonce)")
@@ -126,6 +129,17 @@ class OidcLogin:
             expires=int(claims["exp"]),
         )
         return citizen, str(pending.get("then") or "/")
+
+
+def _document(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object the identity provider answered."""
+    try:
+        document = response.json()
+    except ValueError as exc:
+        raise ServiceFailed("the identity provider's answer is not JSON") from exc
+    if not isinstance(document, dict):
+        raise ServiceFailed("the identity provider's answer is not a JSON object")
+    return document
 
 
 def remember(session: dict[str, Any], citizen: SignedIn) -> None:

@@ -30,7 +30,8 @@ import httpx
 import jwt
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from exchange.errors import InvalidToken, ServiceUnavailable
+from exchange.errors import InvalidToken, ServiceFailed
+from exchange.faults import mapped
 
 ASYMMETRIC = frozenset({"ES256", "ES384", "RS256", "PS256"})
 
@@ -87,15 +88,13 @@ class KeySet:
             if time.monotonic() - self._fetched_at < self._min_refresh:
                 return
             self._fetched_at = time.monotonic()
+            client = httpx.Client(timeout=5, transport=self._transport, follow_redirects=False)
+            with mapped("the identity provider"), client:
+                response = client.get(str(self._url)).raise_for_status()
             try:
-                with httpx.Client(
-                    timeout=5, transport=self._transport, follow_redirects=False
-                ) as client:
-                    response = client.get(str(self._url))
-                response.raise_for_status()
                 self._keys = keys_from_jwks(response.json())
-            except (httpx.HTTPError, ValueError) as exc:
-                raise ServiceUnavailable("the identity provider's keys cannot be fetched") from exc
+            except ValueError as exc:
+                raise ServiceFailed("the identity provider's keys cannot be read") from exc
 
 
 @dataclass(frozen=True)

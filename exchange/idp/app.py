@@ -11,8 +11,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from exchange import web
-from exchange.errors import Error, InvalidRequest
-from exchange.http import error_body
+from exchange.errors import InvalidRequest
+from exchange.http import install_error_handlers
 from exchange.idp.provider import IdentityProvider
 
 PAGE = """<!doctype html>
@@ -34,9 +34,6 @@ small{{color:#555}}</style></head>
 
 
 def create_app(provider: IdentityProvider) -> Starlette:
-    def fail(error: Error) -> JSONResponse:
-        return JSONResponse(error_body(error), status_code=error.status)
-
     async def discovery(_: Request) -> JSONResponse:
         return JSONResponse(provider.discovery())
 
@@ -46,15 +43,9 @@ def create_app(provider: IdentityProvider) -> Starlette:
     async def login_page(request: Request) -> Response:
         query = request.query_params
         client, redirect = query.get("client_id", ""), query.get("redirect_uri", "")
-        try:
-            if (
-                query.get("response_type") != "code"
-                or "openid" not in query.get("scope", "").split()
-            ):
-                raise InvalidRequest("response_type=code and scope=openid are required")
-            provider.check_client(client, redirect)
-        except Error as error:
-            return fail(error)
+        if query.get("response_type") != "code" or "openid" not in query.get("scope", "").split():
+            raise InvalidRequest("response_type=code and scope=openid are required")
+        provider.check_client(client, redirect)
         buttons = "\n".join(
             f'<button name="citizen" value="{html.escape(c.code)}">{html.escape(c.given_name)} '
             f"{html.escape(c.family_name)} <small>{html.escape(c.code)}</small></button>"
@@ -70,35 +61,29 @@ def create_app(provider: IdentityProvider) -> Starlette:
         return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
 
     async def login(request: Request) -> Response:
-        try:
-            form = await web.form(request)
-            redirect = str(form.get("redirect_uri", ""))
-            code = provider.authorize(
-                client_id=str(form.get("client_id", "")),
-                redirect_uri=redirect,
-                citizen=str(form.get("citizen", "")),
-                nonce=str(form.get("nonce") or "") or None,
-            )
-        except Error as error:
-            return fail(error)
+        form = await web.form(request)
+        redirect = str(form.get("redirect_uri", ""))
+        code = provider.authorize(
+            client_id=str(form.get("client_id", "")),
+            redirect_uri=redirect,
+            citizen=str(form.get("citizen", "")),
+            nonce=str(form.get("nonce") or "") or None,
+        )
         target = f"{redirect}?{urlencode({'code': code, 'state': str(form.get('state', ''))})}"
         return RedirectResponse(target, status_code=303)
 
     async def token(request: Request) -> JSONResponse:
-        try:
-            form = await web.form(request)
-            if form.get("grant_type") != "authorization_code":
-                raise InvalidRequest("grant_type must be authorization_code", detail="grant_type")
-            answer = provider.token(
-                code=str(form.get("code", "")),
-                client_id=str(form.get("client_id", "")),
-                redirect_uri=str(form.get("redirect_uri", "")),
-            )
-        except Error as error:
-            return fail(error)
+        form = await web.form(request)
+        if form.get("grant_type") != "authorization_code":
+            raise InvalidRequest("grant_type must be authorization_code", detail="grant_type")
+        answer = provider.token(
+            code=str(form.get("code", "")),
+            client_id=str(form.get("client_id", "")),
+            redirect_uri=str(form.get("redirect_uri", "")),
+        )
         return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/.well-known/openid-configuration", discovery),
             Route("/jwks", jwks),
@@ -108,3 +93,5 @@ def create_app(provider: IdentityProvider) -> Starlette:
             Route("/health", lambda _: JSONResponse({"status": "ok"})),
         ]
     )
+    install_error_handlers(app)
+    return app

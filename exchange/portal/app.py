@@ -35,8 +35,10 @@ from audit.receipt import ReceiptCheck, verify_receipt
 from audit.verify import Anchors
 from exchange import web
 from exchange.consent.artefact import Consent, verify
-from exchange.errors import AccessDenied, Error, InvalidRequest, NotFound, ServiceUnavailable
+from exchange.errors import AccessDenied, Error, InvalidRequest, NotFound
 from exchange.evidence.rows import flatten
+from exchange.faults import mapped
+from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin, SignedIn, signed_in
 from exchange.portal.settings import PortalSettings, Procedure
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
@@ -156,11 +158,13 @@ class Portal:
             },
         )
         try:
-            response = await self.http.get(
-                f"/r1/{procedure.service}", params={"person": citizen.subject}, headers=headers
-            )
-        except httpx.HTTPError:
-            return Answer(error="The portal's gateway cannot be reached. Please try again later.")
+            with mapped("the portal's gateway"):
+                response = await self.http.get(
+                    f"/r1/{procedure.service}", params={"person": citizen.subject}, headers=headers
+                )
+        except Error as error:
+            told = f"{error.message[:1].upper()}{error.message[1:]}. Please try again later."
+            return Answer(error=told, reason=error.xroad_type)
         body = _json(response)
         if response.status_code == 200 and isinstance(body, dict):
             return Answer(evidence=flatten(body))
@@ -185,14 +189,12 @@ class Portal:
         )
 
     async def usage(self, citizen: SignedIn, provider: str) -> list[dict[str, Any]]:
-        try:
+        with mapped("the portal's gateway"):
             response = await self.http.get(
                 f"/r1/{provider}/usage/v1/records",
                 params={"userCode": citizen.subject},
                 headers=self._on_behalf_of(citizen, **{"X-Exchange-Identity": citizen.id_token}),
             )
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable("the portal's gateway cannot be reached") from exc
         body = _json(response)
         if response.status_code != 200 or not isinstance(body, dict):
             message = body.get("message") if isinstance(body, dict) else None
@@ -392,7 +394,7 @@ def create_app(portal: Portal) -> Starlette:
     async def health(_: Request) -> Response:
         return Response('{"status":"ok"}', media_type="application/json")
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", home),
             *web.sign_in_routes(portal.login, site=SITE, clock=clock),
@@ -407,3 +409,5 @@ def create_app(portal: Portal) -> Starlette:
             web.sessions(portal.session_secret, cookie="portal_session", https=settings.https)
         ],
     )
+    install_error_handlers(app, page=lambda error: web.failure(SITE, error))
+    return app

@@ -10,6 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from exchange.errors import UnsupportedMediaType
+from exchange.http import install_error_handlers
 from exchange.tsa.tokens import MAX_REQUEST_BYTES, Authority
 
 QUERY = "application/timestamp-query"
@@ -19,10 +21,7 @@ REPLY = "application/timestamp-reply"
 def create_app(authority: Authority, *, clock: Callable[[], datetime]) -> Starlette:
     async def stamp(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != QUERY:
-            return JSONResponse(
-                {"type": "Client.InvalidRequest", "message": f"send {QUERY}", "detail": None},
-                status_code=415,
-            )
+            raise UnsupportedMediaType(f"send {QUERY}", detail="Content-Type")
         body = b""
         async for chunk in request.stream():
             body += chunk
@@ -33,4 +32,6 @@ def create_app(authority: Authority, *, clock: Callable[[], datetime]) -> Starle
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "policy": authority.policy})
 
-    return Starlette(routes=[Route("/", stamp, methods=["POST"]), Route("/health", health)])
+    app = Starlette(routes=[Route("/", stamp, methods=["POST"]), Route("/health", health)])
+    install_error_handlers(app)
+    return app

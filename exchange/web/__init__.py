@@ -85,7 +85,7 @@ def message(site: str, heading: str, text: str, **context: Any) -> HTMLResponse:
 
 
 def failure(site: str, error: Error, *, back: str | None = "/") -> HTMLResponse:
-    return page(
+    shown = page(
         "message.html",
         status=error.status,
         site=site,
@@ -95,6 +95,8 @@ def failure(site: str, error: Error, *, back: str | None = "/") -> HTMLResponse:
         detail=error.detail,
         back=back,
     )
+    shown.headers["X-Road-Error"] = error.xroad_type  # people read the page, programs the type
+    return shown
 
 
 def local_path(value: str | None) -> str:

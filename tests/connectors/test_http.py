@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import socket
+
 import pytest
 
+from connectors.base import ConnectorRequest
 from connectors.http import HttpConnector, _decode
-from exchange.errors import ServiceFailed
+from exchange.errors import NetworkError, ServiceFailed
 
 
 def test_values_fill_one_path_segment_each() -> None:
@@ -42,3 +45,17 @@ def test_dot_segments_cannot_climb_the_backend_path(value: str) -> None:
     )
     with pytest.raises(InvalidRequest, match="must not be"):
         connector._target({"person": value})
+
+
+async def test_a_backend_that_refuses_the_connection_is_a_network_error() -> None:
+    """The same type as a refused connection anywhere else (exchange.faults); still a 503."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    connector = HttpConnector(url=f"http://127.0.0.1:{port}/{{person}}", parameters=("person",))
+    try:
+        with pytest.raises(NetworkError, match="the registry cannot be reached") as refused:
+            await connector.fetch(ConnectorRequest(service="s", parameters={"person": "EE1"}))
+    finally:
+        await connector.close()
+    assert refused.value.status == 503
