@@ -1,6 +1,10 @@
-"""A running federation: central authority, the population register's gateway (provider) and
-the state portal's gateway (consumer), each its own process on loopback, plus a REST registry
-that counts every call it gets."""
+"""The sample federation for gateway tests: central authority, the population register's gateway
+(provider), the state portal's gateway (consumer), consent service, identity provider, portal,
+plus a REST registry that counts every call it gets.
+
+``roles`` (one per module and backend) and ``fresh_roles`` (one per test) build it in the test's
+process (:mod:`tests.inprocess`); ``fresh`` runs it as processes on loopback ports, for what
+only processes can show (see tests/README.md)."""
 
 from __future__ import annotations
 
@@ -147,21 +151,6 @@ class Running(Calls):
 
     def id_token(self, citizen: str, client: str = federation.PORTAL_CLIENT_ID) -> str:
         return citizen_token(self.ports, citizen, client)
-
-    def globalconf_version(self, side: str) -> int:
-        port = self.ports.consumer_consumer if side == "consumer" else self.ports.provider_consumer
-        return int(
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()["globalconf_version"]
-        )
-
-    def wait_for_version(self, version: int) -> None:
-        deadline = time.monotonic() + 20
-        while (
-            min(self.globalconf_version("consumer"), self.globalconf_version("provider")) < version
-        ):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"gateways did not pick up configuration version {version}")
-            time.sleep(0.1)
 
     @contextlib.contextmanager
     def restarted(self, name: str) -> Iterator[None]:
@@ -316,16 +305,6 @@ def fresh_roles(tmp_path: Path) -> Iterator[Roles]:
     """An in-process federation of its own, for tests that change trust or restart roles."""
     with build_roles(tmp_path / "federation") as made:
         yield made
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def running(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Running]:
-    """One federation per test module and backend of the gateways' own databases."""
-    with contextlib.ExitStack() as stack:
-        urls = _databases(stack, request.param)
-        yield stack.enter_context(run_federation(tmp_path_factory.mktemp("federation"), urls))
 
 
 @pytest.fixture
