@@ -323,6 +323,7 @@ def create_app(service: ConsentService) -> Starlette:
         ],
     )
     install_error_handlers(app, page=fail_page)
+    app.state.subscribers = subscribers  # who follows the feed (operators, tests)
     return app
 
 

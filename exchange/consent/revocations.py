@@ -52,6 +52,10 @@ class Subscribers:
         async with self._changed:
             self._changed.notify_all()
 
+    def holding(self, subscriber: str) -> int:
+        """How many polls of ``subscriber`` are held right now."""
+        return self._waiting.get(subscriber, 0)
+
     @property
     def published_so_far(self) -> int:
         """Read before looking in the database; hand to :meth:`wait` if nothing was there."""

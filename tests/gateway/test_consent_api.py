@@ -296,7 +296,8 @@ def test_a_held_poll_answers_as_soon_as_a_consent_is_revoked(roles: Roles) -> No
     with ThreadPoolExecutor(1) as pool:
         began = time.monotonic()
         held = pool.submit(feed, roles, after=str(after), wait="20", subscriber="test")
-        time.sleep(0.3)
+        subscribers = roles.roles.loopback.routes[roles.consent_url][0].state.subscribers
+        roles.eventually(lambda: subscribers.holding("test") > 0, what="the poll is held")
         assert not held.done()
         assert revoke(roles, consent_id).status_code == 200
         assert list(held.result(timeout=15).revoked) == [consent_id]
