@@ -55,7 +55,7 @@ from exchange.gateway.node import Gateway
 from exchange.gateway.preview import create_preview_app
 from exchange.gateway.provider import create_provider_app
 from exchange.gateway.settings import GatewaySettings
-from exchange.gateway.tls import PEER_FINGERPRINT
+from exchange.gateway.tls import PEER_FINGERPRINT, PeerCertificateProtocol, server_ssl_options
 from exchange.gateway.transport import Reply
 from exchange.identity.login import OidcLogin
 from exchange.idp import files as idp_files
@@ -301,7 +301,7 @@ class LiveClock:
         self.offset += delta
 
 
-class _Listener:
+class Listener:
     def __init__(self, server: uvicorn.Server, task: asyncio.Task[None]) -> None:
         self.server, self.task = server, task
 
@@ -310,16 +310,18 @@ class _Listener:
         await self.task
 
 
-async def _listen(app: ASGIApp, port: int) -> _Listener:
-    """``app`` served by uvicorn on 127.0.0.1:``port`` on this loop, until stopped."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+async def listen(app: ASGIApp, port: int, **options: Any) -> Listener:
+    """``app`` served by uvicorn on 127.0.0.1:``port`` on this loop, until stopped; ``options``
+    go to uvicorn (TLS, the protocol class)."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options)
+    server = uvicorn.Server(config)
     task = asyncio.get_running_loop().create_task(server.serve())
     while not server.started:
         if task.done():
             task.result()  # raises what stopped it
             raise OSError(f"could not listen on port {port}")
         await asyncio.sleep(0.01)
-    return _Listener(server, task)
+    return Listener(server, task)
 
 
 def _origin(url: str) -> str:
@@ -350,9 +352,10 @@ class InProcess:
         # own: the authorities it asks also listen on their real loopback ports.
         central_app = create_central_app(central_settings, clock=clock)
         self.loopback.serve(central_settings.url, central_app, self.side)
+        self._main_listeners: list[Listener] = []
         self._listeners = [
-            self.side.run(_listen(tsa_app, ports.tsa)),
-            self.side.run(_listen(central_app, ports.central)),
+            self.side.run(listen(tsa_app, ports.tsa)),
+            self.side.run(listen(central_app, ports.central)),
         ]
         blocking, asynchronous = self.loopback.blocking(), self.loopback.asynchronous()
         self._blocking = blocking
@@ -447,6 +450,21 @@ class InProcess:
     def id_token(self, citizen: str, client: str) -> str:
         return self.idp.id_token(self.idp.citizens[citizen], audience=client)
 
+    def listen_tls(self, name: str = "provider") -> None:
+        """Gateway ``name``'s provider listener also on its real port, with mutual TLS as
+        ``exchange gateway serve`` runs it (for the handshake tests)."""
+        gateway = self.gateways[name]
+        ca_file = gateway.settings.data_dir / "ca.pem"
+        ca_file.write_text("".join(gateway.trust.view().configuration.ca_certificates))
+        tls = server_ssl_options(
+            certificate=gateway.keys.tls_certificate_path, key=gateway.keys.tls_key_path, ca=ca_file
+        )
+        app = create_provider_app(gateway)
+        port = gateway.settings.provider.port
+        self._main_listeners.append(
+            self.main.run(listen(app, port, http=PeerCertificateProtocol, **tls))
+        )
+
     def restart(self, name: str) -> Gateway:
         """Gateway ``name`` ("provider", "consumer") stopped and built again from its files and
         database, as after a restart of its process."""
@@ -464,6 +482,8 @@ class InProcess:
                 client.refresh()
 
     def close(self) -> None:
+        for listener in self._main_listeners:
+            self.main.run(listener.stop())
         for gateway in self.gateways.values():
             self.main.run(gateway.close())
         for listener in self._listeners:

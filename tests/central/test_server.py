@@ -1,9 +1,14 @@
-"""A real central authority process on loopback, driven over HTTP and checked with openssl."""
+"""A real central authority on a loopback port, driven over HTTP and checked with openssl.
+
+The authority is initialised as ``exchange central init`` leaves it and served by uvicorn in a
+thread of this process; the command line itself (``central init``, ``central serve``) runs in
+``tests/test_cli.py`` and under every multi-process federation.
+"""
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -13,11 +18,18 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from exchange.central import files
+from exchange.central.app import create_app
+from exchange.central.registry import Registry
+from exchange.central.settings import CentralSettings
+from exchange.db import migrate
+from exchange.db.engine import build_engine
 from exchange.errors import ConfigurationExpired, ConfigurationUnavailable
 from exchange.trust.globalconf import TrustAnchor
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
 from exchange.trust.keys import build_csr, csr_pem, generate_key
-from tests.servers import exchange, free_port, serving
+from tests.inprocess import LoopThread, listen
+from tests.servers import free_port
 
 
 @dataclass
@@ -25,7 +37,7 @@ class RunningCentral:
     url: str
     data_dir: Path
     token: str
-    process: subprocess.Popen[bytes]
+    stop: Callable[[], None]  # the authority goes away (its port refuses connections)
 
     def api(self) -> httpx.Client:
         return httpx.Client(
@@ -40,22 +52,31 @@ class RunningCentral:
 
 @pytest.fixture
 def running_central(tmp_path: Path, database_url: str) -> Iterator[RunningCentral]:
-    port = free_port()
-    data_dir = tmp_path / "central"
-    env = {"EXCHANGE_CENTRAL_DATABASE_URL": database_url, "EXCHANGE_CENTRAL_PORT": str(port)}
-    initialised = exchange(
-        "central", "init", "--instance", "EE", "--data-dir", str(data_dir), env=env
+    settings = CentralSettings(
+        data_dir=tmp_path / "central", database_url=database_url, port=free_port()
     )
-    assert initialised.returncode == 0, initialised.stderr
-    url = f"http://127.0.0.1:{port}"
-    with serving(
-        ["central", "serve", "--data-dir", str(data_dir)],
-        health_url=f"{url}/health",
-        env=env,
-        log=tmp_path / "central.log",
-    ) as process:
-        token = (data_dir / "admin-token").read_text().strip()
-        yield RunningCentral(url=url, data_dir=data_dir, token=token, process=process)
+    material = files.initialise(settings, instance="EE", at=utcnow())
+    engine = build_engine(settings.db_url)
+    migrate.upgrade("central", engine)
+    Registry(engine=engine, instance="EE", clock=utcnow).seed_member_classes(actor="test")
+    engine.dispose()
+    files.write_anchor(settings, material)
+    loop = LoopThread("central")
+    listener = loop.run(listen(create_app(settings), settings.port))
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            loop.run(listener.stop())
+
+    try:
+        token = (settings.data_dir / "admin-token").read_text().strip()
+        yield RunningCentral(url=settings.url, data_dir=settings.data_dir, token=token, stop=stop)
+    finally:
+        stop()
+        loop.stop()
 
 
 def test_management_api_requires_the_admin_token(running_central: RunningCentral) -> None:
@@ -192,8 +213,7 @@ def test_client_keeps_last_good_configuration_while_authority_is_down(
 ) -> None:
     client = GlobalConfClient(anchor=running_central.anchor())
     held = client.refresh()
-    running_central.process.terminate()
-    running_central.process.wait(timeout=15)
+    running_central.stop()
     with pytest.raises(ConfigurationUnavailable, match="cannot be reached"):
         client.refresh()
     assert client.current().version == held.version

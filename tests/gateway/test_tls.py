@@ -1,7 +1,9 @@
-"""Mutual TLS at the provider's listener, on real sockets: who may complete the handshake.
+"""Mutual TLS at the provider's listener, on a real socket: who may complete the handshake.
 
-The provider's checks after the handshake run in process in ``test_attacks.py``; these need the
-real listener. The gateways' own databases play no part here, so one backend is enough.
+The provider's listener runs as ``exchange gateway serve`` runs it (uvicorn, a client
+certificate from the instance CA required, the peer certificate handed to the app); the
+federation around it is in process. The provider's checks after the handshake are in
+``test_attacks.py``. The gateways' own databases play no part here, so one backend is enough.
 """
 
 from __future__ import annotations
@@ -25,24 +27,25 @@ from exchange.trust.keys import (
     load_certificate,
     private_key_pem,
 )
-from tests.gateway.conftest import Running, run_federation
+from tests.gateway.conftest import Roles, build_roles
 from tests.gateway.test_attacks import claims, signer_of
 from tests.servers import exchange
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    with run_federation(tmp_path_factory.mktemp("federation")) as made:
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Roles]:
+    with build_roles(tmp_path_factory.mktemp("federation")) as made:
+        made.roles.listen_tls()
         yield made
 
 
-def tls_context(running: Running, cert: Path, key: Path) -> ssl.SSLContext:
+def tls_context(running: Roles, cert: Path, key: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(running.layout.central.data_dir / "ca.pem"))
     context.load_cert_chain(cert, key)
     return context
 
 
-def send(running: Running, context: ssl.SSLContext) -> httpx.Response:
+def send(running: Roles, context: ssl.SSLContext) -> httpx.Response:
     signed = claims()
     with httpx.Client(verify=context, timeout=10) as client:
         return client.get(
@@ -58,14 +61,14 @@ def send(running: Running, context: ssl.SSLContext) -> httpx.Response:
         )
 
 
-def test_a_registered_gateway_completes_the_handshake_and_is_served(running: Running) -> None:
+def test_a_registered_gateway_completes_the_handshake_and_is_served(running: Roles) -> None:
     settings = running.consumer_settings()
     context = tls_context(running, settings.data_dir / "tls.pem", settings.data_dir / "tls.key")
     assert send(running, context).status_code == 200
 
 
 def test_client_certificate_from_a_foreign_ca_fails_the_handshake(
-    running: Running, tmp_path: Path
+    running: Roles, tmp_path: Path
 ) -> None:
     key = generate_key()
     foreign = ca.CertificateAuthority(
@@ -91,7 +94,7 @@ def test_client_certificate_from_a_foreign_ca_fails_the_handshake(
     assert running.registry.calls == before
 
 
-def test_no_client_certificate_fails_the_handshake(running: Running) -> None:
+def test_no_client_certificate_fails_the_handshake(running: Roles) -> None:
     context = ssl.create_default_context(cafile=str(running.layout.central.data_dir / "ca.pem"))
     with (
         pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)),
@@ -100,7 +103,7 @@ def test_no_client_certificate_fails_the_handshake(running: Running) -> None:
         client.get(f"https://127.0.0.1:{running.ports.provider_tls}/health")
 
 
-def test_openssl_accepts_gateway_certificates(running: Running) -> None:
+def test_openssl_accepts_gateway_certificates(running: Roles) -> None:
     ca_file = running.layout.central.data_dir / "ca.pem"
     for settings in (running.consumer_settings(), running.provider_settings()):
         for name in ("signing.pem", "tls.pem"):
