@@ -264,6 +264,7 @@ def _json(response: httpx.Response) -> Any:
 
 def create_app(portal: Portal) -> Starlette:
     settings, clock = portal.settings, portal.clock
+    pages = web.Pages("exchange.portal")
 
     def citizen_of(request: Request) -> SignedIn | None:
         return signed_in(request.session, at=clock())
@@ -279,8 +280,8 @@ def create_app(portal: Portal) -> Starlette:
         return procedure
 
     async def home(request: Request) -> Response:
-        return web.page(
-            "portal_home.html",
+        return pages.page(
+            "home.html",
             site=SITE,
             citizen=citizen_of(request),
             procedures=settings.procedures,
@@ -296,7 +297,7 @@ def create_app(portal: Portal) -> Starlette:
         status: int = 200,
     ) -> Response:
         consent = portal.consent_of(citizen, procedure)
-        return web.page(
+        return pages.page(
             "procedure.html",
             status=status,
             site=SITE,
@@ -316,7 +317,7 @@ def create_app(portal: Portal) -> Starlette:
         try:
             return procedure_page(request, citizen, procedure_of(request))
         except Error as error:
-            return web.failure(SITE, error)
+            return pages.failure(SITE, error)
 
     async def consent_returned(request: Request) -> Response:
         # Posted by the consent service's page (another site, so no session cookie comes
@@ -328,7 +329,7 @@ def create_app(portal: Portal) -> Starlette:
                 return RedirectResponse(f"/procedures/{chosen.code}?declined=1", status_code=303)
             portal.accept(chosen, str(form.get("consent", "")))
         except Error as error:
-            return web.failure(SITE, error)
+            return pages.failure(SITE, error)
         return RedirectResponse(f"/procedures/{chosen.code}", status_code=303)
 
     async def fetch(request: Request) -> Response:
@@ -345,7 +346,7 @@ def create_app(portal: Portal) -> Starlette:
             answer = await portal.fetch(citizen, chosen, artefact)
             return procedure_page(request, citizen, chosen, answer=answer)
         except Error as error:
-            return web.failure(SITE, error)
+            return pages.failure(SITE, error)
 
     async def usage(request: Request) -> Response:
         citizen = citizen_of(request)
@@ -354,8 +355,8 @@ def create_app(portal: Portal) -> Starlette:
         try:
             usages, failures = await portal.all_usage(citizen)
         except Error as error:
-            return web.failure(SITE, error)
-        return web.page(
+            return pages.failure(SITE, error)
+        return pages.page(
             "usage.html",
             site=SITE,
             citizen=citizen,
@@ -380,8 +381,8 @@ def create_app(portal: Portal) -> Starlette:
             )
             usages, failures = await portal.all_usage(citizen)
         except Error as error:
-            return web.failure(SITE, error, back="/usage")
-        return web.page(
+            return pages.failure(SITE, error, back="/usage")
+        return pages.page(
             "usage.html",
             site=SITE,
             citizen=citizen,
@@ -397,7 +398,7 @@ def create_app(portal: Portal) -> Starlette:
     app = Starlette(
         routes=[
             Route("/", home),
-            *web.sign_in_routes(portal.login, site=SITE, clock=clock),
+            *web.sign_in_routes(portal.login, pages=pages, site=SITE, clock=clock),
             Route("/procedures/{code}", procedure, methods=["GET"]),
             Route("/procedures/{code}/consent", consent_returned, methods=["POST"]),
             Route("/procedures/{code}/fetch", fetch, methods=["POST"]),
@@ -409,5 +410,5 @@ def create_app(portal: Portal) -> Starlette:
             web.sessions(portal.session_secret, cookie="portal_session", https=settings.https)
         ],
     )
-    install_error_handlers(app, page=lambda error: web.failure(SITE, error))
+    install_error_handlers(app, page=lambda error: pages.failure(SITE, error))
     return app
