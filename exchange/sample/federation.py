@@ -210,11 +210,13 @@ def create(
     business register (SQL, public data) and university (HTTP backend, consent) with gateways.
     """
     base = base.resolve()
-    central_settings = CentralSettings(
-        data_dir=base / "central",
-        port=ports.central,
-        public_url=f"http://127.0.0.1:{ports.central}",
-        database_url=central_database_url,
+    central_settings = CentralSettings.load(
+        overrides={
+            "data_dir": base / "central",
+            "port": ports.central,
+            "public_url": f"http://127.0.0.1:{ports.central}",
+            "database_url": central_database_url,
+        }
     )
     central_files.initialise(central_settings, instance=INSTANCE, at=utcnow())
     migrate.upgrade("central", build_engine(central_settings.db_url))
