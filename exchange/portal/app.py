@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from audit.receipt import ReceiptCheck, verify_receipt
 from audit.verify import Anchors
-from exchange import web
+from exchange import keyfolder, web
 from exchange.consent.artefact import Consent, verify
 from exchange.errors import AccessDenied, Error, InvalidRequest, NotFound
 from exchange.evidence.rows import flatten
@@ -42,7 +42,6 @@ from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin, SignedIn, signed_in
 from exchange.portal.settings import PortalSettings, Procedure
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
-from exchange.trust.keys import secret_file
 from exchange.trust.view import TrustView, relying_party
 
 SITE = "State Portal"
@@ -79,7 +78,7 @@ class Portal:
         the identity provider's keys: the network unless transports are injected (tests)."""
         self.settings = settings
         self.clock = clock
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        keyfolder.create(settings.data_dir)
         self.trust = relying_party(
             anchor=settings.anchor, data_dir=settings.data_dir, clock=clock, globalconf=globalconf
         )
@@ -93,7 +92,7 @@ class Portal:
             transport=http,
             keys_transport=blocking_http,
         )
-        self.session_secret = secret_file(settings.data_dir / "session.key")
+        self.session_secret = keyfolder.secret(settings.data_dir / "session.key")
         self.consents: dict[tuple[str, str], str] = {}
         # Its own gateway, over the network unless a transport is injected (tests).
         self.http = httpx.AsyncClient(

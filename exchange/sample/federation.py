@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from exchange import keyfolder
 from exchange.central import files as central_files
 from exchange.central.app import Central, build
 from exchange.central.settings import CentralSettings
@@ -359,8 +360,7 @@ def create(
     for config in configs:
         (GatewaySettings.load(config).data_dir / "globalconf.jws").write_bytes(document)
     for folder in (base / "consent", base / "portal" / "data"):
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "globalconf.jws").write_bytes(document)
+        (keyfolder.create(folder) / "globalconf.jws").write_bytes(document)
     return Federation(
         base=base,
         central=central_settings,
