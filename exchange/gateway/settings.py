@@ -39,11 +39,12 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+import schemas
 from exchange.db.engine import sqlite_url
 from exchange.identifiers import GatewayId, check_segment
 from exchange.settings_file import Listen, RoleSettings, Strict
 
-SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMAS_DIR = schemas.FOLDER  # the evidence schemas shipped with the package
 
 
 class ConnectorSpec(Strict):
