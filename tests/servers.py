@@ -78,11 +78,13 @@ def serving(
     cwd: Path | None = None,
     log: Path,
     ready_within: float = 30,
+    command: Sequence[str] = EXCHANGE,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``exchange <args>``, wait until ``health_url`` answers 200, stop it afterwards."""
+    """Start ``exchange <args>`` (``command`` runs ``exchange``), wait until ``health_url``
+    answers 200, stop it afterwards."""
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [*EXCHANGE, *args],
+            [*command, *args],
             env={**os.environ, **(env or {})},
             cwd=cwd,
             stdout=sink,

@@ -301,7 +301,8 @@ def test_requests_the_server_cannot_parse_get_an_xroad_answer(
 
 def test_pages_show_the_same_error_to_people() -> None:
     """The boundary's page for browsers is the site's own error page."""
-    app = crashing_app(page=lambda error: web.failure("Site", error))
+    pages = web.Pages("exchange.portal")
+    app = crashing_app(page=lambda error: pages.failure("Site", error))
     with start_blocking_portal() as loop:
         client = InProcess(loop, app)
         refused = client.get("/refuse", headers=BROWSER)

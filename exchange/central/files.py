@@ -24,6 +24,7 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from exchange import keyfolder
 from exchange.central.settings import CentralSettings
 from exchange.errors import Conflict, NotFound
 from exchange.identifiers import check_segment
@@ -35,8 +36,6 @@ from exchange.trust.keys import (
     generate_key,
     load_certificate,
     load_private_key,
-    write_private_key,
-    write_secret,
 )
 
 
@@ -68,7 +67,7 @@ def initialise(settings: CentralSettings, *, instance: str, at: datetime) -> Aut
     root = settings.data_dir
     if (root / "authority.json").exists():
         raise Conflict(f"{root} already holds a central authority; refusing to overwrite it")
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    keyfolder.create(root)
 
     ca_key = generate_key()
     ca_certificate = ca.create_root(ca_key, instance=instance, at=at, validity=settings.ca_validity)
@@ -86,11 +85,11 @@ def initialise(settings: CentralSettings, *, instance: str, at: datetime) -> Aut
         at=at,
         validity=settings.configuration_signing_validity,
     )
-    write_private_key(root / "ca.key", ca_key)
+    keyfolder.write_key(root / "ca.key", ca_key)
     (root / "ca.pem").write_text(certificate_pem(ca_certificate))
-    write_private_key(root / "configuration-signing.key", configuration_key)
+    keyfolder.write_key(root / "configuration-signing.key", configuration_key)
     (root / "configuration-signing.pem").write_text(certificate_pem(configuration_certificate))
-    write_secret(root / "admin-token", secrets.token_urlsafe(32).encode() + b"\n")
+    keyfolder.write_private(root / "admin-token", secrets.token_urlsafe(32).encode() + b"\n")
     identity = {"instance": instance, "created_at": at.isoformat(), "public_url": settings.url}
     (root / "authority.json").write_text(json.dumps(identity, indent=2) + "\n")
     material = load(settings)

@@ -1,18 +1,21 @@
-"""Settings of a central authority, from ``EXCHANGE_CENTRAL_*`` environment variables."""
+"""Settings of a central authority: ``EXCHANGE_CENTRAL_*`` environment variables and the command's
+options (see :mod:`exchange.settings_file`); it has no settings file."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from exchange.db.engine import sqlite_url
+from exchange.settings_file import RoleSettings
 
 
-class CentralSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EXCHANGE_CENTRAL_", frozen=True)
+class CentralSettings(RoleSettings):
+    prefix: ClassVar[str] = "EXCHANGE_CENTRAL_"
+    kind: ClassVar[str] = "central authority"
 
     data_dir: Path = Field(default=Path("exchange-data/central"))
     database_url: str | None = Field(

@@ -61,10 +61,7 @@ def _actor() -> str:
 
 
 def settings_for(data_dir: Path | None, **overrides: object) -> CentralSettings:
-    values = {k: v for k, v in overrides.items() if v is not None}
-    if data_dir is not None:
-        values["data_dir"] = data_dir
-    return files.resolve(CentralSettings(**values))  # type: ignore[arg-type]
+    return files.resolve(CentralSettings.load(overrides={"data_dir": data_dir, **overrides}))
 
 
 def open_central(data_dir: Path | None) -> Central:

@@ -98,7 +98,9 @@ def demo(
         typer.echo(f"resuming the demo in {data_dir} (ports from its first run, from {port})")
         layout = federation.Federation(
             base=data_dir,
-            central=CentralSettings(data_dir=data_dir / "central", port=port),
+            central=CentralSettings.load(
+                overrides={"data_dir": data_dir / "central", "port": port}
+            ),
             provider=data_dir / "population-gateway" / "gateway.toml",
             consumer=data_dir / "portal-gateway" / "gateway.toml",
             registry=data_dir / "registries" / "population.db",

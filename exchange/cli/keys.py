@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from exchange.trust.keys import build_csr, csr_pem, generate_key, write_private_key
+from exchange import keyfolder
+from exchange.trust.keys import build_csr, csr_pem, generate_key
 
 app = typer.Typer(
     help="Generate key pairs and certificate requests (the member's side).", no_args_is_help=True
@@ -28,6 +29,6 @@ def generate(
 ) -> None:
     """Generate an EC P-256 key and a CSR for it."""
     private_key = generate_key()
-    write_private_key(key, private_key)
+    keyfolder.write_key(key, private_key)
     csr.write_text(csr_pem(build_csr(private_key, name)))
     typer.echo(f"wrote private key {key} (0600) and CSR {csr}")

@@ -103,9 +103,10 @@ def listed_json(item: Listed) -> dict[str, Any]:
 def create_app(service: ConsentService) -> Starlette:
     store, settings, clock = service.store, service.settings, service.clock
     subscribers = Subscribers()
+    pages = web.Pages("exchange.consent")
 
     def fail_page(error: Error, back: str | None = "/") -> Response:
-        return web.failure(SITE, error, back=back)
+        return pages.failure(SITE, error, back=back)
 
     def terms_of(request: GrantRequest) -> Terms:
         configuration = service.trust.view().configuration
@@ -136,9 +137,9 @@ def create_app(service: ConsentService) -> Starlette:
     async def home(request: Request) -> Response:
         citizen = signed_in(request.session, at=clock())
         if citizen is None:
-            return web.page("consent_signin.html", site=SITE, then="/")
+            return pages.page("signin.html", site=SITE, then="/")
         consents = await asyncio.to_thread(store.of, citizen.subject)
-        return web.page(
+        return pages.page(
             "consents.html",
             site=SITE,
             citizen=citizen,
@@ -157,7 +158,7 @@ def create_app(service: ConsentService) -> Starlette:
             checked_return(terms, str(fields.get("return_to", "")))
         except Error as error:
             return fail_page(error, back=None)
-        return web.page(
+        return pages.page(
             "grant.html",
             site=SITE,
             citizen=citizen,
@@ -176,7 +177,7 @@ def create_app(service: ConsentService) -> Starlette:
             terms = terms_of(grant_request(form))
             return_to = checked_return(terms, str(form.get("return_to", "")))
             if form.get("decision") != "grant":
-                return web.page(
+                return pages.page(
                     "granted.html",
                     site=SITE,
                     citizen=citizen,
@@ -187,7 +188,7 @@ def create_app(service: ConsentService) -> Starlette:
             consent, artefact = await asyncio.to_thread(store.grant, citizen.subject, terms)
         except Error as error:
             return fail_page(error)
-        return web.page(
+        return pages.page(
             "granted.html",
             site=SITE,
             citizen=citizen,
@@ -305,7 +306,7 @@ def create_app(service: ConsentService) -> Starlette:
     app = Starlette(
         routes=[
             Route("/", home),
-            *web.sign_in_routes(service.login, site=SITE, clock=clock),
+            *web.sign_in_routes(service.login, pages=pages, site=SITE, clock=clock),
             Route("/grant", ask, methods=["GET"]),
             Route("/grant", confirm, methods=["POST"]),
             Route("/consents/{consent_id}/revoke", revoke_page, methods=["POST"]),

@@ -20,23 +20,31 @@
     [consumers]                             # where each portal may have citizens sent back
     "EE/GOV/70000001/citizen-portal" = ["https://portal.example/"]
 
-``EXCHANGE_CONSENT_DATABASE_URL`` overrides ``database_url``; ``EXCHANGE_CONSENT_CLIENT_SECRET``
-supplies the client secret if the issuer wants one.
+Variables ``EXCHANGE_CONSENT_<KEY>`` and ``EXCHANGE_CONSENT_<SECTION>_<KEY>`` override the file
+(:mod:`exchange.settings_file`): ``EXCHANGE_CONSENT_DATABASE_URL`` for ``database_url``, and
+``EXCHANGE_CONSENT_CLIENT_SECRET`` (or ``..._IDENTITY_CLIENT_SECRET``) supplies the client secret if
+the issuer wants one.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from exchange import settings_file
 from exchange.db.engine import sqlite_url
 from exchange.identifiers import MemberId, check_segment
-from exchange.settings_file import Listen, OidcClient, Strict
+from exchange.settings_file import Listen, OidcClient, RoleSettings
 
 
-class ConsentSettings(Strict):
+class ConsentSettings(RoleSettings):
+    prefix: ClassVar[str] = "EXCHANGE_CONSENT_"
+    kind: ClassVar[str] = "consent service"
+    aliases: ClassVar[dict[str, tuple[str, ...]]] = {
+        "EXCHANGE_CONSENT_CLIENT_SECRET": ("identity", "client_secret"),
+    }
+
     name: str
     member: str
     data_dir: Path
@@ -73,16 +81,4 @@ class ConsentSettings(Strict):
         return any(
             url.startswith(prefix) and prefix.count("/") >= 3
             for prefix in self.consumers.get(consumer, [])
-        )
-
-    @classmethod
-    def load(cls, path: Path) -> ConsentSettings:
-        return settings_file.load(
-            cls,
-            path,
-            kind="consent service",
-            environment={
-                "EXCHANGE_CONSENT_DATABASE_URL": ("database_url",),
-                "EXCHANGE_CONSENT_CLIENT_SECRET": ("identity", "client_secret"),
-            },
         )

@@ -1,11 +1,14 @@
 """Build SQLAlchemy engines from a URL.
 
 SQLite is the embedded default (one file in the role's data folder, WAL journal, foreign keys
-on); PostgreSQL is used by URL. Engines are built only when a role starts, never at import time.
+on, the file 0600 and a folder it creates 0700); PostgreSQL is used by URL. Engines are built
+only when a role starts, never at import time.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,14 @@ from sqlalchemy.engine import make_url
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 (its folder 0700) unless it exists. SQLite gives its
+    ``-wal`` and ``-shm`` files the database's mode, so they are private too."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 SYNCHRONOUS = ("FULL", "NORMAL")
@@ -42,7 +53,7 @@ def build_engine(
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(parsed.database))
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         def configure(dbapi_connection: Any, _record: Any) -> None:

@@ -22,18 +22,10 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from exchange.errors import Error, NotFound, ServiceFailed
+from exchange import keyfolder
+from exchange.errors import NotFound, ServiceFailed
 from exchange.faults import mapped
 from exchange.gateway.settings import GatewaySettings
-from exchange.trust.keys import (
-    build_csr,
-    csr_pem,
-    generate_key,
-    load_certificate,
-    load_private_key,
-    secret_file,
-    write_private_key,
-)
 
 
 @dataclass(frozen=True)
@@ -46,16 +38,12 @@ class GatewayKeys:
 
 def initialise(settings: GatewaySettings) -> list[Path]:
     """Generate both key pairs and their CSRs (once); return the CSR paths."""
-    root = settings.data_dir
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    made = []
-    for name, label in (("signing", str(settings.gateway.member)), ("tls", settings.id)):
-        if (root / f"{name}.key").exists():
-            continue
-        key = generate_key()
-        write_private_key(root / f"{name}.key", key)
-        (root / f"{name}.csr").write_text(csr_pem(build_csr(key, label)))
-        made.append(root / f"{name}.csr")
+    root = keyfolder.create(settings.data_dir)
+    made = [
+        keyfolder.new_key(root, name, label=label)
+        for name, label in (("signing", str(settings.gateway.member)), ("tls", settings.id))
+        if not (root / f"{name}.key").exists()
+    ]
     audit_key(settings)
     return made
 
@@ -96,22 +84,16 @@ def enrol(
 
 def audit_key(settings: GatewaySettings) -> bytes:
     """The secret that hashes persons' ids in the audit log; replicas of a gateway share it."""
-    return secret_file(settings.data_dir / "audit.key")
+    return keyfolder.secret(settings.data_dir / "audit.key")
 
 
 def load(settings: GatewaySettings) -> GatewayKeys:
-    root = settings.data_dir
-    for name in ("signing.key", "signing.pem", "tls.key", "tls.pem"):
-        if not (root / name).exists():
-            raise NotFound(
-                f"{root / name} is missing; run 'exchange gateway init' and 'enrol' first"
-            )
-    key = load_private_key(root / "signing.key")
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise Error("the signing key must be an EC key")
+    root, hint = settings.data_dir, "run 'exchange gateway init' and 'enrol' first"
+    key, certificate = keyfolder.ec_pair(root, "signing", hint=hint)
+    keyfolder.require(root, ("tls.key", "tls.pem"), hint=hint)
     return GatewayKeys(
         signing_key=key,
-        signing_certificate=load_certificate(root / "signing.pem"),
+        signing_certificate=certificate,
         tls_key_path=root / "tls.key",
         tls_certificate_path=root / "tls.pem",
     )
@@ -119,4 +101,4 @@ def load(settings: GatewaySettings) -> GatewayKeys:
 
 def session_key(settings: GatewaySettings) -> bytes:
     """Signs the preview pages' session cookies; replicas behind one address share it."""
-    return secret_file(settings.data_dir / "session.key")
+    return keyfolder.secret(settings.data_dir / "session.key")

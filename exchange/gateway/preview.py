@@ -170,6 +170,8 @@ def create_preview_app(
     session_secret: bytes,
     clock: Callable[[], datetime],
 ) -> Starlette:
+    pages = web.Pages("exchange.gateway")
+
     async def show(request: Request) -> Response:
         preview_id = request.path_params["preview_id"]
         citizen = signed_in(request.session, at=clock())
@@ -178,8 +180,8 @@ def create_preview_app(
         try:
             row = previews.shown_to(preview_id, citizen.subject)
         except Error as error:
-            return web.failure(site, error, back=None)
-        return web.page(
+            return pages.failure(site, error, back=None)
+        return pages.page(
             "preview.html",
             site=site,
             citizen=citizen,
@@ -199,9 +201,9 @@ def create_preview_app(
             decision = str(form.get("decision", ""))
             previews.decide(preview_id, citizen.subject, decision)
         except Error as error:
-            return web.failure(site, error, back=None)
+            return pages.failure(site, error, back=None)
         approved = decision == "approved"
-        return web.message(
+        return pages.message(
             site,
             "Approved" if approved else "Refused",
             "The data will be sent when the service asks again. You can close this page and "
@@ -213,7 +215,7 @@ def create_preview_app(
 
     app = Starlette(
         routes=[
-            *web.sign_in_routes(login, site=site, clock=clock),
+            *web.sign_in_routes(login, pages=pages, site=site, clock=clock),
             Route("/preview/{preview_id}", show, methods=["GET"]),
             Route("/preview/{preview_id}", decide, methods=["POST"]),
             Route("/health", lambda _: Response('{"status":"ok"}', media_type="application/json")),
@@ -226,5 +228,5 @@ def create_preview_app(
             )
         ],
     )
-    install_error_handlers(app, page=lambda error: web.failure(site, error, back=None))
+    install_error_handlers(app, page=lambda error: pages.failure(site, error, back=None))
     return app

@@ -26,43 +26,28 @@
     url = "sqlite:///population.db"
     query = "SELECT ... WHERE person_code = :person"
 
-Relative paths are taken from the settings file's folder. ``EXCHANGE_GATEWAY_DATABASE_URL``
-overrides ``database_url`` so that deployments keep credentials out of the file.
+Relative paths are taken from the settings file's folder. Variables ``EXCHANGE_GATEWAY_<KEY>``
+and ``EXCHANGE_GATEWAY_<SECTION>_<KEY>`` override the file (:mod:`exchange.settings_file`), so that
+deployments keep credentials out of it: ``EXCHANGE_GATEWAY_DATABASE_URL``,
+``EXCHANGE_GATEWAY_PREVIEW_CLIENT_SECRET``.
 """
 
 from __future__ import annotations
 
-import os
-import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
+import schemas
 from exchange.db.engine import sqlite_url
-from exchange.errors import InvalidRequest
 from exchange.identifiers import GatewayId, check_segment
+from exchange.settings_file import Listen, RoleSettings, Strict
 
-SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+SCHEMAS_DIR = schemas.FOLDER  # the evidence schemas shipped with the package
 
 
-class Listen(_Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(ge=0, le=65535)
-
-
-class ConnectorSpec(_Strict):
+class ConnectorSpec(Strict):
     type: Literal["sql", "http", "python"]
     url: str | None = None
     query: str | None = None
@@ -74,7 +59,7 @@ class ConnectorSpec(_Strict):
     max_bytes: int = Field(default=1024 * 1024, gt=0)
 
 
-class IdentitySpec(_Strict):
+class IdentitySpec(Strict):
     """The OIDC issuer whose ID tokens citizens present (to read their own usage)."""
 
     issuer: str
@@ -84,7 +69,7 @@ class IdentitySpec(_Strict):
     )
 
 
-class PreviewSpec(_Strict):
+class PreviewSpec(Strict):
     """Where citizens look at evidence before it is released (plain HTTP behind the operator's
     TLS front in production): this listener, its public address, and its client id at the
     identity provider (``identity.issuer``)."""
@@ -97,7 +82,7 @@ class PreviewSpec(_Strict):
     lifetime: float = Field(default=900.0, gt=0, le=86400, description="seconds a preview waits")
 
 
-class ServiceSpec(_Strict):
+class ServiceSpec(Strict):
     subsystem: str
     code: str
     version: str | None = None
@@ -123,7 +108,11 @@ class ServiceSpec(_Strict):
         return value
 
 
-class GatewaySettings(_Strict):
+class GatewaySettings(RoleSettings):
+    prefix: ClassVar[str] = "EXCHANGE_GATEWAY_"
+    kind: ClassVar[str] = "gateway"
+    relative: ClassVar[tuple[str, ...]] = ("data_dir", "anchor", "schemas_dir")
+
     id: str
     data_dir: Path
     anchor: Path
@@ -201,31 +190,13 @@ class GatewaySettings(_Strict):
         return self.database_url or sqlite_url(self.data_dir / "gateway.db")
 
     @classmethod
-    def load(cls, path: Path) -> GatewaySettings:
-        try:
-            raw = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise InvalidRequest(f"cannot read gateway settings {path}: {exc}") from exc
-        base = path.resolve().parent
-        for key in ("data_dir", "anchor", "schemas_dir"):
-            if key in raw:
-                raw[key] = str(base / raw[key])
+    def from_file(cls, raw: dict[str, Any], folder: Path) -> None:
+        """Also each service's OpenAPI file and SQLite connector database."""
+        super().from_file(raw, folder)
         for service in raw.get("services", []):
             if "openapi" in service:
-                service["openapi"] = str(base / service["openapi"])
+                service["openapi"] = str(folder / service["openapi"])
             connector = service.get("connector", {})
             url = connector.get("url", "")
             if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-                connector["url"] = f"sqlite:///{base / url.removeprefix('sqlite:///')}"
-        if url := os.environ.get("EXCHANGE_GATEWAY_DATABASE_URL"):
-            raw["database_url"] = url
-        if (secret := os.environ.get("EXCHANGE_GATEWAY_PREVIEW_CLIENT_SECRET")) and raw.get(
-            "preview"
-        ):
-            raw["preview"]["client_secret"] = secret
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise InvalidRequest(f"gateway settings {path}: {where}: {first['msg']}") from exc
+                connector["url"] = f"sqlite:///{folder / url.removeprefix('sqlite:///')}"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import html
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from exchange import web
@@ -15,25 +14,10 @@ from exchange.errors import InvalidRequest
 from exchange.http import install_error_handlers
 from exchange.idp.provider import IdentityProvider
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Sign in (test identities)</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}}
-button{{display:block;width:100%;margin:.5rem 0;padding:.8rem;font-size:1rem;text-align:left}}
-small{{color:#555}}</style></head>
-<body><h1>Sign in</h1>
-<p>This is the development identity provider. Choose a test citizen to sign in to
-<strong>{client}</strong>.</p>
-<form method="post" action="authorize">
-<input type="hidden" name="client_id" value="{client}">
-<input type="hidden" name="redirect_uri" value="{redirect}">
-<input type="hidden" name="state" value="{state}">
-<input type="hidden" name="nonce" value="{nonce}">
-{buttons}
-</form></body></html>"""
-
 
 def create_app(provider: IdentityProvider) -> Starlette:
+    pages = web.Pages("exchange.idp")
+
     async def discovery(_: Request) -> JSONResponse:
         return JSONResponse(provider.discovery())
 
@@ -46,19 +30,14 @@ def create_app(provider: IdentityProvider) -> Starlette:
         if query.get("response_type") != "code" or "openid" not in query.get("scope", "").split():
             raise InvalidRequest("response_type=code and scope=openid are required")
         provider.check_client(client, redirect)
-        buttons = "\n".join(
-            f'<button name="citizen" value="{html.escape(c.code)}">{html.escape(c.given_name)} '
-            f"{html.escape(c.family_name)} <small>{html.escape(c.code)}</small></button>"
-            for c in provider.citizens.values()
+        return pages.page(
+            "authorize.html",
+            client=client,
+            redirect=redirect,
+            state=query.get("state", ""),
+            nonce=query.get("nonce", ""),
+            citizens=provider.citizens.values(),
         )
-        page = PAGE.format(
-            client=html.escape(client),
-            redirect=html.escape(redirect),
-            state=html.escape(query.get("state", "")),
-            nonce=html.escape(query.get("nonce", "")),
-            buttons=buttons,
-        )
-        return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
 
     async def login(request: Request) -> Response:
         form = await web.form(request)

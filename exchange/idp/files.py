@@ -8,18 +8,15 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
-from exchange.errors import NotFound
+from exchange import keyfolder
 from exchange.idp.provider import Citizen, IdentityProvider
-from exchange.trust.keys import generate_key, load_private_key, write_private_key
+from exchange.trust.keys import generate_key
 
 
 def initialise(
     folder: Path, *, issuer: str, clients: Mapping[str, Sequence[str]], citizens: Sequence[Citizen]
 ) -> None:
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_private_key(folder / "idp.key", generate_key())
+    keyfolder.write_key(keyfolder.create(folder) / "idp.key", generate_key())
     document = {
         "issuer": issuer,
         "clients": {client: list(uris) for client, uris in clients.items()},
@@ -32,15 +29,11 @@ def initialise(
 
 
 def load(folder: Path, *, clock: Callable[[], datetime]) -> IdentityProvider:
-    if not (folder / "idp.json").exists():
-        raise NotFound(f"no identity provider in {folder}; run 'exchange idp init' first")
+    keyfolder.require(folder, ("idp.json", "idp.key"), hint="run 'exchange idp init' first")
     document = json.loads((folder / "idp.json").read_text())
-    key = load_private_key(folder / "idp.key")
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise TypeError("the identity provider's key must be EC P-256")
     return IdentityProvider(
         issuer=document["issuer"],
-        key=key,
+        key=keyfolder.ec_key(folder / "idp.key"),
         clients=document["clients"],
         citizens=[Citizen(**c) for c in document["citizens"]],
         clock=clock,

@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from audit.receipt import ReceiptCheck, verify_receipt
 from audit.verify import Anchors
-from exchange import web
+from exchange import keyfolder, web
 from exchange.consent.artefact import Consent, verify
 from exchange.errors import AccessDenied, Error, InvalidRequest, NotFound
 from exchange.evidence.rows import flatten
@@ -42,7 +42,6 @@ from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin, SignedIn, signed_in
 from exchange.portal.settings import PortalSettings, Procedure
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
-from exchange.trust.keys import secret_file
 from exchange.trust.view import TrustView, relying_party
 
 SITE = "State Portal"
@@ -79,7 +78,7 @@ class Portal:
         the identity provider's keys: the network unless transports are injected (tests)."""
         self.settings = settings
         self.clock = clock
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        keyfolder.create(settings.data_dir)
         self.trust = relying_party(
             anchor=settings.anchor, data_dir=settings.data_dir, clock=clock, globalconf=globalconf
         )
@@ -93,7 +92,7 @@ class Portal:
             transport=http,
             keys_transport=blocking_http,
         )
-        self.session_secret = secret_file(settings.data_dir / "session.key")
+        self.session_secret = keyfolder.secret(settings.data_dir / "session.key")
         self.consents: dict[tuple[str, str], str] = {}
         # Its own gateway, over the network unless a transport is injected (tests).
         self.http = httpx.AsyncClient(
@@ -264,6 +263,7 @@ def _json(response: httpx.Response) -> Any:
 
 def create_app(portal: Portal) -> Starlette:
     settings, clock = portal.settings, portal.clock
+    pages = web.Pages("exchange.portal")
 
     def citizen_of(request: Request) -> SignedIn | None:
         return signed_in(request.session, at=clock())
@@ -279,8 +279,8 @@ def create_app(portal: Portal) -> Starlette:
         return procedure
 
     async def home(request: Request) -> Response:
-        return web.page(
-            "portal_home.html",
+        return pages.page(
+            "home.html",
             site=SITE,
             citizen=citizen_of(request),
             procedures=settings.procedures,
@@ -296,7 +296,7 @@ def create_app(portal: Portal) -> Starlette:
         status: int = 200,
     ) -> Response:
         consent = portal.consent_of(citizen, procedure)
-        return web.page(
+        return pages.page(
             "procedure.html",
             status=status,
             site=SITE,
@@ -316,7 +316,7 @@ def create_app(portal: Portal) -> Starlette:
         try:
             return procedure_page(request, citizen, procedure_of(request))
         except Error as error:
-            return web.failure(SITE, error)
+            return pages.failure(SITE, error)
 
     async def consent_returned(request: Request) -> Response:
         # Posted by the consent service's page (another site, so no session cookie comes
@@ -328,7 +328,7 @@ def create_app(portal: Portal) -> Starlette:
                 return RedirectResponse(f"/procedures/{chosen.code}?declined=1", status_code=303)
             portal.accept(chosen, str(form.get("consent", "")))
         except Error as error:
-            return web.failure(SITE, error)
+            return pages.failure(SITE, error)
         return RedirectResponse(f"/procedures/{chosen.code}", status_code=303)
 
     async def fetch(request: Request) -> Response:
@@ -345,7 +345,7 @@ def create_app(portal: Portal) -> Starlette:
             answer = await portal.fetch(citizen, chosen, artefact)
             return procedure_page(request, citizen, chosen, answer=answer)
         except Error as error:
-            return web.failure(SITE, error)
+            return pages.failure(SITE, error)
 
     async def usage(request: Request) -> Response:
         citizen = citizen_of(request)
@@ -354,8 +354,8 @@ def create_app(portal: Portal) -> Starlette:
         try:
             usages, failures = await portal.all_usage(citizen)
         except Error as error:
-            return web.failure(SITE, error)
-        return web.page(
+            return pages.failure(SITE, error)
+        return pages.page(
             "usage.html",
             site=SITE,
             citizen=citizen,
@@ -380,8 +380,8 @@ def create_app(portal: Portal) -> Starlette:
             )
             usages, failures = await portal.all_usage(citizen)
         except Error as error:
-            return web.failure(SITE, error, back="/usage")
-        return web.page(
+            return pages.failure(SITE, error, back="/usage")
+        return pages.page(
             "usage.html",
             site=SITE,
             citizen=citizen,
@@ -397,7 +397,7 @@ def create_app(portal: Portal) -> Starlette:
     app = Starlette(
         routes=[
             Route("/", home),
-            *web.sign_in_routes(portal.login, site=SITE, clock=clock),
+            *web.sign_in_routes(portal.login, pages=pages, site=SITE, clock=clock),
             Route("/procedures/{code}", procedure, methods=["GET"]),
             Route("/procedures/{code}/consent", consent_returned, methods=["POST"]),
             Route("/procedures/{code}/fetch", fetch, methods=["POST"]),
@@ -409,5 +409,5 @@ def create_app(portal: Portal) -> Starlette:
             web.sessions(portal.session_secret, cookie="portal_session", https=settings.https)
         ],
     )
-    install_error_handlers(app, page=lambda error: web.failure(SITE, error))
+    install_error_handlers(app, page=lambda error: pages.failure(SITE, error))
     return app

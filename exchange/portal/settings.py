@@ -20,17 +20,20 @@
     [[procedures]]                              # what citizens can do here (default: passport)
     code = "passport"
     ...
+
+Variables ``EXCHANGE_PORTAL_<KEY>`` and ``EXCHANGE_PORTAL_<SECTION>_<KEY>`` override the file
+(:mod:`exchange.settings_file`), e.g. ``EXCHANGE_PORTAL_IDENTITY_CLIENT_SECRET``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from exchange import settings_file
 from exchange.identifiers import ServiceId, SubsystemId, check_segment, unversioned
-from exchange.settings_file import Listen, OidcClient, Strict
+from exchange.settings_file import Listen, OidcClient, RoleSettings, Strict
 
 
 class Procedure(Strict):
@@ -97,7 +100,10 @@ def teaching(service: str) -> Procedure:
     )
 
 
-class PortalSettings(Strict):
+class PortalSettings(RoleSettings):
+    prefix: ClassVar[str] = "EXCHANGE_PORTAL_"
+    kind: ClassVar[str] = "portal"
+
     client: str
     gateway_url: str
     anchor: Path
@@ -122,7 +128,3 @@ class PortalSettings(Strict):
 
     def procedure(self, code: str) -> Procedure | None:
         return next((p for p in self.procedures if p.code == code), None)
-
-    @classmethod
-    def load(cls, path: Path) -> PortalSettings:
-        return settings_file.load(cls, path, kind="portal")

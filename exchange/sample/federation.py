@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from exchange import keyfolder
 from exchange.central import files as central_files
 from exchange.central.app import Central, build
 from exchange.central.settings import CentralSettings
@@ -210,11 +211,13 @@ def create(
     business register (SQL, public data) and university (HTTP backend, consent) with gateways.
     """
     base = base.resolve()
-    central_settings = CentralSettings(
-        data_dir=base / "central",
-        port=ports.central,
-        public_url=f"http://127.0.0.1:{ports.central}",
-        database_url=central_database_url,
+    central_settings = CentralSettings.load(
+        overrides={
+            "data_dir": base / "central",
+            "port": ports.central,
+            "public_url": f"http://127.0.0.1:{ports.central}",
+            "database_url": central_database_url,
+        }
     )
     central_files.initialise(central_settings, instance=INSTANCE, at=utcnow())
     migrate.upgrade("central", build_engine(central_settings.db_url))
@@ -357,8 +360,7 @@ def create(
     for config in configs:
         (GatewaySettings.load(config).data_dir / "globalconf.jws").write_bytes(document)
     for folder in (base / "consent", base / "portal" / "data"):
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "globalconf.jws").write_bytes(document)
+        (keyfolder.create(folder) / "globalconf.jws").write_bytes(document)
     return Federation(
         base=base,
         central=central_settings,

@@ -1,14 +1,12 @@
 """Private keys and certificates on disk.
 
-Keys are EC P-256 unless a caller brings another. Private key files are created with mode 0600
-(and never overwritten); callers parse keys once and keep the objects.
+Keys are EC P-256 unless a caller brings another; callers parse keys once and keep the objects.
+Private key files are written by :mod:`exchange.keyfolder` (0600, never overwritten).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 from pathlib import Path
 
 from cryptography import x509
@@ -29,27 +27,6 @@ def private_key_pem(key: PrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-
-
-def write_secret(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 and write ``data``; refuse to overwrite an existing file."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def secret_file(path: Path, size: int = 32) -> bytes:
-    """The secret kept in ``path`` (0600), made on first use."""
-    if not path.exists():
-        write_secret(path, secrets.token_bytes(size))
-    return path.read_bytes()
-
-
-def write_private_key(path: Path, key: PrivateKey) -> None:
-    write_secret(path, private_key_pem(key))
 
 
 def load_private_key(path: Path) -> PrivateKey:

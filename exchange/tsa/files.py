@@ -7,41 +7,24 @@ import json
 import uuid
 from pathlib import Path
 
-from exchange.errors import NotFound
+from exchange import keyfolder
 from exchange.identifiers import check_segment
-from exchange.trust.keys import (
-    build_csr,
-    csr_pem,
-    generate_key,
-    load_certificate,
-    load_private_key,
-    write_private_key,
-)
 from exchange.tsa.tokens import Authority
 
 
 def initialise(folder: Path, name: str) -> Path:
     """Make the key, the CSR and a policy OID (under 2.25, the UUID arc: no registry needed)."""
     check_segment(name, "timestamping authority name")
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = generate_key()
-    write_private_key(folder / "tsa.key", key)
-    (folder / "tsa.csr").write_text(csr_pem(build_csr(key, name)))
+    csr = keyfolder.new_key(folder, "tsa", label=name)
     (folder / "tsa.json").write_text(
         json.dumps({"name": name, "policy": f"2.25.{uuid.uuid4().int}"}) + "\n"
     )
-    return folder / "tsa.csr"
+    return csr
 
 
 def load(folder: Path) -> Authority:
-    for name in ("tsa.key", "tsa.pem", "tsa.json"):
-        if not (folder / name).exists():
-            raise NotFound(
-                f"{folder / name} is missing; run 'exchange tsa init' and have it certified"
-            )
+    hint = "run 'exchange tsa init' and have it certified"
+    key, certificate = keyfolder.pair(folder, "tsa", hint=hint)
+    keyfolder.require(folder, ("tsa.json",), hint=hint)
     identity = json.loads((folder / "tsa.json").read_text())
-    return Authority(
-        key=load_private_key(folder / "tsa.key"),
-        certificate=load_certificate(folder / "tsa.pem"),
-        policy=identity["policy"],
-    )
+    return Authority(key=key, certificate=certificate, policy=identity["policy"])
