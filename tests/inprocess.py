@@ -396,6 +396,10 @@ class InProcess:
             transport=self.loopback.gateway_transport(presented),
             blocking_http=blocking,
         )
+        # The feed's freshness runs on the test's clock too; and the consent service holds an
+        # idle poll only briefly, so that a follower that lost the feed reads it again at once.
+        gateway.revocations.monotonic = lambda: self.clock().timestamp()
+        gateway.revocations.wait = 0.1
         view = gateway.trust.start(f"gateway {settings.id}")
         gateway.started = True
         self.loopback.serve(local, create_consumer_app(gateway), self.main)

@@ -19,6 +19,7 @@ In order, each failing closed with a precise denial before the registry is asked
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from exchange.consent.artefact import Consent, verify
 from exchange.consent.messages import sign_query, verify_answer
@@ -121,8 +122,8 @@ class ConsentCheck:
         try:
             reply = await gateway.transport.request(
                 "POST",
-                f"{authority.url}/api/v1/consents/{consent.jti}/{path}",
-                what="the consent service",
+                f"{authority.url}/api/v1/consents/{quote(consent.jti, safe='')}/{path}",
+                what=f"consent service {consent.iss}",
                 headers={"Content-Type": "application/jose"},
                 body=question.encode("ascii"),
                 timeout=5,

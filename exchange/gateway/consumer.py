@@ -32,7 +32,7 @@ from exchange.errors import (
 )
 from exchange.gateway import auditapi, metaservices
 from exchange.gateway.node import Gateway
-from exchange.gateway.outcome import Answer, conclude, refuse
+from exchange.gateway.outcome import SIDES, Answer, conclude, refuse
 from exchange.gateway.records import ExchangeRecord
 from exchange.gateway.signing import (
     REQUEST_HEADER,
@@ -60,7 +60,7 @@ from exchange.trust.signed import body_digest
 from exchange.trust.view import TrustView
 
 log = structlog.get_logger(__name__)
-SIDE = "ClientProxy"
+SIDE = SIDES["client"]  # errors raised here are Server.ClientProxy.* (the caller's: Client.*)
 
 
 def create_consumer_app(gateway: Gateway) -> ASGIApp:

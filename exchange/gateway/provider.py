@@ -12,8 +12,11 @@ A pipeline of small steps, each failing closed with a signed X-Road error
 4. release (:mod:`exchange.gateway.release`): the service's policy admits the request
    (``public``, ``legal-basis``, ``consent``; with preview composed where it applies), then
    obtains the evidence from the registry through the service's connector;
-5. the evidence must satisfy the evidence schema before it is signed, audited and released
-   (:func:`exchange.gateway.outcome.conclude`).
+5. the evidence must satisfy the evidence schema (encoded as JSON or XML here) before it is
+   signed, audited and released (:func:`exchange.gateway.outcome.conclude`).
+
+Every answer of ``/r1/`` is signed; only a request the HTTP server cannot parse at all gets an
+unsigned error from the server's protocol (:mod:`exchange.serving`).
 
 Every outcome is recorded with both signatures.
 """

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from connectors.base import Evidence
 from exchange.consent.artefact import Consent
@@ -43,7 +43,6 @@ from exchange.gateway.services import LocalService
 from exchange.gateway.xroad import XRoadHeaders
 from exchange.trust.view import TrustView
 
-T = TypeVar("T")
 InThread = Callable[..., Awaitable[Any]]
 
 

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import math
 import secrets
+import time
 from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import urlencode
@@ -44,13 +45,17 @@ class RevocationFeeds:
         subscriber: str,
         max_age: float,
         skew: float,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` dates pages (their signatures' time); ``monotonic`` measures freshness,
+        so that a wall clock stepped back cannot keep a stale copy fresh."""
         self.trust = trust
         self.transport = transport
         self.clock = clock
         self.subscriber = subscriber
         self.max_age = max_age
         self.skew = skew
+        self.monotonic = monotonic
         # Held well inside max_age, so that an idle feed stays fresh.
         self.wait = min(max_age / 3, MAX_WAIT)
         self._followers: dict[str, Follower] = {}
@@ -87,15 +92,15 @@ class Follower:
         self._revoked: dict[str, int] = {}  # consent id -> the consent's end (epoch seconds)
         self.after = 0
         # When the last complete page was asked for, and when ended consents were last pruned,
-        # in seconds on the gateway's clock (injected, so that tests move it).
+        # on the feeds' monotonic clock (injected, so that tests move it).
         self._confirmed = -math.inf
-        self._pruned = feeds.clock().timestamp()
+        self._pruned = feeds.monotonic()
         self._task = asyncio.get_running_loop().create_task(
             self._follow(), name=f"revocations:{issuer}"
         )
 
     def fresh(self) -> bool:
-        return self._feeds.clock().timestamp() - self._confirmed <= self._feeds.max_age
+        return self._feeds.monotonic() - self._confirmed <= self._feeds.max_age
 
     def revoked(self, consent_id: str) -> bool:
         return consent_id in self._revoked
@@ -132,7 +137,7 @@ class Follower:
         feeds = self._feeds
         view = feeds.trust.view()
         authority = view.consent_service(self.issuer)
-        asked = feeds.clock().timestamp()
+        asked = feeds.monotonic()
         nonce = secrets.token_urlsafe(16)  # the page must answer this very poll
         query = urlencode(
             {

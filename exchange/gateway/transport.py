@@ -81,15 +81,23 @@ class AiohttpTransport:
         max_bytes: int,
         broken: type[ServiceFailed] = ServiceFailed,
     ) -> Reply:
+        session = self._client()
+        # Without a timeout of its own a request keeps the session's (peer_timeout, and 5 s to
+        # connect): passing None to aiohttp would lift every limit.
+        limit = (
+            session.timeout
+            if timeout is None
+            else aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5))
+        )
         with mapped(what, broken=broken):
-            async with self._client().request(
+            async with session.request(
                 method,
                 yarl.URL(url, encoded=True),
                 data=body or None,
                 headers=dict(headers),
                 ssl=tls if tls is not None else True,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout) if timeout else None,
+                timeout=limit,
             ) as response:
                 payload = await read_body(
                     response.content.iter_chunked(65536),

@@ -14,7 +14,6 @@ into the refusal its callers expect.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -92,12 +91,8 @@ def usable(certificate: x509.Certificate, *, revoked: Collection[str], at: datet
         raise InvalidSignature("the signing certificate is not valid at this time")
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def body_digest(body: bytes) -> str:
-    return b64url(hashlib.sha256(body).digest())
+    return jws.b64url(hashlib.sha256(body).digest())
 
 
 def identity_digest(token: str | None) -> str | None:

@@ -235,9 +235,6 @@ class Roles(Calls):
         self.roles = InProcess(layout, ports, clock)
         self.http = self.roles.http
         self._consents: dict[str, str] = {}
-        # The consent service holds an idle feed poll this long: a follower that lost the feed
-        # reads it again at once when it is back, instead of after a long poll's wait.
-        self.roles.provider.revocations.wait = 0.1
 
     def eventually(self, check: Callable[[], bool], *, what: str, within: float = 10) -> None:
         """Until ``check`` holds, for work the roles do on their own (a feed follower's poll);

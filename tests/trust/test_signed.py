@@ -47,6 +47,10 @@ from tests.factories import Instance
 PORTAL = "EE/GOV/70000001"
 AUTHORITY = "EE/GOV/70000000"
 CONSENT_SERVICE = "consent"
+# Listed too, each with a good certificate: a party that may sign, but not this message.
+OTHER_MEMBER = "EE/GOV/70000310"
+OTHER_AUTHORITY = "EE/GOV/70000002"
+OTHER_CONSENT_SERVICE = "other-consent"
 SERVICE = "EE/GOV/70000310/population-registry/birth-certificate"
 
 
@@ -73,7 +77,12 @@ def pki() -> Pki:
         }
     listed = {p: [signers[p][k][1] for k in ("good", "short-lived", "revoked")] for p in signers}
     revoked = [serial_hex(signers[p]["revoked"][1].serial_number) for p in signers]
-    configuration = instance.configuration({PORTAL: listed[PORTAL]}, revoked=revoked)
+    for other in (OTHER_MEMBER, OTHER_AUTHORITY):
+        signers[other] = {"good": instance.signing(other)}
+    configuration = instance.configuration(
+        {PORTAL: listed[PORTAL], OTHER_MEMBER: [signers[OTHER_MEMBER]["good"][1]]},
+        revoked=revoked,
+    )
     configuration = configuration.model_copy(
         update={
             "consent_services": [
@@ -84,6 +93,14 @@ def pki() -> Pki:
                     "certificate": certificate_pem(certificate),
                 }
                 for certificate in listed[AUTHORITY]
+            ]
+            + [
+                {
+                    "name": OTHER_CONSENT_SERVICE,
+                    "member": OTHER_AUTHORITY,
+                    "url": "http://127.0.0.1:2",
+                    "certificate": certificate_pem(signers[OTHER_AUTHORITY]["good"][1]),
+                }
             ]
         }
     )
@@ -99,6 +116,7 @@ class Kind:
     """One kind of signed message: who signs it, its type and claims, and how it is checked."""
 
     party: str
+    other: str | None  # another listed party that may not sign this; None: any member may
     typ: str
     claims: Callable[[datetime], dict[str, Any]]
     check: Callable[[str, Pki, datetime], object]
@@ -174,6 +192,7 @@ def head_problem(token: str, pki: Pki, at: datetime) -> None:
 KINDS = {
     "request": Kind(
         PORTAL,
+        OTHER_MEMBER,
         REQUEST_TYPE,
         lambda at: {n: getattr(request_claims(at), n) for n in REQUEST_FIELDS},
         lambda token, pki, at: verify_request(
@@ -183,6 +202,7 @@ KINDS = {
     ),
     "response": Kind(
         PORTAL,
+        OTHER_MEMBER,
         RESPONSE_TYPE,
         lambda at: {n: getattr(response_claims(at), n) for n in RESPONSE_FIELDS},
         lambda token, pki, at: verify_response(
@@ -196,6 +216,7 @@ KINDS = {
     ),
     "consent artefact": Kind(
         AUTHORITY,
+        OTHER_AUTHORITY,
         artefact.JWS_TYPE,
         consent_claims,
         lambda token, pki, at: artefact.verify(token, view=pki.view, at=at),
@@ -203,6 +224,7 @@ KINDS = {
     ),
     "consent question": Kind(
         PORTAL,
+        None,  # any member may ask; the consent service answers only the consented provider
         messages.QUERY_TYPE,
         lambda at: {
             "consent": "c-1",
@@ -219,6 +241,7 @@ KINDS = {
     ),
     "consent answer": Kind(
         AUTHORITY,
+        OTHER_AUTHORITY,
         messages.ANSWER_TYPE,
         lambda at: {
             "consent": "c-1",
@@ -243,6 +266,7 @@ KINDS = {
     ),
     "revocation page": Kind(
         AUTHORITY,
+        OTHER_AUTHORITY,
         messages.PAGE_TYPE,
         lambda at: {
             "iss": CONSENT_SERVICE,
@@ -260,6 +284,7 @@ KINDS = {
     ),
     "audit head": Kind(
         PORTAL,
+        OTHER_MEMBER,
         HEAD_TYPE,
         lambda at: {
             "chain": "EE/GOV/70000001/gw1/1",
@@ -282,8 +307,10 @@ CASES = {
 }
 
 
-def token_for(kind: Kind, pki: Pki, *, certificate: str, forged: bool, typ: str | None) -> str:
-    key, cert = pki.signers[kind.party][certificate]
+def token_for(
+    kind: Kind, pki: Pki, *, certificate: str, forged: bool, typ: str | None, party: str = ""
+) -> str:
+    key, cert = pki.signers[party or kind.party][certificate]
     signer = Signer(generate_key() if forged else key, cert)
     return signer.sign(kind.claims(NOW), typ or kind.typ)
 
@@ -308,3 +335,14 @@ def test_every_caller_refuses_a_bad_signature(
 def test_every_caller_refuses_what_is_not_a_jws(kind: Kind, pki: Pki) -> None:
     with pytest.raises(kind.refusal):
         kind.check("not.a.jws", pki, NOW)
+
+
+@pytest.mark.parametrize(
+    "kind", [k for k in KINDS.values() if k.other], ids=[n for n, k in KINDS.items() if k.other]
+)
+def test_every_caller_refuses_another_listed_partys_signature(kind: Kind, pki: Pki) -> None:
+    """Genuine, listed, valid, unrevoked: and still not the party that must sign this."""
+    assert kind.other is not None
+    token = token_for(kind, pki, certificate="good", forged=False, typ=None, party=kind.other)
+    with pytest.raises(kind.refusal):
+        kind.check(token, pki, NOW)
