@@ -60,7 +60,7 @@ BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
 
 @pytest.fixture(scope="module")
-def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, InProcess]]:
+def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, AppClient]]:
     ports = federation.Ports(*(free_port() for _ in range(10)))
     layout = federation.create(tmp_path_factory.mktemp("federation"), ports)
     consumer = Gateway(GatewaySettings.load(layout.consumer))
@@ -87,7 +87,7 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, InProce
     }
     token = (layout.central.data_dir / "admin-token").read_text().strip()
     with start_blocking_portal() as loop:
-        clients = {name: InProcess(loop, app) for name, app in built.items()}
+        clients = {name: AppClient(loop, app) for name, app in built.items()}
         clients["central"].headers["Authorization"] = f"Bearer {token}"
         yield clients
         for closing in (consumer.close, provider.close, portal.close):
@@ -95,7 +95,7 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, InProce
         consent.close()
 
 
-class InProcess:
+class AppClient:
     """A client of an ASGI app in this process, on one event loop for the module (the loop a
     gateway's group commits live on)."""
 
@@ -183,7 +183,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_every_app_answers_errors_as_xroad(apps: dict[str, InProcess], case: Case) -> None:
+def test_every_app_answers_errors_as_xroad(apps: dict[str, AppClient], case: Case) -> None:
     response = apps[case.app].request(case.method, case.path, **(case.options or {}))
     assert response.status_code == case.status, response.text
     assert response.headers["X-Road-Error"] == case.type
@@ -224,7 +224,7 @@ def crashing_app(
 
 def test_an_unexpected_exception_leaves_opaque_and_is_logged_with_its_traceback() -> None:
     with capture_logs() as logs, start_blocking_portal() as loop:
-        response = InProcess(loop, crashing_app()).get("/crash")
+        response = AppClient(loop, crashing_app()).get("/crash")
     assert response.status_code == 500
     assert response.headers["X-Road-Error"] == "Server.InternalError"
     assert response.json()["type"] == "Server.InternalError"
@@ -235,7 +235,7 @@ def test_an_unexpected_exception_leaves_opaque_and_is_logged_with_its_traceback(
 
 def test_a_gateway_keeps_its_side_in_the_type() -> None:
     with start_blocking_portal() as loop:
-        client = InProcess(loop, crashing_app("ClientProxy"))
+        client = AppClient(loop, crashing_app("ClientProxy"))
         crashed = client.get("/crash")
         refused = client.get("/refuse")
         gone = client.get("/db")
@@ -304,7 +304,7 @@ def test_pages_show_the_same_error_to_people() -> None:
     pages = web.Pages("exchange.portal")
     app = crashing_app(page=lambda error: pages.failure("Site", error))
     with start_blocking_portal() as loop:
-        client = InProcess(loop, app)
+        client = AppClient(loop, app)
         refused = client.get("/refuse", headers=BROWSER)
         crashed = client.get("/crash", headers=BROWSER)
     assert refused.status_code == 400
