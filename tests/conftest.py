@@ -8,8 +8,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import structlog
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+from exchange.logging import configure
+
+# Roles built in the test's process log as the command line sets them up (plain tracebacks;
+# structlog's default would render each failure's traceback with its locals, seconds apiece),
+# and loggers are not cached, so that structlog.testing.capture_logs sees them all.
+configure(level="DEBUG")  # failures log their traceback at DEBUG; tests read them
+structlog.configure(cache_logger_on_first_use=False)
 
 POSTGRES_URL = os.environ.get("EXCHANGE_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = os.environ.get("EXCHANGE_REQUIRE_POSTGRES") == "1"
