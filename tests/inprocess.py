@@ -34,9 +34,9 @@ import httpx
 import uvicorn
 from starlette.types import ASGIApp, Message
 
-from exchange.central.app import build as build_central
 from exchange.central.app import create_app as create_central_app
 from exchange.central.files import resolve
+from exchange.central.service import build as build_central
 from exchange.consent.app import create_app as create_consent_app
 from exchange.consent.service import ConsentService
 from exchange.consent.settings import ConsentSettings

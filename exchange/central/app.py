@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -20,12 +19,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from exchange import __version__
-from exchange.central import files
-from exchange.central.certificates import Certificates, Issued
-from exchange.central.publisher import Publisher
-from exchange.central.registry import Registry, catalogue_entry
+from exchange.central.certificates import Issued
+from exchange.central.registry import catalogue_entry
+from exchange.central.service import Central, build
 from exchange.central.settings import CentralSettings
-from exchange.db.engine import build_engine
 from exchange.errors import Unauthenticated
 from exchange.http import install_error_handlers
 from exchange.identifiers import GatewayId, MemberId, SubsystemId
@@ -33,34 +30,6 @@ from exchange.trust.globalconf_client import utcnow
 from exchange.trust.keys import certificate_pem
 
 API_ACTOR = "api:admin"
-
-
-@dataclass(frozen=True)
-class Central:
-    """The authority's parts, wired once per process."""
-
-    settings: CentralSettings
-    material: files.AuthorityMaterial
-    registry: Registry
-    certificates: Certificates
-    publisher: Publisher
-
-
-def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) -> Central:
-    settings = files.resolve(settings)
-    material = files.load(settings)
-    registry = Registry(
-        engine=build_engine(settings.db_url), instance=material.instance, clock=clock
-    )
-    return Central(
-        settings=settings,
-        material=material,
-        registry=registry,
-        certificates=Certificates(
-            registry=registry, authority=material.authority, settings=settings
-        ),
-        publisher=Publisher(registry=registry, material=material, settings=settings),
-    )
 
 
 class MemberClassIn(BaseModel):

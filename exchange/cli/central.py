@@ -13,8 +13,8 @@ from typing import Annotated
 import typer
 
 from exchange.central import files
-from exchange.central.app import Central, build, create_app
 from exchange.central.registry import Registry
+from exchange.central.service import Central, build
 from exchange.central.settings import CentralSettings
 from exchange.cli.output import emit, table
 from exchange.db import migrate
@@ -106,6 +106,7 @@ def serve(
     import uvicorn
 
     from exchange import serving
+    from exchange.central.app import create_app  # FastAPI: loaded by this command only
     from exchange.logging import configure
 
     configure(json=json_logs)

@@ -13,36 +13,14 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from exchange import serving
-from exchange.central.app import build, create_app
-from exchange.central.files import resolve
-from exchange.central.settings import CentralSettings
-from exchange.consent.app import create_app as create_consent_app
-from exchange.consent.service import ConsentService
-from exchange.consent.settings import ConsentSettings
-from exchange.db import migrate
-from exchange.db.engine import build_engine
 from exchange.errors import NotFound
-from exchange.gateway.node import Gateway
-from exchange.gateway.runner import background_jobs, prepare
-from exchange.gateway.settings import GatewaySettings
-from exchange.idp import files as idp_files
-from exchange.idp.app import create_app as create_idp_app
-from exchange.logging import configure
-from exchange.portal.app import Portal
-from exchange.portal.app import create_app as create_portal_app
-from exchange.portal.settings import PortalSettings
-from exchange.sample import federation, population
-from exchange.sample.university import create_app as create_university_app
-from exchange.trust.globalconf_client import utcnow
-from exchange.tsa import files as tsa_files
-from exchange.tsa.app import create_app as create_tsa_app
 
-PEOPLE = ", ".join(code for code, *_ in population.PEOPLE[:3])
+if TYPE_CHECKING:
+    from exchange.sample import federation
 
 
 OFFSETS = {
@@ -69,10 +47,14 @@ ALL_OFFSETS = (*OFFSETS.values(), *MORE_OFFSETS.values())
 
 
 def _ports(base: int) -> federation.Ports:
+    from exchange.sample import federation
+
     return federation.Ports(**{role: base + offset for role, offset in OFFSETS.items()})
 
 
 def _more(base: int) -> federation.MorePorts:
+    from exchange.sample import federation
+
     return federation.MorePorts(**{role: base + offset for role, offset in MORE_OFFSETS.items()})
 
 
@@ -86,6 +68,33 @@ def demo(
     ] = 4400,
 ) -> None:
     """Bring up a whole federation on localhost: authorities, registers, gateways, portal."""
+    # Imported here, not at the top: every other command starts without loading every role.
+    from exchange import serving
+    from exchange.central.app import create_app
+    from exchange.central.files import resolve
+    from exchange.central.service import build
+    from exchange.central.settings import CentralSettings
+    from exchange.consent.app import create_app as create_consent_app
+    from exchange.consent.service import ConsentService
+    from exchange.consent.settings import ConsentSettings
+    from exchange.db import migrate
+    from exchange.db.engine import build_engine
+    from exchange.gateway.node import Gateway
+    from exchange.gateway.runner import background_jobs, prepare
+    from exchange.gateway.settings import GatewaySettings
+    from exchange.idp import files as idp_files
+    from exchange.idp.app import create_app as create_idp_app
+    from exchange.logging import configure
+    from exchange.portal.app import Portal
+    from exchange.portal.app import create_app as create_portal_app
+    from exchange.portal.settings import PortalSettings
+    from exchange.sample import federation, population
+    from exchange.sample.university import create_app as create_university_app
+    from exchange.trust.globalconf_client import utcnow
+    from exchange.tsa import files as tsa_files
+    from exchange.tsa.app import create_app as create_tsa_app
+
+    people = ", ".join(code for code, *_ in population.PEOPLE[:3])
     configure(level="WARNING")
     marker = data_dir / "demo.json"
     if marker.exists():
@@ -166,7 +175,7 @@ Ask the State Portal's gateway for a residence record (released on a legal basis
 Birth certificates need the person's consent (X-Exchange-Consent); without it the answer is a
 signed ConsentRequired refusal, and the register is not asked.
 
-Add -H 'Accept: application/xml' for XML. Sample people: {PEOPLE}.
+Add -H 'Accept: application/xml' for XML. Sample people: {people}.
 A company's registration (public data) from the Business Register:
 
   curl -H 'X-Road-Client: {federation.CITIZEN_PORTAL}' \\

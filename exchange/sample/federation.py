@@ -15,7 +15,7 @@ from pathlib import Path
 
 from exchange import keyfolder
 from exchange.central import files as central_files
-from exchange.central.app import Central, build
+from exchange.central.service import Central, build
 from exchange.central.settings import CentralSettings
 from exchange.consent import files as consent_files
 from exchange.db import migrate

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from exchange.central import files
-from exchange.central.app import Central, build
+from exchange.central.service import Central, build
 from exchange.central.settings import CentralSettings
 from exchange.db import migrate
 from exchange.db.engine import build_engine

@@ -10,7 +10,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from exchange.central.app import Central
+from exchange.central.service import Central
 from exchange.errors import Conflict, InvalidCertificateRequest, InvalidRequest, NotFound
 from exchange.identifiers import GatewayId, MemberId
 from exchange.trust.keys import build_csr, csr_pem, generate_key

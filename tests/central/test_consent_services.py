@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from exchange.central.app import Central, build
+from exchange.central.service import Central, build
 from exchange.central.settings import CentralSettings
 from exchange.errors import Conflict, InvalidRequest, NotFound
 from exchange.identifiers import MemberId

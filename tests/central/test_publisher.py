@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from cryptography import x509
 
-from exchange.central.app import Central
+from exchange.central.service import Central
 from exchange.identifiers import GatewayId, MemberId, SubsystemId
 from exchange.trust import globalconf
 from exchange.trust.globalconf import TrustAnchor

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from exchange.central.app import Central
 from exchange.central.registry import check_gateway_address
+from exchange.central.service import Central
 from exchange.errors import Conflict, InvalidRequest, NotFound
 from exchange.identifiers import GatewayId, MemberId, SubsystemId
 

@@ -215,7 +215,7 @@ def test_central_certifies_and_publishes_a_tsa(tmp_path: Path) -> None:
     assert again.returncode == 1
     assert "already registered" in again.stderr
 
-    from exchange.central.app import build
+    from exchange.central.service import build
     from exchange.central.settings import CentralSettings
     from exchange.trust import globalconf
     from exchange.trust.globalconf import TrustAnchor

@@ -1,0 +1,44 @@
+"""The central authority's parts, wired once per process (no HTTP here: the command line and
+the app share it; the app adds the HTTP adapter, :mod:`exchange.central.app`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from exchange.central import files
+from exchange.central.certificates import Certificates
+from exchange.central.publisher import Publisher
+from exchange.central.registry import Registry
+from exchange.central.settings import CentralSettings
+from exchange.db.engine import build_engine
+from exchange.trust.globalconf_client import utcnow
+
+
+@dataclass(frozen=True)
+class Central:
+    """The authority's parts, wired once per process."""
+
+    settings: CentralSettings
+    material: files.AuthorityMaterial
+    registry: Registry
+    certificates: Certificates
+    publisher: Publisher
+
+
+def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) -> Central:
+    settings = files.resolve(settings)
+    material = files.load(settings)
+    registry = Registry(
+        engine=build_engine(settings.db_url), instance=material.instance, clock=clock
+    )
+    return Central(
+        settings=settings,
+        material=material,
+        registry=registry,
+        certificates=Certificates(
+            registry=registry, authority=material.authority, settings=settings
+        ),
+        publisher=Publisher(registry=registry, material=material, settings=settings),
+    )
