@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import httpx
@@ -119,6 +121,12 @@ def test_demo_comes_up_serves_evidence_resumes_and_stops_cleanly(tmp_path: Path)
         answer = httpx.get(evidence, headers=client, timeout=10)
         assert answer.status_code == 200, answer.text
         assert answer.json()["ResidenceRecord"]["givenName"] == "Mari"
+        # A client that sends no Accept (Python's urllib): the consumer gateway signs exactly
+        # what it sends, so the provider finds the request as signed (no "accept differs").
+        bare = urllib.request.Request(evidence, headers=client)
+        with urllib.request.urlopen(bare, timeout=10) as plain:  # noqa: S310 (loopback)
+            assert plain.status == 200
+            assert json.loads(plain.read())["ResidenceRecord"]["givenName"] == "Mari"
         unconsented = httpx.get(birth, headers=client, timeout=10)
         assert unconsented.status_code == 403
         assert unconsented.json()["type"] == "Server.ServerProxy.ConsentRequired"

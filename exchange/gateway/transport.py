@@ -64,7 +64,8 @@ class AiohttpTransport:
                 connector=aiohttp.TCPConnector(limit=256, limit_per_host=128, keepalive_timeout=30),
                 timeout=aiohttp.ClientTimeout(total=self._timeout, sock_connect=5),
                 auto_decompress=False,
-                skip_auto_headers=("User-Agent",),
+                # The consumer signs exactly the headers it sends: the client adds none of these.
+                skip_auto_headers=("User-Agent", "Accept", "Content-Type"),
             )
         return self._session
 

@@ -96,3 +96,52 @@ async def test_an_answer_over_the_cap_is_refused(talkative: int) -> None:
             )
     finally:
         await transport.close()
+
+
+@pytest.fixture
+async def echo() -> AsyncIterator[tuple[int, list[bytes]]]:
+    """A port that answers 200 and keeps each request's head."""
+    heads: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        heads.append(head)
+        length = next(
+            (
+                int(v)
+                for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
+                if k.lower() == b"content-length"
+            ),
+            0,
+        )
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1], heads
+    server.close()
+    await server.wait_closed()
+
+
+async def test_only_the_headers_given_are_sent(echo: tuple[int, list[bytes]]) -> None:
+    """The consumer signs the request it sends: the client adds no Accept, Content-Type or
+    User-Agent of its own (a caller that sends none would otherwise fail its own signature)."""
+    port, heads = echo
+    transport = AiohttpTransport(timeout=5)
+    try:
+        reply = await transport.request(
+            "POST",
+            f"http://127.0.0.1:{port}/r1/x",
+            what="x",
+            headers={"X-Road-Client": "EE/GOV/1/a"},
+            body=b"{}",
+            max_bytes=10,
+        )
+    finally:
+        await transport.close()
+    assert reply.status == 200
+    names = {line.split(b":")[0].lower() for line in heads[0].split(b"\r\n")[1:] if line}
+    assert b"x-road-client" in names
+    assert not names & {b"accept", b"content-type", b"user-agent"}, names
