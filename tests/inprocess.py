@@ -352,10 +352,10 @@ class InProcess:
         # own: the authorities it asks also listen on their real loopback ports.
         central_app = create_central_app(central_settings, clock=clock)
         self.loopback.serve(central_settings.url, central_app, self.side)
-        self._main_listeners: list[Listener] = []
-        self._listeners = [
-            self.side.run(listen(tsa_app, ports.tsa)),
-            self.side.run(listen(central_app, ports.central)),
+        # What listens on a real port, with the loop it runs on: stopped first at close.
+        self._listeners: list[tuple[LoopThread, Listener]] = [
+            (self.side, self.side.run(listen(tsa_app, ports.tsa))),
+            (self.side, self.side.run(listen(central_app, ports.central))),
         ]
         blocking, asynchronous = self.loopback.blocking(), self.loopback.asynchronous()
         self._blocking = blocking
@@ -465,9 +465,8 @@ class InProcess:
         )
         app = create_provider_app(gateway)
         port = gateway.settings.provider.port
-        self._main_listeners.append(
-            self.main.run(listen(app, port, http=PeerCertificateProtocol, **tls))
-        )
+        listener = self.main.run(listen(app, port, http=PeerCertificateProtocol, **tls))
+        self._listeners.append((self.main, listener))
 
     def restart(self, name: str) -> Gateway:
         """Gateway ``name`` ("provider", "consumer") stopped and built again from its files and
@@ -486,12 +485,10 @@ class InProcess:
                 client.refresh()
 
     def close(self) -> None:
-        for listener in self._main_listeners:
-            self.main.run(listener.stop())
+        for loop, listener in self._listeners:
+            loop.run(listener.stop())
         for gateway in self.gateways.values():
             self.main.run(gateway.close())
-        for listener in self._listeners:
-            self.side.run(listener.stop())
         self.main.run(self.portal.close())
         self.consent.close()
         self.http.close()

@@ -68,17 +68,18 @@ def send(
     query: str | None = None,
 ) -> httpx.Response:
     """As the gateway of ``peer`` (the consumer's by default) would send it over mutual TLS."""
-    return roles.as_gateway(peer or roles.consumer_settings()).request(
-        signed.method,
-        f"https://127.0.0.1:{roles.ports.provider_tls}{signed.path}?{query or signed.query}",
-        content=body,
-        headers={
-            "X-Road-Client": signed.client,
-            "X-Road-Id": signed.message_id,
-            "X-Exchange-Purpose": PURPOSE,
-            REQUEST_HEADER: token,
-        },
-    )
+    with roles.as_gateway(peer or roles.consumer_settings()) as client:
+        return client.request(
+            signed.method,
+            f"https://127.0.0.1:{roles.ports.provider_tls}{signed.path}?{query or signed.query}",
+            content=body,
+            headers={
+                "X-Road-Client": signed.client,
+                "X-Road-Id": signed.message_id,
+                "X-Exchange-Purpose": PURPOSE,
+                REQUEST_HEADER: token,
+            },
+        )
 
 
 @pytest.fixture
