@@ -127,6 +127,11 @@ def test_demo_comes_up_serves_evidence_resumes_and_stops_cleanly(tmp_path: Path)
         with urllib.request.urlopen(bare, timeout=10) as plain:  # noqa: S310 (loopback)
             assert plain.status == 200
             assert json.loads(plain.read())["ResidenceRecord"]["givenName"] == "Mari"
+        # HEAD through real servers (which send no body): signed over no body, so no false
+        # alarm; the residence service accepts GET only, so the provider refuses it.
+        head = httpx.head(evidence, headers=client, timeout=10)
+        assert head.status_code == 405, head.headers
+        assert head.headers["X-Road-Error"] == "Server.ServerProxy.InvalidHttpMethod"
         unconsented = httpx.get(birth, headers=client, timeout=10)
         assert unconsented.status_code == 403
         assert unconsented.json()["type"] == "Server.ServerProxy.ConsentRequired"

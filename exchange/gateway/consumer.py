@@ -111,7 +111,7 @@ def create_consumer_app(gateway: Gateway) -> ASGIApp:
 
 async def handle(gateway: Gateway, request: Request) -> Response:
     headers = {k.lower(): v for k, v in request.headers.items()}
-    record = ExchangeRecord.arriving("client", headers, gateway.clock())
+    record = ExchangeRecord.arriving("client", request.method, headers, gateway.clock())
     try:
         answer = await _serve(gateway, request, headers, record)
     except Exception as caught:  # every answer is an X-Road answer, whatever went wrong

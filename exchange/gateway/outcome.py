@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 from starlette.responses import Response
@@ -64,12 +64,13 @@ async def conclude(
     ``sign`` (the provider's) signs an answer, notes its digest in ``record`` and returns the
     headers that carry the signature; without it the answer's digest is noted as it is.
     """
+    answer = _as_sent(record, answer)
     signed = _seal(record, answer, sign)
     try:
         # The audit record is committed before anything leaves: no record, no release.
         await gateway.audit.append(audit_entry(record), subject=subject)
     except LoggingFailed as error:
-        answer = refuse(error, record=record)
+        answer = _as_sent(record, refuse(error, record=record))
         signed = _seal(record, answer, sign)
     record.response_size = len(answer.payload)
     finished = gateway.clock()
@@ -95,6 +96,11 @@ async def conclude(
     if answer.error_type:
         headers["X-Road-Error"] = answer.error_type
     return Response(answer.payload, status_code=answer.status, headers=headers)
+
+
+def _as_sent(record: ExchangeRecord, answer: Answer) -> Answer:
+    """``answer`` as it leaves: servers send no body after ``HEAD``, so none is signed."""
+    return replace(answer, payload=b"") if record.method == "HEAD" else answer
 
 
 def _seal(

@@ -69,7 +69,7 @@ class Provider:
     async def handle(self, request: Request) -> Response:
         gateway = self.gateway
         headers = {k.lower(): v for k, v in request.headers.items()}
-        record = ExchangeRecord.arriving("producer", headers, gateway.clock())
+        record = ExchangeRecord.arriving("producer", request.method, headers, gateway.clock())
         try:
             answer = await self.serve(request, headers, record)
         except Exception as caught:  # every answer is signed and recorded, whatever went wrong

@@ -22,6 +22,7 @@ log = structlog.get_logger(__name__)
 @dataclass
 class ExchangeRecord:
     side: str  # "client" (consumer gateway) or "producer" (provider gateway)
+    method: str
     message_id: str
     client: str
     service: str
@@ -46,10 +47,13 @@ class ExchangeRecord:
     response_digest: str | None = None
 
     @classmethod
-    def arriving(cls, side: str, headers: Mapping[str, str], at: datetime) -> ExchangeRecord:
+    def arriving(
+        cls, side: str, method: str, headers: Mapping[str, str], at: datetime
+    ) -> ExchangeRecord:
         """The record of a request as it arrives (``headers`` lower-cased), nothing checked."""
         return cls(
             side=side,
+            method=method,
             message_id=headers.get("x-road-id", ""),
             client=headers.get("x-road-client", ""),
             service="",

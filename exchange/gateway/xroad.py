@@ -26,16 +26,40 @@ from exchange.identifiers import ClientId, MemberId, ServiceId, SubsystemId, par
 PREFIX = "/r1/"
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 METASERVICES = frozenset({"listMethods", "allowedMethods", "getOpenAPI"})
-_MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,255}")
-_PURPOSE = re.compile(r"[A-Za-z0-9._:\-]{1,100}")
-_TEXT = re.compile(r"[\x20-\x7e]{1,1000}")
-_CONSENT = re.compile(r"[\x21-\x7e]+")  # a JWS or an id: printable ASCII, no spaces
 MAX_CONSENT = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """What a header value must be, and the words that tell a caller who broke it."""
+
+    pattern: re.Pattern[str]
+    max_len: int
+    says: str
+
+
+# Header values are read as Latin-1 by the server; non-ASCII text must arrive percent-encoded.
+_MESSAGE_ID = _Rule(re.compile(r"[\x21-\x7e]+"), 255, "printable ASCII without spaces, at most 255")
+_PURPOSE = _Rule(
+    re.compile(r"[A-Za-z0-9._:\-]+"), 100, "letters, digits and ._:- only, at most 100"
+)
+_USER = _Rule(re.compile(r"[\x20-\x7e]+"), 255, "printable ASCII, at most 255 characters")
+_TEXT = _Rule(
+    re.compile(r"[\x20-\x7e]+"),
+    1000,
+    "printable ASCII, at most 1000 characters; percent-encode other text as UTF-8",
+)
+_JWS = _Rule(  # a JWS or an id
+    re.compile(r"[\x21-\x7e]+"),
+    MAX_CONSENT,
+    f"printable ASCII without spaces, at most {MAX_CONSENT}",
+)
 _CANONICAL = {
     "x-road-id": "X-Road-Id",
     "x-road-userid": "X-Road-UserId",
     "x-road-issue": "X-Road-Issue",
     "x-exchange-purpose": "X-Exchange-Purpose",
+    "x-exchange-consent": "X-Exchange-Consent",
     "x-exchange-identity": "X-Exchange-Identity",
 }
 
@@ -106,15 +130,13 @@ class XRoadHeaders:
     identity: str | None
 
 
-def _optional(
-    headers: Mapping[str, str], name: str, pattern: re.Pattern[str], max_len: int = 1000
-) -> str | None:
+def _optional(headers: Mapping[str, str], name: str, rule: _Rule) -> str | None:
     value = headers.get(name)
     if value is None:
         return None
-    if len(value) > max_len or pattern.fullmatch(value) is None:
+    if len(value) > rule.max_len or rule.pattern.fullmatch(value) is None:
         shown = _CANONICAL.get(name, name)
-        raise InvalidRequest(f"{shown} header is malformed", detail=shown)
+        raise InvalidRequest(f"{shown} header is malformed: {rule.says}", detail=shown)
     return value
 
 
@@ -129,25 +151,15 @@ def read_headers(headers: Mapping[str, str], *, generate_id: bool) -> XRoadHeade
         if not generate_id:
             raise InvalidRequest("X-Road-Id header is required", detail="X-Road-Id")
         message_id = str(uuid.uuid4())
-    consent = headers.get("x-exchange-consent")
-    if consent is not None and (len(consent) > MAX_CONSENT or _CONSENT.fullmatch(consent) is None):
-        raise InvalidRequest("X-Exchange-Consent header is malformed", detail="X-Exchange-Consent")
     return XRoadHeaders(
         client=client,
         message_id=message_id,
-        user_id=_optional(headers, "x-road-userid", _TEXT, 255),
+        user_id=_optional(headers, "x-road-userid", _USER),
         issue=_optional(headers, "x-road-issue", _TEXT),
         purpose=_optional(headers, "x-exchange-purpose", _PURPOSE),
-        consent=consent,
-        identity=_token(headers, "x-exchange-identity"),
+        consent=_optional(headers, "x-exchange-consent", _JWS),
+        identity=_optional(headers, "x-exchange-identity", _JWS),
     )
-
-
-def _token(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None and (len(value) > MAX_CONSENT or _CONSENT.fullmatch(value) is None):
-        raise InvalidRequest(f"{_CANONICAL.get(name, name)} header is malformed", detail=name)
-    return value
 
 
 async def read_body(stream: Any, *, content_length: str | None, max_bytes: int) -> bytes:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from urllib.parse import quote
 
+import httpx
 import xmlschema
 from cryptography import x509
 from joserfc import jws
 from joserfc.jwk import ECKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from structlog.testing import capture_logs
 
 from audit import merkle
 from exchange.db.engine import build_engine
@@ -320,3 +323,52 @@ def test_receipts_and_consistency_proofs_verify_independently(roles: Roles) -> N
         roles.http.get(f"{provider}/audit/consistency", params={"from": "x", "to": 1}).status_code
         == 400
     )
+
+
+def bare_request(
+    roles: Roles, method: str, path: str, headers: dict[str, str], body: bytes = b""
+) -> httpx.Response:
+    """A request with only the headers given (and ``Host``, ``Content-Length``): no Accept,
+    no Content-Type, none of the defaults an HTTP library adds."""
+    request = roles.http.build_request(
+        method, f"{roles.consumer_url}{path}", headers=headers, content=body or None
+    )
+    for default in ("accept", "accept-encoding", "user-agent", "connection"):
+        del request.headers[default]
+    return roles.http.send(request)
+
+
+def test_a_client_sending_only_the_xroad_headers_gets_its_evidence(roles: Roles) -> None:
+    xroad = {"X-Road-Client": PORTAL_CLIENT, "X-Exchange-Purpose": PURPOSE}
+    fetched = bare_request(roles, "GET", f"{DIPLOMA}?person={MARI}", xroad)
+    assert fetched.status_code == 200, fetched.text
+    assert fetched.headers["Content-Type"] == "application/json"
+    assert fetched.json()["Diploma"]["personCode"] == MARI
+    # A POST with a body and no Content-Type: signed as sent, so it verifies.
+    posted = bare_request(roles, "POST", f"{DIPLOMA}?person={MARI}", xroad, b"{}")
+    assert posted.status_code == 200, posted.text
+
+
+def test_head_is_answered_without_a_body_and_never_as_tampering(roles: Roles) -> None:
+    with capture_logs() as logs:
+        listed = roles.call("/r1/EE/GOV/70000310/population-registry/listMethods", method="HEAD")
+        refused = roles.call(f"{BIRTH}?person={MARI}", method="HEAD", headers=roles.consented())
+    assert listed.status_code == 200, listed.headers
+    assert listed.content == b""
+    # The birth certificate service accepts GET only: a signed refusal, not a broken answer.
+    assert refused.status_code == 405
+    assert refused.headers["X-Road-Error"] == "Server.ServerProxy.InvalidHttpMethod"
+    assert not [entry for entry in logs if "verification" in str(entry)], logs
+
+
+def test_a_malformed_header_is_refused_with_the_rule_it_breaks(roles: Roles) -> None:
+    issue = "ملف القضية 42".encode()  # a case file named in Arabic, sent as raw UTF-8
+    response = roles.call(f"{DIPLOMA}?person={MARI}", headers={"X-Road-Issue": issue})  # type: ignore[dict-item]
+    assert response.status_code == 400
+    body = response.json()
+    assert body["type"] == "Client.InvalidRequest"
+    assert body["detail"] == "X-Road-Issue"
+    assert "printable ASCII" in body["message"]
+    assert "percent-encode" in body["message"]
+    encoded = quote("ملف القضية 42")
+    assert roles.call(f"{DIPLOMA}?person={MARI}", headers={"X-Road-Issue": encoded}).is_success
