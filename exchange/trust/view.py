@@ -34,7 +34,7 @@ from exchange.errors import (
     ConsentDenied,
     Error,
     InvalidSignature,
-    UnknownService,
+    ServiceUnavailable,
 )
 from exchange.identifiers import ClientId, MemberId, SubsystemId, member_of, unversioned
 from exchange.trust.globalconf import Gateway, GlobalConfiguration, TrustAnchor
@@ -211,9 +211,16 @@ class TrustView:
             raise AccessDenied(f"client {client} is not registered in the global configuration")
 
     def gateways_for(self, member: MemberId) -> list[Gateway]:
+        """The gateways of a registered ``member`` that can be trusted over TLS.
+
+        None is the provider's trouble (no gateway registered, or its certificates revoked or
+        expired), not the caller's: 503, so the caller may retry later.
+        """
         gateways = [g for g in self.gateways_of.get(str(member), []) if g.tls_certificates]
         if not gateways:
-            raise UnknownService(f"member {member} has no reachable gateway")
+            raise ServiceUnavailable(
+                f"no gateway of {member} holds a valid TLS certificate", detail=str(member)
+            )
         return gateways
 
 

@@ -58,6 +58,18 @@ def test_revoked_tls_certificate_is_refused(fresh_roles: Roles) -> None:
     assert fresh_roles.registry.calls == calls
 
 
+def test_a_provider_without_a_valid_tls_certificate_is_not_the_callers_fault(
+    fresh_roles: Roles,
+) -> None:
+    revoke(fresh_roles, fresh_roles.provider_settings(), "tls.pem")
+    response = fresh_roles.call(f"{DIPLOMA}?person={MARI}")
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["type"] == "Server.ClientProxy.ServiceUnavailable"
+    assert body["detail"] == "EE/GOV/70000310"
+    assert "no gateway of EE/GOV/70000310 holds a valid TLS certificate" in body["message"]
+
+
 def test_replay_is_refused_after_a_provider_restart(fresh_roles: Roles) -> None:
     message_id = str(uuid.uuid4())
     first = fresh_roles.call(f"{DIPLOMA}?person={MARI}", headers={"X-Road-Id": message_id})
