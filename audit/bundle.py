@@ -63,9 +63,9 @@ def stored(engine: Engine, chain: str) -> Iterator[Stored]:
     verifier can check those against the records (see :func:`audit.verify.verify`).
 
     Rows come straight from the driver, streamed (a server-side cursor on PostgreSQL):
-    SQLAlchemy's per-row work cost a quarter of the verifier's rate. ``listed`` is then 0/1 on
-    SQLite and a bool on PostgreSQL; both compare equal to the verifier's bool."""
-    columns = "SELECT body, subject, listed FROM audit_records WHERE chain = "
+    SQLAlchemy's per-row work cost a quarter of the verifier's rate. ``listed`` and ``released``
+    are then 0/1 on SQLite and bools on PostgreSQL; both compare equal to the verifier's bools."""
+    columns = "SELECT body, subject, listed, released FROM audit_records WHERE chain = "
     with engine.connect() as connection:
         driver: Any = connection.connection.driver_connection
         if engine.dialect.name == "postgresql":
@@ -76,7 +76,7 @@ def stored(engine: Engine, chain: str) -> Iterator[Stored]:
             cursor.execute(columns + "? ORDER BY seq", (chain,))
         try:
             while batch := cursor.fetchmany(10000):
-                yield from batch  # (body, subject, listed): bytea and BLOB both arrive as bytes
+                yield from batch  # bytea and BLOB both arrive as bytes
         finally:
             cursor.close()
 

@@ -71,9 +71,15 @@ def _logging_failed(cause: BaseException) -> LoggingFailed:
 USAGE_SERVICE = "usage"  # the built-in service with which citizens read their usage
 
 
+def released(status: object) -> bool:
+    """Whether a provider's answer with this status released the data asked for."""
+    return isinstance(status, int) and 200 <= status < 300
+
+
 def listed(side: object, service: object, subject: object) -> bool:
-    """Whether the subject's usage view shows a record: data about a person released by a
-    provider, except the person's own reading of that view (the usage service)."""
+    """Whether the subject's usage view shows a record: a provider's answer to a request about
+    the person (a release or a refused attempt), except the person's own reading of that view
+    (the usage service)."""
     if side != "provider" or subject is None:
         return False
     text = str(service)
@@ -175,6 +181,7 @@ class AuditLog:
             )
             leaf = merkle.leaf_hash(body)
             previous = leaf.hex()
+            shown = listed(entry.side, entry.service, subject)
             leaves.append(leaf)
             rows.append(
                 {
@@ -182,7 +189,8 @@ class AuditLog:
                     "seq": first + offset,
                     "at": at,
                     "subject": subject,
-                    "listed": listed(entry.side, entry.service, subject),
+                    "listed": shown,
+                    "released": shown and released(entry.status),
                     "body": body,
                 }
             )

@@ -32,7 +32,7 @@ class Base(DeclarativeBase):
 
 class AuditRecord(Base):
     __tablename__ = "audit_records"
-    __table_args__ = (Index("ix_audit_records_listed", "subject", "listed", "at"),)
+    __table_args__ = (Index("ix_audit_records_usage", "subject", "listed", "released", "at"),)
     chain: Mapped[str] = mapped_column(String(255), primary_key=True)
     seq: Mapped[int] = mapped_column(Sequence, primary_key=True, autoincrement=False)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -40,6 +40,9 @@ class AuditRecord(Base):
     # Shown in the subject's usage view: data about them released by this member (not, say,
     # their own reading of that view). Found by index, so that what is not shown is not read.
     listed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Of those, the ones that released data (the rest are refused attempts): kept apart in the
+    # index, so that no number of refusals can push a release out of the citizen's view.
+    released: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     body: Mapped[bytes] = mapped_column(LargeBinary)  # canonical JSON, the Merkle leaf
 
 

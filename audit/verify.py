@@ -23,7 +23,7 @@ from cryptography import x509
 
 from audit import merkle, timestamp
 from audit.heads import HEAD_TYPE
-from audit.log import GENESIS, TREE_HEIGHT, listed
+from audit.log import GENESIS, TREE_HEIGHT, listed, released
 from exchange.errors import Error, InternalError, InvalidSignature
 from exchange.trust.keys import fingerprint, serial_hex
 from exchange.trust.signed import may_sign, verify_signed
@@ -54,7 +54,7 @@ class Problem:
     message: str
 
 
-Stored = tuple[bytes, str | None, bool]  # body, subject column, listed column
+Stored = tuple[bytes, str | None, bool, bool]  # body; subject, listed and released columns
 
 
 def _never_read(lo: int, hi: int) -> list[bytes]:
@@ -140,14 +140,17 @@ def _check_record(
     if not isinstance(record, dict) or record.get("chain") != chain:
         return Problem(position, f"record does not belong to chain {chain}")
     if columns is not None:
-        _, subject, shown = columns
-        if subject != record.get("subject") or shown != listed(
-            record.get("side"), record.get("service"), subject
+        _, subject, shown, done = columns
+        reads_listed = listed(record.get("side"), record.get("service"), subject)
+        if (
+            subject != record.get("subject")
+            or shown != reads_listed
+            or done != (reads_listed and released(record.get("status")))
         ):
             return Problem(
                 position,
-                f"record {position} is indexed otherwise than it reads (subject or listed "
-                "altered: the usage view would show it wrongly)",
+                f"record {position} is indexed otherwise than it reads (subject, listed or "
+                "released altered: the usage view would show it wrongly)",
             )
     seq = record.get("seq")
     if seq != position:

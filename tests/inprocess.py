@@ -468,10 +468,10 @@ class InProcess:
         listener = self.main.run(listen(app, port, http=PeerCertificateProtocol, **tls))
         self._listeners.append((self.main, listener))
 
-    def restart(self, name: str) -> Gateway:
+    def restart(self, name: str, settings: GatewaySettings | None = None) -> Gateway:
         """Gateway ``name`` ("provider", "consumer") stopped and built again from its files and
-        database, as after a restart of its process."""
-        settings = self.gateways[name].settings
+        database, as after a restart of its process (with other ``settings`` if given)."""
+        settings = settings or self.gateways[name].settings
         self.main.run(self.gateways[name].close())
         self.gateways[name] = self.main.run(self._gateway(settings, self._blocking))
         return self.gateways[name]

@@ -118,6 +118,8 @@ def test_citizen_journey_in_chromium(tmp_path: Path, shots: Path) -> None:
         row = page.locator("#usages tbody tr").first
         expect(row).to_contain_text("State Portal")
         expect(row).to_contain_text("passport-application")
+        # Every register of the demo offers the usage service: none is missing from the list.
+        expect(page.get_by_role("alert")).to_have_count(0)
         snap("06-who-accessed-my-data")
         row.get_by_role("button", name="Verify").click()
         expect(page.locator("#verification")).to_contain_text("Verified")

@@ -36,19 +36,20 @@ def test_migrations_build_exactly_the_models(
         assert compare_metadata(context, metadata) == []  # type: ignore[arg-type]
 
 
-def test_records_kept_before_are_listed_as_the_usage_view_listed_them(database_url: str) -> None:
+def test_records_kept_before_are_listed_and_released_as_their_bodies_say(database_url: str) -> None:
     engine = build_engine(database_url)
     migrate.upgrade("gateway", engine, "0003")
-    records = [
-        ("provider", "EE/GOV/1/registry/birth-certificate", "s1", True),
-        ("provider", "EE/GOV/1/registry/usage", "s1", False),  # the citizen reading their usage
-        ("provider", "EE/GOV/1/registry/usage/v2", "s1", False),
-        ("provider", "EE/GOV/1/registry/birth-certificate/v1", "s2", True),
-        ("consumer", "EE/GOV/1/registry/birth-certificate", "s1", False),
-        ("provider", "EE/GOV/1/registry/birth-certificate", None, False),  # about nobody
+    records = [  # side, service, subject, status; listed, released
+        ("provider", "EE/GOV/1/registry/birth-certificate", "s1", 200, True, True),
+        ("provider", "EE/GOV/1/registry/usage", "s1", 200, False, False),  # reading their usage
+        ("provider", "EE/GOV/1/registry/usage/v2", "s1", 200, False, False),
+        ("provider", "EE/GOV/1/registry/birth-certificate/v1", "s2", 200, True, True),
+        ("provider", "EE/GOV/1/registry/birth-certificate/v1", "s2", 403, True, False),  # refused
+        ("consumer", "EE/GOV/1/registry/birth-certificate", "s1", 200, False, False),
+        ("provider", "EE/GOV/1/registry/birth-certificate", None, 200, False, False),  # nobody
     ]
     with engine.begin() as connection:
-        for seq, (side, service, subject, _) in enumerate(records):
+        for seq, (side, service, subject, status, *_) in enumerate(records):
             connection.execute(
                 text(
                     "INSERT INTO audit_records (chain, seq, at, subject, body) "
@@ -58,13 +59,15 @@ def test_records_kept_before_are_listed_as_the_usage_view_listed_them(database_u
                     "seq": seq,
                     "at": AT,
                     "subject": subject,
-                    "body": json.dumps({"side": side, "service": service}).encode(),
+                    "body": json.dumps(
+                        {"side": side, "service": service, "status": status}
+                    ).encode(),
                 },
             )
     migrate.upgrade("gateway", engine)
     with engine.connect() as connection:
-        listed = connection.execute(text("SELECT listed FROM audit_records ORDER BY seq"))
-        assert [bool(v) for v in listed.scalars()] == [r[3] for r in records]
+        found = connection.execute(text("SELECT listed, released FROM audit_records ORDER BY seq"))
+        assert [(bool(a), bool(b)) for a, b in found] == [r[4:] for r in records]
 
 
 def test_consents_revoked_before_the_feed_are_its_first_entries(database_url: str) -> None:

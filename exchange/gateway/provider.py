@@ -100,6 +100,7 @@ class Provider:
                 rest_path=target.rest_path,
                 parameters=parameters,
                 xroad=xroad,
+                record=record,
             )
             return Answer(200, kind, payload)
         if code in METASERVICES:

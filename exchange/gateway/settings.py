@@ -41,7 +41,7 @@ from pydantic import Field, field_validator, model_validator
 
 import schemas
 from exchange.db.engine import sqlite_url
-from exchange.identifiers import GatewayId, check_segment
+from exchange.identifiers import GatewayId, SubsystemId, check_segment
 from exchange.settings_file import Listen, RoleSettings, Strict
 
 SCHEMAS_DIR = schemas.FOLDER  # the evidence schemas shipped with the package
@@ -67,6 +67,23 @@ class IdentitySpec(Strict):
     portals: dict[str, str] = Field(
         min_length=1, description="client id at the issuer -> the portal's X-Road subsystem id"
     )
+
+
+class UsageSpec(Strict):
+    """Who may ask this gateway's usage service ("who used my data") on a citizen's behalf."""
+
+    trusted_portals: list[str] = Field(
+        default_factory=list,
+        description=(
+            "portal subsystems trusted to ask for a citizen named by X-Road-UserId alone, as "
+            "state portals ask Data Tracker; every other caller presents the citizen's ID token"
+        ),
+    )
+
+    @field_validator("trusted_portals")
+    @classmethod
+    def _subsystems(cls, value: list[str]) -> list[str]:
+        return [str(SubsystemId.parse(portal)) for portal in value]
 
 
 class PreviewSpec(Strict):
@@ -146,6 +163,7 @@ class GatewaySettings(RoleSettings):
         ),
     )
     identity: IdentitySpec | None = None
+    usage: UsageSpec = UsageSpec()
     preview: PreviewSpec | None = None
     services: list[ServiceSpec] = Field(default_factory=list)
 

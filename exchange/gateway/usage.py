@@ -13,12 +13,20 @@ like any X-Road service through the caller's own gateway::
 - ``/v2/usagePeriod``: ``{"periodStart", "periodEnd"}``, the period the log covers;
 - ``/v2/heartbeat``: ``{"status": "OK"|"FAIL", "message"}`` (no identity needed);
 - ``/v1/records``: the same usages with purpose, legal basis, consent, message id, and each
-  record's receipt (its bytes and inclusion proof against a signed tree head).
+  record's receipt (its bytes and inclusion proof against a signed tree head); and the refused
+  attempts, grouped by who asked for what and why it was refused (``attempts``).
+
+A usage is an answer that released data about the person; a request about them that was
+refused is an attempt. Each kind is read by its own index lookup, so no number of refused
+attempts can push a release out of view.
 
 A citizen reads only their own usage: the ID token must verify (issuer, audience of a trusted
 portal, signature, times) and its subject, ``userCode`` and ``X-Road-UserId`` must be one and
-the same person. Records are found by the keyed hash of that person's code, across every
-replica's chain in this gateway's database. The usage service's own calls are not listed.
+the same person. A portal subsystem that the provider names in ``usage.trusted_portals`` may
+instead ask with ``X-Road-UserId`` alone, as state portals ask Data Tracker. The record of each
+question says which way it was authorised. Records are found by the keyed hash of the person's
+code, across every replica's chain in this gateway's database. The usage service's own calls are
+not listed.
 """
 
 from __future__ import annotations
@@ -33,17 +41,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from audit import merkle
-from audit.log import TREE_HEIGHT, USAGE_SERVICE, leaf_reader, listed
+from audit.log import TREE_HEIGHT, USAGE_SERVICE, leaf_reader, listed, released
 from audit.models import AuditRecord, TreeHead
 from audit.receipt import make_receipt
 from exchange.errors import AccessDenied, Error, InvalidRequest, InvalidToken, NotFound
 from exchange.gateway.node import Gateway
+from exchange.gateway.records import ExchangeRecord
 from exchange.gateway.xroad import XRoadHeaders
 from exchange.identifiers import SubsystemId, unversioned
 
 SERVICE = USAGE_SERVICE
 MAX_LIMIT = 1000
-SCAN_LIMIT = 10000  # a person's newest records considered per request; bounds time and memory
+SCAN_LIMIT = 10000  # a person's newest records of each kind read per request: bounds the work
 
 
 _NUMBER = re.compile(r"[0-9]{1,12}")
@@ -85,11 +94,13 @@ class Usage:
         rest_path: str,
         parameters: dict[str, str],
         xroad: XRoadHeaders,
+        record: ExchangeRecord,
     ) -> tuple[bytes, str]:
+        """The answer to one usage question; ``record`` notes how the asker was authorised."""
         if rest_path == "/v2/heartbeat":
             return _json(await self._heartbeat())
         # On a worker thread: checking the token may fetch the issuer's keys over HTTP.
-        person = await self._gateway.in_thread(
+        person, record.legal_basis = await self._gateway.in_thread(
             self._authenticate, parameters, xroad, needs_user_code=rest_path != "/v2/usagePeriod"
         )
         if rest_path == "/v2/usagePeriod":
@@ -107,17 +118,22 @@ class Usage:
 
     def _authenticate(
         self, parameters: dict[str, str], xroad: XRoadHeaders, *, needs_user_code: bool
-    ) -> str:
-        validator = self._gateway.citizens
-        if validator is None:
+    ) -> tuple[str, str]:
+        """The person asked about, and how the asker was authorised to ask."""
+        validator, client = self._gateway.citizens, str(xroad.client)
+        trusted = self._gateway.settings.usage.trusted_portals
+        if validator is None and not trusted:
             raise NotFound(
                 "this gateway does not offer the usage service (no identity provider set)"
             )
-        if not xroad.identity:
+        if xroad.identity and validator is not None:
+            claims = validator.validate(xroad.identity, at=self._gateway.clock())
+            self._check_portal(claims, client)
+            person, how = str(claims["sub"]), "the citizen's ID token"
+        elif client in trusted and xroad.user_id:
+            person, how = xroad.user_id, f"trusted portal {client}, for X-Road-UserId"
+        else:
             raise InvalidToken("the citizen's ID token is required (X-Exchange-Identity)")
-        claims = validator.validate(xroad.identity, at=self._gateway.clock())
-        self._check_portal(claims, str(xroad.client))
-        person = str(claims["sub"])
         asked = parameters.get("userCode")
         if needs_user_code and not asked:
             raise InvalidRequest("userCode is required", detail="userCode")
@@ -125,7 +141,7 @@ class Usage:
             raise InvalidRequest("X-Road-UserId is required", detail="X-Road-UserId")
         if xroad.user_id != person or (asked is not None and asked != person):
             raise AccessDenied("a citizen may read only their own usage")
-        return person
+        return person, how
 
     def _check_portal(self, claims: dict[str, Any], client: str) -> None:
         """The token must have been issued to the very portal that calls: a token leaked from
@@ -188,32 +204,64 @@ class Usage:
         rich: bool,
     ) -> dict[str, Any]:
         subject = self._gateway.audit.subject_hash(person)
-        query = select(AuditRecord).where(
-            AuditRecord.subject == subject, AuditRecord.listed.is_(True)
-        )
-        if start is not None:
-            query = query.where(AuditRecord.at >= start)
-        if end is not None:
-            query = query.where(AuditRecord.at <= end)
+
+        def newest(session: Session, *, releases: bool) -> list[tuple[AuditRecord, Any]]:
+            query = select(AuditRecord).where(
+                AuditRecord.subject == subject,
+                AuditRecord.listed.is_(True),
+                AuditRecord.released.is_(releases),
+            )
+            if start is not None:
+                query = query.where(AuditRecord.at >= start)
+            if end is not None:
+                query = query.where(AuditRecord.at <= end)
+            query = query.order_by(AuditRecord.at.desc(), AuditRecord.seq.desc()).limit(SCAN_LIMIT)
+            found = []
+            for row in session.scalars(query):
+                record = json.loads(row.body)
+                # The index found them; the record itself has the last word.
+                shown = listed(record.get("side"), record.get("service"), record.get("subject"))
+                if shown and released(record.get("status")) == releases:
+                    found.append((row, record))
+            return found
+
         with Session(self._gateway.engine) as session:
-            newest = query.order_by(AuditRecord.at.desc(), AuditRecord.seq.desc()).limit(SCAN_LIMIT)
-            rows = list(session.scalars(newest))
-            heads = {} if not rich else self._heads(session, {r.chain for r in rows})
-        usages = []
-        for row in rows:
-            record = json.loads(row.body)
-            # The index found the listed ones; the record itself has the last word.
-            if listed(record.get("side"), record.get("service"), record.get("subject")):
-                usages.append((row, record))
-        page = usages[offset : offset + limit]
-        view = self._gateway.trust.view()
-        return {
+            usages = newest(session, releases=True)
+            page = usages[offset : offset + limit]
+            heads = self._heads(session, {row.chain for row, _ in page}) if rich else None
+            attempts = newest(session, releases=False) if rich else []
+        members = self._gateway.trust.view().members
+        found: dict[str, Any] = {
             "totalUsages": len(usages),
-            "usages": [
-                self._usage(row, record, view.members, heads if rich else None)
-                for row, record in page
-            ],
+            "usages": [self._usage(row, record, members, heads) for row, record in page],
         }
+        if rich:
+            found["totalAttempts"] = len(attempts)
+            found["attempts"] = self._grouped(attempts, members)
+        return found
+
+    def _grouped(
+        self, attempts: list[tuple[AuditRecord, Any]], members: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Refused attempts, one entry per asker, service and reason, newest first."""
+        groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for row, record in attempts:  # newest first
+            service = unversioned(str(record.get("service", "")))
+            outcome = str(record.get("fault") or record.get("status"))
+            key = (str(record.get("client", "")), service, outcome)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = {
+                    **self._receiver(record, members),
+                    "action": self._action(service),
+                    "service": service,
+                    "outcome": outcome,
+                    "count": 0,
+                    "last": row.at.isoformat(),
+                }
+            group["count"] += 1
+            group["first"] = row.at.isoformat()
+        return list(groups.values())
 
     def _usage(
         self,
@@ -222,15 +270,11 @@ class Usage:
         members: dict[str, Any],
         heads: dict[str, TreeHead] | None,
     ) -> dict[str, Any]:
-        client = str(record.get("client", "")).split("/")
-        member = members.get("/".join(client[:3]))
         service = str(record.get("service", ""))
         entry: dict[str, Any] = {
             "logtime": row.at.isoformat(),
             "action": self._action(service),
-            "receiverCode": client[2] if len(client) > 2 else None,
-            "receiverName": member.name if member else None,
-            "receiverSystem": client[3] if len(client) > 3 else None,
+            **self._receiver(record, members),
         }
         if heads is None:
             return entry
@@ -246,6 +290,17 @@ class Usage:
             }
         )
         return entry
+
+    @staticmethod
+    def _receiver(record: dict[str, Any], members: dict[str, Any]) -> dict[str, str | None]:
+        """Data Tracker's fields for the member and subsystem that asked."""
+        client = str(record.get("client", "")).split("/")
+        member = members.get("/".join(client[:3]))
+        return {
+            "receiverCode": client[2] if len(client) > 2 else None,
+            "receiverName": member.name if member else None,
+            "receiverSystem": client[3] if len(client) > 3 else None,
+        }
 
     def _action(self, service: str) -> str:
         code = service.split("/")[4] if service.count("/") >= 4 else service

@@ -9,6 +9,8 @@ citizen uploads nothing.
 "Who accessed my data" (``/usage``) gathers the citizen's usage records from the usage service of
 every provider in the global configuration, through the same gateway and with the citizen's ID
 token, and checks any record's receipt against the provider's signed, timestamped tree head.
+Releases are listed one by one; refused attempts apart, grouped by who asked for what. Citizens
+read plain words; the codes and reasons behind them go to the log, for operators.
 
 Consent artefacts are kept in this process's memory per citizen and procedure: the portal is an
 example; a production portal would keep them with its case files.
@@ -25,6 +27,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
+import structlog
 from cryptography import x509
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -44,6 +47,7 @@ from exchange.portal.settings import PortalSettings, Procedure
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
 from exchange.trust.view import TrustView, relying_party
 
+log = structlog.get_logger(__name__)
 SITE = "State Portal"
 GONE = ("revoked", "expired", "exhausted", "not-yet-valid", "unknown")
 PLAIN = {
@@ -51,7 +55,32 @@ PLAIN = {
     "expired": "Your consent has expired, so the register was not asked.",
     "exhausted": "Your consent has been used as many times as you allowed.",
     "PreviewRefused": "You chose not to share this data, so nothing was sent.",
+    "ConsentRequired": "The register needs your consent first.",
+    "NotFound": "The register holds no such record about you.",
 }
+UNAVAILABLE = "The register could not provide it just now. Please try again later."
+# Why an attempt to obtain a citizen's data was refused, by the error code of the answer.
+REFUSED = {
+    "AccessDenied": "refused: they had no right to it",
+    "ConsentRequired": "refused: you had not given your consent",
+    "ConsentDenied": "refused: your consent did not allow it",
+    "PreviewRequired": "held until you looked at the data",
+    "PreviewRefused": "refused: you chose not to share it",
+    "NotFound": "the register holds no such record",
+}
+
+
+def refused_because(outcome: str) -> str:
+    return REFUSED.get(outcome.rsplit(".", 1)[-1], "refused")
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What the registers' usage services say about one citizen, as the page shows it."""
+
+    accesses: list[dict[str, Any]]  # each release, newest first
+    attempts: list[dict[str, Any]]  # refused attempts, grouped by who asked for what and why
+    unavailable: list[str]  # the registers that could not be asked just now
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +89,7 @@ class Answer:
 
     evidence: list[tuple[str, str]] | None = None
     preview_url: str | None = None
-    error: str | None = None
-    reason: str | None = None
+    error: str | None = None  # in plain words; the codes behind it are logged
 
 
 class Portal:
@@ -162,8 +190,8 @@ class Portal:
                     f"/r1/{procedure.service}", params={"person": citizen.subject}, headers=headers
                 )
         except Error as error:
-            told = f"{error.message[:1].upper()}{error.message[1:]}. Please try again later."
-            return Answer(error=told, reason=error.xroad_type)
+            log.warning("portal.fetch_failed", error_type=error.xroad_type, reason=error.message)
+            return Answer(error=UNAVAILABLE)
         body = _json(response)
         if response.status_code == 200 and isinstance(body, dict):
             return Answer(evidence=flatten(body))
@@ -174,12 +202,14 @@ class Portal:
         detail = str(fault.get("detail") or "")
         if kind.endswith("ConsentDenied") and detail in GONE:
             self.consents.pop((citizen.subject, procedure.code), None)
-        message = PLAIN.get(detail) or PLAIN.get(kind.rsplit(".", 1)[-1])
-        return Answer(
-            error=message
-            or str(fault.get("message") or f"The request failed (HTTP {response.status_code})."),
-            reason=f"{kind} ({detail})" if detail else kind or None,
+        log.info(
+            "portal.fetch_refused",
+            status=response.status_code,
+            error_type=kind,
+            detail=detail,
+            reason=fault.get("message"),
         )
+        return Answer(error=PLAIN.get(detail) or PLAIN.get(kind.rsplit(".", 1)[-1]) or UNAVAILABLE)
 
     def providers(self, view: TrustView) -> list[str]:
         """Every provider subsystem in the service catalogue: each keeps its own usage log."""
@@ -187,7 +217,8 @@ class Portal:
             {"/".join(str(s.get("id", "")).split("/")[:4]) for s in view.configuration.services}
         )
 
-    async def usage(self, citizen: SignedIn, provider: str) -> list[dict[str, Any]]:
+    async def usage(self, citizen: SignedIn, provider: str) -> dict[str, list[dict[str, Any]]]:
+        """``provider``'s answer: its ``usages`` and ``attempts`` about ``citizen``."""
         with mapped("the portal's gateway"):
             response = await self.http.get(
                 f"/r1/{provider}/usage/v1/records",
@@ -198,28 +229,39 @@ class Portal:
         if response.status_code != 200 or not isinstance(body, dict):
             message = body.get("message") if isinstance(body, dict) else None
             raise NotFound(str(message or f"HTTP {response.status_code}"))
-        usages = body.get("usages", [])
-        return [dict(u, provider=provider) for u in usages if isinstance(u, dict)]
+        return {
+            kind: [dict(u, provider=provider) for u in body.get(kind, []) if isinstance(u, dict)]
+            for kind in ("usages", "attempts")
+        }
 
-    async def all_usage(self, citizen: SignedIn) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    def provider_name(self, view: TrustView, provider: str) -> str:
+        names = {m.id: m.name for m in view.configuration.members}
+        return names.get(provider.rsplit("/", 1)[0], provider)
+
+    async def all_usage(self, citizen: SignedIn) -> Usage:
         view = self.trust.view()
         providers = self.providers(view)
-        names = {m.id: m.name for m in view.configuration.members}
         found = await asyncio.gather(
             *(self.usage(citizen, p) for p in providers), return_exceptions=True
         )
-        usages: list[dict[str, Any]] = []
-        failures: dict[str, str] = {}
+        shown = Usage(accesses=[], attempts=[], unavailable=[])
         for provider, result in zip(providers, found, strict=True):
+            name = self.provider_name(view, provider)
             if isinstance(result, BaseException):
-                reason = result.message if isinstance(result, Error) else "cannot be reached"
-                failures[provider] = reason
+                reason = result.message if isinstance(result, Error) else repr(result)
+                log.warning("portal.usage_unavailable", provider=provider, reason=reason)
+                shown.unavailable.append(name)
                 continue
-            for usage in result:
-                usage["providerName"] = names.get(provider.rsplit("/", 1)[0], provider)
-            usages += result
-        usages.sort(key=lambda u: str(u.get("logtime", "")), reverse=True)
-        return usages, failures
+            for usage in result["usages"]:
+                shown.accesses.append(dict(usage, providerName=name))
+            for attempt in result["attempts"]:
+                outcome = str(attempt.get("outcome", ""))
+                shown.attempts.append(
+                    dict(attempt, providerName=name, refused=refused_because(outcome))
+                )
+        shown.accesses.sort(key=lambda u: str(u.get("logtime", "")), reverse=True)
+        shown.attempts.sort(key=lambda u: str(u.get("last", "")), reverse=True)
+        return shown
 
     def anchors_for(self, view: TrustView, provider: str) -> Anchors:
         member = provider.rsplit("/", 1)[0]
@@ -239,7 +281,7 @@ class Portal:
         view = self.trust.view()
         if provider not in self.providers(view):
             raise InvalidRequest("no such provider in the global configuration")
-        for usage in await self.usage(citizen, provider):
+        for usage in (await self.usage(citizen, provider))["usages"]:
             receipt = usage.get("receipt")
             if (
                 isinstance(receipt, dict)
@@ -352,15 +394,14 @@ def create_app(portal: Portal) -> Starlette:
         if citizen is None:
             return sign_in_first(request)
         try:
-            usages, failures = await portal.all_usage(citizen)
+            found = await portal.all_usage(citizen)
         except Error as error:
             return pages.failure(SITE, error)
         return pages.page(
             "usage.html",
             site=SITE,
             citizen=citizen,
-            usages=usages,
-            failures=failures,
+            usage=found,
             csrf=web.csrf_token(request.session),
             checked=None,
         )
@@ -375,20 +416,28 @@ def create_app(portal: Portal) -> Starlette:
             seq = str(form.get("seq", ""))
             if not seq.isascii() or not seq.isdigit() or len(seq) > 12:
                 raise InvalidRequest("no such record", detail="seq")
+            provider = str(form.get("provider", ""))
             checked = await portal.check_receipt(
-                citizen, str(form.get("provider", "")), str(form.get("chain", "")), int(seq)
+                citizen, provider, str(form.get("chain", "")), int(seq)
             )
-            usages, failures = await portal.all_usage(citizen)
+            found = await portal.all_usage(citizen)
+            register = portal.provider_name(portal.trust.view(), provider)
         except Error as error:
             return pages.failure(SITE, error, back="/usage")
+        log.info("portal.receipt_checked", provider=provider, ok=checked.ok, result=checked.message)
         return pages.page(
             "usage.html",
             site=SITE,
             citizen=citizen,
-            usages=usages,
-            failures=failures,
+            usage=found,
             csrf=web.csrf_token(request.session),
-            checked={"chain": form.get("chain"), "seq": int(seq), "result": checked},
+            checked={
+                "chain": form.get("chain"),
+                "seq": int(seq),
+                "ok": checked.ok,
+                "timestamped": checked.timestamped,
+                "register": register,
+            },
         )
 
     async def health(_: Request) -> Response:

@@ -300,7 +300,7 @@ def create(
                 GatewayId(BUSINESS, "gw1"),
                 ["business-registry"],
                 (more.business_consumer, more.business_tls),
-                business_services(companies),
+                identity + business_services(companies),  # every register offers usage
                 base / "business-gateway",
                 None,
             ),

@@ -165,6 +165,8 @@ def flip_byte(engine: Engine, seq: int) -> None:
         (lambda e: tamper(e, ["DELETE FROM audit_records WHERE seq >= 15"]), 15),
         # The columns the usage view finds records by: hiding one from its person is found.
         (lambda e: tamper(e, ["UPDATE audit_records SET listed = false WHERE seq = 9"]), 9),
+        # A release passed off as a refused attempt, among the attempts a member can flood.
+        (lambda e: tamper(e, ["UPDATE audit_records SET released = false WHERE seq = 6"]), 6),
         (lambda e: tamper(e, ["UPDATE audit_records SET subject = NULL WHERE seq = 3"]), 3),
         (lambda e: tamper(e, ["UPDATE audit_records SET subject = 'other' WHERE seq = 11"]), 11),
     ],
@@ -175,6 +177,7 @@ def flip_byte(engine: Engine, seq: int) -> None:
         "reorder-rows",
         "truncate",
         "unlist",
+        "unrelease",
         "drop-subject",
         "other-subject",
     ],

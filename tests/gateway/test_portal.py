@@ -10,8 +10,11 @@ from html import unescape
 
 import httpx
 
+from exchange.sample import federation
 from tests.browser import Browser
-from tests.gateway.conftest import MARI, Roles
+from tests.gateway.conftest import MARI, PORTAL_CLIENT, RESIDENCE, Roles
+
+JAAN = "EE39107156021"
 
 
 def link(page: httpx.Response, element_id: str) -> str:
@@ -52,11 +55,16 @@ def test_citizen_journey(roles: Roles) -> None:
         verified = browser.submit(usage, 'name="seq"')
         assert 'id="verification"' in verified.text
         assert "Verified:" in verified.text, verified.text[:3000]
+        shown = verified.text.split('id="verification"')[1].split("</div>")[0]
+        assert "/gw1/" not in shown  # the log's name and record number are for operators
 
         consents = browser.get(f"http://127.0.0.1:{roles.ports.consent}/")
         assert 'data-status="active"' in consents.text
         after = browser.submit(consents, "Revoke this consent")
         assert 'data-status="revoked"' in after.text
+        [card] = [c for c in after.text.split('class="card"') if 'data-status="revoked"' in c]
+        assert "may obtain" not in card  # no longer: it says what the consent was
+        assert "You revoked this consent on" in card
 
         procedure = browser.get(f"{portal}/procedures/passport")
         refused = browser.submit(procedure, 'id="fetch"')
@@ -101,5 +109,40 @@ def test_pages_need_sign_in_and_refuse_foreign_return_addresses(roles: Roles) ->
         page = browser.sign_in(browser.get(f"{consent}/grant?{query}"), MARI)
         assert page.status_code == 400
         assert "may not send citizens back" in page.text
+    finally:
+        browser.close()
+
+
+def test_who_accessed_my_data_speaks_plain_words(roles: Roles) -> None:
+    portal = f"http://127.0.0.1:{roles.ports.portal}"
+    jaan = {"X-Road-UserId": JAAN}
+    assert roles.call(f"{RESIDENCE}?person={JAAN}", headers=jaan).status_code == 200
+    access = roles.provider_access()
+    access.revoke(service=federation.RESIDENCE_RECORD, subject=PORTAL_CLIENT)
+    try:
+        for _ in range(2):
+            assert roles.call(f"{RESIDENCE}?person={JAAN}", headers=jaan).status_code == 403
+    finally:
+        access.grant(
+            service=federation.RESIDENCE_RECORD,
+            subject=PORTAL_CLIENT,
+            legal_basis=federation.RESIDENCE_LEGAL_BASIS,
+        )
+    browser = Browser(roles.roles.loopback.blocking())
+    try:
+        browser.sign_in(browser.get(f"{portal}/login?then=/"), JAAN)
+        page = browser.get(f"{portal}/usage")
+        accesses = page.text.split('id="usages"')[1].split("</table>")[0]
+        assert "refused" not in accesses  # the list of accesses holds releases only
+        attempts = page.text.split('id="attempts"')[1]
+        assert "2 times" in attempts
+        assert "State Portal" in attempts
+        assert "had no right to it" in attempts
+        assert "Server." not in page.text
+        with roles.roles.loopback.down(f"https://127.0.0.1:{roles.ports.provider_tls}"):
+            failed = browser.get(f"{portal}/usage")
+        assert "could not be reached just now" in failed.text
+        assert "Server." not in failed.text
+        assert "gateway" not in failed.text
     finally:
         browser.close()

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from audit import merkle
 from exchange.db.engine import build_engine
+from exchange.gateway import usage as usage_service
+from exchange.gateway.settings import GatewaySettings, UsageSpec
 from exchange.sample import federation
-from tests.gateway.conftest import MARI, RESIDENCE, Roles
+from tests.gateway.conftest import MARI, PORTAL_CLIENT, RESIDENCE, Roles
 
 JAAN = "EE39107156021"
 USAGE = f"/r1/{federation.POPULATION_REGISTRY}/usage"
@@ -128,3 +133,79 @@ def test_audit_records_hold_no_personal_codes_and_no_tokens(roles: Roles) -> Non
         assert MARI.encode() not in bodies
         assert token.split(".")[1].encode() not in bodies
         assert b'"request_claims_digest"' in bodies
+
+
+def test_refusals_are_attempts_apart_and_never_hide_a_release(
+    roles: Roles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = roles.clock().isoformat()
+    released = roles.call(f"{RESIDENCE}?person={JAAN}", headers={"X-Road-UserId": JAAN})
+    assert released.status_code == 200
+    access = roles.provider_access()
+    access.revoke(service=federation.RESIDENCE_RECORD, subject=PORTAL_CLIENT)
+    try:  # a member without an access right asks three times
+        for _ in range(3):
+            refused = roles.call(f"{RESIDENCE}?person={JAAN}", headers={"X-Road-UserId": JAAN})
+            assert refused.status_code == 403
+    finally:
+        access.grant(
+            service=federation.RESIDENCE_RECORD,
+            subject=PORTAL_CLIENT,
+            legal_basis=federation.RESIDENCE_LEGAL_BASIS,
+        )
+    # However many refusals come after it, the release stays in view.
+    monkeypatch.setattr(usage_service, "SCAN_LIMIT", 2)
+    token = roles.id_token(JAAN)
+    found = usage(
+        roles, "/v2/findUsage", token=token, user=JAAN, userCode=JAAN, periodStart=started
+    )
+    assert found.json()["totalUsages"] == 1, found.text  # Data Tracker v2 lists releases only
+    rich = usage(
+        roles, "/v1/records", token=token, user=JAAN, userCode=JAAN, periodStart=started
+    ).json()
+    [access_] = rich["usages"]
+    assert access_["messageId"] == released.headers["X-Road-Id"]
+    monkeypatch.undo()
+    rich = usage(
+        roles, "/v1/records", token=token, user=JAAN, userCode=JAAN, periodStart=started
+    ).json()
+    assert rich["totalAttempts"] == 3
+    [attempt] = rich["attempts"]  # grouped: who, what and why it was refused
+    assert attempt["count"] == 3
+    assert attempt["receiverSystem"] == "citizen-portal"
+    assert attempt["service"] == federation.RESIDENCE_RECORD
+    assert attempt["outcome"] == "Server.ServerProxy.AccessDenied"
+    assert attempt["first"] <= attempt["last"]
+
+
+def test_a_trusted_portal_may_ask_with_the_citizens_code_alone(fresh_roles: Roles) -> None:
+    """Kept out by default (an ID token is needed); a portal subsystem the provider names may
+    ask on the citizen's behalf with X-Road-UserId alone, and each record says which way."""
+    assert (
+        usage(fresh_roles, "/v2/findUsage", token=None, user=MARI, userCode=MARI).status_code == 401
+    )
+    settings = fresh_roles.provider_settings()
+    fresh_roles.roles.restart(
+        "provider",
+        settings.model_copy(update={"usage": UsageSpec(trusted_portals=[PORTAL_CLIENT])}),
+    )
+    trusted = usage(fresh_roles, "/v2/findUsage", token=None, user=MARI, userCode=MARI)
+    assert trusted.status_code == 200, trusted.text
+    other = usage(fresh_roles, "/v2/findUsage", token=None, user=MARI, userCode=JAAN)
+    assert other.status_code == 403
+    with_token = usage(
+        fresh_roles, "/v2/findUsage", token=fresh_roles.id_token(MARI), user=MARI, userCode=MARI
+    )
+    assert with_token.status_code == 200
+    authorised = {
+        record["message_id"]: record["legal_basis"]
+        for record in audit_records(fresh_roles.provider_settings())
+    }
+    assert "trusted portal" in authorised[trusted.headers["X-Road-Id"]]
+    assert "ID token" in authorised[with_token.headers["X-Road-Id"]]
+
+
+def audit_records(settings: GatewaySettings) -> list[dict[str, Any]]:
+    with build_engine(settings.db_url).connect() as connection:
+        bodies = connection.execute(text("SELECT body FROM audit_records")).scalars()
+        return [json.loads(body) for body in bodies]
