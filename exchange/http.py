@@ -8,12 +8,16 @@ get theirs from :mod:`exchange.faults`; anything else is logged and leaves as an
 ``Server.InternalError``. Web pages may show people a page instead of the body; it carries the
 header too. A request the HTTP server cannot even parse is answered in the same form
 (:mod:`exchange.serving`).
+
+Bodies are read with a cap: :func:`read_body` refuses (413) a declared length over the cap before
+reading anything and a streamed body as soon as it passes the cap.
 """
 
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 Page = Callable[[Error], Response]
+_LENGTH = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() also takes '²'
 
 _BY_STATUS: dict[int, type[Error]] = {
     400: InvalidRequest,
@@ -145,3 +150,27 @@ def _invalid(exc: RequestValidationError) -> InvalidRequest:
         f"{where}: {first.get('msg', 'invalid value')}" if where else "request body is invalid"
     )
     return InvalidRequest(message, detail=where or None)
+
+
+def declared_length(content_length: str | None) -> int | None:
+    """The length a ``Content-Length`` value declares; ``None`` if there is none (or it is not
+    plain digits, which the HTTP server refuses anyway): then only counting the body tells."""
+    if content_length is None or not _LENGTH.fullmatch(content_length):
+        return None
+    return int(content_length)
+
+
+async def read_body(
+    stream: AsyncIterable[bytes], *, content_length: str | None, max_bytes: int
+) -> bytes:
+    """Read a body, refusing (413) as soon as it is known to exceed ``max_bytes``: at once when
+    its declared length does, else when the bytes counted so far do."""
+    declared = declared_length(content_length)
+    if declared is not None and declared > max_bytes:
+        raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in stream:
+        body += chunk
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
+    return bytes(body)
