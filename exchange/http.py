@@ -10,7 +10,9 @@ header too. A request the HTTP server cannot even parse is answered in the same 
 (:mod:`exchange.serving`).
 
 Bodies are read with a cap: :func:`read_body` refuses (413) a declared length over the cap before
-reading anything and a streamed body as soon as it passes the cap.
+reading anything and a streamed body as soon as it passes the cap. :class:`Guard` puts that, and
+a check of who is calling, in front of an app whose framework reads bodies by itself (FastAPI
+reads and parses a body before it resolves any dependency, authentication included).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from typing import TYPE_CHECKING
 import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exchange.errors import (
     AccessDenied,
@@ -174,3 +177,44 @@ async def read_body(
         if len(body) > max_bytes:
             raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
     return bytes(body)
+
+
+class Guard:
+    """ASGI middleware that answers before an app reads a body it should not.
+
+    First ``admit(request)`` (it raises an :class:`Error`, e.g. :class:`Unauthenticated`, for a
+    request it refuses, and must not read the body); then the body is read with
+    :func:`read_body`. Only then does the app run, with the body handed over whole, so no parser
+    behind it meets more than ``max_bytes``. Refusals are answered here, in the error boundary's
+    form (the body and the ``X-Road-Error`` header).
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, admit: Callable[[Request], None] | None = None
+    ) -> None:
+        self.app, self.max_bytes, self.admit = app, max_bytes, admit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            if self.admit is not None:
+                self.admit(request)
+            body = await read_body(
+                request.stream(),
+                content_length=request.headers.get("content-length"),
+                max_bytes=self.max_bytes,
+            )
+        except Error as error:
+            await error_response(error)(scope, receive, send)
+            return
+        except ClientDisconnect:
+            return  # nobody is left to answer
+        pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def replay() -> Message:
+            return pending.pop() if pending else await receive()
+
+        await self.app(scope, replay, send)
