@@ -8,19 +8,26 @@ get theirs from :mod:`exchange.faults`; anything else is logged and leaves as an
 ``Server.InternalError``. Web pages may show people a page instead of the body; it carries the
 header too. A request the HTTP server cannot even parse is answered in the same form
 (:mod:`exchange.serving`).
+
+Bodies are read with a cap: :func:`read_body` refuses (413) a declared length over the cap before
+reading anything and a streamed body as soon as it passes the cap. :class:`Guard` puts that, and
+a check of who is calling, in front of an app whose framework reads bodies by itself (FastAPI
+reads and parses a body before it resolves any dependency, authentication included).
 """
 
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exchange.errors import (
     AccessDenied,
@@ -45,6 +52,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 Page = Callable[[Error], Response]
+_LENGTH = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() also takes '²'
 
 _BY_STATUS: dict[int, type[Error]] = {
     400: InvalidRequest,
@@ -145,3 +153,68 @@ def _invalid(exc: RequestValidationError) -> InvalidRequest:
         f"{where}: {first.get('msg', 'invalid value')}" if where else "request body is invalid"
     )
     return InvalidRequest(message, detail=where or None)
+
+
+def declared_length(content_length: str | None) -> int | None:
+    """The length a ``Content-Length`` value declares; ``None`` if there is none (or it is not
+    plain digits, which the HTTP server refuses anyway): then only counting the body tells."""
+    if content_length is None or not _LENGTH.fullmatch(content_length):
+        return None
+    return int(content_length)
+
+
+async def read_body(
+    stream: AsyncIterable[bytes], *, content_length: str | None, max_bytes: int
+) -> bytes:
+    """Read a body, refusing (413) as soon as it is known to exceed ``max_bytes``: at once when
+    its declared length does, else when the bytes counted so far do."""
+    declared = declared_length(content_length)
+    if declared is not None and declared > max_bytes:
+        raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in stream:
+        body += chunk
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
+    return bytes(body)
+
+
+class Guard:
+    """ASGI middleware that answers before an app reads a body it should not.
+
+    First ``admit(request)`` (it raises an :class:`Error`, e.g. :class:`Unauthenticated`, for a
+    request it refuses, and must not read the body); then the body is read with
+    :func:`read_body`. Only then does the app run, with the body handed over whole, so no parser
+    behind it meets more than ``max_bytes``. Refusals are answered here, in the error boundary's
+    form (the body and the ``X-Road-Error`` header).
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, admit: Callable[[Request], None] | None = None
+    ) -> None:
+        self.app, self.max_bytes, self.admit = app, max_bytes, admit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            if self.admit is not None:
+                self.admit(request)
+            body = await read_body(
+                request.stream(),
+                content_length=request.headers.get("content-length"),
+                max_bytes=self.max_bytes,
+            )
+        except Error as error:
+            await error_response(error)(scope, receive, send)
+            return
+        except ClientDisconnect:
+            return  # nobody is left to answer
+        pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def replay() -> Message:
+            return pending.pop() if pending else await receive()
+
+        await self.app(scope, replay, send)

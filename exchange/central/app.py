@@ -4,7 +4,8 @@ Public (no authentication; everything here is either signed or public by nature)
 ``GET /health``, ``GET /globalconf`` (signed JWS), ``GET /anchor``, ``GET /ca.pem``, ``GET /crl``.
 
 Management API under ``/api/v1`` (bearer admin token): member classes, members, subsystems,
-gateways, certificate issuance from CSRs, revocation, and the change log.
+gateways, certificate issuance from CSRs, revocation, and the change log. The token is checked
+before any byte of a body is read, and bodies are capped (:class:`exchange.http.Guard`).
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from exchange.central.registry import catalogue_entry
 from exchange.central.service import Central, build
 from exchange.central.settings import CentralSettings
 from exchange.errors import Unauthenticated
-from exchange.http import install_error_handlers
+from exchange.http import Guard, install_error_handlers
 from exchange.identifiers import GatewayId, MemberId, SubsystemId
 from exchange.trust.globalconf_client import utcnow
 from exchange.trust.keys import certificate_pem
 
 API_ACTOR = "api:admin"
+MAX_API_BODY = 1024 * 1024  # the largest request: a catalogue of a few thousand services
 
 
 class MemberClassIn(BaseModel):
@@ -92,6 +94,14 @@ def require_admin(request: Request) -> str:
     return API_ACTOR
 
 
+def admit(request: Request) -> None:
+    """Before the body is read: the management API is the admin's only. (The ``Admin``
+    dependency checks again and names the actor, but FastAPI resolves it after the body.)"""
+    path = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
+    if path.startswith("/api/"):
+        require_admin(request)
+
+
 Admin = Annotated[str, Depends(require_admin)]
 
 
@@ -99,6 +109,7 @@ def create_app(settings: CentralSettings, *, clock: Callable[[], datetime] = utc
     central = build(settings, clock=clock)
     app = FastAPI(title="exchange central authority", version=__version__)
     install_error_handlers(app)
+    app.add_middleware(Guard, max_bytes=MAX_API_BODY, admit=admit)
     app.state.central = central
 
     @app.get("/health")

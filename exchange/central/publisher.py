@@ -2,7 +2,9 @@
 
 A signed version is reused until the registry changes (a newer event than its basis) or a
 quarter of its validity has passed, so that relying parties always hold a copy with most of its
-lifetime ahead and learn of a revocation at their next refresh.
+lifetime ahead and learn of a revocation at their next refresh. The quarter is the stored
+version's own (from its ``generated_at`` to its ``expires_at``), not the current setting's: an
+authority restarted with a longer validity must not serve a version that expired meanwhile.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ class Publisher:
     def document(self) -> bytes:
         """The signed configuration to serve now, signing a new version when due."""
         at = self._registry.clock()
-        validity = self._settings.configuration_validity
         for _ in range(3):  # another process may publish the same version concurrently
             with self._registry.session() as session:
                 basis = latest_event_id(session)
@@ -45,11 +46,7 @@ class Publisher:
                     .order_by(models.ConfigurationVersion.version.desc())
                     .limit(1)
                 )
-                if (
-                    latest is not None
-                    and latest.basis_event == basis
-                    and at < latest.generated_at + validity / 4
-                ):
+                if latest is not None and latest.basis_event == basis and _fresh(latest, at):
                     return latest.document
                 version = 1 if latest is None else latest.version + 1
                 configuration = self._build(session, version=version, at=at)
@@ -159,6 +156,13 @@ class Publisher:
                 for s in session.scalars(select(models.Service).order_by(models.Service.identifier))
             ],
         )
+
+
+def _fresh(version: models.ConfigurationVersion, at: datetime) -> bool:
+    """Signed no later than ``at``, and within the first quarter of the validity it was signed
+    with (a version from a clock that ran ahead would be refused as from the future)."""
+    quarter = (version.expires_at - version.generated_at) / 4
+    return version.generated_at <= at < version.generated_at + quarter
 
 
 def _live(certificate: models.Certificate, at: datetime) -> bool:

@@ -35,7 +35,8 @@ from exchange.gateway.signing import (
     verify_request,
 )
 from exchange.gateway.tls import PEER_FINGERPRINT
-from exchange.gateway.xroad import Target, XRoadHeaders, parse_target, read_body, read_headers
+from exchange.gateway.xroad import Target, XRoadHeaders, parse_target, read_headers
+from exchange.http import read_body
 from exchange.identifiers import member_of
 from exchange.trust.view import TrustView
 

@@ -51,9 +51,9 @@ from exchange.gateway.xroad import (
     XRoadHeaders,
     exchanges_first,
     parse_target,
-    read_body,
     read_headers,
 )
+from exchange.http import read_body
 from exchange.identifiers import ServiceId
 from exchange.trust.globalconf import Gateway as PeerGateway
 from exchange.trust.signed import body_digest

@@ -24,7 +24,7 @@ import yarl
 
 from exchange.errors import ServiceFailed
 from exchange.faults import mapped
-from exchange.gateway.xroad import read_body
+from exchange.http import read_body
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,6 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from starlette.applications import Starlette
@@ -19,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from exchange.errors import InvalidIdentifier, InvalidRequest, NotAcceptable, PayloadTooLarge
+from exchange.errors import InvalidIdentifier, InvalidRequest, NotAcceptable
 from exchange.http import install_error_handlers
 from exchange.identifiers import ClientId, MemberId, ServiceId, SubsystemId, parse_client
 
@@ -162,16 +161,6 @@ def read_headers(headers: Mapping[str, str], *, generate_id: bool) -> XRoadHeade
     )
 
 
-async def read_body(stream: Any, *, content_length: str | None, max_bytes: int) -> bytes:
-    """Read a request body, refusing (413) as soon as it is known to exceed ``max_bytes``."""
-    if content_length is not None and content_length.isdigit() and int(content_length) > max_bytes:
-        raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
-    body = bytearray()
-    async for chunk in stream:
-        body += chunk
-        if len(body) > max_bytes:
-            raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
-    return bytes(body)
 
 
 def negotiate(accept: str | None) -> str:

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import re
-
 from starlette.datastructures import FormData
 from starlette.requests import Request
 
 from exchange.errors import PayloadTooLarge
+from exchange.http import declared_length
 
 MAX_FORM_BYTES = 64 * 1024
-_LENGTH = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also takes '²'
 
 
 async def bounded_body(request: Request, limit: int) -> bytes:
     """The body, if its declared length is at most ``limit`` (read before anyone is known)."""
-    length = request.headers.get("content-length", "")
-    if not _LENGTH.fullmatch(length) or int(length) > limit:
+    length = declared_length(request.headers.get("content-length"))
+    if length is None or length > limit:
         raise PayloadTooLarge(f"the body must declare its length, at most {limit} bytes")
     return await request.body()
 

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 from cryptography import x509
 
-from exchange.central.service import Central
+from exchange.central.service import Central, build
+from exchange.central.settings import CentralSettings
 from exchange.identifiers import GatewayId, MemberId, SubsystemId
 from exchange.trust import globalconf
 from exchange.trust.globalconf import TrustAnchor
@@ -79,6 +80,49 @@ def test_resigned_well_before_expiry(central: Central, clock: Clock) -> None:
     second = verified(central, clock)
     assert second.version == first.version + 1
     assert second.expires_at == clock() + central.settings.configuration_validity
+
+
+def restarted(settings: CentralSettings, clock: Clock, validity: timedelta) -> Central:
+    """The authority started again on the same folder and database with another validity."""
+    return build(settings.model_copy(update={"configuration_validity": validity}), clock=clock)
+
+
+def test_a_restart_never_serves_an_expired_version(
+    central: Central, central_settings: CentralSettings, clock: Clock
+) -> None:
+    """Signed under a two-minute validity, down for three minutes, back with the default hour:
+    the authority signs anew rather than serve what expired while it was down."""
+    first = verified(restarted(central_settings, clock, timedelta(minutes=2)), clock)
+    clock.advance(timedelta(minutes=3))
+    again = restarted(central_settings, clock, timedelta(hours=1))
+    served = verified(again, clock)  # an expired document would fail here
+    assert served.version == first.version + 1
+    assert served.expires_at == clock() + timedelta(hours=1)
+
+
+def test_a_stored_version_is_judged_by_its_own_validity(
+    central: Central, central_settings: CentralSettings, clock: Clock
+) -> None:
+    """A version is reused for a quarter of the validity it was signed with, whatever the
+    setting of the process serving it."""
+    first = verified(restarted(central_settings, clock, timedelta(minutes=2)), clock)
+    again = restarted(central_settings, clock, timedelta(hours=1))
+    clock.advance(timedelta(seconds=29))
+    assert verified(again, clock).version == first.version
+    clock.advance(timedelta(seconds=1))
+    assert verified(again, clock).version == first.version + 1
+    longer = restarted(central_settings, clock, timedelta(minutes=2))
+    clock.advance(timedelta(minutes=14))  # the hour-long version has most of its life ahead
+    assert verified(longer, clock).version == first.version + 1
+
+
+def test_a_version_from_a_clock_that_ran_ahead_is_replaced(central: Central, clock: Clock) -> None:
+    """The authority's clock is set back (it ran ahead): what it signed then would be refused as
+    generated in the future by every relying party on the right time, so it signs anew."""
+    clock.advance(timedelta(minutes=20))
+    ahead = verified(central, clock)
+    clock.advance(-timedelta(minutes=10))
+    assert verified(central, clock).version == ahead.version + 1
 
 
 def test_expired_certificates_leave_the_configuration(central: Central, clock: Clock) -> None:

@@ -7,6 +7,7 @@ thread of this process; the command line itself (``central init``, ``central ser
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -99,6 +100,22 @@ def test_management_api_requires_the_admin_token(running_central: RunningCentral
         }
     with running_central.api() as api:
         assert api.get("/members").json() == []
+
+
+def test_refused_before_the_body_is_sent(running_central: RunningCentral) -> None:
+    """A client that declares 200 MB and waits for an answer before sending any of it gets one:
+    401 without the token, 413 with it."""
+    port = int(running_central.url.rsplit(":", 1)[1])
+    for token, status in ((None, 401), (running_central.token, 413)):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            head = "POST /api/v1/members HTTP/1.1\r\nHost: central\r\n"
+            head += "Content-Type: application/json\r\nContent-Length: 200000000\r\n"
+            if token is not None:
+                head += f"Authorization: Bearer {token}\r\n"
+            sock.sendall(f"{head}\r\n".encode())
+            answer = sock.recv(65536).decode()
+        assert answer.startswith(f"HTTP/1.1 {status} ")
+        assert "\r\nx-road-error: client." in answer.lower()
 
 
 def test_bad_input_gets_a_precise_error(running_central: RunningCentral) -> None:
