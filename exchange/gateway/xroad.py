@@ -161,8 +161,6 @@ def read_headers(headers: Mapping[str, str], *, generate_id: bool) -> XRoadHeade
     )
 
 
-
-
 def negotiate(accept: str | None) -> str:
     """``"json"`` or ``"xml"``, by the caller's ``Accept`` (JSON when it does not say)."""
     if not accept:
