@@ -13,6 +13,8 @@ import httpx
 from tests.browser import Browser
 from tests.gateway.conftest import MARI, Roles
 
+JAAN = "EE39107156021"
+
 
 def link(page: httpx.Response, element_id: str) -> str:
     found = re.search(rf'id="{element_id}" href="([^"]+)"', page.text)
@@ -101,5 +103,33 @@ def test_pages_need_sign_in_and_refuse_foreign_return_addresses(roles: Roles) ->
         page = browser.sign_in(browser.get(f"{consent}/grant?{query}"), MARI)
         assert page.status_code == 400
         assert "may not send citizens back" in page.text
+    finally:
+        browser.close()
+
+
+def test_a_return_address_that_leaves_the_registered_pages_grants_nothing(roles: Roles) -> None:
+    """The consent service compares URLs, not strings: an address that starts with the
+    portal's registered ``/procedures/`` yet leads elsewhere is refused on the page and when
+    the form is posted, before anything is granted."""
+    portal = f"http://127.0.0.1:{roles.ports.portal}"
+    consent = f"http://127.0.0.1:{roles.ports.consent}"
+    browser = Browser(roles.roles.loopback.blocking())
+    try:
+        browser.sign_in(browser.get(f"{portal}/login?then=/"), JAAN)
+        procedure = browser.get(f"{portal}/procedures/passport")
+        page = browser.sign_in(browser.get(link(procedure, "give-consent")), JAAN)
+        assert "Do you agree?" in page.text
+        before = browser.get(f"{consent}/").text.count("data-status=")
+        for hostile in ("/procedures/../../evil", "/procedures/@evil.example", "/procedures//x"):
+            shown = browser.get(str(page.url.copy_set_param("return_to", portal + hostile)))
+            assert shown.status_code == 400, hostile
+            assert "may not send citizens back" in shown.text
+            posted = browser.submit(
+                page, 'value="grant"', decision="grant", return_to=portal + hostile
+            )
+            assert posted.status_code == 400, hostile
+            assert "may not send citizens back" in posted.text
+            assert 'name="consent"' not in posted.text  # no artefact to carry anywhere
+        assert browser.get(f"{consent}/").text.count("data-status=") == before
     finally:
         browser.close()
