@@ -9,6 +9,7 @@ import re
 from html import unescape
 
 import httpx
+import pytest
 
 from tests.browser import Browser
 from tests.gateway.conftest import MARI, Roles
@@ -131,5 +132,34 @@ def test_a_return_address_that_leaves_the_registered_pages_grants_nothing(roles:
             assert "may not send citizens back" in posted.text
             assert 'name="consent"' not in posted.text  # no artefact to carry anywhere
         assert browser.get(f"{consent}/").text.count("data-status=") == before
+    finally:
+        browser.close()
+
+
+@pytest.mark.parametrize(
+    ("site", "signed_in", "signed_out"),
+    [
+        ("portal", "Welcome, Mari Tamm", "Sign in to use public services"),
+        ("consent", "Mari Tamm (EE38001085718)", "Sign in to see who may obtain your data"),
+    ],
+)
+def test_signing_out_needs_the_forms_csrf_token(
+    roles: Roles, site: str, signed_in: str, signed_out: str
+) -> None:
+    """Another site cannot sign a citizen out: a POST /logout without this site's CSRF token is
+    refused and the session lives on; the page's own Sign out button works."""
+    home = f"http://127.0.0.1:{getattr(roles.ports, site)}/"
+    browser = Browser(roles.roles.loopback.blocking())
+    try:
+        assert signed_in in browser.sign_in(browser.get(f"{home}login?then=/"), MARI).text
+        for forged in ({}, {"csrf": "not-the-token"}):
+            refused = browser.post(f"{home}logout", forged)
+            assert refused.status_code == 403, refused.text
+            assert refused.headers["X-Road-Error"] == "Client.AccessDenied"
+            assert signed_in in browser.get(home).text
+        out = browser.submit(browser.get(home), "Sign out")
+        assert out.status_code == 200
+        assert signed_out in out.text
+        assert signed_in not in browser.get(home).text
     finally:
         browser.close()
