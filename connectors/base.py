@@ -3,10 +3,10 @@
 A connector's ``check`` refuses (``InvalidRequest``) a request it could not pass on as it is; the
 provider calls it with its other request checks, before any release policy (a consent's use, a
 preview) is involved, and ``fetch`` checks again. A connector raises only :mod:`exchange.errors`
-types: ``NotFound`` when the registry has no such
-record, ``ServiceFailed`` when it answers with an error or garbage, ``ServiceUnavailable`` when
-it cannot be reached and ``ServiceTimeout`` when it does not answer in time. Nothing a connector
-raises may hang a request: every call is bounded by the connector's timeout.
+types: ``NotFound`` when the registry has no such record, ``ServiceFailed`` when it answers with
+an error or garbage, ``ServiceUnavailable`` when it cannot be reached and ``ServiceTimeout`` when
+it does not answer in time. Nothing a connector raises may hang a request: every call is bounded
+by the connector's timeout.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ The backend URL is a template whose ``{name}`` placeholders take the declared pa
 percent-encoded as one path segment (a value can never add a segment or a query). A value for a
 placeholder that any reader on the way could take for another path is refused before anything is
 sent (:func:`exchange.paths.segment_problem`: ``.`` and ``..``, slashes and backslashes, raw or
-percent-encoded at any depth, control characters); parameters that are not placeholders go to
-the query, encoded. Connect and
-read are bounded separately, the reply is capped in size, redirects are not followed, and the
-reply must be a JSON object or an XML document (parsed with entities, DTDs and network off).
+percent-encoded at any depth, control characters); the other parameters go to the query,
+encoded. Connect and read are bounded separately, the reply is capped in size, redirects are not
+followed, and the reply must be a JSON object or an XML document (parsed with entities, DTDs and
+network off).
 """
 
 from __future__ import annotations

@@ -60,8 +60,10 @@ def read(url: str) -> Page | None:
         return None
     if not parts.path.startswith("/"):
         return None
-    *inner, last = parts.path[1:].split("/")
-    if any("@" in s or segment_problem(s) for s in inner + ([last] if last else [])):
+    segments = parts.path[1:].split("/")
+    if segments[-1] == "":  # a trailing slash: a folder of pages
+        segments.pop()
+    if any("@" in segment or segment_problem(segment) for segment in segments):
         return None
     return Page(parts.scheme, parts.hostname, port, parts.path, parts.query)
 
