@@ -1,9 +1,12 @@
 """What every connector is: an async ``fetch`` from request parameters to an evidence dict.
 
-A connector raises only :mod:`exchange.errors` types: ``NotFound`` when the registry has no such
-record, ``ServiceFailed`` when it answers with an error or garbage, ``ServiceUnavailable`` when
-it cannot be reached and ``ServiceTimeout`` when it does not answer in time. Nothing a connector
-raises may hang a request: every call is bounded by the connector's timeout.
+A connector's ``check`` refuses (``InvalidRequest``) a request it could not pass on as it is; the
+provider calls it with its other request checks, before any release policy (a consent's use, a
+preview) is involved, and ``fetch`` checks again. A connector raises only :mod:`exchange.errors`
+types: ``NotFound`` when the registry has no such record, ``ServiceFailed`` when it answers with
+an error or garbage, ``ServiceUnavailable`` when it cannot be reached and ``ServiceTimeout`` when
+it does not answer in time. Nothing a connector raises may hang a request: every call is bounded
+by the connector's timeout.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ class ConnectorRequest:
 
 
 class Connector(Protocol):
+    def check(self, request: ConnectorRequest) -> dict[str, str]:
+        """The declared parameters, fit for where this connector puts them; or InvalidRequest."""
+        ...
+
     async def fetch(self, request: ConnectorRequest) -> Evidence: ...
 
     async def close(self) -> None: ...

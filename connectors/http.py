@@ -1,9 +1,13 @@
 """HTTP connector: forward a verified request to an agency's existing REST backend.
 
 The backend URL is a template whose ``{name}`` placeholders take the declared parameters, each
-percent-encoded as one path segment (a value can never add a segment or a query). Connect and
-read are bounded separately, the reply is capped in size, redirects are not followed, and the
-reply must be a JSON object or an XML document (parsed with entities, DTDs and network off).
+percent-encoded as one path segment (a value can never add a segment or a query). A value for a
+placeholder that any reader on the way could take for another path is refused before anything is
+sent (:func:`exchange.paths.segment_problem`: ``.`` and ``..``, slashes and backslashes, raw or
+percent-encoded at any depth, control characters); the other parameters go to the query,
+encoded. Connect and read are bounded separately, the reply is capped in size, redirects are not
+followed, and the reply must be a JSON object or an XML document (parsed with entities, DTDs and
+network off).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from connectors.base import ConnectorRequest, Evidence, map_fields, require_para
 from exchange.errors import InvalidRequest, InvalidXml, NotFound, ServiceFailed
 from exchange.evidence.xml import parse_untrusted
 from exchange.faults import mapped
+from exchange.paths import segment_problem
 
 DEFAULT_MAX_BYTES = 1024 * 1024
 
@@ -53,11 +58,19 @@ class HttpConnector:
         self._max_bytes = max_bytes
         self._session: aiohttp.ClientSession | None = None
 
+    def check(self, request: ConnectorRequest) -> dict[str, str]:
+        values = require_parameters(request, self._parameters)
+        for name in sorted(self._in_path):
+            problem = segment_problem(values[name])
+            if problem is not None:  # the value is never quoted back: it may be a person's code
+                raise InvalidRequest(
+                    f"parameter {name!r} fills one path segment of the registry's address, and "
+                    f"this value {problem} (perhaps percent-encoded)",
+                    detail=name,
+                )
+        return values
+
     def _target(self, values: dict[str, str]) -> str:
-        for name in self._in_path:
-            if values[name] in ("", ".", ".."):
-                # quote() keeps dots, and URL parsers collapse dot segments: refuse them.
-                raise InvalidRequest(f"parameter {name!r} must not be '', '.' or '..'", detail=name)
         url = self._url.format(
             **{k: quote(v, safe="") for k, v in values.items() if k in self._in_path}
         )
@@ -65,7 +78,7 @@ class HttpConnector:
         return f"{url}{'&' if '?' in url else '?'}{urlencode(rest)}" if rest else url
 
     async def fetch(self, request: ConnectorRequest) -> Evidence:
-        values = require_parameters(request, self._parameters)
+        values = self.check(request)
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=True)
         with mapped("the registry"):

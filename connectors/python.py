@@ -40,8 +40,11 @@ class CallableConnector:
         # the configuration refresh also uses.
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="python-connector")
 
+    def check(self, request: ConnectorRequest) -> dict[str, str]:
+        return require_parameters(request, self._parameters)
+
     async def fetch(self, request: ConnectorRequest) -> Evidence:
-        values = require_parameters(request, self._parameters)
+        values = self.check(request)
         try:
             if inspect.iscoroutinefunction(self._function):
                 call = self._function(**values)

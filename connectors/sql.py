@@ -68,8 +68,11 @@ class SqlConnector:
                 with contextlib.suppress(Exception):
                     stop()
 
+    def check(self, request: ConnectorRequest) -> dict[str, str]:
+        return require_parameters(request, self._parameters)
+
     async def fetch(self, request: ConnectorRequest) -> Evidence:
-        values = require_parameters(request, self._parameters)
+        values = self.check(request)
         try:
             loop = asyncio.get_running_loop()
             running: list[Any] = []

@@ -17,8 +17,8 @@
     jwks_url = "https://idp.example/jwks"
     client_id = "consent-service"
 
-    [consumers]                             # where each portal may have citizens sent back
-    "EE/GOV/70000001/citizen-portal" = ["https://portal.example/"]
+    [consumers]                             # where each portal may have citizens sent back:
+    "EE/GOV/70000001/citizen-portal" = ["https://portal.example/procedures/"]  # and below
 
 Variables ``EXCHANGE_CONSENT_<KEY>`` and ``EXCHANGE_CONSENT_<SECTION>_<KEY>`` override the file
 (:mod:`exchange.settings_file`): ``EXCHANGE_CONSENT_DATABASE_URL`` for ``database_url``, and
@@ -33,6 +33,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
+from exchange.consent import returns
 from exchange.db.engine import sqlite_url
 from exchange.identifiers import MemberId, check_segment
 from exchange.settings_file import Listen, OidcClient, RoleSettings
@@ -68,6 +69,14 @@ class ConsentSettings(RoleSettings):
         MemberId.parse(value)
         return value
 
+    @field_validator("consumers")
+    @classmethod
+    def _consumers(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for pages in value.values():
+            for page in pages:
+                returns.registered(page)
+        return value
+
     @property
     def db_url(self) -> str:
         return self.database_url or sqlite_url(self.data_dir / "consent.db")
@@ -77,8 +86,6 @@ class ConsentSettings(RoleSettings):
         return self.public_url.startswith("https://")
 
     def return_allowed(self, consumer: str, url: str) -> bool:
-        """Citizens are sent back only to a page registered for that consumer."""
-        return any(
-            url.startswith(prefix) and prefix.count("/") >= 3
-            for prefix in self.consumers.get(consumer, [])
-        )
+        """Citizens are sent back only to a page registered for that consumer, or one below it,
+        compared as URLs (:mod:`exchange.consent.returns`)."""
+        return returns.allowed(url, self.consumers.get(consumer, []))

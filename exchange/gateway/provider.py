@@ -123,19 +123,19 @@ class Provider:
         missing = [name for name in service.spec.parameters if not parameters.get(name)]
         if missing:  # before any policy check: a malformed request is not a consent question
             raise InvalidRequest(f"parameter {missing[0]} is required", detail=missing[0])
+        asked = ConnectorRequest(
+            service=str(target.service),
+            parameters=parameters,
+            method=request.method,
+            path=target.rest_path,
+            body=admitted.body,
+            content_type=headers.get("content-type"),
+        )
+        service.connector.check(asked)  # likewise: values the registry would misread
 
         async def fetch() -> Evidence:
             record.request_out = gateway.clock()
-            evidence = await service.connector.fetch(
-                ConnectorRequest(
-                    service=str(target.service),
-                    parameters=parameters,
-                    method=request.method,
-                    path=target.rest_path,
-                    body=admitted.body,
-                    content_type=headers.get("content-type"),
-                )
-            )
+            evidence = await service.connector.fetch(asked)
             record.response_in = gateway.clock()
             return evidence
 

@@ -1,4 +1,8 @@
-"""The sign-in routes every citizen-facing site mounts: to the OIDC issuer and back, and out."""
+"""The sign-in routes every citizen-facing site mounts: to the OIDC issuer and back, and out.
+
+Signing out is a form like any other that changes something: it carries the session's CSRF
+token (the ``signout.html`` partial), so another site cannot sign a citizen out.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from starlette.routing import Route
 
 from exchange.errors import Error
 from exchange.identity.login import OidcLogin, remember
+from exchange.web.forms import form
 from exchange.web.pages import Pages
+from exchange.web.sessions import check_csrf
 
 
 def local_path(value: str | None) -> str:
@@ -51,6 +57,10 @@ def sign_in_routes(
         return RedirectResponse(local_path(then), status_code=303)
 
     async def logout(request: Request) -> Response:
+        try:
+            check_csrf(request.session, await form(request))
+        except Error as error:
+            return pages.failure(site, error)
         request.session.clear()
         return RedirectResponse("/", status_code=303)
 

@@ -6,15 +6,15 @@ import pytest
 
 from connectors.base import ConnectorRequest
 from connectors.http import HttpConnector, _decode
-from exchange.errors import NetworkError, ServiceFailed
+from exchange.errors import InvalidRequest, NetworkError, ServiceFailed
 
 
 def test_values_fill_one_path_segment_each() -> None:
     connector = HttpConnector(
         url="http://registry/diplomas/{person}", parameters=("person", "year")
     )
-    target = connector._target({"person": "../admin?x=1#", "year": "2004"})
-    assert target == "http://registry/diplomas/..%2Fadmin%3Fx%3D1%23?year=2004"
+    target = connector._target({"person": "EE1?x=1#%41 b", "year": "2004"})
+    assert target == "http://registry/diplomas/EE1%3Fx%3D1%23%2541%20b?year=2004"
 
 
 def test_undeclared_placeholders_are_refused() -> None:
@@ -36,15 +36,38 @@ def test_replies_must_be_objects_or_xml() -> None:
     }
 
 
-@pytest.mark.parametrize("value", ["..", ".", ""])
-def test_dot_segments_cannot_climb_the_backend_path(value: str) -> None:
-    from exchange.errors import InvalidRequest
+OTHER_PATHS = [
+    *(".", "..", "../redirect", "a/../../x", "a/b", "a\\b", "/"),
+    *("%2e", "%2E%2e", "..%2Fredirect", "%2f", "a%5Cb", "a%5cb"),  # what a backend decodes
+    *("%252F", "%25252f", "%255C", "%252e%252e"),  # and what a proxy decodes first
+    *("EE1\x00", "EE1\n", "EE1\r\n", "\t", "EE1\x7f", "EE1\x85", "EE1%00", "EE1%0a"),
+    *("\uff0e\uff0e", "a\uff0fb", "a\uff3cb"),  # fullwidth dots and slashes, folded by NFKC
+    *("EE1%ff", "%c0%af"),  # escapes that are not UTF-8 (an overlong '/')
+]
 
+
+@pytest.mark.parametrize("value", OTHER_PATHS)
+async def test_path_values_a_backend_would_read_as_another_path_are_refused(value: str) -> None:
+    """Refused before anything is sent: the connector points at a port where nothing listens,
+    so asking would be a NetworkError."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     connector = HttpConnector(
-        url="http://registry/api/persons/{person}/birth", parameters=("person",)
+        url=f"http://127.0.0.1:{port}/api/persons/{{person}}/birth", parameters=("person",)
     )
-    with pytest.raises(InvalidRequest, match="must not be"):
-        connector._target({"person": value})
+    try:
+        with pytest.raises(InvalidRequest, match="one path segment") as refused:
+            await connector.fetch(ConnectorRequest(service="s", parameters={"person": value}))
+    finally:
+        await connector.close()
+    assert refused.value.status == 400
+    assert refused.value.detail == "person"  # the parameter, never the value (a person's code)
+
+
+def test_values_in_the_query_are_only_encoded() -> None:
+    connector = HttpConnector(url="http://registry/diplomas", parameters=("person",))
+    assert connector._target({"person": "../a/b"}) == "http://registry/diplomas?person=..%2Fa%2Fb"
 
 
 async def test_a_backend_that_refuses_the_connection_is_a_network_error() -> None:

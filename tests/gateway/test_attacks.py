@@ -23,8 +23,9 @@ from exchange.trust.keys import (
     load_private_key,
 )
 from exchange.trust.signed import Signer, body_digest
-from tests.gateway.conftest import DIPLOMA, MARI, PORTAL_CLIENT, PURPOSE, Roles
+from tests.gateway.conftest import CONSENTED_DIPLOMA, DIPLOMA, MARI, PORTAL_CLIENT, PURPOSE, Roles
 from tests.gateway.registry_server import XML_BOMB
+from tests.gateway.test_consent import audited
 
 SERVICE = "EE/GOV/70000310/population-registry/diploma"
 
@@ -255,3 +256,26 @@ def test_rest_paths_a_backend_would_read_differently(roles: Roles, rest: str) ->
     response = roles.call(f"{DIPLOMA}{rest}?person={MARI}")
     assert response.status_code == 400
     assert "dot segments or encoded slashes" in response.json()["message"]
+
+
+@pytest.mark.usefixtures("calls")
+@pytest.mark.parametrize("person", ["../redirect", "a/../../x", "%2Fdiplomas", "%252F", "EE1\x00"])
+def test_connector_path_values_a_backend_would_read_differently(roles: Roles, person: str) -> None:
+    """The diploma service fills ``/diplomas/{person}``: a value the backend or a proxy in
+    front of it would read as another path is refused, audited, and never reaches it."""
+    response = roles.call(DIPLOMA, params={"person": person})
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["type"] == "Server.ServerProxy.InvalidRequest"
+    assert body["detail"] == "person"
+    assert response.headers["X-Road-Error"] == body["type"]
+    record = audited(roles, response.headers["X-Road-Id"])
+    assert (record["status"], record["fault"]) == (400, body["type"])
+
+
+@pytest.mark.usefixtures("calls")
+def test_a_malformed_path_value_is_refused_before_any_consent_question(roles: Roles) -> None:
+    """Checked with the other request checks, before a policy could spend a consent's use."""
+    response = roles.call(CONSENTED_DIPLOMA, params={"person": "../redirect"})
+    assert response.status_code == 400, response.text
+    assert response.json()["type"] == "Server.ServerProxy.InvalidRequest"

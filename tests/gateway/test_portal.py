@@ -9,6 +9,7 @@ import re
 from html import unescape
 
 import httpx
+import pytest
 
 from exchange.sample import federation
 from tests.browser import Browser
@@ -144,5 +145,62 @@ def test_who_accessed_my_data_speaks_plain_words(roles: Roles) -> None:
         assert "could not be reached just now" in failed.text
         assert "Server." not in failed.text
         assert "gateway" not in failed.text
+    finally:
+        browser.close()
+
+
+def test_a_return_address_that_leaves_the_registered_pages_grants_nothing(roles: Roles) -> None:
+    """The consent service compares URLs, not strings: an address that starts with the
+    portal's registered ``/procedures/`` yet leads elsewhere is refused on the page and when
+    the form is posted, before anything is granted."""
+    portal = f"http://127.0.0.1:{roles.ports.portal}"
+    consent = f"http://127.0.0.1:{roles.ports.consent}"
+    browser = Browser(roles.roles.loopback.blocking())
+    try:
+        browser.sign_in(browser.get(f"{portal}/login?then=/"), JAAN)
+        procedure = browser.get(f"{portal}/procedures/passport")
+        page = browser.sign_in(browser.get(link(procedure, "give-consent")), JAAN)
+        assert "Do you agree?" in page.text
+        before = browser.get(f"{consent}/").text.count("data-status=")
+        for hostile in ("/procedures/../../evil", "/procedures/@evil.example", "/procedures//x"):
+            shown = browser.get(str(page.url.copy_set_param("return_to", portal + hostile)))
+            assert shown.status_code == 400, hostile
+            assert "may not send citizens back" in shown.text
+            posted = browser.submit(
+                page, 'value="grant"', decision="grant", return_to=portal + hostile
+            )
+            assert posted.status_code == 400, hostile
+            assert "may not send citizens back" in posted.text
+            assert 'name="consent"' not in posted.text  # no artefact to carry anywhere
+        assert browser.get(f"{consent}/").text.count("data-status=") == before
+    finally:
+        browser.close()
+
+
+@pytest.mark.parametrize(
+    ("site", "signed_in", "signed_out"),
+    [
+        ("portal", "Welcome, Mari Tamm", "Sign in to use public services"),
+        ("consent", "Mari Tamm (EE38001085718)", "Sign in to see who may obtain your data"),
+    ],
+)
+def test_signing_out_needs_the_forms_csrf_token(
+    roles: Roles, site: str, signed_in: str, signed_out: str
+) -> None:
+    """Another site cannot sign a citizen out: a POST /logout without this site's CSRF token is
+    refused and the session lives on; the page's own Sign out button works."""
+    home = f"http://127.0.0.1:{getattr(roles.ports, site)}/"
+    browser = Browser(roles.roles.loopback.blocking())
+    try:
+        assert signed_in in browser.sign_in(browser.get(f"{home}login?then=/"), MARI).text
+        for forged in ({}, {"csrf": "not-the-token"}):
+            refused = browser.post(f"{home}logout", forged)
+            assert refused.status_code == 403, refused.text
+            assert refused.headers["X-Road-Error"] == "Client.AccessDenied"
+            assert signed_in in browser.get(home).text
+        out = browser.submit(browser.get(home), "Sign out")
+        assert out.status_code == 200
+        assert signed_out in out.text
+        assert signed_in not in browser.get(home).text
     finally:
         browser.close()
