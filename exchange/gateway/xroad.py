@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from exchange.errors import InvalidIdentifier, InvalidRequest, NotAcceptable
 from exchange.http import install_error_handlers
 from exchange.identifiers import ClientId, MemberId, ServiceId, SubsystemId, parse_client
+from exchange.paths import segment_problem
 
 PREFIX = "/r1/"
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -111,9 +112,9 @@ def parse_target(raw_path: bytes) -> Target:
     service = ServiceId(SubsystemId(MemberId(instance, member_class, member_code), subsystem), code)
     rest = "/" + parts[5] if len(parts) == 6 else ""
     for segment in rest.split("/")[1:]:
-        decoded = unquote(segment)
-        if decoded in (".", "..") or "/" in decoded or "\\" in decoded:
-            # Access rules match paths; a path that a backend would read differently is refused.
+        # Access rules match paths; a path that a backend (or a proxy before it that decodes
+        # once more) would read differently is refused. Empty segments (a trailing /) are fine.
+        if segment and segment_problem(segment) is not None:
             raise InvalidRequest("request path has dot segments or encoded slashes", detail="path")
     return Target(service=service, rest_path=rest)
 
