@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from exchange.db.engine import private_file
+
 COMPANIES = [
     # code, name, legal form, status, registered, street, building, postal code, town, capital
     (
@@ -86,8 +88,8 @@ REGISTRATION_FIELDS = {
 
 
 def create(path: Path) -> Path:
-    """Create (or refill) the register at ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Create (or refill) the register at ``path``: private, as it holds people's records."""
+    private_file(path)
     with sqlite3.connect(path) as db:
         db.executescript(
             """

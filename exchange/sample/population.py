@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from exchange.db.engine import private_file
+
 PEOPLE = [
     # code, given, family, born, municipality, sex, mother, father, registration, registered
     (
@@ -109,8 +111,8 @@ RESIDENCE_FIELDS = {
 
 
 def create(path: Path) -> Path:
-    """Create (or refill) the register at ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Create (or refill) the register at ``path``: private, as it holds people's records."""
+    private_file(path)
     with sqlite3.connect(path) as db:
         db.executescript(
             """
