@@ -275,6 +275,15 @@ def test_audit_log_of_both_gateways_verifies(roles: Roles) -> None:
         assert checked.returncode == 0, checked.stderr
         assert "OK," in checked.stdout
         assert " 0 timestamped" not in checked.stdout
+    # An auditor saves the provider's heads as published, and checks its log against them.
+    saved = roles.layout.provider.parent / "saved-heads.json"
+    published = roles.http.get(f"http://127.0.0.1:{roles.ports.provider_consumer}/audit/heads")
+    saved.write_bytes(published.content)
+    checked = exchange("audit", "verify", "-c", str(roles.layout.provider), "--heads", str(saved))
+    assert checked.returncode == 0, checked.stderr
+    assert f"consistent with the head kept at size {published.json()[-1]['size']}" in (
+        checked.stdout
+    )
 
 
 def provider_health(roles: Roles) -> httpx.Response:
