@@ -43,6 +43,8 @@ README = """Audit bundle of chain {chain}: {records} records, {heads} signed tre
 
 Check everything (records, hash chain, heads, signatures, timestamps):
     exchange audit verify --bundle . --anchor anchor.json
+Check it against signed heads or receipts kept earlier (JSON, as the gateway hands them out):
+    exchange audit verify --bundle . --anchor anchor.json --heads kept.json
 Compare the anchor's SHA-256 with the one the instance publishes:
     sha256sum anchor.json
 Check one head's timestamp with openssl alone:

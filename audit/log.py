@@ -8,7 +8,10 @@ gateway signs (:mod:`audit.heads`).
 :meth:`AuditLog.append` returns only once the record is committed. Concurrent appends share one
 transaction (group commit): the first waiting request starts a commit of everything queued, the
 others wait for it. If the commit fails, every waiting append raises :class:`LoggingFailed` and
-the caller releases nothing.
+the caller releases nothing. :attr:`AuditLog.writable` says how the last write went, so that the
+gateway's health can say it cannot audit (and so refuses everything); :meth:`AuditLog.probe`
+tries a write that leaves nothing behind, so that a gateway that gets no traffic still finds out
+when writing works again.
 
 The person a record is about is stored only as HMAC-SHA256 under the gateway's audit key, so the
 log can be published and proven without saying whom it is about, while the gateway can still
@@ -17,15 +20,18 @@ find a person's records.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+import structlog
+from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.orm import Session
 
 from audit import merkle
@@ -33,8 +39,10 @@ from audit.models import AuditRecord
 from exchange.db.batch import GroupCommit
 from exchange.errors import LoggingFailed
 
+log = structlog.get_logger(__name__)
 FORMAT = 1
 GENESIS = "0" * 64
+PROBE_SEQ = -1  # the probe's row, inserted and deleted in one transaction: no record sits here
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +141,8 @@ class AuditLog:
         # For roots and proofs: about 2 bytes a record; proofs read leaves back from the table.
         self.tree = merkle.Tree(height=TREE_HEIGHT, read=leaf_reader(engine, chain))
         self._last = GENESIS
+        self.writable = True  # whether the last write (a commit or a probe) succeeded
+        self._probing: asyncio.Future[bool] | None = None
         self._load()
 
     def _load(self) -> None:
@@ -194,7 +204,7 @@ class AuditLog:
                     "body": body,
                 }
             )
-        with Session(self._engine) as session:
+        with self._writing(), Session(self._engine) as session:
             session.execute(insert(AuditRecord), rows)
             session.commit()
         # Only a committed batch moves the chain forward.
@@ -202,6 +212,44 @@ class AuditLog:
             self.tree.append(leaf)
         self._last = previous
         return list(range(first, first + len(batch)))
+
+    async def probe(self) -> bool:
+        """Whether a write to the log's table commits now: a row inserted and deleted in one
+        committed transaction, so the database, its disk and the table are all tried, and
+        nothing is left. Runs between two commits; one probe at a time (a hanging database
+        does not pile them up)."""
+        if self._probing is None or self._probing.done():
+            self._probing = asyncio.ensure_future(self._writer.run_in_worker(self._probe))
+        return await asyncio.shield(self._probing)
+
+    def _probe(self) -> bool:
+        row = {"chain": self.chain, "seq": PROBE_SEQ, "at": self._clock(), "body": b""}
+        try:
+            with self._writing(), Session(self._engine) as session:
+                session.execute(insert(AuditRecord), [row])
+                session.execute(
+                    delete(AuditRecord).where(
+                        AuditRecord.chain == self.chain, AuditRecord.seq == PROBE_SEQ
+                    )
+                )
+                session.commit()
+        except Exception:  # the probe's answer; the cause was logged when writing first failed
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Note in :attr:`writable` whether the block's write succeeded; log the changes."""
+        try:
+            yield
+        except Exception as exc:
+            if self.writable:
+                log.error("audit.unwritable", chain=self.chain, cause=type(exc).__name__)
+            self.writable = False
+            raise
+        if not self.writable:
+            log.info("audit.writable_again", chain=self.chain)
+        self.writable = True
 
     async def snapshot(self) -> tuple[int, bytes]:
         """(size, root) of everything committed, taken between two commits."""

@@ -166,17 +166,7 @@ class Tree:
         size = self.size if size is None else size
         if not 0 <= index < size <= self.size:
             raise ValueError(f"leaf {index} is outside a tree of size {size}")
-        siblings: list[tuple[int, int]] = []
-        lo, hi = 0, size
-        while hi - lo > 1:
-            k = _split(hi - lo)
-            if index < lo + k:
-                siblings.append((lo + k, hi))
-                hi = lo + k
-            else:
-                siblings.append((lo, lo + k))
-                lo = lo + k
-        return [self.range_root(a, b) for a, b in reversed(siblings)]
+        return [self.range_root(a, b) for a, b in reversed(_siblings(index, size))]
 
     def consistency_proof(self, old_size: int, size: int | None = None) -> list[bytes]:
         """PROOF(old_size, D[size]): the tree of the first ``old_size`` leaves is a prefix."""
@@ -193,6 +183,38 @@ class Tree:
         if m <= k:
             return [*self._subproof(m, lo, lo + k, whole), self.range_root(lo + k, hi)]
         return [*self._subproof(m - k, lo + k, hi, False), self.range_root(lo, lo + k)]
+
+
+def _siblings(index: int, size: int) -> list[tuple[int, int]]:
+    """The ranges whose roots make up the audit path of leaf ``index``, from the top down."""
+    siblings: list[tuple[int, int]] = []
+    lo, hi = 0, size
+    while hi - lo > 1:
+        k = _split(hi - lo)
+        if index < lo + k:
+            siblings.append((lo + k, hi))
+            hi = lo + k
+        else:
+            siblings.append((lo, lo + k))
+            lo = lo + k
+    return siblings
+
+
+def prefix_root(index: int, size: int, proof: Sequence[bytes]) -> bytes | None:
+    """MTH(D[0:index]) from a verified audit path of leaf ``index`` in a tree of ``size``.
+
+    The path's siblings left of the leaf are complete subtrees that cover the leaves before it,
+    one for each bit of ``index``, so the root of the tree of the first ``index`` leaves follows
+    from them: an inclusion proof also pins everything before its record. ``None`` for leaf 0
+    or a path of the wrong length."""
+    ranges = list(reversed(_siblings(index, size)))  # as the proof orders them: bottom up
+    if index == 0 or len(ranges) != len(proof):
+        return None
+    left = [node for (lo, _), node in zip(ranges, proof, strict=True) if lo < index]
+    folded = left[0]  # the smallest, rightmost; each larger one sits to its left
+    for node in left[1:]:
+        folded = node_hash(node, folded)
+    return folded
 
 
 def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:

@@ -9,6 +9,13 @@ anchor that vouches for them. It names the first bad position:
 - a deleted, inserted or moved record breaks the sequence numbers at that position;
 - a truncated log is shorter than a signed head says it was;
 - a head whose signature, root or timestamp does not verify is reported at its size.
+
+A history rewritten from some record on and signed anew holds together on its own. Heads kept
+outside the log (:class:`Kept`: by a citizen, an auditor, a peer; see :mod:`audit.kept`) catch
+it: each pins the root of the log's first records, a receipt also its record and (through its
+proof) the root of the records before it. The first record where the log departs from them is
+named exactly when what was kept pins it, and otherwise as the range it lies in: one root alone
+cannot say which of the records under it changed.
 """
 
 from __future__ import annotations
@@ -57,6 +64,75 @@ class Problem:
 Stored = tuple[bytes, str | None, bool, bool]  # body; subject, listed and released columns
 
 
+@dataclass
+class Kept:
+    """What heads kept outside the log say it held, each fact with the size of the kept head
+    that vouches for it: the root of its first ``size`` records, and single records' leaf
+    hashes. Only facts whose signatures were checked belong here (:func:`audit.kept.read`)."""
+
+    prefixes: dict[int, list[tuple[bytes, int]]] = field(default_factory=dict)
+    leaves: dict[int, list[tuple[bytes, int]]] = field(default_factory=dict)
+
+    def pin_prefix(self, size: int, root: bytes, *, head: int) -> None:
+        self.prefixes.setdefault(size, []).append((root, head))
+
+    def pin_leaf(self, position: int, leaf: bytes, *, head: int) -> None:
+        self.leaves.setdefault(position, []).append((leaf, head))
+
+    @property
+    def largest(self) -> int:
+        return max(self.prefixes, default=0)
+
+
+@dataclass
+class _Against:
+    """The log compared with what was kept, as it streams by: ``agreed`` records are known to
+    be those the kept heads vouch for; the first fact that disagrees ends the comparison."""
+
+    kept: Kept
+    agreed: int = 0
+
+    def prefix(self, tree: merkle.Tree) -> Problem | None:
+        for root, head in self.kept.prefixes.get(tree.size, ()):
+            if tree.root() != root:
+                return self._differs(head, tree.size)
+            self.agreed = max(self.agreed, tree.size)
+        return None
+
+    def leaf(self, position: int, leaf: bytes) -> Problem | None:
+        for kept, head in self.kept.leaves.get(position, ()):
+            if leaf != kept:
+                return self._differs(head, position + 1)
+            if self.agreed == position:
+                self.agreed = position + 1
+        return None
+
+    def beyond(self, records: int) -> Problem | None:
+        """What was kept of records the log does not have (it was cut short)."""
+        heads = [h for s, pins in self.kept.prefixes.items() if s > records for _, h in pins]
+        heads += [h for p, pins in self.kept.leaves.items() if p >= records for _, h in pins]
+        if not heads:
+            return None
+        return self._differs(min(heads), records + 1, f"; it ends at {records} records")
+
+    def _differs(self, head: int, before: int, note: str = "") -> Problem:
+        """The log departs from the head kept at size ``head`` before record ``before``."""
+        first, last = self.agreed, before - 1
+        if first > last:  # a kept head vouches for records that another one contradicts
+            return Problem(
+                last,
+                f"the heads kept contradict each other about the records before {before}:"
+                " the member signed two histories",
+            )
+        where = (
+            f"from record {first}"
+            if first == last
+            else f"from a record between record {first} and record {last} (the heads kept"
+            " pin no record in between)"
+        )
+        return Problem(first, f"the log differs from the head kept at size {head} {where}{note}")
+
+
 def _never_read(lo: int, hi: int) -> list[bytes]:
     raise InternalError(f"the verifier reads records once, in order (asked for {lo}-{hi})")
 
@@ -81,15 +157,22 @@ class Report:
 
 
 def verify(
-    chain: str, bodies: Iterable[bytes | Stored], heads: Iterable[Head], anchors: Anchors
+    chain: str,
+    bodies: Iterable[bytes | Stored],
+    heads: Iterable[Head],
+    anchors: Anchors,
+    kept: Kept | None = None,
 ) -> Report:
     """Check the chain record by record; each head is checked as soon as the log reaches its
     size, so damage is reported where it first shows, not behind a later break.
 
     Records read from a gateway's database (:func:`audit.bundle.stored`) come with the columns
     a citizen's usage view finds them by; those must say what the record says, or a record
-    could be hidden from the person it is about while the chain still verifies."""
+    could be hidden from the person it is about while the chain still verifies.
+
+    With ``kept``, the log must also be the one the kept heads signed, as far as they reach."""
     report = Report(chain=chain)
+    against = None if kept is None else _Against(kept)
     signers = {fingerprint(c): c for c in anchors.signing}
     pending = sorted(heads, key=lambda h: h.size if type(h.size) is int else -1)
     good_size = 0
@@ -109,12 +192,14 @@ def verify(
     previous = GENESIS
     for position, item in enumerate(bodies):
         body, columns = (item, None) if isinstance(item, bytes) else (item[0], item)
+        leaf = merkle.leaf_hash(body)
         report.problem = heads_up_to(position) or _check_record(
             chain, position, body, previous, columns
         )
+        if report.problem is None and against is not None:
+            report.problem = against.prefix(report.tree) or against.leaf(position, leaf)
         if report.problem is not None:
             return report
-        leaf = merkle.leaf_hash(body)
         report.tree.append(leaf)
         previous = leaf.hex()
         report.records += 1
@@ -126,7 +211,9 @@ def verify(
             f"log ends at {report.records} records but a head was signed at size {head.size}"
             " (truncated)",
         )
-    report.uncovered = report.records - good_size
+    if report.problem is None and against is not None:
+        report.problem = against.prefix(report.tree) or against.beyond(report.records)
+    report.uncovered = report.records - max(good_size, against.agreed if against else 0)
     return report
 
 

@@ -8,7 +8,8 @@ where ``type`` is ``Client.<code>`` for the caller's faults (4xx) and ``Server.<
 ::
 
     Error (500 InternalError)
-    ├── LoggingFailed (500): the audit record could not be committed; nothing was released
+    ├── LoggingFailed (503): the audit record could not be committed; nothing was released
+    │                        (this gateway cannot answer now: try another replica)
     ├── InvalidRequest (400)
     │   ├── InvalidIdentifier (400)
     │   ├── InvalidCertificateRequest (400)
@@ -82,8 +83,12 @@ class InternalError(Error):
 
 
 class LoggingFailed(Error):
-    """The audit record could not be committed, so nothing was released."""
+    """The audit record could not be committed, so nothing was released.
 
+    503: this gateway cannot answer anything until it can audit again; a caller may try another
+    replica, and its health says so (a load balancer takes it out of service)."""
+
+    status = 503
     code = "LoggingFailed"
 
 

@@ -67,9 +67,19 @@ def verify(
     anchor: Annotated[
         Path | None, typer.Option(help="Trust anchor to check a bundle against.", dir_okay=False)
     ] = None,
+    kept_heads: Annotated[
+        Path | None,
+        typer.Option(
+            "--heads",
+            help="Signed heads or receipts kept earlier (JSON, or JSON lines, as the gateway"
+            " hands them out): the log must be the one they signed.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Check records, chain, heads, signatures and timestamps; name the first bad position."""
-    from audit import bundle
+    from audit import bundle, kept
     from audit.verify import Stored
     from audit.verify import verify as check
 
@@ -86,7 +96,10 @@ def verify(
         bodies, heads = bundle.stored(local.engine, chain), bundle.heads(local.engine, chain)
     else:
         raise InvalidRequest("give --config (a gateway) or --bundle (an export)")
-    report = check(chain, bodies, heads, trust)
+    read = None if kept_heads is None else kept.read(kept_heads, chain=chain, anchors=trust)
+    report = check(chain, bodies, heads, trust, read.kept if read else None)
+    if read is not None and read.others:
+        typer.echo(f"note: {read.others} kept heads of other chains were left out", err=True)
     if report.problem is not None:
         typer.echo(
             f"chain {chain}: FAILED at record {report.problem.position}: {report.problem.message}",
@@ -97,6 +110,11 @@ def verify(
         f"chain {chain}: OK, {report.records} records, {report.heads} signed heads, "
         f"{report.timestamped} timestamped"
     )
+    if read is not None:
+        typer.echo(
+            f"chain {chain}: consistent with the head kept at size {read.kept.largest}"
+            f" ({read.heads} kept heads checked)"
+        )
     if report.uncovered:
         typer.echo(
             f"note: the last {report.uncovered} records are chained but not yet covered by a signed"

@@ -31,7 +31,7 @@ from exchange.errors import (
     UnknownService,
 )
 from exchange.gateway import auditapi, metaservices
-from exchange.gateway.node import Gateway
+from exchange.gateway.node import CANNOT_AUDIT, Gateway
 from exchange.gateway.outcome import SIDES, Answer, conclude, refuse
 from exchange.gateway.records import ExchangeRecord
 from exchange.gateway.signing import (
@@ -71,13 +71,17 @@ def create_consumer_app(gateway: Gateway) -> ASGIApp:
             version = gateway.trust.view().version
         except Error as error:
             return JSONResponse({"status": "FAIL", "reason": error.message}, status_code=503)
+        audits = await gateway.can_audit()
         return JSONResponse(
             {
-                "status": "ok",
+                "status": "ok" if audits else "FAIL",
+                **({} if audits else {"reason": CANNOT_AUDIT}),
                 "gateway": gateway.settings.id,
                 "globalconf_version": version,
+                "audit_log": "ok" if audits else "failing",
                 "consent_feeds": gateway.revocations.state(),
-            }
+            },
+            status_code=200 if audits else 503,
         )
 
     async def list_clients(request: Request) -> Response:

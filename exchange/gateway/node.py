@@ -39,6 +39,7 @@ from exchange.trust.signed import Signer
 from exchange.trust.view import TrustView, relying_party
 
 T = TypeVar("T")
+CANNOT_AUDIT = "the audit log cannot be written: every exchange is refused"
 
 
 class Gateway:
@@ -119,6 +120,12 @@ class Gateway:
         self.started = False
         # Database work runs here, off the event loop, on threads of its own.
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gateway-db")
+
+    async def can_audit(self) -> bool:
+        """Whether the audit log can be written, so exchanges can be answered: as the last write
+        went; while that failed, a probe tries again (a gateway that a load balancer has taken
+        out of service gets no exchanges that could show it is back)."""
+        return self.audit.writable or await self.audit.probe()
 
     async def in_thread(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -34,7 +34,7 @@ from exchange.errors import InvalidRequest, MethodNotAllowed
 from exchange.gateway import metaservices, usage
 from exchange.gateway.admission import Admitted, admit
 from exchange.gateway.consent import ConsentCheck
-from exchange.gateway.node import Gateway
+from exchange.gateway.node import CANNOT_AUDIT, Gateway
 from exchange.gateway.outcome import SIDES, Answer, conclude, refuse
 from exchange.gateway.records import ExchangeRecord
 from exchange.gateway.release import Release, ReleasePolicy, policy_for
@@ -192,6 +192,11 @@ def create_provider_app(gateway: Gateway) -> ASGIApp:
     provider = Provider(gateway)
 
     async def health(_: Request) -> JSONResponse:
+        if not await gateway.can_audit():
+            return JSONResponse(
+                {"status": "FAIL", "reason": CANNOT_AUDIT, "gateway": gateway.settings.id},
+                status_code=503,
+            )
         return JSONResponse({"status": "ok", "gateway": gateway.settings.id})
 
     return exchanges_first(

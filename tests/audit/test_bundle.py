@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+from sqlalchemy import Engine
 
 from audit import bundle
 from audit.heads import HeadKeeper
@@ -24,6 +25,20 @@ from tests.factories import Instance, Signer
 from tests.servers import exchange, free_port, serving
 
 NOW = datetime.now(UTC)  # openssl checks the TSA certificate against the real clock
+
+
+def published(
+    folder: Path, configuration: globalconf.GlobalConfiguration
+) -> tuple[bytes, globalconf.TrustAnchor, Engine]:
+    """``configuration`` signed under an anchor (written to ``folder``/anchor.json), and an
+    empty gateway database in ``folder``."""
+    signer = Signer(instance="EE", at=NOW - timedelta(hours=1))
+    document = globalconf.sign(configuration, signer.key, signer.certificate)
+    anchor = signer.anchor()
+    (folder / "anchor.json").write_bytes(anchor.dump())
+    engine = build_engine(f"sqlite:///{folder / 'gateway.db'}")
+    migrate.upgrade("gateway", engine)
+    return document, anchor, engine
 
 
 @pytest.fixture
@@ -51,12 +66,7 @@ def exported(tmp_path: Path) -> Path:
             ]
         }
     )
-    signer = Signer(instance="EE", at=NOW - timedelta(hours=1))
-    document = globalconf.sign(configuration, signer.key, signer.certificate)
-    anchor = signer.anchor()
-    (tmp_path / "anchor.json").write_bytes(anchor.dump())
-    engine = build_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
-    migrate.upgrade("gateway", engine)
+    document, anchor, engine = published(tmp_path, configuration)
 
     async def record() -> None:
         log = AuditLog(engine, chain=CHAIN, key=b"k" * 32, clock=lambda: datetime.now(UTC))

@@ -15,6 +15,7 @@ from audit.merkle import (
     inclusion_proof,
     leaf_hash,
     node_hash,
+    prefix_root,
     root,
     verify_consistency,
     verify_inclusion,
@@ -156,3 +157,13 @@ def test_a_block_that_cannot_be_read_back_is_an_error_not_a_wrong_proof() -> Non
     lean = Tree(leaves, height=3, read=lambda lo, hi: leaves[lo : hi - 1])
     with pytest.raises(InternalError):
         lean.inclusion_proof(5)
+
+
+def test_an_inclusion_proof_pins_the_root_of_the_records_before_its_own() -> None:
+    for size in range(1, 70):
+        records = [str(n).encode() for n in range(size)]
+        leaves = [leaf_hash(r) for r in records]
+        for index in range(size):
+            before = prefix_root(index, size, inclusion_proof(index, leaves))
+            assert before == (reference_root(records[:index]) if index else None), (size, index)
+    assert prefix_root(3, 8, [b"\0" * 32]) is None  # a path of the wrong length pins nothing

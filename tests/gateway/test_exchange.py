@@ -8,6 +8,7 @@ import uuid
 from urllib.parse import quote
 
 import httpx
+import pytest
 import xmlschema
 from cryptography import x509
 from joserfc import jws
@@ -22,6 +23,7 @@ from exchange.gateway import models
 from exchange.gateway.settings import SCHEMAS_DIR
 from exchange.gateway.signing import request_hash
 from exchange.trust.keys import certificate_pem
+from tests.conftest import database_down
 from tests.factories import audit_store_unwritable
 from tests.gateway.conftest import (
     BIRTH,
@@ -275,15 +277,63 @@ def test_audit_log_of_both_gateways_verifies(roles: Roles) -> None:
         assert checked.returncode == 0, checked.stderr
         assert "OK," in checked.stdout
         assert " 0 timestamped" not in checked.stdout
+    # An auditor saves the provider's heads as published, and checks its log against them.
+    saved = roles.layout.provider.parent / "saved-heads.json"
+    published = roles.http.get(f"http://127.0.0.1:{roles.ports.provider_consumer}/audit/heads")
+    saved.write_bytes(published.content)
+    checked = exchange("audit", "verify", "-c", str(roles.layout.provider), "--heads", str(saved))
+    assert checked.returncode == 0, checked.stderr
+    assert f"consistent with the head kept at size {published.json()[-1]['size']}" in (
+        checked.stdout
+    )
 
 
-def test_unwritable_audit_store_releases_nothing(roles: Roles) -> None:
-    with audit_store_unwritable(build_engine(roles.provider_settings().db_url)):
+def provider_health(roles: Roles) -> httpx.Response:
+    return roles.http.get(f"http://127.0.0.1:{roles.ports.provider_consumer}/health")
+
+
+def test_unwritable_audit_store_releases_nothing_and_health_says_so(roles: Roles) -> None:
+    """A gateway that cannot audit refuses with 503 (try another replica) and its /health says
+    503 until a write succeeds again, which it finds out without any exchange."""
+    assert provider_health(roles).json()["audit_log"] == "ok"
+    engine = build_engine(roles.provider_settings().db_url)
+    with audit_store_unwritable(engine):
         response = roles.call(f"{BIRTH}?person={MARI}", headers=roles.consented())
-        assert response.status_code == 500
+        assert response.status_code == 503
         assert response.json()["type"] == "Server.ServerProxy.LoggingFailed"
+        assert response.headers["X-Road-Error"] == "Server.ServerProxy.LoggingFailed"
         assert "Tamm" not in response.text
+        for _ in range(2):  # the probe that each check makes still fails
+            health = provider_health(roles)
+            assert health.status_code == 503, health.text
+            assert health.json()["status"] == "FAIL"
+            assert health.json()["audit_log"] == "failing"
+            assert "audit log" in health.json()["reason"]
+            assert "consent_feeds" in health.json()
+        # The consumer's own log is fine: its gateway stays in service.
+        assert roles.http.get(f"{roles.consumer_url}/health").status_code == 200
+    engine.dispose()
+    health = provider_health(roles)  # repaired: the next check's probe writes, no exchange needed
+    assert health.status_code == 200, health.text
+    assert (health.json()["status"], health.json()["audit_log"]) == ("ok", "ok")
     assert roles.call(f"{BIRTH}?person={MARI}", headers=roles.consented()).status_code == 200
+
+
+def test_a_lost_database_makes_the_gateway_unhealthy_until_it_returns(roles: Roles) -> None:
+    url = roles.provider_settings().db_url
+    if not url.startswith("postgresql"):
+        pytest.skip("a database server that goes away and comes back: PostgreSQL")
+    headers = roles.consented()
+    with database_down(url):
+        response = roles.call(f"{BIRTH}?person={MARI}", headers=headers)
+        assert response.status_code == 503, response.text
+        assert response.json()["type"] == "Server.ServerProxy.LoggingFailed"
+        health = provider_health(roles)
+        assert health.status_code == 503, health.text
+        assert health.json()["audit_log"] == "failing"
+    health = provider_health(roles)
+    assert health.status_code == 200, health.text
+    assert roles.call(f"{BIRTH}?person={MARI}", headers=headers).status_code == 200
 
 
 def test_receipts_and_consistency_proofs_verify_independently(roles: Roles) -> None:
