@@ -25,24 +25,24 @@ import contextlib
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session
 
 from audit import merkle
-from audit.models import AuditRecord
+from audit.models import AuditRecord, Probe
 from exchange.db.batch import GroupCommit
 from exchange.errors import LoggingFailed
 
 log = structlog.get_logger(__name__)
 FORMAT = 1
 GENESIS = "0" * 64
-PROBE_SEQ = -1  # the probe's row, inserted and deleted in one transaction: no record sits here
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +142,7 @@ class AuditLog:
         self.tree = merkle.Tree(height=TREE_HEIGHT, read=leaf_reader(engine, chain))
         self._last = GENESIS
         self.writable = True  # whether the last write (a commit or a probe) succeeded
+        self._succeeded_at = time.monotonic()  # when a write last committed
         self._probing: asyncio.Future[bool] | None = None
         self._load()
 
@@ -213,25 +214,30 @@ class AuditLog:
         self._last = previous
         return list(range(first, first + len(batch)))
 
+    async def can_write(self, *, known_within: float) -> bool:
+        """Whether the log can be written now: the last write's outcome if one committed within
+        ``known_within`` seconds, else a probe (a failing log, or an idle one whose database may
+        have gone since)."""
+        if self.writable and time.monotonic() - self._succeeded_at < known_within:
+            return True
+        return await self.probe()
+
     async def probe(self) -> bool:
-        """Whether a write to the log's table commits now: a row inserted and deleted in one
-        committed transaction, so the database, its disk and the table are all tried, and
-        nothing is left. Runs between two commits; one probe at a time (a hanging database
-        does not pile them up)."""
+        """Whether a write commits now: the chain's row of the probe table rewritten and
+        committed, so the database and its disk are both tried. Runs between two commits; one
+        probe at a time (a hanging database does not pile them up)."""
         if self._probing is None or self._probing.done():
             self._probing = asyncio.ensure_future(self._writer.run_in_worker(self._probe))
         return await asyncio.shield(self._probing)
 
     def _probe(self) -> bool:
-        row = {"chain": self.chain, "seq": PROBE_SEQ, "at": self._clock(), "body": b""}
         try:
             with self._writing(), Session(self._engine) as session:
-                session.execute(insert(AuditRecord), [row])
-                session.execute(
-                    delete(AuditRecord).where(
-                        AuditRecord.chain == self.chain, AuditRecord.seq == PROBE_SEQ
-                    )
+                rewritten = session.execute(
+                    update(Probe).where(Probe.chain == self.chain).values(at=self._clock())
                 )
+                if not rewritten.rowcount:  # type: ignore[attr-defined]
+                    session.execute(insert(Probe), [{"chain": self.chain, "at": self._clock()}])
                 session.commit()
         except Exception:  # the probe's answer; the cause was logged when writing first failed
             return False
@@ -250,6 +256,7 @@ class AuditLog:
         if not self.writable:
             log.info("audit.writable_again", chain=self.chain)
         self.writable = True
+        self._succeeded_at = time.monotonic()
 
     async def snapshot(self) -> tuple[int, bytes]:
         """(size, root) of everything committed, taken between two commits."""

@@ -37,13 +37,23 @@ class AuditRecord(Base):
     seq: Mapped[int] = mapped_column(Sequence, primary_key=True, autoincrement=False)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     subject: Mapped[str | None] = mapped_column(String(64))  # keyed hash of the person's id
-    # Shown in the subject's usage view: data about them released by this member (not, say,
-    # their own reading of that view). Found by index, so that what is not shown is not read.
+    # Shown in the subject's usage view: this member's answers to requests about them, releases
+    # and attempts (not, say, their own reading of that view). Found by index, so that what is
+    # not shown is not read.
     listed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Of those, the ones that released data (the rest are refused attempts): kept apart in the
     # index, so that no number of refusals can push a release out of the citizen's view.
     released: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     body: Mapped[bytes] = mapped_column(LargeBinary)  # canonical JSON, the Merkle leaf
+
+
+class Probe(Base):
+    """One row per chain that health checks rewrite to learn whether the database takes writes
+    now. Apart from the records, so the gateway needs no right to delete or alter those."""
+
+    __tablename__ = "audit_probes"
+    chain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class TreeHead(Base):

@@ -129,21 +129,30 @@ class Instance:
 
 @contextlib.contextmanager
 def audit_store_unwritable(engine: Engine) -> Iterator[None]:
-    """Make every insert into the audit log fail at the database, for the block's duration."""
+    """Make every write to the audit log's tables (the records and the health probe's) fail at
+    the database, as a full disk would, for the block's duration."""
+    writes = [("audit_records", "INSERT"), ("audit_probes", "INSERT"), ("audit_probes", "UPDATE")]
     if engine.dialect.name == "sqlite":
         block = [
-            "CREATE TRIGGER block BEFORE INSERT ON audit_records"
+            f"CREATE TRIGGER block_{n} BEFORE {event} ON {table}"
             " BEGIN SELECT RAISE(ABORT, 'x'); END"
+            for n, (table, event) in enumerate(writes)
         ]
-        unblock = ["DROP TRIGGER block"]
+        unblock = [f"DROP TRIGGER block_{n}" for n in range(len(writes))]
     else:
         block = [
             "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'x'; END $$"
             " LANGUAGE plpgsql",
-            "CREATE TRIGGER block BEFORE INSERT ON audit_records"
-            " FOR EACH ROW EXECUTE FUNCTION refuse()",
+            *(
+                f"CREATE TRIGGER block_{n} BEFORE {event} ON {table}"
+                " FOR EACH ROW EXECUTE FUNCTION refuse()"
+                for n, (table, event) in enumerate(writes)
+            ),
         ]
-        unblock = ["DROP TRIGGER block ON audit_records", "DROP FUNCTION refuse()"]
+        unblock = [
+            *(f"DROP TRIGGER block_{n} ON {table}" for n, (table, _) in enumerate(writes)),
+            "DROP FUNCTION refuse()",
+        ]
     with engine.begin() as connection:
         for statement in block:
             connection.execute(text(statement))

@@ -31,7 +31,7 @@ from exchange.errors import (
     UnknownService,
 )
 from exchange.gateway import auditapi, metaservices
-from exchange.gateway.node import CANNOT_AUDIT, Gateway
+from exchange.gateway.node import Gateway
 from exchange.gateway.outcome import SIDES, Answer, conclude, refuse
 from exchange.gateway.records import ExchangeRecord
 from exchange.gateway.signing import (
@@ -65,23 +65,9 @@ SIDE = SIDES["client"]  # errors raised here are Server.ClientProxy.* (the calle
 
 def create_consumer_app(gateway: Gateway) -> ASGIApp:
     async def health(_: Request) -> JSONResponse:
-        if not gateway.started:
-            return JSONResponse({"status": "FAIL", "reason": "starting"}, status_code=503)
-        try:
-            version = gateway.trust.view().version
-        except Error as error:
-            return JSONResponse({"status": "FAIL", "reason": error.message}, status_code=503)
-        audits = await gateway.can_audit()
+        status, shown = await gateway.health()
         return JSONResponse(
-            {
-                "status": "ok" if audits else "FAIL",
-                **({} if audits else {"reason": CANNOT_AUDIT}),
-                "gateway": gateway.settings.id,
-                "globalconf_version": version,
-                "audit_log": "ok" if audits else "failing",
-                "consent_feeds": gateway.revocations.state(),
-            },
-            status_code=200 if audits else 503,
+            {**shown, "consent_feeds": gateway.revocations.state()}, status_code=status
         )
 
     async def list_clients(request: Request) -> Response:

@@ -19,6 +19,7 @@ from audit.heads import HeadKeeper
 from audit.log import AuditLog
 from exchange.db import migrate
 from exchange.db.engine import build_engine
+from exchange.errors import Error
 from exchange.evidence.schemas import EvidenceSchemas
 from exchange.gateway import files
 from exchange.gateway.access import AccessRights
@@ -40,6 +41,9 @@ from exchange.trust.view import TrustView, relying_party
 
 T = TypeVar("T")
 CANNOT_AUDIT = "the audit log cannot be written: every exchange is refused"
+# Seconds without a committed audit write after which a health check tries the database itself:
+# an idle gateway whose database has gone must not go on saying it can answer.
+PROBE_AFTER = 10.0
 
 
 class Gateway:
@@ -121,11 +125,21 @@ class Gateway:
         # Database work runs here, off the event loop, on threads of its own.
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gateway-db")
 
-    async def can_audit(self) -> bool:
-        """Whether the audit log can be written, so exchanges can be answered: as the last write
-        went; while that failed, a probe tries again (a gateway that a load balancer has taken
-        out of service gets no exchanges that could show it is back)."""
-        return self.audit.writable or await self.audit.probe()
+    async def health(self) -> tuple[int, dict[str, Any]]:
+        """What a load balancer needs to know: 200 when exchanges can be answered, else 503 and
+        why. Whether the audit log can be written is the last write's outcome while recent,
+        else a probe (a gateway taken out of service gets no exchanges that could show it is
+        back; an idle one may have lost its database)."""
+        shown: dict[str, Any] = {"gateway": self.settings.id}
+        if not self.started:
+            return 503, {"status": "FAIL", "reason": "starting", **shown}
+        try:
+            shown["globalconf_version"] = self.trust.view().version
+        except Error as error:
+            return 503, {"status": "FAIL", "reason": error.message, **shown}
+        if not await self.audit.can_write(known_within=PROBE_AFTER):
+            return 503, {"status": "FAIL", "reason": CANNOT_AUDIT, **shown, "audit_log": "failing"}
+        return 200, {"status": "ok", **shown, "audit_log": "ok"}
 
     async def in_thread(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()

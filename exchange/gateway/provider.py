@@ -34,7 +34,7 @@ from exchange.errors import InvalidRequest, MethodNotAllowed
 from exchange.gateway import metaservices, usage
 from exchange.gateway.admission import Admitted, admit
 from exchange.gateway.consent import ConsentCheck
-from exchange.gateway.node import CANNOT_AUDIT, Gateway
+from exchange.gateway.node import Gateway
 from exchange.gateway.outcome import SIDES, Answer, conclude, refuse
 from exchange.gateway.records import ExchangeRecord
 from exchange.gateway.release import Release, ReleasePolicy, policy_for
@@ -93,6 +93,8 @@ class Provider:
         parameters = query_parameters(admitted.query)
         code = target.service.service_code
         if code == usage.SERVICE:
+            if request.method not in ("GET", "HEAD"):
+                raise MethodNotAllowed(f"the usage service does not accept {request.method}")
             if gateway.services.find(target.service) is None:
                 record.subject = xroad.user_id
             payload, kind = await self.usage.answer(
@@ -110,7 +112,8 @@ class Provider:
             raise MethodNotAllowed(f"{target.service} does not accept {request.method}")
         representation = negotiate(headers.get("accept"))
         if service.spec.subject_parameter:
-            # Only now: a client without access cannot fill a person's usage list with refusals.
+            # From here on, a refusal is recorded about the person, as an attempt: the citizen
+            # sees who tried (apart from the releases, which attempts cannot push out of view).
             record.subject = parameters.get(service.spec.subject_parameter)
         if gateway.access.stale:
             await gateway.in_thread(gateway.access.reload)
@@ -192,12 +195,8 @@ def create_provider_app(gateway: Gateway) -> ASGIApp:
     provider = Provider(gateway)
 
     async def health(_: Request) -> JSONResponse:
-        if not await gateway.can_audit():
-            return JSONResponse(
-                {"status": "FAIL", "reason": CANNOT_AUDIT, "gateway": gateway.settings.id},
-                status_code=503,
-            )
-        return JSONResponse({"status": "ok", "gateway": gateway.settings.id})
+        status, shown = await gateway.health()
+        return JSONResponse(shown, status_code=status)
 
     return exchanges_first(
         Starlette(

@@ -101,7 +101,7 @@ class Usage:
             return _json(await self._heartbeat())
         # On a worker thread: checking the token may fetch the issuer's keys over HTTP.
         person, record.legal_basis = await self._gateway.in_thread(
-            self._authenticate, parameters, xroad, needs_user_code=rest_path != "/v2/usagePeriod"
+            self._authenticate, rest_path, parameters, xroad
         )
         if rest_path == "/v2/usagePeriod":
             return _json(await self._gateway.in_thread(self._period))
@@ -117,25 +117,32 @@ class Usage:
         raise NotFound(f"{subsystem}/usage has no {rest_path or '/'}")
 
     def _authenticate(
-        self, parameters: dict[str, str], xroad: XRoadHeaders, *, needs_user_code: bool
+        self, rest_path: str, parameters: dict[str, str], xroad: XRoadHeaders
     ) -> tuple[str, str]:
-        """The person asked about, and how the asker was authorised to ask."""
+        """The person asked about, and how the asker was authorised to ask.
+
+        A trusted portal's word (``X-Road-UserId`` alone) opens only what Data Tracker gives
+        (``/v2``); the rich records, with message and consent ids and receipts, need the
+        citizen's own ID token.
+        """
         validator, client = self._gateway.citizens, str(xroad.client)
-        trusted = self._gateway.settings.usage.trusted_portals
-        if validator is None and not trusted:
-            raise NotFound(
-                "this gateway does not offer the usage service (no identity provider set)"
-            )
-        if xroad.identity and validator is not None:
+        trusted = client in self._gateway.settings.usage.trusted_portals
+        if validator is None and not self._gateway.settings.usage.trusted_portals:
+            raise NotFound("this gateway does not offer the usage service")
+        if xroad.identity:
+            if validator is None:
+                raise InvalidToken("this gateway accepts no ID tokens; ask as a trusted portal")
             claims = validator.validate(xroad.identity, at=self._gateway.clock())
             self._check_portal(claims, client)
             person, how = str(claims["sub"]), "the citizen's ID token"
-        elif client in trusted and xroad.user_id:
+        elif trusted and rest_path.startswith("/v2/"):
+            if not xroad.user_id:
+                raise InvalidRequest("X-Road-UserId is required", detail="X-Road-UserId")
             person, how = xroad.user_id, f"trusted portal {client}, for X-Road-UserId"
         else:
             raise InvalidToken("the citizen's ID token is required (X-Exchange-Identity)")
         asked = parameters.get("userCode")
-        if needs_user_code and not asked:
+        if rest_path != "/v2/usagePeriod" and not asked:
             raise InvalidRequest("userCode is required", detail="userCode")
         if not xroad.user_id:
             raise InvalidRequest("X-Road-UserId is required", detail="X-Road-UserId")
@@ -237,13 +244,16 @@ class Usage:
         }
         if rich:
             found["totalAttempts"] = len(attempts)
+            # Only the newest SCAN_LIMIT attempts are read: say so when there may be more.
+            found["moreAttempts"] = len(attempts) >= SCAN_LIMIT
             found["attempts"] = self._grouped(attempts, members)
         return found
 
     def _grouped(
         self, attempts: list[tuple[AuditRecord, Any]], members: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        """Refused attempts, one entry per asker, service and reason, newest first."""
+        """Attempts (refused, or failed at the provider), one entry per asker, service and
+        outcome, newest first."""
         groups: dict[tuple[str, str, str], dict[str, Any]] = {}
         for row, record in attempts:  # newest first
             service = unversioned(str(record.get("service", "")))
@@ -256,6 +266,7 @@ class Usage:
                     "action": self._action(service),
                     "service": service,
                     "outcome": outcome,
+                    "status": record.get("status"),
                     "count": 0,
                     "last": row.at.isoformat(),
                 }

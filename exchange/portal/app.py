@@ -70,8 +70,14 @@ REFUSED = {
 }
 
 
-def refused_because(outcome: str) -> str:
-    return REFUSED.get(outcome.rsplit(".", 1)[-1], "refused")
+def refused_because(outcome: str, status: object) -> str:
+    """Why an attempt released nothing, in plain words."""
+    known = REFUSED.get(outcome.rsplit(".", 1)[-1])
+    if known:
+        return known
+    if isinstance(status, int) and status >= 500:
+        return "not answered: the register had a fault"
+    return "refused: the request was not valid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +241,8 @@ class Portal:
         }
 
     def provider_name(self, view: TrustView, provider: str) -> str:
-        names = {m.id: m.name for m in view.configuration.members}
-        return names.get(provider.rsplit("/", 1)[0], provider)
+        member = view.members.get(provider.rsplit("/", 1)[0])
+        return member.name if member else provider
 
     async def all_usage(self, citizen: SignedIn) -> Usage:
         view = self.trust.view()
@@ -248,17 +254,16 @@ class Portal:
         for provider, result in zip(providers, found, strict=True):
             name = self.provider_name(view, provider)
             if isinstance(result, BaseException):
-                reason = result.message if isinstance(result, Error) else repr(result)
+                # Never the exception's text: it may hold the request's URL, with the person.
+                reason = result.message if isinstance(result, Error) else type(result).__name__
                 log.warning("portal.usage_unavailable", provider=provider, reason=reason)
                 shown.unavailable.append(name)
                 continue
             for usage in result["usages"]:
                 shown.accesses.append(dict(usage, providerName=name))
             for attempt in result["attempts"]:
-                outcome = str(attempt.get("outcome", ""))
-                shown.attempts.append(
-                    dict(attempt, providerName=name, refused=refused_because(outcome))
-                )
+                why = refused_because(str(attempt.get("outcome", "")), attempt.get("status"))
+                shown.attempts.append(dict(attempt, providerName=name, refused=why))
         shown.accesses.sort(key=lambda u: str(u.get("logtime", "")), reverse=True)
         shown.attempts.sort(key=lambda u: str(u.get("last", "")), reverse=True)
         return shown

@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 
 from audit import merkle
 from exchange.db.engine import build_engine
-from exchange.gateway import models
+from exchange.gateway import models, node
 from exchange.gateway.settings import SCHEMAS_DIR
 from exchange.gateway.signing import request_hash
 from exchange.trust.keys import certificate_pem
@@ -290,6 +290,19 @@ def test_audit_log_of_both_gateways_verifies(roles: Roles) -> None:
 
 def provider_health(roles: Roles) -> httpx.Response:
     return roles.http.get(f"http://127.0.0.1:{roles.ports.provider_consumer}/health")
+
+
+def test_an_idle_gateway_finds_out_that_it_cannot_audit(
+    roles: Roles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No exchange comes to show it: once its last write is old enough (here at once), each
+    health check tries the database itself."""
+    monkeypatch.setattr(node, "PROBE_AFTER", 0.0)
+    engine = build_engine(roles.provider_settings().db_url)
+    with audit_store_unwritable(engine):
+        assert provider_health(roles).status_code == 503
+    assert provider_health(roles).status_code == 200
+    engine.dispose()
 
 
 def test_unwritable_audit_store_releases_nothing_and_health_says_so(roles: Roles) -> None:
