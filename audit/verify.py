@@ -59,6 +59,13 @@ class Anchors:
 class Problem:
     position: int
     message: str
+    last: int | None = None  # when only a range is known: the last record it may be
+
+    @property
+    def where(self) -> str:
+        if self.last is None or self.last == self.position:
+            return f"at record {self.position}"
+        return f"between record {self.position} and record {self.last}"
 
 
 Stored = tuple[bytes, str | None, bool, bool]  # body; subject, listed and released columns
@@ -130,7 +137,9 @@ class _Against:
             else f"from a record between record {first} and record {last} (the heads kept"
             " pin no record in between)"
         )
-        return Problem(first, f"the log differs from the head kept at size {head} {where}{note}")
+        return Problem(
+            first, f"the log differs from the head kept at size {head} {where}{note}", last
+        )
 
 
 def _never_read(lo: int, hi: int) -> list[bytes]:

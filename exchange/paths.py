@@ -28,17 +28,18 @@ def segment_problem(segment: str) -> str | None:
     """
     stage = segment
     while True:
-        for reading in (stage, unicodedata.normalize("NFKC", stage)):
+        folded = unicodedata.normalize("NFKC", stage)
+        for reading in (stage, folded):
             if reading in ("", ".", ".."):
                 return "is empty or a dot segment"
             if "/" in reading or "\\" in reading:
                 return "holds a slash or a backslash"
             if _CONTROL.search(reading):
                 return "holds a control character"
-        try:
-            decoded = unquote(stage, errors="strict")
+        try:  # the folded form: fullwidth "％２Ｆ" folds to "%2F", which decodes to "/"
+            decoded = unquote(folded, errors="strict")
         except UnicodeDecodeError:
             return "holds percent-encoded bytes that are not UTF-8"
-        if decoded == stage:
+        if decoded == stage:  # nothing left to decode or fold
             return None
         stage = decoded

@@ -102,7 +102,7 @@ def verify(
         typer.echo(f"note: {read.others} kept heads of other chains were left out", err=True)
     if report.problem is not None:
         typer.echo(
-            f"chain {chain}: FAILED at record {report.problem.position}: {report.problem.message}",
+            f"chain {chain}: FAILED {report.problem.where}: {report.problem.message}",
             err=True,
         )
         raise typer.Exit(1)

@@ -55,7 +55,7 @@ def read(url: str) -> Page | None:
     if parts.scheme not in _DEFAULT_PORTS or "@" in parts.netloc or not parts.hostname:
         return None
     try:
-        port = parts.port or _DEFAULT_PORTS[parts.scheme]
+        port = _DEFAULT_PORTS[parts.scheme] if parts.port is None else parts.port
     except ValueError:  # not a number, or out of range
         return None
     if not parts.path.startswith("/"):

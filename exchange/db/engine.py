@@ -7,7 +7,6 @@ only when a role starts, never at import time.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,16 @@ def sqlite_url(path: Path) -> str:
 
 
 def private_file(path: Path) -> None:
-    """Create ``path`` empty with mode 0600 (its folder 0700) unless it exists. SQLite gives its
-    ``-wal`` and ``-shm`` files the database's mode, so they are private too."""
+    """Create ``path`` empty with mode 0600 (its folder 0700) unless it exists; one that an older
+    version left readable by others is made 0600. SQLite gives its ``-wal`` and ``-shm`` files
+    the database's mode, so they are private too."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with contextlib.suppress(FileExistsError):
+    try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        found = path.stat()
+        if found.st_mode & 0o077 and found.st_uid == os.getuid():
+            path.chmod(0o600)
 
 
 SYNCHRONOUS = ("FULL", "NORMAL")

@@ -163,7 +163,7 @@ class GatewaySettings(RoleSettings):
         ),
     )
     identity: IdentitySpec | None = None
-    usage: UsageSpec = UsageSpec()
+    usage: UsageSpec = Field(default_factory=UsageSpec)
     preview: PreviewSpec | None = None
     services: list[ServiceSpec] = Field(default_factory=list)
 

@@ -114,8 +114,9 @@ def parse_target(raw_path: bytes) -> Target:
     for segment in rest.split("/")[1:]:
         # Access rules match paths; a path that a backend (or a proxy before it that decodes
         # once more) would read differently is refused. Empty segments (a trailing /) are fine.
-        if segment and segment_problem(segment) is not None:
-            raise InvalidRequest("request path has dot segments or encoded slashes", detail="path")
+        problem = segment_problem(segment) if segment else None
+        if problem is not None:
+            raise InvalidRequest(f"a request path segment {problem}", detail="path")
     return Target(service=service, rest_path=rest)
 
 

@@ -42,6 +42,7 @@ OTHER_PATHS = [
     *("%252F", "%25252f", "%255C", "%252e%252e"),  # and what a proxy decodes first
     *("EE1\x00", "EE1\n", "EE1\r\n", "\t", "EE1\x7f", "EE1\x85", "EE1%00", "EE1%0a"),
     *("\uff0e\uff0e", "a\uff0fb", "a\uff3cb"),  # fullwidth dots and slashes, folded by NFKC
+    "a\uff05\uff12\uff26b",  # a fullwidth "%2F": folds to an escape, which decodes to "/"
     *("EE1%ff", "%c0%af"),  # escapes that are not UTF-8 (an overlong '/')
 ]
 

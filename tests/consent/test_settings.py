@@ -105,3 +105,9 @@ def test_the_default_port_and_a_path_without_slash_are_read_as_urls() -> None:
 def test_a_registered_address_must_be_a_plain_url(registered: str) -> None:
     with pytest.raises(ValidationError, match="consumers"):
         settings(registered)
+
+
+def test_port_zero_is_not_the_default_port() -> None:
+    registered = settings("http://portal.example/procedures/")
+    assert registered.return_allowed(PORTAL, "http://portal.example:80/procedures/x")
+    assert not registered.return_allowed(PORTAL, "http://portal.example:0/procedures/x")

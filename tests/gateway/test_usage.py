@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from audit import merkle
+from exchange.cli import demo
 from exchange.db.engine import build_engine
 from exchange.gateway import usage as usage_service
 from exchange.gateway.settings import GatewaySettings, UsageSpec
@@ -209,6 +211,16 @@ def test_a_trusted_portal_may_ask_with_the_citizens_code_alone(fresh_roles: Role
     }
     assert "trusted portal" in authorised[trusted.headers["X-Road-Id"]]
     assert "ID token" in authorised[with_token.headers["X-Road-Id"]]
+
+
+def test_every_register_of_the_demo_offers_the_usage_service(tmp_path: Path) -> None:
+    """The portal's "who accessed my data" asks every provider: none may be left out."""
+    layout = federation.create(tmp_path / "demo", demo._ports(21000), more=demo._more(21000))
+    providers = [layout.provider, *layout.providers]
+    assert len(providers) == 3
+    for config in providers:
+        settings = GatewaySettings.load(config)
+        assert settings.identity is not None or settings.usage.trusted_portals, config
 
 
 def audit_records(settings: GatewaySettings) -> list[dict[str, Any]]:

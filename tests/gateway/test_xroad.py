@@ -15,7 +15,7 @@ def test_target_keeps_the_rest_path_raw() -> None:
         b"/r1/EE/GOV/1/sub/code/%2E%2e",
         b"/r1/EE/GOV/1/sub/code/a/./b",
     ):
-        with pytest.raises(InvalidRequest, match="dot segments or encoded slashes"):
+        with pytest.raises(InvalidRequest, match="request path segment"):
             parse_target(sneaky)
     assert parse_target(b"/r1/EE/GOV/1/sub/code").rest_path == ""
 
