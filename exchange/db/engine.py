@@ -20,16 +20,17 @@ def sqlite_url(path: Path) -> str:
 
 
 def private_file(path: Path) -> None:
-    """Create ``path`` empty with mode 0600 (its folder 0700) unless it exists; one that an older
-    version left readable by others is made 0600. SQLite gives its ``-wal`` and ``-shm`` files
-    the database's mode, so they are private too."""
+    """Create ``path`` empty with mode 0600 (its folder 0700) unless it exists. An existing one
+    keeps the mode its operator chose (a backup group may read it), except that one an older
+    version left open to every local user is closed to them. SQLite gives its ``-wal`` and
+    ``-shm`` files the database's mode."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
         found = path.stat()
-        if found.st_mode & 0o077 and found.st_uid == os.getuid():
-            path.chmod(0o600)
+        if found.st_mode & 0o007 and found.st_uid == os.getuid():
+            path.chmod(found.st_mode & 0o770)
 
 
 SYNCHRONOUS = ("FULL", "NORMAL")
