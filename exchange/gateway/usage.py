@@ -13,17 +13,17 @@ like any X-Road service through the caller's own gateway::
 - ``/v2/usagePeriod``: ``{"periodStart", "periodEnd"}``, the period the log covers;
 - ``/v2/heartbeat``: ``{"status": "OK"|"FAIL", "message"}`` (no identity needed);
 - ``/v1/records``: the same usages with purpose, legal basis, consent, message id, and each
-  record's receipt (its bytes and inclusion proof against a signed tree head); and the refused
-  attempts, grouped by who asked for what and why it was refused (``attempts``).
+  record's receipt (its bytes and inclusion proof against a signed tree head); and the
+  attempts, grouped by who asked for what and how it ended (``attempts``).
 
-A usage is an answer that released data about the person; a request about them that was
-refused is an attempt. Each kind is read by its own index lookup, so no number of refused
-attempts can push a release out of view.
+A usage is an answer that released data about the person; any other answer to a request about
+them (refused, or failed at the provider) is an attempt. Each kind is read by its own index
+lookup, so no number of attempts can push a release out of view.
 
 A citizen reads only their own usage: the ID token must verify (issuer, audience of a trusted
 portal, signature, times) and its subject, ``userCode`` and ``X-Road-UserId`` must be one and
 the same person. A portal subsystem that the provider names in ``usage.trusted_portals`` may
-instead ask with ``X-Road-UserId`` alone, as state portals ask Data Tracker. The record of each
+instead ask ``/v2`` with ``X-Road-UserId`` alone, as state portals ask Data Tracker. The record of each
 question says which way it was authorised. Records are found by the keyed hash of the person's
 code, across every replica's chain in this gateway's database. The usage service's own calls are
 not listed.
