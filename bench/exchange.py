@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -132,6 +133,20 @@ def consent_headers(ports: federation.Ports) -> dict[str, str]:
     }
 
 
+def feed_fresh(ports: federation.Ports, within: float = 30) -> None:
+    """Wait until the provider holds a fresh copy of the consent service's revocation feed (it
+    starts following it at the first consent it checks): until then it asks the consent service
+    for every exchange, which is not the steady state to measure."""
+    health = f"http://127.0.0.1:{ports.provider_consumer}/health"
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        feeds = httpx.get(health).json()["consent_feeds"]
+        if feeds and all(feed["fresh"] for feed in feeds.values()):
+            return
+        time.sleep(0.1)
+    sys.exit("the provider's copy of the consent feed did not become fresh")
+
+
 def measure(
     args: argparse.Namespace, base: Path, urls: tuple[str | None, str | None], database: str
 ) -> list[Row]:
@@ -143,6 +158,8 @@ def measure(
         full = f"http://127.0.0.1:{ports.consumer_consumer}/r1/{federation.BIRTH_CERTIFICATE}?person={PERSON}"
         consented = {**CLIENT, **consent_headers(ports)}
         drive(direct, {}, 4, 1)  # warm-up
+        drive(full, consented, 4, 1)
+        feed_fresh(ports)
         drive(full, consented, 4, 1)
         for clients in args.concurrency:
             baseline_row = measure_row(
