@@ -30,7 +30,7 @@ import httpx
 from audit import bundle
 from audit.log import AuditEntry, AuditLog
 from audit.verify import verify
-from bench.exchange import process_stats
+from bench.load import rss_mb
 from exchange.db import migrate
 from exchange.db.engine import build_engine
 from exchange.gateway import files
@@ -118,7 +118,7 @@ def main() -> None:
             started = time.perf_counter()
             processes = serve_federation(stack, layout, ports, logs=base)
             ready = time.perf_counter() - started
-            _, rss = process_stats([processes["provider"].pid])
+            rss = rss_mb(processes["provider"].pid)
             head = subprocess.run(
                 [sys.executable, "-m", "exchange.cli", "audit", "head", "-c", str(layout.provider)],
                 capture_output=True,

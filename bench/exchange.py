@@ -1,127 +1,114 @@
-"""Full exchange against a direct registry call, side by side, on loopback. See README.md."""
+"""Full exchange against a direct registry call, side by side, on loopback. See README.md.
+
+Every server is a process of its own: the sample federation's roles (each gateway apart), and
+the baseline (``bench.baseline``, served by the gateways' server stack). The load comes from wrk
+in its own process (``bench.load``). CPU per exchange is read from /proc for each gateway
+process before and after each row.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
-import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import aiohttp
 import httpx
-import uvicorn
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from exchange.sample import federation, population
-from tests.servers import citizen_token, free_port, serve_federation
+from bench import load
+from exchange.sample import federation
+from tests.servers import citizen_token, free_port, serve_federation, serving
 
+ROOT = Path(__file__).resolve().parents[1]
 PERSON = "EE38001085718"
 CLIENT = {"X-Road-Client": str(federation.CITIZEN_PORTAL)}
+GATEWAYS = ("consumer", "provider")
+DATABASES = ("SQLite", "PostgreSQL")
+DIRECT = "direct call"
+EXCHANGE = "full exchange"
 
 
 @dataclass
-class Result:
-    name: str
-    concurrency: int
-    count: int
-    seconds: float
-    latencies: list[float]
-    errors: int
-    cpu: float | None = None
-    rss_mb: float | None = None
+class Row:
+    path: str  # DIRECT or EXCHANGE
+    database: str  # of the gateways: SQLite or PostgreSQL
+    clients: int
+    load: load.Load
+    cpu_ms: dict[str, float]  # per server process: CPU ms per answered request
+    rss_mb: dict[str, float]
+    direct: Row | None = field(default=None, repr=False)  # the baseline of the same run
 
     @property
-    def rate(self) -> float:
-        return self.count / self.seconds
+    def name(self) -> str:
+        return DIRECT if self.path == DIRECT else f"{EXCHANGE}, {self.database}"
 
-    def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies)
-        return (
-            ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
-            if ordered
-            else float("nan")
-        )
+    @property
+    def ratio(self) -> float:
+        return self.load.rate / self.direct.load.rate if self.direct else 1.0
 
-
-async def drive(
-    url: str, headers: dict[str, str], concurrency: int, seconds: float, name: str
-) -> Result:
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.perf_counter() + seconds
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def client() -> None:
-            nonlocal errors
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                async with session.get(url, headers=headers) as response:
-                    await response.read()
-                    if response.status != 200:
-                        errors += 1
-                latencies.append(time.perf_counter() - started)
-
-        began = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - began
-    return Result(name, concurrency, len(latencies), elapsed, latencies, errors)
+    @property
+    def gateways_cpu_ms(self) -> float | None:
+        measured = [self.cpu_ms[g] for g in GATEWAYS if g in self.cpu_ms]
+        return sum(measured) if measured else None
 
 
-def direct_registry(path: Path) -> Starlette:
-    """The baseline: the same query and JSON, straight from the register, no gateway."""
-    database = sqlite3.connect(path, check_same_thread=False)
-    database.row_factory = sqlite3.Row
-    query = population.BIRTH_QUERY.replace(":person", "?")
-
-    async def birth(request: Request) -> Response:
-        row = database.execute(query, (request.query_params["person"],)).fetchone()
-        if row is None:
-            return JSONResponse({"error": "not found"}, status_code=404)
-        return JSONResponse(dict(row))
-
-    return Starlette(routes=[Route("/births", birth)])
-
-
-def process_stats(pids: list[int]) -> tuple[float, float]:
-    """(CPU seconds, resident MB) summed over ``pids``, from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = rss = 0.0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        cpu += (int(fields[11]) + int(fields[12])) / ticks
-        rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-    return cpu, rss
+def measure_row(
+    path: str,
+    database: str,
+    clients: int,
+    drive: load.Driver,
+    url: str,
+    headers: dict[str, str],
+    *,
+    seconds: int,
+    processes: dict[str, int],
+    direct: Row | None = None,
+) -> Row:
+    """One row: the load, and each server process's CPU per answered request and memory."""
+    before = {role: load.cpu_seconds(pid) for role, pid in processes.items()}
+    measured = drive(url, headers, clients, seconds)
+    per = max(measured.answered, 1) / 1000
+    cpu = {role: (load.cpu_seconds(pid) - before[role]) / per for role, pid in processes.items()}
+    rss = {role: load.rss_mb(pid) for role, pid in processes.items()}
+    if measured.errors:
+        print(f"{url}, {clients} clients: {measured.errors} errors", file=sys.stderr)
+    return Row(path, database, clients, measured, cpu, rss, direct)
 
 
 @contextlib.contextmanager
 def running_federation(
     base: Path, urls: tuple[str | None, str | None], synchronous: str
-) -> Iterator[tuple[federation.Federation, federation.Ports, list[int]]]:
+) -> Iterator[tuple[federation.Ports, int, dict[str, int]]]:
+    """Every role as a process, and the baseline: (ports, baseline port, role -> pid)."""
     ports = federation.Ports(*(free_port() for _ in range(10)))
     layout = federation.create(
         base, ports, database_urls=urls, gateway_extra=f'sqlite_synchronous = "{synchronous}"\n'
     )
     logs = base / "logs"
     logs.mkdir()
+    baseline_port = free_port()
     with contextlib.ExitStack() as stack:
         processes = serve_federation(stack, layout, ports, logs=logs)
-        yield layout, ports, [processes["provider"].pid, processes["consumer"].pid]
+        processes["baseline"] = stack.enter_context(
+            serving(
+                ["--registry", str(layout.registry), "--port", str(baseline_port)],
+                health_url=f"http://127.0.0.1:{baseline_port}/health",
+                log=logs / "baseline.log",
+                command=[sys.executable, "-m", "bench.baseline"],
+                cwd=ROOT,
+            )
+        )
+        yield ports, baseline_port, {role: p.pid for role, p in processes.items()}
 
 
 def consent_headers(ports: federation.Ports) -> dict[str, str]:
@@ -146,42 +133,58 @@ def consent_headers(ports: federation.Ports) -> dict[str, str]:
     }
 
 
-async def serve_baseline(app: Starlette, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    return server, task
+def feed_fresh(ports: federation.Ports, within: float = 30) -> None:
+    """Wait until the provider holds a fresh copy of the consent service's revocation feed (it
+    starts following it at the first consent it checks): until then it asks the consent service
+    for every exchange, which is not the steady state to measure."""
+    health = f"http://127.0.0.1:{ports.provider_consumer}/health"
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        feeds = httpx.get(health).json()["consent_feeds"]
+        if feeds and all(feed["fresh"] for feed in feeds.values()):
+            return
+        time.sleep(0.1)
+    sys.exit("the provider's copy of the consent feed did not become fresh")
 
 
-async def measure(
-    args: argparse.Namespace, base: Path, urls: tuple[str | None, str | None], label: str
-) -> list[Result]:
-    """Direct calls and full exchanges, alternating per concurrency, on one federation."""
-    results: list[Result] = []
-    with running_federation(base, urls, args.sqlite_synchronous) as (layout, ports, pids):
-        baseline_port = free_port()
-        server, task = await serve_baseline(direct_registry(layout.registry), baseline_port)
-        direct = f"http://127.0.0.1:{baseline_port}/births?person={PERSON}"
+def measure(
+    args: argparse.Namespace, base: Path, urls: tuple[str | None, str | None], database: str
+) -> list[Row]:
+    """Direct calls and full exchanges, alternating per number of clients, on one federation."""
+    drive = load.DRIVERS[args.driver]
+    rows: list[Row] = []
+    with running_federation(base, urls, args.sqlite_synchronous) as (ports, baseline, pids):
+        direct = f"http://127.0.0.1:{baseline}/births?person={PERSON}"
         full = f"http://127.0.0.1:{ports.consumer_consumer}/r1/{federation.BIRTH_CERTIFICATE}?person={PERSON}"
         consented = {**CLIENT, **consent_headers(ports)}
-        await drive(full, consented, 4, 1.0, "warm-up")
-        for concurrency in args.concurrency:
-            results.append(
-                await drive(direct, {}, concurrency, args.seconds, "direct call (baseline)")
+        drive(direct, {}, 4, 1)  # warm-up
+        drive(full, consented, 4, 1)
+        feed_fresh(ports)
+        drive(full, consented, 4, 1)
+        for clients in args.concurrency:
+            baseline_row = measure_row(
+                DIRECT,
+                database,
+                clients,
+                drive,
+                direct,
+                {},
+                seconds=args.seconds,
+                processes={"baseline": pids["baseline"]},
             )
-            before, _ = process_stats(pids)
-            exchange = await drive(
-                full, consented, concurrency, args.seconds, f"full exchange, {label}"
+            exchange_row = measure_row(
+                EXCHANGE,
+                database,
+                clients,
+                drive,
+                full,
+                consented,
+                seconds=args.seconds,
+                processes={role: pids[role] for role in GATEWAYS},
+                direct=baseline_row,
             )
-            after, rss = process_stats(pids)
-            exchange.cpu, exchange.rss_mb = (after - before) / max(exchange.count, 1), rss
-            results.append(exchange)
-        server.should_exit = True
-        await task
-    return results
+            rows += [baseline_row, exchange_row]
+    return rows
 
 
 @contextlib.contextmanager
@@ -190,7 +193,7 @@ def postgres(url: str | None) -> Iterator[str | None]:
     if url is not None:
         yield url
         return
-    script = Path(__file__).resolve().parents[1] / "scripts" / "pg-throwaway"
+    script = ROOT / "scripts" / "pg-throwaway"
     if subprocess.run([script, "bindir"], capture_output=True, check=False).returncode != 0:
         yield None
         return
@@ -216,44 +219,143 @@ def databases(server: str) -> tuple[str, str]:
     return provider, consumer
 
 
-def report(results: list[Result]) -> str:
-    header = (
-        "path",
-        "clients",
-        "per s",
-        "p50 ms",
-        "p99 ms",
-        "x base",
-        "CPU ms",
-        "RSS MB",
-        "errors",
-    )
-    widths = (30, 8, 10, 9, 9, 8, 8, 8, 8)
-    lines = [
-        "".join(
-            f"{h:<{w}}" if i == 0 else f"{h:>{w}}"
-            for i, (h, w) in enumerate(zip(header, widths, strict=True))
-        )
+@dataclass(frozen=True)
+class Target:
+    """One of issue 13's acceptance figures, read from one row of the table."""
+
+    what: str
+    database: str
+    clients: int
+    at_most: bool  # the figure must be <= limit (else >= limit)
+    limit: float
+    figure: Callable[[Row], float | None]
+    unit: str  # how the figure and the limit are printed: "{:.0f}/s"
+
+    def describe(self) -> str:
+        clients = "1 client" if self.clients == 1 else f"{self.clients} clients"
+        limit = self.unit.format(self.limit)
+        return f"{self.what} {'<=' if self.at_most else '>='} {limit}, {self.database}, {clients}"
+
+    def check(self, rows: list[Row]) -> tuple[str, str]:
+        """(the figure, "met" or "not met"); "-" and "not measured" without its row."""
+        for row in rows:
+            if (row.path, row.database, row.clients) == (EXCHANGE, self.database, self.clients):
+                figure = self.figure(row)
+                if figure is None:
+                    break
+                met = figure <= self.limit if self.at_most else figure >= self.limit
+                return self.unit.format(figure), "met" if met else "not met"
+        return "-", "not measured"
+
+
+def _added_p50(row: Row) -> float | None:
+    return row.load.p50_ms - row.direct.load.p50_ms if row.direct else None
+
+
+def _rate(row: Row) -> float:
+    return row.load.rate
+
+
+def _ratio(row: Row) -> float:
+    return row.ratio
+
+
+def _gateways_cpu(row: Row) -> float | None:
+    return row.gateways_cpu_ms
+
+
+TARGETS = [
+    Target("exchanges", "SQLite", 50, False, 1000, _rate, "{:.0f}/s"),
+    Target("rate", "SQLite", 50, False, 0.12, _ratio, "{:.3f}x direct"),
+    Target("exchanges", "PostgreSQL", 50, False, 800, _rate, "{:.0f}/s"),
+    *(Target("added p50", db, 1, True, 3, _added_p50, "{:.2f} ms") for db in DATABASES),
+    *(
+        Target("gateway CPU per exchange", db, 50, True, 1.5, _gateways_cpu, "{:.2f} ms")
+        for db in DATABASES
+    ),
+]
+
+
+def _cell(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def report(rows: list[Row], driver: str) -> str:
+    columns = [
+        ("path", 28),
+        ("clients", 8),
+        ("per s", 8),
+        ("p50 ms", 8),
+        ("p99 ms", 8),
+        ("x direct", 9),
+        ("CPU ms cons", 12),
+        ("prov", 6),
+        ("both", 6),
+        ("RSS MB cons", 12),
+        ("prov", 5),
+        ("gen %", 6),
+        ("errors", 7),
     ]
-    baseline: dict[int, Result] = {}
-    for result in results:
-        if result.name.startswith("direct"):
-            baseline[result.concurrency] = result
-        base = baseline.get(result.concurrency)
-        ratio = f"{result.rate / base.rate:.2f}" if base and base is not result else "1.00"
-        cpu = f"{result.cpu * 1000:.2f}" if result.cpu is not None else "-"
-        rss = f"{result.rss_mb:.0f}" if result.rss_mb is not None else "-"
+    lines = [
+        f"load: {driver}; every exchange is signed both ways, consent checked, audited durably;",
+        "CPU ms: per answered request, for each gateway process (cons, prov) and both together;",
+        "gen %: the load generator's CPU, in percent of one core",
+        "".join(f"{h:<{w}}" if i == 0 else f"{h:>{w}}" for i, (h, w) in enumerate(columns)),
+    ]
+    for row in rows:
+        cells = [
+            f"{row.load.rate:.0f}",
+            f"{row.load.p50_ms:.2f}",
+            f"{row.load.p99_ms:.2f}",
+            f"{row.ratio:.3f}",
+            _cell(row.cpu_ms.get("consumer"), ".2f"),
+            _cell(row.cpu_ms.get("provider"), ".2f"),
+            _cell(row.gateways_cpu_ms, ".2f"),
+            _cell(row.rss_mb.get("consumer"), ".0f"),
+            _cell(row.rss_mb.get("provider"), ".0f"),
+            f"{100 * row.load.generator_cpu / row.load.seconds:.0f}",
+            str(row.load.errors),
+        ]
         lines.append(
-            f"{result.name:<30}{result.concurrency:>8}{result.rate:>10.0f}{result.percentile(0.5):>9.2f}"
-            f"{result.percentile(0.99):>9.2f}{ratio:>8}{cpu:>8}{rss:>8}{result.errors:>8}"
+            f"{row.name:<28}{row.clients:>8}"
+            + "".join(f"{c:>{w}}" for c, (_, w) in zip(cells, columns[2:], strict=True))
         )
+    lines += ["", f"{'target (issue 13)':<58}{'measured':>16}"]
+    for target in TARGETS:
+        figure, mark = target.check(rows)
+        lines.append(f"{target.describe():<58}{figure:>16}  {mark}")
     return "\n".join(lines)
 
 
-def main() -> None:
+def as_json(rows: list[Row]) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": row.name,
+            "clients": row.clients,
+            "rate": row.load.rate,
+            "p50_ms": row.load.p50_ms,
+            "p99_ms": row.load.p99_ms,
+            "ratio": row.ratio,
+            "cpu_ms": row.cpu_ms,
+            "gateways_cpu_ms": row.gateways_cpu_ms,
+            "rss_mb": row.rss_mb,
+            "generator_cpu_s": row.load.generator_cpu,
+            "errors": row.load.errors,
+        }
+        for row in rows
+    ]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=int, default=10, help="per row (default 10)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50])
+    parser.add_argument(
+        "--driver",
+        choices=sorted(load.DRIVERS),
+        default="wrk",
+        help="wrk in its own process (default), or the old Python driver in this process",
+    )
     parser.add_argument(
         "--postgres-url",
         default=None,
@@ -264,38 +366,25 @@ def main() -> None:
         "--sqlite-synchronous", choices=["FULL", "NORMAL"], default="FULL", help="for the gateways"
     )
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    results: list[Result] = []
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    if args.driver == "wrk":
+        load.wrk_path()  # installed before any server starts
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="exchange-bench-") as folder:
         base = Path(folder)
-        results += asyncio.run(measure(args, base / "sqlite", (None, None), "SQLite"))
+        rows += measure(args, base / "sqlite", (None, None), "SQLite")
         if not args.no_postgres:
             with postgres(args.postgres_url) as server:
                 if server is None:
                     print("PostgreSQL is not installed: its run is skipped", file=sys.stderr)
                 else:
                     urls = databases(server)
-                    results += asyncio.run(measure(args, base / "postgresql", urls, "PostgreSQL"))
-    if args.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "path": r.name,
-                        "clients": r.concurrency,
-                        "rate": r.rate,
-                        "p50_ms": r.percentile(0.5),
-                        "p99_ms": r.percentile(0.99),
-                        "cpu_ms": None if r.cpu is None else r.cpu * 1000,
-                        "rss_mb": r.rss_mb,
-                    }
-                    for r in results
-                ],
-                indent=2,
-            )
-        )
-    else:
-        print(report(results))
+                    rows += measure(args, base / "postgresql", urls, "PostgreSQL")
+    print(json.dumps(as_json(rows), indent=2) if args.json else report(rows, args.driver))
 
 
 if __name__ == "__main__":

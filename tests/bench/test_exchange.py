@@ -1,0 +1,56 @@
+"""The benchmark's options and its verdicts against the targets (no load is generated here)."""
+
+from __future__ import annotations
+
+from bench.exchange import DIRECT, EXCHANGE, TARGETS, Row, parse_args, report
+from bench.load import Load
+
+
+def test_wrk_and_ten_second_rows_by_default_the_python_driver_on_request() -> None:
+    args = parse_args([])
+    assert (args.driver, args.seconds, args.concurrency, args.no_postgres) == (
+        "wrk",
+        10,
+        [1, 50],
+        False,
+    )
+    assert parse_args(["--driver", "python", "--seconds", "2"]).driver == "python"
+
+
+def rows(rate: float, p50_ms: float, cpu_ms: float) -> list[Row]:
+    measured = []
+    for clients in (1, 50):
+        direct = Row(DIRECT, "SQLite", clients, Load(8000, 1, 0.2, 1, 0, 0.2), {}, {})
+        exchange = Row(
+            EXCHANGE,
+            "SQLite",
+            clients,
+            Load(int(rate), 1, p50_ms, 9, 0, 0.1),
+            {"consumer": cpu_ms / 2, "provider": cpu_ms / 2},
+            {"consumer": 140, "provider": 150},
+            direct,
+        )
+        measured += [direct, exchange]
+    return measured
+
+
+def verdicts(measured: list[Row]) -> dict[str, str]:
+    return {target.describe(): target.check(measured)[1] for target in TARGETS}
+
+
+def test_each_target_is_marked_met_or_not_and_a_missing_database_not_measured() -> None:
+    met = verdicts(rows(rate=1100, p50_ms=3.1, cpu_ms=1.4))
+    assert met["exchanges >= 1000/s, SQLite, 50 clients"] == "met"
+    assert met["rate >= 0.120x direct, SQLite, 50 clients"] == "met"
+    assert met["added p50 <= 3.00 ms, SQLite, 1 client"] == "met"
+    assert met["gateway CPU per exchange <= 1.50 ms, SQLite, 50 clients"] == "met"
+    assert met["exchanges >= 800/s, PostgreSQL, 50 clients"] == "not measured"
+    missed = verdicts(rows(rate=900, p50_ms=3.3, cpu_ms=1.6))
+    assert {missed[t] for t in missed if "SQLite" in t} == {"not met"}
+
+
+def test_the_report_puts_the_targets_beside_the_figures() -> None:
+    printed = report(rows(rate=471, p50_ms=5.7, cpu_ms=3.1), "wrk")
+    assert "full exchange, SQLite" in printed
+    assert "471/s  not met" in printed
+    assert "3.10 ms  not met" in printed

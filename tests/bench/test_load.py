@@ -1,0 +1,48 @@
+"""Reading wrk's report: the figures the benchmark prints come from these lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.load import parse_wrk
+
+REPORT = """\
+Running 10s test @ http://127.0.0.1:18765/births?person=EE38001085718
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     6.22ms    1.87ms  14.04ms   86.53%
+    Req/Sec     8.28k   183.85     9.28k    70.00%
+  Latency Distribution
+     50%  950.00us
+     75%    2.94ms
+     90%    4.61ms
+     99%    1.02s
+  82780 requests in 10.00s, 12.36MB read
+Requests/sec:   8278.00
+Transfer/sec:      1.24MB
+"""
+
+
+def test_answers_duration_and_percentiles_in_their_units() -> None:
+    load = parse_wrk(REPORT, generator_cpu=2.5)
+    assert (load.answered, load.seconds, load.errors) == (82780, 10.0, 0)
+    assert load.p50_ms == pytest.approx(0.95)
+    assert load.p99_ms == pytest.approx(1020)
+    assert load.rate == pytest.approx(8278)
+    assert load.generator_cpu == 2.5
+
+
+def test_refused_answers_and_socket_errors_are_errors_and_not_counted_as_answered() -> None:
+    failing = REPORT.replace(
+        "Requests/sec",
+        "  Non-2xx or 3xx responses: 80\n"
+        "  Socket errors: connect 1, read 2, write 3, timeout 4\nRequests/sec",
+    )
+    load = parse_wrk(failing)
+    assert load.answered == 82700
+    assert load.errors == 90
+
+
+def test_a_report_without_figures_is_refused() -> None:
+    with pytest.raises(ValueError, match="unexpected output from wrk"):
+        parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n")
