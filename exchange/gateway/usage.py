@@ -23,10 +23,10 @@ lookup, so no number of attempts can push a release out of view.
 A citizen reads only their own usage: the ID token must verify (issuer, audience of a trusted
 portal, signature, times) and its subject, ``userCode`` and ``X-Road-UserId`` must be one and
 the same person. A portal subsystem that the provider names in ``usage.trusted_portals`` may
-instead ask ``/v2`` with ``X-Road-UserId`` alone, as state portals ask Data Tracker. The record of each
-question says which way it was authorised. Records are found by the keyed hash of the person's
-code, across every replica's chain in this gateway's database. The usage service's own calls are
-not listed.
+instead ask ``/v2`` with ``X-Road-UserId`` alone, as state portals ask Data Tracker. The record
+of each question says which way it was authorised. Records are found by the keyed hash of the
+person's code, across every replica's chain in this gateway's database. The usage service's own
+calls are not listed.
 """
 
 from __future__ import annotations
