@@ -14,19 +14,23 @@ the consent ends (``termination``: revocable any time, at the latest ``exp``).
 :func:`verify` checks the signature and the signer (through
 :func:`~exchange.trust.signed.verify_signed`); it does not check whether the consent fits a
 request (:meth:`Consent.check` does) or whether it is still live (the consent service's status).
+:class:`Remembered` does the same for a provider that sees one artefact again and again.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import jwt
+from cryptography import x509
 
 from exchange.errors import ConsentDenied, InvalidSignature
-from exchange.trust.signed import Signer, verify_signed
+from exchange.trust.signed import Signer, usable, verify_signed
 from exchange.trust.view import TrustView
 
 JWS_TYPE = "exchange-consent+jwt"
@@ -146,6 +150,49 @@ def reference(value: str | None) -> str | None:
 def verify(token: str, *, view: TrustView, at: datetime) -> Consent:
     """The consent in ``token`` if its signature verifies with the certificate of a consent
     service that ``view`` lists, unrevoked and valid at ``at``, and that names itself ``iss``."""
+    return _verified(token, view=view, at=at)[0]
+
+
+class Remembered:
+    """:func:`verify` for a provider, which sees the same artefact on request after request:
+    the signature of an artefact (its exact text) is checked once per trust view. The signer's
+    certificate is still checked at every use (revoked, expired), and a new view forgets all;
+    whether the consent fits the request and is live is never remembered (the caller checks).
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._view: TrustView | None = None
+        self._known: OrderedDict[str, tuple[Consent, x509.Certificate]] = OrderedDict()
+        self._lock = threading.Lock()  # providers verify on worker threads too
+
+    def verify(self, token: str, *, view: TrustView, at: datetime) -> Consent:
+        with self._lock:
+            if view is not self._view:  # other signers, other revocations: start again
+                self._view = view
+                self._known.clear()
+            known = self._known.get(token)
+            if known is not None:
+                self._known.move_to_end(token)
+        if known is None:
+            known = _verified(token, view=view, at=at)
+            with self._lock:
+                if view is self._view:
+                    self._known[token] = known
+                    if len(self._known) > self._size:
+                        self._known.popitem(last=False)
+            return known[0]
+        consent, certificate = known
+        try:
+            usable(certificate, revoked=view.revoked, at=at)
+        except InvalidSignature as exc:
+            raise ConsentDenied(
+                f"consent artefact refused: {exc.message}", detail="invalid-artefact"
+            ) from exc
+        return consent
+
+
+def _verified(token: str, *, view: TrustView, at: datetime) -> tuple[Consent, x509.Certificate]:
     if len(token) > MAX_ARTEFACT_BYTES:
         raise ConsentDenied("consent artefact is too large", detail="invalid-artefact")
     try:
@@ -159,7 +206,7 @@ def verify(token: str, *, view: TrustView, at: datetime) -> Consent:
         raise ConsentDenied(
             "consent artefact names another consent service", detail="invalid-artefact"
         )
-    return consent
+    return consent, verified.certificate
 
 
 def timestamp(value: datetime) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from exchange.consent.artefact import Consent, verify
+from exchange.consent.artefact import Consent, Remembered
 from exchange.consent.messages import sign_query, verify_answer
 from exchange.errors import (
     ConsentDenied,
@@ -40,6 +40,7 @@ MAX_ANSWER = 64 * 1024
 class ConsentCheck:
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
+        self._artefacts = Remembered()
 
     def verify(
         self,
@@ -64,7 +65,7 @@ class ConsentCheck:
                 "X-Exchange-Consent must carry the consent artefact itself",
                 detail="invalid-artefact",
             )
-        consent = verify(artefact, view=view, at=self._gateway.clock())
+        consent = self._artefacts.verify(artefact, view=view, at=self._gateway.clock())
         consent.check(
             at=self._gateway.clock(),
             consumer=client,

@@ -222,6 +222,14 @@ KINDS = {
         lambda token, pki, at: artefact.verify(token, view=pki.view, at=at),
         ConsentDenied,
     ),
+    "consent artefact, as a provider remembers it": Kind(
+        AUTHORITY,
+        OTHER_AUTHORITY,
+        artefact.JWS_TYPE,
+        consent_claims,
+        lambda token, pki, at: artefact.Remembered().verify(token, view=pki.view, at=at),
+        ConsentDenied,
+    ),
     "consent question": Kind(
         PORTAL,
         None,  # any member may ask; the consent service answers only the consented provider
@@ -346,3 +354,28 @@ def test_every_caller_refuses_another_listed_partys_signature(kind: Kind, pki: P
     token = token_for(kind, pki, certificate="good", forged=False, typ=None, party=kind.other)
     with pytest.raises(kind.refusal):
         kind.check(token, pki, NOW)
+
+
+def test_a_remembered_artefact_is_checked_again_at_each_use(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider checks an artefact's signature once per trust view; its signer's certificate
+    is checked at every use, and a view that revokes it forgets the artefact."""
+    kind = KINDS["consent artefact"]
+    issued = NOW - timedelta(days=1) + timedelta(minutes=30)  # the short-lived one is valid
+    remembered = artefact.Remembered()
+    token = token_for(kind, pki, certificate="short-lived", forged=False, typ=None)
+    assert remembered.verify(token, view=pki.view, at=issued).jti == "c-1"
+    with monkeypatch.context() as patched:  # a second use does not verify the signature again
+        patched.setattr(artefact, "verify_signed", None)
+        assert remembered.verify(token, view=pki.view, at=issued).jti == "c-1"
+        with pytest.raises(ConsentDenied, match="not valid at this time"):
+            remembered.verify(token, view=pki.view, at=NOW)  # the certificate has expired
+    good = token_for(kind, pki, certificate="good", forged=False, typ=None)
+    remembered.verify(good, view=pki.view, at=NOW)
+    serial = serial_hex(pki.signers[AUTHORITY]["good"][1].serial_number)
+    revoking = pki.view.configuration.model_copy(
+        update={"revoked_serials": [*pki.view.configuration.revoked_serials, serial]}
+    )
+    with pytest.raises(ConsentDenied, match="revoked"):
+        remembered.verify(good, view=TrustView(revoking), at=NOW)
