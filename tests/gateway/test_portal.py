@@ -204,3 +204,24 @@ def test_signing_out_needs_the_forms_csrf_token(
         assert signed_in not in browser.get(home).text
     finally:
         browser.close()
+
+
+def test_every_page_of_a_signed_in_citizen_offers_sign_out(roles: Roles) -> None:
+    portal = f"http://127.0.0.1:{roles.ports.portal}"
+    browser = Browser(roles.roles.loopback.blocking())
+    try:
+        browser.sign_in(browser.get(f"{portal}/login?then=/"), MARI)
+        procedure = browser.get(f"{portal}/procedures/passport")
+        pages = {
+            "home": browser.get(f"{portal}/"),
+            "procedure": procedure,
+            "usage": browser.get(f"{portal}/usage"),
+            "consent": browser.sign_in(browser.get(link(procedure, "give-consent")), MARI),
+        }
+        for name, page in pages.items():
+            assert 'action="/logout"' in page.text, name
+            assert re.search(
+                r'action="/logout"><input type="hidden" name="csrf" value="[^"]+"', page.text
+            ), name
+    finally:
+        browser.close()

@@ -61,6 +61,7 @@ def test_approved_evidence_is_released_once_as_shown(roles: Roles) -> None:
     shown = decide(roles, url, MARI, "look")
     assert shown.status_code == 200
     assert DIPLOMA_RECORD["diplomaNumber"] in shown.text  # exactly what would be sent
+    assert 'action="/logout"' in shown.text  # the citizen can sign out here too
     answer = decide(roles, url, MARI, "approved")
     assert answer.status_code == 200
     assert "Approved" in answer.text
