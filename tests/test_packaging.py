@@ -101,6 +101,16 @@ def test_the_wheel_carries_templates_schemas_and_migrations(wheel: Path) -> None
     assert {"exchange/py.typed", "audit/py.typed", "connectors/py.typed"} <= names
 
 
+def test_the_wheel_declares_its_licence_as_an_spdx_expression(wheel: Path) -> None:
+    """Core metadata 2.4: ``License-Expression``, which setuptools requires from 2027 on (a
+    licence table in pyproject.toml is refused then)."""
+    archive = zipfile.ZipFile(wheel)
+    [metadata] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+    headers = archive.read(metadata).decode().split("\n\n", 1)[0].splitlines()
+    assert "License-Expression: MIT" in headers
+    assert not [h for h in headers if h.startswith("License:")]
+
+
 def test_the_installed_demo_comes_up_serves_and_stops(installed: Path, tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
