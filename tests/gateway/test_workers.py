@@ -1,0 +1,158 @@
+"""A provider gateway with two worker processes (``workers = 2``): both serve exchanges on the
+same ports, each keeps and verifies its own audit chain, /metrics counts both, a worker killed
+with SIGKILL is started again and its chain continues, and SIGTERM to the parent stops all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from exchange.sample import federation
+from tests.gateway.conftest import MARI, PORTAL_CLIENT, PURPOSE, Running, sample_layout
+from tests.servers import exchange, serve_federation
+
+RESIDENCE = f"/r1/{federation.RESIDENCE_RECORD}"
+WORKERS = ("1-w1", "1-w2")
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    base = tmp_path_factory.mktemp("workers")
+    with sample_layout(base, (None, None)) as (layout, ports, registry):
+        layout.provider.write_text("workers = 2\n" + layout.provider.read_text())
+        with contextlib.ExitStack() as stack:
+            processes = serve_federation(stack, layout, ports, logs=base)
+            yield Running(layout, ports, registry, processes, base, stack)
+
+
+def health_url(running: Running) -> str:
+    return f"http://127.0.0.1:{running.ports.provider_consumer}/health"
+
+
+def answering(running: Running, within: float = 30) -> set[str]:
+    """The replicas that answer the provider's health on fresh connections, once both do."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + within
+    while seen != set(WORKERS):
+        assert time.monotonic() < deadline, f"only {seen} answered"
+        with contextlib.suppress(httpx.HTTPError):
+            answer = httpx.get(health_url(running), timeout=5)
+            if answer.status_code == 200:
+                seen.add(answer.json()["replica"])
+    return seen
+
+
+def workers_of(parent: int) -> set[int]:
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == parent:
+                children.add(int(stat.parent.name))
+    return children
+
+
+def ask(running: Running, count: int) -> list[int]:
+    def one(message_id: str) -> int:
+        # A connection of its own per request, so that the consumer's pool to the provider grows.
+        with httpx.Client(timeout=60) as client:
+            return client.get(
+                f"{running.consumer_url}{RESIDENCE}?person={MARI}",
+                headers={
+                    "X-Road-Client": PORTAL_CLIENT,
+                    "X-Road-Id": message_id,
+                    "X-Road-UserId": MARI,
+                    "X-Exchange-Purpose": PURPOSE,
+                },
+            ).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(one, [str(uuid.uuid4()) for _ in range(count)]))
+
+
+def chain_records(running: Running) -> dict[str, int]:
+    """Each worker's chain verified with ``exchange audit verify``: its record count."""
+    counts = {}
+    for replica in WORKERS:
+        env = {"EXCHANGE_GATEWAY_REPLICA": replica}
+        config = str(running.layout.provider)
+        assert exchange("audit", "head", "-c", config, env=env).returncode == 0
+        verified = exchange("audit", "verify", "-c", config, env=env)
+        assert verified.returncode == 0, verified.stderr
+        found = re.search(r"chain \S+/(\S+): OK, (\d+) records", verified.stdout)
+        assert found, verified.stdout
+        counts[found.group(1)] = int(found.group(2))
+    return counts
+
+
+def provider_exchanges(running: Running) -> float:
+    metrics = httpx.get(f"http://127.0.0.1:{running.ports.provider_consumer}/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("exchange_requests_total{") and 'side="producer"' in line
+    )
+
+
+def test_both_workers_serve_keep_their_own_chains_and_are_counted_together(
+    running: Running,
+) -> None:
+    assert answering(running) == set(WORKERS)
+    assert len(workers_of(running.processes["provider"].pid)) == 2
+
+    assert set(ask(running, 60)) == {200}
+
+    counts = chain_records(running)
+    assert set(counts) == set(WORKERS)
+    assert all(count > 0 for count in counts.values()), counts  # both workers served
+    # Every worker's /metrics (fresh connections reach either) counts the exchanges of both.
+    assert {provider_exchanges(running) for _ in range(8)} == {60.0}
+
+
+def test_a_killed_worker_is_started_again_and_its_chain_continues(running: Running) -> None:
+    parent = running.processes["provider"].pid
+    before = chain_records(running)
+    victims = workers_of(parent)
+    victim = victims.pop()
+    os.kill(victim, signal.SIGKILL)
+
+    deadline = time.monotonic() + 30
+    while len(workers_of(parent) - {victim}) < 2:
+        assert time.monotonic() < deadline, "the killed worker was not started again"
+        time.sleep(0.1)
+    assert answering(running) == set(WORKERS)
+
+    assert set(ask(running, 60)) == {200}
+    after = chain_records(running)
+    assert sum(after.values()) - sum(before.values()) >= 60
+    assert all(after[r] > before[r] for r in WORKERS), (before, after)
+
+
+def test_sigterm_to_the_parent_stops_every_worker(running: Running) -> None:
+    provider = running.processes["provider"]
+    workers = workers_of(provider.pid)
+    assert len(workers) == 2
+    provider.send_signal(signal.SIGTERM)
+    try:
+        assert provider.wait(timeout=30) == 0
+    except subprocess.TimeoutExpired:
+        provider.kill()
+        raise
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists()  # stopped and reaped by the parent
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(health_url(running), timeout=5)
+
+
+pytestmark = pytest.mark.timeout(300)
