@@ -133,10 +133,17 @@ def test_a_killed_worker_is_started_again_and_its_chain_continues(running: Runni
         time.sleep(0.1)
     assert answering(running) == set(WORKERS)
 
-    assert set(ask(running, 60)) == {200}
-    after = chain_records(running)
-    assert sum(after.values()) - sum(before.values()) >= 60
-    assert all(after[r] > before[r] for r in WORKERS), (before, after)
+    # The kernel spreads the consumer's new connections by their addresses: a few batches make
+    # it all but certain that some reach the worker started again.
+    sent = 0
+    for _ in range(4):
+        assert set(ask(running, 32)) == {200}
+        sent += 32
+        after = chain_records(running)
+        if all(after[r] > before[r] for r in WORKERS):
+            break
+    assert all(after[r] > before[r] for r in WORKERS), (before, after)  # its chain continued
+    assert sum(after.values()) - sum(before.values()) >= sent
 
 
 def test_sigterm_to_the_parent_stops_every_worker(running: Running) -> None:
