@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -18,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from exchange.gateway.settings import GatewaySettings
 from exchange.sample import federation
 from tests.gateway.conftest import MARI, PORTAL_CLIENT, PURPOSE, Running, sample_layout
 from tests.servers import exchange, serve_federation
@@ -160,6 +162,25 @@ def test_sigterm_to_the_parent_stops_every_worker(running: Running) -> None:
         assert not Path(f"/proc/{pid}").exists()  # stopped and reaped by the parent
     with pytest.raises(httpx.ConnectError):
         httpx.get(health_url(running), timeout=5)
+
+
+def test_a_gateway_whose_workers_cannot_start_or_whose_port_is_taken_exits_1(
+    tmp_path: Path,
+) -> None:
+    with sample_layout(tmp_path, (None, None)) as (layout, ports, _):
+        config = str(layout.provider)
+        # No central authority runs and no configuration is cached: no worker can start.
+        (GatewaySettings.load(layout.provider).data_dir / "globalconf.jws").unlink()
+        ended = exchange("gateway", "serve", "-c", config, "--workers", "2")
+        assert ended.returncode == 1, ended.stderr
+        assert "gateway.worker_failed_to_start" in ended.stdout + ended.stderr
+
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", ports.provider_consumer))
+            taken.listen()
+            ended = exchange("gateway", "serve", "-c", config, "--workers", "2")
+        assert ended.returncode == 1
+        assert ended.stderr.startswith("error:"), ended.stderr
 
 
 pytestmark = pytest.mark.timeout(300)
