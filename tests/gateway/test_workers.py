@@ -5,6 +5,7 @@ with SIGKILL is started again and its chain continues, and SIGTERM to the parent
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -20,11 +21,9 @@ import httpx
 import pytest
 
 from exchange.gateway.settings import GatewaySettings
-from exchange.sample import federation
-from tests.gateway.conftest import MARI, PORTAL_CLIENT, PURPOSE, Running, sample_layout
+from tests.gateway.conftest import Running, residence_apart, sample_layout
 from tests.servers import exchange, serve_federation
 
-RESIDENCE = f"/r1/{federation.RESIDENCE_RECORD}"
 WORKERS = ("1-w1", "1-w2")
 
 
@@ -66,21 +65,11 @@ def workers_of(parent: int) -> set[int]:
 
 
 def ask(running: Running, count: int) -> list[int]:
-    def one(message_id: str) -> int:
-        # A connection of its own per request, so that the consumer's pool to the provider grows.
-        with httpx.Client(timeout=60) as client:
-            return client.get(
-                f"{running.consumer_url}{RESIDENCE}?person={MARI}",
-                headers={
-                    "X-Road-Client": PORTAL_CLIENT,
-                    "X-Road-Id": message_id,
-                    "X-Road-UserId": MARI,
-                    "X-Exchange-Purpose": PURPOSE,
-                },
-            ).status_code
-
+    """``count`` exchanges, 16 at a time: the consumer's pool to the provider grows to many
+    connections, which the kernel spreads over the workers."""
+    sent = [str(uuid.uuid4()) for _ in range(count)]
     with ThreadPoolExecutor(max_workers=16) as pool:
-        return list(pool.map(one, [str(uuid.uuid4()) for _ in range(count)]))
+        return list(pool.map(functools.partial(residence_apart, running.consumer_url), sent))
 
 
 def chain_records(running: Running) -> dict[str, int]:
