@@ -22,7 +22,7 @@ import pytest
 
 from exchange.gateway.settings import GatewaySettings
 from tests.gateway.conftest import Running, residence_apart, sample_layout
-from tests.servers import exchange, serve_federation
+from tests.servers import exchange, serve_federation, serving
 
 WORKERS = ("1-w1", "1-w2")
 
@@ -62,6 +62,14 @@ def workers_of(parent: int) -> set[int]:
             if int(fields[1]) == parent:
                 children.add(int(stat.parent.name))
     return children
+
+
+def alive(pid: int) -> bool:
+    """Running still (an exited process left unreaped by its new parent does not count)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def ask(running: Running, count: int) -> list[int]:
@@ -148,7 +156,7 @@ def test_sigterm_to_the_parent_stops_every_worker(running: Running) -> None:
         provider.kill()
         raise
     for pid in workers:
-        assert not Path(f"/proc/{pid}").exists()  # stopped and reaped by the parent
+        assert not alive(pid)
     with pytest.raises(httpx.ConnectError):
         httpx.get(health_url(running), timeout=5)
 
@@ -173,3 +181,21 @@ def test_a_gateway_whose_workers_cannot_start_or_whose_port_is_taken_exits_1(
 
 
 pytestmark = pytest.mark.timeout(300)
+
+
+def test_workers_stop_by_themselves_when_their_parent_is_killed(running: Running) -> None:
+    config = str(running.layout.provider)
+    with serving(
+        ["gateway", "serve", "-c", config],
+        health_url=health_url(running),
+        log=running.logs / "provider-orphaned.log",
+    ) as provider:
+        answering(running)
+        workers = workers_of(provider.pid)
+        assert len(workers) == 2
+        provider.kill()
+        provider.wait()
+        deadline = time.monotonic() + 20
+        while any(alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "workers outlived their parent"
+            time.sleep(0.1)
