@@ -74,25 +74,39 @@ def measure_row(
     processes: dict[str, int],
     direct: Row | None = None,
 ) -> Row:
-    """One row: the load, and each server process's CPU per answered request and memory."""
-    before = {role: load.cpu_seconds(pid) for role, pid in processes.items()}
+    """One row: the load, and each server process's CPU per answered request and memory (a
+    gateway with workers: the parent's and its workers' together)."""
+
+    def cpu(pid: int) -> float:
+        return load.cpu_seconds(pid, children=True)
+
+    before = {role: cpu(pid) for role, pid in processes.items()}
     measured = drive(url, headers, clients, seconds)
     per = max(measured.answered, 1) / 1000
-    cpu = {role: (load.cpu_seconds(pid) - before[role]) / per for role, pid in processes.items()}
-    rss = {role: load.rss_mb(pid) for role, pid in processes.items()}
+    used = {role: (cpu(pid) - before[role]) / per for role, pid in processes.items()}
+    rss = {role: load.rss_mb(pid, children=True) for role, pid in processes.items()}
     if measured.errors:
         print(f"{url}, {clients} clients: {measured.errors} errors", file=sys.stderr)
-    return Row(path, database, clients, measured, cpu, rss, direct)
+    return Row(path, database, clients, measured, used, rss, direct)
 
 
 @contextlib.contextmanager
 def running_federation(
-    base: Path, urls: tuple[str | None, str | None], synchronous: str
+    base: Path,
+    urls: tuple[str | None, str | None],
+    synchronous: str,
+    *,
+    workers: int = 1,
+    cpus: str | None = None,
 ) -> Iterator[tuple[federation.Ports, int, dict[str, int]]]:
-    """Every role as a process, and the baseline: (ports, baseline port, role -> pid)."""
+    """Every role as a process, and the baseline: (ports, baseline port, role -> pid). Each
+    gateway runs ``workers`` processes, pinned to ``cpus`` (a taskset list) if given."""
     ports = federation.Ports(*(free_port() for _ in range(10)))
     layout = federation.create(
-        base, ports, database_urls=urls, gateway_extra=f'sqlite_synchronous = "{synchronous}"\n'
+        base,
+        ports,
+        database_urls=urls,
+        gateway_extra=f'sqlite_synchronous = "{synchronous}"\nworkers = {workers}\n',
     )
     logs = base / "logs"
     logs.mkdir()
@@ -108,7 +122,21 @@ def running_federation(
                 cwd=ROOT,
             )
         )
+        if cpus is not None:
+            for gateway in GATEWAYS:
+                pin(processes[gateway].pid, cpus)
         yield ports, baseline_port, {role: p.pid for role, p in processes.items()}
+
+
+def pin(pid: int, cpus: str) -> None:
+    """Bind a gateway (its parent and workers, every thread; workers started again later
+    inherit the parent's binding) to the CPUs ``cpus``."""
+    for member in load.family(pid):
+        subprocess.run(
+            ["taskset", "--all-tasks", "--cpu-list", "--pid", cpus, str(member)],
+            check=True,
+            capture_output=True,
+        )
 
 
 def consent_headers(ports: federation.Ports) -> dict[str, str]:
@@ -133,16 +161,27 @@ def consent_headers(ports: federation.Ports) -> dict[str, str]:
     }
 
 
-def feed_fresh(ports: federation.Ports, within: float = 30) -> None:
-    """Wait until the provider holds a fresh copy of the consent service's revocation feed (it
-    starts following it at the first consent it checks): until then it asks the consent service
-    for every exchange, which is not the steady state to measure."""
+def feed_fresh(
+    ports: federation.Ports, warm_up: Callable[[], object], *, workers: int, within: float = 60
+) -> None:
+    """Wait until the provider (each of its workers) holds a fresh copy of the consent service's
+    revocation feed (it starts following it at the first consent it checks): until then it asks
+    the consent service for every exchange, which is not the steady state to measure."""
     health = f"http://127.0.0.1:{ports.provider_consumer}/health"
     deadline = time.monotonic() + within
+    fresh: set[str] = set()
+    tries = 0
     while time.monotonic() < deadline:
-        feeds = httpx.get(health).json()["consent_feeds"]
+        # A connection of its own each time: with workers, each answers for itself.
+        answer = httpx.get(health).json()
+        feeds = answer["consent_feeds"]
         if feeds and all(feed["fresh"] for feed in feeds.values()):
-            return
+            fresh.add(answer["replica"])
+            if len(fresh) == workers:
+                return
+        tries += 1
+        if tries % 20 == 0:
+            warm_up()  # a worker that has checked no consent yet follows no feed
         time.sleep(0.1)
     sys.exit("the provider's copy of the consent feed did not become fresh")
 
@@ -153,13 +192,15 @@ def measure(
     """Direct calls and full exchanges, alternating per number of clients, on one federation."""
     drive = load.DRIVERS[args.driver]
     rows: list[Row] = []
-    with running_federation(base, urls, args.sqlite_synchronous) as (ports, baseline, pids):
+    with running_federation(
+        base, urls, args.sqlite_synchronous, workers=args.workers, cpus=args.cpus
+    ) as (ports, baseline, pids):
         direct = f"http://127.0.0.1:{baseline}/births?person={PERSON}"
         full = f"http://127.0.0.1:{ports.consumer_consumer}/r1/{federation.BIRTH_CERTIFICATE}?person={PERSON}"
         consented = {**CLIENT, **consent_headers(ports)}
         drive(direct, {}, 4, 1)  # warm-up
         drive(full, consented, 4, 1)
-        feed_fresh(ports)
+        feed_fresh(ports, lambda: drive(full, consented, 8, 1), workers=args.workers)
         drive(full, consented, 4, 1)
         for clients in args.concurrency:
             baseline_row = measure_row(
@@ -280,7 +321,7 @@ def _cell(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def report(rows: list[Row], driver: str) -> str:
+def report(rows: list[Row], driver: str, *, workers: int = 1, cpus: str | None = None) -> str:
     columns = [
         ("path", 28),
         ("clients", 8),
@@ -298,6 +339,8 @@ def report(rows: list[Row], driver: str) -> str:
     ]
     lines = [
         f"load: {driver}; every exchange is signed both ways, consent checked, audited durably;",
+        f"gateways: {workers} worker(s) each"
+        + (f", pinned to CPUs {cpus}" if cpus else ", not pinned"),
         "CPU ms: per answered request, for each gateway process (cons, prov) and both together;",
         "gen %: the load generator's CPU, in percent of one core",
         "".join(f"{h:<{w}}" if i == 0 else f"{h:>{w}}" for i, (h, w) in enumerate(columns)),
@@ -365,6 +408,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--sqlite-synchronous", choices=["FULL", "NORMAL"], default="FULL", help="for the gateways"
     )
+    parser.add_argument("--workers", type=int, default=1, help="processes per gateway (default 1)")
+    parser.add_argument(
+        "--cpus",
+        default=None,
+        help="pin both gateways to these CPUs (taskset list: 0 or 0,1); other roles and the"
+        " load generator are not pinned",
+    )
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)
 
@@ -384,7 +434,11 @@ def main() -> None:
                 else:
                     urls = databases(server)
                     rows += measure(args, base / "postgresql", urls, "PostgreSQL")
-    print(json.dumps(as_json(rows), indent=2) if args.json else report(rows, args.driver))
+    print(
+        json.dumps(as_json(rows), indent=2)
+        if args.json
+        else report(rows, args.driver, workers=args.workers, cpus=args.cpus)
+    )
 
 
 if __name__ == "__main__":

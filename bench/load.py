@@ -10,6 +10,7 @@ rate and so flatters every ratio to it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import resource
@@ -165,12 +166,32 @@ def _stat(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system, every thread) a running process has used."""
-    fields = _stat(pid)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def family(pid: int) -> list[int]:
+    """``pid`` and its children now (a gateway with workers is a parent and its workers)."""
+    found = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
 
 
-def rss_mb(pid: int) -> float:
-    """A running process's resident memory in MB."""
-    return int(_stat(pid)[21]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """CPU seconds (user + system, every thread) a running process has used; with
+    ``children``, with those of its children now running."""
+    total = 0
+    for member in family(pid) if children else [pid]:
+        try:
+            fields = _stat(member)
+        except FileNotFoundError:
+            if member == pid:
+                raise
+            continue  # a worker that stopped since it was listed
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int, *, children: bool = False) -> float:
+    """A running process's resident memory in MB (with its children's, with ``children``)."""
+    pages = sum(int(_stat(member)[21]) for member in (family(pid) if children else [pid]))
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6

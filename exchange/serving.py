@@ -13,6 +13,7 @@ import contextlib
 import gc
 import json
 import signal
+import socket
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import Any
 
@@ -70,8 +71,12 @@ async def serve_all(
     *,
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     on_started: Callable[[], None] | None = None,
+    sockets: Sequence[socket.socket] | None = None,
 ) -> None:
-    """Serve every config until a signal arrives or one server stops; then stop them all."""
+    """Serve every config until a signal arrives or one server stops; then stop them all.
+
+    ``sockets`` (one per config, in order) are listening sockets bound already, served instead
+    of binding each config's host and port (a gateway's workers)."""
     servers = [_Server(c) for c in configs]
     loop = asyncio.get_running_loop()
 
@@ -84,9 +89,10 @@ async def serve_all(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop)
+    bound = [None] * len(configs) if sockets is None else [[sock] for sock in sockets]
     tasks = [
-        asyncio.create_task(s.serve(), name=f"serve:{c.port}")
-        for s, c in zip(servers, configs, strict=True)
+        asyncio.create_task(s.serve(sockets=b), name=f"serve:{c.port}")
+        for s, c, b in zip(servers, configs, bound, strict=True)
     ]
     helpers = [asyncio.create_task(job()) for job in background]
     try:

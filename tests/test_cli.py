@@ -190,3 +190,11 @@ def test_every_command_has_help() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(result.stdout.rsplit("commands:", 1)[1]) > 40
+
+
+def test_gateway_serve_offers_workers_and_hides_what_only_its_parent_passes() -> None:
+    shown = exchange("gateway", "serve", "--help", env={"COLUMNS": "200"})
+    assert shown.returncode == 0
+    assert "--workers" in shown.stdout
+    assert "--listen-fds" not in shown.stdout
+    assert "--ready-fd" not in shown.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -129,29 +130,63 @@ def publish(
 
 
 @app.command()
-def serve(config: Config) -> None:
+def serve(
+    config: Config,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Processes serving both listeners on the same ports (default: the settings'"
+            " workers, 1); each is a replica with its own audit chain.",
+        ),
+    ] = None,
+    worker: Annotated[int | None, typer.Option(hidden=True)] = None,
+    listen_fds: Annotated[str | None, typer.Option(hidden=True)] = None,
+    ready_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
+) -> None:
     """Serve the consumer (X-Road REST) and provider (mutual TLS) listeners."""
     from exchange import serving
-    from exchange.gateway.node import Gateway
-    from exchange.gateway.runner import background_jobs, prepare
+    from exchange.gateway import workers as worker_processes
     from exchange.logging import configure
 
     settings = GatewaySettings.load(config)
+    if workers is not None:
+        settings = settings.model_copy(update={"workers": workers})
     configure(json=settings.json_logs, level="INFO")
+    if worker is None and settings.workers > 1:
+        raise typer.Exit(worker_processes.Supervisor(config, settings).run())
+
+    from exchange.gateway.metrics import GatewayMetrics
+    from exchange.gateway.node import Gateway
+    from exchange.gateway.runner import background_jobs, prepare
+
     consumer, provider = settings.consumer, settings.provider
     banner = (
         f"gateway {settings.id}: consumer http://{consumer.host}:{consumer.port}, "
         f"provider https://{provider.host}:{provider.port} (mutual TLS)"
     )
+    if worker is not None:
+        banner += f", worker {worker} (replica {settings.replica})"
+    parent = os.getppid()
 
     async def main() -> None:
-        gateway = Gateway(settings)
+        metrics = None
+        if worker is not None:
+            metrics = GatewayMetrics(folder=worker_processes.metrics_folder(settings))
+        gateway = Gateway(settings, metrics=metrics)
         try:
             configs = prepare(gateway)
+            sockets = None
+            jobs = background_jobs(gateway)
+            if listen_fds is not None:
+                sockets = worker_processes.inherited(listen_fds, [c.port for c in configs])
+                jobs.append(worker_processes.parent_watch(parent))
             await serving.serve_all(
                 configs,
-                background=background_jobs(gateway),
-                on_started=lambda: started(gateway, banner),
+                sockets=sockets,
+                background=jobs,
+                on_started=lambda: started(gateway, banner, worker, ready_fd),
             )
         finally:
             await gateway.close()
@@ -159,9 +194,13 @@ def serve(config: Config) -> None:
     serving.run(main())
 
 
-def started(gateway: Gateway, banner: str) -> None:
+def started(gateway: Gateway, banner: str, worker: int | None, ready_fd: int | None) -> None:
+    from exchange.gateway.workers import announce_ready
+
     gateway.started = True
     typer.echo(banner, err=True)
+    if worker is not None and ready_fd is not None:
+        announce_ready(ready_fd, worker)
 
 
 @access_app.command("grant")

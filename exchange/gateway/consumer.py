@@ -77,9 +77,9 @@ def create_consumer_app(gateway: Gateway) -> ASGIApp:
         return Response(body, media_type=kind)
 
     async def metrics(_: Request) -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client import CONTENT_TYPE_LATEST
 
-        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(gateway.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def exchange(request: Request) -> Response:
         return await handle(gateway, request)

@@ -1,12 +1,16 @@
 """Prometheus metrics of one gateway, in a registry of its own (several gateways may share a
-process in tests and in the demo)."""
+process in tests and in the demo), or, for a gateway's worker processes, written to a folder
+they share and read back across all of them (prometheus_client's multiprocess mode)."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Container
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from exchange import errors
 
@@ -21,7 +25,13 @@ _TYPE = re.compile(r"(Client|Server(?:\.ClientProxy|\.ServerProxy)?)\.([A-Za-z]+
 
 
 class GatewayMetrics:
-    def __init__(self) -> None:
+    def __init__(self, *, folder: Path | None = None) -> None:
+        """``folder``: the workers' shared metrics folder. prometheus_client decides where
+        values live when it is imported, from ``PROMETHEUS_MULTIPROC_DIR``: the process must
+        have been started with it naming this folder."""
+        if folder is not None and os.environ.get("PROMETHEUS_MULTIPROC_DIR") != str(folder):
+            raise RuntimeError(f"start this process with PROMETHEUS_MULTIPROC_DIR={folder}")
+        self.folder = folder
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "exchange_requests",
@@ -59,3 +69,11 @@ class GatewayMetrics:
             label = error_type if match and match.group(2) in _CODES else "other"
             self.errors.labels(side, label).inc()
         self.latency.labels(side).observe(seconds)
+
+    def exposition(self) -> bytes:
+        """The text format for ``/metrics``: this process's, or every worker's summed."""
+        if self.folder is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=str(self.folder))  # type: ignore[no-untyped-call]
+        return generate_latest(merged)

@@ -55,9 +55,11 @@ class Gateway:
         globalconf: GlobalConfClient | None = None,
         transport: Transport | None = None,
         blocking_http: httpx.BaseTransport | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         """``transport`` reaches peers and consent services; ``blocking_http`` (httpx) the
-        identity provider's keys and timestamping authorities. Both default to the network."""
+        identity provider's keys and timestamping authorities. Both default to the network.
+        ``metrics`` defaults to this process's own (a worker passes the shared ones)."""
         self.settings = settings
         self.id = settings.gateway
         self.member = settings.gateway.member
@@ -119,7 +121,7 @@ class Gateway:
             skew=settings.clock_skew,
         )
         self.subsystems = frozenset(SubsystemId(self.member, code) for code in settings.subsystems)
-        self.metrics = GatewayMetrics()
+        self.metrics = metrics or GatewayMetrics()
         # Set once every listener is up: health says "ok" only when exchanges can flow.
         self.started = False
         # Database work runs here, off the event loop, on threads of its own.
@@ -130,7 +132,7 @@ class Gateway:
         why. Whether the audit log can be written is the last write's outcome while recent,
         else a probe (a gateway taken out of service gets no exchanges that could show it is
         back; an idle one may have lost its database)."""
-        shown: dict[str, Any] = {"gateway": self.settings.id}
+        shown: dict[str, Any] = {"gateway": self.settings.id, "replica": self.settings.replica}
         if not self.started:
             return 503, {"status": "FAIL", "reason": "starting", **shown}
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Any
@@ -26,7 +27,10 @@ def prepare(gateway: Gateway, *, refresh: bool = True) -> list[uvicorn.Config]:
     """Get a verified configuration (fresh, else cached) and the listeners' uvicorn configs."""
     view = gateway.trust.start(f"gateway {gateway.settings.id}", refresh=refresh)
     ca_file = gateway.settings.data_dir / "ca.pem"
-    ca_file.write_text("".join(view.configuration.ca_certificates))
+    # Written whole and moved into place: a gateway's workers write it as they start.
+    written = ca_file.with_name(f".ca.pem.{os.getpid()}")
+    written.write_text("".join(view.configuration.ca_certificates))
+    written.replace(ca_file)
     settings = gateway.settings
     listeners = [
         serving.config(

@@ -151,6 +151,15 @@ class GatewaySettings(RoleSettings):
     replica: str = Field(
         default="1", description="this replica's name; each keeps its own audit chain"
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "processes serving both listeners on the same ports; worker i is replica "
+            "<replica>-w<i> with its own audit chain"
+        ),
+    )
     audit_head_interval: float = Field(default=60.0, gt=0, description="seconds between tree heads")
     audit_head_every: int = Field(default=10000, gt=0, description="records that force a head")
     consent_feed_max_age: float = Field(

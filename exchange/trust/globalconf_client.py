@@ -174,7 +174,8 @@ class GlobalConfClient:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
+    # Named per process: a gateway's workers may write the same cache at the same moment.
+    temporary = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
     with temporary.open("wb") as handle:
         handle.write(data)
         handle.flush()

@@ -17,6 +17,12 @@ def test_wrk_and_ten_second_rows_by_default_the_python_driver_on_request() -> No
     assert parse_args(["--driver", "python", "--seconds", "2"]).driver == "python"
 
 
+def test_one_worker_per_gateway_unpinned_by_default_more_and_pinned_on_request() -> None:
+    assert (parse_args([]).workers, parse_args([]).cpus) == (1, None)
+    args = parse_args(["--workers", "2", "--cpus", "0,1"])
+    assert (args.workers, args.cpus) == (2, "0,1")
+
+
 def rows(rate: float, p50_ms: float, cpu_ms: float) -> list[Row]:
     measured = []
     for clients in (1, 50):

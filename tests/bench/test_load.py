@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from bench.load import parse_wrk
+from bench.load import cpu_seconds, family, parse_wrk
 
 REPORT = """\
 Running 10s test @ http://127.0.0.1:18765/births?person=EE38001085718
@@ -46,3 +50,14 @@ def test_refused_answers_and_socket_errors_are_errors_and_not_counted_as_answere
 def test_a_report_without_figures_is_refused() -> None:
     with pytest.raises(ValueError, match="unexpected output from wrk"):
         parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+
+def test_a_process_and_its_children_are_measured_together() -> None:
+    """A gateway with workers is a parent and its children: CPU is read over all of them."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert set(family(os.getpid())) >= {os.getpid(), child.pid}
+        assert cpu_seconds(os.getpid(), children=True) >= cpu_seconds(os.getpid())
+    finally:
+        child.kill()
+        child.wait()

@@ -42,6 +42,21 @@ DIPLOMA_LEGAL_BASIS = "Education Act § 12: verifying qualifications"
 MARI = "EE38001085718"
 
 
+def residence_apart(consumer_url: str, message_id: str) -> int:
+    """Ask for MARI's residence record (a public service) on a connection of its own, so that
+    whatever spreads connections (a proxy, the kernel between workers) spreads these too."""
+    with httpx.Client(timeout=60) as client:
+        return client.get(
+            f"{consumer_url}{RESIDENCE}?person={MARI}",
+            headers={
+                "X-Road-Client": PORTAL_CLIENT,
+                "X-Road-Id": message_id,
+                "X-Road-UserId": MARI,
+                "X-Exchange-Purpose": PURPOSE,
+            },
+        ).status_code
+
+
 class Calls:
     """What tests ask of a federation, whether its roles run in processes or in this one."""
 

@@ -5,6 +5,7 @@ union of both, with no duplicate and no gap."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import uuid
 from collections.abc import Iterator
@@ -16,11 +17,10 @@ import pytest
 
 from exchange.sample import federation
 from tests.conftest import _postgres_database
-from tests.gateway.conftest import GATEWAY_EXTRA, MARI, PORTAL_CLIENT, PURPOSE
+from tests.gateway.conftest import GATEWAY_EXTRA, MARI, PORTAL_CLIENT, residence_apart
 from tests.proxy import round_robin
 from tests.servers import citizen_token, exchange, free_port, serving
 
-RESIDENCE = f"/r1/{federation.RESIDENCE_RECORD}"
 USAGE = f"/r1/{federation.POPULATION_REGISTRY}/usage"
 EXCHANGES = 40
 
@@ -92,21 +92,8 @@ def test_two_replicas_serve_keep_their_own_chains_and_show_one_history(tmp_path:
         consumer = f"http://127.0.0.1:{ports.consumer_consumer}"
         sent = [str(uuid.uuid4()) for _ in range(EXCHANGES)]
 
-        def ask(message_id: str) -> int:
-            # A connection of its own per request, so that the proxy spreads them.
-            with httpx.Client(base_url=consumer, timeout=30) as client:
-                return client.get(
-                    f"{RESIDENCE}?person={MARI}",
-                    headers={
-                        "X-Road-Client": PORTAL_CLIENT,
-                        "X-Road-Id": message_id,
-                        "X-Road-UserId": MARI,
-                        "X-Exchange-Purpose": PURPOSE,
-                    },
-                ).status_code
-
         with ThreadPoolExecutor(max_workers=8) as pool:
-            assert set(pool.map(ask, sent)) == {200}
+            assert set(pool.map(functools.partial(residence_apart, consumer), sent)) == {200}
 
         chains = {}
         for config in replicas:
