@@ -144,6 +144,7 @@ def serve(
     worker: Annotated[int | None, typer.Option(hidden=True)] = None,
     listen_fds: Annotated[str | None, typer.Option(hidden=True)] = None,
     ready_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
+    parent_pid: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Serve the consumer (X-Road REST) and provider (mutual TLS) listeners."""
     from exchange import serving
@@ -154,8 +155,10 @@ def serve(
     if workers is not None:
         settings = settings.model_copy(update={"workers": workers})
     configure(json=settings.json_logs, level="INFO")
-    if worker is None and settings.workers > 1:
-        raise typer.Exit(worker_processes.Supervisor(config, settings).run())
+    if worker is None:  # the gateway's only process, or the parent of its workers
+        worker_processes.gateway_lock(settings)
+        if settings.workers > 1:
+            raise typer.Exit(worker_processes.Supervisor(config, settings).run())
 
     from exchange.gateway.metrics import GatewayMetrics
     from exchange.gateway.node import Gateway
@@ -168,7 +171,11 @@ def serve(
     )
     if worker is not None:
         banner += f", worker {worker} (replica {settings.replica})"
-    parent = os.getppid()
+    # The parent names itself: asked here, a worker whose parent died while it started would
+    # find its new parent (init) and never notice.
+    parent = parent_pid if parent_pid is not None else os.getppid()
+
+    worker_processes.chain_lock(settings)  # before anything is written: one writer per chain
 
     async def main() -> None:
         metrics = None

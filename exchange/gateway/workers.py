@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import select
 import shutil
@@ -42,6 +43,7 @@ import structlog
 
 from exchange.db import migrate
 from exchange.db.engine import build_engine
+from exchange.errors import Conflict
 from exchange.gateway.settings import GatewaySettings
 
 log = structlog.get_logger(__name__)
@@ -55,6 +57,41 @@ LONGEST_PAUSE = 30.0  # seconds between starts of a worker that keeps dying youn
 def replica(settings: GatewaySettings, index: int) -> str:
     """Worker ``index``'s replica name (stable, so that its audit chain continues)."""
     return f"{settings.replica}-w{index}"
+
+
+def hold(path: Path, what: str) -> int:
+    """An exclusive lock on ``path``, held until this process ends (the descriptor stays open;
+    the kernel lets go when the process dies, however it dies).
+
+    Listeners bound with ``SO_REUSEPORT`` do not fail when a second copy of the same gateway
+    binds the same ports: the kernel would share connections between two processes writing one
+    audit chain. The lock refuses the second copy instead.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Conflict(f"{what} is already running on this machine ({path} is locked)") from None
+    os.set_inheritable(fd, False)
+    return fd
+
+
+def gateway_lock(settings: GatewaySettings) -> int:
+    """The lock of the process that stands for this replica of the gateway: its only process,
+    or the parent of its workers (replicas sharing a data folder each take their own)."""
+    return hold(
+        settings.data_dir / f"gateway-{settings.replica}.lock",
+        f"replica {settings.replica} of gateway {settings.id}",
+    )
+
+
+def chain_lock(settings: GatewaySettings) -> int:
+    """The lock of this process's audit chain (one writer per chain)."""
+    return hold(
+        settings.data_dir / f"serving-{settings.replica}.lock",
+        f"replica {settings.replica} of gateway {settings.id}",
+    )
 
 
 def metrics_folder(settings: GatewaySettings) -> Path:
@@ -182,6 +219,8 @@ class Supervisor:
                 ",".join(map(str, fds)),
                 "--ready-fd",
                 str(self.ready_out),
+                "--parent-pid",
+                str(os.getpid()),
             ],
             env={
                 **os.environ,
@@ -236,6 +275,11 @@ class Supervisor:
         for process in running:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(number)
+        # New connections are refused from now on (the workers close their own copies as they
+        # stop), not accepted into a queue that nobody will serve.
+        for worker in workers:
+            for sock in worker.sockets:
+                sock.close()
         while any(p.poll() is None for p in running):
             if len(self.signals) > forwarded:
                 forwarded = len(self.signals)

@@ -145,6 +145,17 @@ def test_a_killed_worker_is_started_again_and_its_chain_continues(running: Runni
     assert sum(after.values()) - sum(before.values()) >= sent
 
 
+def test_a_second_copy_of_a_running_gateway_refuses_to_start(running: Running) -> None:
+    """SO_REUSEPORT would let it bind the same ports and share connections with the first,
+    two processes writing one audit chain; a lock refuses it, with workers or without."""
+    config = str(running.layout.provider)
+    for workers in ("2", "1"):
+        again = exchange("gateway", "serve", "-c", config, "--workers", workers)
+        assert again.returncode == 1, again.stderr
+        assert "is already running on this machine" in again.stderr, again.stderr
+    assert answering(running) == set(WORKERS)  # the first copy serves on, undisturbed
+
+
 def test_sigterm_to_the_parent_stops_every_worker(running: Running) -> None:
     provider = running.processes["provider"]
     workers = workers_of(provider.pid)
