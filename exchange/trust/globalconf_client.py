@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -125,7 +126,7 @@ class GlobalConfClient:
                 self._current = configuration
             if self._cache_path is not None:
                 try:
-                    _write_atomically(self._cache_path, document)
+                    self._keep(self._cache_path, document, configuration.version, at)
                 except OSError as exc:
                     log.warning("globalconf.cache_not_written", cause=type(exc).__name__)
         except Error as exc:
@@ -135,6 +136,20 @@ class GlobalConfClient:
         self.last_error = None
         log.info("globalconf.refreshed", version=configuration.version)
         return configuration
+
+    def _keep(self, path: Path, document: bytes, version: int, at: datetime) -> None:
+        """Write ``document`` to the cache unless it holds a newer version: the processes of
+        one gateway share it, and one that fetched earlier may answer later. Under a lock, so
+        that the look and the write are one step for every process."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.with_name(f"{path.name}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if self._verify(path.read_bytes(), at).version > version:
+                    return
+            except (OSError, Error):
+                pass  # none, unreadable or no longer valid: replace it
+            _write_atomically(path, document)
 
     def current(self, at: datetime | None = None) -> GlobalConfiguration:
         """The last good configuration, if it is still valid at ``at``; else raise."""
@@ -174,8 +189,8 @@ class GlobalConfClient:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Named per process: a gateway's workers may write the same cache at the same moment.
-    temporary = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
+    # Named per process and thread: a gateway's workers may write at the same moment.
+    temporary = path.with_suffix(f"{path.suffix}.{os.getpid()}.{threading.get_ident()}.tmp")
     with temporary.open("wb") as handle:
         handle.write(data)
         handle.flush()

@@ -138,6 +138,36 @@ def test_failed_refresh_does_not_overwrite_cache(
     assert cache.read_bytes() == good
 
 
+def test_a_slower_process_never_writes_the_shared_cache_back_to_an_older_version(
+    signer: Signer, clock: Clock, tmp_path: Path
+) -> None:
+    """Workers of one gateway share the cache; one that fetched an older version last must not
+    replace a newer one there (a process started next would take it as its floor, and with it
+    certificates the newer version no longer lists)."""
+    cache = tmp_path / "globalconf.jws"
+    late = GlobalConfClient(
+        anchor=signer.anchor(),
+        fetch=Source(signer.document(version=5)),
+        clock=clock,
+        cache_path=cache,
+    )
+    early = GlobalConfClient(
+        anchor=signer.anchor(),
+        fetch=Source(signer.document(version=6)),
+        clock=clock,
+        cache_path=cache,
+    )
+    early.refresh()
+    late.refresh()  # fetched before version 6 was published, answered after
+    restarted = GlobalConfClient(
+        anchor=signer.anchor(),
+        fetch=Source(signer.document(version=6)),
+        clock=clock,
+        cache_path=cache,
+    )
+    assert restarted.current().version == 6
+
+
 async def test_background_refresh_runs_until_block_ends(signer: Signer, clock: Clock) -> None:
     source = Source(signer.document())
     client = GlobalConfClient(anchor=signer.anchor(), fetch=source, clock=clock)
