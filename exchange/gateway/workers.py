@@ -194,6 +194,10 @@ class Supervisor:
             for worker in workers:
                 self._start(worker)
             return self._supervise(workers, ready_in)
+        except BaseException:
+            # A start that fails (no process can be made) must not leave the others serving.
+            self._stop(workers, signal.SIGTERM)
+            raise
         finally:
             os.close(ready_in)
             os.close(self.ready_out)
@@ -263,7 +267,17 @@ class Supervisor:
                         again_in=worker.pause,
                     )
                 if worker.process is None and now >= worker.due:
-                    self._start(worker)
+                    try:
+                        self._start(worker)
+                    except OSError as exc:  # out of processes or files, for now: try again
+                        worker.pause = _pause(worker, lived=0.0)
+                        worker.due = now + worker.pause
+                        log.error(
+                            "gateway.worker_not_started",
+                            worker=worker.index,
+                            cause=type(exc).__name__,
+                            again_in=worker.pause,
+                        )
         self._stop(workers, self.signals[0])
         return 0
 
