@@ -15,6 +15,7 @@ from audit.models import Base as AuditBase
 from exchange.consent.models import Base as ConsentBase
 from exchange.db import migrate
 from exchange.db.engine import build_engine
+from exchange.errors import ServiceUnavailable
 from exchange.gateway.models import Base as GatewayBase
 
 AT = datetime(2026, 11, 1, tzinfo=UTC)
@@ -34,6 +35,16 @@ def test_migrations_build_exactly_the_models(
             connection, opts={"version_table": f"alembic_version_{role}"}
         )
         assert compare_metadata(context, metadata) == []  # type: ignore[arg-type]
+
+
+def test_a_process_that_must_not_migrate_refuses_an_older_schema(database_url: str) -> None:
+    engine = build_engine(database_url)
+    migrate.upgrade("gateway", engine, "0005")
+    with pytest.raises(ServiceUnavailable, match="restart the whole gateway"):
+        migrate.require_head("gateway", engine)
+    migrate.upgrade("gateway", engine)
+    migrate.require_head("gateway", engine)  # at the newest schema: nothing to say
+    engine.dispose()
 
 
 def test_records_kept_before_are_listed_and_released_as_their_bodies_say(database_url: str) -> None:

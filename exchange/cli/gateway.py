@@ -181,7 +181,7 @@ def serve(
         metrics = None
         if worker is not None:
             metrics = GatewayMetrics(folder=worker_processes.metrics_folder(settings))
-        gateway = Gateway(settings, metrics=metrics)
+        gateway = Gateway(settings, metrics=metrics, migrates=worker is None)
         try:
             configs = prepare(gateway)
             sockets = None

@@ -11,7 +11,11 @@ from types import ModuleType
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, MetaData
+
+from exchange.errors import ServiceUnavailable
 
 
 def alembic_config(role: str, engine: Engine) -> Config:
@@ -25,6 +29,23 @@ def alembic_config(role: str, engine: Engine) -> Config:
 def upgrade(role: str, engine: Engine, revision: str = "head") -> None:
     """Bring ``engine``'s database to ``revision`` of ``role``'s schema."""
     command.upgrade(alembic_config(role, engine), revision)
+
+
+def require_head(role: str, engine: Engine) -> None:
+    """Refuse (503) a database that is not at ``role``'s newest schema: for a process that must
+    not migrate it itself (a gateway's worker, whose parent migrates once for all of them)."""
+    config = alembic_config(role, engine)
+    wanted = set(ScriptDirectory.from_config(config).get_heads())
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"version_table": config.attributes["version_table"]}
+        )
+        found = set(context.get_current_heads())
+    if found != wanted:
+        raise ServiceUnavailable(
+            f"the {role} database is at schema {', '.join(sorted(found)) or 'none'}, this "
+            f"code needs {', '.join(sorted(wanted))}: restart the whole gateway to migrate it"
+        )
 
 
 def run_env(context: ModuleType, metadata: MetaData | list[MetaData]) -> None:

@@ -56,10 +56,13 @@ class Gateway:
         transport: Transport | None = None,
         blocking_http: httpx.BaseTransport | None = None,
         metrics: GatewayMetrics | None = None,
+        migrates: bool = True,
     ) -> None:
         """``transport`` reaches peers and consent services; ``blocking_http`` (httpx) the
         identity provider's keys and timestamping authorities. Both default to the network.
-        ``metrics`` defaults to this process's own (a worker passes the shared ones)."""
+        ``metrics`` defaults to this process's own (a worker passes the shared ones). A worker
+        does not migrate (``migrates=False``): its parent has, and one with newer code on disk
+        must not change the schema under workers still running the old."""
         self.settings = settings
         self.id = settings.gateway
         self.member = settings.gateway.member
@@ -72,7 +75,10 @@ class Gateway:
         )
         self.globalconf = self.trust.client
         self.engine = build_engine(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
-        migrate.upgrade("gateway", self.engine)
+        if migrates:
+            migrate.upgrade("gateway", self.engine)
+        else:
+            migrate.require_head("gateway", self.engine)
         # Commits made durable by the next flushed one: the replay guard's for reads (see
         # exchange.gateway.replay) and operational records (which may lose their last few).
         self.unflushed = build_engine(settings.db_url, flushed=False)
