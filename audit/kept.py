@@ -26,7 +26,6 @@ from audit import merkle
 from audit.receipt import verify_receipt
 from audit.verify import Anchors, Head, Kept, head_signature_problem, head_timestamp_verifies
 from exchange.errors import InvalidRequest
-from exchange.trust.keys import fingerprint
 
 _HEAD = frozenset({"chain", "size", "root", "signature"})
 _RECEIPT = frozenset({"chain", "seq", "record", "size", "proof", "head"})
@@ -103,8 +102,7 @@ def _head(item: dict[str, Any], kept: Kept, anchors: Anchors) -> None:
         raise InvalidRequest(f"a kept head at size {size!r} is malformed") from exc
     if type(size) is not int or size < 1 or len(pinned) != merkle.HASH_SIZE:
         raise InvalidRequest(f"a kept head at size {size!r} is malformed")
-    signers = {fingerprint(c): c for c in anchors.signing}
-    wrong = head_signature_problem(head, signers, anchors)
+    wrong = head_signature_problem(head, anchors.signers, anchors)
     if wrong is None and head.timestamp is not None and not head_timestamp_verifies(head, anchors):
         wrong = "its timestamp does not verify"
     if wrong is not None:

@@ -22,7 +22,6 @@ from typing import Any
 from audit import merkle
 from audit.models import TreeHead
 from audit.verify import Anchors, Head, head_signature_problem, head_timestamp_verifies
-from exchange.trust.keys import fingerprint
 
 
 def head_document(head: TreeHead) -> dict[str, Any]:
@@ -84,7 +83,7 @@ def verify_receipt(receipt: Mapping[str, Any], *, anchors: Anchors) -> ReceiptCh
         return ReceiptCheck(False, "the record does not sit where the receipt says")
     if not merkle.verify_inclusion(seq, size, merkle.leaf_hash(body), proof, root):
         return ReceiptCheck(False, "the record is not in the tree that the head signs")
-    wrong = head_signature_problem(head, {fingerprint(c): c for c in anchors.signing}, anchors)
+    wrong = head_signature_problem(head, anchors.signers, anchors)
     if wrong is not None:
         return ReceiptCheck(False, wrong)
     stamped = head.timestamp is not None

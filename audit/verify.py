@@ -24,6 +24,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 import orjson
 from cryptography import x509
@@ -53,6 +54,11 @@ class Anchors:
     signing: Sequence[x509.Certificate]
     tsa: Sequence[x509.Certificate] = ()
     revoked: frozenset[str] = frozenset()  # serials (hex) the configuration lists as revoked
+
+    @cached_property
+    def signers(self) -> dict[str, x509.Certificate]:
+        """The signing certificates by the ``kid`` that names them (their fingerprint)."""
+        return {fingerprint(c): c for c in self.signing}
 
 
 @dataclass(frozen=True)
@@ -182,7 +188,7 @@ def verify(
     With ``kept``, the log must also be the one the kept heads signed, as far as they reach."""
     report = Report(chain=chain)
     against = None if kept is None else _Against(kept)
-    signers = {fingerprint(c): c for c in anchors.signing}
+    signers = anchors.signers
     pending = sorted(heads, key=lambda h: h.size if type(h.size) is int else -1)
     good_size = 0
 

@@ -126,8 +126,8 @@ class Usage:
         citizen's own ID token.
         """
         validator, client = self._gateway.citizens, str(xroad.client)
-        trusted = client in self._gateway.settings.usage.trusted_portals
-        if validator is None and not self._gateway.settings.usage.trusted_portals:
+        portals = self._gateway.settings.usage.trusted_portals
+        if validator is None and not portals:
             raise NotFound("this gateway does not offer the usage service")
         if xroad.identity:
             if validator is None:
@@ -135,7 +135,7 @@ class Usage:
             claims = validator.validate(xroad.identity, at=self._gateway.clock())
             self._check_portal(claims, client)
             person, how = str(claims["sub"]), "the citizen's ID token"
-        elif trusted and rest_path.startswith("/v2/"):
+        elif client in portals and rest_path.startswith("/v2/"):
             if not xroad.user_id:
                 raise InvalidRequest("X-Road-UserId is required", detail="X-Road-UserId")
             person, how = xroad.user_id, f"trusted portal {client}, for X-Road-UserId"

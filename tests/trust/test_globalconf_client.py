@@ -32,6 +32,16 @@ class Source:
         return self.document
 
 
+def cached(signer: Signer, clock: Clock, cache: Path, version: int) -> GlobalConfClient:
+    """A client keeping its copy in ``cache``, whose authority serves ``version``."""
+    return GlobalConfClient(
+        anchor=signer.anchor(),
+        fetch=Source(signer.document(version=version)),
+        clock=clock,
+        cache_path=cache,
+    )
+
+
 @pytest.fixture
 def signer() -> Signer:
     return Signer(instance="EE", at=NOW)
@@ -87,13 +97,7 @@ def test_cache_survives_restart_and_is_verified_again(
     signer: Signer, clock: Clock, tmp_path: Path
 ) -> None:
     cache = tmp_path / "globalconf.jws"
-    first = GlobalConfClient(
-        anchor=signer.anchor(),
-        fetch=Source(signer.document(version=3)),
-        clock=clock,
-        cache_path=cache,
-    )
-    first.refresh()
+    cached(signer, clock, cache, version=3).refresh()
 
     down = Source(signer.document())
     down.document = None
@@ -145,26 +149,10 @@ def test_a_slower_process_never_writes_the_shared_cache_back_to_an_older_version
     replace a newer one there (a process started next would take it as its floor, and with it
     certificates the newer version no longer lists)."""
     cache = tmp_path / "globalconf.jws"
-    late = GlobalConfClient(
-        anchor=signer.anchor(),
-        fetch=Source(signer.document(version=5)),
-        clock=clock,
-        cache_path=cache,
-    )
-    early = GlobalConfClient(
-        anchor=signer.anchor(),
-        fetch=Source(signer.document(version=6)),
-        clock=clock,
-        cache_path=cache,
-    )
+    late, early = (cached(signer, clock, cache, version=v) for v in (5, 6))  # both running
     early.refresh()
     late.refresh()  # fetched before version 6 was published, answered after
-    restarted = GlobalConfClient(
-        anchor=signer.anchor(),
-        fetch=Source(signer.document(version=6)),
-        clock=clock,
-        cache_path=cache,
-    )
+    restarted = cached(signer, clock, cache, version=6)
     assert restarted.current().version == 6
 
 
