@@ -47,7 +47,11 @@ class Pages:
             autoescape=select_autoescape(default=True),
             trim_blocks=True,
             lstrip_blocks=True,
+            extensions=["jinja2.ext.i18n"],
         )
+        # Text meant for people is marked for translation (``{% trans %}``, ``_()``); until a
+        # page is given its reader's language, it is shown as written.
+        self._templates.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
         self._templates.filters["utc"] = utc
 
     def template(self, name: str) -> Template:
