@@ -1,5 +1,5 @@
-"""The gateway's and the consent service's migrations build exactly their models, on both
-backends, and carry the data of an older database forward."""
+"""The gateway's, the consent service's and the portal's migrations build exactly their
+models, on both backends, and carry the data of an older database forward."""
 
 from __future__ import annotations
 
@@ -17,13 +17,18 @@ from exchange.db import migrate
 from exchange.db.engine import build_engine
 from exchange.errors import ServiceUnavailable
 from exchange.gateway.models import Base as GatewayBase
+from exchange.portal.models import metadata as portal_metadata
 
 AT = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
     ("role", "metadata"),
-    [("gateway", [GatewayBase.metadata, AuditBase.metadata]), ("consent", [ConsentBase.metadata])],
+    [
+        ("gateway", [GatewayBase.metadata, AuditBase.metadata]),
+        ("consent", [ConsentBase.metadata]),
+        ("portal", [portal_metadata]),
+    ],
 )
 def test_migrations_build_exactly_the_models(
     database_url: str, role: str, metadata: list[MetaData]

@@ -103,6 +103,7 @@ class Exchange(Base):
     issue: Mapped[str | None] = mapped_column(String(1000))
     purpose: Mapped[str | None] = mapped_column(String(255))
     consent: Mapped[str | None] = mapped_column(Text)
+    legal_basis: Mapped[str | None] = mapped_column(String(500))  # the grant's or consent's
     peer: Mapped[str | None] = mapped_column(String(1000))
     request_in: Mapped[datetime] = mapped_column(UTCDateTime)
     request_out: Mapped[datetime | None] = mapped_column(UTCDateTime)

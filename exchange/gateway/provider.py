@@ -6,7 +6,8 @@ A pipeline of small steps, each failing closed with a signed X-Road error
 1. admission (:mod:`exchange.gateway.admission`): trust held, the TLS peer bound to the client's
    member, a well-formed request for a service provided here, its signature verified against
    the request as received, its message id new;
-2. routing: the Data Tracker usage service and the X-Road metaservices are answered here;
+2. routing: the Data Tracker usage service, the public figures service
+   (:mod:`exchange.gateway.figures`) and the X-Road metaservices are answered here;
 3. access: the client holds an access right for the service (and method and path), and the
    service's parameters are present;
 4. release (:mod:`exchange.gateway.release`): the service's policy admits the request
@@ -31,7 +32,7 @@ from starlette.types import ASGIApp
 
 from connectors.base import ConnectorRequest, Evidence
 from exchange.errors import InvalidRequest, MethodNotAllowed
-from exchange.gateway import metaservices, usage
+from exchange.gateway import figures, metaservices, usage
 from exchange.gateway.admission import Admitted, admit
 from exchange.gateway.consent import ConsentCheck
 from exchange.gateway.node import Gateway
@@ -58,6 +59,7 @@ class Provider:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.usage = usage.Usage(gateway)
+        self.figures = figures.Figures(gateway)
         consents = ConsentCheck(gateway)
         self.policies: dict[str, ReleasePolicy] = {
             key: policy_for(
@@ -105,6 +107,15 @@ class Provider:
                 record=record,
             )
             return Answer(200, kind, payload)
+        if code == figures.SERVICE:
+            if request.method not in ("GET", "HEAD"):
+                raise MethodNotAllowed(f"the figures service does not accept {request.method}")
+            payload = await self.figures.answer(
+                subsystem=target.service.subsystem,
+                rest_path=target.rest_path,
+                parameters=parameters,
+            )
+            return Answer(200, MEDIA_TYPES["json"], payload)
         if code in METASERVICES:
             return await self.metadata(code, admitted, parameters)
         service = gateway.services.get(target.service)

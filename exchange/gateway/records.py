@@ -99,6 +99,7 @@ class ExchangeLog:
                 "issue": r.issue,
                 "purpose": r.purpose,
                 "consent": r.consent,
+                "legal_basis": r.legal_basis,
                 "peer": r.peer,
                 "request_in": r.request_in,
                 "request_out": r.request_out,
