@@ -38,11 +38,15 @@ from audit.receipt import ReceiptCheck, verify_receipt
 from audit.verify import Anchors
 from exchange import keyfolder, web
 from exchange.consent.artefact import Consent, verify
+from exchange.db import migrate
+from exchange.db.engine import build_engine
 from exchange.errors import AccessDenied, Error, InvalidRequest, NotFound
 from exchange.evidence.rows import flatten
 from exchange.faults import mapped
 from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin, SignedIn, signed_in
+from exchange.portal.figures import PublicFigures, figure_routes
+from exchange.portal.ratings import Ratings, rating_route
 from exchange.portal.settings import PortalSettings, Procedure
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
 from exchange.trust.view import TrustView, relying_party
@@ -128,6 +132,9 @@ class Portal:
         )
         self.session_secret = keyfolder.secret(settings.data_dir / "session.key")
         self.consents: dict[tuple[str, str], str] = {}
+        self.engine = build_engine(settings.db_url)
+        migrate.upgrade("portal", self.engine)
+        self.ratings = Ratings(self.engine, procedures=settings.procedures, clock=clock)
         # Its own gateway, over the network unless a transport is injected (tests).
         self.http = httpx.AsyncClient(
             base_url=settings.gateway_url,
@@ -299,6 +306,7 @@ class Portal:
 
     async def close(self) -> None:
         await self.http.aclose()
+        self.engine.dispose()
 
 
 def _json(response: httpx.Response) -> Any:
@@ -354,6 +362,7 @@ def create_app(portal: Portal) -> Starlette:
             declined="declined" in request.query_params,
             answer=answer,
             csrf=web.csrf_token(request.session),
+            rating=portal.ratings.form_for(request.session, procedure),
         )
 
     async def procedure(request: Request) -> Response:
@@ -390,6 +399,8 @@ def create_app(portal: Portal) -> Starlette:
             if artefact is None or portal.consent_of(citizen, chosen) is None:
                 return RedirectResponse(f"/procedures/{chosen.code}", status_code=303)
             answer = await portal.fetch(citizen, chosen, artefact)
+            if answer.evidence is not None:
+                portal.ratings.issue(request.session, chosen)
             return procedure_page(request, citizen, chosen, answer=answer)
         except Error as error:
             return pages.failure(SITE, error)
@@ -457,6 +468,14 @@ def create_app(portal: Portal) -> Starlette:
             Route("/procedures/{code}/fetch", fetch, methods=["POST"]),
             Route("/usage", usage, methods=["GET"]),
             Route("/usage/verify", verify_page, methods=["POST"]),
+            rating_route(portal.ratings, settings=settings, pages=pages, site=SITE, clock=clock),
+            *(
+                figure_routes(
+                    PublicFigures(portal, clock=clock), portal=portal, pages=pages, site=SITE
+                )
+                if settings.figures
+                else []
+            ),
             Route("/health", health),
         ],
         middleware=[

@@ -8,6 +8,8 @@
     data_dir = "data"
     public_url = "http://127.0.0.1:4450"
     consent_service = "consent"                 # which consent service citizens are sent to
+    database_url = "postgresql://..."           # ratings; default: SQLite in data_dir
+    figures = true                              # publish /figures (docs/public-figures.md)
 
     [listen]
     port = 4450
@@ -32,6 +34,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
+from exchange.db.engine import sqlite_url
 from exchange.identifiers import ServiceId, SubsystemId, check_segment, unversioned
 from exchange.settings_file import Listen, OidcClient, RoleSettings, Strict
 
@@ -115,6 +118,12 @@ class PortalSettings(RoleSettings):
     procedures: list[Procedure] = Field(min_length=1)
     timeout: float = Field(default=30.0, gt=0)
     globalconf_refresh: float = Field(default=60.0, gt=0)
+    database_url: str | None = None
+    figures: bool = True
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or sqlite_url(self.data_dir / "portal.db")
 
     @field_validator("client")
     @classmethod
