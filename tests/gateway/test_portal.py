@@ -181,7 +181,11 @@ def test_a_return_address_that_leaves_the_registered_pages_grants_nothing(roles:
     ("site", "signed_in", "signed_out"),
     [
         ("portal", "Welcome, Mari Tamm", "Sign in to use public services"),
-        ("consent", "Mari Tamm (EE38001085718)", "Sign in to see who may obtain your data"),
+        (
+            "consent",
+            'Mari Tamm (<bdi dir="ltr">EE38001085718</bdi>)',  # the code stays left-to-right
+            "Sign in to see who may obtain your data",
+        ),
     ],
 )
 def test_signing_out_needs_the_forms_csrf_token(
