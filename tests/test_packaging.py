@@ -92,6 +92,8 @@ def test_the_wheel_carries_templates_schemas_and_migrations(wheel: Path) -> None
     for app in ("portal", "consent", "gateway", "idp", "web"):
         assert any(n.startswith(f"exchange/{app}/templates/") for n in names), app
     assert "exchange/web/templates/base.html" in names
+    for language in ("ar", "fr"):  # the catalogues, compiled when first read
+        assert f"exchange/locale/{language}/LC_MESSAGES/messages.po" in names
     for schema in ROOT.joinpath("schemas").glob("*.xsd"):
         assert f"schemas/{schema.name}" in names
     for role in ("central", "gateway", "consent"):

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -50,6 +51,7 @@ from exchange.errors import AccessDenied, Error, InvalidRequest, InvalidToken, N
 from exchange.http import install_error_handlers
 from exchange.identifiers import unversioned
 from exchange.identity.login import signed_in
+from exchange.web.languages import N_
 
 SITE = "Consent service"
 MAX_QUESTION = 8 * 1024
@@ -110,17 +112,24 @@ def create_app(service: ConsentService) -> Starlette:
 
     def terms_of(request: GrantRequest) -> Terms:
         configuration = service.trust.view().configuration
-        return resolve(
+        terms = resolve(
             request,
             configuration,
             at=clock(),
             max_validity_days=settings.max_validity_days,
         )
+        consumer, provider = request.consumer.rsplit("/", 1)[0], request.service.split("/")[:3]
+        return replace(  # the names as the reader reads them, where the settings give them
+            terms,
+            consumer_name=settings.member_name(consumer, terms.consumer_name),
+            provider_name=settings.member_name("/".join(provider), terms.provider_name),
+            evidence_name=settings.evidence_name(terms.evidence_type),
+        )
 
     def checked_return(terms: Terms, return_to: str) -> str:
         if not settings.return_allowed(terms.request.consumer, return_to):
             raise InvalidRequest(
-                "this consumer may not send citizens back to that address", detail="return_to"
+                N_("this consumer may not send citizens back to that address"), detail="return_to"
             )
         return return_to
 
@@ -145,6 +154,7 @@ def create_app(service: ConsentService) -> Starlette:
             citizen=citizen,
             consents=consents,
             csrf=web.csrf_token(request.session),
+            evidence_name=lambda kind: settings.evidence_name(kind) or kind.replace("-", " "),
         )
 
     async def ask(request: Request) -> Response:
@@ -172,7 +182,7 @@ def create_app(service: ConsentService) -> Starlette:
         try:
             form = await web.form(request)
             if citizen is None:
-                raise InvalidToken("your sign-in has ended; please start again")
+                raise InvalidToken(N_("your sign-in has ended; please start again"))
             web.check_csrf(request.session, form)
             terms = terms_of(grant_request(form))
             return_to = checked_return(terms, str(form.get("return_to", "")))
@@ -203,7 +213,7 @@ def create_app(service: ConsentService) -> Starlette:
         try:
             form = await web.form(request)
             if citizen is None:
-                raise InvalidToken("your sign-in has ended; please sign in again")
+                raise InvalidToken(N_("your sign-in has ended; please sign in again"))
             web.check_csrf(request.session, form)
             await revoke(citizen.subject, request.path_params["consent_id"])
         except Error as error:
@@ -320,7 +330,8 @@ def create_app(service: ConsentService) -> Starlette:
             Route("/health", health),
         ],
         middleware=[
-            web.sessions(service.session_secret, cookie="consent_session", https=settings.https)
+            web.sessions(service.session_secret, cookie="consent_session", https=settings.https),
+            web.languages.middleware(default=settings.default_language, https=settings.https),
         ],
     )
     install_error_handlers(app, page=fail_page)

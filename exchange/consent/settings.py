@@ -20,6 +20,16 @@
     [consumers]                             # where each portal may have citizens sent back:
     "EE/GOV/70000001/citizen-portal" = ["https://portal.example/procedures/"]  # and below
 
+    default_language = "fr"                 # when a reader's browser asks for none we speak
+
+    [evidence_types]                        # how the pages name what is shared, per language
+    "birth-certificate" = { fr = "acte de naissance", ar = "شهادة الميلاد" }
+
+    [members]                               # members' names, per language (else the global
+    "EE/GOV/70000001" = { fr = "Portail de l'État", ar = "بوابة الدولة" }  # configuration's)
+
+The purpose's words come from the portal that asks, in the reader's language.
+
 Variables ``EXCHANGE_CONSENT_<KEY>`` and ``EXCHANGE_CONSENT_<SECTION>_<KEY>`` override the file
 (:mod:`exchange.settings_file`): ``EXCHANGE_CONSENT_DATABASE_URL`` for ``database_url``, and
 ``EXCHANGE_CONSENT_CLIENT_SECRET`` (or ``..._IDENTITY_CLIENT_SECRET``) supplies the client secret if
@@ -37,6 +47,7 @@ from exchange.consent import returns
 from exchange.db.engine import sqlite_url
 from exchange.identifiers import MemberId, check_segment
 from exchange.settings_file import Listen, OidcClient, RoleSettings
+from exchange.web.languages import SOURCE, Language, Text, localised
 
 
 class ConsentSettings(RoleSettings):
@@ -57,6 +68,9 @@ class ConsentSettings(RoleSettings):
     consumers: dict[str, list[str]] = Field(default_factory=dict)
     max_validity_days: int = Field(default=365, ge=1, le=3650)
     globalconf_refresh: float = Field(default=60.0, gt=0)
+    default_language: Language = SOURCE
+    evidence_types: dict[str, Text] = Field(default_factory=dict)
+    members: dict[str, Text] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -84,6 +98,16 @@ class ConsentSettings(RoleSettings):
     @property
     def https(self) -> bool:
         return self.public_url.startswith("https://")
+
+    def evidence_name(self, evidence_type: str) -> str | None:
+        """``evidence_type`` in the reader's language, if these settings name it."""
+        text = self.evidence_types.get(evidence_type)
+        return None if text is None else localised(text)
+
+    def member_name(self, member: str, registered: str) -> str:
+        """A member's name in the reader's language, else as the global configuration has it."""
+        text = self.members.get(member)
+        return registered if text is None else localised(text, otherwise=registered)
 
     def return_allowed(self, consumer: str, url: str) -> bool:
         """Citizens are sent back only to a page registered for that consumer, or one below it,

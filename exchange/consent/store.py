@@ -29,6 +29,8 @@ from exchange.errors import InternalError, InvalidIdentifier, InvalidRequest, No
 from exchange.identifiers import ServiceId, SubsystemId, check_segment, unversioned
 from exchange.trust.globalconf import GlobalConfiguration
 from exchange.trust.signed import Signer
+from exchange.web import languages
+from exchange.web.languages import gettext, ngettext
 
 MAX_TEXT = 500
 _PURPOSE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
@@ -58,25 +60,40 @@ class Terms:
     evidence_type: str
     valid_from: datetime
     valid_until: datetime
+    evidence_name: str | None = None  # the evidence type as the reader reads it, if named
 
     def notice(self) -> str:
-        uses = (
-            "as many times as it needs"
-            if self.request.max_uses is None
-            else f"at most {self.request.max_uses} time{'s' if self.request.max_uses != 1 else ''}"
-        )
-        basis = f" Legal basis: {self.request.legal_basis}." if self.request.legal_basis else ""
-        preview = (
-            " You will see the data and approve it before each release."
-            if self.request.preview
-            else ""
-        )
-        return (
-            f"{self.consumer_name} ({self.request.consumer}) may obtain your "
-            f"{self.evidence_type.replace('-', ' ')} from {self.provider_name} {uses}, "
-            f"until {self.valid_until:%Y-%m-%d %H:%M} UTC, for this purpose: "
-            f"{self.request.purpose_text}.{basis}{preview} You can revoke this consent at any time."
-        )
+        """The terms in plain words, in the reader's language: what the citizen confirms, and
+        what the signed consent keeps (in the language it was given in)."""
+        request = self.request
+        words: dict[str, str | int] = {
+            "consumer": f"{self.consumer_name} ({request.consumer})",
+            "evidence": self.evidence_name or self.evidence_type.replace("-", " "),
+            "provider": self.provider_name,
+            "until": languages.date_time(self.valid_until),
+            "purpose": request.purpose_text,
+        }
+        if request.max_uses is None:
+            text = gettext(
+                "%(consumer)s may obtain your %(evidence)s from %(provider)s as many times as it "
+                "needs, until %(until)s, for this purpose: %(purpose)s."
+            )
+        else:
+            words["count"] = request.max_uses
+            text = ngettext(
+                "%(consumer)s may obtain your %(evidence)s from %(provider)s at most %(count)s "
+                "time, until %(until)s, for this purpose: %(purpose)s.",
+                "%(consumer)s may obtain your %(evidence)s from %(provider)s at most %(count)s "
+                "times, until %(until)s, for this purpose: %(purpose)s.",
+                request.max_uses,
+            )
+        parts = [text % words]
+        if request.legal_basis:
+            parts.append(gettext("Legal basis: %(basis)s.") % {"basis": request.legal_basis})
+        if request.preview:
+            parts.append(gettext("You will see the data and approve it before each release."))
+        parts.append(gettext("You can revoke this consent at any time."))
+        return " ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from exchange.gateway import models
 from exchange.gateway.settings import PreviewSpec
 from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin, signed_in
+from exchange.web.languages import N_, gettext, localised
 
 SITE_SUFFIX = "preview"
 DECISIONS = ("approved", "refused")
@@ -55,6 +56,11 @@ class Previews:
         self.spec = spec
         self._subject_hash = subject_hash
         self._clock = clock
+
+    def label(self, field: str) -> str:
+        """An evidence field's name in the reader's language (its own name if none is given)."""
+        text = self.spec.labels.get(field) if self.spec else None
+        return field if text is None else localised(text)
 
     def _pages(self) -> PreviewSpec:
         if self.spec is None:
@@ -171,6 +177,7 @@ def create_preview_app(
     clock: Callable[[], datetime],
 ) -> Starlette:
     pages = web.Pages("exchange.gateway")
+    https = previews.spec is not None and previews.spec.public_url.startswith("https://")
 
     async def show(request: Request) -> Response:
         preview_id = request.path_params["preview_id"]
@@ -186,7 +193,7 @@ def create_preview_app(
             site=site,
             citizen=citizen,
             preview=row,
-            rows=flatten(json.loads(row.evidence)),
+            rows=flatten(json.loads(row.evidence), label=previews.label),
             csrf=web.csrf_token(request.session),
         )
 
@@ -196,7 +203,7 @@ def create_preview_app(
         try:
             form = await web.form(request)
             if citizen is None:
-                raise InvalidToken("your sign-in has ended; please open the preview again")
+                raise InvalidToken(N_("your sign-in has ended; please open the preview again"))
             web.check_csrf(request.session, form)
             decision = str(form.get("decision", ""))
             previews.decide(preview_id, citizen.subject, decision)
@@ -205,12 +212,17 @@ def create_preview_app(
         approved = decision == "approved"
         return pages.message(
             site,
-            "Approved" if approved else "Refused",
-            "The data will be sent when the service asks again. You can close this page and "
-            "continue where you started."
-            if approved
-            else "Nothing will be sent. You can close this page.",
+            gettext(N_("Approved") if approved else N_("Refused")),
+            gettext(
+                N_(
+                    "The data will be sent when the service asks again. You can close this page "
+                    "and continue where you started."
+                )
+                if approved
+                else N_("Nothing will be sent. You can close this page.")
+            ),
             kind="success" if approved else "notice",
+            here=f"/preview/{preview_id}",
         )
 
     app = Starlette(
@@ -224,8 +236,11 @@ def create_preview_app(
             web.sessions(
                 session_secret,
                 cookie="preview_session",
-                https=previews.spec is not None and previews.spec.public_url.startswith("https://"),
-            )
+                https=https,
+            ),
+            web.languages.middleware(
+                default=previews.spec.default_language if previews.spec else "en", https=https
+            ),
         ],
     )
     install_error_handlers(app, page=lambda error: pages.failure(site, error, back=None))

@@ -43,6 +43,7 @@ import schemas
 from exchange.db.engine import sqlite_url
 from exchange.identifiers import GatewayId, SubsystemId, check_segment
 from exchange.settings_file import Listen, RoleSettings, Strict
+from exchange.web.languages import SOURCE, Language, Text
 
 SCHEMAS_DIR = schemas.FOLDER  # the evidence schemas shipped with the package
 
@@ -97,6 +98,10 @@ class PreviewSpec(Strict):
     client_id: str
     client_secret: str | None = None  # or EXCHANGE_GATEWAY_PREVIEW_CLIENT_SECRET
     lifetime: float = Field(default=900.0, gt=0, le=86400, description="seconds a preview waits")
+    default_language: Language = SOURCE  # when a reader's browser asks for none the pages speak
+    labels: dict[str, Text] = Field(
+        default_factory=dict, description="evidence fields as citizens read them, per language"
+    )
 
 
 class ServiceSpec(Strict):

@@ -70,7 +70,8 @@ def create_app(provider: IdentityProvider) -> Starlette:
             Route("/authorize", login, methods=["POST"]),
             Route("/token", token, methods=["POST"]),
             Route("/health", lambda _: JSONResponse({"status": "ok"})),
-        ]
+        ],
+        middleware=[web.languages.middleware(https=provider.issuer.startswith("https://"))],
     )
     install_error_handlers(app)
     return app

@@ -50,27 +50,31 @@ from exchange.portal.ratings import Ratings, rating_route
 from exchange.portal.settings import PortalSettings, Procedure
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
 from exchange.trust.view import TrustView, relying_party
+from exchange.web import languages
+from exchange.web.languages import N_, localised
 
 log = structlog.get_logger(__name__)
 SITE = "State Portal"
 GONE = ("revoked", "expired", "exhausted", "not-yet-valid", "unknown")
+# Words for citizens are written here in English and marked for the catalogues (``N_``); each
+# page shows them in its reader's language.
 PLAIN = {
-    "revoked": "You revoked your consent, so the register was not asked.",
-    "expired": "Your consent has expired, so the register was not asked.",
-    "exhausted": "Your consent has been used as many times as you allowed.",
-    "PreviewRefused": "You chose not to share this data, so nothing was sent.",
-    "ConsentRequired": "The register needs your consent first.",
-    "NotFound": "The register holds no such record about you.",
+    "revoked": N_("You revoked your consent, so the register was not asked."),
+    "expired": N_("Your consent has expired, so the register was not asked."),
+    "exhausted": N_("Your consent has been used as many times as you allowed."),
+    "PreviewRefused": N_("You chose not to share this data, so nothing was sent."),
+    "ConsentRequired": N_("The register needs your consent first."),
+    "NotFound": N_("The register holds no such record about you."),
 }
-UNAVAILABLE = "The register could not provide it just now. Please try again later."
+UNAVAILABLE = N_("The register could not provide it just now. Please try again later.")
 # Why an attempt to obtain a citizen's data was refused, by the error code of the answer.
 REFUSED = {
-    "AccessDenied": "refused: they had no right to it",
-    "ConsentRequired": "refused: you had not given your consent",
-    "ConsentDenied": "refused: your consent did not allow it",
-    "PreviewRequired": "held until you looked at the data",
-    "PreviewRefused": "refused: you chose not to share it",
-    "NotFound": "the register holds no such record",
+    "AccessDenied": N_("refused: they had no right to it"),
+    "ConsentRequired": N_("refused: you had not given your consent"),
+    "ConsentDenied": N_("refused: your consent did not allow it"),
+    "PreviewRequired": N_("held until you looked at the data"),
+    "PreviewRefused": N_("refused: you chose not to share it"),
+    "NotFound": N_("the register holds no such record"),
 }
 
 
@@ -80,8 +84,8 @@ def refused_because(outcome: str, status: object) -> str:
     if known:
         return known
     if isinstance(status, int) and status >= 500:
-        return "not answered: the register had a fault"
-    return "refused: the request was not valid"
+        return N_("not answered: the register had a fault")
+    return N_("refused: the request was not valid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,12 +164,13 @@ class Portal:
             "consumer": self.settings.client,
             "service": procedure.consented_service,
             "purpose": procedure.purpose,
-            "purpose_text": procedure.purpose_text,
+            "purpose_text": localised(procedure.purpose_text),
             "valid_days": str(procedure.valid_days),
             "max_uses": "unlimited" if procedure.max_uses is None else str(procedure.max_uses),
             "preview": "1" if procedure.preview else "",
             "return_to": f"{self.settings.public_url.rstrip('/')}/procedures/"
             f"{procedure.code}/consent",
+            "lang": languages.current(),  # the consent service speaks the reader's language
         }
         if procedure.legal_basis:
             query["legal_basis"] = procedure.legal_basis
@@ -180,7 +185,7 @@ class Portal:
             or consent.service != procedure.consented_service
             or consent.purpose.code != procedure.purpose
         ):
-            raise AccessDenied("this consent is not for this procedure of this portal")
+            raise AccessDenied(N_("this consent is not for this procedure of this portal"))
         self.consents[(consent.sub, procedure.code)] = artefact
         return consent
 
@@ -207,7 +212,7 @@ class Portal:
             return Answer(error=UNAVAILABLE)
         body = _json(response)
         if response.status_code == 200 and isinstance(body, dict):
-            return Answer(evidence=flatten(body))
+            return Answer(evidence=flatten(body, label=self.settings.label))
         fault = body if isinstance(body, dict) else {}
         kind = str(fault.get("type", ""))
         if kind.endswith("PreviewRequired"):
@@ -330,7 +335,7 @@ def create_app(portal: Portal) -> Starlette:
     def procedure_of(request: Request) -> Procedure:
         procedure = settings.procedure(request.path_params["code"])
         if procedure is None:
-            raise NotFound("there is no such procedure")
+            raise NotFound(N_("there is no such procedure"))
         return procedure
 
     async def home(request: Request) -> Response:
@@ -363,6 +368,7 @@ def create_app(portal: Portal) -> Starlette:
             answer=answer,
             csrf=web.csrf_token(request.session),
             rating=portal.ratings.form_for(request.session, procedure),
+            here=f"/procedures/{procedure.code}",  # the language switch, after a fetch too
         )
 
     async def procedure(request: Request) -> Response:
@@ -454,6 +460,7 @@ def create_app(portal: Portal) -> Starlette:
                 "timestamped": checked.timestamped,
                 "register": register,
             },
+            here="/usage",
         )
 
     async def health(_: Request) -> Response:
@@ -479,7 +486,8 @@ def create_app(portal: Portal) -> Starlette:
             Route("/health", health),
         ],
         middleware=[
-            web.sessions(portal.session_secret, cookie="portal_session", https=settings.https)
+            web.sessions(portal.session_secret, cookie="portal_session", https=settings.https),
+            languages.middleware(default=settings.default_language, https=settings.https),
         ],
     )
     install_error_handlers(app, page=lambda error: pages.failure(SITE, error))

@@ -19,9 +19,19 @@
     jwks_url = "http://127.0.0.1:4440/jwks"
     client_id = "citizen-portal"
 
+    default_language = "fr"                     # when a reader's browser asks for none we speak
+
     [[procedures]]                              # what citizens can do here (default: passport)
     code = "passport"
+    title = { en = "Apply for a passport", fr = "Demander un passeport", ar = "طلب جواز سفر" }
     ...
+
+    [labels]                                    # evidence fields as citizens read them
+    givenName = { en = "Given name", fr = "Prénom", ar = "الاسم الشخصي" }
+
+Text for people (a procedure's ``title``, ``description``, ``evidence``, ``purpose_text``, the
+``labels``) is one string, or a table with one string per language; a language the table lacks
+is shown in English (see ``docs/languages.md``).
 
 Variables ``EXCHANGE_PORTAL_<KEY>`` and ``EXCHANGE_PORTAL_<SECTION>_<KEY>`` override the file
 (:mod:`exchange.settings_file`), e.g. ``EXCHANGE_PORTAL_IDENTITY_CLIENT_SECRET``.
@@ -37,18 +47,19 @@ from pydantic import Field, field_validator
 from exchange.db.engine import sqlite_url
 from exchange.identifiers import ServiceId, SubsystemId, check_segment, unversioned
 from exchange.settings_file import Listen, OidcClient, RoleSettings, Strict
+from exchange.web.languages import SOURCE, Language, Text, localised
 
 
 class Procedure(Strict):
     """A public service that needs evidence another agency already holds."""
 
     code: str
-    title: str
-    description: str
+    title: Text
+    description: Text
     service: str  # INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE[/VERSION] to fetch the evidence from
-    evidence: str  # what the citizen would otherwise bring, in words
+    evidence: Text  # what the citizen would otherwise bring, in words
     purpose: str
-    purpose_text: str
+    purpose_text: Text  # sent to the consent service in the reader's language
     legal_basis: str | None = None
     valid_days: int = Field(default=30, ge=1, le=365)
     max_uses: int | None = Field(default=3, ge=1)
@@ -74,30 +85,53 @@ class Procedure(Strict):
 def passport(service: str) -> Procedure:
     return Procedure(
         code="passport",
-        title="Apply for a passport",
-        description=(
-            "A first passport needs proof of birth. Instead of bringing a certificate, let the "
-            "portal obtain your birth certificate from the Population Register with your consent."
-        ),
+        title={"en": "Apply for a passport", "fr": "Demander un passeport", "ar": "طلب جواز سفر"},
+        description={
+            "en": "A first passport needs proof of birth. Instead of bringing a certificate, let "
+            "the portal obtain your birth certificate from the Population Register with your "
+            "consent.",
+            "fr": "Un premier passeport demande une preuve de naissance. Au lieu d'apporter un "
+            "acte, laissez le portail obtenir votre acte de naissance auprès du registre de la "
+            "population, avec votre consentement.",
+            "ar": "يتطلب أول جواز سفر إثباتًا للميلاد. بدلًا من أن تُحضر شهادة بنفسك، اسمح "
+            "للبوابة بأن تحصل على شهادة ميلادك من سجل السكان بموافقتك.",
+        },
         service=service,
-        evidence="birth certificate",
+        evidence={"en": "birth certificate", "fr": "acte de naissance", "ar": "شهادة الميلاد"},
         purpose="passport-application",
-        purpose_text="to check your identity and citizenship for your passport application",
+        purpose_text={
+            "en": "to check your identity and citizenship for your passport application",
+            "fr": "vérifier votre identité et votre nationalité pour votre demande de passeport",
+            "ar": "التحقق من هويتك وجنسيتك لطلب جواز السفر",
+        },
     )
 
 
 def teaching(service: str) -> Procedure:
     return Procedure(
         code="teaching-position",
-        title="Apply for a teaching position",
-        description=(
-            "Schools need proof of your higher education. Let the portal obtain your diploma "
-            "from the university with your consent; you will see it before it is sent."
-        ),
+        title={
+            "en": "Apply for a teaching position",
+            "fr": "Postuler à un poste d'enseignant",
+            "ar": "التقدم لوظيفة تدريس",
+        },
+        description={
+            "en": "Schools need proof of your higher education. Let the portal obtain your "
+            "diploma from the university with your consent; you will see it before it is sent.",
+            "fr": "Les écoles demandent une preuve de vos études supérieures. Laissez le portail "
+            "obtenir votre diplôme auprès de l'université, avec votre consentement ; vous le "
+            "verrez avant qu'il ne soit envoyé.",
+            "ar": "تطلب المدارس إثباتًا لتعليمك العالي. اسمح للبوابة بأن تحصل على شهادتك "
+            "الجامعية من الجامعة بموافقتك، وستطّلع عليها قبل إرسالها.",
+        },
         service=service,
-        evidence="diploma",
+        evidence={"en": "diploma", "fr": "diplôme", "ar": "الشهادة الجامعية"},
         purpose="teaching-application",
-        purpose_text="to check your qualification for a teaching position",
+        purpose_text={
+            "en": "to check your qualification for a teaching position",
+            "fr": "vérifier votre qualification pour un poste d'enseignant",
+            "ar": "التحقق من مؤهلك لوظيفة تدريس",
+        },
         max_uses=1,
         preview=True,
     )
@@ -116,6 +150,8 @@ class PortalSettings(RoleSettings):
     listen: Listen = Listen(port=4450)
     identity: OidcClient
     procedures: list[Procedure] = Field(min_length=1)
+    labels: dict[str, Text] = Field(default_factory=dict)  # evidence fields, by their name
+    default_language: Language = SOURCE
     timeout: float = Field(default=30.0, gt=0)
     globalconf_refresh: float = Field(default=60.0, gt=0)
     database_url: str | None = None
@@ -134,6 +170,11 @@ class PortalSettings(RoleSettings):
     @property
     def https(self) -> bool:
         return self.public_url.startswith("https://")
+
+    def label(self, field: str) -> str:
+        """An evidence field's name in the reader's language (its own name if none is given)."""
+        text = self.labels.get(field)
+        return field if text is None else localised(text)
 
     def procedure(self, code: str) -> Procedure | None:
         return next((p for p in self.procedures if p.code == code), None)

@@ -29,6 +29,7 @@ from exchange.idp import files as idp_files
 from exchange.idp.provider import Citizen
 from exchange.portal.settings import Procedure, passport, teaching
 from exchange.sample import business, population
+from exchange.sample.labels import EVIDENCE_TYPES, MEMBER_NAMES, SAMPLE_LABELS
 from exchange.trust.globalconf_client import utcnow
 from exchange.tsa import files as tsa_files
 
@@ -97,6 +98,8 @@ class Federation:
 
 
 def _toml(value: object) -> str:
+    if isinstance(value, dict):  # an inline table: text in each language
+        return "{ " + ", ".join(f"{_toml(k)} = {_toml(v)}" for k, v in value.items()) + " }"
     return json.dumps(value)  # JSON strings, numbers and lists are valid TOML values
 
 
@@ -269,6 +272,8 @@ def create(
         return (
             f'\n[preview]\nhost = "127.0.0.1"\nport = {port}\n'
             f"public_url = {_toml(f'http://127.0.0.1:{port}')}\nclient_id = {_toml(client)}\n"
+            "[preview.labels]\n"
+            + "".join(f"{_toml(k)} = {_toml(v)}\n" for k, v in SAMPLE_LABELS.items())
         )
 
     layouts = [
@@ -394,6 +399,10 @@ def _consent_service(central: Central, base: Path, ports: Ports) -> Path:
         f"client_id = {_toml(CONSENT_CLIENT_ID)}\n\n"
         f"[consumers]\n{_toml(str(CITIZEN_PORTAL))} = "
         f"{_toml([f'http://127.0.0.1:{ports.portal}/procedures/'])}\n"
+        "\n[evidence_types]\n"
+        + "".join(f"{_toml(k)} = {_toml(v)}\n" for k, v in EVIDENCE_TYPES.items())
+        + "\n[members]\n"
+        + "".join(f"{_toml(k)} = {_toml(v)}\n" for k, v in MEMBER_NAMES.items())
     )
     return settings
 
@@ -418,5 +427,7 @@ def _portal(base: Path, ports: Ports, issuer: str, procedures: list[Procedure]) 
             )
             for procedure in procedures
         )
+        + "\n[labels]\n"
+        + "".join(f"{_toml(k)} = {_toml(v)}\n" for k, v in SAMPLE_LABELS.items())
     )
     return settings

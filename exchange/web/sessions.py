@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 
 from exchange.errors import AccessDenied
+from exchange.web.languages import N_
 
 
 def sessions(secret: bytes, *, cookie: str, https: bool, max_age: int = 3600) -> Middleware:
@@ -42,4 +43,4 @@ def check_csrf(session: dict[str, Any], form: Mapping[str, Any]) -> None:
         and isinstance(given, str)
         and hmac.compare_digest(expected, given)
     ):
-        raise AccessDenied("the form is stale or was not sent from this site; please try again")
+        raise AccessDenied(N_("the form is stale or was not sent from this site; please try again"))

@@ -181,7 +181,11 @@ def test_a_return_address_that_leaves_the_registered_pages_grants_nothing(roles:
     ("site", "signed_in", "signed_out"),
     [
         ("portal", "Welcome, Mari Tamm", "Sign in to use public services"),
-        ("consent", "Mari Tamm (EE38001085718)", "Sign in to see who may obtain your data"),
+        (
+            "consent",
+            'Mari Tamm (<bdi dir="ltr">EE38001085718</bdi>)',  # the code stays left-to-right
+            "Sign in to see who may obtain your data",
+        ),
     ],
 )
 def test_signing_out_needs_the_forms_csrf_token(
@@ -225,3 +229,70 @@ def test_every_page_of_a_signed_in_citizen_offers_sign_out(roles: Roles) -> None
             ), name
     finally:
         browser.close()
+
+
+def test_pages_speak_the_readers_language_and_remember_a_choice(roles: Roles) -> None:
+    """Arabic from the browser's Accept-Language, right to left with identifiers kept left to
+    right, through the identity provider, the portal and the consent service; the words of the
+    settings (procedures, evidence fields, members) in Arabic too. A choice on a page beats the
+    browser and is remembered; an unknown language falls back to the default, English."""
+    portal = f"http://127.0.0.1:{roles.ports.portal}"
+    browser = Browser(roles.roles.loopback.blocking())
+    browser.http.headers["Accept-Language"] = "ar-MA,ar;q=0.9,fr;q=0.8"
+    rtl = '<html lang="ar" dir="rtl">'
+    try:
+        sign_in = browser.get(f"{portal}/login?then=/")
+        assert rtl in sign_in.text
+        assert "اختر مواطنًا تجريبيًا" in sign_in.text
+        home = browser.submit(sign_in, 'name="citizen"', citizen=JAAN)
+        assert rtl in home.text
+        assert "مرحبًا، Jaan Kask." in home.text
+        assert "طلب جواز سفر" in home.text  # the procedure's title, from the settings
+        assert f'<bdi dir="ltr">{JAAN}</bdi>' in home.text
+
+        procedure = browser.get(f"{portal}/procedures/passport")
+        assert "امنح موافقتك لدى خدمة الموافقات" in procedure.text
+        grant = browser.get(link(procedure, "give-consent"))  # the portal passes lang=ar on
+        grant = browser.submit(grant, 'name="citizen"', citizen=JAAN)
+        assert rtl in grant.text
+        assert "هل توافق؟" in grant.text
+        terms = grant.text.split('id="terms"')[1].split("</div>")[0]
+        for words in ("بوابة الدولة", "«شهادة الميلاد»", "سجل السكان"):  # from the settings
+            assert words in terms
+        assert "التحقق من هويتك وجنسيتك" in terms  # the purpose, in the reader's language
+        assert "مرات على الأكثر" in terms  # three uses: the "few" plural form
+        assert not re.search("[٠-٩]", terms)  # Latin digits, deliberately
+        granted = browser.submit(grant, 'value="grant"', decision="grant")
+        assert "تم منح الموافقة" in granted.text
+        back = browser.submit(granted, 'name="consent"')
+        fetched = browser.submit(back, 'id="fetch"')
+        assert rtl in fetched.text
+        assert "<td>شهادة الميلاد / رقم التسجيل</td><td><bdi>B-1991-004417</bdi></td>" in (
+            fetched.text
+        )
+        assert "<td>شهادة الميلاد / الأم / الاسم الشخصي</td>" in fetched.text  # each labelled
+
+        french = browser.get(f"{portal}/procedures/passport?lang=fr")
+        assert '<html lang="fr" dir="ltr">' in french.text
+        assert "Demander un passeport" in french.text
+        cookie = french.headers["set-cookie"]
+        assert cookie.startswith("lang=fr;")
+        assert "HttpOnly" in cookie
+        assert "SameSite=Lax" in cookie
+        assert "Secure" not in cookie  # the sample's portal is plain http
+        later = browser.get(f"{portal}/usage")  # the browser still asks for Arabic
+        assert '<html lang="fr" dir="ltr">' in later.text
+        assert "Qui a consulté mes données" in later.text
+        assert 'href="/usage?lang=ar"' in later.text  # the switch, back to Arabic
+    finally:
+        browser.close()
+
+    stranger = Browser(roles.roles.loopback.blocking())
+    stranger.http.headers["Accept-Language"] = "de-DE,de;q=0.9"
+    try:
+        page = stranger.get(f"{portal}/?lang=xx")
+        assert '<html lang="en" dir="ltr">' in page.text
+        assert "Public services" in page.text
+        assert "set-cookie" not in page.headers or "lang=" not in page.headers["set-cookie"]
+    finally:
+        stranger.close()

@@ -91,3 +91,22 @@ def test_only_the_person_concerned_may_look(roles: Roles) -> None:
     stranger = decide(roles, url, JAAN, "look")
     assert stranger.status_code == 404
     assert DIPLOMA_RECORD["diplomaNumber"] not in stranger.text
+
+
+def test_the_preview_page_speaks_french_with_the_fields_labelled(roles: Roles) -> None:
+    artefact = roles.artefact(MARI, service=DIPLOMA_SERVICE, preview=True, max_uses=1)
+    url = preview_url(roles, artefact)
+    browser = Browser(roles.roles.loopback.blocking())
+    browser.http.headers["Accept-Language"] = "fr-FR,fr;q=0.9"
+    try:
+        sign_in = browser.get(url)
+        assert '<html lang="fr" dir="ltr">' in sign_in.text
+        page = browser.submit(sign_in, 'name="citizen"', citizen=MARI)
+        assert "Vérifiez avant de partager" in page.text
+        assert "Numéro du diplôme" in page.text  # the gateway's [preview.labels]
+        assert f"<bdi>{DIPLOMA_RECORD['diplomaNumber']}</bdi>" in page.text
+        assert "UTC" in page.text
+        refused = browser.submit(page, 'value="refused"', decision="refused")
+        assert "Rien ne sera envoyé." in refused.text
+    finally:
+        browser.close()
