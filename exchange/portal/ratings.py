@@ -32,16 +32,18 @@ from exchange.errors import Conflict, Error, InvalidRequest, NotFound
 from exchange.identity.login import signed_in
 from exchange.portal import models
 from exchange.portal.settings import PortalSettings, Procedure
+from exchange.web.languages import N_, SOURCE, Text, gettext, localised
 
 SESSION_KEY = "rating_tickets"  # procedure code -> token, in the citizen's session
-SCALE = {  # the score, in plain words
-    1: "Very hard",
-    2: "Hard",
-    3: "Neither easy nor hard",
-    4: "Easy",
-    5: "Very easy",
+# The score in plain words, marked for the catalogues and shown in the reader's language.
+SCALE = {
+    1: N_("Very hard"),
+    2: N_("Hard"),
+    3: N_("Neither easy nor hard"),
+    4: N_("Easy"),
+    5: N_("Very easy"),
 }
-OTHER = "another document"
+OTHER = N_("another document")
 
 
 def _digest(token: str) -> str:
@@ -54,7 +56,20 @@ class Ratings:
     ) -> None:
         self._engine = engine
         self._clock = clock
-        self.documents = [*sorted({p.evidence for p in procedures}), OTHER]
+        # A document is kept by its English words (the settings' own language), whatever the
+        # language of the form, so that one document is one row of the tally; it is shown in
+        # the reader's language.
+        self._names: dict[str, Text] = {
+            localised(p.evidence, SOURCE): p.evidence for p in procedures
+        }
+        self.documents = [*sorted(self._names), OTHER]
+
+    def document_name(self, document: str) -> str:
+        """A document as the form stores it, in the reader's language."""
+        if document == OTHER:
+            return gettext(OTHER)
+        text = self._names.get(document)
+        return document if text is None else localised(text)
 
     def issue(self, session: dict[str, Any], procedure: Procedure) -> None:
         """A ticket to rate this run of ``procedure``, kept in ``session``."""
@@ -78,7 +93,10 @@ class Ratings:
         held = session.get(SESSION_KEY)
         if not (isinstance(held, dict) and isinstance(held.get(procedure.code), str)):
             return None
-        return {"scale": SCALE, "documents": self.documents}
+        return {
+            "scale": SCALE,
+            "documents": [(document, self.document_name(document)) for document in self.documents],
+        }
 
     def record(
         self, session: dict[str, Any], procedure: Procedure, form: Mapping[str, Any]
@@ -88,7 +106,7 @@ class Ratings:
         held = session.get(SESSION_KEY)
         token = held.get(procedure.code) if isinstance(held, dict) else None
         if not isinstance(held, dict) or not isinstance(token, str):
-            raise Conflict("there is nothing to rate, or you rated this procedure already")
+            raise Conflict(N_("there is nothing to rate, or you rated this procedure already"))
         key = {
             "procedure": procedure.code,
             "month": str(Month.of(self._clock())),
@@ -105,7 +123,7 @@ class Ratings:
         # Spent now, or already through a copy of this session: either way the form is done.
         session[SESSION_KEY] = {k: v for k, v in held.items() if k != procedure.code}
         if spent.rowcount != 1:
-            raise Conflict("you rated this procedure already")
+            raise Conflict(N_("you rated this procedure already"))
 
     @staticmethod
     def _add(connection: Any, key: dict[str, Any]) -> None:
@@ -124,13 +142,13 @@ class Ratings:
         """The form's answers, checked: a precise 400 for each thing out of place."""
         score = str(form.get("score", ""))
         if score not in {str(s) for s in SCALE}:
-            raise InvalidRequest("choose how easy it was, from 1 to 5", detail="score")
+            raise InvalidRequest(N_("choose how easy it was, from 1 to 5"), detail="score")
         brought = str(form.get("brought", ""))
         if brought not in ("yes", "no"):
-            raise InvalidRequest("say whether you had to bring a document", detail="brought")
+            raise InvalidRequest(N_("say whether you had to bring a document"), detail="brought")
         document = str(form.get("document", ""))
         if document and (brought == "no" or document not in self.documents):
-            raise InvalidRequest("choose a document from the list", detail="document")
+            raise InvalidRequest(N_("choose a document from the list"), detail="document")
         return int(score), brought, document
 
     def published(self, months: Months) -> dict[str, list[dict[str, Any]]]:
@@ -191,14 +209,14 @@ def rating_route(
             web.check_csrf(request.session, form)
             procedure = settings.procedure(code)
             if procedure is None:
-                raise NotFound("there is no such procedure")
+                raise NotFound(N_("there is no such procedure"))
             ratings.record(request.session, procedure, form)
         except Error as error:
             return pages.failure(site, error, back=back)
         return pages.message(
             site,
-            "Thank you",
-            "Your answer was added to the figures, without your name.",
+            gettext(N_("Thank you")),
+            gettext(N_("Your answer was added to the figures, without your name.")),
             kind="success",
             back=back,
         )
