@@ -32,6 +32,7 @@ from exchange.errors import Error, InvalidRequest, ServiceFailed
 from exchange.faults import mapped
 from exchange.portal.charts import bars
 from exchange.portal.ratings import SCALE
+from exchange.web.languages import N_, gettext, localised, month
 from exchange.web.pages import HEADERS
 
 if TYPE_CHECKING:
@@ -50,10 +51,11 @@ TABLES = {
     "timing": (),
 }
 PARAMETERS = ("from", "to")
-GROUNDS = {"consent": "Consent", "legal-basis": "Legal basis", "public": "Public data"}
+# The page's words for the codes of the figures (which stay codes in the JSON and the CSV).
+GROUNDS = {"consent": N_("Consent"), "legal-basis": N_("Legal basis"), "public": N_("Public data")}
 PREVIEWS = {
-    "held-for-preview": "Held until the citizen looked",
-    "refused-after-preview": "Refused by the citizen after looking",
+    "held-for-preview": N_("Held until the citizen looked"),
+    "refused-after-preview": N_("Refused by the citizen after looking"),
 }
 CSV_COLUMNS = (
     "figure",
@@ -188,7 +190,8 @@ def months_asked(request: Request, now: datetime) -> Months:
 
 
 def page_context(figures: dict[str, Any], portal: Portal) -> dict[str, Any]:
-    """What the page needs beyond the figures: labels, and the charts' rows."""
+    """What the page needs beyond the figures: labels in the reader's language, and the charts'
+    rows (months as the reader's language names them)."""
     names = {p["subsystem"]: p["name"] for p in figures["providers"]}
     titles = {p.code: p.title for p in portal.settings.procedures}
 
@@ -197,24 +200,36 @@ def page_context(figures: dict[str, Any], portal: Portal) -> dict[str, Any]:
         return f"{names.get(subsystem, subsystem)}: {code}"
 
     def procedure_title(code: str) -> str:
-        return titles.get(code, code)
+        title = titles.get(code)
+        return code if title is None else localised(title)
+
+    def score(value: int) -> str:
+        words = SCALE.get(value)
+        return f"{value} · {gettext(words)}" if words else str(value)
 
     return {
         "label": label,
         "procedure_title": procedure_title,
-        "scale": SCALE,
+        "score": score,
+        "document_name": portal.ratings.document_name,
         "grounds": GROUNDS,
         "previews": PREVIEWS,
         "bars": bars,
         "charts": {
             "documents": [
-                (f"{c['month']} · {label(c['service'])}", c["count"]) for c in figures["documents"]
+                (f"{month(c['month'])} · {label(c['service'])}", c["count"])
+                for c in figures["documents"]
             ],
             "refusals": [
-                (f"{c['month']} · {c['reason']}", c["count"]) for c in figures["refusals"]
+                (f"{month(c['month'])} · {c['reason']}", c["count"]) for c in figures["refusals"]
             ],
             "satisfaction": [
-                (f"{c['month']} · {procedure_title(c['procedure'])} · {c['score']}", c["count"])
+                (
+                    " · ".join(
+                        (month(c["month"]), procedure_title(c["procedure"]), score(c["score"]))
+                    ),
+                    c["count"],
+                )
                 for c in figures["satisfaction"]
             ],
         },

@@ -140,6 +140,17 @@ def time_of_day(moment: datetime | float | str, language: str | None = None) -> 
     return f"{format_skeleton('Hm', _moment(moment), tzinfo=UTC, locale=locale)} UTC"
 
 
+def month(value: str, language: str | None = None) -> str:
+    """A month given as ``YYYY-MM`` as the reader's language names it ("décembre 2026"), or
+    ``value`` unchanged if it is not one."""
+    try:
+        year, number_of_month = (int(part) for part in value.split("-"))
+        first = datetime(year, number_of_month, 1, tzinfo=UTC)
+    except ValueError:
+        return value
+    return format_skeleton("yMMMM", first, tzinfo=UTC, locale=language or current())
+
+
 def number(value: int | float, language: str | None = None) -> str:
     """A number in the reader's language, always in Latin digits (see the module's text)."""
     return format_decimal(value, locale=language or current(), numbering_system="latn")

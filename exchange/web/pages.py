@@ -68,6 +68,7 @@ class Pages:
             environment.filters.update(
                 utc=functools.partial(languages.date_time, language=language),
                 time_of_day=functools.partial(languages.time_of_day, language=language),
+                month=functools.partial(languages.month, language=language),
                 number=functools.partial(languages.number, language=language),
                 translated=catalogue.gettext,
                 localised=functools.partial(languages.localised, language=language),
