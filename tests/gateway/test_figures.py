@@ -10,15 +10,19 @@ import json
 import re
 from collections import Counter
 from html import unescape
+from pathlib import Path
 from typing import Any
 
 import httpx
+from babel.messages.extract import extract
 from sqlalchemy import text
 
+import exchange.portal as portal_templates
 from exchange.db.engine import build_engine
 from exchange.disclosure import Month, published
 from exchange.portal.settings import PortalSettings
 from exchange.sample import federation
+from exchange.web import languages
 from tests.browser import Browser
 from tests.gateway.conftest import BIRTH, MARI, RESIDENCE, Roles
 from tests.gateway.test_portal import link
@@ -285,3 +289,129 @@ def test_the_figures_service_answers_only_its_path_and_reading(roles: Roles) -> 
     bad = roles.call(f"{service}/v1/months?from=2026-00")
     assert bad.status_code == 400
     assert bad.json()["detail"] == "from"
+
+
+def marked_in(*templates: str) -> list[str]:
+    """The longer messages marked in the portal's ``templates`` (short ones, "to", "Yes", could
+    be part of other words)."""
+    found = []
+    for name in templates:
+        path = Path(portal_templates.__file__).parent / "templates" / name
+        with path.open("rb") as source:
+            for _, message, _, _ in extract(
+                "jinja2", source, keywords={"_": None}, options={"trimmed": "true"}
+            ):
+                if isinstance(message, str) and len(message) > 12 and "%(" not in message:
+                    found.append(unescape(message))
+    assert found
+    return found
+
+
+def forget_language(browser: Browser) -> None:
+    """Drop the language remembered on the way (the sites share 127.0.0.1, and so the cookie)."""
+    for cookie in list(browser.http.cookies.jar):
+        if cookie.name == "lang":
+            browser.http.cookies.jar.clear(cookie.domain, cookie.path, cookie.name)
+
+
+def english_left(page: str, messages: list[str]) -> list[str]:
+    return [m for m in messages if m in unescape(page)]
+
+
+def test_the_figures_and_the_rating_form_speak_arabic_right_to_left(roles: Roles) -> None:
+    """Arabic from the browser: the rating form, its thanks and the figures page in Arabic, right
+    to left, with the charts mirrored and months, counts and scores in Latin digits."""
+    rtl = '<html lang="ar" dir="rtl">'
+    browser = Browser(roles.roles.loopback.blocking())
+    try:
+        rate(browser, roles)  # in English: the sign-in helpers read English pages
+        forget_language(browser)
+        browser.http.headers["Accept-Language"] = "ar-MA,ar;q=0.9"
+        fetched = browser.get(f"{portal_url(roles)}/procedures/passport")
+        assert rtl in fetched.text
+        form = fetched.text.split('id="rating"', 1)[1].split("</form>", 1)[0]
+        for words in ("كيف كانت تجربتك؟", "5 · سهل جدًا", "1 · صعب جدًا", "أرسل إجابتي"):
+            assert words in form
+        # The documents are offered in Arabic and sent by their English words, as kept.
+        assert '<option value="birth certificate">شهادة الميلاد</option>' in form
+        assert '<option value="another document">وثيقة أخرى</option>' in form
+        assert not english_left(form, marked_in("rating.html"))
+        for words in ("Very easy", "Neither easy nor hard", ">another document<"):
+            assert words not in form
+        wrong = browser.submit(fetched, 'id="rate"', score="9", brought="no")
+        assert wrong.status_code == 400
+        assert "اختر مدى السهولة، من 1 إلى 5" in wrong.text
+        thanked = browser.submit(
+            fetched, 'id="rate"', score="5", brought="yes", document="another document"
+        )
+        assert thanked.status_code == 200, thanked.text[:2000]
+        assert rtl in thanked.text
+        assert "شكرًا لك" in thanked.text
+        assert "Thank you" not in thanked.text
+
+        month = this_month(roles)
+        # A range no other test asks for: the portal keeps each range's figures for minutes.
+        before = str(Month.of(roles.clock()).minus(1))
+        page = browser.get(f"{portal_url(roles)}/figures?from={before}&to={month}")
+    finally:
+        browser.close()
+    assert page.status_code == 200
+    assert rtl in page.text
+    assert "<h1>الأرقام العامة</h1>" in page.text
+    named = languages.month(month, "ar")
+    assert re.search("[\u0600-\u06ff]", named)  # the month's Arabic name
+    assert f"<td>{named}</td>" in page.text
+    assert f"من {languages.month(before, 'ar')} إلى {named}" in page.text
+    satisfaction = table_rows(page.text, "satisfaction")
+    assert [named, "طلب جواز سفر", "5 · سهل جدًا", "<5"] in satisfaction
+    assert [named, "طلب جواز سفر", "نعم: وثيقة أخرى", "<5"] in table_rows(page.text, "brought")
+    assert not english_left(page.text, marked_in("figures.html"))
+    for words in ("Very easy", "Public figures", "another document", "Consent<"):
+        assert words not in page.text
+    assert not re.search("[٠-٩]", page.text)  # Latin digits, deliberately
+    # The charts are mirrored: labels read right to left from the right, counts left to right.
+    chart = page.text.split('id="satisfaction-chart"', 1)[1].split("</svg>", 1)[0]
+    assert 'direction="rtl"' in chart
+    assert 'text-anchor="end" direction="rtl"' in chart
+    assert 'direction="ltr"' in chart
+    assert "الأرقام نفسها واردة في الجدول أدناه." in chart  # its description
+
+
+def test_the_figures_and_the_rating_form_speak_french(roles: Roles) -> None:
+    browser = Browser(roles.roles.loopback.blocking())
+    try:
+        rate(browser, roles)
+        forget_language(browser)
+        browser.http.headers["Accept-Language"] = "fr-FR,fr;q=0.9"
+        fetched = browser.get(f"{portal_url(roles)}/procedures/passport")
+        assert '<html lang="fr" dir="ltr">' in fetched.text
+        form = fetched.text.split('id="rating"', 1)[1].split("</form>", 1)[0]
+        for words in (
+            "Comment cela s'est-il passé\u00a0?",
+            "5 · Très facile",
+            "Envoyer ma réponse",
+        ):
+            assert words in unescape(form)
+        assert '<option value="birth certificate">acte de naissance</option>' in form
+        assert not english_left(form, marked_in("rating.html"))
+        thanked = browser.submit(fetched, 'id="rate"', score="3", brought="no")
+        assert "Merci" in thanked.text
+        assert "sans votre nom" in thanked.text
+        month = this_month(roles)
+        before = str(Month.of(roles.clock()).minus(1))
+        page = browser.get(f"{portal_url(roles)}/figures?from={before}&to={month}")
+    finally:
+        browser.close()
+    assert '<html lang="fr" dir="ltr">' in page.text
+    assert "<h1>Chiffres publics</h1>" in page.text
+    named = languages.month(month, "fr")
+    assert f"<td>{named}</td>" in page.text
+    # Figures are kept for minutes, so this rating may not be among them yet; any shown is French.
+    words = "(Très difficile|Difficile|Ni facile ni difficile|Facile|Très facile)"
+    for row in table_rows(page.text, "satisfaction") if 'id="satisfaction"' in page.text else []:
+        assert row[0] == named
+        assert re.fullmatch(rf"[1-5] · {words}", row[2]), row
+    assert not english_left(page.text, marked_in("figures.html"))
+    chart = page.text.split('id="documents-chart"', 1)[1].split("</svg>", 1)[0]
+    assert 'direction="ltr"' in chart
+    assert "Les mêmes chiffres figurent dans le tableau ci-dessous." in chart
