@@ -118,3 +118,18 @@ class Exchange(Base):
     request_hash: Mapped[str | None] = mapped_column(String(128))
     request_signature: Mapped[str | None] = mapped_column(Text)
     response_signature: Mapped[str | None] = mapped_column(Text)
+
+
+class Watch(Base):
+    """A portal asked, with a citizen's ID token, to be told of each release about them.
+
+    Only the audit log's keyed hash of the person, an opaque id the portal chose and the
+    portal's subsystem are kept: no address, no language, no person code
+    (:mod:`exchange.gateway.watches`, docs/notifications.md).
+    """
+
+    __tablename__ = "gw_watches"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64), index=True)
+    portal: Mapped[str] = mapped_column(ID, index=True)  # the subsystem that registered it
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -95,7 +95,7 @@ class Provider:
         parameters = query_parameters(admitted.query)
         code = target.service.service_code
         if code == usage.SERVICE:
-            if request.method not in ("GET", "HEAD"):
+            if request.method not in self.usage.methods(target.rest_path):
                 raise MethodNotAllowed(f"the usage service does not accept {request.method}")
             if gateway.services.find(target.service) is None:
                 record.subject = xroad.user_id
@@ -105,6 +105,7 @@ class Provider:
                 parameters=parameters,
                 xroad=xroad,
                 record=record,
+                method=request.method,
             )
             return Answer(200, kind, payload)
         if code == figures.SERVICE:

@@ -14,7 +14,9 @@ like any X-Road service through the caller's own gateway::
 - ``/v2/heartbeat``: ``{"status": "OK"|"FAIL", "message"}`` (no identity needed);
 - ``/v1/records``: the same usages with purpose, legal basis, consent, message id, and each
   record's receipt (its bytes and inclusion proof against a signed tree head); and the
-  attempts, grouped by who asked for what and how it ended (``attempts``).
+  attempts, grouped by who asked for what and how it ended (``attempts``);
+- ``/v1/watches`` (``POST``, ``DELETE``) and ``/v1/events``: a portal told of each release
+  about a citizen who asked it to be (:mod:`exchange.gateway.watches`).
 
 A usage is an answer that released data about the person; any other answer to a request about
 them (refused, or failed at the provider) is an attempt. Each kind is read by its own index
@@ -37,7 +39,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audit import merkle
@@ -47,6 +49,7 @@ from audit.receipt import make_receipt
 from exchange.errors import AccessDenied, Error, InvalidRequest, InvalidToken, NotFound
 from exchange.gateway.node import Gateway
 from exchange.gateway.records import ExchangeRecord
+from exchange.gateway.watches import MAX_EVENTS, Watches, chains, watch_id
 from exchange.gateway.xroad import XRoadHeaders
 from exchange.identifiers import SubsystemId, unversioned
 
@@ -86,6 +89,12 @@ class Usage:
         self._gateway = gateway
         self._trees: dict[str, merkle.Tree] = {}
         self._trees_lock = threading.Lock()  # queries run on several threads
+        self.watches = Watches(gateway, self)
+
+    @staticmethod
+    def methods(rest_path: str) -> tuple[str, ...]:
+        """The HTTP methods a path of the usage service takes."""
+        return ("POST", "DELETE") if rest_path == "/v1/watches" else ("GET", "HEAD")
 
     async def answer(
         self,
@@ -95,16 +104,37 @@ class Usage:
         parameters: dict[str, str],
         xroad: XRoadHeaders,
         record: ExchangeRecord,
+        method: str = "GET",
     ) -> tuple[bytes, str]:
         """The answer to one usage question; ``record`` notes how the asker was authorised."""
         if rest_path == "/v2/heartbeat":
             return _json(await self._heartbeat())
+        client = str(xroad.client)
+        if rest_path == "/v1/events":  # the portal's own watches: no person is named
+            cursor, limit = parameters.get("cursor"), _count(parameters, "limit", MAX_EVENTS)
+            events = self.watches.events
+            return _json(
+                await self._gateway.in_thread(
+                    events, portal=client, cursor=cursor, limit=min(limit, MAX_EVENTS) or 1
+                )
+            )
+        if rest_path == "/v1/watches" and method == "DELETE":
+            watch = watch_id(parameters)
+            return _json(
+                await self._gateway.in_thread(self.watches.cancel, portal=client, watch=watch)
+            )
         # On a worker thread: checking the token may fetch the issuer's keys over HTTP.
         person, record.legal_basis = await self._gateway.in_thread(
             self._authenticate, rest_path, parameters, xroad
         )
         if rest_path == "/v2/usagePeriod":
             return _json(await self._gateway.in_thread(self._period))
+        if rest_path == "/v1/watches":
+            watch = watch_id(parameters)
+            register = self.watches.register
+            return _json(
+                await self._gateway.in_thread(register, person=person, portal=client, watch=watch)
+            )
         if rest_path in ("/v2/findUsage", "/v1/records"):
             start, end = _time(parameters, "periodStart"), _time(parameters, "periodEnd")
             offset = _count(parameters, "offset", 0)
@@ -177,24 +207,16 @@ class Usage:
     def _period(self) -> dict[str, str | None]:
         # The first record of each chain, found by walking the primary key (chain, seq) from
         # chain to chain: a handful of index lookups, where min(at) would read every record.
-        starts = []
         with Session(self._gateway.engine) as session:
-            chain = session.scalar(select(func.min(AuditRecord.chain)))
-            while chain is not None:
-                starts.append(
-                    session.scalar(
-                        select(AuditRecord.at)
-                        .where(AuditRecord.chain == chain)
-                        .order_by(AuditRecord.seq)
-                        .limit(1)
-                    )
-                )
-                chain = session.scalar(
-                    select(AuditRecord.chain)
-                    .where(AuditRecord.chain > chain)
-                    .order_by(AuditRecord.chain)
+            starts = [
+                session.scalar(
+                    select(AuditRecord.at)
+                    .where(AuditRecord.chain == chain)
+                    .order_by(AuditRecord.seq)
                     .limit(1)
                 )
+                for chain in chains(session)
+            ]
         first = min((s for s in starts if s is not None), default=None)
         return {
             "periodStart": first.isoformat() if first else None,
@@ -262,8 +284,8 @@ class Usage:
             group = groups.get(key)
             if group is None:
                 group = groups[key] = {
-                    **self._receiver(record, members),
-                    "action": self._action(service),
+                    **self.receiver(record, members),
+                    "action": self.action(service),
                     "service": service,
                     "outcome": outcome,
                     "status": record.get("status"),
@@ -284,8 +306,8 @@ class Usage:
         service = str(record.get("service", ""))
         entry: dict[str, Any] = {
             "logtime": row.at.isoformat(),
-            "action": self._action(service),
-            **self._receiver(record, members),
+            "action": self.action(service),
+            **self.receiver(record, members),
         }
         if heads is None:
             return entry
@@ -303,7 +325,7 @@ class Usage:
         return entry
 
     @staticmethod
-    def _receiver(record: dict[str, Any], members: dict[str, Any]) -> dict[str, str | None]:
+    def receiver(record: dict[str, Any], members: dict[str, Any]) -> dict[str, str | None]:
         """Data Tracker's fields for the member and subsystem that asked."""
         client = str(record.get("client", "")).split("/")
         member = members.get("/".join(client[:3]))
@@ -313,7 +335,7 @@ class Usage:
             "receiverSystem": client[3] if len(client) > 3 else None,
         }
 
-    def _action(self, service: str) -> str:
+    def action(self, service: str) -> str:
         code = service.split("/")[4] if service.count("/") >= 4 else service
         try:
             descriptions = self._gateway.trust.view().descriptions
