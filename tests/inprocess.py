@@ -476,6 +476,21 @@ class InProcess:
         self.gateways[name] = self.main.run(self._gateway(settings, self._blocking))
         return self.gateways[name]
 
+    def portal_with(self, settings: PortalSettings) -> Portal:
+        """The portal built again with ``settings`` (its folder and database kept), served at
+        its public address in place of the one before."""
+        self.main.run(self.portal.close())
+        self.portal = Portal(
+            settings,
+            clock=self.clock,
+            globalconf=self._globalconf(settings.anchor),
+            http=self.loopback.asynchronous(),
+            blocking_http=self._blocking,
+        )
+        self.portal.trust.start("citizen portal")
+        self.loopback.serve(settings.public_url, create_portal_app(self.portal), self.main)
+        return self.portal
+
     def refresh(self) -> None:
         """Every role asks the authority for its configuration, as its timer would: a failed
         fetch keeps the copy held (the timer logs it and tries again later)."""

@@ -29,7 +29,7 @@ def serve(
     serving.run(
         serving.serve_all(
             [serving.config(create_app(portal), host=listen.host, port=listen.port)],
-            background=[portal.trust.keep_fresh(settings.globalconf_refresh)],
+            background=portal.background,
             on_started=lambda: typer.echo(announce, err=True),
         )
     )

@@ -12,6 +12,10 @@ token, and checks any record's receipt against the provider's signed, timestampe
 Releases are listed one by one; refused attempts apart, grouped by who asked for what. Citizens
 read plain words; the codes and reasons behind them go to the log, for operators.
 
+A citizen may ask to be e-mailed at each release of their data, or once a day
+(``/notifications``; :mod:`exchange.portal.notices`); each e-mail links to the record's receipt
+check (``/usage/receipt``).
+
 Consent artefacts are kept in this process's memory per citizen and procedure: the portal is an
 example; a production portal would keep them with its case files.
 """
@@ -20,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,6 +51,8 @@ from exchange.faults import mapped
 from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin, SignedIn, signed_in
 from exchange.portal.figures import PublicFigures, figure_routes
+from exchange.portal.mail import Mailer
+from exchange.portal.notices import MODES, Notices
 from exchange.portal.ratings import Ratings, rating_route
 from exchange.portal.settings import PortalSettings, Procedure
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
@@ -67,6 +74,8 @@ PLAIN = {
     "NotFound": N_("The register holds no such record about you."),
 }
 UNAVAILABLE = N_("The register could not provide it just now. Please try again later.")
+BAD_ADDRESS = N_("That does not look like an e-mail address.")
+_ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;.]+")
 # Why an attempt to obtain a citizen's data was refused, by the error code of the answer.
 REFUSED = {
     "AccessDenied": N_("refused: they had no right to it"),
@@ -139,6 +148,16 @@ class Portal:
         self.engine = build_engine(settings.db_url)
         migrate.upgrade("portal", self.engine)
         self.ratings = Ratings(self.engine, procedures=settings.procedures, clock=clock)
+        self.notices: Notices | None = None
+        if settings.notifications is not None:
+            self.notices = Notices(
+                self,
+                settings.notifications,
+                key=keyfolder.secret(settings.data_dir / "notices.key"),
+                mailer=Mailer(settings.notifications),
+                clock=clock,
+                site=SITE,
+            )
         # Its own gateway, over the network unless a transport is injected (tests).
         self.http = httpx.AsyncClient(
             base_url=settings.gateway_url,
@@ -309,6 +328,14 @@ class Portal:
                 return await asyncio.to_thread(verify_receipt, receipt, anchors=anchors)
         return ReceiptCheck(False, "the provider no longer hands out a receipt for that record")
 
+    @property
+    def background(self) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+        """The jobs the portal runs beside its pages."""
+        jobs = [self.trust.keep_fresh(self.settings.globalconf_refresh)]
+        if self.notices is not None:
+            jobs.append(self.notices.run)
+        return jobs
+
     async def close(self) -> None:
         await self.http.aclose()
         self.engine.dispose()
@@ -426,6 +453,7 @@ def create_app(portal: Portal) -> Starlette:
             usage=found,
             csrf=web.csrf_token(request.session),
             checked=None,
+            notifications=portal.notices is not None,
         )
 
     async def verify_page(request: Request) -> Response:
@@ -461,7 +489,94 @@ def create_app(portal: Portal) -> Starlette:
                 "register": register,
             },
             here="/usage",
+            notifications=portal.notices is not None,
         )
+
+    async def receipt_page(request: Request) -> Response:
+        """The record an e-mail links to, its receipt checked (a read, like ``/usage``)."""
+        citizen = citizen_of(request)
+        if citizen is None:
+            return sign_in_first(request)
+        query = request.query_params
+        seq, provider = query.get("seq", ""), query.get("provider", "")
+        try:
+            if not seq.isascii() or not seq.isdigit() or len(seq) > 12:
+                raise InvalidRequest("no such record", detail="seq")
+            checked = await portal.check_receipt(
+                citizen, provider, query.get("chain", ""), int(seq)
+            )
+            found = await portal.all_usage(citizen)
+            register = portal.provider_name(portal.trust.view(), provider)
+        except Error as error:
+            return pages.failure(SITE, error, back="/usage")
+        log.info("portal.receipt_checked", provider=provider, ok=checked.ok, result=checked.message)
+        return pages.page(
+            "usage.html",
+            site=SITE,
+            citizen=citizen,
+            usage=found,
+            csrf=web.csrf_token(request.session),
+            checked={
+                "chain": query.get("chain"),
+                "seq": int(seq),
+                "ok": checked.ok,
+                "timestamped": checked.timestamped,
+                "register": register,
+            },
+            notifications=portal.notices is not None,
+        )
+
+    def notifications_page(
+        request: Request, citizen: SignedIn, notices: Notices, **shown: Any
+    ) -> Response:
+        return pages.page(
+            "notifications.html",
+            status=400 if shown.get("problem") else 200,
+            site=SITE,
+            citizen=citizen,
+            subscription=notices.subscription(citizen.subject),
+            csrf=web.csrf_token(request.session),
+            here="/notifications",
+            unreachable=shown.pop("unreachable", []),
+            **shown,
+        )
+
+    async def notifications(request: Request) -> Response:
+        citizen, notices = citizen_of(request), portal.notices
+        if notices is None:
+            return pages.failure(SITE, NotFound(N_("there is no such page")))
+        if citizen is None:
+            return sign_in_first(request)
+        if request.method == "GET":
+            return notifications_page(request, citizen, notices)
+        try:
+            form = await web.form(request)
+            web.check_csrf(request.session, form)
+            address, mode = str(form.get("address", "")).strip(), str(form.get("mode", ""))
+            if not _ADDRESS.fullmatch(address) or len(address) > 254:
+                return notifications_page(request, citizen, notices, problem=BAD_ADDRESS)
+            if mode not in MODES:
+                raise InvalidRequest("mode must be each or daily", detail="mode")
+            unreachable = await notices.subscribe(
+                citizen, address=address, mode=mode, language=languages.current()
+            )
+        except Error as error:
+            return pages.failure(SITE, error, back="/notifications")
+        return notifications_page(request, citizen, notices, saved=True, unreachable=unreachable)
+
+    async def stop_notifications(request: Request) -> Response:
+        citizen, notices = citizen_of(request), portal.notices
+        if notices is None:
+            return pages.failure(SITE, NotFound(N_("there is no such page")))
+        if citizen is None:
+            return sign_in_first(request)
+        try:
+            form = await web.form(request)
+            web.check_csrf(request.session, form)
+            await notices.unsubscribe(citizen)
+        except Error as error:
+            return pages.failure(SITE, error, back="/notifications")
+        return notifications_page(request, citizen, notices, stopped=True)
 
     async def health(_: Request) -> Response:
         return Response('{"status":"ok"}', media_type="application/json")
@@ -475,6 +590,9 @@ def create_app(portal: Portal) -> Starlette:
             Route("/procedures/{code}/fetch", fetch, methods=["POST"]),
             Route("/usage", usage, methods=["GET"]),
             Route("/usage/verify", verify_page, methods=["POST"]),
+            Route("/usage/receipt", receipt_page, methods=["GET"]),
+            Route("/notifications", notifications, methods=["GET", "POST"]),
+            Route("/notifications/stop", stop_notifications, methods=["POST"]),
             rating_route(portal.ratings, settings=settings, pages=pages, site=SITE, clock=clock),
             *(
                 figure_routes(

@@ -29,6 +29,14 @@
     [labels]                                    # evidence fields as citizens read them
     givenName = { en = "Given name", fr = "Prénom", ar = "الاسم الشخصي" }
 
+    [notifications]                             # e-mail at each access (docs/notifications.md)
+    smtp_host = "smtp.example.org"
+    smtp_port = 587
+    smtp_security = "starttls"                  # "starttls", "tls" (implicit TLS) or "none"
+    smtp_username = "portal"
+    smtp_password_file = "/run/secrets/smtp"    # or EXCHANGE_PORTAL_NOTIFICATIONS_SMTP_PASSWORD
+    from_address = "State Portal <no-reply@portal.example>"
+
 Text for people (a procedure's ``title``, ``description``, ``evidence``, ``purpose_text``, the
 ``labels``) is one string, or a table with one string per language; a language the table lacks
 is shown in English (see ``docs/languages.md``).
@@ -40,9 +48,9 @@ Variables ``EXCHANGE_PORTAL_<KEY>`` and ``EXCHANGE_PORTAL_<SECTION>_<KEY>`` over
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from exchange.db.engine import sqlite_url
 from exchange.identifiers import ServiceId, SubsystemId, check_segment, unversioned
@@ -137,6 +145,36 @@ def teaching(service: str) -> Procedure:
     )
 
 
+class Notifications(Strict):
+    """E-mail to citizens at each release of their data, or once a day: where the portal's
+    mail goes out (an SMTP server) and how often it asks the registers (docs/notifications.md)."""
+
+    smtp_host: str
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    # "starttls": plain connection upgraded by STARTTLS (port 587); "tls": TLS from the first
+    # byte (port 465); "none": no TLS, for a relay on the same host or the tests' loopback.
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None  # better from the environment or a file
+    smtp_password_file: Path | None = None
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    from_address: str
+    poll_interval: float = Field(default=15.0, gt=0, le=30)  # seconds between questions
+    digest_hour: int = Field(default=7, ge=0, le=23)  # UTC hour of the daily digest
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Notifications:
+        if self.smtp_password is not None and self.smtp_password_file is not None:
+            raise ValueError("give smtp_password or smtp_password_file, not both")
+        return self
+
+    def password(self) -> str | None:
+        """The SMTP password, read from its file when one is named (at start)."""
+        if self.smtp_password_file is not None:
+            return self.smtp_password_file.read_text().strip()
+        return self.smtp_password.get_secret_value() if self.smtp_password else None
+
+
 class PortalSettings(RoleSettings):
     prefix: ClassVar[str] = "EXCHANGE_PORTAL_"
     kind: ClassVar[str] = "portal"
@@ -156,6 +194,7 @@ class PortalSettings(RoleSettings):
     globalconf_refresh: float = Field(default=60.0, gt=0)
     database_url: str | None = None
     figures: bool = True
+    notifications: Notifications | None = None  # off unless an SMTP server is given
 
     @property
     def db_url(self) -> str:

@@ -20,9 +20,10 @@ them. CLDR's ``ar`` has changed its default numbering system between releases, s
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -86,6 +87,17 @@ def current() -> str:
 
 def reader() -> Reader | None:
     return _reader.get()
+
+
+@contextlib.contextmanager
+def speaking(language: str) -> Iterator[None]:
+    """Text built in the block is in ``language``: for what is written outside a request (an
+    e-mail to a citizen, in the language they chose)."""
+    token = _reader.set(Reader(known(language), None))
+    try:
+        yield
+    finally:
+        _reader.reset(token)
 
 
 @functools.cache
