@@ -5,6 +5,10 @@ everything queued (up to ``max_batch``), hands it to ``apply`` in one go (which 
 transaction and returns a result or an exception per item, in order), then wakes each caller
 with its own outcome. Durability costs one fsync per batch instead of one per request, and a
 caller is answered only after its write is committed.
+
+Writes that nobody waits for (operational records) may ``linger``: the worker then waits that
+long after the first item of a batch for more to arrive, so that at low load many requests
+share one commit instead of each paying for its own.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ class GroupCommit(Generic[Item, Result]):
         *,
         name: str,
         max_batch: int = 512,
+        linger: float = 0.0,
         on_error: Callable[[BaseException], BaseException] = lambda exc: exc,
     ) -> None:
         self._apply = apply
         self._name = name
         self._max_batch = max_batch
+        self._linger = linger
         self._on_error = on_error
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._queue: asyncio.Queue[tuple[Item, asyncio.Future[Result]]] | None = None
@@ -52,6 +58,8 @@ class GroupCommit(Generic[Item, Result]):
         loop = asyncio.get_running_loop()
         while True:
             batch = [await queue.get()]
+            if self._linger:
+                await asyncio.sleep(self._linger)
             while len(batch) < self._max_batch and not queue.empty():
                 batch.append(queue.get_nowait())
             items = [item for item, _ in batch]

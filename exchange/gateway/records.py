@@ -61,6 +61,12 @@ class ExchangeRecord:
         )
 
 
+# How long a batch of operational records waits for more before it is committed: at low load
+# each exchange would otherwise pay a transaction (and a thread hand-off) of its own; nobody
+# waits for these records, and a crash may lose the last few anyway.
+LINGER = 0.2
+
+
 class ExchangeLog:
     """Operational monitoring records, written in batches off the request path.
 
@@ -72,7 +78,7 @@ class ExchangeLog:
         self._engine = engine
         self._statement = insert(models.Exchange)
         self._writer: GroupCommit[tuple[ExchangeRecord, datetime], None] = GroupCommit(
-            self._insert, name="opmon"
+            self._insert, name="opmon", linger=LINGER
         )
         self._pending: set[asyncio.Task[None]] = set()
 

@@ -1,0 +1,47 @@
+"""Group commit: each caller gets its own outcome, in one transaction with whoever came along."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+from exchange.db.batch import GroupCommit
+
+
+def recording(batches: list[list[int]]) -> Callable[[Sequence[int]], list[int | BaseException]]:
+    def apply(items: Sequence[int]) -> list[int | BaseException]:
+        batches.append(list(items))
+        return [ValueError(str(item)) if item < 0 else item * 10 for item in items]
+
+    return apply
+
+
+async def test_each_caller_gets_its_own_outcome() -> None:
+    batches: list[list[int]] = []
+    writer: GroupCommit[int, int] = GroupCommit(recording(batches), name="t")
+    results = await asyncio.gather(writer.submit(1), writer.submit(-2), return_exceptions=True)
+    await writer.close()
+    assert results[0] == 10
+    assert isinstance(results[1], ValueError)
+    assert sum(len(batch) for batch in batches) == 2
+
+
+async def test_without_linger_a_lone_write_is_committed_at_once() -> None:
+    batches: list[list[int]] = []
+    writer: GroupCommit[int, int] = GroupCommit(recording(batches), name="t")
+    for item in range(3):  # one after another, each awaited: three commits
+        assert await writer.submit(item) == item * 10
+    await writer.close()
+    assert batches == [[0], [1], [2]]
+
+
+async def test_a_lingering_writer_gathers_writes_that_arrive_one_by_one() -> None:
+    batches: list[list[int]] = []
+    writer: GroupCommit[int, int] = GroupCommit(recording(batches), name="t", linger=0.2)
+    pending = []
+    for item in range(3):  # spread over a time shorter than the linger
+        pending.append(asyncio.ensure_future(writer.submit(item)))
+        await asyncio.sleep(0.02)
+    assert await asyncio.gather(*pending) == [0, 10, 20]
+    await writer.close()
+    assert batches == [[0, 1, 2]]
