@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import smtplib
 import subprocess
 import sys
 import urllib.request
@@ -104,6 +105,9 @@ def test_member_side_csr_flow_through_the_cli(tmp_path: Path) -> None:
     assert "File exists" in again.stderr
 
 
+MAIL = b"Subject: Your data was used\r\n\r\nA register released your birth certificate.\r\n"
+
+
 def test_demo_comes_up_serves_evidence_resumes_and_stops_cleanly(tmp_path: Path) -> None:
     base = free_ports(demo.ALL_OFFSETS)
     args = ["demo", "--data-dir", str(tmp_path / "demo"), "--port", str(base)]
@@ -137,9 +141,16 @@ def test_demo_comes_up_serves_evidence_resumes_and_stops_cleanly(tmp_path: Path)
         assert unconsented.json()["type"] == "Server.ServerProxy.ConsentRequired"
         portal = httpx.get(f"http://127.0.0.1:{base + 50}/", timeout=10)
         assert "Sign in" in portal.text
+        # The portal's e-mails to citizens go to the demo's own mailbox, filed privately.
+        with smtplib.SMTP("127.0.0.1", base + 90, timeout=10) as smtp:
+            smtp.sendmail("portal@demo.invalid", ["mari@demo.invalid"], MAIL)
+        (filed,) = (tmp_path / "demo" / "mail").glob("*.eml")
+        assert filed.read_bytes() == MAIL
+        assert filed.stat().st_mode & 0o777 == 0o600
     assert process.returncode == 0
     first = (tmp_path / "first.log").read_text()
     assert "initialised instance EE" in first
+    assert f"E-mails to citizens (opt in under Notifications) land in {tmp_path / 'demo'}" in first
     assert "curl -H 'X-Road-Client: EE/GOV/70000001/citizen-portal'" in first
     assert "demo stopped" in first
     assert "warning" not in first

@@ -42,6 +42,7 @@ MORE_OFFSETS = {
     "university_tls": 81,
     "university_preview": 82,
     "university_backend": 85,
+    "mail": 90,
 }
 ALL_OFFSETS = (*OFFSETS.values(), *MORE_OFFSETS.values())
 
@@ -64,7 +65,7 @@ def demo(
     ] = Path("demo-data"),
     port: Annotated[
         int,
-        typer.Option(help="First port; the demo also uses the next 85 (see the walkthrough)."),
+        typer.Option(help="First port; the demo also uses the next 90 (see the walkthrough)."),
     ] = 4400,
 ) -> None:
     """Bring up a whole federation on localhost: authorities, registers, gateways, portal."""
@@ -88,7 +89,7 @@ def demo(
     from exchange.portal.app import Portal
     from exchange.portal.app import create_app as create_portal_app
     from exchange.portal.settings import PortalSettings
-    from exchange.sample import federation, population
+    from exchange.sample import federation, mailbox, population
     from exchange.sample.university import create_app as create_university_app
     from exchange.trust.globalconf_client import utcnow
     from exchange.tsa import files as tsa_files
@@ -133,7 +134,6 @@ def demo(
     central = build(central_settings)
     document = central.publisher.document()
     gateways = []
-    more = _more(port)
     for config in (layout.provider, layout.consumer, *layout.providers):
         settings = GatewaySettings.load(config)
         # The authority starts in this same process: give each gateway today's configuration.
@@ -142,7 +142,21 @@ def demo(
     for folder in (data_dir / "consent", data_dir / "portal" / "data"):
         (folder / "globalconf.jws").write_bytes(document)
     consent = ConsentService(ConsentSettings.load(layout.consent))
-    portal = Portal(PortalSettings.load(layout.portal))
+    more = _more(port)
+    mail = data_dir / "mail"
+    if mailbox.available():  # e-mail to citizens goes to the demo's own mailbox
+        notifications: dict[str, object] | None = {
+            "smtp_host": "127.0.0.1",
+            "smtp_port": more.mail,
+            "smtp_security": "none",  # loopback, in this very process
+            "from_address": "State Portal <no-reply@portal.demo.invalid>",
+            "poll_interval": 5,
+        }
+        mail_note = f"E-mails to citizens (opt in under Notifications) land in {mail}/ (.eml)."
+    else:
+        notifications = None
+        mail_note = "E-mail to citizens is off: it needs aiosmtpd (pip install -e '.[dev]')."
+    portal = Portal(PortalSettings.load(layout.portal, overrides={"notifications": notifications}))
 
     consumer = f"http://127.0.0.1:{ports.consumer_consumer}"
     # Say how to run this very command again: from a checkout it is not on PATH.
@@ -156,6 +170,8 @@ Open the citizen portal:  http://127.0.0.1:{ports.portal}/
   consent service, and the portal fetches the birth certificate from the Population Register;
   "Who accessed my data" shows that access and verifies its receipt. "Apply for a teaching
   position" fetches a diploma from the university with preview: you see it before it is sent.
+  {mail_note}
+  Public figures, without sign-in: http://127.0.0.1:{ports.portal}/figures
 
   consent service           http://127.0.0.1:{ports.consent}/   (your consents; revoke them here)
   central authority         {central_settings.url}   (global configuration at /globalconf)
@@ -215,7 +231,9 @@ State lives in {data_dir}; run again to resume. Ctrl-C stops everything.
                 gateway.started = True
             typer.echo(walkthrough)
 
-        jobs = [consent.trust.keep_fresh(60.0), portal.trust.keep_fresh(60.0)]
+        jobs = [consent.trust.keep_fresh(60.0), *portal.background]
+        if notifications is not None:
+            jobs.append(mailbox.mailbox(mail, more.mail))
         for gateway in gateways:
             configs += prepare(gateway, refresh=False)  # the cache was just filled
             jobs += background_jobs(gateway)

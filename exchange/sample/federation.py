@@ -81,6 +81,7 @@ class MorePorts:
     university_tls: int
     university_preview: int
     university_backend: int  # the university's own REST backend, behind the HTTP connector
+    mail: int  # the demo's mailbox, where the portal's e-mails to citizens go (SMTP)
 
 
 @dataclass(frozen=True)
