@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import threading
 import time
 from email.message import EmailMessage
@@ -61,3 +62,17 @@ class Inbox:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{len(self.messages)} e-mails arrived, not {count}")
             time.sleep(0.05)
+
+
+def text_of(message: EmailMessage) -> str:
+    body = message.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def confirmation_link(inbox: Inbox) -> str:
+    """The link in the one e-mail that asks to confirm an address."""
+    [letter] = inbox.wait_for(1, within=5)
+    found = re.search(r"(http://\S+/notifications/confirm\?token=\S+)", text_of(letter))
+    assert found, text_of(letter)
+    return found.group(1)

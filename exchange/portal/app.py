@@ -75,6 +75,13 @@ PLAIN = {
 }
 UNAVAILABLE = N_("The register could not provide it just now. Please try again later.")
 BAD_ADDRESS = N_("That does not look like an e-mail address.")
+ADDRESS_CONFIRMED = N_(
+    "Thank you. From now on, e-mails about the use of your data go to this address."
+)
+LINK_NOT_VALID = N_(
+    "This link is not valid: it was used already, or it is too old. To get a new one, save your "
+    "choice again on the page where you asked to be told when your data is used."
+)
 _ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;.]+")
 # Why an attempt to obtain a citizen's data was refused, by the error code of the answer.
 REFUSED = {
@@ -557,12 +564,51 @@ def create_app(portal: Portal) -> Starlette:
                 return notifications_page(request, citizen, notices, problem=BAD_ADDRESS)
             if mode not in MODES:
                 raise InvalidRequest("mode must be each or daily", detail="mode")
-            unreachable = await notices.subscribe(
+            saved = await notices.subscribe(
                 citizen, address=address, mode=mode, language=languages.current()
             )
         except Error as error:
             return pages.failure(SITE, error, back="/notifications")
-        return notifications_page(request, citizen, notices, saved=True, unreachable=unreachable)
+        return notifications_page(
+            request,
+            citizen,
+            notices,
+            saved=True,
+            unreachable=saved.unreachable,
+            confirmation=saved.confirmation,
+        )
+
+    async def confirm_address(request: Request) -> Response:
+        """The link e-mailed to a new address: a page whose button confirms it (a mail
+        system that fetches links to scan them confirms nothing). No sign-in: the link may be
+        opened on another device; the token is the proof."""
+        notices = portal.notices
+        if notices is None:
+            return pages.failure(SITE, NotFound(N_("there is no such page")))
+        if request.method == "GET":
+            token = request.query_params.get("token", "")
+            return pages.page(
+                "confirm.html",
+                site=SITE,
+                token=token,
+                csrf=web.csrf_token(request.session),
+                here=f"/notifications/confirm?{urlencode({'token': token})}",
+            )
+        try:
+            form = await web.form(request)
+            web.check_csrf(request.session, form)
+            token = str(form.get("token", ""))
+            if not (0 < len(token) <= 128 and await asyncio.to_thread(notices.confirm, token)):
+                raise InvalidRequest(LINK_NOT_VALID, detail="token")
+        except Error as error:
+            return pages.failure(SITE, error, back="/notifications")
+        return pages.message(
+            SITE,
+            languages.gettext(N_("Your address is confirmed")),
+            languages.gettext(ADDRESS_CONFIRMED),
+            kind="success",
+            back="/notifications",
+        )
 
     async def stop_notifications(request: Request) -> Response:
         citizen, notices = citizen_of(request), portal.notices
@@ -593,6 +639,7 @@ def create_app(portal: Portal) -> Starlette:
             Route("/usage/receipt", receipt_page, methods=["GET"]),
             Route("/notifications", notifications, methods=["GET", "POST"]),
             Route("/notifications/stop", stop_notifications, methods=["POST"]),
+            Route("/notifications/confirm", confirm_address, methods=["GET", "POST"]),
             rating_route(portal.ratings, settings=settings, pages=pages, site=SITE, clock=clock),
             *(
                 figure_routes(

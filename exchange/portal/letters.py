@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, make_msgid
 from urllib.parse import urlencode, urlsplit
 
 from exchange.web.languages import date_time, gettext, ngettext, speaking
@@ -111,10 +111,41 @@ def _letter(
     message["From"] = head.sender
     message["To"] = to
     message["Date"] = format_datetime(at)
-    message["Message-ID"] = head.message_id(releases)
+    message["Message-ID"] = (
+        head.message_id(releases)
+        if releases
+        else make_msgid(domain=urlsplit(head.public_url).hostname or "portal.invalid")
+    )
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
     message.set_content("\n".join(body) + "\n")
     return message
+
+
+def confirmation(
+    link: str, *, to: str, language: str, head: Letterhead, at: datetime, within: timedelta
+) -> EmailMessage:
+    """The e-mail that asks the owner of an address to confirm it before any news is sent."""
+    days = max(1, within.days)
+    with speaking(language):
+        subject = gettext("Confirm your e-mail address for %(site)s") % {"site": head.site}
+        body = [
+            gettext(
+                "Someone, we hope you, asked %(site)s to send news of the use of their data "
+                "to this address. To confirm that it is yours, open this link:"
+            )
+            % {"site": head.site},
+            link,
+            "",
+            ngettext(
+                "The link works for %(days)d day. If you did not ask for this, do nothing: no "
+                "other e-mail will come.",
+                "The link works for %(days)d days. If you did not ask for this, do nothing: no "
+                "other e-mail will come.",
+                days,
+            )
+            % {"days": days},
+        ]
+        return _letter(subject, body, to=to, head=head, releases=[], at=at)
 
 
 def each(

@@ -57,6 +57,11 @@ subscriptions = Table(
     Column("mode", String(8), nullable=False),  # "each" or "daily"
     Column("created_at", UTCDateTime, nullable=False),
     Column("digest_due", UTCDateTime, nullable=True),  # the next daily digest
+    # Nothing is sent to an address until its owner opened the link sent to it: a mistyped
+    # address must not receive news of someone's data.
+    Column("confirmed_at", UTCDateTime, nullable=True),
+    Column("confirm_digest", String(64), nullable=True),  # SHA-256 of the link's token, hex
+    Column("confirm_sent_at", UTCDateTime, nullable=True),
 )
 
 watches = Table(  # one per citizen and register: the opaque id the register knows them by

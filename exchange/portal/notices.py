@@ -4,7 +4,9 @@ The portal is the citizen's agent here, as it is for "who accessed my data" (see
 docs/notifications.md for the options weighed and what each party learns):
 
 1. **Opt in.** The citizen, signed in, gives an address and chooses each release or a daily
-   digest. The portal registers a *watch* with the usage service of every register, authorised
+   digest. A new address gets a link by e-mail first, and nothing else is sent to it until the
+   link is opened (``CONFIRM_WITHIN``): a mistyped address must not receive news of someone's
+   data. The portal registers a *watch* with the usage service of every register, authorised
    by the citizen's ID token (:mod:`exchange.gateway.watches`); each register keeps only the
    keyed hash of the person, the watch's random id and this portal's subsystem. The address and
    language stay here, keyed by a keyed hash of the person code (``notices.key``).
@@ -51,6 +53,7 @@ log = structlog.get_logger(__name__)
 MODES = ("each", "daily")
 BATCH = 100  # outbox rows read per pass
 KEEP_SENT = timedelta(days=30)  # a sent row answers "already sent?" for this long
+CONFIRM_WITHIN = timedelta(days=7)  # how long the link that confirms an address works
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,21 @@ class Subscription:
     address: str
     language: str
     mode: str
+    confirmed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """What became of a citizen's choice."""
+
+    unreachable: list[str]  # registers that could not be asked just now
+    # "sent": a new address, its link e-mailed; "failed": the link could not be sent just now;
+    # None: the address was confirmed already.
+    confirmation: str | None
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def next_digest(now: datetime, hour: int) -> datetime:
@@ -105,15 +123,20 @@ class Notices:
                     models.subscriptions.c.citizen == self.citizen(subject)
                 )
             ).first()
-        return Subscription(row.address, row.language, row.mode) if row else None
+        if row is None:
+            return None
+        return Subscription(row.address, row.language, row.mode, row.confirmed_at is not None)
 
     async def subscribe(
         self, citizen: SignedIn, *, address: str, mode: str, language: str
-    ) -> list[str]:
-        """Keep the citizen's choice and watch them at every register; the registers that
-        could not be asked just now (the citizen may try again later)."""
+    ) -> Saved:
+        """Keep the citizen's choice, send a new address its link, and watch the citizen at
+        every register."""
         key, now = self.citizen(citizen.subject), self._clock()
-        await asyncio.to_thread(self._keep, key, address, mode, language, now)
+        token = await asyncio.to_thread(self._keep, key, address, mode, language, now)
+        confirmation = None
+        if token is not None:
+            confirmation = await self._send_link(address, language, token, now)
         view = self._portal.trust.view()
         providers = self._portal.providers(view)
         held = await asyncio.to_thread(self._watched, key)
@@ -128,19 +151,33 @@ class Notices:
                 log.warning("portal.watch_failed", provider=provider, reason=reason)
                 unreachable.append(self._portal.provider_name(view, provider))
         log.info("portal.notifications_on", mode=mode, registers=len(providers))
-        return unreachable
+        return Saved(unreachable, confirmation)
 
-    def _keep(self, key: str, address: str, mode: str, language: str, now: datetime) -> None:
+    def _keep(self, key: str, address: str, mode: str, language: str, now: datetime) -> str | None:
+        """Store the choice; the token of a new link when the address still needs confirming."""
         table = models.subscriptions
         digest = next_digest(now, self._settings.digest_hour) if mode == "daily" else None
+        token: str | None = secrets.token_urlsafe(32)
+        link = {"confirm_digest": _digest(str(token)), "confirm_sent_at": now}
         with self._engine.begin() as connection:
-            found = connection.execute(select(table.c.citizen).where(table.c.citizen == key))
+            found = connection.execute(
+                select(table.c.address, table.c.confirmed_at).where(table.c.citizen == key)
+            ).first()
             values = {"address": address, "language": language, "mode": mode}
-            if found.first() is None:
+            if found is None:
                 connection.execute(
-                    insert(table).values(citizen=key, created_at=now, digest_due=digest, **values)
+                    insert(table).values(
+                        citizen=key, created_at=now, digest_due=digest, **values, **link
+                    )
+                )
+            elif found.address != address or found.confirmed_at is None:
+                connection.execute(
+                    update(table)
+                    .where(table.c.citizen == key)
+                    .values(digest_due=digest, confirmed_at=None, **values, **link)
                 )
             else:
+                token = None  # the same address, confirmed already
                 connection.execute(
                     update(table).where(table.c.citizen == key).values(digest_due=digest, **values)
                 )
@@ -150,6 +187,39 @@ class Notices:
                 .where(models.notices.c.citizen == key, models.notices.c.sent_at.is_(None))
                 .values(due_at=digest or now)
             )
+        return token
+
+    async def _send_link(self, address: str, language: str, token: str, now: datetime) -> str:
+        """E-mail ``address`` the link that confirms it: "sent", or "failed" (the citizen can
+        save again later for a new link)."""
+        link = f"{self._portal.settings.public_url.rstrip('/')}/notifications/confirm?token={token}"
+        message = letters.confirmation(
+            link, to=address, language=language, head=self._head, at=now, within=CONFIRM_WITHIN
+        )
+        try:
+            await self._mailer.send(message)
+        except Error as error:
+            log.warning("portal.confirmation_not_sent", reason=error.message, detail=error.detail)
+            return "failed"
+        return "sent"
+
+    def confirm(self, token: str) -> bool:
+        """Confirm the address whose link carries ``token``; False for an unknown, used or
+        expired link."""
+        table, now = models.subscriptions, self._clock()
+        with self._engine.begin() as connection:
+            confirmed = connection.execute(
+                update(table)
+                .where(
+                    table.c.confirm_digest == _digest(token),
+                    table.c.confirm_sent_at > now - CONFIRM_WITHIN,
+                )
+                .values(confirmed_at=now, confirm_digest=None)
+            )
+            done = bool(getattr(confirmed, "rowcount", 0))
+        if done:
+            log.info("portal.address_confirmed")
+        return done
 
     def _watched(self, key: str) -> set[str]:
         with self._engine.connect() as connection:
@@ -368,7 +438,12 @@ class Notices:
             rows = connection.execute(
                 select(table, people.c.address, people.c.language, people.c.mode)
                 .join(people, people.c.citizen == table.c.citizen)
-                .where(table.c.sent_at.is_(None), table.c.due_at <= now, table.c.next_try <= now)
+                .where(
+                    table.c.sent_at.is_(None),
+                    table.c.due_at <= now,
+                    table.c.next_try <= now,
+                    people.c.confirmed_at.is_not(None),  # what waits goes once it is confirmed
+                )
                 .order_by(table.c.received_at, table.c.chain, table.c.seq)
                 .limit(BATCH)
             ).all()

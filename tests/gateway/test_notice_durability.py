@@ -18,7 +18,7 @@ from exchange.portal.settings import PortalSettings
 from tests.browser import Browser
 from tests.gateway.conftest import MARI, PURPOSE, RESIDENCE, Running, sample_layout
 from tests.servers import serve_federation, serving
-from tests.smtp import Inbox
+from tests.smtp import Inbox, confirmation_link
 
 ADDRESS = "mari@example.org"
 WITHIN = 60  # seconds from the release to the e-mail, as promised to citizens
@@ -35,7 +35,7 @@ def wait(check: object, *, what: str, within: float) -> None:
 def test_one_e_mail_within_a_minute_though_the_portal_was_killed_before_sending(
     tmp_path: Path,
 ) -> None:
-    inbox = Inbox()  # the mail server is down at first: the message waits in the outbox
+    inbox = Inbox()  # the mail server is down at the release: the message waits in the outbox
     with contextlib.ExitStack() as stack:
         layout, ports, registry = stack.enter_context(sample_layout(tmp_path, (None, None)))
         with layout.portal.open("a") as settings:
@@ -59,10 +59,15 @@ def test_one_e_mail_within_a_minute_though_the_portal_was_killed_before_sending(
         browser = Browser()
         stack.callback(browser.close)
         browser.sign_in(browser.get(f"{portal}/login?then=/notifications"), MARI)
+        inbox.start()  # up while the address is confirmed by the link it gets
         saved = browser.submit(
             browser.get(f"{portal}/notifications"), 'id="subscribe"', address=ADDRESS, mode="each"
         )
         assert 'id="saved"' in saved.text, saved.text[:3000]
+        confirmed = browser.submit(browser.get(confirmation_link(inbox)), 'id="confirm"')
+        assert confirmed.status_code == 200, confirmed.text[:3000]
+        inbox.stop()
+        inbox.clear()
 
         released = time.monotonic()
         answer = running.call(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import timedelta
-from email.message import EmailMessage
 
 import pytest
 from sqlalchemy import select, update
@@ -17,10 +16,11 @@ from sqlalchemy import select, update
 from exchange.identity.login import SignedIn
 from exchange.portal import models
 from exchange.portal.app import Portal
+from exchange.portal.notices import CONFIRM_WITHIN, Subscription
 from exchange.portal.settings import PortalSettings
 from tests.browser import Browser
 from tests.gateway.conftest import MARI, RESIDENCE, Roles
-from tests.smtp import Inbox
+from tests.smtp import Inbox, confirmation_link, text_of
 
 JAAN = "EE39107156021"
 ADDRESS = "mari@example.org"
@@ -63,11 +63,24 @@ def browser(roles: Roles, portal: Portal, inbox: Inbox) -> Iterator[Browser]:
     roles.roles.run(portal.notices.unsubscribe(SignedIn(MARI, "", "", 0)))
 
 
-def opt_in(browser: Browser, portal: Portal, mode: str = "each", lang: str = "en") -> str:
+def opt_in(
+    browser: Browser,
+    portal: Portal,
+    inbox: Inbox,
+    mode: str = "each",
+    lang: str = "en",
+    *,
+    confirm: bool = True,
+) -> str:
+    """Save the citizen's choice; unless told not to, confirm the address by the link it got."""
     page = browser.get(f"{portal.settings.public_url}/notifications?lang={lang}")
     assert page.status_code == 200, page.text
     saved = browser.submit(page, 'id="subscribe"', address=ADDRESS, mode=mode)
     assert 'id="saved"' in saved.text, saved.text[:3000]
+    if confirm:
+        confirmed = browser.submit(browser.get(confirmation_link(inbox)), 'id="confirm"')
+        assert confirmed.status_code == 200, confirmed.text[:3000]
+        inbox.clear()
     return saved.text
 
 
@@ -85,12 +98,6 @@ def deliver(roles: Roles, portal: Portal) -> int:
     assert portal.notices is not None
     roles.roles.run(portal.notices.poll())
     return roles.roles.run(portal.notices.send_due())
-
-
-def text_of(message: EmailMessage) -> str:
-    body = message.get_body(("plain",))
-    assert body is not None
-    return str(body.get_content())
 
 
 def test_opting_in_needs_signing_in_and_the_forms_csrf_token(roles: Roles, portal: Portal) -> None:
@@ -119,7 +126,7 @@ def test_a_release_is_told_once_by_e_mail_naming_no_personal_code(
 ) -> None:
     usage = browser.get(f"{portal.settings.public_url}/usage")
     assert 'id="notifications"' in usage.text
-    opt_in(browser, portal)
+    opt_in(browser, portal, inbox)
     with portal.engine.connect() as connection:
         before = connection.execute(select(models.cursors.c.cursor)).scalar_one()
     release(roles)
@@ -170,7 +177,7 @@ def test_the_e_mail_speaks_the_language_the_citizen_chose(
     subject: str,
     words: tuple[str, ...],
 ) -> None:
-    opt_in(browser, portal, lang=lang)
+    opt_in(browser, portal, inbox, lang=lang)
     release(roles)
     assert deliver(roles, portal) == 1
     [mail] = inbox.wait_for(1, within=5)
@@ -184,7 +191,7 @@ def test_the_e_mail_speaks_the_language_the_citizen_chose(
 def test_a_mail_server_that_is_down_gets_the_message_later(
     roles: Roles, portal: Portal, inbox: Inbox, browser: Browser
 ) -> None:
-    opt_in(browser, portal)
+    opt_in(browser, portal, inbox)
     inbox.stop()
     try:
         release(roles)
@@ -204,7 +211,7 @@ def test_a_mail_server_that_is_down_gets_the_message_later(
 def test_opting_out_stops_the_e_mails_and_the_registers_watches(
     roles: Roles, portal: Portal, inbox: Inbox, browser: Browser
 ) -> None:
-    page = opt_in(browser, portal)
+    page = opt_in(browser, portal, inbox)
     assert 'id="unsubscribe"' in page
     settings = browser.get(f"{portal.settings.public_url}/notifications")
     stopped = browser.submit(settings, 'id="unsubscribe"')
@@ -221,7 +228,7 @@ def test_opting_out_stops_the_e_mails_and_the_registers_watches(
 def test_a_daily_digest_tells_the_days_releases_in_one_e_mail(
     roles: Roles, portal: Portal, inbox: Inbox, browser: Browser
 ) -> None:
-    opt_in(browser, portal, mode="daily")
+    opt_in(browser, portal, inbox, mode="daily")
     release(roles)
     release(roles, purpose="study-grant")
     assert deliver(roles, portal) == 0  # not before the digest's hour
@@ -238,3 +245,82 @@ def test_a_daily_digest_tells_the_days_releases_in_one_e_mail(
     assert "study-grant" in body
     assert MARI not in str(mail)
     assert deliver(roles, portal) == 0
+
+
+def test_nothing_goes_to_an_address_until_its_owner_confirms_it(
+    roles: Roles, portal: Portal, inbox: Inbox, browser: Browser
+) -> None:
+    page = opt_in(browser, portal, inbox, confirm=False)
+    assert 'id="pending"' in page
+    [letter] = inbox.wait_for(1, within=5)
+    assert letter["Subject"] == "Confirm your e-mail address for State Portal"
+    assert MARI not in str(letter)
+    link = confirmation_link(inbox)
+    release(roles)
+    assert deliver(roles, portal) == 0  # the news waits for the confirmation
+    assert len(inbox.messages) == 1
+
+    # Opening the link shows a button (a mail scanner fetching links confirms nothing).
+    shown = browser.get(link)
+    assert 'id="confirm"' in shown.text
+    assert portal.notices is not None
+    assert portal.notices.subscription(MARI) == Subscription(ADDRESS, "en", "each", False)
+    forged = browser.submit(browser.get(link + "x"), 'id="confirm"')
+    assert forged.status_code == 400
+    assert "This link is not valid" in forged.text
+    confirmed = browser.submit(shown, 'id="confirm"')
+    assert "Your address is confirmed" in confirmed.text
+    assert deliver(roles, portal) == 1  # what waited goes now
+    assert browser.submit(browser.get(link), 'id="confirm"').status_code == 400  # once only
+
+    # Saving again with the same address asks nothing more; a new address is confirmed anew.
+    inbox.clear()
+    again = browser.submit(
+        browser.get(f"{portal.settings.public_url}/notifications"),
+        'id="subscribe"',
+        address=ADDRESS,
+        mode="each",
+    )
+    assert 'id="pending"' not in again.text
+    assert inbox.messages == []
+    other = browser.submit(again, 'id="subscribe"', address="mari@example.net", mode="each")
+    assert 'id="pending"' in other.text
+    assert "mari@example.net" in inbox.wait_for(1, within=5)[0]["To"]
+
+
+def test_a_confirmation_link_expires(
+    roles: Roles, portal: Portal, inbox: Inbox, browser: Browser
+) -> None:
+    opt_in(browser, portal, inbox, confirm=False)
+    link = confirmation_link(inbox)
+    with portal.engine.begin() as connection:
+        connection.execute(
+            update(models.subscriptions).values(
+                confirm_sent_at=roles.clock() - CONFIRM_WITHIN - timedelta(seconds=1)
+            )
+        )
+    expired = browser.submit(browser.get(link), 'id="confirm"')
+    assert expired.status_code == 400
+    assert portal.notices is not None
+    subscription = portal.notices.subscription(MARI)
+    assert subscription is not None
+    assert not subscription.confirmed
+
+
+def test_a_mail_server_that_is_down_when_the_link_is_sent_is_said(
+    roles: Roles, portal: Portal, inbox: Inbox, browser: Browser
+) -> None:
+    inbox.stop()
+    try:
+        page = opt_in(browser, portal, inbox, confirm=False)
+    finally:
+        inbox.start()
+    assert 'id="confirm-failed"' in page
+    again = browser.submit(
+        browser.get(f"{portal.settings.public_url}/notifications"),
+        'id="subscribe"',
+        address=ADDRESS,
+        mode="each",
+    )
+    assert 'id="pending"' in again.text
+    assert len(inbox.wait_for(1, within=5)) == 1
