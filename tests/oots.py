@@ -89,11 +89,17 @@ def _compile(path: Path) -> str:
                     test = check.get("test") or ""
                 else:
                     raise ValueError(f"{path.name}: {check.tag} is not supported here")
-                fired = etree.SubElement(template, f"{{{XSL}}}if", test=test)
+                name = check.get("id") or " ".join((check.text or "").split())[:60]
+                # A rule whose own expression fails under XPath 2's typing (R-EDM-ERR-C022
+                # compares a slot's text with a number) is reported as broken, not as failed.
+                attempt = etree.SubElement(template, f"{{{XSL}}}try")
+                fired = etree.SubElement(attempt, f"{{{XSL}}}if", test=test)
                 failed = etree.SubElement(
-                    fired, "failed", id=check.get("id") or "", role=check.get("role") or "error"
+                    fired, "failed", id=name, role=check.get("role") or "error"
                 )
                 etree.SubElement(failed, f"{{{XSL}}}value-of", select="path()")
+                caught = etree.SubElement(attempt, f"{{{XSL}}}catch")
+                etree.SubElement(caught, "failed", id=name, role="broken-rule")
         etree.SubElement(sheet, f"{{{XSL}}}template", match="node()|@*", mode=mode, priority="-10")
     result: str = etree.tostring(sheet, encoding="unicode")
     return result
@@ -113,7 +119,8 @@ class Rules:
         ]
 
     def failures(self, document: bytes) -> list[Failure]:
-        """Every rule of role ``error`` (the default) that ``document`` breaks."""
+        """Every rule of role ``error`` (the default) that ``document`` breaks; rules that
+        cannot be evaluated (``broken-rule``) are left out."""
         node = self._processor.parse_xml(xml_text=document.decode("utf-8"))
         found = []
         for sheet in self._sheets:

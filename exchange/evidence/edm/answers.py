@@ -33,7 +33,7 @@ from exchange.errors import (
     UnsupportedMediaType,
 )
 from exchange.evidence.edm import MEDIA_TYPE, NS, SPECIFICATION
-from exchange.evidence.edm.query import EdmRequest, Unresolved, Unsupported
+from exchange.evidence.edm.query import Agent, EdmRequest, Unresolved, Unsupported
 from exchange.evidence.edm.schemaset import EdmSchemas
 
 _XSI_TYPE = f"{{{NS['xsi']}}}type"
@@ -130,8 +130,7 @@ def _agent(parent: etree._Element, party: Party, classification: str | None) -> 
         _sdg(agent, "Classification", classification)
 
 
-def _requester(parent: etree._Element, request: EdmRequest | None) -> None:
-    requester = None if request is None else request.requester
+def _requester(parent: etree._Element, requester: Agent | None) -> None:
     if requester is None:
         return
     value = _slot(parent, "EvidenceRequester", "AnyValueType")
@@ -146,10 +145,10 @@ def _requester(parent: etree._Element, request: EdmRequest | None) -> None:
         _sdg(agent, "Name", requester.name, lang="EN")
 
 
-def _response(status: str, request: EdmRequest | None) -> etree._Element:
+def _response(status: str, request_id: str | None) -> etree._Element:
     attributes = {"status": status}
-    if request is not None and request.id:
-        attributes["requestId"] = request.id
+    if request_id:
+        attributes["requestId"] = request_id
     root = etree.Element(f"{{{NS['query']}}}QueryResponse", attributes, nsmap=_NSMAP)
     _value(root, "SpecificationIdentifier", "StringValueType", SPECIFICATION)
     _value(root, "EvidenceResponseIdentifier", "StringValueType", str(uuid.uuid4()))
@@ -180,7 +179,7 @@ def evidence_response(
 ) -> Related:
     """The QueryResponse for ``evidence`` (an XML document), with the evidence as its second
     part."""
-    root = _response(SUCCESS, request)
+    root = _response(SUCCESS, request.id)
     _value(root, "IssueDateTime", "DateTimeValueType", _timestamp(at))
     provided = etree.SubElement(
         _slot(root, "EvidenceProvider", "CollectionValueType"),
@@ -188,7 +187,7 @@ def evidence_response(
         {_XSI_TYPE: "rim:AnyValueType"},
     )
     _agent(provided, provider, "EP")
-    _requester(root, request)
+    _requester(root, request.requester)
     objects = etree.SubElement(root, f"{{{NS['rim']}}}RegistryObjectList")
     item = etree.SubElement(
         objects,
@@ -251,7 +250,8 @@ def error_response(
     schemas: EdmSchemas,
     error: Error,
     *,
-    request: EdmRequest | None,
+    request_id: str | None,
+    requester: Agent | None,
     provider: Party,
     at: datetime,
     preview: Preview | None = None,
@@ -259,9 +259,9 @@ def error_response(
     """The EDM error response for ``error``; with ``preview``, the PreviewRequired answer."""
     code = code_of(error)
     kind, _ = CODES[code]
-    root = _response(FAILURE, request)
+    root = _response(FAILURE, request_id)
     _agent(_slot(root, "ErrorProvider", "AnyValueType"), provider, "ERRP")
-    _requester(root, request)
+    _requester(root, requester)
     exception = etree.SubElement(
         root,
         f"{{{NS['rs']}}}Exception",

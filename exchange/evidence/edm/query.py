@@ -116,6 +116,11 @@ def _agent(value: etree._Element | None) -> Agent | None:
     )
 
 
+def read_requester(root: etree._Element) -> Agent | None:
+    """The evidence requester, as far as the request names one (for answers to it)."""
+    return _agent(_slot(root, "EvidenceRequester"))
+
+
 def read_request(root: etree._Element) -> EdmRequest:
     """The request in ``root`` (schema-valid EDM); raise to refuse what is not offered."""
     if root.tag != f"{{{NS['query']}}}QueryRequest":
