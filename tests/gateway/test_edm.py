@@ -23,8 +23,9 @@ from exchange.db.engine import build_engine
 from exchange.evidence.edm import NS
 from exchange.evidence.edm.answers import split_related
 from exchange.evidence.edm.query import read_request
-from exchange.evidence.edm.schemaset import EdmSchemas
+from exchange.evidence.edm.schemaset import EdmProfileError, EdmSchemas
 from exchange.gateway.access import AccessRights
+from exchange.gateway.node import Gateway
 from exchange.gateway.settings import GatewaySettings
 from exchange.sample import federation, population
 from exchange.trust.globalconf_client import utcnow
@@ -402,3 +403,17 @@ def test_0008_a_registry_answer_that_breaks_the_evidence_schema(roles: Roles) ->
     found = exception_of(post(roles, BROKEN, edited(_sample(), as_mari)))
     assert found.get("code") == "EDM:ERR:0008"
     assert found.get(f"{{{NS['xsi']}}}type") == "query:QueryExceptionType"
+
+
+def test_the_profile_refuses_to_start_without_its_folder(roles: Roles, tmp_path: Path) -> None:
+    settings = roles.provider_settings()
+    assert settings.edm is not None
+    moved = settings.model_copy(
+        update={"edm": settings.edm.model_copy(update={"folder": tmp_path / "oots-edm"})}
+    )
+    with pytest.raises(EdmProfileError, match=r"oots-edm does not exist: install the OOTS EDM"):
+        Gateway(moved, migrates=False)
+    declared = settings.model_dump()
+    declared["edm"] = None
+    with pytest.raises(ValueError, match=r"\[services\.edm\] needs \[edm\] folder and provider"):
+        GatewaySettings.model_validate(declared)
