@@ -7,6 +7,9 @@ accepts the answer only from a gateway whose TLS certificate the configuration l
 provider, and only with a valid response signature bound to this request; then it hands the
 answer on with the X-Road response headers.
 
+A request in OOTS EDM (``Content-Type: application/x-ebrs+xml``) must satisfy the EDM schemas
+before it is signed (:mod:`exchange.gateway.edm`).
+
 Errors the caller caused are ``Client.*``; errors of this gateway are ``Server.ClientProxy.*``;
 errors of the provider's gateway arrive signed as ``Server.ServerProxy.*`` and pass through.
 """
@@ -28,9 +31,11 @@ from exchange.errors import (
     InvalidSignature,
     NetworkError,
     PayloadTooLarge,
+    ServiceUnavailable,
     UnknownService,
 )
 from exchange.gateway import auditapi, metaservices
+from exchange.gateway.edm import is_edm
 from exchange.gateway.node import Gateway
 from exchange.gateway.outcome import SIDES, Answer, conclude, refuse
 from exchange.gateway.records import ExchangeRecord
@@ -137,6 +142,13 @@ async def _serve(
         max_bytes=gateway.settings.max_body_bytes,
     )
     record.request_size = len(body)
+    if is_edm(headers.get("content-type")):
+        # An OOTS EDM request is checked against the EDM schemas before it is signed.
+        if gateway.edm_schemas is None:
+            raise ServiceUnavailable(
+                "this gateway does not speak OOTS EDM (no [edm] folder is set)", detail="edm"
+            )
+        gateway.edm_schemas.parse(body, what="the QueryRequest")
     view = gateway.trust.view()
     return await forward(gateway, view, request, target, xroad, headers, body, record)
 

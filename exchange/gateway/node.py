@@ -20,6 +20,7 @@ from audit.log import AuditLog
 from exchange.db import migrate
 from exchange.db.engine import build_engine
 from exchange.errors import Error
+from exchange.evidence.edm.schemaset import EdmSchemas
 from exchange.evidence.schemas import EvidenceSchemas
 from exchange.gateway import files
 from exchange.gateway.access import AccessRights
@@ -102,6 +103,12 @@ class Gateway:
             member=self.member,
             specs=settings.services,
             schemas=EvidenceSchemas.load(settings.schemas_dir),
+        )
+        # The OOTS EDM profile, only where it is configured: its schema set loaded once, offline.
+        self.edm_schemas = (
+            None
+            if settings.edm is None
+            else EdmSchemas.load(settings.edm.folder, max_bytes=settings.max_body_bytes)
         )
         identity = settings.identity
         self.citizens = (

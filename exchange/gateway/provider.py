@@ -16,6 +16,9 @@ A pipeline of small steps, each failing closed with a signed X-Road error
 5. the evidence must satisfy the evidence schema (encoded as JSON or XML here) before it is
    signed, audited and released (:func:`exchange.gateway.outcome.conclude`).
 
+Services that declare ``[services.edm]`` take an OOTS EDM ``QueryRequest`` and answer in EDM,
+refusals included (:mod:`exchange.gateway.edm`); the steps are the same.
+
 Every answer of ``/r1/`` is signed; only a request the HTTP server cannot parse at all gets an
 unsigned error from the server's protocol (:mod:`exchange.serving`).
 
@@ -24,6 +27,8 @@ Every outcome is recorded with both signatures.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,10 +36,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from connectors.base import ConnectorRequest, Evidence
-from exchange.errors import InvalidRequest, MethodNotAllowed
+from exchange.errors import InvalidIdentifier, InvalidRequest, MethodNotAllowed
+from exchange.evidence.edm import MEDIA_TYPE as EDM_MEDIA_TYPE
+from exchange.faults import error_of
 from exchange.gateway import figures, metaservices, usage
 from exchange.gateway.admission import Admitted, admit
 from exchange.gateway.consent import ConsentCheck
+from exchange.gateway.edm import EdmProvider, Exchange
 from exchange.gateway.node import Gateway
 from exchange.gateway.outcome import SIDES, Answer, conclude, refuse
 from exchange.gateway.records import ExchangeRecord
@@ -48,6 +56,7 @@ from exchange.gateway.xroad import (
     negotiate,
     query_parameters,
 )
+from exchange.identifiers import ServiceId
 from exchange.trust.signed import body_digest
 
 SIDE = SIDES["producer"]  # errors raised here are Server.ServerProxy.*
@@ -67,15 +76,24 @@ class Provider:
             )
             for key, service in gateway.services.items()
         }
+        self.edm = (
+            None
+            if gateway.edm_schemas is None
+            or gateway.settings.edm is None
+            or gateway.settings.edm.provider is None
+            else EdmProvider(gateway, gateway.edm_schemas)
+        )
 
     async def handle(self, request: Request) -> Response:
         gateway = self.gateway
         headers = {k.lower(): v for k, v in request.headers.items()}
         record = ExchangeRecord.arriving("producer", request.method, headers, gateway.clock())
+        exchange: list[Exchange] = []
         try:
-            answer = await self.serve(request, headers, record)
+            answer = await self.serve(request, headers, record, exchange)
         except Exception as caught:  # every answer is signed and recorded, whatever went wrong
             answer = refuse(caught, record=record)
+            answer = self.edm_refusal(caught, answer, record, exchange)
         return await conclude(
             gateway,
             record,
@@ -85,10 +103,40 @@ class Provider:
             sign=lambda signed: self.sign(record, signed),
         )
 
-    async def serve(
-        self, request: Request, headers: dict[str, str], record: ExchangeRecord
+    def edm_refusal(
+        self,
+        caught: BaseException,
+        answer: Answer,
+        record: ExchangeRecord,
+        exchange: list[Exchange],
     ) -> Answer:
-        """Check and answer one request; raise an :class:`Error` to refuse it."""
+        """``answer`` as an EDM error response where the service is offered in EDM."""
+        if self.edm is None:
+            return answer
+        if not exchange:  # refused in admission: the service may still be an EDM one
+            try:
+                service = self.gateway.services.find(ServiceId.parse(record.service or ""))
+            except InvalidIdentifier:
+                service = None
+            if service is None or service.spec.edm is None:
+                return answer
+            exchange.append(Exchange(service))
+        try:
+            payload = self.edm.refusal(error_of(caught), exchange[0])
+        except Exception as failed:  # an EDM error that cannot be built: the X-Road one stands
+            refuse(failed, record=record)
+            return answer
+        return replace(answer, content_type=EDM_MEDIA_TYPE, payload=payload)
+
+    async def serve(
+        self,
+        request: Request,
+        headers: dict[str, str],
+        record: ExchangeRecord,
+        exchange: list[Exchange] | None = None,
+    ) -> Answer:
+        """Check and answer one request; raise an :class:`Error` to refuse it. An EDM
+        exchange is noted in ``exchange`` as soon as it is known to be one."""
         gateway = self.gateway
         admitted = await admit(gateway, request, headers, record)
         target, xroad = admitted.target, admitted.xroad
@@ -120,9 +168,23 @@ class Provider:
         if code in METASERVICES:
             return await self.metadata(code, admitted, parameters)
         service = gateway.services.get(target.service)
+        edm, body = None, admitted.body
+        if service.spec.edm is not None and self.edm is not None:
+            exchange = exchange if exchange is not None else []
+            exchange.append(Exchange(service))
+            if request.method not in service.spec.methods:
+                raise MethodNotAllowed(f"{target.service} takes an EDM QueryRequest by POST")
+            edm = self.edm.read(body, headers.get("content-type"), exchange[0])
+            if parameters:
+                raise InvalidRequest("an EDM service takes no query parameters", detail="query")
+            parameters = self.edm.parameters(edm, service)
+            xroad = replace(xroad, purpose=self.edm.purpose(edm, xroad.purpose))
+            record.purpose = xroad.purpose
+            body = b""  # the person is read from the request and checked; the registry gets
+            # the parameters only, as for every other service
         if request.method not in service.spec.methods:
             raise MethodNotAllowed(f"{target.service} does not accept {request.method}")
-        representation = negotiate(headers.get("accept"))
+        representation = "xml" if edm is not None else negotiate(headers.get("accept"))
         if service.spec.subject_parameter:
             # From here on, a refusal is recorded about the person, as an attempt: the citizen
             # sees who tried (apart from the releases, which attempts cannot push out of view).
@@ -141,10 +203,10 @@ class Provider:
         asked = ConnectorRequest(
             service=str(target.service),
             parameters=parameters,
-            method=request.method,
+            method="GET" if edm is not None else request.method,
             path=target.rest_path,
-            body=admitted.body,
-            content_type=headers.get("content-type"),
+            body=body,
+            content_type=None if edm is not None else headers.get("content-type"),
         )
         service.connector.check(asked)  # likewise: values the registry would misread
 
@@ -152,6 +214,8 @@ class Provider:
             record.request_out = gateway.clock()
             evidence = await service.connector.fetch(asked)
             record.response_in = gateway.clock()
+            if edm is not None:  # before anything is shown or released: the person asked for
+                EdmProvider.check_person(evidence, edm, service)
             return evidence
 
         release = Release(
@@ -161,12 +225,18 @@ class Provider:
             grant=grant,
             xroad=xroad,
             parameters=parameters,
-            body=admitted.body,
+            body=body,
             fetch=fetch,
+            preview_location=None if edm is None else edm.preview_location,
         )
         policy = self.policies[gateway.services.key(service.id)]
+        if edm is not None:
+            EdmProvider.admit(edm, service)
         await policy.admit(release)
         evidence = await policy.obtain(release)
+        if edm is not None and self.edm is not None:
+            related = self.edm.answer(edm, service, evidence)
+            return Answer(200, related.content_type, related.body)
         if representation == "xml":
             return Answer(200, MEDIA_TYPES["xml"], service.schema.to_xml(evidence))
         return Answer(200, MEDIA_TYPES["json"], service.schema.to_json(evidence))

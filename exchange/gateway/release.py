@@ -35,6 +35,7 @@ from exchange.errors import (
     PreviewRequired,
     ServiceUnavailable,
 )
+from exchange.evidence.edm.query import Unresolved
 from exchange.gateway.access import Grant
 from exchange.gateway.consent import ConsentCheck
 from exchange.gateway.preview import Previews, query_digest
@@ -59,6 +60,8 @@ class Release:
     body: bytes
     fetch: Callable[[], Awaitable[Evidence]]  # asks the registry, timing it in the record
     consent: Consent | None = None  # set by the consent policy once the artefact verified
+    # An EDM request's PreviewLocation: the preview it returns to, which must be the one held.
+    preview_location: str | None = None
 
 
 class ReleasePolicy(Protocol):
@@ -165,6 +168,14 @@ class Previewed:
             query=query,
         )
         consents = self.inner.consents
+        if release.preview_location is not None and (
+            held is None or previews.url(held.id) != release.preview_location
+        ):
+            raise Unresolved(
+                "the preview this request returns to is not held here (expired, released or "
+                "of another request)",
+                detail="PreviewLocation",
+            )
         if held is None:
             await consents.ensure_live(
                 consent, view=release.view, message_id=record.message_id, service=record.service

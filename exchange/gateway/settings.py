@@ -104,6 +104,51 @@ class PreviewSpec(Strict):
     )
 
 
+class EdmParty(Strict):
+    """An agent as EDM names it: an identifier in an EAS scheme
+    (``urn:cef.eu:names:identifier:EAS:<code>``) and a name."""
+
+    id: str = Field(min_length=1, max_length=200)
+    scheme: str = Field(pattern=r"^urn:cef\.eu:names:identifier:EAS:[0-9]{4}$")
+    name: str = Field(min_length=1, max_length=500)
+
+
+class EdmSpec(Strict):
+    """The OOTS EDM profile (docs/oots.md): where the official EDM schema set is installed, and
+    how this gateway's member is named in EDM answers (evidence provider, error provider)."""
+
+    folder: Path = Field(description="the OOTS EDM v1.0 material (xsd/ inside); never shipped")
+    provider: EdmParty | None = Field(
+        default=None, description="this member in EDM answers; needed to provide EDM services"
+    )
+
+
+class EdmServiceSpec(Strict):
+    """A service offered in OOTS EDM: requests are EDM QueryRequests for this evidence type."""
+
+    evidence_type_classification: str = Field(min_length=1, max_length=500)
+    conforms_to: str | None = Field(
+        default=None, description="the distribution's data model URI (sdg:ConformsTo)"
+    )
+    titles: dict[str, str] = Field(
+        min_length=1, description="language code (EN, DE, ...) -> the evidence type's title"
+    )
+    transformations: list[str] = Field(
+        default_factory=list,
+        description=(
+            "subset URIs (sdg:Transformation) answered with this service's evidence as it is; "
+            "declare only those the evidence schema already meets"
+        ),
+    )
+    valid_for_days: int | None = Field(default=None, gt=0, description="sdg:ValidityPeriod")
+    issued_field: str | None = Field(
+        default=None, description="the evidence field with its issuing date (else: today)"
+    )
+    family_name_field: str = "familyName"
+    given_name_field: str = "givenName"
+    date_of_birth_field: str = "dateOfBirth"
+
+
 class ServiceSpec(Strict):
     subsystem: str
     code: str
@@ -121,6 +166,9 @@ class ServiceSpec(Strict):
     parameters: list[str] = Field(default_factory=list)
     openapi: Path | None = None
     connector: ConnectorSpec
+    edm: EdmServiceSpec | None = Field(
+        default=None, description="offered in OOTS EDM: POST a QueryRequest (docs/oots.md)"
+    )
 
     @field_validator("subsystem", "code", "version")
     @classmethod
@@ -179,6 +227,7 @@ class GatewaySettings(RoleSettings):
     identity: IdentitySpec | None = None
     usage: UsageSpec = Field(default_factory=UsageSpec)
     preview: PreviewSpec | None = None
+    edm: EdmSpec | None = None
     services: list[ServiceSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -189,6 +238,11 @@ class GatewaySettings(RoleSettings):
             raise ValueError("a service with preview = true needs a [preview] listener")
         if any(s.preview and s.consent_policy != "consent" for s in self.services):
             raise ValueError('preview = true needs consent_policy = "consent"')
+        edm = [s for s in self.services if s.edm is not None]
+        if edm and (self.edm is None or self.edm.provider is None):
+            raise ValueError("a service with [services.edm] needs [edm] folder and provider")
+        if any(s.subject_parameter is None or s.methods != ["POST"] for s in edm):
+            raise ValueError('an EDM service needs methods = ["POST"] and a subject_parameter')
         return self
 
     @field_validator("id")
@@ -225,6 +279,9 @@ class GatewaySettings(RoleSettings):
     def from_file(cls, raw: dict[str, Any], folder: Path) -> None:
         """Also each service's OpenAPI file and SQLite connector database."""
         super().from_file(raw, folder)
+        edm = raw.get("edm")
+        if isinstance(edm, dict) and "folder" in edm:
+            edm["folder"] = str(folder / edm["folder"])
         for service in raw.get("services", []):
             if "openapi" in service:
                 service["openapi"] = str(folder / service["openapi"])
