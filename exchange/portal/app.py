@@ -470,33 +470,14 @@ def create_app(portal: Portal) -> Starlette:
         try:
             form = await web.form(request)
             web.check_csrf(request.session, form)
-            seq = str(form.get("seq", ""))
-            if not seq.isascii() or not seq.isdigit() or len(seq) > 12:
-                raise InvalidRequest("no such record", detail="seq")
-            provider = str(form.get("provider", ""))
-            checked = await portal.check_receipt(
-                citizen, provider, str(form.get("chain", "")), int(seq)
-            )
-            found = await portal.all_usage(citizen)
-            register = portal.provider_name(portal.trust.view(), provider)
         except Error as error:
             return pages.failure(SITE, error, back="/usage")
-        log.info("portal.receipt_checked", provider=provider, ok=checked.ok, result=checked.message)
-        return pages.page(
-            "usage.html",
-            site=SITE,
-            citizen=citizen,
-            usage=found,
-            csrf=web.csrf_token(request.session),
-            checked={
-                "chain": form.get("chain"),
-                "seq": int(seq),
-                "ok": checked.ok,
-                "timestamped": checked.timestamped,
-                "register": register,
-            },
-            here="/usage",
-            notifications=portal.notices is not None,
+        return await receipt_checked(
+            request,
+            citizen,
+            provider=str(form.get("provider", "")),
+            chain=str(form.get("chain", "")),
+            seq=str(form.get("seq", "")),
         )
 
     async def receipt_page(request: Request) -> Response:
@@ -505,13 +486,22 @@ def create_app(portal: Portal) -> Starlette:
         if citizen is None:
             return sign_in_first(request)
         query = request.query_params
-        seq, provider = query.get("seq", ""), query.get("provider", "")
+        return await receipt_checked(
+            request,
+            citizen,
+            provider=query.get("provider", ""),
+            chain=query.get("chain", ""),
+            seq=query.get("seq", ""),
+        )
+
+    async def receipt_checked(
+        request: Request, citizen: SignedIn, *, provider: str, chain: str, seq: str
+    ) -> Response:
+        """The citizen's usage with one record's receipt checked against its register's log."""
         try:
             if not seq.isascii() or not seq.isdigit() or len(seq) > 12:
                 raise InvalidRequest("no such record", detail="seq")
-            checked = await portal.check_receipt(
-                citizen, provider, query.get("chain", ""), int(seq)
-            )
+            checked = await portal.check_receipt(citizen, provider, chain, int(seq))
             found = await portal.all_usage(citizen)
             register = portal.provider_name(portal.trust.view(), provider)
         except Error as error:
@@ -524,12 +514,13 @@ def create_app(portal: Portal) -> Starlette:
             usage=found,
             csrf=web.csrf_token(request.session),
             checked={
-                "chain": query.get("chain"),
+                "chain": chain,
                 "seq": int(seq),
                 "ok": checked.ok,
                 "timestamped": checked.timestamped,
                 "register": register,
             },
+            here="/usage",
             notifications=portal.notices is not None,
         )
 
