@@ -44,6 +44,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -107,7 +108,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
 
 @pytest.fixture(scope="module")
-def browser(running: Demo) -> Iterator[Any]:
+def browser() -> Iterator[Any]:
     with playwright_api.sync_playwright() as driver:
         launched = driver.chromium.launch(
             executable_path=CHROMIUM,
@@ -407,3 +408,44 @@ def test_journey_in_french_and_arabic(
 ) -> None:
     visit = journey(browser, running, language, shots, whole=False)
     assert not visit.problems, "\n".join(visit.problems)
+
+
+def test_notifications_page_in_each_language(browser: Any) -> None:
+    """The demo has no SMTP server, so its portal offers no e-mail notices: their page is rendered
+    here as the portal renders it (a refused address, a register out of reach, the saved
+    choice) in each language and given to Chromium as it is, for axe to look at."""
+    from exchange.portal.notices import Subscription
+    from exchange.web.pages import Pages
+
+    context = browser.new_context(bypass_csp=True)
+    context.add_init_script(script=AXE_SCRIPT)
+    page, problems = context.new_page(), []
+    for language, citizen in CITIZENS.items():
+        shown = {
+            "refused address": {"problem": "That does not look like an e-mail address."},
+            "saved, a register out of reach": {
+                "saved": True,
+                "unreachable": ["Population Register"],
+                "subscription": Subscription("citizen@example.org", language, "daily"),
+            },
+        }
+        visit = Visit(page, language, keyboard=False)
+        for where, context_of_page in shown.items():
+            with languages.speaking(language):
+                html = Pages("exchange.portal").render(
+                    "notifications.html",
+                    **{
+                        "site": "State Portal",
+                        "citizen": SimpleNamespace(name=citizen.name, subject=citizen.code),
+                        "subscription": None,
+                        "csrf": "token",
+                        "here": "/notifications",
+                        "unreachable": [],
+                        **context_of_page,
+                    },
+                )
+            page.set_content(html)
+            visit.arrived(f"notifications, {where}")
+        problems += visit.problems
+    context.close()
+    assert not problems, "\n".join(problems)
