@@ -33,6 +33,16 @@ DIPLOMAS: dict[str, dict[str, Any]] = {
         "awardedOn": "2014-06-20",
         "diplomaNumber": "BA-2014-0311",
     },
+    "EE50203110012": {
+        "personCode": "EE50203110012",
+        "givenName": "Sofia",
+        "familyName": "Mets",
+        "institution": UNIVERSITY,
+        "qualification": {"title": "Bachelor of Science in Mathematics", "level": "bachelor"},
+        "fieldOfStudy": "Mathematics",
+        "awardedOn": "2024-06-14",
+        "diplomaNumber": "BS-2024-0528",
+    },
 }
 
 

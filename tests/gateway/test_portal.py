@@ -267,10 +267,12 @@ def test_pages_speak_the_readers_language_and_remember_a_choice(roles: Roles) ->
         back = browser.submit(granted, 'name="consent"')
         fetched = browser.submit(back, 'id="fetch"')
         assert rtl in fetched.text
-        assert "<td>شهادة الميلاد / رقم التسجيل</td><td><bdi>B-1991-004417</bdi></td>" in (
-            fetched.text
+        assert (
+            '<th scope="row">شهادة الميلاد / رقم التسجيل</th><td><bdi>B-1991-004417</bdi></td>'
+            in fetched.text
         )
-        assert "<td>شهادة الميلاد / الأم / الاسم الشخصي</td>" in fetched.text  # each labelled
+        labelled = '<th scope="row">شهادة الميلاد / الأم / الاسم الشخصي</th>'  # each labelled
+        assert labelled in fetched.text
 
         french = browser.get(f"{portal}/procedures/passport?lang=fr")
         assert '<html lang="fr" dir="ltr">' in french.text
