@@ -8,8 +8,9 @@ A pipeline of small steps, each failing closed with a signed X-Road error
    the request as received, its message id new;
 2. routing: the Data Tracker usage service, the public figures service
    (:mod:`exchange.gateway.figures`) and the X-Road metaservices are answered here;
-3. access: the client holds an access right for the service (and method and path), and the
-   service's parameters are present;
+3. access: the client holds an access right for the service (and method and path), the
+   service's parameters are present, and the quotas the right declares are not used up
+   (:mod:`exchange.gateway.quotas`);
 4. release (:mod:`exchange.gateway.release`): the service's policy admits the request
    (``public``, ``legal-basis``, ``consent``; with preview composed where it applies), then
    obtains the evidence from the registry through the service's connector;
@@ -147,6 +148,13 @@ class Provider:
             content_type=headers.get("content-type"),
         )
         service.connector.check(asked)  # likewise: values the registry would misread
+        if grant.limits:  # a grant without quotas costs nothing here
+            await gateway.quotas.admit(
+                client=str(xroad.client),
+                service=grant.service,
+                limits=grant.limits,
+                person=record.subject,
+            )
 
         async def fetch() -> Evidence:
             record.request_out = gateway.clock()
