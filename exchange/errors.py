@@ -27,8 +27,10 @@ where ``type`` is ``Client.<code>`` for the caller's faults (4xx) and ``Server.<
     ├── MethodNotAllowed (405)
     ├── NotAcceptable (406): no representation the caller accepts
     ├── Conflict (409)
-    │   └── DuplicateMessage (409): a (client, message id) pair seen before
+    │   ├── DuplicateMessage (409): a (client, message id) pair seen before
+    │   └── RequestInProgress (409): a request with this Idempotency-Key is being answered
     ├── PayloadTooLarge (413)
+    ├── IdempotencyKeyReused (422): an Idempotency-Key already used for another request
     ├── UnsupportedMediaType (415): the body is not of a type the endpoint takes
     ├── PreviewRequired (428): the citizen must look first; detail is the preview page's URL
     ├── QuotaExceeded (429): a limit of the client's access right is used up; detail names
@@ -173,9 +175,23 @@ class DuplicateMessage(Conflict):
     code = "DuplicateMessage"
 
 
+class RequestInProgress(Conflict):
+    """The first request with this ``Idempotency-Key`` is still being answered: ask again."""
+
+    code = "RequestInProgress"
+
+
 class PayloadTooLarge(Error):
     status = 413
     code = "PayloadTooLarge"
+
+
+class IdempotencyKeyReused(Error):
+    """The ``Idempotency-Key`` was used before, by this client on this service, for a
+    different request."""
+
+    status = 422
+    code = "IdempotencyKeyReused"
 
 
 class UnsupportedMediaType(Error):

@@ -190,6 +190,7 @@ async def forward(
         ("x-exchange-purpose", "X-Exchange-Purpose"),
         ("x-exchange-consent", "X-Exchange-Consent"),
         ("x-exchange-identity", "X-Exchange-Identity"),
+        ("idempotency-key", "Idempotency-Key"),
         ("content-type", "Content-Type"),
         ("accept", "Accept"),
     ):

@@ -23,6 +23,7 @@ from exchange.errors import Error
 from exchange.evidence.schemas import EvidenceSchemas
 from exchange.gateway import files
 from exchange.gateway.access import AccessRights
+from exchange.gateway.idempotency import Idempotency
 from exchange.gateway.metrics import GatewayMetrics
 from exchange.gateway.preview import Previews
 from exchange.gateway.quotas import Quotas
@@ -90,6 +91,7 @@ class Gateway:
             self.engine, chain=settings.audit_chain, key=files.audit_key(settings), clock=clock
         )
         self.metrics = metrics or GatewayMetrics()
+        self.idempotency = Idempotency(self.unflushed, clock=clock)
         self.quotas = Quotas(
             self.unflushed,
             clock=clock,
