@@ -63,6 +63,9 @@ class AuditEntry:
     request_signature: str | None  # detached: header..signature
     request_claims_digest: str | None  # base64url SHA-256 of the detached payload
     response_signature: str | None
+    # An answer given again for an Idempotency-Key: the message id of the exchange that first
+    # gave it. Kept in the body only when set, so records without it read as before.
+    replay_of: str | None = None
 
 
 def canonical(record: dict[str, Any]) -> bytes:
@@ -97,6 +100,7 @@ def listed(side: object, service: object, subject: object) -> bool:
 
 
 ENTRY_FIELDS = tuple(f.name for f in fields(AuditEntry))  # flat: no deep copy needed
+OPTIONAL_FIELDS = frozenset({"replay_of"})  # in a record's body only when set
 Pending = tuple[AuditEntry, str | None]  # entry, hashed subject
 TREE_HEIGHT = 5  # the tree keeps nodes of blocks of 32 records and up (see merkle.Tree)
 
@@ -187,7 +191,11 @@ class AuditLog:
                     "prev": previous,
                     "at": at.isoformat(timespec="microseconds"),
                     "subject": subject,
-                    **{name: getattr(entry, name) for name in ENTRY_FIELDS},
+                    **{
+                        name: getattr(entry, name)
+                        for name in ENTRY_FIELDS
+                        if name not in OPTIONAL_FIELDS or getattr(entry, name) is not None
+                    },
                 }
             )
             leaf = merkle.leaf_hash(body)

@@ -27,10 +27,14 @@ where ``type`` is ``Client.<code>`` for the caller's faults (4xx) and ``Server.<
     ├── MethodNotAllowed (405)
     ├── NotAcceptable (406): no representation the caller accepts
     ├── Conflict (409)
-    │   └── DuplicateMessage (409): a (client, message id) pair seen before
+    │   ├── DuplicateMessage (409): a (client, message id) pair seen before
+    │   └── RequestInProgress (409): a request with this Idempotency-Key is being answered
     ├── PayloadTooLarge (413)
+    ├── IdempotencyKeyReused (422): an Idempotency-Key already used for another request
     ├── UnsupportedMediaType (415): the body is not of a type the endpoint takes
     ├── PreviewRequired (428): the citizen must look first; detail is the preview page's URL
+    ├── QuotaExceeded (429): a limit of the client's access right is used up; detail names
+    │                        the limit, ``retry_after`` when it frees up (``Retry-After``)
     ├── ServiceFailed (502): the registry or a peer answered with an error or garbage
     │   ├── InvalidEvidence (502): the registry's data does not satisfy the evidence schema
     │   ├── InvalidResponse (502): the peer gateway's answer is broken, unsigned or does not verify
@@ -171,9 +175,23 @@ class DuplicateMessage(Conflict):
     code = "DuplicateMessage"
 
 
+class RequestInProgress(Conflict):
+    """The first request with this ``Idempotency-Key`` is still being answered: ask again."""
+
+    code = "RequestInProgress"
+
+
 class PayloadTooLarge(Error):
     status = 413
     code = "PayloadTooLarge"
+
+
+class IdempotencyKeyReused(Error):
+    """The ``Idempotency-Key`` was used before, by this client on this service, for a
+    different request."""
+
+    status = 422
+    code = "IdempotencyKeyReused"
 
 
 class UnsupportedMediaType(Error):
@@ -184,6 +202,21 @@ class UnsupportedMediaType(Error):
 class PreviewRequired(Error):
     status = 428
     code = "PreviewRequired"
+
+
+class QuotaExceeded(Error):
+    """A limit declared on the client's access right is used up for now.
+
+    ``detail`` names the limit (``per-second``, ``per-day``, ``persons-per-day``);
+    ``retry_after`` is the whole number of seconds until it frees up, sent as ``Retry-After``.
+    """
+
+    status = 429
+    code = "QuotaExceeded"
+
+    def __init__(self, message: str, *, detail: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = max(1, retry_after)
 
 
 class ServiceFailed(Error):

@@ -38,6 +38,7 @@ from exchange.errors import (
     NotAcceptable,
     NotFound,
     PayloadTooLarge,
+    QuotaExceeded,
     Unauthenticated,
     UnsupportedMediaType,
 )
@@ -87,6 +88,8 @@ def error_response(error: Error, side: str | None = None) -> JSONResponse:
     headers = {"X-Road-Error": body["type"] or ""}
     if error.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, QuotaExceeded):
+        headers["Retry-After"] = str(error.retry_after)
     return JSONResponse(body, status_code=error.status, headers=headers)
 
 

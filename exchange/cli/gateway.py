@@ -15,7 +15,7 @@ from exchange.db.engine import build_engine
 from exchange.errors import ServiceFailed
 from exchange.faults import mapped
 from exchange.gateway import files
-from exchange.gateway.access import AccessRights
+from exchange.gateway.access import AccessRights, Limits
 from exchange.gateway.settings import GatewaySettings
 from exchange.identifiers import ServiceId
 from exchange.trust.globalconf_client import utcnow
@@ -60,6 +60,16 @@ def _central_url(settings: GatewaySettings, central: str | None) -> str:
     from exchange.trust.globalconf import TrustAnchor
 
     return TrustAnchor.load(settings.anchor).configuration_url.removesuffix("/globalconf")
+
+
+PerSecond = Annotated[
+    int | None, typer.Option(min=1, help="Quota: requests per second (burst), per client.")
+]
+PerDay = Annotated[int | None, typer.Option(min=1, help="Quota: requests per UTC day, per client.")]
+PersonsPerDay = Annotated[
+    int | None,
+    typer.Option(min=1, help="Quota: distinct persons asked about per UTC day, per client."),
+]
 
 
 def _access(settings: GatewaySettings) -> AccessRights:
@@ -224,13 +234,42 @@ def access_grant(
         str | None,
         typer.Option(help="The law that entitles the client (services with legal-basis policy)."),
     ] = None,
+    per_second: PerSecond = None,
+    per_day: PerDay = None,
+    persons_per_day: PersonsPerDay = None,
 ) -> None:
-    """Allow a client (or group) to call a service."""
+    """Allow a client (or group) to call a service, within quotas if given."""
     ServiceId.parse(service)
     _access(GatewaySettings.load(config)).grant(
-        service=service, subject=subject, method=method, path=path, legal_basis=legal_basis
+        service=service,
+        subject=subject,
+        method=method,
+        path=path,
+        legal_basis=legal_basis,
+        limits=Limits(per_second, per_day, persons_per_day),
     )
     typer.echo(f"granted {subject} access to {service}")
+
+
+@access_app.command("limit")
+def access_limit(
+    config: Config,
+    service: str,
+    subject: str,
+    method: Annotated[str, typer.Option()] = "",
+    path: Annotated[str, typer.Option()] = "",
+    per_second: PerSecond = None,
+    per_day: PerDay = None,
+    persons_per_day: PersonsPerDay = None,
+) -> None:
+    """Set the quotas of an access right (named exactly as granted); none given lifts them.
+    Each client the right covers has its own counts; running gateways apply them at their next
+    reload of the rights."""
+    limits = Limits(per_second, per_day, persons_per_day)
+    _access(GatewaySettings.load(config)).limit(
+        service=service, subject=subject, method=method, path=path, limits=limits
+    )
+    typer.echo(f"{subject}'s quotas on {service}: {_limits(limits)}")
 
 
 @access_app.command("revoke")
@@ -252,10 +291,23 @@ def access_revoke(
 def access_list(config: Config) -> None:
     """List access rights."""
     rows = [
-        [g.service, g.subject, g.method or "*", g.path or "*"]
+        [g.service, g.subject, g.method or "*", g.path or "*", _limits(g.limits)]
         for g in _access(GatewaySettings.load(config)).grants()
     ]
-    table(rows, ["SERVICE", "SUBJECT", "METHOD", "PATH"])
+    table(rows, ["SERVICE", "SUBJECT", "METHOD", "PATH", "QUOTAS"])
+
+
+def _limits(limits: Limits) -> str:
+    named = [
+        f"{value}/{unit}"
+        for value, unit in (
+            (limits.per_second, "s"),
+            (limits.per_day, "day"),
+            (limits.persons_per_day, "persons/day"),
+        )
+        if value is not None
+    ]
+    return ", ".join(named) or "-"
 
 
 @group_app.command("add")

@@ -2,7 +2,9 @@
 
 A grant names a service (``INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE``), a subject (a client id or
 ``group:NAME``), optionally a REST method and a path pattern, and optionally the legal basis the
-client holds for it (which services with the ``legal-basis`` policy require). Grants and groups
+client holds for it (which services with the ``legal-basis`` policy require), and optionally
+the quotas of each client it covers (:class:`Limits`, enforced by :mod:`exchange.gateway.quotas`).
+Grants and groups
 live in the gateway's database and are changed by ``exchange gateway access ...`` (possibly from
 another process); the provider reloads them at most ``cache_ttl`` seconds after a change.
 """
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,12 +32,41 @@ METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Quotas of one client subsystem on one service; ``None`` is no limit.
+
+    ``per_second``: requests in one second (the burst); ``per_day``: requests in one UTC day;
+    ``persons_per_day``: distinct persons asked about in one UTC day (the enumeration limit).
+    """
+
+    per_second: int | None = None
+    per_day: int | None = None
+    persons_per_day: int | None = None
+
+    def __bool__(self) -> bool:
+        return (self.per_second, self.per_day, self.persons_per_day) != (None, None, None)
+
+    def checked(self) -> Limits:
+        for name in ("per_second", "per_day", "persons_per_day"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value <= 1_000_000_000:
+                raise InvalidRequest(
+                    f"a limit is a whole number from 1 to 10^9 ({name})", detail=name
+                )
+        return self
+
+
+NO_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
 class Grant:
     service: str
     subject: str
     method: str
     path: str
     legal_basis: str | None = None
+    limits: Limits = NO_LIMITS
 
     def matches(self, method: str, path: str) -> bool:
         if self.method and self.method != method:
@@ -49,6 +80,13 @@ def _pattern(glob: str) -> re.Pattern[str]:
     wildcards = {"**": ".*", "*": "[^/]*"}
     return re.compile(
         "".join(wildcards.get(t) or re.escape(t) for t in re.split(r"(\*\*|\*)", glob))
+    )
+
+
+def _grant(row: models.AccessRight) -> Grant:
+    limits = Limits(row.per_second, row.per_day, row.persons_per_day)
+    return Grant(
+        row.service, row.subject, row.method, row.path, row.legal_basis, limits or NO_LIMITS
     )
 
 
@@ -90,9 +128,7 @@ class AccessRights:
             with self._lock, Session(self._engine) as session:
                 grants: dict[str, list[Grant]] = {}
                 for row in session.scalars(select(models.AccessRight)):
-                    grants.setdefault(row.service, []).append(
-                        Grant(row.service, row.subject, row.method, row.path, row.legal_basis)
-                    )
+                    grants.setdefault(row.service, []).append(_grant(row))
                 groups: dict[str, set[str]] = {}
                 for member in session.scalars(select(models.GroupMember)):
                     groups.setdefault(member.group, set()).add(member.client)
@@ -136,7 +172,9 @@ class AccessRights:
         method: str = "",
         path: str = "",
         legal_basis: str | None = None,
+        limits: Limits = NO_LIMITS,
     ) -> None:
+        limits.checked()
         if ServiceId.parse(service).version is not None:
             raise InvalidRequest(
                 "access rights name a service without its version", detail="service"
@@ -162,12 +200,41 @@ class AccessRights:
                     path=path,
                     legal_basis=legal_basis or None,
                     granted_at=self._clock(),
+                    per_second=limits.per_second,
+                    per_day=limits.per_day,
+                    persons_per_day=limits.persons_per_day,
                 )
             )
             try:
                 session.commit()
             except IntegrityError as exc:
                 raise Conflict("that access right exists already") from exc
+        self.invalidate()
+
+    def limit(
+        self, *, service: str, subject: str, limits: Limits, method: str = "", path: str = ""
+    ) -> None:
+        """Set the quotas of an access right (named exactly as granted); :data:`NO_LIMITS`
+        lifts them. Every process applies them at its next reload of the rights."""
+        limits.checked()
+        with Session(self._engine) as session:
+            result = session.execute(
+                update(models.AccessRight)
+                .where(
+                    models.AccessRight.service == service,
+                    models.AccessRight.subject == subject,
+                    models.AccessRight.method == method.upper(),
+                    models.AccessRight.path == path,
+                )
+                .values(
+                    per_second=limits.per_second,
+                    per_day=limits.per_day,
+                    persons_per_day=limits.persons_per_day,
+                )
+            )
+            session.commit()
+        if not getattr(result, "rowcount", 0):
+            raise NotFound("no such access right")
         self.invalidate()
 
     def revoke(self, *, service: str, subject: str, method: str = "", path: str = "") -> None:
@@ -192,7 +259,7 @@ class AccessRights:
                     models.AccessRight.service, models.AccessRight.subject
                 )
             )
-            return [Grant(r.service, r.subject, r.method, r.path, r.legal_basis) for r in rows]
+            return [_grant(row) for row in rows]
 
     def add_group(self, name: str, description: str = "") -> None:
         check_segment(name, "group name")

@@ -16,6 +16,8 @@ errors of the provider's gateway arrive signed as ``Server.ServerProxy.*`` and p
 
 from __future__ import annotations
 
+import re
+
 import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -65,6 +67,7 @@ from exchange.trust.signed import body_digest
 from exchange.trust.view import TrustView
 
 log = structlog.get_logger(__name__)
+_SECONDS = re.compile(r"[0-9]{1,9}")
 SIDE = SIDES["client"]  # errors raised here are Server.ClientProxy.* (the caller's: Client.*)
 
 
@@ -199,6 +202,7 @@ async def forward(
         ("x-exchange-purpose", "X-Exchange-Purpose"),
         ("x-exchange-consent", "X-Exchange-Consent"),
         ("x-exchange-identity", "X-Exchange-Identity"),
+        ("idempotency-key", "Idempotency-Key"),
         ("content-type", "Content-Type"),
         ("accept", "Accept"),
     ):
@@ -269,4 +273,13 @@ def _verified(
             f"response of gateway {peer.id} failed verification: {exc.message}"
         ) from exc
     record.response_signature = signature
-    return Answer(reply.status, content_type, reply.body, reply.headers.get("x-road-error"))
+    # Retry-After is advice, not evidence: outside the response signature (the mutual TLS
+    # channel carries it), passed on only as a number of seconds.
+    retry_after = reply.headers.get("retry-after", "")
+    return Answer(
+        reply.status,
+        content_type,
+        reply.body,
+        reply.headers.get("x-road-error"),
+        int(retry_after) if reply.status == 429 and _SECONDS.fullmatch(retry_after) else None,
+    )

@@ -45,6 +45,12 @@ class GatewayMetrics:
             ["side", "type"],
             registry=self.registry,
         )
+        self.quota_refusals = Counter(
+            "exchange_quota_refusals",
+            "Requests refused because a quota of the client's access right was used up",
+            ["client", "service", "limit"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "exchange_request_seconds",
             "Time from request in to response out",
@@ -69,6 +75,11 @@ class GatewayMetrics:
             label = error_type if match and match.group(2) in _CODES else "other"
             self.errors.labels(side, label).inc()
         self.latency.labels(side).observe(seconds)
+
+    def refused(self, client: str, service: str, limit: str) -> None:
+        """A quota refusal. The labels are bounded: only a client holding an access right that
+        declares a quota, a service provided here and one of three limits reach this."""
+        self.quota_refusals.labels(client, service, limit).inc()
 
     def exposition(self) -> bytes:
         """The text format for ``/metrics``: this process's, or every worker's summed."""

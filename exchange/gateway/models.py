@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -65,6 +66,58 @@ class AccessRight(Base):
     path: Mapped[str] = mapped_column(String(1000), default="")
     legal_basis: Mapped[str | None] = mapped_column(String(500))
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Quotas of each client the grant covers, per service (exchange.gateway.quotas); none: no
+    # limit.
+    per_second: Mapped[int | None] = mapped_column(Integer)
+    per_day: Mapped[int | None] = mapped_column(Integer)
+    persons_per_day: Mapped[int | None] = mapped_column(Integer)
+
+
+class QuotaCount(Base):
+    """How much of one limit's window the provider's processes have leased between them."""
+
+    __tablename__ = "gw_quota_counts"
+    client: Mapped[str] = mapped_column(ID, primary_key=True)
+    service: Mapped[str] = mapped_column(ID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)  # per-second, per-day, ...
+    window: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # epoch second or UTC day
+    used: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class QuotaPerson(Base):
+    """A person a client asked a service about on one UTC day, as the audit log's keyed hash."""
+
+    __tablename__ = "gw_quota_persons"
+    client: Mapped[str] = mapped_column(ID, primary_key=True)
+    service: Mapped[str] = mapped_column(ID, primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class IdempotentAnswer(Base):
+    """The answer to a request that carried an ``Idempotency-Key``, for its retries.
+
+    Scoped to the client and the service; ``fingerprint`` is the digest of the signed request
+    (without message id and times), so a retry must be the same request. ``status`` is null
+    while the first request is being answered.
+    """
+
+    __tablename__ = "gw_idempotent_answers"
+    client: Mapped[str] = mapped_column(ID, primary_key=True)
+    service: Mapped[str] = mapped_column(ID, primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(255))  # of the request that was executed
+    status: Mapped[int | None] = mapped_column(Integer)
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    error_type: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    legal_basis: Mapped[str | None] = mapped_column(String(500))
+    consent: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class Preview(Base):

@@ -24,8 +24,10 @@ from exchange.evidence.edm.schemaset import EdmSchemas
 from exchange.evidence.schemas import EvidenceSchemas
 from exchange.gateway import files
 from exchange.gateway.access import AccessRights
+from exchange.gateway.idempotency import Idempotency
 from exchange.gateway.metrics import GatewayMetrics
 from exchange.gateway.preview import Previews
+from exchange.gateway.quotas import Quotas
 from exchange.gateway.records import ExchangeLog
 from exchange.gateway.replay import ReplayGuard
 from exchange.gateway.revocations import RevocationFeeds
@@ -89,6 +91,14 @@ class Gateway:
         self.audit = AuditLog(
             self.engine, chain=settings.audit_chain, key=files.audit_key(settings), clock=clock
         )
+        self.metrics = metrics or GatewayMetrics()
+        self.idempotency = Idempotency(self.unflushed, clock=clock)
+        self.quotas = Quotas(
+            self.unflushed,
+            clock=clock,
+            subject_hash=self.audit.subject_hash,
+            refused=self.metrics.refused,
+        )
         self.heads = HeadKeeper(
             audit=self.audit,
             engine=self.engine,
@@ -134,7 +144,6 @@ class Gateway:
             skew=settings.clock_skew,
         )
         self.subsystems = frozenset(SubsystemId(self.member, code) for code in settings.subsystems)
-        self.metrics = metrics or GatewayMetrics()
         # Set once every listener is up: health says "ok" only when exchanges can flow.
         self.started = False
         # Database work runs here, off the event loop, on threads of its own.
@@ -169,6 +178,7 @@ class Gateway:
         await self.revocations.close()
         await self.audit.close()
         await self.replay.close()
+        await self.quotas.close()
         await self.exchanges.close()
         await self.transport.close()
         await self.services.close()

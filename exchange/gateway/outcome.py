@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import structlog
 from starlette.responses import Response
 
-from exchange.errors import LoggingFailed
+from exchange.errors import LoggingFailed, QuotaExceeded
 from exchange.faults import error_of
 from exchange.gateway.node import Gateway
 from exchange.gateway.records import ExchangeRecord, audit_entry
@@ -34,6 +34,7 @@ class Answer:
     content_type: str | None
     payload: bytes
     error_type: str | None = None
+    retry_after: int | None = None  # seconds, sent as Retry-After (a quota refusal)
 
 
 def refuse(caught: BaseException, *, record: ExchangeRecord) -> Answer:
@@ -47,7 +48,10 @@ def refuse(caught: BaseException, *, record: ExchangeRecord) -> Answer:
     if error.status >= 500:
         event = "consumer.failed" if record.side == "client" else "provider.failed"
         failure(log, event, error_type=error_type, message=error.message, cause=error.__cause__)
-    return Answer(error.status, "application/json", json.dumps(body).encode(), error_type)
+    retry_after = error.retry_after if isinstance(error, QuotaExceeded) else None
+    return Answer(
+        error.status, "application/json", json.dumps(body).encode(), error_type, retry_after
+    )
 
 
 async def conclude(
@@ -95,6 +99,8 @@ async def conclude(
         headers["X-Road-Request-Hash"] = record.request_hash
     if answer.error_type:
         headers["X-Road-Error"] = answer.error_type
+    if answer.retry_after is not None:
+        headers["Retry-After"] = str(answer.retry_after)
     return Response(answer.payload, status_code=answer.status, headers=headers)
 
 

@@ -8,8 +8,11 @@ A pipeline of small steps, each failing closed with a signed X-Road error
    the request as received, its message id new;
 2. routing: the Data Tracker usage service, the public figures service
    (:mod:`exchange.gateway.figures`) and the X-Road metaservices are answered here;
-3. access: the client holds an access right for the service (and method and path), and the
-   service's parameters are present;
+3. access: the client holds an access right for the service (and method and path), the
+   service's parameters are present, and the quotas the right declares are not used up
+   (:mod:`exchange.gateway.quotas`);
+   A request with an ``Idempotency-Key`` answered before is given its kept answer here
+   (:mod:`exchange.gateway.idempotency`), before quotas and release;
 4. release (:mod:`exchange.gateway.release`): the service's policy admits the request
    (``public``, ``legal-basis``, ``consent``; with preview composed where it applies), then
    obtains the evidence from the registry through the service's connector;
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -43,6 +47,7 @@ from exchange.gateway import figures, metaservices, usage
 from exchange.gateway.admission import Admitted, admit
 from exchange.gateway.consent import ConsentCheck
 from exchange.gateway.edm import EdmProvider, Exchange
+from exchange.gateway.idempotency import Held, Stored, fingerprint
 from exchange.gateway.node import Gateway
 from exchange.gateway.outcome import SIDES, Answer, conclude, refuse
 from exchange.gateway.records import ExchangeRecord
@@ -57,9 +62,17 @@ from exchange.gateway.xroad import (
     query_parameters,
 )
 from exchange.identifiers import ServiceId
+from exchange.logging import failure
 from exchange.trust.signed import body_digest
 
+log = structlog.get_logger(__name__)
 SIDE = SIDES["producer"]  # errors raised here are Server.ServerProxy.*
+
+
+class Claim:
+    """The ``Idempotency-Key`` a request holds while it is answered, if any."""
+
+    held: Held | None = None
 
 
 class Provider:
@@ -89,11 +102,14 @@ class Provider:
         headers = {k.lower(): v for k, v in request.headers.items()}
         record = ExchangeRecord.arriving("producer", request.method, headers, gateway.clock())
         exchange: list[Exchange] = []
+        claim = Claim()
         try:
-            answer = await self.serve(request, headers, record, exchange)
+            answer = await self.serve(request, headers, record, claim, exchange)
         except Exception as caught:  # every answer is signed and recorded, whatever went wrong
             answer = refuse(caught, record=record)
             answer = self.edm_refusal(caught, answer, record, exchange)
+        if claim.held is not None:
+            await self.keep(claim.held, answer, record)
         return await conclude(
             gateway,
             record,
@@ -133,10 +149,12 @@ class Provider:
         request: Request,
         headers: dict[str, str],
         record: ExchangeRecord,
+        claim: Claim,
         exchange: list[Exchange] | None = None,
     ) -> Answer:
-        """Check and answer one request; raise an :class:`Error` to refuse it. An EDM
-        exchange is noted in ``exchange`` as soon as it is known to be one."""
+        """Check and answer one request; raise an :class:`Error` to refuse it. A request with
+        an ``Idempotency-Key`` it now holds leaves the key in ``claim``; an EDM exchange is
+        noted in ``exchange`` as soon as it is known to be one."""
         gateway = self.gateway
         admitted = await admit(gateway, request, headers, record)
         target, xroad = admitted.target, admitted.xroad
@@ -209,6 +227,30 @@ class Provider:
             content_type=None if edm is not None else headers.get("content-type"),
         )
         service.connector.check(asked)  # likewise: values the registry would misread
+        key = xroad.idempotency_key
+        if key is not None:
+            outcome = await gateway.in_thread(
+                gateway.idempotency.begin,
+                client=str(xroad.client),
+                service=record.service,
+                key=key,
+                fingerprint=fingerprint(admitted.signed),
+                message_id=record.message_id,
+            )
+            if isinstance(outcome, Stored):  # given again, signed anew for this request
+                record.replay_of = outcome.message_id
+                record.legal_basis, record.consent = outcome.legal_basis, outcome.consent
+                return Answer(
+                    outcome.status, outcome.content_type, outcome.payload, outcome.error_type
+                )
+            claim.held = outcome
+        if grant.limits:  # a grant without quotas costs nothing here
+            await gateway.quotas.admit(
+                client=str(xroad.client),
+                service=grant.service,
+                limits=grant.limits,
+                person=record.subject,
+            )
 
         async def fetch() -> Evidence:
             record.request_out = gateway.clock()
@@ -240,6 +282,30 @@ class Provider:
         if representation == "xml":
             return Answer(200, MEDIA_TYPES["xml"], service.schema.to_xml(evidence))
         return Answer(200, MEDIA_TYPES["json"], service.schema.to_json(evidence))
+
+    async def keep(self, held: Held, answer: Answer, record: ExchangeRecord) -> None:
+        """Keep ``answer`` for the retries of ``held``'s key (or give the key up). If that
+        fails the answer still leaves; a retry finds the key claimed and, after the takeover
+        time, executes again."""
+        try:
+            await self.gateway.in_thread(
+                self.gateway.idempotency.finish,
+                held,
+                status=answer.status,
+                content_type=answer.content_type,
+                payload=answer.payload,
+                error_type=answer.error_type,
+                legal_basis=record.legal_basis,
+                consent=record.consent,
+            )
+        except Exception as failed:  # the answer matters more than its copy for retries
+            failure(
+                log,
+                "provider.idempotency_failed",
+                error_type="Server.ServerProxy.InternalError",
+                message="the answer could not be kept for retries",
+                cause=failed,
+            )
 
     async def metadata(self, code: str, admitted: Admitted, parameters: dict[str, str]) -> Answer:
         services, subsystem = self.gateway.services, admitted.target.service.subsystem

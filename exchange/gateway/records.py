@@ -45,6 +45,7 @@ class ExchangeRecord:
     response_signature: str | None = None
     subject: str | None = None  # the person the exchange is about; hashed before it is logged
     response_digest: str | None = None
+    replay_of: str | None = None  # the message id whose stored answer this one gives again
 
     @classmethod
     def arriving(
@@ -208,4 +209,5 @@ def audit_entry(record: ExchangeRecord) -> AuditEntry:
         request_signature=request_signature,
         request_claims_digest=claims_digest,
         response_signature=record.response_signature,
+        replay_of=record.replay_of,
     )

@@ -73,5 +73,7 @@ def background_jobs(gateway: Gateway) -> list[Callable[[], Coroutine[Any, Any, N
             await asyncio.sleep(60)
             await gateway.in_thread(gateway.replay.prune, at=gateway.clock() - timedelta(seconds=1))
             await gateway.in_thread(gateway.previews.prune)
+            await gateway.in_thread(gateway.quotas.prune, at=gateway.clock())
+            await gateway.in_thread(gateway.idempotency.prune, at=gateway.clock())
 
     return [gateway.trust.keep_fresh(gateway.settings.globalconf_refresh), prune, gateway.heads.run]

@@ -4,7 +4,12 @@ The request signature binds everything the provider acts on::
 
     method, path, query, body (SHA-256), client, service, message id, user id, issue,
     purpose, consent artefact (SHA-256), content type, accept, citizen's ID token (SHA-256),
-    issued-at, expiry
+    idempotency key, issued-at, expiry
+
+The idempotency key is the one optional claim: a request without ``Idempotency-Key`` is signed
+without it, exactly as before the claim existed, so gateways of either version keep talking; a
+request with one is refused by a provider that does not know the claim (its claims differ),
+which is the safe outcome (that provider would execute every retry).
 
 The response signature binds the HTTP status, content type, body (SHA-256), client, service,
 message id and the hash of the request signature, so an answer can be neither replayed to
@@ -22,7 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +63,7 @@ class RequestClaims:
     content_type: str | None
     accept: str | None
     identity: str | None
+    idempotency_key: str | None = field(default=None, kw_only=True)  # optional: see above
     iat: int
     exp: int
 
@@ -103,17 +109,23 @@ def request_claims(
         content_type=headers.get("content-type"),
         accept=headers.get("accept"),
         identity=identity_digest(xroad.identity),
+        idempotency_key=xroad.idempotency_key,
         iat=iat,
         exp=exp,
     )
 
 
 REQUEST_FIELDS = tuple(f.name for f in fields(RequestClaims))  # iat and exp come last
+OPTIONAL_CLAIMS = frozenset({"idempotency_key"})  # left out when null (see the docstring)
 RESPONSE_FIELDS = tuple(f.name for f in fields(ResponseClaims))  # iat comes last
 
 
 def sign_request(signer: Signer, claims: RequestClaims) -> str:
-    return signer.sign(_flat(claims, REQUEST_FIELDS), REQUEST_TYPE)
+    flat = _flat(claims, REQUEST_FIELDS)
+    for name in OPTIONAL_CLAIMS:
+        if flat[name] is None:
+            del flat[name]
+    return signer.sign(flat, REQUEST_TYPE)
 
 
 def sign_response(signer: Signer, claims: ResponseClaims) -> str:
@@ -147,7 +159,9 @@ def verify_request(
     A signature may live at most ``max_lifetime`` seconds (``exp - iat``).
     """
     signer = member_of(parse_client(received.client))
-    claims = _claims(token, REQUEST_TYPE, view, signer, at)
+    claims = dict(_claims(token, REQUEST_TYPE, view, signer, at))
+    for name in OPTIONAL_CLAIMS:
+        claims.setdefault(name, None)
     _typed(claims, REQUEST_FIELDS)
     signed = RequestClaims(**claims)
     _compare(signed, received, REQUEST_FIELDS[:-2], "request")

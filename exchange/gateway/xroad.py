@@ -54,7 +54,11 @@ _JWS = _Rule(  # a JWS or an id
     MAX_CONSENT,
     f"printable ASCII without spaces, at most {MAX_CONSENT}",
 )
+_KEY = _Rule(  # the draft's sf-string value, quotes included, e.g. "8e03978e-40d5"
+    re.compile(r"[\x20-\x7e]+"), 255, "printable ASCII, at most 255 characters"
+)
 _CANONICAL = {
+    "idempotency-key": "Idempotency-Key",
     "x-road-id": "X-Road-Id",
     "x-road-userid": "X-Road-UserId",
     "x-road-issue": "X-Road-Issue",
@@ -129,6 +133,7 @@ class XRoadHeaders:
     purpose: str | None
     consent: str | None
     identity: str | None
+    idempotency_key: str | None = None
 
 
 def _optional(headers: Mapping[str, str], name: str, rule: _Rule) -> str | None:
@@ -160,6 +165,7 @@ def read_headers(headers: Mapping[str, str], *, generate_id: bool) -> XRoadHeade
         purpose=_optional(headers, "x-exchange-purpose", _PURPOSE),
         consent=_optional(headers, "x-exchange-consent", _JWS),
         identity=_optional(headers, "x-exchange-identity", _JWS),
+        idempotency_key=_optional(headers, "idempotency-key", _KEY),
     )
 
 
