@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -60,6 +61,11 @@ def _central_url(settings: GatewaySettings, central: str | None) -> str:
     from exchange.trust.globalconf import TrustAnchor
 
     return TrustAnchor.load(settings.anchor).configuration_url.removesuffix("/globalconf")
+
+
+def _actor() -> str:
+    """Who a change made here is recorded as, in the gateway's change log."""
+    return f"cli:{getpass.getuser()}"
 
 
 def _access(settings: GatewaySettings) -> AccessRights:
@@ -228,7 +234,12 @@ def access_grant(
     """Allow a client (or group) to call a service."""
     ServiceId.parse(service)
     _access(GatewaySettings.load(config)).grant(
-        service=service, subject=subject, method=method, path=path, legal_basis=legal_basis
+        service=service,
+        subject=subject,
+        method=method,
+        path=path,
+        legal_basis=legal_basis,
+        actor=_actor(),
     )
     typer.echo(f"granted {subject} access to {service}")
 
@@ -243,7 +254,7 @@ def access_revoke(
 ) -> None:
     """Remove an access right (exactly as granted)."""
     _access(GatewaySettings.load(config)).revoke(
-        service=service, subject=subject, method=method, path=path
+        service=service, subject=subject, method=method, path=path, actor=_actor()
     )
     typer.echo(f"revoked {subject}'s access to {service}")
 
@@ -261,21 +272,21 @@ def access_list(config: Config) -> None:
 @group_app.command("add")
 def group_add(config: Config, name: str, description: str = "") -> None:
     """Create a group."""
-    _access(GatewaySettings.load(config)).add_group(name, description)
+    _access(GatewaySettings.load(config)).add_group(name, description, actor=_actor())
     typer.echo(f"group {name} created")
 
 
 @group_app.command("add-member")
 def group_add_member(config: Config, name: str, client: str) -> None:
     """Put a client into a group."""
-    _access(GatewaySettings.load(config)).add_to_group(name, client)
+    _access(GatewaySettings.load(config)).add_to_group(name, client, actor=_actor())
     typer.echo(f"{client} added to group {name}")
 
 
 @group_app.command("remove-member")
 def group_remove_member(config: Config, name: str, client: str) -> None:
     """Take a client out of a group."""
-    _access(GatewaySettings.load(config)).remove_from_group(name, client)
+    _access(GatewaySettings.load(config)).remove_from_group(name, client, actor=_actor())
     typer.echo(f"{client} removed from group {name}")
 
 
@@ -321,3 +332,30 @@ def exchanges(
         for r in records
     ]
     table(rows, ["AT", "SIDE", "CLIENT", "SERVICE", "STATUS", "FAULT", "MS"])
+
+
+@app.command()
+def changes(
+    config: Config,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="How many, newest first.")] = 20,
+) -> None:
+    """Show the change log: access rights and groups changed, audit exports, with their actor."""
+    import json
+
+    from exchange.gateway.changes import ChangeLog
+
+    settings = GatewaySettings.load(config)
+    engine = build_engine(settings.db_url)
+    migrate.upgrade("gateway", engine)
+    shown, _ = ChangeLog(engine).newest(limit=limit)
+    rows = [
+        [
+            c.at.isoformat(timespec="seconds"),
+            c.actor,
+            c.action,
+            c.target,
+            json.dumps(c.detail, ensure_ascii=False),
+        ]
+        for c in shown
+    ]
+    table(rows, ["AT", "ACTOR", "ACTION", "TARGET", "DETAIL"])

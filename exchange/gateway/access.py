@@ -3,8 +3,10 @@
 A grant names a service (``INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE``), a subject (a client id or
 ``group:NAME``), optionally a REST method and a path pattern, and optionally the legal basis the
 client holds for it (which services with the ``legal-basis`` policy require). Grants and groups
-live in the gateway's database and are changed by ``exchange gateway access ...`` (possibly from
-another process); the provider reloads them at most ``cache_ttl`` seconds after a change.
+live in the gateway's database and are changed by ``exchange gateway access ...`` or the
+console (possibly from another process); the provider reloads them at most ``cache_ttl`` seconds
+after a change. Every change names its actor and goes to the change log
+(:mod:`exchange.gateway.changes`) in the same transaction.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from exchange.errors import AccessDenied, Conflict, InvalidRequest, NotFound
-from exchange.gateway import models
+from exchange.gateway import changes, models
 from exchange.identifiers import ServiceId, check_segment, parse_client
 
 GROUP_PREFIX = "group:"
@@ -136,6 +138,7 @@ class AccessRights:
         method: str = "",
         path: str = "",
         legal_basis: str | None = None,
+        actor: str,
     ) -> None:
         if ServiceId.parse(service).version is not None:
             raise InvalidRequest(
@@ -153,6 +156,7 @@ class AccessRights:
             raise InvalidRequest(
                 "a legal basis is 1-500 printable characters", detail="legal_basis"
             )
+        at = self._clock()
         with Session(self._engine) as session:
             session.add(
                 models.AccessRight(
@@ -161,8 +165,21 @@ class AccessRights:
                     method=method,
                     path=path,
                     legal_basis=legal_basis or None,
-                    granted_at=self._clock(),
+                    granted_at=at,
                 )
+            )
+            changes.record(
+                session,
+                at=at,
+                actor=actor,
+                action="access.grant",
+                target=service,
+                detail={
+                    "subject": subject,
+                    "method": method,
+                    "path": path,
+                    "legal_basis": legal_basis or None,
+                },
             )
             try:
                 session.commit()
@@ -170,7 +187,9 @@ class AccessRights:
                 raise Conflict("that access right exists already") from exc
         self.invalidate()
 
-    def revoke(self, *, service: str, subject: str, method: str = "", path: str = "") -> None:
+    def revoke(
+        self, *, service: str, subject: str, method: str = "", path: str = "", actor: str
+    ) -> None:
         with Session(self._engine) as session:
             result = session.execute(
                 delete(models.AccessRight).where(
@@ -180,9 +199,17 @@ class AccessRights:
                     models.AccessRight.path == path,
                 )
             )
+            if not getattr(result, "rowcount", 0):
+                raise NotFound("no such access right")
+            changes.record(
+                session,
+                at=self._clock(),
+                actor=actor,
+                action="access.revoke",
+                target=service,
+                detail={"subject": subject, "method": method.upper(), "path": path},
+            )
             session.commit()
-        if not getattr(result, "rowcount", 0):
-            raise NotFound("no such access right")
         self.invalidate()
 
     def grants(self) -> list[Grant]:
@@ -194,37 +221,61 @@ class AccessRights:
             )
             return [Grant(r.service, r.subject, r.method, r.path, r.legal_basis) for r in rows]
 
-    def add_group(self, name: str, description: str = "") -> None:
+    def add_group(self, name: str, description: str = "", *, actor: str) -> None:
         check_segment(name, "group name")
         with Session(self._engine) as session:
             session.add(models.Group(name=name, description=description))
+            changes.record(
+                session,
+                at=self._clock(),
+                actor=actor,
+                action="group.add",
+                target=name,
+                detail={"description": description},
+            )
             try:
                 session.commit()
             except IntegrityError as exc:
                 raise Conflict(f"group {name} exists already") from exc
 
-    def add_to_group(self, name: str, client: str) -> None:
+    def add_to_group(self, name: str, client: str, *, actor: str) -> None:
         parse_client(client)
         with Session(self._engine) as session:
             if session.get(models.Group, name) is None:
                 raise NotFound(f"no group {name}")
             session.add(models.GroupMember(group=name, client=client))
+            changes.record(
+                session,
+                at=self._clock(),
+                actor=actor,
+                action="group.add-member",
+                target=name,
+                detail={"client": client},
+            )
             try:
                 session.commit()
             except IntegrityError as exc:
                 raise Conflict(f"{client} is in group {name} already") from exc
         self.invalidate()
 
-    def remove_from_group(self, name: str, client: str) -> None:
+    def remove_from_group(self, name: str, client: str, *, actor: str) -> None:
         with Session(self._engine) as session:
             result = session.execute(
                 delete(models.GroupMember).where(
                     models.GroupMember.group == name, models.GroupMember.client == client
                 )
             )
+            if not getattr(result, "rowcount", 0):
+                raise NotFound(f"{client} is not in group {name}")
+            changes.record(
+                session,
+                at=self._clock(),
+                actor=actor,
+                action="group.remove-member",
+                target=name,
+                detail={"client": client},
+            )
             session.commit()
-        if not getattr(result, "rowcount", 0):
-            raise NotFound(f"{client} is not in group {name}")
         self.invalidate()
 
     def groups(self) -> dict[str, list[str]]:

@@ -353,7 +353,9 @@ def create(
         migrate.upgrade("gateway", engine)
         access = AccessRights(engine, cache_ttl=0, clock=utcnow)
         for service, basis in granted:
-            access.grant(service=service, subject=str(CITIZEN_PORTAL), legal_basis=basis)
+            access.grant(
+                service=service, subject=str(CITIZEN_PORTAL), legal_basis=basis, actor=ACTOR
+            )
         engine.dispose()
     procedures = [passport(f"{BIRTH_CERTIFICATE}/v1")]
     if more is not None:
