@@ -240,6 +240,10 @@ def test_the_query_api_counts_what_the_operational_records_hold(roles: Roles) ->
     assert "UnknownService" in page.text.split('id="errors"')[1]
     assert federation.RESIDENCE_RECORD in page.text.split('id="pairs"')[1]
     assert "<script" not in page.text
+    for language, words in (("ar", "التبادلات في الدقيقة"), ("fr", "Échanges par minute")):
+        shown = olga.get(f"{console(roles)}/operations?lang={language}")
+        assert shown.status_code == 200
+        assert words in shown.text
     olga.close()
 
 
