@@ -402,7 +402,19 @@ class InProcess:
         gateway.revocations.wait = 0.1
         view = gateway.trust.start(f"gateway {settings.id}")
         gateway.started = True
-        self.loopback.serve(local, create_consumer_app(gateway), self.main)
+        console = settings.console
+        console_login = None
+        if console.enabled and console.issuer and console.client_id and console.public_url:
+            console_login = OidcLogin(
+                issuer=console.issuer,
+                client_id=console.client_id,
+                redirect_uri=f"{console.public_url.rstrip('/')}/console/callback",
+                transport=self.loopback.asynchronous(),
+                keys_transport=blocking,
+            )
+        self.loopback.serve(
+            local, create_consumer_app(gateway, console_login=console_login), self.main
+        )
         self.loopback.serve(tls, create_provider_app(gateway), self.main)
         preview, identity = settings.preview, settings.identity
         if preview is not None and identity is not None:

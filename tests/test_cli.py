@@ -147,11 +147,20 @@ def test_demo_comes_up_serves_evidence_resumes_and_stops_cleanly(tmp_path: Path)
         (filed,) = (tmp_path / "demo" / "mail").glob("*.eml")
         assert filed.read_bytes() == MAIL
         assert filed.stat().st_mode & 0o777 == 0o600
+        # The staff console on the gateway's loopback listener: sign in first, at the IdP.
+        console = httpx.get(f"http://127.0.0.1:{base + 20}/console/", timeout=10)
+        assert console.status_code == 303
+        assert console.headers["location"].startswith("/console/login")
+        signing_in = httpx.get(
+            f"http://127.0.0.1:{base + 20}{console.headers['location']}", timeout=10
+        )
+        assert signing_in.headers["location"].startswith(f"http://127.0.0.1:{base + 40}/authorize")
     assert process.returncode == 0
     first = (tmp_path / "first.log").read_text()
     assert "initialised instance EE" in first
     assert f"E-mails to citizens (opt in under Notifications) land in {tmp_path / 'demo'}" in first
     assert "curl -H 'X-Road-Client: EE/GOV/70000001/citizen-portal'" in first
+    assert f"http://127.0.0.1:{base + 20}/console/" in first
     assert "demo stopped" in first
     assert "warning" not in first
     anchor = str(tmp_path / "demo" / "central" / "anchor.json")

@@ -181,7 +181,7 @@ Open the citizen portal:  http://127.0.0.1:{ports.portal}/
                             http://127.0.0.1:{more.university_backend}, HTTP connector)
   State Portal gw           consumer {consumer}   (X-Road REST for the portal)
   timestamping authority    http://127.0.0.1:{ports.tsa}/   (RFC 3161, for audit tree heads)
-  identity provider         http://127.0.0.1:{ports.idp}   (test citizens; development only)
+  identity provider         http://127.0.0.1:{ports.idp}   (test citizens, staff; dev only)
 
 Ask the State Portal's gateway for a residence record (released on a legal basis):
 
@@ -204,6 +204,11 @@ List what a register offers:
 Every exchange is in both gateways' audit logs; heads are signed and timestamped each minute:
   curl http://127.0.0.1:{ports.provider_consumer}/audit/heads
   {command} audit verify -c {layout.provider}
+
+Agency staff run each gateway from its console (access rights, operations, audit log,
+certificates); sign in as Olga Oja (operator), Aivar Aru (auditor) or Vera Vaher (viewer):
+  http://127.0.0.1:{ports.provider_consumer}/console/   (Population Register)
+  {consumer}/console/   (State Portal)
 
 State lives in {data_dir}; run again to resume. Ctrl-C stops everything.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -70,6 +71,11 @@ PersonsPerDay = Annotated[
     int | None,
     typer.Option(min=1, help="Quota: distinct persons asked about per UTC day, per client."),
 ]
+
+
+def _actor() -> str:
+    """Who a change made here is recorded as, in the gateway's change log."""
+    return f"cli:{getpass.getuser()}"
 
 
 def _access(settings: GatewaySettings) -> AccessRights:
@@ -247,6 +253,7 @@ def access_grant(
         path=path,
         legal_basis=legal_basis,
         limits=Limits(per_second, per_day, persons_per_day),
+        actor=_actor(),
     )
     typer.echo(f"granted {subject} access to {service}")
 
@@ -267,7 +274,7 @@ def access_limit(
     reload of the rights."""
     limits = Limits(per_second, per_day, persons_per_day)
     _access(GatewaySettings.load(config)).limit(
-        service=service, subject=subject, method=method, path=path, limits=limits
+        service=service, subject=subject, method=method, path=path, limits=limits, actor=_actor()
     )
     typer.echo(f"{subject}'s quotas on {service}: {_limits(limits)}")
 
@@ -282,7 +289,7 @@ def access_revoke(
 ) -> None:
     """Remove an access right (exactly as granted)."""
     _access(GatewaySettings.load(config)).revoke(
-        service=service, subject=subject, method=method, path=path
+        service=service, subject=subject, method=method, path=path, actor=_actor()
     )
     typer.echo(f"revoked {subject}'s access to {service}")
 
@@ -313,21 +320,21 @@ def _limits(limits: Limits) -> str:
 @group_app.command("add")
 def group_add(config: Config, name: str, description: str = "") -> None:
     """Create a group."""
-    _access(GatewaySettings.load(config)).add_group(name, description)
+    _access(GatewaySettings.load(config)).add_group(name, description, actor=_actor())
     typer.echo(f"group {name} created")
 
 
 @group_app.command("add-member")
 def group_add_member(config: Config, name: str, client: str) -> None:
     """Put a client into a group."""
-    _access(GatewaySettings.load(config)).add_to_group(name, client)
+    _access(GatewaySettings.load(config)).add_to_group(name, client, actor=_actor())
     typer.echo(f"{client} added to group {name}")
 
 
 @group_app.command("remove-member")
 def group_remove_member(config: Config, name: str, client: str) -> None:
     """Take a client out of a group."""
-    _access(GatewaySettings.load(config)).remove_from_group(name, client)
+    _access(GatewaySettings.load(config)).remove_from_group(name, client, actor=_actor())
     typer.echo(f"{client} removed from group {name}")
 
 
@@ -373,3 +380,30 @@ def exchanges(
         for r in records
     ]
     table(rows, ["AT", "SIDE", "CLIENT", "SERVICE", "STATUS", "FAULT", "MS"])
+
+
+@app.command()
+def changes(
+    config: Config,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="How many, newest first.")] = 20,
+) -> None:
+    """Show the change log: access rights and groups changed, audit exports, with their actor."""
+    import json
+
+    from exchange.gateway.changes import ChangeLog
+
+    settings = GatewaySettings.load(config)
+    engine = build_engine(settings.db_url)
+    migrate.upgrade("gateway", engine)
+    shown, _ = ChangeLog(engine).newest(limit=limit)
+    rows = [
+        [
+            c.at.isoformat(timespec="seconds"),
+            c.actor,
+            c.action,
+            c.target,
+            json.dumps(c.detail, ensure_ascii=False),
+        ]
+        for c in shown
+    ]
+    table(rows, ["AT", "ACTOR", "ACTION", "TARGET", "DETAIL"])

@@ -3,10 +3,11 @@
 A grant names a service (``INSTANCE/CLASS/MEMBER/SUBSYSTEM/SERVICE``), a subject (a client id or
 ``group:NAME``), optionally a REST method and a path pattern, and optionally the legal basis the
 client holds for it (which services with the ``legal-basis`` policy require), and optionally
-the quotas of each client it covers (:class:`Limits`, enforced by :mod:`exchange.gateway.quotas`).
-Grants and groups
-live in the gateway's database and are changed by ``exchange gateway access ...`` (possibly from
-another process); the provider reloads them at most ``cache_ttl`` seconds after a change.
+the quotas of each client it covers (:class:`Limits`, enforced by
+:mod:`exchange.gateway.quotas`). Grants and groups live in the gateway's database and are
+changed by ``exchange gateway access ...`` or the console (possibly from another process); the
+provider reloads them at most ``cache_ttl`` seconds after a change. Every change names its
+actor and goes to the change log (:mod:`exchange.gateway.changes`) in the same transaction.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from exchange.errors import AccessDenied, Conflict, InvalidRequest, NotFound
-from exchange.gateway import models
+from exchange.gateway import changes, models
 from exchange.identifiers import ServiceId, check_segment, parse_client
 
 GROUP_PREFIX = "group:"
@@ -54,6 +55,11 @@ class Limits:
                     f"a limit is a whole number from 1 to 10^9 ({name})", detail=name
                 )
         return self
+
+    def shown(self) -> dict[str, int]:
+        """The limits that are set, as the change log keeps them."""
+        names = ("per_second", "per_day", "persons_per_day")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 NO_LIMITS = Limits()
@@ -173,6 +179,7 @@ class AccessRights:
         path: str = "",
         legal_basis: str | None = None,
         limits: Limits = NO_LIMITS,
+        actor: str,
     ) -> None:
         limits.checked()
         if ServiceId.parse(service).version is not None:
@@ -191,6 +198,7 @@ class AccessRights:
             raise InvalidRequest(
                 "a legal basis is 1-500 printable characters", detail="legal_basis"
             )
+        at = self._clock()
         with Session(self._engine) as session:
             session.add(
                 models.AccessRight(
@@ -199,11 +207,25 @@ class AccessRights:
                     method=method,
                     path=path,
                     legal_basis=legal_basis or None,
-                    granted_at=self._clock(),
+                    granted_at=at,
                     per_second=limits.per_second,
                     per_day=limits.per_day,
                     persons_per_day=limits.persons_per_day,
                 )
+            )
+            changes.record(
+                session,
+                at=at,
+                actor=actor,
+                action="access.grant",
+                target=service,
+                detail={
+                    "subject": subject,
+                    "method": method,
+                    "path": path,
+                    "legal_basis": legal_basis or None,
+                    **limits.shown(),
+                },
             )
             try:
                 session.commit()
@@ -212,7 +234,14 @@ class AccessRights:
         self.invalidate()
 
     def limit(
-        self, *, service: str, subject: str, limits: Limits, method: str = "", path: str = ""
+        self,
+        *,
+        service: str,
+        subject: str,
+        limits: Limits,
+        method: str = "",
+        path: str = "",
+        actor: str,
     ) -> None:
         """Set the quotas of an access right (named exactly as granted); :data:`NO_LIMITS`
         lifts them. Every process applies them at its next reload of the rights."""
@@ -232,12 +261,27 @@ class AccessRights:
                     persons_per_day=limits.persons_per_day,
                 )
             )
+            if not getattr(result, "rowcount", 0):
+                raise NotFound("no such access right")
+            changes.record(
+                session,
+                at=self._clock(),
+                actor=actor,
+                action="access.limit",
+                target=service,
+                detail={
+                    "subject": subject,
+                    "method": method.upper(),
+                    "path": path,
+                    **limits.shown(),
+                },
+            )
             session.commit()
-        if not getattr(result, "rowcount", 0):
-            raise NotFound("no such access right")
         self.invalidate()
 
-    def revoke(self, *, service: str, subject: str, method: str = "", path: str = "") -> None:
+    def revoke(
+        self, *, service: str, subject: str, method: str = "", path: str = "", actor: str
+    ) -> None:
         with Session(self._engine) as session:
             result = session.execute(
                 delete(models.AccessRight).where(
@@ -247,9 +291,17 @@ class AccessRights:
                     models.AccessRight.path == path,
                 )
             )
+            if not getattr(result, "rowcount", 0):
+                raise NotFound("no such access right")
+            changes.record(
+                session,
+                at=self._clock(),
+                actor=actor,
+                action="access.revoke",
+                target=service,
+                detail={"subject": subject, "method": method.upper(), "path": path},
+            )
             session.commit()
-        if not getattr(result, "rowcount", 0):
-            raise NotFound("no such access right")
         self.invalidate()
 
     def grants(self) -> list[Grant]:
@@ -261,37 +313,61 @@ class AccessRights:
             )
             return [_grant(row) for row in rows]
 
-    def add_group(self, name: str, description: str = "") -> None:
+    def add_group(self, name: str, description: str = "", *, actor: str) -> None:
         check_segment(name, "group name")
         with Session(self._engine) as session:
             session.add(models.Group(name=name, description=description))
+            changes.record(
+                session,
+                at=self._clock(),
+                actor=actor,
+                action="group.add",
+                target=name,
+                detail={"description": description},
+            )
             try:
                 session.commit()
             except IntegrityError as exc:
                 raise Conflict(f"group {name} exists already") from exc
 
-    def add_to_group(self, name: str, client: str) -> None:
+    def add_to_group(self, name: str, client: str, *, actor: str) -> None:
         parse_client(client)
         with Session(self._engine) as session:
             if session.get(models.Group, name) is None:
                 raise NotFound(f"no group {name}")
             session.add(models.GroupMember(group=name, client=client))
+            changes.record(
+                session,
+                at=self._clock(),
+                actor=actor,
+                action="group.add-member",
+                target=name,
+                detail={"client": client},
+            )
             try:
                 session.commit()
             except IntegrityError as exc:
                 raise Conflict(f"{client} is in group {name} already") from exc
         self.invalidate()
 
-    def remove_from_group(self, name: str, client: str) -> None:
+    def remove_from_group(self, name: str, client: str, *, actor: str) -> None:
         with Session(self._engine) as session:
             result = session.execute(
                 delete(models.GroupMember).where(
                     models.GroupMember.group == name, models.GroupMember.client == client
                 )
             )
+            if not getattr(result, "rowcount", 0):
+                raise NotFound(f"{client} is not in group {name}")
+            changes.record(
+                session,
+                at=self._clock(),
+                actor=actor,
+                action="group.remove-member",
+                target=name,
+                detail={"client": client},
+            )
             session.commit()
-        if not getattr(result, "rowcount", 0):
-            raise NotFound(f"{client} is not in group {name}")
         self.invalidate()
 
     def groups(self) -> dict[str, list[str]]:

@@ -22,7 +22,7 @@ import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from exchange.consent.artefact import reference
@@ -37,6 +37,8 @@ from exchange.errors import (
     UnknownService,
 )
 from exchange.gateway import auditapi, metaservices
+from exchange.gateway.console.app import PREFIX as CONSOLE
+from exchange.gateway.console.app import create_console_app
 from exchange.gateway.edm import is_edm
 from exchange.gateway.node import Gateway
 from exchange.gateway.outcome import SIDES, Answer, conclude, refuse
@@ -62,6 +64,7 @@ from exchange.gateway.xroad import (
 )
 from exchange.http import read_body
 from exchange.identifiers import ServiceId
+from exchange.identity.login import OidcLogin
 from exchange.trust.globalconf import Gateway as PeerGateway
 from exchange.trust.signed import body_digest
 from exchange.trust.view import TrustView
@@ -71,7 +74,11 @@ _SECONDS = re.compile(r"[0-9]{1,9}")
 SIDE = SIDES["client"]  # errors raised here are Server.ClientProxy.* (the caller's: Client.*)
 
 
-def create_consumer_app(gateway: Gateway) -> ASGIApp:
+def create_consumer_app(gateway: Gateway, *, console_login: OidcLogin | None = None) -> ASGIApp:
+    """The consumer listener's app; with ``[console] enabled``, the staff console under
+    ``/console``, signing staff in through ``console_login`` (by default the issuer the
+    settings name, over the network)."""
+
     async def health(_: Request) -> JSONResponse:
         status, shown = await gateway.health()
         return JSONResponse(
@@ -92,16 +99,24 @@ def create_consumer_app(gateway: Gateway) -> ASGIApp:
     async def exchange(request: Request) -> Response:
         return await handle(gateway, request)
 
+    routes: list[BaseRoute] = [
+        Route("/health", health),
+        Route("/metrics", metrics),
+        Route("/listClients", list_clients),
+        Route("/r1/{rest:path}", exchange, methods=ALL_METHODS),
+        *auditapi.routes(gateway),
+    ]
+    spec = gateway.settings.console
+    if spec.enabled and spec.issuer and spec.client_id and spec.public_url:
+        login = console_login or OidcLogin(
+            issuer=spec.issuer,
+            client_id=spec.client_id,
+            client_secret=spec.client_secret,
+            redirect_uri=f"{spec.public_url.rstrip('/')}{CONSOLE}/callback",
+        )
+        routes.append(Mount(CONSOLE, app=create_console_app(gateway, login=login)))
     return exchanges_first(
-        Starlette(
-            routes=[
-                Route("/health", health),
-                Route("/metrics", metrics),
-                Route("/listClients", list_clients),
-                Route("/r1/{rest:path}", exchange, methods=ALL_METHODS),
-                *auditapi.routes(gateway),
-            ]
-        ),
+        Starlette(routes=routes),
         exchange,
         side=SIDE,
     )

@@ -102,3 +102,8 @@ def load(settings: GatewaySettings) -> GatewayKeys:
 def session_key(settings: GatewaySettings) -> bytes:
     """Signs the preview pages' session cookies; replicas behind one address share it."""
     return keyfolder.secret(settings.data_dir / "session.key")
+
+
+def console_session_key(settings: GatewaySettings) -> bytes:
+    """Signs the console's session cookies (apart from the preview pages': another audience)."""
+    return keyfolder.secret(settings.data_dir / "console-session.key")

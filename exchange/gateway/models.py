@@ -186,3 +186,17 @@ class Watch(Base):
     subject: Mapped[str] = mapped_column(String(64), index=True)
     portal: Mapped[str] = mapped_column(ID, index=True)  # the subsystem that registered it
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Change(Base):
+    """One change to what this gateway's database decides (access rights, groups), or an audit
+    export, with who made it: ``console:<subject>`` for staff signed in to the console,
+    ``cli:<user>`` for the command line."""
+
+    __tablename__ = "gw_changes"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))  # e.g. access.grant
+    target: Mapped[str] = mapped_column(ID)  # what it changed: a service, a group, a chain
+    detail: Mapped[str] = mapped_column(Text)  # JSON: the change's fields

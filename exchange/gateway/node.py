@@ -130,6 +130,17 @@ class Gateway:
                 keys=KeySet(url=identity.jwks_url, transport=blocking_http),
             )
         )
+        console = settings.console
+        # ID tokens of staff, for programs that ask the console's query API (browsers sign in).
+        self.staff_tokens = (
+            TokenValidator(
+                issuer=console.issuer.rstrip("/"),
+                audience=console.client_id,
+                keys=KeySet(url=console.jwks_url, transport=blocking_http),
+            )
+            if console.enabled and console.issuer and console.client_id and console.jwks_url
+            else None
+        )
         # How this gateway reaches peers and consent services (tests pass one in process).
         self.transport = transport or AiohttpTransport(timeout=settings.peer_timeout)
         self.previews = Previews(

@@ -15,6 +15,15 @@
     host = "127.0.0.1"
     port = 8443
 
+    [console]                           # the staff's console at <consumer>/console, off by default
+    enabled = true
+    public_url = "http://127.0.0.1:8080"
+    issuer = "https://login.example.org"
+    jwks_url = "https://login.example.org/jwks"
+    client_id = "gw1-console"
+    [console.roles]                     # values of the role claim -> console roles
+    "gateway-admins" = ["operator"]
+
     [[services]]
     subsystem = "population-registry"
     code = "birth-certificate"
@@ -34,6 +43,7 @@ deployments keep credentials out of it: ``EXCHANGE_GATEWAY_DATABASE_URL``,
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -149,6 +159,62 @@ class EdmServiceSpec(Strict):
     date_of_birth_field: str = "dateOfBirth"
 
 
+StaffRole = Literal["operator", "auditor", "viewer"]
+STAFF_ROLES: tuple[StaffRole, ...] = ("operator", "auditor", "viewer")
+
+
+class ConsoleSpec(Strict):
+    """The console of the member's own staff, under ``/console`` on the consumer listener.
+
+    Staff sign in at an OIDC issuer (``issuer``, this console's ``client_id``); the values of the
+    ``role_claim`` in their ID token name their roles through ``roles``. A token whose claim
+    names no role listed there signs nobody in. Off by default, and refused on a consumer
+    listener bound to a non-loopback address unless ``allow_public`` says so.
+    """
+
+    enabled: bool = False
+    allow_public: bool = Field(
+        default=False,
+        description="serve it although the consumer listener is bound to a non-loopback address",
+    )
+    public_url: str | None = Field(
+        default=None, description="the consumer listener as staff's browsers reach it"
+    )
+    issuer: str | None = None
+    jwks_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None  # or EXCHANGE_GATEWAY_CONSOLE_CLIENT_SECRET
+    role_claim: str = "roles"
+    roles: dict[str, list[StaffRole]] = Field(
+        default_factory=lambda: {str(role): [role] for role in STAFF_ROLES},
+        description="a value of the role claim -> the console roles it gives",
+    )
+    session_lifetime: int = Field(default=3600, gt=0, le=86400, description="seconds")
+    default_language: Language = SOURCE
+
+    @model_validator(mode="after")
+    def _complete(self) -> ConsoleSpec:
+        if self.enabled:
+            missing = [
+                name
+                for name in ("public_url", "issuer", "jwks_url", "client_id")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"an enabled [console] needs {', '.join(missing)}")
+        return self
+
+
+def loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (a name other than localhost is not known to be)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class ServiceSpec(Strict):
     subsystem: str
     code: str
@@ -228,6 +294,8 @@ class GatewaySettings(RoleSettings):
     usage: UsageSpec = Field(default_factory=UsageSpec)
     preview: PreviewSpec | None = None
     edm: EdmSpec | None = None
+
+    console: ConsoleSpec = Field(default_factory=ConsoleSpec)
     services: list[ServiceSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -243,6 +311,20 @@ class GatewaySettings(RoleSettings):
             raise ValueError("a service with [services.edm] needs [edm] folder and provider")
         if any(s.subject_parameter is None or s.methods != ["POST"] for s in edm):
             raise ValueError('an EDM service needs methods = ["POST"] and a subject_parameter')
+        return self
+
+    @model_validator(mode="after")
+    def _console_stays_local(self) -> GatewaySettings:
+        if (
+            self.console.enabled
+            and not self.console.allow_public
+            and not loopback(self.consumer.host)
+        ):
+            raise ValueError(
+                f"the console is served on the consumer listener, bound to {self.consumer.host},"
+                " which is not a loopback address: set [console] allow_public = true to serve"
+                " it there anyway (behind TLS and a firewall that admits only staff)"
+            )
         return self
 
     @field_validator("id")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,6 +39,8 @@ class SignedIn:
     name: str
     id_token: str
     expires: int
+    # The ID token's claims, as validated at sign-in (not kept in a session).
+    claims: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
@@ -127,6 +130,7 @@ class OidcLogin:
             name=str(claims.get("name") or claims["sub"]),
             id_token=token,
             expires=int(claims["exp"]),
+            claims=claims,
         )
         return citizen, str(pending.get("then") or "/")
 

@@ -37,6 +37,7 @@ def create_app(provider: IdentityProvider) -> Starlette:
             state=query.get("state", ""),
             nonce=query.get("nonce", ""),
             citizens=provider.citizens.values(),
+            staff=provider.staff.values(),
         )
 
     async def login(request: Request) -> Response:
@@ -46,6 +47,7 @@ def create_app(provider: IdentityProvider) -> Starlette:
             client_id=str(form.get("client_id", "")),
             redirect_uri=redirect,
             citizen=str(form.get("citizen", "")),
+            staff=str(form.get("staff", "")),
             nonce=str(form.get("nonce") or "") or None,
         )
         target = f"{redirect}?{urlencode({'code': code, 'state': str(form.get('state', ''))})}"

@@ -1,5 +1,5 @@
 """The development identity provider's folder: ``idp.key`` (0600) and ``idp.json`` (issuer,
-registered clients and their redirect URIs, test citizens)."""
+registered clients and their redirect URIs, test citizens, test staff with their roles)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,17 @@ from datetime import datetime
 from pathlib import Path
 
 from exchange import keyfolder
-from exchange.idp.provider import Citizen, IdentityProvider
+from exchange.idp.provider import Citizen, IdentityProvider, Staff
 from exchange.trust.keys import generate_key
 
 
 def initialise(
-    folder: Path, *, issuer: str, clients: Mapping[str, Sequence[str]], citizens: Sequence[Citizen]
+    folder: Path,
+    *,
+    issuer: str,
+    clients: Mapping[str, Sequence[str]],
+    citizens: Sequence[Citizen],
+    staff: Sequence[Staff] = (),
 ) -> None:
     keyfolder.write_key(keyfolder.create(folder) / "idp.key", generate_key())
     document = {
@@ -24,6 +29,7 @@ def initialise(
             {"code": c.code, "given_name": c.given_name, "family_name": c.family_name}
             for c in citizens
         ],
+        "staff": [{"username": s.username, "name": s.name, "roles": list(s.roles)} for s in staff],
     }
     (folder / "idp.json").write_text(json.dumps(document, indent=2) + "\n")
 
@@ -36,5 +42,8 @@ def load(folder: Path, *, clock: Callable[[], datetime]) -> IdentityProvider:
         key=keyfolder.ec_key(folder / "idp.key"),
         clients=document["clients"],
         citizens=[Citizen(**c) for c in document["citizens"]],
+        staff=[
+            Staff(s["username"], s["name"], tuple(s["roles"])) for s in document.get("staff", [])
+        ],
         clock=clock,
     )

@@ -1,7 +1,8 @@
 """The development OIDC issuer: authorization code flow, ES256 ID tokens, a JWKS.
 
-For the demo and the tests only: anyone may log in as any listed test citizen. Relying parties
-validate its tokens exactly as they would a production issuer's
+For the demo and the tests only: anyone may log in as any listed test citizen or staff member.
+A staff member's token carries a ``roles`` claim (what a gateway console maps to its roles).
+Relying parties validate its tokens exactly as they would a production issuer's
 (:class:`exchange.identity.tokens.TokenValidator` with its issuer URL and JWKS).
 
 Codes are single-use, bound to the client and redirect URI they were issued for, and expire
@@ -38,8 +39,17 @@ class Citizen:
 
 
 @dataclass(frozen=True)
+class Staff:
+    """A test member of an agency's staff: signs in to a gateway's console."""
+
+    username: str
+    name: str
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class _Grant:
-    citizen: Citizen
+    citizen: Citizen | Staff
     client_id: str
     redirect_uri: str
     nonce: str | None
@@ -65,6 +75,7 @@ class IdentityProvider:
         clients: Mapping[str, Sequence[str]],
         citizens: Sequence[Citizen],
         clock: Callable[[], datetime],
+        staff: Sequence[Staff] = (),
     ) -> None:
         self.issuer = issuer.rstrip("/")
         self._key = key
@@ -73,6 +84,7 @@ class IdentityProvider:
         self.jwk = {**public, "kid": self.kid, "use": "sig", "alg": "ES256"}
         self.clients = {client: list(uris) for client, uris in clients.items()}
         self.citizens = {c.code: c for c in citizens}
+        self.staff = {s.username: s for s in staff}
         self._clock = clock
         self._grants: dict[str, _Grant] = {}
         self._lock = threading.Lock()
@@ -88,7 +100,7 @@ class IdentityProvider:
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["ES256"],
             "scopes_supported": ["openid"],
-            "claims_supported": ["sub", "given_name", "family_name", "name"],
+            "claims_supported": ["sub", "given_name", "family_name", "name", "roles"],
         }
 
     def jwks(self) -> dict[str, Any]:
@@ -101,13 +113,22 @@ class IdentityProvider:
             )
 
     def authorize(
-        self, *, client_id: str, redirect_uri: str, citizen: str, nonce: str | None
+        self,
+        *,
+        client_id: str,
+        redirect_uri: str,
+        citizen: str = "",
+        nonce: str | None,
+        staff: str = "",
     ) -> str:
-        """A single-use code for ``citizen``, after the login page's choice."""
+        """A single-use code for ``citizen`` (or the ``staff`` member), after the login page's
+        choice."""
         self.check_client(client_id, redirect_uri)
-        person = self.citizens.get(citizen)
+        person: Citizen | Staff | None = (
+            self.staff.get(staff) if staff else self.citizens.get(citizen)
+        )
         if person is None:
-            raise InvalidRequest("no such test citizen", detail="citizen")
+            raise InvalidRequest("no such test citizen or staff member", detail="citizen")
         code = secrets.token_urlsafe(32)
         now = self._clock()
         with self._lock:
@@ -132,20 +153,25 @@ class IdentityProvider:
             "expires_in": int(TOKEN_LIFETIME.total_seconds()),
         }
 
-    def id_token(self, citizen: Citizen, *, audience: str, nonce: str | None = None) -> str:
+    def id_token(self, citizen: Citizen | Staff, *, audience: str, nonce: str | None = None) -> str:
         now = self._clock()
         claims: dict[str, Any] = {
             "iss": self.issuer,
-            "sub": citizen.code,
             "aud": audience,
             "iat": int(now.timestamp()),
             "nbf": int(now.timestamp()),
             "exp": int((now + TOKEN_LIFETIME).timestamp()),
             "auth_time": int(now.timestamp()),
-            "given_name": citizen.given_name,
-            "family_name": citizen.family_name,
-            "name": f"{citizen.given_name} {citizen.family_name}",
         }
+        if isinstance(citizen, Staff):
+            claims.update(sub=citizen.username, name=citizen.name, roles=list(citizen.roles))
+        else:
+            claims.update(
+                sub=citizen.code,
+                given_name=citizen.given_name,
+                family_name=citizen.family_name,
+                name=f"{citizen.given_name} {citizen.family_name}",
+            )
         if nonce is not None:
             claims["nonce"] = nonce
         return jwt.encode(

@@ -30,8 +30,8 @@ from exchange import web
 from exchange.disclosure import BASE, SUPPRESSED, THRESHOLD, Months
 from exchange.errors import Error, InvalidRequest, ServiceFailed
 from exchange.faults import mapped
-from exchange.portal.charts import bars
 from exchange.portal.ratings import SCALE
+from exchange.web.charts import bars
 from exchange.web.languages import N_, gettext, localised, month
 from exchange.web.pages import HEADERS
 

@@ -26,7 +26,7 @@ from exchange.gateway.services import catalogue
 from exchange.gateway.settings import GatewaySettings
 from exchange.identifiers import GatewayId, MemberId, SubsystemId
 from exchange.idp import files as idp_files
-from exchange.idp.provider import Citizen
+from exchange.idp.provider import Citizen, Staff
 from exchange.portal.settings import Procedure, passport, teaching
 from exchange.sample import business, population
 from exchange.sample.labels import EVIDENCE_TYPES, MEMBER_NAMES, SAMPLE_LABELS
@@ -55,6 +55,17 @@ UNIVERSITY_PREVIEW_CLIENT_ID = "university-preview"
 BIRTH_CERTIFICATE = f"{POPULATION_REGISTRY}/birth-certificate"
 RESIDENCE_RECORD = f"{POPULATION_REGISTRY}/residence-record"
 ACTOR = "sample:federation"
+# The agencies' staff at the identity provider: each gateway's console maps their role claim.
+STAFF = (
+    Staff("olga", "Olga Oja", ("operator",)),
+    Staff("aivar", "Aivar Aru", ("auditor",)),
+    Staff("vera", "Vera Vaher", ("viewer",)),
+)
+
+
+def console_client(gateway_folder: str) -> str:
+    """The client id at the identity provider of a gateway's console (``population-gateway``)."""
+    return f"{gateway_folder}-console"
 
 
 @dataclass(frozen=True)
@@ -254,16 +265,37 @@ def create(
         CONSENT_CLIENT_ID: [f"http://127.0.0.1:{ports.consent}/callback"],
         PREVIEW_CLIENT_ID: [f"http://127.0.0.1:{ports.preview}/callback"],
     }
+    consoles = {
+        "population-gateway": ports.provider_consumer,
+        "portal-gateway": ports.consumer_consumer,
+    }
     if more is not None:
         clients[UNIVERSITY_PREVIEW_CLIENT_ID] = [
             f"http://127.0.0.1:{more.university_preview}/callback"
         ]
+        consoles |= {
+            "business-gateway": more.business_consumer,
+            "university-gateway": more.university_consumer,
+        }
+    for folder_name, port in consoles.items():
+        clients[console_client(folder_name)] = [f"http://127.0.0.1:{port}/console/callback"]
     idp_files.initialise(
         idp_folder,
         issuer=issuer,
         clients=clients,
         citizens=[Citizen(code, given, family) for code, given, family, *_ in population.PEOPLE],
+        staff=STAFF,
     )
+
+    def console(folder_name: str) -> str:
+        """The console's settings: on, at the gateway's loopback consumer listener."""
+        return (
+            f"\n[console]\nenabled = true\n"
+            f"public_url = {_toml(f'http://127.0.0.1:{consoles[folder_name]}')}\n"
+            f"issuer = {_toml(issuer)}\njwks_url = {_toml(issuer + '/jwks')}\n"
+            f"client_id = {_toml(console_client(folder_name))}\n"
+        )
+
     identity = (
         f"\n[identity]\nissuer = {_toml(issuer)}\njwks_url = {_toml(issuer + '/jwks')}\n"
         f"[identity.portals]\n{_toml(PORTAL_CLIENT_ID)} = {_toml(str(CITIZEN_PORTAL))}\n"
@@ -284,6 +316,7 @@ def create(
             (ports.provider_consumer, ports.provider_tls),
             identity
             + preview(ports.preview, PREVIEW_CLIENT_ID)
+            + console("population-gateway")
             + population_services(register)
             + extra_services,
             base / "population-gateway",
@@ -293,7 +326,7 @@ def create(
             GatewayId(PORTAL, "gw1"),
             ["citizen-portal"],
             (ports.consumer_consumer, ports.consumer_tls),
-            "",
+            console("portal-gateway"),
             base / "portal-gateway",
             database_urls[1],
         ),
@@ -306,7 +339,8 @@ def create(
                 GatewayId(BUSINESS, "gw1"),
                 ["business-registry"],
                 (more.business_consumer, more.business_tls),
-                identity + business_services(companies),  # every register offers usage
+                # every register offers usage
+                identity + console("business-gateway") + business_services(companies),
                 base / "business-gateway",
                 None,
             ),
@@ -316,6 +350,7 @@ def create(
                 (more.university_consumer, more.university_tls),
                 identity
                 + preview(more.university_preview, UNIVERSITY_PREVIEW_CLIENT_ID)
+                + console("university-gateway")
                 + diploma_services(backend),
                 base / "university-gateway",
                 None,
@@ -354,7 +389,9 @@ def create(
         migrate.upgrade("gateway", engine)
         access = AccessRights(engine, cache_ttl=0, clock=utcnow)
         for service, basis in granted:
-            access.grant(service=service, subject=str(CITIZEN_PORTAL), legal_basis=basis)
+            access.grant(
+                service=service, subject=str(CITIZEN_PORTAL), legal_basis=basis, actor=ACTOR
+            )
         engine.dispose()
     procedures = [passport(f"{BIRTH_CERTIFICATE}/v1")]
     if more is not None:

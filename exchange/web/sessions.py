@@ -18,12 +18,16 @@ from exchange.errors import AccessDenied
 from exchange.web.languages import N_
 
 
-def sessions(secret: bytes, *, cookie: str, https: bool, max_age: int = 3600) -> Middleware:
+def sessions(
+    secret: bytes, *, cookie: str, https: bool, max_age: int = 3600, path: str = "/"
+) -> Middleware:
+    """``path``: the cookie is sent only below it (a console mounted under ``/console``)."""
     return Middleware(
         SessionMiddleware,
         secret_key=secret.hex(),
         session_cookie=cookie,
         max_age=max_age,
+        path=path,
         same_site="lax",
         https_only=https,
     )

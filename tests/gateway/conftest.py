@@ -214,9 +214,12 @@ def sample_layout(
             service=f"{federation.POPULATION_REGISTRY}/diploma",
             subject=PORTAL_CLIENT,
             legal_basis=DIPLOMA_LEGAL_BASIS,
+            actor="test",
         )
         access.grant(
-            service=f"{federation.POPULATION_REGISTRY}/consented-diploma", subject=PORTAL_CLIENT
+            service=f"{federation.POPULATION_REGISTRY}/consented-diploma",
+            subject=PORTAL_CLIENT,
+            actor="test",
         )
         yield layout, ports, registry
 

@@ -230,16 +230,19 @@ def test_legal_basis_is_required_and_recorded(roles: Roles) -> None:
     assert no_purpose.status_code == 400
     access = roles.provider_access()
     service = federation.RESIDENCE_RECORD
-    access.revoke(service=service, subject=PORTAL_CLIENT)
-    access.grant(service=service, subject=PORTAL_CLIENT)  # an access right without a basis
+    access.revoke(service=service, subject=PORTAL_CLIENT, actor="test")
+    access.grant(service=service, subject=PORTAL_CLIENT, actor="test")  # without a basis
     try:
         response = roles.call(f"{RESIDENCE}?person={MARI}")
         assert response.status_code == 403
         assert response.json()["detail"] == "legal-basis"
     finally:
-        access.revoke(service=service, subject=PORTAL_CLIENT)
+        access.revoke(service=service, subject=PORTAL_CLIENT, actor="test")
         access.grant(
-            service=service, subject=PORTAL_CLIENT, legal_basis=federation.RESIDENCE_LEGAL_BASIS
+            service=service,
+            subject=PORTAL_CLIENT,
+            legal_basis=federation.RESIDENCE_LEGAL_BASIS,
+            actor="test",
         )
 
 

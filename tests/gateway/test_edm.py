@@ -137,8 +137,10 @@ def edm_federation(base: Path) -> Iterator[Roles]:
             build_engine(GatewaySettings.load(layout.provider).db_url), cache_ttl=0, clock=utcnow
         )
         for service in (LEGAL, HELD, BROKEN):
-            access.grant(service=service, subject=PORTAL_CLIENT, legal_basis=LEGAL_BASIS)
-        access.grant(service=CONSENTED, subject=PORTAL_CLIENT)
+            access.grant(
+                service=service, subject=PORTAL_CLIENT, legal_basis=LEGAL_BASIS, actor="test"
+            )
+        access.grant(service=CONSENTED, subject=PORTAL_CLIENT, actor="test")
         made = Roles(layout, ports, registry, LiveClock())
         try:
             yield made

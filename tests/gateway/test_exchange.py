@@ -167,7 +167,7 @@ def test_unknown_service_of_a_known_subsystem(roles: Roles) -> None:
 def test_no_access_right_is_denied_without_calling_the_registry(roles: Roles) -> None:
     access = roles.provider_access()
     service = "EE/GOV/70000310/population-registry/diploma"
-    access.revoke(service=service, subject=PORTAL_CLIENT)
+    access.revoke(service=service, subject=PORTAL_CLIENT, actor="test")
     try:
         before = roles.registry.calls
         response = roles.call(f"{DIPLOMA}?person={MARI}")
@@ -175,22 +175,25 @@ def test_no_access_right_is_denied_without_calling_the_registry(roles: Roles) ->
         assert response.json()["type"] == "Server.ServerProxy.AccessDenied"
         assert roles.registry.calls == before
     finally:
-        access.grant(service=service, subject=PORTAL_CLIENT, legal_basis=DIPLOMA_LEGAL_BASIS)
+        access.grant(
+            service=service, subject=PORTAL_CLIENT, legal_basis=DIPLOMA_LEGAL_BASIS, actor="test"
+        )
     assert roles.call(f"{DIPLOMA}?person={MARI}").status_code == 200
 
 
 def test_group_grants_and_method_path_narrowing(roles: Roles) -> None:
     access = roles.provider_access()
     service = "EE/GOV/70000310/population-registry/diploma"
-    access.revoke(service=service, subject=PORTAL_CLIENT)
+    access.revoke(service=service, subject=PORTAL_CLIENT, actor="test")
     try:
-        access.add_group("portals")
-        access.add_to_group("portals", PORTAL_CLIENT)
+        access.add_group("portals", actor="test")
+        access.add_to_group("portals", PORTAL_CLIENT, actor="test")
         access.grant(
             service=service,
             subject="group:portals",
             method="POST",
             legal_basis=DIPLOMA_LEGAL_BASIS,
+            actor="test",
         )
         assert roles.call(f"{DIPLOMA}?person={MARI}").status_code == 403  # GET is not granted
         posted = roles.call(
@@ -201,8 +204,10 @@ def test_group_grants_and_method_path_narrowing(roles: Roles) -> None:
         )
         assert posted.status_code == 200, posted.text
     finally:
-        access.revoke(service=service, subject="group:portals", method="POST")
-        access.grant(service=service, subject=PORTAL_CLIENT, legal_basis=DIPLOMA_LEGAL_BASIS)
+        access.revoke(service=service, subject="group:portals", method="POST", actor="test")
+        access.grant(
+            service=service, subject=PORTAL_CLIENT, legal_basis=DIPLOMA_LEGAL_BASIS, actor="test"
+        )
 
 
 def test_oversized_body_is_413(roles: Roles) -> None:

@@ -119,7 +119,7 @@ def test_who_accessed_my_data_speaks_plain_words(roles: Roles) -> None:
     jaan = {"X-Road-UserId": JAAN}
     assert roles.call(f"{RESIDENCE}?person={JAAN}", headers=jaan).status_code == 200
     access = roles.provider_access()
-    access.revoke(service=federation.RESIDENCE_RECORD, subject=PORTAL_CLIENT)
+    access.revoke(service=federation.RESIDENCE_RECORD, subject=PORTAL_CLIENT, actor="test")
     try:
         for _ in range(2):
             assert roles.call(f"{RESIDENCE}?person={JAAN}", headers=jaan).status_code == 403
@@ -128,6 +128,7 @@ def test_who_accessed_my_data_speaks_plain_words(roles: Roles) -> None:
             service=federation.RESIDENCE_RECORD,
             subject=PORTAL_CLIENT,
             legal_basis=federation.RESIDENCE_LEGAL_BASIS,
+            actor="test",
         )
     browser = Browser(roles.roles.loopback.blocking())
     try:

@@ -37,11 +37,11 @@ OTHERS = ["EE49002124277", "EE37605030299", "EE61001010001", "EE50001010002"]
 def limited(roles: Roles, **limits: int) -> Iterator[None]:
     """The portal's access right to the diploma service with ``limits`` for the block."""
     access = roles.provider_access()
-    access.limit(service=SERVICE, subject=PORTAL_CLIENT, limits=Limits(**limits))
+    access.limit(service=SERVICE, subject=PORTAL_CLIENT, limits=Limits(**limits), actor="test")
     try:
         yield
     finally:
-        access.limit(service=SERVICE, subject=PORTAL_CLIENT, limits=NO_LIMITS)
+        access.limit(service=SERVICE, subject=PORTAL_CLIENT, limits=NO_LIMITS, actor="test")
 
 
 class Frozen:
@@ -251,4 +251,6 @@ def test_quotas_are_declared_and_listed_from_the_command_line(roles: Roles) -> N
         )
         assert wrong.returncode == 2  # a usage mistake
     finally:
-        roles.provider_access().limit(service=SERVICE, subject=PORTAL_CLIENT, limits=NO_LIMITS)
+        roles.provider_access().limit(
+            service=SERVICE, subject=PORTAL_CLIENT, limits=NO_LIMITS, actor="test"
+        )

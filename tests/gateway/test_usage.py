@@ -144,7 +144,7 @@ def test_refusals_are_attempts_apart_and_never_hide_a_release(
     released = roles.call(f"{RESIDENCE}?person={JAAN}", headers={"X-Road-UserId": JAAN})
     assert released.status_code == 200
     access = roles.provider_access()
-    access.revoke(service=federation.RESIDENCE_RECORD, subject=PORTAL_CLIENT)
+    access.revoke(service=federation.RESIDENCE_RECORD, subject=PORTAL_CLIENT, actor="test")
     try:  # a member without an access right asks three times
         for _ in range(3):
             refused = roles.call(f"{RESIDENCE}?person={JAAN}", headers={"X-Road-UserId": JAAN})
@@ -154,6 +154,7 @@ def test_refusals_are_attempts_apart_and_never_hide_a_release(
             service=federation.RESIDENCE_RECORD,
             subject=PORTAL_CLIENT,
             legal_basis=federation.RESIDENCE_LEGAL_BASIS,
+            actor="test",
         )
     # However many refusals come after it, the release stays in view.
     monkeypatch.setattr(usage_service, "SCAN_LIMIT", 2)

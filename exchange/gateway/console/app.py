@@ -1,0 +1,532 @@
+"""The console's routes under ``/console``: each names the one right it needs (:data:`ROUTES`);
+signing in and out (:data:`PUBLIC`) need none.
+
+A page asked without a signed-in staff member redirects to sign-in; the query API answers 401
+(it also takes a staff ID token as a bearer token, for monitoring systems). A staff member whose
+roles lack the right gets 403. Forms that change anything carry the session's CSRF token, and
+every answer carries the pages' security headers (no script, no framing).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from exchange import web
+from exchange.errors import Error, InternalError, InvalidRequest, Unauthenticated
+from exchange.gateway import changes, files, models
+from exchange.gateway.access import METHODS
+from exchange.gateway.changes import ChangeLog
+from exchange.gateway.console import auditing, certificates, host, operations, staff
+from exchange.gateway.console.staff import Right, Staff
+from exchange.gateway.node import Gateway
+from exchange.gateway.records import opmon_fields
+from exchange.http import install_error_handlers
+from exchange.identity.login import OidcLogin
+from exchange.web.charts import bars, columns
+from exchange.web.languages import N_, gettext
+from exchange.web.pages import HEADERS
+from exchange.web.signin import local_path
+
+PREFIX = "/console"
+WINDOWS = (15, 60, 360, 1440)  # minutes the operations page offers
+MAX_WINDOW = timedelta(days=31)
+MAX_API_RECORDS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    method: str
+    path: str  # below PREFIX
+    right: Right
+    name: str  # the handler's
+    api: bool = False
+
+
+ROUTES: tuple[Guard, ...] = (
+    Guard("GET", "/", "view", "overview"),
+    Guard("GET", "/access", "view", "access"),
+    Guard("POST", "/access/grant", "change", "grant"),
+    Guard("POST", "/access/revoke", "change", "revoke"),
+    Guard("GET", "/changes", "view", "change_log"),
+    Guard("GET", "/certificates", "view", "certificate_list"),
+    Guard("GET", "/operations", "monitor", "operations_page"),
+    Guard("GET", "/api/figures", "monitor", "figures_api", api=True),
+    Guard("GET", "/api/operational-data", "monitor", "records_api", api=True),
+    Guard("GET", "/audit", "audit", "audit_records"),
+    Guard("GET", "/audit/verify", "audit", "audit_verify"),
+    Guard("POST", "/audit/export", "audit", "audit_export"),
+)
+PUBLIC = (("GET", "/login"), ("GET", "/callback"), ("POST", "/logout"))
+
+Handler = Callable[[Request, Staff, FormData | None], Awaitable[Response]]
+
+
+class _SecurityHeaders:
+    """Every answer of the console (pages, redirects, JSON, files) with the pages' headers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *(
+                        (name.lower().encode(), value.encode())
+                        for name, value in HEADERS.items()
+                        if name.lower().encode() not in present
+                    ),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with)
+
+
+def _moment(raw: str | None, name: str) -> datetime | None:
+    """A time given as Unix seconds or ISO 8601 (UTC if no offset is given)."""
+    if raw is None or raw == "":
+        return None
+    try:
+        if raw.isdigit():
+            return datetime.fromtimestamp(int(raw), UTC)
+        parsed = datetime.fromisoformat(raw)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidRequest(f"{name} must be Unix seconds or ISO 8601", detail=name) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
+    """The console of ``gateway`` (mounted at :data:`PREFIX` on its consumer listener)."""
+    spec = gateway.settings.console
+    clock = gateway.clock
+    pages = web.Pages("exchange.gateway.console")
+    https = bool(spec.public_url and spec.public_url.startswith("https://"))
+    kept_changes = ChangeLog(gateway.engine)
+    data_dir, anchor_file = gateway.settings.data_dir, gateway.settings.anchor
+
+    def site() -> str:
+        try:
+            member = gateway.trust.view().configuration.member(str(gateway.member))
+        except Error:
+            member = None
+        name = member.name if member else str(gateway.member)
+        return f"{name} · {gettext(N_('Gateway console'))}"
+
+    def page(template: str, request: Request, who: Staff, **context: Any) -> Response:
+        return pages.page(
+            template,
+            site=site(),
+            staff=who,
+            csrf=web.csrf_token(request.session),
+            prefix=PREFIX,
+            signout_path=f"{PREFIX}/logout",
+            **context,
+        )
+
+    async def bearer(request: Request) -> Staff | None:
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith("bearer "):
+            return None
+        if gateway.staff_tokens is None:
+            raise InternalError("the console has no staff token validator")
+        claims = await gateway.in_thread(
+            gateway.staff_tokens.validate, header[7:].strip(), at=clock()
+        )
+        return staff.from_claims(claims, spec, until=int(claims["exp"]))
+
+    def guarded(guard: Guard, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            who = staff.signed_in(request.session, at=clock())
+            if who is None and guard.api:
+                who = await bearer(request)
+            if who is None:
+                if guard.api:
+                    raise Unauthenticated(
+                        "sign in to the console, or send a staff ID token as a bearer token"
+                    )
+                then = request.url.path if request.method == "GET" else PREFIX + "/"
+                if request.method == "GET" and request.url.query:
+                    then += "?" + request.url.query
+                return RedirectResponse(
+                    f"{PREFIX}/login?then={quote(then, safe='/')}", status_code=303
+                )
+            who.require(guard.right)
+            form = None
+            if request.method == "POST":
+                form = await web.form(request)
+                web.check_csrf(request.session, form)
+            return await handler(request, who, form)
+
+        return endpoint
+
+    # Sign-in and out
+
+    async def sign_in(request: Request) -> Response:
+        then = local_path(request.query_params.get("then"))
+        if not then.startswith(PREFIX):
+            then = PREFIX + "/"
+        target = await login.start(request.session, then=then)
+        return RedirectResponse(target, status_code=303)
+
+    async def callback(request: Request) -> Response:
+        query = request.query_params
+        signed, then = await login.finish(
+            request.session,
+            code=query.get("code", ""),
+            state=query.get("state", ""),
+            at=clock(),
+        )
+        until = int(clock().timestamp()) + spec.session_lifetime
+        who = staff.from_claims(signed.claims, spec, until=until)
+        request.session.clear()  # a new session for the signed-in member (no fixation)
+        staff.remember(request.session, who)
+        then = local_path(then)
+        return RedirectResponse(then if then.startswith(PREFIX) else PREFIX + "/", 303)
+
+    async def sign_out(request: Request) -> Response:
+        web.check_csrf(request.session, await web.form(request))
+        request.session.clear()
+        return pages.message(
+            site(),
+            gettext(N_("Signed out")),
+            gettext(N_("You have signed out of the gateway console.")),
+            back=PREFIX + "/",
+        )
+
+    # Pages and the query API
+
+    async def overview(request: Request, who: Staff, _: FormData | None) -> Response:
+        status, health = await gateway.health()
+        view = gateway.trust.view()
+        shown = await gateway.in_thread(
+            certificates.shown,
+            data_dir,
+            gateway=gateway.settings.id,
+            member=str(gateway.member),
+            configuration=view.configuration,
+            at=clock(),
+        )
+        return page(
+            "overview.html",
+            request,
+            who,
+            gateway_id=gateway.settings.id,
+            replica=gateway.settings.replica,
+            healthy=status == 200,
+            health=health,
+            configuration=view.configuration,
+            records=gateway.audit.tree.size,
+            warnings=[c for c in shown if c.warning],
+        )
+
+    async def access(request: Request, who: Staff, _: FormData | None) -> Response:
+        grants = await gateway.in_thread(gateway.access.grants)
+        groups = await gateway.in_thread(gateway.access.groups)
+        services = sorted(
+            f"{gateway.member}/{s.subsystem}/{s.code}" for s in gateway.settings.services
+        )
+        return page(
+            "access.html",
+            request,
+            who,
+            grants=grants,
+            groups=groups,
+            services=services,
+            methods=sorted(METHODS),
+            done=request.query_params.get("done"),
+        )
+
+    def field(form: FormData | None, name: str) -> str:
+        value = form.get(name, "") if form is not None else ""
+        return value.strip() if isinstance(value, str) else ""
+
+    async def grant(request: Request, who: Staff, form: FormData | None) -> Response:
+        await gateway.in_thread(
+            gateway.access.grant,
+            service=field(form, "service"),
+            subject=field(form, "subject"),
+            method=field(form, "method"),
+            path=field(form, "path"),
+            legal_basis=field(form, "legal_basis") or None,
+            actor=who.actor,
+        )
+        return RedirectResponse(f"{PREFIX}/access?done=granted", status_code=303)
+
+    async def revoke(request: Request, who: Staff, form: FormData | None) -> Response:
+        await gateway.in_thread(
+            gateway.access.revoke,
+            service=field(form, "service"),
+            subject=field(form, "subject"),
+            method=field(form, "method"),
+            path=field(form, "path"),
+            actor=who.actor,
+        )
+        return RedirectResponse(f"{PREFIX}/access?done=revoked", status_code=303)
+
+    async def change_log(request: Request, who: Staff, _: FormData | None) -> Response:
+        number = _page_number(request)
+        shown, total = await gateway.in_thread(
+            kept_changes.newest, limit=50, offset=(number - 1) * 50
+        )
+        return page(
+            "changes.html",
+            request,
+            who,
+            changes=shown,
+            number=number,
+            more=number * 50 < total,
+        )
+
+    async def certificate_list(request: Request, who: Staff, _: FormData | None) -> Response:
+        shown = await gateway.in_thread(
+            certificates.shown,
+            data_dir,
+            gateway=gateway.settings.id,
+            member=str(gateway.member),
+            configuration=gateway.trust.view().configuration,
+            at=clock(),
+        )
+        return page(
+            "certificates.html",
+            request,
+            who,
+            certificates=shown,
+            warn_days=certificates.WARN_AHEAD.days,
+        )
+
+    def window(request: Request) -> tuple[datetime, datetime]:
+        until = _moment(request.query_params.get("to"), "to") or clock()
+        since = _moment(request.query_params.get("from"), "from")
+        if since is None:
+            raw = request.query_params.get("minutes", "60")
+            minutes = int(raw) if raw.isdigit() else 60
+            since = until - timedelta(minutes=min(max(minutes, 1), 1440))
+        if not since < until or until - since > MAX_WINDOW:
+            raise InvalidRequest("from must come before to, at most 31 days apart", detail="from")
+        return since, until
+
+    async def operations_page(request: Request, who: Staff, _: FormData | None) -> Response:
+        raw = request.query_params.get("minutes", "60")
+        minutes = int(raw) if raw.isdigit() and int(raw) in WINDOWS else 60
+        until = clock()
+        since = until - timedelta(minutes=minutes)
+        shown = await gateway.in_thread(
+            operations.figures, gateway.engine, since=since, until=until
+        )
+        machine = await gateway.in_thread(host.read, data_dir)
+        direction = web.languages.direction(web.languages.current())
+        per_minute = [(at.strftime("%H:%M"), n, failed) for at, n, failed in shown.per_minute]
+        return page(
+            "operations.html",
+            request,
+            who,
+            figures=shown,
+            host=machine,
+            minutes=minutes,
+            since=web.languages.date_time(since),
+            until=web.languages.date_time(until),
+            api=f"{PREFIX}/api/figures",
+            windows=WINDOWS,
+            per_minute_chart=columns(
+                "per-minute",
+                gettext(N_("Exchanges per minute")),
+                gettext(N_("Exchanges per minute, failures in red; the table below lists them.")),
+                per_minute,
+                direction,
+            ),
+            errors_chart=bars(
+                "errors",
+                gettext(N_("Errors by type")),
+                gettext(N_("Failed exchanges by error type; the table beside lists them.")),
+                shown.errors,
+                direction,
+            ),
+            busiest=[(m, n, f) for m, n, f in per_minute if n][-30:],
+        )
+
+    async def figures_api(request: Request, who: Staff, _: FormData | None) -> Response:
+        since, until = window(request)
+        shown = await gateway.in_thread(
+            operations.figures, gateway.engine, since=since, until=until
+        )
+        machine = await gateway.in_thread(host.read, data_dir)
+        return JSONResponse(
+            {
+                "gateway": gateway.settings.id,
+                "replica": gateway.settings.replica,
+                **shown.document(),
+                "host": machine.document(),
+            }
+        )
+
+    async def records_api(request: Request, who: Staff, _: FormData | None) -> Response:
+        """X-Road's operational data query: records whose ``monitoringDataTs`` (Unix seconds)
+        lies in ``[recordsFrom, recordsTo]``, at most ``limit``; ``nextRecordsFrom`` says where
+        to go on (records of that second may come again, as in X-Road)."""
+        query = request.query_params
+        until = _moment(query.get("recordsTo"), "recordsTo") or clock()
+        since = _moment(query.get("recordsFrom"), "recordsFrom") or until - timedelta(hours=1)
+        raw = query.get("limit", str(MAX_API_RECORDS))
+        if not raw.isdigit() or not 0 < int(raw) <= MAX_API_RECORDS:
+            raise InvalidRequest(f"limit is 1 to {MAX_API_RECORDS}", detail="limit")
+        records, following = await gateway.in_thread(
+            _records, gateway, since=since, until=until, limit=int(raw)
+        )
+        return JSONResponse(
+            {
+                "gateway": gateway.settings.id,
+                "replica": gateway.settings.replica,
+                "records": records,
+                "nextRecordsFrom": following,
+            }
+        )
+
+    async def audit_records(request: Request, who: Staff, _: FormData | None) -> Response:
+        params = request.query_params
+        before = params.get("before", "")
+        outcome = params.get("outcome", "")
+        query = auditing.Query(
+            since=_moment(params.get("from"), "from"),
+            until=_moment(params.get("to"), "to"),
+            service=params.get("service", "").strip(),
+            client=params.get("client", "").strip(),
+            outcome=outcome if outcome in auditing.OUTCOMES else "",
+            before=int(before) if before.isdigit() and len(before) < 13 else None,
+        )
+        rows, following = await gateway.in_thread(
+            auditing.browse, gateway.engine, gateway.audit.chain, query
+        )
+        kept = {k: v for k, v in params.items() if k != "before" and k != "lang" and v}
+        return page(
+            "audit.html",
+            request,
+            who,
+            chain=gateway.audit.chain,
+            rows=rows,
+            query=query,
+            given=kept,
+            following=following,
+            scan=auditing.SCAN,
+        )
+
+    async def audit_verify(request: Request, who: Staff, _: FormData | None) -> Response:
+        verified = await gateway.in_thread(
+            auditing.verify_chain,
+            gateway.engine,
+            gateway.audit.chain,
+            data_dir=data_dir,
+            anchor_file=anchor_file,
+        )
+        return page("verify.html", request, who, chain=gateway.audit.chain, verified=verified)
+
+    async def audit_export(request: Request, who: Staff, _: FormData | None) -> Response:
+        chain = gateway.audit.chain
+        archive = await gateway.in_thread(
+            auditing.export_zip, gateway.engine, chain, data_dir=data_dir, anchor_file=anchor_file
+        )
+        try:
+            await gateway.in_thread(_record_export, gateway, who, chain)
+        except BaseException:
+            shutil.rmtree(archive.parent, ignore_errors=True)
+            raise
+        name = f"audit-{chain.replace('/', '_')}-{clock().strftime('%Y%m%dT%H%M%SZ')}.zip"
+        return FileResponse(
+            archive,
+            media_type="application/zip",
+            filename=name,
+            background=BackgroundTask(shutil.rmtree, archive.parent, ignore_errors=True),
+        )
+
+    handlers: dict[str, Handler] = {
+        "overview": overview,
+        "access": access,
+        "grant": grant,
+        "revoke": revoke,
+        "change_log": change_log,
+        "certificate_list": certificate_list,
+        "operations_page": operations_page,
+        "figures_api": figures_api,
+        "records_api": records_api,
+        "audit_records": audit_records,
+        "audit_verify": audit_verify,
+        "audit_export": audit_export,
+    }
+    routes = [
+        Route("/login", sign_in, methods=["GET"]),
+        Route("/callback", callback, methods=["GET"]),
+        Route("/logout", sign_out, methods=["POST"]),
+        *(
+            Route(g.path, guarded(g, handlers[g.name]), methods=[g.method], name=g.name)
+            for g in ROUTES
+        ),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            web.sessions(
+                files.console_session_key(gateway.settings),
+                cookie="console_session",
+                https=https,
+                max_age=spec.session_lifetime,
+                path=PREFIX,
+            ),
+            web.languages.middleware(default=spec.default_language, https=https),
+        ],
+    )
+    install_error_handlers(app, page=lambda error: pages.failure(site(), error, back=PREFIX + "/"))
+    return _SecurityHeaders(app)
+
+
+def _page_number(request: Request) -> int:
+    raw = request.query_params.get("page", "1")
+    return int(raw) if raw.isdigit() and 0 < int(raw) < 100_000 else 1
+
+
+def _records(
+    gateway: Gateway, *, since: datetime, until: datetime, limit: int
+) -> tuple[list[dict[str, object]], int | None]:
+    table = models.Exchange
+    with Session(gateway.engine) as session:
+        rows = list(
+            session.scalars(
+                select(table)
+                .where(
+                    table.response_out >= since.replace(microsecond=0),
+                    table.response_out < until.replace(microsecond=0) + timedelta(seconds=1),
+                )
+                .order_by(table.response_out, table.id)
+                .limit(limit + 1)
+            )
+        )
+    following = int(rows[limit].response_out.timestamp()) if len(rows) > limit else None
+    return [opmon_fields(row) for row in rows[:limit]], following
+
+
+def _record_export(gateway: Gateway, who: Staff, chain: str) -> None:
+    with Session(gateway.engine) as session:
+        changes.record(
+            session,
+            at=gateway.clock(),
+            actor=who.actor,
+            action="audit.export",
+            target=chain,
+            detail={"records": gateway.audit.tree.size},
+        )
+        session.commit()
