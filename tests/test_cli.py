@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from exchange.cli import demo
+from tests.browser import form_with
 from tests.servers import exchange, free_ports, serving
 
 
@@ -138,6 +139,17 @@ def test_demo_comes_up_serves_evidence_resumes_and_stops_cleanly(tmp_path: Path)
         assert head.headers["X-Road-Error"] == "Server.ServerProxy.InvalidHttpMethod"
         unconsented = httpx.get(birth, headers=client, timeout=10)
         assert unconsented.status_code == 403
+        # The central console signs the operator Olga in at the demo's identity provider.
+        staff = httpx.Client(follow_redirects=True, timeout=10)
+        page = staff.get(f"http://127.0.0.1:{base}/console/")
+        assert 'value="olga"' in page.text, page.text[:2000]
+        home = staff.post(
+            str(page.url.join(form_with(page.text, 'value="olga"')[0])),
+            data={**form_with(page.text, 'value="olga"')[1], "staff": "olga"},
+        )
+        assert "Olga Oja" in home.text
+        assert 'id="pending"' in home.text
+        staff.close()
         assert unconsented.json()["type"] == "Server.ServerProxy.ConsentRequired"
         portal = httpx.get(f"http://127.0.0.1:{base + 50}/", timeout=10)
         assert "Sign in" in portal.text

@@ -3,35 +3,47 @@
 Public (no authentication; everything here is either signed or public by nature):
 ``GET /health``, ``GET /globalconf`` (signed JWS), ``GET /anchor``, ``GET /ca.pem``, ``GET /crl``.
 
+Applications (no authentication, validated and capped, :mod:`exchange.central.applications`):
+``POST /applications`` submits one, pending; ``GET /applications/{number}`` says how it stands.
+
 Management API under ``/api/v1`` (bearer admin token): member classes, members, subsystems,
-gateways, certificate issuance from CSRs, revocation, and the change log. The token is checked
+gateways, applications and their decisions, certificate issuance from CSRs, revocation, and the
+change log. With ``EXCHANGE_CENTRAL_CONSOLE_ENABLED``, the operators' console under ``/console``
+(:mod:`exchange.central.console`). The token is checked
 before any byte of a body is read, and bodies are capped (:class:`exchange.http.Guard`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from exchange import __version__
+from exchange.central.applications import Applications
 from exchange.central.certificates import Issued
+from exchange.central.console.app import PREFIX as CONSOLE
+from exchange.central.console.app import create_console_app
 from exchange.central.registry import catalogue_entry
 from exchange.central.service import Central, build
 from exchange.central.settings import CentralSettings
-from exchange.errors import Unauthenticated
+from exchange.errors import InvalidRequest, Unauthenticated
 from exchange.http import Guard, install_error_handlers
 from exchange.identifiers import GatewayId, MemberId, SubsystemId
+from exchange.identity.login import OidcLogin
 from exchange.trust.globalconf_client import utcnow
 from exchange.trust.keys import certificate_pem
+from exchange.web.forms import bounded_body
 
 API_ACTOR = "api:admin"
 MAX_API_BODY = 1024 * 1024  # the largest request: a catalogue of a few thousand services
+MAX_APPLICATION_BODY = 4096  # an application, unauthenticated: small
 
 
 class MemberClassIn(BaseModel):
@@ -72,6 +84,17 @@ class ServicesIn(BaseModel):
     services: list[ServiceEntryIn]
 
 
+class ApplicationIn(BaseModel):
+    kind: str = Field(pattern="^(member|subsystem)$")
+    id: str = Field(max_length=1100, examples=["EE/GOV/70000310"])
+    name: str = Field(default="", max_length=255, description="the member's (kind member)")
+    contact: str = Field(default="", max_length=255, description="how the authority replies")
+
+
+class RejectIn(BaseModel):
+    reason: str = Field(max_length=1000)
+
+
 class RevokeIn(BaseModel):
     reason: str = "unspecified"
 
@@ -105,12 +128,62 @@ def admit(request: Request) -> None:
 Admin = Annotated[str, Depends(require_admin)]
 
 
-def create_app(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+def create_app(
+    settings: CentralSettings,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    console_login: OidcLogin | None = None,
+) -> FastAPI:
+    """The authority's app; with the console enabled, it signs staff in through
+    ``console_login`` (by default the issuer its settings name)."""
     central = build(settings, clock=clock)
+    applications = Applications(registry=central.registry)
     app = FastAPI(title="exchange central authority", version=__version__)
     install_error_handlers(app)
     app.add_middleware(Guard, max_bytes=MAX_API_BODY, admit=admit)
     app.state.central = central
+    spec = central.settings.console
+    if spec.enabled and spec.issuer and spec.client_id and spec.public_url:
+        login = console_login or OidcLogin(
+            issuer=spec.issuer,
+            client_id=spec.client_id,
+            client_secret=spec.client_secret,
+            redirect_uri=f"{spec.public_url.rstrip('/')}{CONSOLE}/callback",
+        )
+        app.mount(CONSOLE, create_console_app(central, login=login))
+
+    @app.post("/applications", status_code=201)
+    async def submit_application(request: Request) -> dict[str, object]:
+        raw = await bounded_body(request, MAX_APPLICATION_BODY)
+        try:
+            body = ApplicationIn.model_validate_json(raw)
+        except ValueError as exc:
+            raise InvalidRequest(
+                "an application is a JSON object: kind, id, name, contact"
+            ) from exc
+        submitted = await asyncio.to_thread(
+            applications.submit, body.kind, body.id, name=body.name, contact=body.contact
+        )
+        return submitted.document()
+
+    @app.get("/applications/{number}")
+    def application(number: Annotated[int, Path(ge=1, lt=10**11)]) -> dict[str, object]:
+        return applications.get(number).document()
+
+    @app.get("/api/v1/applications")
+    def listed_applications(
+        _: Admin,
+        status: Annotated[str | None, Query(pattern="^(pending|approved|rejected)$")] = None,
+    ) -> list[dict[str, object]]:
+        return [a.document() for a in applications.list(status)]
+
+    @app.post("/api/v1/applications/{number}/approve")
+    def approve_application(number: int, actor: Admin) -> dict[str, object]:
+        return applications.approve(number, actor=actor).document()
+
+    @app.post("/api/v1/applications/{number}/reject")
+    def reject_application(number: int, body: RejectIn, actor: Admin) -> dict[str, object]:
+        return applications.reject(number, body.reason, actor=actor).document()
 
     @app.get("/health")
     def health() -> dict[str, str]:

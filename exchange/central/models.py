@@ -141,3 +141,20 @@ class ConsentService(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     member: Mapped[Member] = relationship()
     certificate: Mapped[Certificate] = relationship()
+
+
+class Application(Base):
+    """An agency's application to become a member, or to add a subsystem to its membership:
+    pending until an operator of the authority approves or rejects it (``decided_*``)."""
+
+    __tablename__ = "ca_applications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "member" or "subsystem"
+    identifier: Mapped[str] = mapped_column(ID, index=True)  # the member or subsystem asked for
+    name: Mapped[str] = mapped_column(String(255), default="")  # a member's name
+    contact: Mapped[str] = mapped_column(String(255), default="")
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending, approved, rejected
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text)

@@ -85,6 +85,20 @@ def check_gateway_address(address: str) -> str:
     return f"https://{parts.netloc}"
 
 
+def check_member_name(name: str) -> str:
+    if _NAME.fullmatch(name) is None or not name.strip():
+        raise InvalidRequest("member name must be 1 to 255 printable characters", detail="name")
+    return name
+
+
+def check_instance(member: MemberId, instance: str) -> None:
+    if member.instance != instance:
+        raise InvalidRequest(
+            f"{member} belongs to instance {member.instance!r}; this authority serves {instance!r}",
+            detail="instance",
+        )
+
+
 class Registry:
     def __init__(self, *, engine: Engine, instance: str, clock: Clock) -> None:
         self._engine = engine
@@ -102,12 +116,7 @@ class Registry:
         return Session(self._engine, expire_on_commit=False)
 
     def _check_instance(self, member: MemberId) -> None:
-        if member.instance != self._instance:
-            raise InvalidRequest(
-                f"{member} belongs to instance {member.instance!r}; this authority serves "
-                f"{self._instance!r}",
-                detail="instance",
-            )
+        check_instance(member, self._instance)
 
     def _commit(self, session: Session, what: str) -> None:
         try:
@@ -147,32 +156,39 @@ class Registry:
             )
 
     def register_member(self, member: MemberId, name: str, *, actor: str) -> models.Member:
-        self._check_instance(member)
-        if _NAME.fullmatch(name) is None or not name.strip():
-            raise InvalidRequest("member name must be 1 to 255 printable characters", detail="name")
         with self.session() as session:
-            if session.get(models.MemberClass, member.member_class) is None:
-                raise InvalidRequest(
-                    f"member class {member.member_class!r} is not defined in {self._instance}",
-                    detail="member class",
-                )
-            row = models.Member(
-                identifier=str(member),
-                member_class=member.member_class,
-                name=name,
-                created_at=self._clock(),
-            )
-            session.add(row)
-            record(
-                session,
-                at=self._clock(),
-                actor=actor,
-                action="member.registered",
-                subject=str(member),
-                name=name,
-            )
+            row = self.add_member(session, member, name, actor=actor)
             self._commit(session, f"member {member}")
             return row
+
+    def add_member(
+        self, session: Session, member: MemberId, name: str, *, actor: str, **details: Any
+    ) -> models.Member:
+        """Add ``member`` and its event in ``session`` (the caller commits both, or neither)."""
+        self._check_instance(member)
+        check_member_name(name)
+        if session.get(models.MemberClass, member.member_class) is None:
+            raise InvalidRequest(
+                f"member class {member.member_class!r} is not defined in {self._instance}",
+                detail="member class",
+            )
+        row = models.Member(
+            identifier=str(member),
+            member_class=member.member_class,
+            name=name,
+            created_at=self._clock(),
+        )
+        session.add(row)
+        record(
+            session,
+            at=self._clock(),
+            actor=actor,
+            action="member.registered",
+            subject=str(member),
+            name=name,
+            **details,
+        )
+        return row
 
     def _member(self, session: Session, member: MemberId) -> models.Member:
         row = session.scalar(select(models.Member).where(models.Member.identifier == str(member)))
@@ -185,22 +201,34 @@ class Registry:
             return self._member(session, member)
 
     def register_subsystem(self, subsystem: SubsystemId, *, actor: str) -> models.Subsystem:
-        self._check_instance(subsystem.member)
         with self.session() as session:
-            owner = self._member(session, subsystem.member)
-            row = models.Subsystem(
-                member_id=owner.id, identifier=str(subsystem), created_at=self._clock()
-            )
-            session.add(row)
-            record(
-                session,
-                at=self._clock(),
-                actor=actor,
-                action="subsystem.registered",
-                subject=str(subsystem),
-            )
+            row = self.add_subsystem(session, subsystem, actor=actor)
             self._commit(session, f"subsystem {subsystem}")
             return row
+
+    def add_subsystem(
+        self, session: Session, subsystem: SubsystemId, *, actor: str, **details: Any
+    ) -> models.Subsystem:
+        """Add ``subsystem`` and its event in ``session`` (the caller commits both, or neither)."""
+        self._check_instance(subsystem.member)
+        owner = self._member(session, subsystem.member)
+        row = models.Subsystem(
+            member_id=owner.id, identifier=str(subsystem), created_at=self._clock()
+        )
+        session.add(row)
+        record(
+            session,
+            at=self._clock(),
+            actor=actor,
+            action="subsystem.registered",
+            subject=str(subsystem),
+            **details,
+        )
+        return row
+
+    def commit(self, session: Session, what: str) -> None:
+        """Commit ``session``; a unique key taken meanwhile is a :class:`Conflict` on ``what``."""
+        self._commit(session, what)
 
     def register_gateway(self, gateway: GatewayId, address: str, *, actor: str) -> models.Gateway:
         self._check_instance(gateway.member)

@@ -1,5 +1,10 @@
 """Settings of a central authority: ``EXCHANGE_CENTRAL_*`` environment variables and the command's
-options (see :mod:`exchange.settings_file`); it has no settings file."""
+options (see :mod:`exchange.settings_file`); it has no settings file.
+
+The operators' console (:mod:`exchange.central.console`) is off unless
+``EXCHANGE_CENTRAL_CONSOLE_ENABLED=true``, with ``..._CONSOLE_PUBLIC_URL``, ``..._ISSUER``,
+``..._JWKS_URL`` and ``..._CLIENT_ID`` (and ``..._CLIENT_SECRET`` if the issuer wants one); the
+role claim's values ``operator``, ``auditor`` and ``viewer`` give those roles."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from pydantic import Field
 
 from exchange.db.engine import sqlite_url
 from exchange.settings_file import RoleSettings
+from exchange.web.staff import ConsoleSpec
 
 
 class CentralSettings(RoleSettings):
@@ -32,6 +38,7 @@ class CentralSettings(RoleSettings):
     configuration_signing_validity: timedelta = timedelta(days=5 * 365)
     signing_certificate_validity: timedelta = timedelta(days=2 * 365)
     tls_certificate_validity: timedelta = timedelta(days=365)
+    console: ConsoleSpec = Field(default_factory=ConsoleSpec)
 
     @property
     def url(self) -> str:

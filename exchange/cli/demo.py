@@ -109,7 +109,11 @@ def demo(
         layout = federation.Federation(
             base=data_dir,
             central=CentralSettings.load(
-                overrides={"data_dir": data_dir / "central", "port": port}
+                overrides={
+                    "data_dir": data_dir / "central",
+                    "port": port,
+                    "console": federation.central_console(_ports(port)),
+                }
             ),
             provider=data_dir / "population-gateway" / "gateway.toml",
             consumer=data_dir / "portal-gateway" / "gateway.toml",
@@ -209,6 +213,9 @@ Agency staff run each gateway from its console (access rights, operations, audit
 certificates); sign in as Olga Oja (operator), Aivar Aru (auditor) or Vera Vaher (viewer):
   http://127.0.0.1:{ports.provider_consumer}/console/   (Population Register)
   {consumer}/console/   (State Portal)
+The instance's operators decide membership applications, revoke certificates and compare
+global configuration versions at the central console (same staff, same roles):
+  {central_settings.url}/console/
 
 State lives in {data_dir}; run again to resume. Ctrl-C stops everything.
 """

@@ -54,6 +54,7 @@ from exchange.db.engine import sqlite_url
 from exchange.identifiers import GatewayId, SubsystemId, check_segment
 from exchange.settings_file import Listen, RoleSettings, Strict
 from exchange.web.languages import SOURCE, Language, Text
+from exchange.web.staff import ConsoleSpec as StaffConsoleSpec
 
 SCHEMAS_DIR = schemas.FOLDER  # the evidence schemas shipped with the package
 
@@ -159,11 +160,7 @@ class EdmServiceSpec(Strict):
     date_of_birth_field: str = "dateOfBirth"
 
 
-StaffRole = Literal["operator", "auditor", "viewer"]
-STAFF_ROLES: tuple[StaffRole, ...] = ("operator", "auditor", "viewer")
-
-
-class ConsoleSpec(Strict):
+class ConsoleSpec(StaffConsoleSpec):
     """The console of the member's own staff, under ``/console`` on the consumer listener.
 
     Staff sign in at an OIDC issuer (``issuer``, this console's ``client_id``); the values of the
@@ -172,37 +169,10 @@ class ConsoleSpec(Strict):
     listener bound to a non-loopback address unless ``allow_public`` says so.
     """
 
-    enabled: bool = False
     allow_public: bool = Field(
         default=False,
         description="serve it although the consumer listener is bound to a non-loopback address",
     )
-    public_url: str | None = Field(
-        default=None, description="the consumer listener as staff's browsers reach it"
-    )
-    issuer: str | None = None
-    jwks_url: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = None  # or EXCHANGE_GATEWAY_CONSOLE_CLIENT_SECRET
-    role_claim: str = "roles"
-    roles: dict[str, list[StaffRole]] = Field(
-        default_factory=lambda: {str(role): [role] for role in STAFF_ROLES},
-        description="a value of the role claim -> the console roles it gives",
-    )
-    session_lifetime: int = Field(default=3600, gt=0, le=86400, description="seconds")
-    default_language: Language = SOURCE
-
-    @model_validator(mode="after")
-    def _complete(self) -> ConsoleSpec:
-        if self.enabled:
-            missing = [
-                name
-                for name in ("public_url", "issuer", "jwks_url", "client_id")
-                if not getattr(self, name)
-            ]
-            if missing:
-                raise ValueError(f"an enabled [console] needs {', '.join(missing)}")
-        return self
 
 
 def loopback(host: str) -> bool:

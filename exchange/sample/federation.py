@@ -63,6 +63,21 @@ STAFF = (
 )
 
 
+CENTRAL_CONSOLE_CLIENT = "central-console"
+
+
+def central_console(ports: Ports) -> dict[str, object]:
+    """The central authority's console settings: on, signing staff in at the identity provider."""
+    issuer = f"http://127.0.0.1:{ports.idp}"
+    return {
+        "enabled": True,
+        "public_url": f"http://127.0.0.1:{ports.central}",
+        "issuer": issuer,
+        "jwks_url": f"{issuer}/jwks",
+        "client_id": CENTRAL_CONSOLE_CLIENT,
+    }
+
+
 def console_client(gateway_folder: str) -> str:
     """The client id at the identity provider of a gateway's console (``population-gateway``)."""
     return f"{gateway_folder}-console"
@@ -232,6 +247,7 @@ def create(
             "port": ports.central,
             "public_url": f"http://127.0.0.1:{ports.central}",
             "database_url": central_database_url,
+            "console": central_console(ports),
         }
     )
     central_files.initialise(central_settings, instance=INSTANCE, at=utcnow())
@@ -264,6 +280,7 @@ def create(
         PORTAL_CLIENT_ID: [f"http://127.0.0.1:{ports.portal}/callback"],
         CONSENT_CLIENT_ID: [f"http://127.0.0.1:{ports.consent}/callback"],
         PREVIEW_CLIENT_ID: [f"http://127.0.0.1:{ports.preview}/callback"],
+        CENTRAL_CONSOLE_CLIENT: [f"http://127.0.0.1:{ports.central}/console/callback"],
     }
     consoles = {
         "population-gateway": ports.provider_consumer,

@@ -24,7 +24,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from exchange import web
 from exchange.errors import Error, InternalError, InvalidRequest, Unauthenticated
@@ -39,8 +39,8 @@ from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin
 from exchange.web.charts import bars, columns
 from exchange.web.languages import N_, gettext
-from exchange.web.pages import HEADERS
 from exchange.web.signin import local_path
+from exchange.web.staff import SecurityHeaders
 
 PREFIX = "/console"
 WINDOWS = (15, 60, 360, 1440)  # minutes the operations page offers
@@ -74,29 +74,6 @@ ROUTES: tuple[Guard, ...] = (
 PUBLIC = (("GET", "/login"), ("GET", "/callback"), ("POST", "/logout"))
 
 Handler = Callable[[Request, Staff, FormData | None], Awaitable[Response]]
-
-
-class _SecurityHeaders:
-    """Every answer of the console (pages, redirects, JSON, files) with the pages' headers."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_with(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                message["headers"] = [
-                    *message.get("headers", []),
-                    *(
-                        (name.lower().encode(), value.encode())
-                        for name, value in HEADERS.items()
-                        if name.lower().encode() not in present
-                    ),
-                ]
-            await send(message)
-
-        await self.app(scope, receive, send_with)
 
 
 def _moment(raw: str | None, name: str) -> datetime | None:
@@ -491,7 +468,7 @@ def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
         ],
     )
     install_error_handlers(app, page=lambda error: pages.failure(site(), error, back=PREFIX + "/"))
-    return _SecurityHeaders(app)
+    return SecurityHeaders(app)
 
 
 def _page_number(request: Request) -> int:

@@ -1,0 +1,328 @@
+"""The central console's routes under ``/console``: each names the one right it needs
+(:data:`ROUTES`); signing in and out (:data:`PUBLIC`) need none.
+
+============  ========  =======  ======
+right         operator  auditor  viewer
+============  ========  =======  ======
+``view``      yes       yes      yes     applications, members, certificates, versions, log
+``change``    yes                        approve or reject applications, revoke certificates
+============  ========  =======  ======
+
+A page asked without a signed-in staff member redirects to sign-in; a staff member whose roles
+lack the right gets 403. Forms that change anything carry the session's CSRF token; every
+change is written to the authority's change log with the operator as its actor
+(``console:<subject>``), in the transaction that makes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from exchange import keyfolder, web
+from exchange.central import models
+from exchange.central.applications import STATUSES, Applications
+from exchange.central.certificates import REVOCATION_REASONS
+from exchange.central.console import versions
+from exchange.central.service import Central
+from exchange.http import install_error_handlers
+from exchange.identity.login import OidcLogin
+from exchange.web import staff
+from exchange.web.languages import N_, gettext
+from exchange.web.signin import local_path
+from exchange.web.staff import SecurityHeaders, Staff
+
+PREFIX = "/console"
+WARN_AHEAD = timedelta(days=30)
+RIGHTS: dict[str, frozenset[str]] = {
+    "operator": frozenset({"view", "change"}),
+    "auditor": frozenset({"view"}),
+    "viewer": frozenset({"view"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    method: str
+    path: str  # below PREFIX
+    right: str
+    name: str  # the handler's
+
+
+ROUTES: tuple[Guard, ...] = (
+    Guard("GET", "/", "view", "applications"),
+    Guard("POST", "/applications/approve", "change", "approve"),
+    Guard("POST", "/applications/reject", "change", "reject"),
+    Guard("GET", "/members", "view", "members"),
+    Guard("GET", "/certificates", "view", "certificates"),
+    Guard("POST", "/certificates/revoke", "change", "revoke"),
+    Guard("GET", "/configuration", "view", "configuration"),
+    Guard("GET", "/trust-services", "view", "trust_services"),
+    Guard("GET", "/changes", "view", "change_log"),
+)
+# Words of the data the pages show through ``translated``.
+WORDS = (
+    N_("pending"),
+    N_("approved"),
+    N_("rejected"),
+    N_("member"),
+    N_("subsystem"),
+    N_("valid"),
+    N_("expiring"),
+    N_("expired"),
+    N_("revoked"),
+)
+PUBLIC = (("GET", "/login"), ("GET", "/callback"), ("POST", "/logout"))
+
+Handler = Callable[[Request, Staff, FormData | None], Awaitable[Response]]
+
+
+def create_console_app(central: Central, *, login: OidcLogin) -> ASGIApp:
+    """The console of ``central`` (mounted at :data:`PREFIX` on its listener)."""
+    spec = central.settings.console
+    registry = central.registry
+    clock = registry.clock
+    applications = Applications(registry=registry)
+    pages = web.Pages("exchange.central.console")
+    https = bool(spec.public_url and spec.public_url.startswith("https://"))
+
+    def site() -> str:
+        return f"{registry.instance} · {gettext(N_('Central console'))}"
+
+    def page(template: str, request: Request, who: Staff, **context: Any) -> Response:
+        return pages.page(
+            template,
+            site=site(),
+            staff=who,
+            csrf=web.csrf_token(request.session),
+            prefix=PREFIX,
+            signout_path=f"{PREFIX}/logout",
+            done=request.query_params.get("done"),
+            **context,
+        )
+
+    def guarded(guard: Guard, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            who = staff.signed_in(request.session, RIGHTS, at=clock().timestamp())
+            if who is None:
+                then = request.url.path if request.method == "GET" else PREFIX + "/"
+                return RedirectResponse(
+                    f"{PREFIX}/login?then={quote(then, safe='/')}", status_code=303
+                )
+            who.require(guard.right)
+            form = None
+            if request.method == "POST":
+                form = await web.form(request)
+                web.check_csrf(request.session, form)
+            return await handler(request, who, form)
+
+        return endpoint
+
+    async def sign_in(request: Request) -> Response:
+        then = local_path(request.query_params.get("then"))
+        if not then.startswith(PREFIX):
+            then = PREFIX + "/"
+        return RedirectResponse(await login.start(request.session, then=then), status_code=303)
+
+    async def callback(request: Request) -> Response:
+        query = request.query_params
+        signed, then = await login.finish(
+            request.session, code=query.get("code", ""), state=query.get("state", ""), at=clock()
+        )
+        until = int(clock().timestamp()) + spec.session_lifetime
+        who = staff.from_claims(
+            signed.claims, spec, RIGHTS, until=until, where="the central console"
+        )
+        request.session.clear()  # a new session for the signed-in member (no fixation)
+        staff.remember(request.session, who)
+        then = local_path(then)
+        return RedirectResponse(then if then.startswith(PREFIX) else PREFIX + "/", 303)
+
+    async def sign_out(request: Request) -> Response:
+        web.check_csrf(request.session, await web.form(request))
+        request.session.clear()
+        return pages.message(
+            site(),
+            gettext(N_("Signed out")),
+            gettext(N_("You have signed out of the central console.")),
+            back=PREFIX + "/",
+        )
+
+    def field(form: FormData | None, name: str) -> str:
+        value = form.get(name, "") if form is not None else ""
+        return value.strip() if isinstance(value, str) else ""
+
+    def number(form: FormData | None) -> int:
+        raw = field(form, "application")
+        return int(raw) if raw.isdigit() and len(raw) < 12 else 0
+
+    async def applications_page(request: Request, who: Staff, _: FormData | None) -> Response:
+        pending = await asyncio.to_thread(applications.list, "pending")
+        decided = [
+            a for a in await asyncio.to_thread(applications.list, None) if a.status != "pending"
+        ]
+        return page(
+            "applications.html",
+            request,
+            who,
+            pending=pending,
+            decided=decided[:100],
+            statuses=STATUSES,
+        )
+
+    async def approve(request: Request, who: Staff, form: FormData | None) -> Response:
+        await asyncio.to_thread(applications.approve, number(form), actor=who.actor)
+        return RedirectResponse(f"{PREFIX}/?done=approved", status_code=303)
+
+    async def reject(request: Request, who: Staff, form: FormData | None) -> Response:
+        await asyncio.to_thread(
+            applications.reject, number(form), field(form, "reason"), actor=who.actor
+        )
+        return RedirectResponse(f"{PREFIX}/?done=rejected", status_code=303)
+
+    async def members(request: Request, who: Staff, _: FormData | None) -> Response:
+        listed = await asyncio.to_thread(registry.members)
+        return page("members.html", request, who, members=listed)
+
+    async def certificates(request: Request, who: Staff, _: FormData | None) -> Response:
+        listed = await asyncio.to_thread(central.certificates.list)
+        now = clock()
+        rows = [
+            (
+                c,
+                "revoked"
+                if c.revoked_at
+                else "expired"
+                if c.not_after <= now
+                else "expiring"
+                if c.not_after - now <= WARN_AHEAD
+                else "valid",
+            )
+            for c in reversed(listed)
+        ]
+        return page(
+            "certificates.html",
+            request,
+            who,
+            rows=rows,
+            reasons=sorted(REVOCATION_REASONS),
+            warn_days=WARN_AHEAD.days,
+        )
+
+    async def revoke(request: Request, who: Staff, form: FormData | None) -> Response:
+        await asyncio.to_thread(
+            central.certificates.revoke,
+            field(form, "serial"),
+            field(form, "reason"),
+            actor=who.actor,
+        )
+        return RedirectResponse(f"{PREFIX}/certificates?done=revoked", status_code=303)
+
+    async def configuration(request: Request, who: Staff, _: FormData | None) -> Response:
+        kept = await asyncio.to_thread(versions.listed, registry)
+        params = request.query_params
+        older, newer = params.get("from", ""), params.get("to", "")
+        lines = None
+        if older.isdigit() and newer.isdigit() and len(older) < 10 and len(newer) < 10:
+            lines = await asyncio.to_thread(versions.diff, registry, int(older), int(newer))
+        elif len(kept) > 1:
+            older, newer = str(kept[1].version), str(kept[0].version)
+        return page(
+            "configuration.html",
+            request,
+            who,
+            versions=kept,
+            older=older,
+            newer=newer,
+            lines=lines,
+        )
+
+    async def trust_services(request: Request, who: Staff, _: FormData | None) -> Response:
+        consent = await asyncio.to_thread(central.certificates.consent_services)
+        stamping = await asyncio.to_thread(_timestamping_authorities, central)
+        return page("trust.html", request, who, consent=consent, stamping=stamping)
+
+    async def change_log(request: Request, who: Staff, _: FormData | None) -> Response:
+        raw = request.query_params.get("before", "")
+        before = int(raw) if raw.isdigit() and len(raw) < 12 else None
+        shown = await asyncio.to_thread(_newest_events, central, before)
+        return page("changes.html", request, who, events=shown)
+
+    handlers: dict[str, Handler] = {
+        "applications": applications_page,
+        "approve": approve,
+        "reject": reject,
+        "members": members,
+        "certificates": certificates,
+        "revoke": revoke,
+        "configuration": configuration,
+        "trust_services": trust_services,
+        "change_log": change_log,
+    }
+    routes = [
+        Route("/login", sign_in, methods=["GET"]),
+        Route("/callback", callback, methods=["GET"]),
+        Route("/logout", sign_out, methods=["POST"]),
+        *(
+            Route(g.path, guarded(g, handlers[g.name]), methods=[g.method], name=g.name)
+            for g in ROUTES
+        ),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            web.sessions(
+                keyfolder.secret(central.settings.data_dir / "console-session.key"),
+                cookie="central_console_session",
+                https=https,
+                max_age=spec.session_lifetime,
+                path=PREFIX,
+            ),
+            web.languages.middleware(default=spec.default_language, https=https),
+        ],
+    )
+    install_error_handlers(app, page=lambda error: pages.failure(site(), error, back=PREFIX + "/"))
+    return SecurityHeaders(app)
+
+
+def _timestamping_authorities(central: Central) -> list[models.TimestampingAuthority]:
+    table = models.TimestampingAuthority
+    with central.registry.session() as session:
+        return list(
+            session.scalars(
+                select(table).order_by(table.name).options(selectinload(table.certificate))
+            )
+        )
+
+
+def _newest_events(central: Central, before: int | None) -> list[dict[str, Any]]:
+    table = models.Event
+    query = select(table).order_by(table.id.desc()).limit(100)
+    if before is not None:
+        query = query.where(table.id < before)
+    with central.registry.session() as session:
+        return [
+            {
+                "id": e.id,
+                "at": e.at,
+                "actor": e.actor,
+                "action": e.action,
+                "subject": e.subject,
+                "details": json.loads(e.details),
+            }
+            for e in session.scalars(query)
+        ]

@@ -1,0 +1,151 @@
+"""What a staff console shares (a gateway's and the central authority's): its settings, who is
+signed in and with which roles, and the headers on every answer.
+
+Staff sign in at an OIDC issuer; the values of the ``role_claim`` in their ID token name their
+roles through ``roles`` (a value not listed gives nothing, and a token that gives no role signs
+nobody in). Each console has its own table of rights per role; a signed-in :class:`Staff`
+carries the rights its roles give in that console.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from exchange.errors import AccessDenied
+from exchange.settings_file import Strict
+from exchange.web.languages import N_, SOURCE, Language
+from exchange.web.pages import HEADERS
+
+StaffRole = Literal["operator", "auditor", "viewer"]
+STAFF_ROLES: tuple[StaffRole, ...] = ("operator", "auditor", "viewer")
+ROLE_NAMES = (N_("operator"), N_("auditor"), N_("viewer"))  # as pages show them
+SESSION_KEY = "staff"
+Rights = Mapping[str, frozenset[str]]  # role -> the rights it gives in one console
+
+
+class ConsoleSpec(Strict):
+    """A staff console's sign-in: off by default; when on, it names its issuer and client."""
+
+    enabled: bool = False
+    public_url: str | None = Field(
+        default=None, description="the listener serving the console as staff's browsers reach it"
+    )
+    issuer: str | None = None
+    jwks_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    role_claim: str = "roles"
+    roles: dict[str, list[StaffRole]] = Field(
+        default_factory=lambda: {str(role): [role] for role in STAFF_ROLES},
+        description="a value of the role claim -> the console roles it gives",
+    )
+    session_lifetime: int = Field(default=3600, gt=0, le=86400, description="seconds")
+    default_language: Language = SOURCE
+
+    @model_validator(mode="after")
+    def _complete(self) -> ConsoleSpec:
+        if self.enabled:
+            missing = [
+                name
+                for name in ("public_url", "issuer", "jwks_url", "client_id")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"an enabled [console] needs {', '.join(missing)}")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Staff:
+    subject: str
+    name: str
+    roles: tuple[str, ...]
+    expires: int  # Unix time the session ends
+    rights: frozenset[str] = frozenset()  # what the roles give in this console
+
+    @property
+    def actor(self) -> str:
+        """How a change log names this member's changes."""
+        return f"console:{self.subject}"
+
+    def may(self, right: str) -> bool:
+        return right in self.rights
+
+    def require(self, right: str) -> None:
+        if not self.may(right):
+            raise AccessDenied(
+                f"your roles ({', '.join(self.roles)}) do not allow this ({right})", detail=right
+            )
+
+
+def rights_of(roles: Sequence[str], table: Rights) -> frozenset[str]:
+    return frozenset(right for role in roles for right in table.get(role, ()))
+
+
+def roles_of(claims: Mapping[str, Any], spec: ConsoleSpec) -> tuple[str, ...]:
+    """The console roles an ID token's claims give (none if its role claim lists none known)."""
+    raw = claims.get(spec.role_claim)
+    values: Sequence[object] = (
+        [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
+    )
+    found = {
+        role for value in values if isinstance(value, str) for role in spec.roles.get(value, [])
+    }
+    return tuple(sorted(found))
+
+
+def from_claims(
+    claims: Mapping[str, Any], spec: ConsoleSpec, table: Rights, *, until: int, where: str
+) -> Staff:
+    roles = roles_of(claims, spec)
+    if not roles:
+        raise AccessDenied(f"your sign-in gives you no role in {where}")
+    subject = str(claims["sub"])
+    return Staff(subject, str(claims.get("name") or subject), roles, until, rights_of(roles, table))
+
+
+def remember(session: dict[str, Any], staff: Staff) -> None:
+    session[SESSION_KEY] = {
+        "sub": staff.subject,
+        "name": staff.name,
+        "roles": list(staff.roles),
+        "exp": staff.expires,
+    }
+
+
+def signed_in(session: dict[str, Any], table: Rights, *, at: float) -> Staff | None:
+    """Who the session says is signed in (``at``: Unix time now), or None once it has ended."""
+    raw = session.get(SESSION_KEY)
+    if not isinstance(raw, dict) or int(raw.get("exp", 0)) <= at:
+        session.pop(SESSION_KEY, None)
+        return None
+    roles = tuple(raw["roles"])
+    return Staff(str(raw["sub"]), str(raw["name"]), roles, int(raw["exp"]), rights_of(roles, table))
+
+
+class SecurityHeaders:
+    """Every answer of a console (pages, redirects, JSON, files) with the pages' headers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *(
+                        (name.lower().encode(), value.encode())
+                        for name, value in HEADERS.items()
+                        if name.lower().encode() not in present
+                    ),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with)
