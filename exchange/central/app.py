@@ -1,7 +1,11 @@
 """The central authority's ASGI app.
 
 Public (no authentication; everything here is either signed or public by nature):
-``GET /health``, ``GET /globalconf`` (signed JWS), ``GET /anchor``, ``GET /ca.pem``, ``GET /crl``.
+``GET /health``, ``GET /globalconf`` (signed JWS), ``GET /anchor``, ``GET /ca.pem``, ``GET /crl``,
+``GET /metrics``, and the witness of the gateways' audit logs (:mod:`exchange.central.witness`):
+``POST /witness/v1/heads`` (a signed tree head and a consistency proof in, a countersignature
+out; 409 ``AuditLogForked`` for a fork), ``GET /witness/v1/heads?chain=``, ``GET
+/witness/v1/forks``, ``GET /witness/v1/certificate``.
 
 Management API under ``/api/v1`` (bearer admin token): member classes, members, subsystems,
 gateways, certificate issuance from CSRs, revocation, and the change log. The token is checked
@@ -17,6 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from exchange import __version__
@@ -24,7 +29,7 @@ from exchange.central.certificates import Issued
 from exchange.central.registry import catalogue_entry
 from exchange.central.service import Central, build
 from exchange.central.settings import CentralSettings
-from exchange.errors import Unauthenticated
+from exchange.errors import NotFound, Unauthenticated
 from exchange.http import Guard, install_error_handlers
 from exchange.identifiers import GatewayId, MemberId, SubsystemId
 from exchange.trust.globalconf_client import utcnow
@@ -72,6 +77,21 @@ class ServicesIn(BaseModel):
     services: list[ServiceEntryIn]
 
 
+class WitnessHeadIn(BaseModel):
+    chain: str
+    size: int
+    root: str
+    signature: str
+
+
+class WitnessIn(BaseModel):
+    head: WitnessHeadIn
+    from_size: int | None = Field(
+        default=None, description="the witness's latest size for this chain the proof starts at"
+    )
+    proof: list[str] = Field(default_factory=list, description="RFC 9162 consistency proof (hex)")
+
+
 class RevokeIn(BaseModel):
     reason: str = "unspecified"
 
@@ -113,8 +133,43 @@ def create_app(settings: CentralSettings, *, clock: Callable[[], datetime] = utc
     app.state.central = central
 
     @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok", "instance": central.material.instance}
+    def health() -> dict[str, Any]:
+        forks = central.witness.fork_count()
+        return {
+            "status": "ok",
+            "instance": central.material.instance,
+            # A fork does not stop the authority; it is an alarm for people to act on.
+            "witness": {"status": "FORK DETECTED" if forks else "ok", "forks": forks},
+        }
+
+    @app.get("/metrics", response_class=Response)
+    def metrics() -> Response:
+        return Response(
+            generate_latest(central.witness.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )
+
+    @app.post("/witness/v1/heads")
+    def witness_head(body: WitnessIn) -> dict[str, Any]:
+        cosignature = central.witness.submit(
+            body.head.model_dump(), from_size=body.from_size, proof=body.proof
+        )
+        return {"chain": body.head.chain, "size": body.head.size, "cosignature": cosignature}
+
+    @app.get("/witness/v1/heads")
+    def witnessed_head(chain: str) -> dict[str, Any]:
+        latest = central.witness.latest(chain)
+        if latest is None:
+            raise NotFound("the witness holds no head of this chain")
+        return latest
+
+    @app.get("/witness/v1/forks")
+    def witness_forks() -> list[dict[str, Any]]:
+        return central.witness.forks()
+
+    @app.get("/witness/v1/certificate", response_class=Response)
+    def witness_certificate() -> Response:
+        pem = certificate_pem(central.witness.certificate)
+        return Response(pem, media_type="application/x-pem-file")
 
     @app.get("/globalconf", response_class=Response)
     def global_configuration() -> Response:
