@@ -88,7 +88,17 @@ def heads(engine: Engine, chain: str) -> list[Head]:
         stored = session.scalars(
             select(TreeHead).where(TreeHead.chain == chain).order_by(TreeHead.size)
         )
-        return [Head(h.chain, h.size, h.root, h.signature, h.timestamp) for h in stored]
+        return [
+            Head(
+                h.chain,
+                h.size,
+                h.root,
+                h.signature,
+                h.timestamp,
+                json.loads(h.cosignature) if h.cosignature else None,
+            )
+            for h in stored
+        ]
 
 
 def member_of_chain(chain: str) -> str:
@@ -145,6 +155,7 @@ def export(
                         "root": head.root,
                         "signature": head.signature,
                         "timestamp": token,
+                        "cosignature": dict(head.cosignature) if head.cosignature else None,
                     }
                 )
                 + "\n"
@@ -179,6 +190,7 @@ def load(folder: Path, anchor: TrustAnchor) -> tuple[str, Iterator[bytes], list[
                 h["root"],
                 h["signature"],
                 base64.b64decode(h["timestamp"]) if h["timestamp"] else None,
+                h.get("cosignature"),  # bundles from before witnessing have none
             )
             for h in map(json.loads, (folder / "heads.jsonl").read_text().splitlines())
         ]

@@ -65,3 +65,5 @@ class TreeHead(Base):
     signature: Mapped[str] = mapped_column(Text)  # JWS by the member's signing key
     timestamp: Mapped[bytes | None] = mapped_column(LargeBinary)  # RFC 3161 token over the JWS
     tsa: Mapped[str | None] = mapped_column(String(255))
+    # A witness's countersignature (JSON, :mod:`audit.witness`) once one accepted the head.
+    cosignature: Mapped[str | None] = mapped_column(Text)

@@ -22,6 +22,8 @@ from typing import Any
 from audit import merkle
 from audit.models import TreeHead
 from audit.verify import Anchors, Head, head_signature_problem, head_timestamp_verifies
+from audit.witness import verify_cosignature
+from exchange.errors import InvalidSignature
 
 
 def head_document(head: TreeHead) -> dict[str, Any]:
@@ -34,6 +36,7 @@ def head_document(head: TreeHead) -> dict[str, Any]:
         "signature": head.signature,
         "timestamp": base64.b64encode(head.timestamp).decode() if head.timestamp else None,
         "tsa": head.tsa,
+        "cosignature": json.loads(head.cosignature) if head.cosignature else None,
     }
 
 
@@ -58,6 +61,7 @@ class ReceiptCheck:
     message: str
     size: int | None = None
     timestamped: bool = False
+    witnessed: bool = False
 
 
 def verify_receipt(receipt: Mapping[str, Any], *, anchors: Anchors) -> ReceiptCheck:
@@ -72,6 +76,8 @@ def verify_receipt(receipt: Mapping[str, Any], *, anchors: Anchors) -> ReceiptCh
             root=str(raw_head["root"]),
             signature=str(raw_head["signature"]),
             timestamp=base64.b64decode(raw_head["timestamp"]) if raw_head["timestamp"] else None,
+            # Receipts from before witnessing carry none.
+            cosignature=raw_head.get("cosignature"),
         )
         root = bytes.fromhex(head.root)
         record = json.loads(body)
@@ -89,10 +95,26 @@ def verify_receipt(receipt: Mapping[str, Any], *, anchors: Anchors) -> ReceiptCh
     stamped = head.timestamp is not None
     if stamped and not head_timestamp_verifies(head, anchors):
         return ReceiptCheck(False, "the head's timestamp does not verify")
+    witnessed = head.cosignature is not None
+    if witnessed:
+        try:
+            verify_cosignature(
+                head.cosignature or {},
+                chain=chain,
+                size=size,
+                root=head.root,
+                head_signature=head.signature,
+                ca=anchors.ca,
+                revoked=anchors.revoked,
+            )
+        except InvalidSignature:
+            return ReceiptCheck(False, "the head's witness countersignature does not verify")
     return ReceiptCheck(
         True,
         f"record {seq} is in the log of {chain}, as the head signed at size {size} proves"
-        + (" (timestamped)" if stamped else ""),
+        + (" (timestamped)" if stamped else "")
+        + (" (witnessed)" if witnessed else ""),
         size=size,
         timestamped=stamped,
+        witnessed=witnessed,
     )

@@ -21,10 +21,11 @@ cannot say which of the records under it changed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from typing import Any
 
 import orjson
 from cryptography import x509
@@ -32,6 +33,7 @@ from cryptography import x509
 from audit import merkle, timestamp
 from audit.heads import HEAD_TYPE
 from audit.log import GENESIS, TREE_HEIGHT, listed, released
+from audit.witness import verify_cosignature
 from exchange.errors import Error, InternalError, InvalidSignature
 from exchange.trust.keys import fingerprint, serial_hex
 from exchange.trust.signed import may_sign, verify_signed
@@ -44,6 +46,7 @@ class Head:
     root: str
     signature: str
     timestamp: bytes | None
+    cosignature: Mapping[str, Any] | None = None  # a witness's countersignature (audit.witness)
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,8 @@ class Report:
     records: int = 0
     heads: int = 0
     timestamped: int = 0
+    witnessed: int = 0  # heads with a valid witness countersignature
+    newest_witnessed: bool = False  # whether the newest signed head is one of them
     problem: Problem | None = None
     uncovered: int = 0  # records after the last signed head: chained, but not yet signed
     # Heads are checked when the log reaches their size, so only the whole tree's root is ever
@@ -302,6 +307,22 @@ def _check_head(
         if not head_timestamp_verifies(head, anchors):
             return Problem(where, f"timestamp of the head at size {head.size} does not verify")
         report.timestamped += 1
+    report.newest_witnessed = False
+    if head.cosignature is not None:
+        try:
+            verify_cosignature(
+                head.cosignature,
+                chain=head.chain,
+                size=head.size,
+                root=head.root,
+                head_signature=head.signature,
+                ca=anchors.ca,
+                revoked=anchors.revoked,
+            )
+        except InvalidSignature as exc:
+            return Problem(where, f"witness cosignature of the head at size {head.size}: {exc}")
+        report.witnessed += 1
+        report.newest_witnessed = True
     return None
 
 

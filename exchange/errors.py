@@ -28,7 +28,11 @@ where ``type`` is ``Client.<code>`` for the caller's faults (4xx) and ``Server.<
     ├── NotAcceptable (406): no representation the caller accepts
     ├── Conflict (409)
     │   ├── DuplicateMessage (409): a (client, message id) pair seen before
-    │   └── RequestInProgress (409): a request with this Idempotency-Key is being answered
+    │   ├── RequestInProgress (409): a request with this Idempotency-Key is being answered
+    │   ├── AuditLogForked (409): a witness refused a tree head not consistent with the last
+    │   │                         one it saw from that log (a fork; the witness raises an alarm)
+    │   └── StaleConsistencyProof (409): the proof starts from a head the witness no longer
+    │                             holds as latest; detail is the size it holds (ask again)
     ├── PayloadTooLarge (413)
     ├── IdempotencyKeyReused (422): an Idempotency-Key already used for another request
     ├── UnsupportedMediaType (415): the body is not of a type the endpoint takes
@@ -179,6 +183,18 @@ class RequestInProgress(Conflict):
     """The first request with this ``Idempotency-Key`` is still being answered: ask again."""
 
     code = "RequestInProgress"
+
+
+class AuditLogForked(Conflict):
+    """A witness refused a signed tree head: not consistent with the last head it saw."""
+
+    code = "AuditLogForked"
+
+
+class StaleConsistencyProof(Conflict):
+    """A head came with a consistency proof from another size than the witness's latest."""
+
+    code = "StaleConsistencyProof"
 
 
 class PayloadTooLarge(Error):

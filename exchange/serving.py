@@ -79,8 +79,13 @@ async def serve_all(
     of binding each config's host and port (a gateway's workers)."""
     servers = [_Server(c) for c in configs]
     loop = asyncio.get_running_loop()
+    helpers: list[asyncio.Task[None]] = []
 
     def stop() -> None:
+        # Background jobs stop first: they may be calling servers that are going down (in the
+        # demo, every role is in this one process), and would only log failures.
+        for helper in helpers:
+            helper.cancel()
         for server in servers:
             if server.should_exit:
                 server.force_exit = True
@@ -94,7 +99,7 @@ async def serve_all(
         asyncio.create_task(s.serve(sockets=b), name=f"serve:{c.port}")
         for s, c, b in zip(servers, configs, bound, strict=True)
     ]
-    helpers = [asyncio.create_task(job()) for job in background]
+    helpers += [asyncio.create_task(job()) for job in background]
     try:
         while not all(s.started for s in servers):
             if any(t.done() for t in tasks):

@@ -1,7 +1,11 @@
 """The central authority's ASGI app.
 
 Public (no authentication; everything here is either signed or public by nature):
-``GET /health``, ``GET /globalconf`` (signed JWS), ``GET /anchor``, ``GET /ca.pem``, ``GET /crl``.
+``GET /health``, ``GET /globalconf`` (signed JWS), ``GET /anchor``, ``GET /ca.pem``, ``GET /crl``,
+``GET /metrics``, and the witness of the gateways' audit logs (:mod:`exchange.central.witness`):
+``POST /witness/v1/heads`` (a signed tree head and a consistency proof in, a countersignature
+out; 409 ``AuditLogForked`` for a fork), ``GET /witness/v1/heads?chain=``, ``GET
+/witness/v1/forks``, ``GET /witness/v1/certificate``.
 
 Applications (no authentication, validated and capped, :mod:`exchange.central.applications`):
 ``POST /applications`` submits one, pending; ``GET /applications/{number}`` says how it stands.
@@ -23,6 +27,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from exchange import __version__
@@ -33,7 +38,7 @@ from exchange.central.console.app import create_console_app
 from exchange.central.registry import catalogue_entry
 from exchange.central.service import Central, build
 from exchange.central.settings import CentralSettings
-from exchange.errors import InvalidRequest, Unauthenticated
+from exchange.errors import InvalidRequest, NotFound, Unauthenticated
 from exchange.http import Guard, install_error_handlers
 from exchange.identifiers import GatewayId, MemberId, SubsystemId
 from exchange.identity.login import OidcLogin
@@ -93,6 +98,21 @@ class ApplicationIn(BaseModel):
 
 class RejectIn(BaseModel):
     reason: str = Field(max_length=1000)
+
+
+class WitnessHeadIn(BaseModel):
+    chain: str
+    size: int
+    root: str
+    signature: str
+
+
+class WitnessIn(BaseModel):
+    head: WitnessHeadIn
+    from_size: int | None = Field(
+        default=None, description="the witness's latest size for this chain the proof starts at"
+    )
+    proof: list[str] = Field(default_factory=list, description="RFC 9162 consistency proof (hex)")
 
 
 class RevokeIn(BaseModel):
@@ -186,8 +206,43 @@ def create_app(
         return applications.reject(number, body.reason, actor=actor).document()
 
     @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok", "instance": central.material.instance}
+    def health() -> dict[str, Any]:
+        forks = central.witness.fork_count()
+        return {
+            "status": "ok",
+            "instance": central.material.instance,
+            # A fork does not stop the authority; it is an alarm for people to act on.
+            "witness": {"status": "FORK DETECTED" if forks else "ok", "forks": forks},
+        }
+
+    @app.get("/metrics", response_class=Response)
+    def metrics() -> Response:
+        return Response(
+            generate_latest(central.witness.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )
+
+    @app.post("/witness/v1/heads")
+    def witness_head(body: WitnessIn) -> dict[str, Any]:
+        cosignature = central.witness.submit(
+            body.head.model_dump(), from_size=body.from_size, proof=body.proof
+        )
+        return {"chain": body.head.chain, "size": body.head.size, "cosignature": cosignature}
+
+    @app.get("/witness/v1/heads")
+    def witnessed_head(chain: str) -> dict[str, Any]:
+        latest = central.witness.latest(chain)
+        if latest is None:
+            raise NotFound("the witness holds no head of this chain")
+        return latest
+
+    @app.get("/witness/v1/forks")
+    def witness_forks() -> list[dict[str, Any]]:
+        return central.witness.forks()
+
+    @app.get("/witness/v1/certificate", response_class=Response)
+    def witness_certificate() -> Response:
+        pem = certificate_pem(central.witness.certificate)
+        return Response(pem, media_type="application/x-pem-file")
 
     @app.get("/globalconf", response_class=Response)
     def global_configuration() -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from exchange.db.types import NAMING, UTCDateTime
@@ -158,3 +158,33 @@ class Application(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decided_by: Mapped[str | None] = mapped_column(String(255))
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class WitnessedHead(Base):
+    """The latest signed tree head the witness accepted from each gateway's audit chain, with
+    its countersignature: what the next head of that chain must be consistent with."""
+
+    __tablename__ = "ca_witnessed_heads"
+    chain: Mapped[str] = mapped_column(String(1400), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    root: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(Text)  # the gateway's head JWS
+    cosignature: Mapped[str] = mapped_column(Text)  # JSON: the witness's countersignature
+    witnessed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WitnessFork(Base):
+    """A head the witness refused because it contradicts one it accepted before: evidence that
+    a log was rewritten (both heads are signed by the member)."""
+
+    __tablename__ = "ca_witness_forks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chain: Mapped[str] = mapped_column(String(1400), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(String(255))
+    known_size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    known_root: Mapped[str] = mapped_column(String(64))
+    known_signature: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    root: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(Text)

@@ -12,6 +12,7 @@ from exchange.central.certificates import Certificates
 from exchange.central.publisher import Publisher
 from exchange.central.registry import Registry
 from exchange.central.settings import CentralSettings
+from exchange.central.witness import Witness, WitnessMetrics, load_signer
 from exchange.db.engine import build_engine
 from exchange.trust.globalconf_client import utcnow
 
@@ -25,6 +26,7 @@ class Central:
     registry: Registry
     certificates: Certificates
     publisher: Publisher
+    witness: Witness
 
 
 def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) -> Central:
@@ -41,4 +43,12 @@ def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) 
             registry=registry, authority=material.authority, settings=settings
         ),
         publisher=Publisher(registry=registry, material=material, settings=settings),
+        witness=Witness(
+            registry=registry,
+            authority=material.authority,
+            signer=load_signer(
+                settings.data_dir, material.authority, instance=material.instance, at=clock()
+            ),
+            metrics=WitnessMetrics(),
+        ),
     )

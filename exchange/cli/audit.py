@@ -77,8 +77,16 @@ def verify(
             dir_okay=False,
         ),
     ] = None,
+    require_witness: Annotated[
+        bool,
+        typer.Option(
+            "--require-witness",
+            help="Fail unless the newest signed head carries a valid witness countersignature.",
+        ),
+    ] = False,
 ) -> None:
-    """Check records, chain, heads, signatures and timestamps; name the first bad position."""
+    """Check records, chain, heads, signatures, timestamps and witness countersignatures; name
+    the first bad position."""
     from audit import bundle, kept
     from audit.verify import Stored
     from audit.verify import verify as check
@@ -108,8 +116,16 @@ def verify(
         raise typer.Exit(1)
     typer.echo(
         f"chain {chain}: OK, {report.records} records, {report.heads} signed heads, "
-        f"{report.timestamped} timestamped"
+        f"{report.timestamped} timestamped, {report.witnessed} witnessed"
+        + (" (the newest head is witnessed)" if report.newest_witnessed else "")
     )
+    if require_witness and not report.newest_witnessed:
+        typer.echo(
+            f"chain {chain}: FAILED: the newest signed head carries no witness countersignature"
+            " (--require-witness)",
+            err=True,
+        )
+        raise typer.Exit(1)
     if read is not None:
         typer.echo(
             f"chain {chain}: consistent with the head kept at size {read.kept.largest}"

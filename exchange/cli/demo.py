@@ -205,7 +205,8 @@ List what a register offers:
   curl -H 'X-Road-Client: {federation.CITIZEN_PORTAL}' \\
        '{consumer}/r1/{federation.POPULATION_REGISTRY}/listMethods'
 
-Every exchange is in both gateways' audit logs; heads are signed and timestamped each minute:
+Every exchange is in both gateways' audit logs; heads are signed, timestamped and witnessed
+by the central authority every few seconds while there is traffic:
   curl http://127.0.0.1:{ports.provider_consumer}/audit/heads
   {command} audit verify -c {layout.provider}
 

@@ -51,6 +51,12 @@ class GatewayMetrics:
             ["client", "service", "limit"],
             registry=self.registry,
         )
+        self.witness = Counter(
+            "exchange_witness_submissions",
+            "Tree heads sent to the witness, by outcome (refused: the witness saw a fork)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "exchange_request_seconds",
             "Time from request in to response out",

@@ -34,6 +34,7 @@ from exchange.gateway.revocations import RevocationFeeds
 from exchange.gateway.services import ServiceTable
 from exchange.gateway.settings import GatewaySettings
 from exchange.gateway.transport import AiohttpTransport, Transport
+from exchange.gateway.witnessing import Witnessing
 from exchange.identifiers import SubsystemId
 from exchange.identity.tokens import KeySet, TokenValidator
 from exchange.trust.globalconf import Gateway as PeerGateway
@@ -109,6 +110,14 @@ class Gateway:
             every=settings.audit_head_every,
             transport=blocking_http,
         )
+        self.witnessing = Witnessing(
+            audit=self.audit,
+            engine=self.engine,
+            configuration=lambda: self.trust.view().configuration,
+            interval=settings.audit_head_interval,
+            transport=blocking_http,
+            outcome=lambda outcome: self.metrics.witness.labels(outcome).inc(),
+        )
         self.services = ServiceTable.build(
             member=self.member,
             specs=settings.services,
@@ -174,7 +183,9 @@ class Gateway:
             return 503, {"status": "FAIL", "reason": error.message, **shown}
         if not await self.audit.can_write(known_within=PROBE_AFTER):
             return 503, {"status": "FAIL", "reason": CANNOT_AUDIT, **shown, "audit_log": "failing"}
-        return 200, {"status": "ok", **shown, "audit_log": "ok"}
+        # Shown, not failed on: a refused head is an alarm for people; exchanges go on.
+        witness = self.witnessing.state if self.settings.audit_witness else "off"
+        return 200, {"status": "ok", **shown, "audit_log": "ok", "witness": witness}
 
     async def in_thread(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -76,4 +76,7 @@ def background_jobs(gateway: Gateway) -> list[Callable[[], Coroutine[Any, Any, N
             await gateway.in_thread(gateway.quotas.prune, at=gateway.clock())
             await gateway.in_thread(gateway.idempotency.prune, at=gateway.clock())
 
-    return [gateway.trust.keep_fresh(gateway.settings.globalconf_refresh), prune, gateway.heads.run]
+    jobs = [gateway.trust.keep_fresh(gateway.settings.globalconf_refresh), prune, gateway.heads.run]
+    if gateway.settings.audit_witness:
+        jobs.append(gateway.witnessing.run)
+    return jobs

@@ -249,7 +249,18 @@ class GatewaySettings(RoleSettings):
             "<replica>-w<i> with its own audit chain"
         ),
     )
-    audit_head_interval: float = Field(default=60.0, gt=0, description="seconds between tree heads")
+    audit_head_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "seconds between tree heads while records come in (none while idle); each head is "
+            "timestamped and sent to the witness, so this bounds the unwitnessed tail"
+        ),
+    )
+    audit_witness: bool = Field(
+        default=True,
+        description="submit every tree head to the central authority's witness",
+    )
     audit_head_every: int = Field(default=10000, gt=0, description="records that force a head")
     consent_feed_max_age: float = Field(
         default=15.0,

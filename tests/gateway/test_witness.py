@@ -1,0 +1,270 @@
+"""Witnessed tree heads: the central authority countersigns each gateway's heads and refuses
+(and reports) a head that forks a log it has seen."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from audit import bundle
+from audit.heads import HeadKeeper
+from audit.log import AuditLog
+from audit.models import AuditRecord, TreeHead
+from audit.receipt import head_document, verify_receipt
+from audit.witness import verify_cosignature
+from exchange.central.service import build as build_central
+from exchange.db.engine import build_engine, sqlite_url
+from exchange.gateway import files
+from exchange.gateway.node import Gateway
+from exchange.gateway.witnessing import Witnessing
+from tests.gateway.conftest import MARI, RESIDENCE, Roles
+from tests.servers import exchange
+
+
+def exchanges(roles: Roles, count: int) -> None:
+    for _ in range(count):  # a refusal is audited like any exchange, and is cheap
+        assert roles.call(f"{RESIDENCE}?person={MARI}").status_code in (200, 403, 404)
+
+
+def witness_url(roles: Roles) -> str:
+    return roles.roles.central.settings.url + "/witness/v1"
+
+
+def signed_and_witnessed(roles: Roles, gateway: Gateway) -> TreeHead:
+    roles.roles.run(gateway.heads.sign_now())
+    head = roles.roles.run(gateway.witnessing.submit_pending())
+    assert head is not None
+    return head
+
+
+def ca_of(gateway: Gateway) -> x509.Certificate:
+    pem = gateway.trust.view().configuration.ca_certificates[0]
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def test_heads_are_witnessed_and_the_countersignature_verifies(
+    fresh_roles: Roles, tmp_path: Path
+) -> None:
+    roles, provider = fresh_roles, fresh_roles.provider
+    exchanges(roles, 2)
+    first = signed_and_witnessed(roles, provider)
+    assert first.cosignature is not None
+    assert provider.witnessing.state == "ok"
+    exchanges(roles, 3)
+    second = signed_and_witnessed(roles, provider)  # with a consistency proof from the first
+    assert second.size > first.size
+    assert second.cosignature is not None
+    cosignature = json.loads(second.cosignature)
+    verify_cosignature(
+        cosignature,
+        chain=second.chain,
+        size=second.size,
+        root=second.root,
+        head_signature=second.signature,
+        ca=ca_of(provider),
+    )
+    held = roles.http.get(f"{witness_url(roles)}/heads", params={"chain": second.chain}).json()
+    assert (held["size"], held["root"]) == (second.size, second.root)
+    # The countersignature is plain ECDSA P-256 over SHA-256: openssl checks it.
+    signing_input, _, raw = cosignature["signature"].rpartition(".")
+    signature = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    certificate = x509.load_pem_x509_certificate(cosignature["certificate"].encode())
+    (tmp_path / "data").write_bytes(signing_input.encode())
+    (tmp_path / "sig.der").write_bytes(encode_dss_signature(r, s))
+    (tmp_path / "witness.pub").write_bytes(
+        certificate.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    checked = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-verify", "witness.pub", "-signature", "sig.der", "data"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "Verified OK" in checked.stdout, checked.stderr
+    health = roles.http.get(f"http://127.0.0.1:{roles.ports.provider_consumer}/health").json()
+    assert health["witness"] == "ok"
+
+
+def fork_on_a_copy(roles: Roles, tmp_path: Path) -> Witnessing:
+    """A copy of the provider's database whose unwitnessed last record is rewritten and whose
+    history is signed anew with the member's key, as whoever holds both could."""
+    provider = roles.provider
+    copy = tmp_path / "copy.db"
+    source = sqlite3.connect(provider.settings.data_dir / "gateway.db")
+    target = sqlite3.connect(copy)
+    source.backup(target)
+    source.close()
+    target.close()
+    engine = build_engine(sqlite_url(copy))
+    chain = provider.audit.chain
+    with Session(engine) as session:
+        last = session.scalar(
+            select(AuditRecord)
+            .where(AuditRecord.chain == chain)
+            .order_by(AuditRecord.seq.desc())
+            .limit(1)
+        )
+        assert last is not None
+        record = json.loads(last.body)
+        record["status"] = 404 if record["status"] != 404 else 200  # what happened is changed
+        session.execute(
+            update(AuditRecord)
+            .where(AuditRecord.chain == chain, AuditRecord.seq == last.seq)
+            .values(body=json.dumps(record, sort_keys=True, separators=(",", ":")).encode())
+        )
+        session.commit()
+    forged = AuditLog(
+        engine, chain=chain, key=files.audit_key(provider.settings), clock=roles.roles.clock
+    )
+    keeper = HeadKeeper(
+        audit=forged,
+        engine=engine,
+        signer=provider.signer,
+        configuration=lambda: provider.trust.view().configuration,
+        clock=roles.roles.clock,
+        interval=5,
+        every=1000,
+        transport=roles.roles._blocking,
+    )
+    roles.roles.run(keeper.sign_now())
+    return Witnessing(
+        audit=forged,
+        engine=engine,
+        configuration=lambda: provider.trust.view().configuration,
+        interval=5,
+        transport=roles.roles._blocking,
+    )
+
+
+def test_a_forked_log_is_refused_and_reported(fresh_roles: Roles, tmp_path: Path) -> None:
+    roles, provider = fresh_roles, fresh_roles.provider
+    exchanges(roles, 2)
+    signed_and_witnessed(roles, provider)
+    exchanges(roles, 2)  # records no head covers yet
+    forked = fork_on_a_copy(roles, tmp_path)
+    honest = signed_and_witnessed(roles, provider)  # the witness sees the real history first
+    assert honest.cosignature is not None
+    refused = roles.roles.run(forked.submit_pending())
+    assert refused is not None
+    assert refused.cosignature is None
+    assert forked.state == "refused"
+    assert forked.refusal is not None
+    assert forked.refusal["type"] == "Client.AuditLogForked"
+    # The authority reports it: the list, health and metrics.
+    forks = roles.http.get(f"{witness_url(roles)}/forks").json()
+    assert [(f["chain"], f["presented"]["size"]) for f in forks] == [
+        (provider.audit.chain, honest.size)
+    ]
+    assert forks[0]["witnessed"]["root"] == honest.root != forks[0]["presented"]["root"]
+    central = roles.roles.central.settings.url
+    health = roles.http.get(f"{central}/health").json()
+    assert health["witness"] == {"status": "FORK DETECTED", "forks": 1}
+    metrics = roles.http.get(f"{central}/metrics").text
+    assert "exchange_witness_forks 1.0" in metrics
+    assert 'exchange_witness_heads_total{outcome="forked"} 1.0' in metrics
+    # And a restarted authority still holds the latest heads and the fork.
+    again = build_central(roles.roles.central.settings, clock=roles.roles.clock)
+    assert again.witness.fork_count() == 1
+    held = again.witness.latest(provider.audit.chain)
+    assert held is not None
+    assert held["root"] == honest.root
+
+
+def post(roles: Roles, body: dict[str, Any]) -> httpx.Response:
+    return roles.http.post(f"{witness_url(roles)}/heads", json=body)
+
+
+def test_bad_signatures_unknown_chains_and_stale_proofs_are_refused(fresh_roles: Roles) -> None:
+    roles, provider = fresh_roles, fresh_roles.provider
+    exchanges(roles, 2)
+    first = signed_and_witnessed(roles, provider)
+    exchanges(roles, 2)
+    second = roles.roles.run(provider.heads.sign_now())
+    document = {k: head_document(second)[k] for k in ("chain", "size", "root", "signature")}
+    proof = [p.hex() for p in provider.audit.tree.consistency_proof(first.size, second.size)]
+    # A root other than the signed one: the signature does not cover it; no alarm.
+    forged = post(roles, {"head": document | {"root": "00" * 32}, "from_size": first.size})
+    assert forged.status_code == 400
+    assert forged.json()["type"] == "Client.InvalidSignature"
+    # Signed by another member's key for this chain.
+    other = roles.roles.consumer.signer.sign(
+        {"chain": second.chain, "size": second.size, "root": second.root, "at": "2026-12-01"},
+        "exchange-treehead+jws",
+    )
+    assert post(roles, {"head": document | {"signature": other}}).status_code == 400
+    # A chain of no registered gateway.
+    unknown = document | {"chain": "EE/GOV/70000310/nope/1"}
+    assert post(roles, {"head": unknown}).status_code == 403
+    # A proof from a size the witness does not hold: try again from the one it names.
+    stale = post(roles, {"head": document, "from_size": 1, "proof": proof})
+    assert stale.status_code == 409
+    assert stale.json()["type"] == "Client.StaleConsistencyProof"
+    assert stale.json()["detail"] == str(first.size)
+    assert roles.http.get(f"{roles.roles.central.settings.url}/health").json()["witness"] == {
+        "status": "ok",
+        "forks": 0,
+    }
+    accepted = post(roles, {"head": document, "from_size": first.size, "proof": proof})
+    assert accepted.status_code == 200, accepted.text
+
+
+def test_a_witness_that_is_down_is_tried_again_later(fresh_roles: Roles) -> None:
+    roles, provider = fresh_roles, fresh_roles.provider
+    exchanges(roles, 2)
+    with roles.roles.loopback.down(roles.roles.central.settings.url):
+        head = signed_and_witnessed(roles, provider)
+        assert head.cosignature is None
+        assert provider.witnessing.state == "unreachable"
+        exchanges(roles, 2)  # exchanges go on meanwhile
+        roles.roles.run(provider.heads.sign_now())
+    head = roles.roles.run(provider.witnessing.submit_pending())
+    assert head is not None
+    assert head.cosignature is not None
+    assert provider.witnessing.state == "ok"
+    metrics = roles.http.get(f"http://127.0.0.1:{roles.ports.provider_consumer}/metrics").text
+    assert 'exchange_witness_submissions_total{outcome="unreachable"} 1.0' in metrics
+
+
+def test_verify_reports_witnessed_heads_and_receipts_carry_them(fresh_roles: Roles) -> None:
+    roles, provider = fresh_roles, fresh_roles.provider
+    config = str(roles.layout.provider)
+    exchanges(roles, 2)
+    roles.roles.run(provider.heads.sign_now())  # not yet witnessed
+    unwitnessed = exchange("audit", "verify", "-c", config, "--require-witness")
+    assert unwitnessed.returncode == 1
+    assert "no witness countersignature" in unwitnessed.stderr
+    head = roles.roles.run(provider.witnessing.submit_pending())
+    assert head is not None
+    checked = exchange("audit", "verify", "-c", config, "--require-witness")
+    assert checked.returncode == 0, checked.stderr
+    assert "1 witnessed (the newest head is witnessed)" in checked.stdout
+    proof = roles.http.get(
+        f"http://127.0.0.1:{roles.ports.provider_consumer}/audit/records/0/proof"
+    ).json()
+    assert proof["head"]["cosignature"] is not None
+    anchors = bundle.anchors(
+        provider.trust.view().configuration, head.chain, [provider.signer.certificate]
+    )
+    assert verify_receipt(proof, anchors=anchors).witnessed
+    old = proof | {"head": {k: v for k, v in proof["head"].items() if k != "cosignature"}}
+    assert verify_receipt(old, anchors=anchors).ok  # receipts from before stay valid
+    forged = proof | {
+        "head": proof["head"] | {"cosignature": {"signature": "x", "certificate": ""}}
+    }
+    assert not verify_receipt(forged, anchors=anchors).ok
