@@ -14,12 +14,13 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
+import structlog
 
 from audit.heads import HeadKeeper
 from audit.log import AuditLog
 from exchange.db import migrate
 from exchange.db.engine import build_engine
-from exchange.errors import Error
+from exchange.errors import CertificateStatusUnknown, Error
 from exchange.evidence.edm.schemaset import EdmSchemas
 from exchange.evidence.schemas import EvidenceSchemas
 from exchange.gateway import files
@@ -36,6 +37,7 @@ from exchange.gateway.settings import GatewaySettings
 from exchange.gateway.transport import AiohttpTransport, Transport
 from exchange.identifiers import SubsystemId
 from exchange.identity.tokens import KeySet, TokenValidator
+from exchange.trust.crl import RevocationList
 from exchange.trust.globalconf import Gateway as PeerGateway
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
 from exchange.trust.keys import fingerprint, load_certificate
@@ -43,7 +45,9 @@ from exchange.trust.signed import Signer
 from exchange.trust.view import TrustView, relying_party
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 CANNOT_AUDIT = "the audit log cannot be written: every exchange is refused"
+NO_CRL = "no current revocation list: every TLS handshake is refused"
 # Seconds without a committed audit write after which a health check tries the database itself:
 # an idle gateway whose database has gone must not go on saying it can answer.
 PROBE_AFTER = 10.0
@@ -77,6 +81,11 @@ class Gateway:
             anchor=settings.anchor, data_dir=settings.data_dir, clock=clock, globalconf=globalconf
         )
         self.globalconf = self.trust.client
+        # The instance CRL in this gateway's TLS contexts, both directions (exchange.trust.crl).
+        self._crl_http = httpx.Client(transport=blocking_http, timeout=10, follow_redirects=False)
+        self.crl = RevocationList(
+            path=settings.data_dir / "crl.pem", fetch=self._fetch_crl, clock=clock
+        )
         self.engine = build_engine(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
         if migrates:
             migrate.upgrade("gateway", self.engine)
@@ -172,6 +181,8 @@ class Gateway:
             shown["globalconf_version"] = self.trust.view().version
         except Error as error:
             return 503, {"status": "FAIL", "reason": error.message, **shown}
+        if not self.crl.current(self.clock()):
+            return 503, {"status": "FAIL", "reason": NO_CRL, **shown}
         if not await self.audit.can_write(known_within=PROBE_AFTER):
             return 503, {"status": "FAIL", "reason": CANNOT_AUDIT, **shown, "audit_log": "failing"}
         return 200, {"status": "ok", **shown, "audit_log": "ok"}
@@ -181,9 +192,41 @@ class Gateway:
         return await loop.run_in_executor(self._executor, lambda: function(*args, **kwargs))
 
     def outbound_ssl(self, view: TrustView, peer: PeerGateway) -> ssl.SSLContext:
-        return view.pinned_context(
-            peer, certificate=self.keys.tls_certificate_path, key=self.keys.tls_key_path
+        return self.crl.protect(
+            view.pinned_context(
+                peer, certificate=self.keys.tls_certificate_path, key=self.keys.tls_key_path
+            )
         )
+
+    def _fetch_crl(self, url: str) -> bytes:
+        response = self._crl_http.get(url)
+        if response.status_code != 200:
+            raise CertificateStatusUnknown(f"the authority answered HTTP {response.status_code}")
+        return response.content
+
+    def refresh_crl(self) -> None:
+        """Fetch the instance CRL from the authority the configuration names, verify it against
+        the configuration's CA, and load it into every TLS context of this gateway."""
+        view = self.trust.view()
+        self.crl.refresh(url=f"{view.configuration.central_url}/crl", ca=view.ca)
+
+    def start_crl(self, *, fetch: bool = True) -> None:
+        """At start: a fresh CRL (unless ``fetch`` is off: the authority starts beside this
+        gateway), else the one kept on disk if it is still current. Without either, every
+        handshake fails and health says so until the background refresh gets one."""
+        if fetch:
+            try:
+                self.refresh_crl()
+                return
+            except Error as error:
+                cause = error.__cause__
+                log.warning(
+                    "gateway.crl_unavailable_at_start",
+                    reason=error.message,
+                    cause=type(cause).__name__ if cause else None,
+                )
+        if not self.crl.load_cached(self.trust.view().ca):
+            log.info("gateway.crl_pending", consequence="TLS handshakes refused until fetched")
 
     async def close(self) -> None:
         await self.revocations.close()
@@ -192,6 +235,7 @@ class Gateway:
         await self.quotas.close()
         await self.exchanges.close()
         await self.transport.close()
+        self._crl_http.close()
         await self.services.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()
