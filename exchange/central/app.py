@@ -1,7 +1,8 @@
 """The central authority's ASGI app.
 
 Public (no authentication; everything here is either signed or public by nature):
-``GET /health``, ``GET /globalconf`` (signed JWS), ``GET /anchor``, ``GET /ca.pem``, ``GET /crl``.
+``GET /health``, ``GET /globalconf`` (signed JWS), ``GET /anchor``, ``GET /ca.pem``, ``GET /crl``,
+and the OCSP responder ``POST /ocsp`` / ``GET /ocsp/<request>`` (:mod:`exchange.central.ocsp`).
 
 Management API under ``/api/v1`` (bearer admin token): member classes, members, subsystems,
 gateways, certificate issuance from CSRs, revocation, and the change log. The token is checked
@@ -10,6 +11,7 @@ before any byte of a body is read, and bodies are capped (:class:`exchange.http.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -31,6 +33,7 @@ from exchange.trust.globalconf_client import utcnow
 from exchange.trust.keys import certificate_pem
 
 API_ACTOR = "api:admin"
+OCSP_RESPONSE = "application/ocsp-response"
 MAX_API_BODY = 1024 * 1024  # the largest request: a catalogue of a few thousand services
 
 
@@ -138,6 +141,21 @@ def create_app(settings: CentralSettings, *, clock: Callable[[], datetime] = utc
     @app.get("/crl", response_class=Response)
     def crl() -> Response:
         return Response(central.certificates.crl_der(), media_type="application/pkix-crl")
+
+    @app.post("/ocsp", response_class=Response)
+    async def ocsp_post(request: Request) -> Response:
+        answer = central.certificates.ocsp_response(await request.body())
+        return Response(answer, media_type=OCSP_RESPONSE)
+
+    @app.get("/ocsp/{encoded:path}", response_class=Response)
+    def ocsp_get(encoded: str) -> Response:
+        # RFC 6960 appendix A.1: the DER request, base64, then URL-encoded (already decoded).
+        try:
+            request = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            request = b""
+        answer = central.certificates.ocsp_response(request)
+        return Response(answer, media_type=OCSP_RESPONSE, headers={"Cache-Control": "no-cache"})
 
     @app.get("/api/v1/member-classes")
     def member_classes(_: Admin) -> list[dict[str, str]]:

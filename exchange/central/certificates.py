@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from exchange.central import models
+from exchange.central import models, ocsp
 from exchange.central.registry import Registry, latest_event_id, record
 from exchange.central.settings import CentralSettings
 from exchange.errors import Conflict, InvalidRequest, NotFound
@@ -327,6 +327,21 @@ class Certificates:
                 reason=flag.value,
             )
             session.commit()
+
+    def get(self, serial: str) -> models.Certificate | None:
+        """The certificate issued under ``serial`` (upper-case hex), for the OCSP responder."""
+        with self._registry.session() as session:
+            return session.get(models.Certificate, serial.upper())
+
+    def ocsp_response(self, request: bytes) -> bytes:
+        """The signed OCSP answer to the DER ``request`` (:mod:`exchange.central.ocsp`)."""
+        return ocsp.respond(
+            request,
+            authority=self._authority,
+            lookup=self.get,
+            at=self._registry.clock(),
+            validity=self._settings.ocsp_validity,
+        )
 
     def list(self) -> list[models.Certificate]:
         with self._registry.session() as session:
