@@ -402,6 +402,7 @@ class InProcess:
         gateway.revocations.wait = 0.1
         view = gateway.trust.start(f"gateway {settings.id}")
         gateway.start_crl()
+        gateway.refresh_status()
         gateway.started = True
         console = settings.console
         console_login = None
@@ -517,6 +518,8 @@ class InProcess:
         for gateway in self.gateways.values():  # and the CRL, as the gateway's timer would
             with contextlib.suppress(Error):
                 gateway.refresh_crl()
+            with contextlib.suppress(Error):
+                gateway.refresh_status()
 
     def close(self) -> None:
         for loop, listener in self._listeners:

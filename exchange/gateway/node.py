@@ -10,7 +10,7 @@ import asyncio
 import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -41,6 +41,7 @@ from exchange.trust.crl import RevocationList
 from exchange.trust.globalconf import Gateway as PeerGateway
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
 from exchange.trust.keys import fingerprint, load_certificate
+from exchange.trust.ocsp import CertificateStatus
 from exchange.trust.signed import Signer
 from exchange.trust.view import TrustView, relying_party
 
@@ -48,6 +49,7 @@ T = TypeVar("T")
 log = structlog.get_logger(__name__)
 CANNOT_AUDIT = "the audit log cannot be written: every exchange is refused"
 NO_CRL = "no current revocation list: every TLS handshake is refused"
+NO_STATUS = "the OCSP status of the signing certificates is not known yet"
 # Seconds without a committed audit write after which a health check tries the database itself:
 # an idle gateway whose database has gone must not go on saying it can answer.
 PROBE_AFTER = 10.0
@@ -86,6 +88,13 @@ class Gateway:
         self.crl = RevocationList(
             path=settings.data_dir / "crl.pem", fetch=self._fetch_crl, clock=clock
         )
+        # OCSP status of the signing certificates relied on, prefetched (exchange.trust.ocsp).
+        self.status = CertificateStatus(
+            post=self._post_ocsp,
+            clock=clock,
+            max_age=timedelta(seconds=settings.certificate_status_max_age),
+        )
+        self.trust.status = self.status
         self.engine = build_engine(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
         if migrates:
             migrate.upgrade("gateway", self.engine)
@@ -183,6 +192,8 @@ class Gateway:
             return 503, {"status": "FAIL", "reason": error.message, **shown}
         if not self.crl.current(self.clock()):
             return 503, {"status": "FAIL", "reason": NO_CRL, **shown}
+        if not self.status.known:
+            return 503, {"status": "FAIL", "reason": NO_STATUS, **shown}
         if not await self.audit.can_write(known_within=PROBE_AFTER):
             return 503, {"status": "FAIL", "reason": CANNOT_AUDIT, **shown, "audit_log": "failing"}
         return 200, {"status": "ok", **shown, "audit_log": "ok"}
@@ -203,6 +214,24 @@ class Gateway:
         if response.status_code != 200:
             raise CertificateStatusUnknown(f"the authority answered HTTP {response.status_code}")
         return response.content
+
+    def _post_ocsp(self, url: str, request: bytes) -> bytes:
+        response = self._crl_http.post(
+            url, content=request, headers={"Content-Type": "application/ocsp-request"}
+        )
+        if response.status_code != 200:
+            raise CertificateStatusUnknown(f"the responder answered HTTP {response.status_code}")
+        return response.content
+
+    def refresh_status(self) -> int:
+        """Ask the authority's OCSP responder about every signing certificate of the current
+        configuration (members' and consent services'); answers are kept for a bounded time."""
+        view = self.trust.view()
+        certificates = [s.certificate for s in view.signing.values()]
+        certificates += [a.certificate for a in view.consent_authorities.values()]
+        return self.status.prefetch(
+            url=f"{view.configuration.central_url}/ocsp", ca=view.ca, certificates=certificates
+        )
 
     def refresh_crl(self) -> None:
         """Fetch the instance CRL from the authority the configuration names, verify it against

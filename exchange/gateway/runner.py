@@ -33,6 +33,8 @@ def prepare(gateway: Gateway, *, refresh: bool = True) -> list[uvicorn.Config]:
     written.write_text("".join(view.configuration.ca_certificates))
     written.replace(ca_file)
     gateway.start_crl(fetch=refresh)
+    if refresh:
+        gateway.refresh_status()  # else the first background refresh asks, a second later
     settings = gateway.settings
     provider = serving.config(
         create_provider_app(gateway),
@@ -87,14 +89,19 @@ def background_jobs(gateway: Gateway) -> list[Callable[[], Coroutine[Any, Any, N
 
     async def refresh_crl() -> None:
         while True:
-            # Every second while no current CRL is held (every handshake fails meanwhile: a
-            # gateway started before its authority could be reached), then with the configuration.
-            current = gateway.crl.current(gateway.clock())
+            # Every second while no current CRL or no OCSP answers are held (a gateway started
+            # before its authority could be reached refuses meanwhile), then with the
+            # configuration.
+            current = gateway.crl.current(gateway.clock()) and gateway.status.known
             await asyncio.sleep(gateway.settings.globalconf_refresh if current else 1.0)
             try:
                 await gateway.in_thread(gateway.refresh_crl)
             except Error as error:  # the CRL held stays until its nextUpdate, then all fail
                 log.warning("gateway.crl_refresh_failed", reason=error.message)
+            try:
+                await gateway.in_thread(gateway.refresh_status)
+            except Error as error:  # answers held stay until their bound, then refusals
+                log.warning("gateway.status_refresh_failed", reason=error.message)
 
     return [
         gateway.trust.keep_fresh(gateway.settings.globalconf_refresh),
