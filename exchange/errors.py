@@ -49,7 +49,8 @@ where ``type`` is ``Client.<code>`` for the caller's faults (4xx) and ``Server.<
     └── TrustError (503): the trust fabric cannot vouch for something; callers fail closed
         ├── ConfigurationInvalid (503): bad signature, other signer, other instance, bad format
         ├── ConfigurationExpired (503): the last good global configuration has expired
-        └── ConfigurationUnavailable (503): no verified global configuration is held at all
+        ├── ConfigurationUnavailable (503): no verified global configuration is held at all
+        └── CertificateStatusUnknown (503): no current CRL or OCSP answer for a certificate
 
 Library exceptions are translated into this tree by one table (:mod:`exchange.faults`).
 Messages are written for the remote caller and never carry internals; ``detail`` holds safe,
@@ -281,3 +282,10 @@ class ConfigurationExpired(TrustError):
 
 class ConfigurationUnavailable(TrustError):
     code = "GlobalConfUnavailable"
+
+
+class CertificateStatusUnknown(TrustError):
+    """The revocation status of a certificate relied on is unknown or stale (no valid CRL or
+    OCSP answer within its bound): refused, never assumed good."""
+
+    code = "CertificateStatusUnknown"

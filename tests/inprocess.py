@@ -401,6 +401,8 @@ class InProcess:
         gateway.revocations.monotonic = lambda: self.clock().timestamp()
         gateway.revocations.wait = 0.1
         view = gateway.trust.start(f"gateway {settings.id}")
+        gateway.start_crl()
+        gateway.refresh_status()
         gateway.started = True
         console = settings.console
         console_login = None
@@ -478,6 +480,8 @@ class InProcess:
         app = create_provider_app(gateway)
         port = gateway.settings.provider.port
         listener = self.main.run(listen(app, port, http=PeerCertificateProtocol, **tls))
+        assert listener.server.config.ssl is not None
+        gateway.crl.protect(listener.server.config.ssl)  # the CRL, as the runner loads it
         self._listeners.append((self.main, listener))
 
     def restart(self, name: str, settings: GatewaySettings | None = None) -> Gateway:
@@ -504,12 +508,18 @@ class InProcess:
         return self.portal
 
     def refresh(self) -> None:
-        """Every role asks the authority for its configuration, as its timer would: a failed
+        """Every role asks the authority for its configuration (gateways: and the CRL), as its
+        timer would: a failed
         fetch keeps the copy held (the timer logs it and tries again later)."""
         clients = [g.globalconf for g in self.gateways.values()]
         for client in [*clients, self.consent.globalconf, self.portal.globalconf]:
             with contextlib.suppress(Error):
                 client.refresh()
+        for gateway in self.gateways.values():  # and the CRL, as the gateway's timer would
+            with contextlib.suppress(Error):
+                gateway.refresh_crl()
+            with contextlib.suppress(Error):
+                gateway.refresh_status()
 
     def close(self) -> None:
         for loop, listener in self._listeners:

@@ -5,7 +5,9 @@ Public (no authentication; everything here is either signed or public by nature)
 ``GET /metrics``, and the witness of the gateways' audit logs (:mod:`exchange.central.witness`):
 ``POST /witness/v1/heads`` (a signed tree head and a consistency proof in, a countersignature
 out; 409 ``AuditLogForked`` for a fork), ``GET /witness/v1/heads?chain=``, ``GET
-/witness/v1/forks``, ``GET /witness/v1/certificate``.
+/witness/v1/forks``, ``GET /witness/v1/certificate``;
+and the OCSP responder ``POST /ocsp`` / ``GET /ocsp/<request>`` (:mod:`exchange.central.ocsp`).
+
 
 Applications (no authentication, validated and capped, :mod:`exchange.central.applications`):
 ``POST /applications`` submits one, pending; ``GET /applications/{number}`` says how it stands.
@@ -20,6 +22,7 @@ before any byte of a body is read, and bodies are capped (:class:`exchange.http.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -47,6 +50,7 @@ from exchange.trust.keys import certificate_pem
 from exchange.web.forms import bounded_body
 
 API_ACTOR = "api:admin"
+OCSP_RESPONSE = "application/ocsp-response"
 MAX_API_BODY = 1024 * 1024  # the largest request: a catalogue of a few thousand services
 MAX_APPLICATION_BODY = 4096  # an application, unauthenticated: small
 
@@ -266,6 +270,21 @@ def create_app(
     @app.get("/crl", response_class=Response)
     def crl() -> Response:
         return Response(central.certificates.crl_der(), media_type="application/pkix-crl")
+
+    @app.post("/ocsp", response_class=Response)
+    async def ocsp_post(request: Request) -> Response:
+        answer = central.certificates.ocsp_response(await request.body())
+        return Response(answer, media_type=OCSP_RESPONSE)
+
+    @app.get("/ocsp/{encoded:path}", response_class=Response)
+    def ocsp_get(encoded: str) -> Response:
+        # RFC 6960 appendix A.1: the DER request, base64, then URL-encoded (already decoded).
+        try:
+            request = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            request = b""
+        answer = central.certificates.ocsp_response(request)
+        return Response(answer, media_type=OCSP_RESPONSE, headers={"Cache-Control": "no-cache"})
 
     @app.get("/api/v1/member-classes")
     def member_classes(_: Admin) -> list[dict[str, str]]:

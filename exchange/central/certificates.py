@@ -7,7 +7,7 @@ subject and extensions itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from exchange.central import models
+from exchange.central import models, ocsp
 from exchange.central.registry import Registry, latest_event_id, record
 from exchange.central.settings import CentralSettings
 from exchange.errors import Conflict, InvalidRequest, NotFound
@@ -328,6 +328,21 @@ class Certificates:
             )
             session.commit()
 
+    def get(self, serial: str) -> models.Certificate | None:
+        """The certificate issued under ``serial`` (upper-case hex), for the OCSP responder."""
+        with self._registry.session() as session:
+            return session.get(models.Certificate, serial.upper())
+
+    def ocsp_response(self, request: bytes) -> bytes:
+        """The signed OCSP answer to the DER ``request`` (:mod:`exchange.central.ocsp`)."""
+        return ocsp.respond(
+            request,
+            authority=self._authority,
+            lookup=self.get,
+            at=self._registry.clock(),
+            validity=self._settings.ocsp_validity,
+        )
+
     def list(self) -> list[models.Certificate]:
         with self._registry.session() as session:
             return list(
@@ -355,12 +370,17 @@ class Certificates:
                 for row in revoked
                 if row.revoked_at is not None and row.revocation_reason is not None
             ]
+        # Each CRL's thisUpdate is later (to the second) than the one before: a TLS context
+        # that holds both (exchange.trust.crl) uses the one with the latest thisUpdate.
+        issued = at.replace(microsecond=0)
+        if cached is not None and issued <= cached[1].replace(microsecond=0):
+            issued = cached[1].replace(microsecond=0) + timedelta(seconds=1)
         # The CRL number must grow with every CRL issued: milliseconds since the epoch do.
         crl = self._authority.crl(
-            revocations, at=at, validity=validity, number=int(at.timestamp() * 1000)
+            revocations, at=issued, validity=validity, number=int(at.timestamp() * 1000)
         )
         der = crl.public_bytes(serialization.Encoding.DER)
-        self._crl = (basis, at, der)
+        self._crl = (basis, issued, der)
         return der
 
 

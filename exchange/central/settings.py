@@ -34,6 +34,9 @@ class CentralSettings(RoleSettings):
     )
     configuration_validity: timedelta = timedelta(hours=1)
     crl_validity: timedelta = timedelta(days=1)
+    ocsp_validity: timedelta = Field(
+        default=timedelta(minutes=10), description="OCSP answers: nextUpdate - thisUpdate"
+    )
     ca_validity: timedelta = timedelta(days=20 * 365)
     configuration_signing_validity: timedelta = timedelta(days=5 * 365)
     signing_certificate_validity: timedelta = timedelta(days=2 * 365)

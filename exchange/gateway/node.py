@@ -10,16 +10,17 @@ import asyncio
 import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
+import structlog
 
 from audit.heads import HeadKeeper
 from audit.log import AuditLog
 from exchange.db import migrate
 from exchange.db.engine import build_engine
-from exchange.errors import Error
+from exchange.errors import CertificateStatusUnknown, Error
 from exchange.evidence.edm.schemaset import EdmSchemas
 from exchange.evidence.schemas import EvidenceSchemas
 from exchange.gateway import files
@@ -37,14 +38,19 @@ from exchange.gateway.transport import AiohttpTransport, Transport
 from exchange.gateway.witnessing import Witnessing
 from exchange.identifiers import SubsystemId
 from exchange.identity.tokens import KeySet, TokenValidator
+from exchange.trust.crl import RevocationList
 from exchange.trust.globalconf import Gateway as PeerGateway
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
 from exchange.trust.keys import fingerprint, load_certificate
+from exchange.trust.ocsp import CertificateStatus
 from exchange.trust.signed import Signer
 from exchange.trust.view import TrustView, relying_party
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 CANNOT_AUDIT = "the audit log cannot be written: every exchange is refused"
+NO_CRL = "no current revocation list: every TLS handshake is refused"
+NO_STATUS = "the OCSP status of the signing certificates is not known yet"
 # Seconds without a committed audit write after which a health check tries the database itself:
 # an idle gateway whose database has gone must not go on saying it can answer.
 PROBE_AFTER = 10.0
@@ -78,6 +84,18 @@ class Gateway:
             anchor=settings.anchor, data_dir=settings.data_dir, clock=clock, globalconf=globalconf
         )
         self.globalconf = self.trust.client
+        # The instance CRL in this gateway's TLS contexts, both directions (exchange.trust.crl).
+        self._crl_http = httpx.Client(transport=blocking_http, timeout=10, follow_redirects=False)
+        self.crl = RevocationList(
+            path=settings.data_dir / "crl.pem", fetch=self._fetch_crl, clock=clock
+        )
+        # OCSP status of the signing certificates relied on, prefetched (exchange.trust.ocsp).
+        self.status = CertificateStatus(
+            post=self._post_ocsp,
+            clock=clock,
+            max_age=timedelta(seconds=settings.certificate_status_max_age),
+        )
+        self.trust.status = self.status
         self.engine = build_engine(settings.db_url, sqlite_synchronous=settings.sqlite_synchronous)
         if migrates:
             migrate.upgrade("gateway", self.engine)
@@ -181,6 +199,10 @@ class Gateway:
             shown["globalconf_version"] = self.trust.view().version
         except Error as error:
             return 503, {"status": "FAIL", "reason": error.message, **shown}
+        if not self.crl.current(self.clock()):
+            return 503, {"status": "FAIL", "reason": NO_CRL, **shown}
+        if not self.status.known:
+            return 503, {"status": "FAIL", "reason": NO_STATUS, **shown}
         if not await self.audit.can_write(known_within=PROBE_AFTER):
             return 503, {"status": "FAIL", "reason": CANNOT_AUDIT, **shown, "audit_log": "failing"}
         # Shown, not failed on: a refused head is an alarm for people; exchanges go on.
@@ -192,9 +214,59 @@ class Gateway:
         return await loop.run_in_executor(self._executor, lambda: function(*args, **kwargs))
 
     def outbound_ssl(self, view: TrustView, peer: PeerGateway) -> ssl.SSLContext:
-        return view.pinned_context(
-            peer, certificate=self.keys.tls_certificate_path, key=self.keys.tls_key_path
+        return self.crl.protect(
+            view.pinned_context(
+                peer, certificate=self.keys.tls_certificate_path, key=self.keys.tls_key_path
+            )
         )
+
+    def _fetch_crl(self, url: str) -> bytes:
+        response = self._crl_http.get(url)
+        if response.status_code != 200:
+            raise CertificateStatusUnknown(f"the authority answered HTTP {response.status_code}")
+        return response.content
+
+    def _post_ocsp(self, url: str, request: bytes) -> bytes:
+        response = self._crl_http.post(
+            url, content=request, headers={"Content-Type": "application/ocsp-request"}
+        )
+        if response.status_code != 200:
+            raise CertificateStatusUnknown(f"the responder answered HTTP {response.status_code}")
+        return response.content
+
+    def refresh_status(self) -> int:
+        """Ask the authority's OCSP responder about every signing certificate of the current
+        configuration (members' and consent services'); answers are kept for a bounded time."""
+        view = self.trust.view()
+        certificates = [s.certificate for s in view.signing.values()]
+        certificates += [a.certificate for a in view.consent_authorities.values()]
+        return self.status.prefetch(
+            url=f"{view.configuration.central_url}/ocsp", ca=view.ca, certificates=certificates
+        )
+
+    def refresh_crl(self) -> None:
+        """Fetch the instance CRL from the authority the configuration names, verify it against
+        the configuration's CA, and load it into every TLS context of this gateway."""
+        view = self.trust.view()
+        self.crl.refresh(url=f"{view.configuration.central_url}/crl", ca=view.ca)
+
+    def start_crl(self, *, fetch: bool = True) -> None:
+        """At start: a fresh CRL (unless ``fetch`` is off: the authority starts beside this
+        gateway), else the one kept on disk if it is still current. Without either, every
+        handshake fails and health says so until the background refresh gets one."""
+        if fetch:
+            try:
+                self.refresh_crl()
+                return
+            except Error as error:
+                cause = error.__cause__
+                log.warning(
+                    "gateway.crl_unavailable_at_start",
+                    reason=error.message,
+                    cause=type(cause).__name__ if cause else None,
+                )
+        if not self.crl.load_cached(self.trust.view().ca):
+            log.info("gateway.crl_pending", consequence="TLS handshakes refused until fetched")
 
     async def close(self) -> None:
         await self.revocations.close()
@@ -203,6 +275,7 @@ class Gateway:
         await self.quotas.close()
         await self.exchanges.close()
         await self.transport.close()
+        self._crl_http.close()
         await self.services.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()

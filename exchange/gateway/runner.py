@@ -12,6 +12,7 @@ import structlog
 import uvicorn
 
 from exchange import serving
+from exchange.errors import Error
 from exchange.gateway import files
 from exchange.gateway.consumer import create_consumer_app
 from exchange.gateway.node import Gateway
@@ -31,22 +32,32 @@ def prepare(gateway: Gateway, *, refresh: bool = True) -> list[uvicorn.Config]:
     written = ca_file.with_name(f".ca.pem.{os.getpid()}")
     written.write_text("".join(view.configuration.ca_certificates))
     written.replace(ca_file)
+    gateway.start_crl(fetch=refresh)
+    if refresh:
+        gateway.refresh_status()  # else the first background refresh asks, a second later
     settings = gateway.settings
+    provider = serving.config(
+        create_provider_app(gateway),
+        host=settings.provider.host,
+        port=settings.provider.port,
+        http=PeerCertificateProtocol,
+        **server_ssl_options(
+            certificate=gateway.keys.tls_certificate_path,
+            key=gateway.keys.tls_key_path,
+            ca=ca_file,
+        ),
+    )
+    # uvicorn builds the listener's SSLContext once; the CRL goes into that very context, and
+    # later CRLs are added to it as they arrive (exchange.trust.crl).
+    provider.load()
+    if provider.ssl is None:
+        raise RuntimeError("the provider listener has no TLS context")
+    gateway.crl.protect(provider.ssl)
     listeners = [
         serving.config(
             create_consumer_app(gateway), host=settings.consumer.host, port=settings.consumer.port
         ),
-        serving.config(
-            create_provider_app(gateway),
-            host=settings.provider.host,
-            port=settings.provider.port,
-            http=PeerCertificateProtocol,
-            **server_ssl_options(
-                certificate=gateway.keys.tls_certificate_path,
-                key=gateway.keys.tls_key_path,
-                ca=ca_file,
-            ),
-        ),
+        provider,
     ]
     if settings.preview is not None and settings.identity is not None:
         member = view.configuration.member(str(gateway.member))
@@ -76,7 +87,28 @@ def background_jobs(gateway: Gateway) -> list[Callable[[], Coroutine[Any, Any, N
             await gateway.in_thread(gateway.quotas.prune, at=gateway.clock())
             await gateway.in_thread(gateway.idempotency.prune, at=gateway.clock())
 
-    jobs = [gateway.trust.keep_fresh(gateway.settings.globalconf_refresh), prune, gateway.heads.run]
+    async def refresh_crl() -> None:
+        while True:
+            # Every second while no current CRL or no OCSP answers are held (a gateway started
+            # before its authority could be reached refuses meanwhile), then with the
+            # configuration.
+            current = gateway.crl.current(gateway.clock()) and gateway.status.known
+            await asyncio.sleep(gateway.settings.globalconf_refresh if current else 1.0)
+            try:
+                await gateway.in_thread(gateway.refresh_crl)
+            except Error as error:  # the CRL held stays until its nextUpdate, then all fail
+                log.warning("gateway.crl_refresh_failed", reason=error.message)
+            try:
+                await gateway.in_thread(gateway.refresh_status)
+            except Error as error:  # answers held stay until their bound, then refusals
+                log.warning("gateway.status_refresh_failed", reason=error.message)
+
+    jobs = [
+        gateway.trust.keep_fresh(gateway.settings.globalconf_refresh),
+        refresh_crl,
+        prune,
+        gateway.heads.run,
+    ]
     if gateway.settings.audit_witness:
         jobs.append(gateway.witnessing.run)
     return jobs

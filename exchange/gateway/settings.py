@@ -232,6 +232,12 @@ class GatewaySettings(RoleSettings):
     clock_skew: float = Field(default=120.0, ge=0, description="seconds of tolerated clock drift")
     peer_timeout: float = Field(default=30.0, gt=0)
     globalconf_refresh: float = Field(default=60.0, gt=0)
+    certificate_status_max_age: float = Field(
+        default=600.0,
+        gt=0,
+        description="seconds an OCSP answer about a signing certificate is relied on at most "
+        "(less if its nextUpdate is sooner); past it, signatures by that certificate are refused",
+    )
     access_cache_ttl: float = Field(default=2.0, ge=0)
     json_logs: bool = False
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(

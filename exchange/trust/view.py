@@ -9,7 +9,8 @@ the hot path by dictionary lookups: which member owns the signing certificate wi
 ``kid``, which gateway presents this TLS certificate, where a member's gateways are. A signing
 certificate is admitted only if the instance CA issued it, it is a signing certificate, and its
 ``serialNumber`` names the member that lists it. Validity in time and revocation are checked
-per use (``at``); :meth:`TrustView.member_signer` and :meth:`TrustView.consent_signer` hand
+per use (``at``), and where the role has a :class:`~exchange.trust.ocsp.CertificateStatus`,
+the OCSP status too; :meth:`TrustView.member_signer` and :meth:`TrustView.consent_signer` hand
 those checks to :func:`~exchange.trust.signed.verify_signed`.
 """
 
@@ -40,6 +41,7 @@ from exchange.identifiers import ClientId, MemberId, SubsystemId, member_of, unv
 from exchange.trust.globalconf import Gateway, GlobalConfiguration, TrustAnchor
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
 from exchange.trust.keys import fingerprint, serial_hex
+from exchange.trust.ocsp import CertificateStatus
 from exchange.trust.signed import CertificateFor, may_sign, usable
 
 log = structlog.get_logger(__name__)
@@ -64,8 +66,12 @@ class ConsentAuthority:
 
 
 class TrustView:
-    def __init__(self, configuration: GlobalConfiguration) -> None:
+    def __init__(
+        self, configuration: GlobalConfiguration, *, status: CertificateStatus | None = None
+    ) -> None:
         self.configuration = configuration
+        # OCSP answers for signing certificates, where the role checks them (gateways).
+        self.status = status
         self.version = configuration.version
         self.ca = x509.load_pem_x509_certificate(configuration.ca_certificates[0].encode())
         self.revoked = frozenset(configuration.revoked_serials)
@@ -157,6 +163,8 @@ class TrustView:
         if member is not None and entry.member != str(member):
             raise InvalidSignature(f"signing certificate does not belong to member {member}")
         usable(entry.certificate, revoked=self.revoked, at=at)
+        if self.status is not None:
+            self.status.require(entry.certificate, at)
         return entry.certificate
 
     def member_signer(self, member: MemberId | None, *, at: datetime) -> CertificateFor:
@@ -173,6 +181,8 @@ class TrustView:
             if authority is None or (name is not None and authority.name != name):
                 raise InvalidSignature("signed by no consent service of this instance")
             usable(authority.certificate, revoked=self.revoked, at=at)
+            if self.status is not None:
+                self.status.require(authority.certificate, at)
             return authority.certificate
 
         return certificate_for
@@ -231,6 +241,8 @@ class Trust:
         self.client = client
         self.clock = clock
         self._view: TrustView | None = None
+        # Set by roles that check signing certificates by OCSP (exchange.trust.ocsp).
+        self.status: CertificateStatus | None = None
 
     def start(self, role: str, *, refresh: bool = True) -> TrustView:
         """Refresh once when a role starts (a cached copy still valid will do); refuse to start
@@ -264,7 +276,7 @@ class Trust:
         view = self._view
         if view is None or view.version != configuration.version:
             try:
-                view = self._view = TrustView(configuration)
+                view = self._view = TrustView(configuration, status=self.status)
             except (ValueError, IndexError) as exc:
                 raise ConfigurationInvalid(
                     f"global configuration version {configuration.version} holds unreadable "

@@ -1,0 +1,124 @@
+"""The authority's OCSP responder (RFC 6960): the status of a certificate it issued, now.
+
+``POST /ocsp`` (body ``application/ocsp-request``) and ``GET /ocsp/<base64 request>``
+(RFC 6960 appendix A) answer ``application/ocsp-response``, signed by the instance CA itself
+(so a relying party needs no other certificate), with ``thisUpdate`` = now and ``nextUpdate``
+= now + ``ocsp_validity``; a nonce in the request is echoed. Status comes from the registry:
+``good`` for a certificate issued and not revoked, ``revoked`` with its time and reason,
+``unknown`` for a serial the authority never issued or an issuer that is not its CA.
+
+What it does *not* do: sign with a delegated responder certificate (id-kp-OCSPSigning), answer
+several certificates in one request (``malformedRequest``), or cache signed answers (one ECDSA
+signature per request).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509 import ocsp
+
+from exchange.central import models
+from exchange.trust.ca import CertificateAuthority
+from exchange.trust.keys import serial_hex
+
+Lookup = Callable[[str], models.Certificate | None]
+
+
+def _key_bits(certificate: x509.Certificate) -> bytes:
+    """The subjectPublicKey BIT STRING's content, which RFC 6960 issuerKeyHash hashes."""
+    key = certificate.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return key.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+    if isinstance(key, rsa.RSAPublicKey):
+        return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    raise TypeError(f"no OCSP key hash for {type(key).__name__}")
+
+
+def _digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
+    hasher = hashes.Hash(algorithm)
+    hasher.update(data)
+    return hasher.finalize()
+
+
+def _ours(request: ocsp.OCSPRequest, ca: x509.Certificate) -> bool:
+    algorithm = request.hash_algorithm
+    return request.issuer_name_hash == _digest(
+        algorithm, ca.subject.public_bytes()
+    ) and request.issuer_key_hash == _digest(algorithm, _key_bits(ca))
+
+
+def respond(
+    body: bytes,
+    *,
+    authority: CertificateAuthority,
+    lookup: Lookup,
+    at: datetime,
+    validity: timedelta,
+) -> bytes:
+    """The DER OCSP response to the DER request ``body``."""
+    try:
+        request = ocsp.load_der_ocsp_request(body)
+        serial = request.serial_number
+        algorithm = request.hash_algorithm
+    except (ValueError, NotImplementedError, x509.UnsupportedGeneralNameType):
+        return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+    except Exception:  # an unsupported hash algorithm, or anything else we cannot parse
+        return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+    ca = authority.certificate
+    this_update = at.replace(microsecond=0)
+    next_update = this_update + validity
+    row = lookup(serial_hex(serial)) if _ours(request, ca) else None
+    builder = ocsp.OCSPResponseBuilder()
+    if row is None:
+        builder = builder.add_response_by_hash(
+            issuer_name_hash=request.issuer_name_hash,
+            issuer_key_hash=request.issuer_key_hash,
+            serial_number=serial,
+            algorithm=algorithm,
+            cert_status=ocsp.OCSPCertStatus.UNKNOWN,
+            this_update=this_update,
+            next_update=next_update,
+            revocation_time=None,
+            revocation_reason=None,
+        )
+    else:
+        certificate = x509.load_pem_x509_certificate(row.pem.encode())
+        revoked = row.revoked_at is not None and row.revoked_at <= at
+        builder = builder.add_response(
+            cert=certificate,
+            issuer=ca,
+            algorithm=algorithm,
+            cert_status=ocsp.OCSPCertStatus.REVOKED if revoked else ocsp.OCSPCertStatus.GOOD,
+            this_update=this_update,
+            next_update=next_update,
+            revocation_time=row.revoked_at if revoked else None,
+            revocation_reason=(
+                x509.ReasonFlags(row.revocation_reason)
+                if revoked and row.revocation_reason
+                else None
+            ),
+        )
+    builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, ca)
+    for extension in request.extensions:
+        if isinstance(extension.value, x509.OCSPNonce):
+            builder = builder.add_extension(extension.value, critical=False)
+    signature_hash = (
+        None if isinstance(authority.key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    )
+    response = builder.sign(authority.key, signature_hash)
+    return response.public_bytes(serialization.Encoding.DER)
+
+
+def _unsuccessful(status: ocsp.OCSPResponseStatus) -> bytes:
+    return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(
+        serialization.Encoding.DER
+    )
