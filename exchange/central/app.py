@@ -273,7 +273,10 @@ def create_app(
 
     @app.post("/ocsp", response_class=Response)
     async def ocsp_post(request: Request) -> Response:
-        answer = central.certificates.ocsp_response(await request.body())
+        # A registry lookup and a signature with the CA key: off the event loop, which serves
+        # every gateway's configuration and CRL.
+        body = await request.body()
+        answer = await asyncio.to_thread(central.certificates.ocsp_response, body)
         return Response(answer, media_type=OCSP_RESPONSE)
 
     @app.get("/ocsp/{encoded:path}", response_class=Response)

@@ -41,6 +41,7 @@ DEFAULT_SKEW = timedelta(minutes=2)
 class Answer:
     revoked: bool
     good_until: datetime
+    produced: datetime  # the answer's thisUpdate: a held answer is never replaced by an older one
 
 
 def _signed_by(response: ocsp.OCSPResponse, ca: x509.Certificate) -> bool:
@@ -96,7 +97,9 @@ def check_response(
     bound = this_update + max_age
     next_update = response.next_update_utc
     good_until = bound if next_update is None else min(bound, next_update)
-    return Answer(revoked=status == ocsp.OCSPCertStatus.REVOKED, good_until=good_until)
+    return Answer(
+        revoked=status == ocsp.OCSPCertStatus.REVOKED, good_until=good_until, produced=this_update
+    )
 
 
 def ocsp_request(certificate: x509.Certificate, ca: x509.Certificate) -> bytes:
@@ -119,13 +122,13 @@ class CertificateStatus:
     def require(self, certificate: x509.Certificate, at: datetime) -> None:
         """Raise unless a fresh answer says ``certificate`` is good (dictionary lookup only)."""
         answer = self._answers.get(serial_hex(certificate.serial_number))
+        if answer is not None and answer.revoked:  # final, however old the answer
+            raise InvalidSignature("the signing certificate is revoked (OCSP)")
         if answer is None or answer.good_until <= at:
             raise CertificateStatusUnknown(
                 "the status of the signing certificate is unknown or stale",
                 detail=serial_hex(certificate.serial_number),
             )
-        if answer.revoked:
-            raise InvalidSignature("the signing certificate is revoked (OCSP)")
 
     def prefetch(
         self, *, url: str, ca: x509.Certificate, certificates: Iterable[x509.Certificate]
@@ -149,7 +152,13 @@ class CertificateStatus:
                 log.warning("ocsp.unreachable", serial=serial, cause=type(exc).__name__)
                 continue
             with self._lock:
-                self._answers[serial] = answer
+                held = self._answers.get(serial)
+                # An answer replayed from before (signed, within its bound) must not undo a
+                # newer one, and nothing undoes a revocation.
+                if held is None or not (
+                    answer.produced < held.produced or (held.revoked and not answer.revoked)
+                ):
+                    self._answers[serial] = answer
         if not failed:
             self.known = True
         return failed
