@@ -233,6 +233,13 @@ def test_the_query_api_counts_what_the_operational_records_hold(roles: Roles) ->
     assert len(records["records"]) == total
     assert records["nextRecordsFrom"] is None
     assert {r["securityServerType"] for r in records["records"]} == {"Producer"}
+    assert {r["messageUserId"] for r in records["records"]} == {None}  # an operator: no person
+    audited = http.get(
+        f"{console(roles)}/api/operational-data",
+        params={"recordsFrom": int(start.timestamp()), "recordsTo": int(end.timestamp())},
+        headers=bearer(roles, "aivar"),
+    ).json()
+    assert MARI in {r["messageUserId"] for r in audited["records"]}  # an auditor may see it
 
     olga = signed_in(roles, "olga")
     page = olga.get(f"{console(roles)}/operations?minutes=60")
