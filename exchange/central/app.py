@@ -4,8 +4,8 @@ Public (no authentication; everything here is either signed or public by nature)
 ``GET /health``, ``GET /globalconf`` (signed JWS), ``GET /anchor``, ``GET /ca.pem``, ``GET /crl``,
 ``GET /metrics``, and the witness of the gateways' audit logs (:mod:`exchange.central.witness`):
 ``POST /witness/v1/heads`` (a signed tree head and a consistency proof in, a countersignature
-out; 409 ``AuditLogForked`` for a fork), ``GET /witness/v1/heads?chain=``, ``GET
-/witness/v1/forks``, ``GET /witness/v1/certificate``;
+out; 409 ``AuditLogForked`` for a fork, ``StaleConsistencyProof`` for an old head),
+``GET /witness/v1/heads?chain=``, ``GET /witness/v1/forks``, ``GET /witness/v1/certificate``;
 and the OCSP responder ``POST /ocsp`` / ``GET /ocsp/<request>`` (:mod:`exchange.central.ocsp`).
 
 

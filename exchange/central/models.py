@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from exchange.db.types import NAMING, UTCDateTime
@@ -175,9 +175,11 @@ class WitnessedHead(Base):
 
 class WitnessFork(Base):
     """A head the witness refused because it contradicts one it accepted before: evidence that
-    a log was rewritten (both heads are signed by the member)."""
+    a log was rewritten (both heads are signed by the member). One row per contradicting head:
+    the same evidence presented again is not stored again."""
 
     __tablename__ = "ca_witness_forks"
+    __table_args__ = (Index("ix_ca_witness_forks_evidence", "chain", "signature", unique=True),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     chain: Mapped[str] = mapped_column(String(1400), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime)

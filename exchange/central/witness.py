@@ -4,17 +4,24 @@ Each gateway submits its signed tree heads (:mod:`audit.heads`) with an RFC 9162
 proof from the last head the witness accepted from that chain. The witness checks the head's
 signature against the member's signing certificates as the configuration publishes them (issued
 by the instance CA, live, unrevoked) and that the chain belongs to a registered gateway of that
-member; the first head of a chain is accepted as its start. A later head must extend the one
-held: same size and root, or a larger size with a proof that verifies. Then the witness keeps it
-as the chain's latest (in the authority's database, so a restart keeps it) and countersigns it
-(:mod:`audit.witness`) with its own key, certified by the instance CA.
+member; the chain is ``<gateway id>/<replica>``, the replica a valid identifier segment, and a
+gateway has at most :data:`MAX_CHAINS_PER_GATEWAY` chains. The first head of a chain is accepted
+as its start. A later head must extend the one held: a larger size with a proof that verifies.
+Then the witness keeps it as the chain's latest (in the authority's database, so a restart keeps
+it) and countersigns it (:mod:`audit.witness`) with its own key, certified by the instance CA.
+The held head sent again gets its countersignature as held; nothing is written.
 
-A head that contradicts the one held (another root at the same size, a smaller size than
-witnessed before, or a proof that fails) is a fork: whoever holds the member's key rewrote or
-rolled back the log. It is refused (:class:`~exchange.errors.AuditLogForked`, 409), kept with
-the head it contradicts as evidence, logged as an error, counted in the metrics and shown by
-``/health`` and ``/witness/v1/forks``. A head whose signature does not verify is refused as
-such (400) and raises no alarm: anyone can send garbage.
+Signed heads are public (``GET /witness/v1/heads``, forks, receipts), so a head older than the
+one held is no evidence by itself: smaller and signed (its ``at``) no later than the held head,
+or the held size and root signed anew, it is stale (:class:`~exchange.errors.StaleConsistencyProof`,
+409), stored nowhere and raises no alarm.
+
+A head that contradicts the one held (another root at the same size, a smaller size signed after
+the held head, or a proof that fails) is a fork: whoever holds the member's key rewrote or
+rolled back the log. It is refused (:class:`~exchange.errors.AuditLogForked`, 409), kept once
+(per chain and contradicting head) with the head it contradicts as evidence, logged as an error,
+counted in the metrics and shown by ``/health`` and ``/witness/v1/forks``. A head whose
+signature does not verify is refused as such (400) and raises no alarm: anyone can send garbage.
 
 The witness key lives in the data folder (``witness.key``, ``witness.pem``) and is made at the
 first start that lacks it, so authorities initialised before witnessing gain one.
@@ -22,18 +29,20 @@ first start that lacks it, so authorities initialised before witnessing gain one
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 from cryptography import x509
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from audit import merkle
 from audit.verify import Anchors, Head, head_signature_problem
@@ -44,10 +53,12 @@ from exchange.central.registry import Registry
 from exchange.errors import (
     AccessDenied,
     AuditLogForked,
+    InvalidIdentifier,
     InvalidRequest,
     InvalidSignature,
     StaleConsistencyProof,
 )
+from exchange.identifiers import check_segment
 from exchange.trust import ca
 from exchange.trust.keys import certificate_pem, generate_key, load_certificate
 from exchange.trust.signed import Signer
@@ -55,6 +66,8 @@ from exchange.trust.signed import Signer
 log = structlog.get_logger(__name__)
 WITNESS_VALIDITY = timedelta(days=5 * 365)
 MAX_PROOF = 128  # hashes; a proof of a tree of 2^64 leaves needs fewer
+MAX_CHAIN = 255  # characters, as a gateway's audit log stores a chain name
+MAX_CHAINS_PER_GATEWAY = 64  # replicas and workers of one gateway, each with its own chain
 
 
 def load_signer(
@@ -111,9 +124,28 @@ def parse_head(raw: Mapping[str, Any]) -> Submitted:
         bytes.fromhex(head.root)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidRequest("the tree head is malformed") from exc
-    if type(head.size) is not int or head.size < 1 or len(head.root) != 64:
+    if (
+        type(head.size) is not int
+        or head.size < 1
+        or len(head.root) != 64
+        or len(head.chain) > MAX_CHAIN
+    ):
         raise InvalidRequest("the tree head is malformed")
     return head
+
+
+def signed_at(signature: str) -> datetime:
+    """The ``at`` claim of a head JWS whose signature was verified already (the submitted one
+    by :meth:`Witness._check_signature`, the held one when it was accepted)."""
+    try:
+        payload = signature.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        at = datetime.fromisoformat(str(claims["at"]))
+    except (IndexError, KeyError, TypeError, ValueError) as exc:
+        raise InvalidSignature("the tree head has no valid time") from exc
+    if at.tzinfo is None:
+        raise InvalidSignature("the tree head has no valid time")
+    return at
 
 
 class Witness:
@@ -146,11 +178,18 @@ class Witness:
             raise InvalidRequest("the consistency proof is malformed") from exc
         if len(nodes) > MAX_PROOF:
             raise InvalidRequest("the consistency proof is too long")
-        self._check_signature(head)
+        gateway_id = self._check_signature(head)
         at = self._registry.clock()
         with self._registry.session() as session:
             latest = session.get(models.WitnessedHead, head.chain)
-            if latest is not None:
+            if latest is None:
+                self._check_room(session, gateway_id)
+            else:
+                if head.signature == latest.signature:
+                    # This very head again (its answer was lost, or a replay): as held.
+                    self.metrics.heads.labels("repeated").inc()
+                    held: dict[str, str] = json.loads(latest.cosignature)
+                    return held
                 reason = self._contradiction(latest, head, from_size, nodes)
                 if reason is not None:
                     self._fork(latest, head, reason, at)
@@ -194,15 +233,34 @@ class Witness:
         log.info("witness.accepted", chain=head.chain, size=head.size)
         return cosignature
 
-    def _check_signature(self, head: Submitted) -> None:
+    def _check_room(self, session: Session, gateway_id: str) -> None:
+        """Refuse a new chain once the gateway has :data:`MAX_CHAINS_PER_GATEWAY` of them."""
+        held = session.scalar(
+            select(func.count())
+            .select_from(models.WitnessedHead)
+            .where(models.WitnessedHead.chain.startswith(f"{gateway_id}/", autoescape=True))
+        )
+        if int(held or 0) >= MAX_CHAINS_PER_GATEWAY:
+            self.metrics.heads.labels("refused").inc()
+            raise AccessDenied(
+                f"the gateway has {MAX_CHAINS_PER_GATEWAY} witnessed audit chains already",
+                detail=gateway_id,
+            )
+
+    def _check_signature(self, head: Submitted) -> str:
+        """The gateway whose chain ``head`` is, once the member's key signed it."""
         parts = head.chain.split("/")
         gateway_id = "/".join(parts[:4])
         at = self._registry.clock()
+        try:
+            replica_ok = len(parts) == 5 and bool(check_segment(parts[4], "replica"))
+        except InvalidIdentifier:
+            replica_ok = False
         with self._registry.session() as session:
             gateway = session.scalar(
                 select(models.Gateway).where(models.Gateway.identifier == gateway_id)
             )
-            if len(parts) != 5 or gateway is None:
+            if not replica_ok or gateway is None:
                 self.metrics.heads.labels("refused").inc()
                 raise AccessDenied("the chain is not a registered gateway's audit log")
             consent_keys = set(session.scalars(select(models.ConsentService.certificate_serial)))
@@ -228,19 +286,27 @@ class Witness:
         if problem is not None:
             self.metrics.heads.labels("refused").inc()
             raise InvalidSignature(problem)
+        return gateway_id
 
-    @staticmethod
     def _contradiction(
+        self,
         latest: models.WitnessedHead,
         head: Submitted,
         from_size: int | None,
         proof: Sequence[bytes],
     ) -> str | None:
-        """Why ``head`` cannot follow ``latest``, if it cannot (stale proofs raise)."""
-        if head.size == latest.size:
-            return None if head.root == latest.root else "another root at a witnessed size"
-        if head.size < latest.size:
-            return "smaller than a head witnessed before (the log was rolled back)"
+        """Why ``head`` cannot follow ``latest``, if it cannot (stale heads and proofs raise)."""
+        if head.size == latest.size and head.root != latest.root:
+            return "another root at a witnessed size"
+        if head.size <= latest.size:
+            # An older head (they are public) or the held one signed anew: evidence of a
+            # rollback only if the member signed it after the head held.
+            if head.size < latest.size and signed_at(head.signature) > signed_at(latest.signature):
+                return "smaller than a head witnessed before and signed after it (rolled back)"
+            self.metrics.heads.labels("stale").inc()
+            raise StaleConsistencyProof(
+                "the witness holds a newer head of this chain", detail=str(latest.size)
+            )
         if from_size != latest.size:
             raise StaleConsistencyProof(
                 "the proof is not from the witness's latest head", detail=str(latest.size)
@@ -254,8 +320,21 @@ class Witness:
 
     def _fork(
         self, latest: models.WitnessedHead, head: Submitted, reason: str, at: datetime
-    ) -> None:
+    ) -> NoReturn:
+        refusal = AuditLogForked(
+            "the tree head is not consistent with the last one witnessed for this log",
+            detail=f"{reason}: witnessed size {latest.size}, presented size {head.size}",
+        )
         with self._registry.session() as session:
+            known = session.scalar(
+                select(models.WitnessFork.id).where(
+                    models.WitnessFork.chain == head.chain,
+                    models.WitnessFork.signature == head.signature,
+                )
+            )
+            if known is not None:  # this evidence is held already: refused, not stored again
+                self.metrics.heads.labels("forked").inc()
+                raise refusal
             session.add(
                 models.WitnessFork(
                     chain=head.chain,
@@ -269,7 +348,11 @@ class Witness:
                     signature=head.signature,
                 )
             )
-            session.commit()
+            try:
+                session.commit()
+            except IntegrityError:  # the same evidence, stored meanwhile
+                self.metrics.heads.labels("forked").inc()
+                raise refusal from None
         self.metrics.heads.labels("forked").inc()
         log.error(
             "witness.fork",
@@ -278,10 +361,7 @@ class Witness:
             witnessed_size=latest.size,
             size=head.size,
         )
-        raise AuditLogForked(
-            "the tree head is not consistent with the last one witnessed for this log",
-            detail=f"{reason}: witnessed size {latest.size}, presented size {head.size}",
-        )
+        raise refusal
 
     def latest(self, chain: str) -> dict[str, Any] | None:
         with self._registry.session() as session:

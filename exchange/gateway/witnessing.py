@@ -3,13 +3,17 @@
 Off the request path: a loop (:meth:`Witnessing.run`) takes this chain's newest head that no
 witness has countersigned yet, asks the witness which head of the chain it holds
 (``GET /witness/v1/heads?chain=``), sends the head with an RFC 9162 consistency proof from that
-one (``POST /witness/v1/heads``) and stores the countersignature beside the head. Older heads
+one (``POST /witness/v1/heads``), checks the countersignature against the instance CA
+(:func:`audit.witness.verify_cosignature`) and stores it beside the head. Older heads
 left unwitnessed (the witness was down) need no round of their own: the newest one's proof covers
 them. A witness that cannot be reached is tried again at the next round; exchanges never wait.
 
 A refusal as a fork (409 ``AuditLogForked``) means this log contradicts what the witness saw
 before: someone rewrote it, or the database was restored from an older copy. It is logged as an
 error, counted (``exchange_witness_submissions{outcome="refused"}``) and shown by ``/health``.
+A countersignature that does not verify (another head's, not the instance witness's) is treated
+the same way and stored nowhere. A 409 ``StaleConsistencyProof`` (the witness holds a newer
+head, or moved on meanwhile) is tried again at the next round.
 
 Only the central authority is a witness today; peer gateways as further witnesses would take
 the same two calls.
@@ -24,13 +28,15 @@ from typing import Any
 
 import httpx
 import structlog
+from cryptography import x509
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from audit.log import AuditLog
 from audit.models import TreeHead
 from audit.receipt import head_document
-from exchange.errors import Error
+from audit.witness import verify_cosignature
+from exchange.errors import Error, InvalidSignature
 from exchange.trust.globalconf import GlobalConfiguration
 
 log = structlog.get_logger(__name__)
@@ -120,10 +126,14 @@ class Witnessing:
             return self._refused(head, reply)
         try:
             cosignature = reply.json()["cosignature"]
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, TypeError):
             self.state = "unreachable"
             self._outcome("unreachable")
             return head
+        try:
+            self._verify(head, cosignature)
+        except Error as exc:
+            return self._rejected(head, exc)
         head.cosignature = json.dumps(cosignature)
         with Session(self._engine, expire_on_commit=False) as session:
             session.merge(head)
@@ -131,6 +141,39 @@ class Witnessing:
         self.state, self.refusal = "ok", None
         self._outcome("witnessed")
         log.info("audit.witnessed", chain=head.chain, size=head.size)
+        return head
+
+    def _verify(self, head: TreeHead, cosignature: Any) -> None:
+        """Raise unless ``cosignature`` is the instance witness's, of exactly this head."""
+        if not isinstance(cosignature, dict):
+            raise InvalidSignature("the witness cosignature is malformed")
+        configuration = self._configuration()
+        if not configuration.ca_certificates:
+            raise InvalidSignature("the configuration names no instance CA")
+        try:
+            authority = x509.load_pem_x509_certificate(configuration.ca_certificates[0].encode())
+        except ValueError as exc:
+            raise InvalidSignature("the instance CA certificate is malformed") from exc
+        verify_cosignature(
+            cosignature,
+            chain=head.chain,
+            size=head.size,
+            root=head.root,
+            head_signature=head.signature,
+            ca=authority,
+            revoked=frozenset(configuration.revoked_serials),
+        )
+
+    def _rejected(self, head: TreeHead, exc: Error) -> TreeHead:
+        """A countersignature that does not verify: kept nowhere, shown as a refusal."""
+        self.state, self.refusal = "refused", exc.body()
+        self._outcome("refused")
+        log.error(
+            "audit.witness_cosignature_invalid",
+            chain=head.chain,
+            size=head.size,
+            problem=exc.message,
+        )
         return head
 
     def _refused(self, head: TreeHead, reply: httpx.Response) -> TreeHead:

@@ -7,6 +7,7 @@ import base64
 import json
 import sqlite3
 import subprocess
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from audit.models import AuditRecord, TreeHead
 from audit.receipt import head_document, verify_receipt
 from audit.witness import verify_cosignature
 from exchange.central.service import build as build_central
+from exchange.central.witness import MAX_CHAINS_PER_GATEWAY
 from exchange.db.engine import build_engine, sqlite_url
 from exchange.gateway import files
 from exchange.gateway.node import Gateway
@@ -268,3 +270,122 @@ def test_verify_reports_witnessed_heads_and_receipts_carry_them(fresh_roles: Rol
         "head": proof["head"] | {"cosignature": {"signature": "x", "certificate": ""}}
     }
     assert not verify_receipt(forged, anchors=anchors).ok
+
+
+def head_at(signature: str) -> datetime:
+    payload = signature.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return datetime.fromisoformat(claims["at"])
+
+
+def signed_head(gateway: Gateway, chain: str, size: int, root: str, at: datetime) -> dict[str, Any]:
+    claims = {"chain": chain, "size": size, "root": root, "at": at.isoformat()}
+    signature = gateway.signer.sign(claims, "exchange-treehead+jws")
+    return {"chain": chain, "size": size, "root": root, "signature": signature}
+
+
+def test_replayed_old_heads_are_stale_and_leave_no_trace(fresh_roles: Roles) -> None:
+    roles, provider = fresh_roles, fresh_roles.provider
+    exchanges(roles, 2)
+    first = signed_and_witnessed(roles, provider)
+    # Old signed heads are public: the witness serves them back.
+    held = roles.http.get(f"{witness_url(roles)}/heads", params={"chain": first.chain}).json()
+    old = {k: held[k] for k in ("chain", "size", "root", "signature")}
+    exchanges(roles, 2)
+    second = signed_and_witnessed(roles, provider)
+    latest = roles.http.get(f"{witness_url(roles)}/heads", params={"chain": first.chain}).json()
+    for _ in range(3):
+        replayed = post(roles, {"head": old})
+        assert replayed.status_code == 409
+        assert replayed.json()["type"] == "Client.StaleConsistencyProof"
+        assert replayed.json()["detail"] == str(second.size)
+    # The latest head again: its countersignature as held, nothing written anew.
+    again = post(roles, {"head": {k: latest[k] for k in old}, "from_size": second.size})
+    assert again.status_code == 200, again.text
+    assert again.json()["cosignature"] == latest["cosignature"]
+    # The same size and root signed anew is a repeat too: stale, not recorded.
+    resigned = signed_head(
+        provider, second.chain, second.size, second.root, head_at(second.signature)
+    )
+    assert post(roles, {"head": resigned}).json()["type"] == "Client.StaleConsistencyProof"
+    after = roles.http.get(f"{witness_url(roles)}/heads", params={"chain": first.chain}).json()
+    assert after == latest
+    assert roles.http.get(f"{witness_url(roles)}/forks").json() == []
+    central = roles.roles.central.settings.url
+    assert roles.http.get(f"{central}/health").json()["witness"] == {"status": "ok", "forks": 0}
+    metrics = roles.http.get(f"{central}/metrics").text
+    assert 'exchange_witness_heads_total{outcome="stale"} 4.0' in metrics
+
+
+def test_a_rollback_signed_later_is_a_fork_recorded_once(fresh_roles: Roles) -> None:
+    roles, provider = fresh_roles, fresh_roles.provider
+    exchanges(roles, 2)
+    first = signed_and_witnessed(roles, provider)
+    exchanges(roles, 2)
+    second = signed_and_witnessed(roles, provider)
+    # The member's key signs the older state again, after the newer one: a rolled back log.
+    later = head_at(second.signature) + timedelta(seconds=1)
+    rolled_back = signed_head(provider, first.chain, first.size, first.root, later)
+    for _ in range(3):
+        refused = post(roles, {"head": rolled_back})
+        assert refused.status_code == 409
+        assert refused.json()["type"] == "Client.AuditLogForked"
+    forks = roles.http.get(f"{witness_url(roles)}/forks").json()
+    assert [(f["presented"]["size"], f["witnessed"]["size"]) for f in forks] == [
+        (first.size, second.size)
+    ]
+    central = roles.roles.central.settings.url
+    assert roles.http.get(f"{central}/health").json()["witness"]["forks"] == 1
+
+
+def test_a_countersignature_that_does_not_verify_is_not_kept(fresh_roles: Roles) -> None:
+    roles, provider = fresh_roles, fresh_roles.provider
+    exchanges(roles, 2)
+    first = signed_and_witnessed(roles, provider)
+    assert first.cosignature is not None
+    inner = roles.roles._blocking
+
+    def witness(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":  # a genuine cosignature, of another head
+            return httpx.Response(200, json={"cosignature": json.loads(first.cosignature or "")})
+        return inner.handle_request(request)
+
+    outcomes: list[str] = []
+    lying = Witnessing(
+        audit=provider.audit,
+        engine=provider.engine,
+        configuration=lambda: provider.trust.view().configuration,
+        interval=5,
+        transport=httpx.MockTransport(witness),
+        outcome=outcomes.append,
+    )
+    exchanges(roles, 2)
+    roles.roles.run(provider.heads.sign_now())
+    head = roles.roles.run(lying.submit_pending())
+    assert head is not None
+    assert head.cosignature is None
+    with Session(provider.engine) as session:
+        stored = session.get(TreeHead, (head.chain, head.size))
+        assert stored is not None
+        assert stored.cosignature is None
+    assert lying.state == "refused"
+    assert lying.refusal is not None
+    assert lying.refusal["type"] == "Client.InvalidSignature"
+    assert outcomes == ["refused"]
+
+
+def test_chains_must_name_a_replica_and_are_capped_per_gateway(fresh_roles: Roles) -> None:
+    roles, provider = fresh_roles, fresh_roles.provider
+    gateway_id = provider.settings.id
+    at = roles.roles.clock()
+    bad = signed_head(provider, f"{gateway_id}/a b", 1, "11" * 32, at)
+    assert post(roles, {"head": bad}).status_code == 403
+    for i in range(MAX_CHAINS_PER_GATEWAY):
+        made = post(roles, {"head": signed_head(provider, f"{gateway_id}/r{i}", 1, "11" * 32, at)})
+        assert made.status_code == 200, made.text
+    one_more = post(roles, {"head": signed_head(provider, f"{gateway_id}/r-x", 1, "11" * 32, at)})
+    assert one_more.status_code == 403
+    assert "chains" in one_more.json()["message"]
+    # Chains already held go on.
+    size_two = signed_head(provider, f"{gateway_id}/r0", 1, "11" * 32, at + timedelta(seconds=1))
+    assert post(roles, {"head": size_two}).json()["type"] == "Client.StaleConsistencyProof"
