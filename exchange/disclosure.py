@@ -15,7 +15,8 @@ a suppressed cell could take. What stays possible is a bound (see docs/public-fi
 A median is published only over at least :data:`THRESHOLD` values (:func:`median_of`).
 
 :class:`Months` is the one way a request names its range: whole UTC months, at most
-:data:`MAX_MONTHS` of them, so that every query is bounded by time.
+:data:`MAX_MONTHS` of them, from :data:`FIRST_YEAR` to the current month, so that every query is
+bounded by time (and no month arithmetic leaves the years a date can hold).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ BASE = 5  # counts at or above it are rounded to a multiple of this
 SUPPRESSED = "<5"
 MAX_MONTHS = 24
 DEFAULT_MONTHS = 12
+FIRST_YEAR = 2000  # no figures before it; also keeps month arithmetic within datetime's years
 
 Published = int | str
 
@@ -69,8 +71,11 @@ class Month:
     @classmethod
     def parse(cls, text: str, name: str) -> Month:
         found = _MONTH.fullmatch(text)
-        if found is None or int(found[1]) < 1970:
-            raise InvalidRequest(f"{name} must be a month as YYYY-MM, e.g. 2026-01", detail=name)
+        if found is None or int(found[1]) < FIRST_YEAR:
+            raise InvalidRequest(
+                f"{name} must be a month as YYYY-MM from {FIRST_YEAR}-01, e.g. 2026-01",
+                detail=name,
+            )
         return cls(int(found[1]), int(found[2]))
 
     @classmethod
@@ -103,9 +108,14 @@ class Months:
     @classmethod
     def parse(cls, first: str | None, last: str | None, *, now: datetime) -> Months:
         """The range a request names (``from``, ``to``; by default the last 12 months up to
-        ``now``'s); a 400 for a malformed, reversed or too long range."""
-        end = Month.parse(last, "to") if last is not None else Month.of(now)
-        start = Month.parse(first, "from") if first is not None else end.minus(DEFAULT_MONTHS - 1)
+        ``now``'s); a 400 for a malformed, reversed or too long range, or one that ends after
+        the current month."""
+        current = Month.of(now)
+        given = Month.parse(first, "from") if first is not None else None
+        end = Month.parse(last, "to") if last is not None else current
+        if end > current:
+            raise InvalidRequest(f"to must not be after the current month, {current}", detail="to")
+        start = given if given is not None else end.minus(DEFAULT_MONTHS - 1)
         if start > end:
             raise InvalidRequest("from must not be after to", detail="from")
         span = (end.year - start.year) * 12 + end.month - start.month + 1

@@ -63,9 +63,20 @@ def test_ranges_default_to_the_last_twelve_months() -> None:
         ("2026-06", "2026-05", "from"),
         ("2024-12", "2026-12", "from"),
         ("1969-12", "1970-01", "from"),
+        ("1999-12", "2000-01", "from"),
+        ("2026-01", "2027-01", "to"),
+        (None, "9999-12", "to"),
+        ("9999-11", "9999-12", "to"),
     ],
 )
 def test_malformed_ranges_are_refused(first: str | None, last: str | None, detail: str) -> None:
     with pytest.raises(InvalidRequest) as refused:
         Months.parse(first, last, now=NOW)
     assert refused.value.detail == detail
+
+
+def test_a_range_ends_no_later_than_the_current_month() -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        Months.parse(None, "9999-12", now=NOW)
+    assert "after the current month" in refused.value.message
+    assert str(Months.parse("2000-01", "2001-12", now=NOW).first) == "2000-01"

@@ -18,9 +18,16 @@ counts are withheld and the rest rounded here, so no caller ever holds a raw sma
 figure is keyed by service (which names the provider), so figures of different providers never
 need to be added to be shown.
 
+Only a purpose checked against a consent is shown: under a legal basis or for public data the
+purpose header is the caller's word, checked against nothing, and could carry a person code;
+those releases share one cell with the purpose ``""``. No table of an answer has more than
+:data:`MAX_CELLS` cells: the smallest beyond that are summed, per month and service, into one
+cell whose other keys are :data:`OTHER`.
+
 A month is read with one range query on the records' time index and aggregated here; a month
 that has ended is kept once computed (its records no longer change, but for the few an
-unclean stop may lose), so that repeated asks cost nothing.
+unclean stop may lose), and the current month for :data:`KEEP_CURRENT`, so that repeated asks
+cost little.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -44,6 +52,9 @@ from exchange.identifiers import SubsystemId, unversioned
 
 SERVICE = "figures"
 NOT_COUNTED = frozenset({SERVICE, USAGE_SERVICE, *METASERVICES})
+KEEP_CURRENT = timedelta(seconds=60)
+MAX_CELLS = 500  # per table in one answer; the rest are summed into OTHER
+OTHER = "other"
 PREVIEW_KINDS = {"PreviewRequired": "held-for-preview", "PreviewRefused": "refused-after-preview"}
 
 
@@ -77,6 +88,7 @@ class Figures:
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
         self._closed: dict[tuple[str, Month], Tally] = {}
+        self._current: dict[tuple[str, Month], tuple[datetime, Tally]] = {}
         self._lock = threading.Lock()  # months are computed on worker threads
 
     async def answer(
@@ -104,21 +116,23 @@ class Figures:
             "timing": [],
             "documents": [],
         }
-        for month in months:
-            tally, name = self.tally(subsystem, month), str(month)
-            for (service, consumer, purpose), n in sorted(tally.exchanges.items()):
-                shown["exchanges"].append(
-                    _cell(n, month=name, service=service, consumer=consumer, purpose=purpose)
-                )
+        tallies = [(str(month), self.tally(subsystem, month)) for month in months]
+        exchanges = _capped({(m, *k): n for m, t in tallies for k, n in t.exchanges.items()})
+        for (name, service, consumer, purpose), n in exchanges:
+            shown["exchanges"].append(
+                _cell(n, month=name, service=service, consumer=consumer, purpose=purpose)
+            )
+        refusals = _capped({(m, *k): n for m, t in tallies for k, n in t.refusals.items()})
+        for (name, service, reason), n in refusals:
+            shown["refusals"].append(_cell(n, month=name, service=service, reason=reason))
+            if reason in PREVIEW_KINDS:
+                kind = PREVIEW_KINDS[reason]
+                shown["previews"].append(_cell(n, month=name, service=service, kind=kind))
+        for name, tally in tallies:
             released: Counter[str] = Counter()
             for (service, basis), n in sorted(tally.basis.items()):
                 released[service] += n
                 shown["basis"].append(_cell(n, month=name, service=service, basis=basis))
-            for (service, reason), n in sorted(tally.refusals.items()):
-                shown["refusals"].append(_cell(n, month=name, service=service, reason=reason))
-                if reason in PREVIEW_KINDS:
-                    kind = PREVIEW_KINDS[reason]
-                    shown["previews"].append(_cell(n, month=name, service=service, kind=kind))
             for service, n in sorted(released.items()):
                 shown["documents"].append(_cell(n, month=name, service=service))
             for service, durations in sorted(tally.durations.items()):
@@ -139,10 +153,21 @@ class Figures:
             kept = self._closed.get(key)
         if kept is not None:
             return kept
-        tally = self._count(subsystem, month)
-        if month < Month.of(self._gateway.clock()):
+        now = self._gateway.clock()
+        if month < Month.of(now):
+            tally = self._count(subsystem, month)
             with self._lock:
                 self._closed[key] = tally
+            return tally
+        with self._lock:
+            recent = self._current.get(key)
+        if recent is not None and recent[0] > now:
+            return recent[1]
+        tally = self._count(subsystem, month)
+        with self._lock:
+            # Only this month's entries are ever kept here, one per subsystem.
+            self._current = {k: v for k, v in self._current.items() if k[1] == month}
+            self._current[key] = (now + KEEP_CURRENT, tally)
         return tally
 
     def _count(self, subsystem: str, month: Month) -> Tally:
@@ -174,14 +199,33 @@ class Figures:
                     continue
                 service = unversioned(service_id)
                 if ok:
-                    # Only a release's purpose is shown: the provider checked it against a
-                    # consent or a grant; a refused request's purpose is the caller's word.
-                    tally.exchanges[(service, client, purpose or "")] += 1
+                    # Only a purpose checked against a consent is shown; a refused request's
+                    # purpose, or one under a legal basis or of public data, is the caller's
+                    # word (it could name a person) and shares one cell, "".
+                    shown_purpose = (purpose or "") if consented else ""
+                    tally.exchanges[(service, client, shown_purpose)] += 1
                     tally.basis[(service, basis_of("x" if consented else None, basis))] += 1
                     tally.durations[service].append((out - into).total_seconds() * 1000)
                 else:
                     tally.refusals[(service, reason_of(fault, status))] += 1
         return tally
+
+
+def _capped(counts: dict[tuple[str, ...], int]) -> list[tuple[tuple[str, ...], int]]:
+    """``counts`` (keyed by month, service, then the table's own keys), sorted; past
+    :data:`MAX_CELLS` keys the smallest are summed per month and service into :data:`OTHER`."""
+    if len(counts) <= MAX_CELLS:
+        return sorted(counts.items())
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    # Room for the summed cells: at most one per month and service.
+    groups = {key[:2] for key in counts}
+    kept = dict(ranked[: max(MAX_CELLS - len(groups), 0)])
+    rest: Counter[tuple[str, ...]] = Counter()
+    for key, n in ranked[len(kept) :]:
+        rest[(*key[:2], *(OTHER for _ in key[2:]))] += n
+    for key, n in rest.items():
+        kept[key] = kept.get(key, 0) + n
+    return sorted(kept.items())
 
 
 def _cell(count: int, **keys: str) -> dict[str, Any]:

@@ -7,7 +7,13 @@ usage services), adds the citizens' ratings (:mod:`exchange.portal.ratings`), an
 lot as a page, JSON and CSV. Figures are keyed by service, so those of different providers are
 shown side by side and never added up; the portal holds no raw small count to leak.
 
-A gathering is kept for :data:`KEEP` per range, so that a public page cannot be used to make
+The portal does not take a provider's word for its cells (:func:`checked`): every count is put
+through the disclosure rule again, a cell is kept only with the keys its table needs (strings,
+a month of the range asked) and a service of the provider that answered, and at most
+:data:`MAX_ANSWER` bytes of an answer are read.
+
+A gathering is kept for :data:`KEEP` per range (the :data:`MAX_KEPT` most recently used
+ranges), and one range is gathered once at a time, so that a public page cannot be used to make
 every provider work on each request.
 """
 
@@ -17,6 +23,7 @@ import asyncio
 import csv
 import io
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -27,7 +34,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from exchange import web
-from exchange.disclosure import BASE, SUPPRESSED, THRESHOLD, Months
+from exchange.disclosure import BASE, SUPPRESSED, THRESHOLD, Months, published
 from exchange.errors import Error, InvalidRequest, ServiceFailed
 from exchange.faults import mapped
 from exchange.portal.ratings import SCALE
@@ -41,6 +48,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 KEEP = timedelta(minutes=5)
 MAX_KEPT = 64
+MAX_ANSWER = 4 * 1024 * 1024  # bytes of one provider's answer read at most
+MAX_TEXT = 300  # characters of one key of a cell
 # The provider-side tables and the columns that tell their cells apart, in the CSV's terms.
 TABLES = {
     "exchanges": ("consumer", "purpose"),
@@ -73,18 +82,31 @@ class PublicFigures:
     def __init__(self, portal: Portal, *, clock: Callable[[], datetime]) -> None:
         self._portal = portal
         self._clock = clock
-        self._kept: dict[Months, tuple[datetime, dict[str, Any]]] = {}
+        self._kept: OrderedDict[Months, tuple[datetime, dict[str, Any]]] = OrderedDict()
+        self._running: dict[Months, asyncio.Task[dict[str, Any]]] = {}
 
     async def gather(self, months: Months) -> dict[str, Any]:
         now = self._clock()
         kept = self._kept.get(months)
         if kept is not None and kept[0] > now:
+            self._kept.move_to_end(months)
             return kept[1]
-        found = await self._gather(months)
-        if len(self._kept) >= MAX_KEPT:
-            self._kept.clear()
-        self._kept[months] = (now + KEEP, found)
-        return found
+        running = self._running.get(months)
+        if running is None:
+            running = asyncio.ensure_future(self._gather(months))
+            self._running[months] = running
+            running.add_done_callback(lambda _: self._done(months, now))
+        # Shielded: one asker going away does not cancel the others' gathering.
+        return await asyncio.shield(running)
+
+    def _done(self, months: Months, asked: datetime) -> None:
+        task = self._running.pop(months)
+        if task.cancelled() or task.exception() is not None:
+            return
+        self._kept[months] = (asked + KEEP, task.result())
+        self._kept.move_to_end(months)
+        while len(self._kept) > MAX_KEPT:
+            self._kept.popitem(last=False)
 
     async def _gather(self, months: Months) -> dict[str, Any]:
         portal = self._portal
@@ -109,26 +131,94 @@ class PublicFigures:
                 shown["unavailable"].append(name)
                 continue
             shown["providers"].append({"subsystem": provider, "name": name})
-            for table in TABLES:
-                shown[table].extend(c for c in answer.get(table, []) if isinstance(c, dict))
+            for table, cells in checked(answer, provider=provider, months=months).items():
+                shown[table].extend(cells)
         shown.update(portal.ratings.published(months))
         return shown
 
     async def _ask(self, provider: str, months: Months) -> dict[str, Any]:
         portal = self._portal
+        content = bytearray()
         with mapped("the portal's gateway"):
-            response = await portal.http.get(
+            async with portal.http.stream(
+                "GET",
                 f"/r1/{provider}/figures/v1/months",
                 params=months.query(),
                 headers={"X-Road-Client": portal.settings.client, "Accept": "application/json"},
-            )
+            ) as response:
+                status = response.status_code
+                async for chunk in response.aiter_bytes():
+                    content += chunk
+                    if len(content) > MAX_ANSWER:
+                        raise ServiceFailed(f"{provider} gave figures over {MAX_ANSWER} bytes")
         try:
-            body = json.loads(response.content)
+            body = json.loads(bytes(content))
         except ValueError:
             body = None
-        if response.status_code != 200 or not isinstance(body, dict):
-            raise ServiceFailed(f"{provider} gave no figures (HTTP {response.status_code})")
+        if status != 200 or not isinstance(body, dict):
+            raise ServiceFailed(f"{provider} gave no figures (HTTP {status})")
         return body
+
+
+def _count(value: object) -> object:
+    """A provider's count put through the disclosure rule again; None if it is no count."""
+    if value == SUPPRESSED:
+        return SUPPRESSED
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return published(value)
+    return None
+
+
+def checked(answer: dict[str, Any], *, provider: str, months: Months) -> dict[str, list[Any]]:
+    """The cells of a provider's ``answer`` the portal will publish, by table: each with every
+    key its table needs (short strings), a month of ``months``, a service of ``provider``, and a
+    count that the disclosure rule, applied again, leaves 0, ``"<5"`` or a multiple of 5. Other
+    cells are dropped (and logged)."""
+    asked = {str(m) for m in months}
+    prefix = f"{provider}/"
+    kept: dict[str, list[Any]] = {}
+    dropped = 0
+    for table, categories in TABLES.items():
+        cells = answer.get(table, [])
+        kept[table] = []
+        for cell in cells if isinstance(cells, list) else []:
+            found = _checked_cell(table, categories, cell, asked, prefix)
+            if found is None:
+                dropped += 1
+            else:
+                kept[table].append(found)
+    if dropped:
+        log.warning("portal.figures_cells_dropped", provider=provider, cells=dropped)
+    return kept
+
+
+def _checked_cell(
+    table: str, categories: tuple[str, ...], cell: object, asked: set[str], prefix: str
+) -> dict[str, Any] | None:
+    if not isinstance(cell, dict):
+        return None
+    keys = ("month", "service", *categories)
+    if not all(isinstance(cell.get(k), str) and len(cell[k]) <= MAX_TEXT for k in keys):
+        return None
+    if cell["month"] not in asked or not cell["service"].startswith(prefix):
+        return None
+    found: dict[str, Any] = {k: cell[k] for k in keys}
+    if table != "timing":
+        count = _count(cell.get("count"))
+        if count is None:
+            return None
+        return {**found, "count": count}
+    released, median = _count(cell.get("released")), cell.get("median_ms")
+    if released is None:
+        return None
+    if (
+        not isinstance(released, int)
+        or released < THRESHOLD
+        or not isinstance(median, int)
+        or isinstance(median, bool)
+    ):
+        median = None  # no median over fewer than five, nor one that is no number
+    return {**found, "released": released, "median_ms": median}
 
 
 def rows(figures: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -4,14 +4,17 @@ show a count under 5, and a rating counts once and names no one."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import re
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 from babel.messages.extract import extract
@@ -19,7 +22,9 @@ from sqlalchemy import text
 
 import exchange.portal as portal_templates
 from exchange.db.engine import build_engine
-from exchange.disclosure import Month, published
+from exchange.disclosure import Month, Months, published
+from exchange.gateway.figures import MAX_CELLS, OTHER, Figures, Tally
+from exchange.portal.figures import MAX_KEPT, PublicFigures, checked
 from exchange.portal.settings import PortalSettings
 from exchange.sample import federation
 from exchange.web import languages
@@ -57,7 +62,8 @@ def expected(roles: Roles) -> dict[str, Counter[tuple[str, ...]]]:
             continue
         service = "/".join(parts[:5])
         if succeeded:
-            counts["exchanges"][(service, client, purpose or "")] += 1
+            # A purpose is shown only when it was checked against a consent.
+            counts["exchanges"][(service, client, purpose if consent else "")] += 1
             ground = "consent" if consent else "legal-basis" if legal_basis else "public"
             counts["basis"][(service, ground)] += 1
             counts["documents"][(service,)] += 1
@@ -126,7 +132,7 @@ def test_published_figures_are_the_records_counted_and_withhold_small_counts(
     residence, birth = federation.RESIDENCE_RECORD, federation.BIRTH_CERTIFICATE
     portal_client = str(federation.CITIZEN_PORTAL)
     # What this test made is among what the records hold (other tests may add more).
-    assert counts["exchanges"][(residence, portal_client, "study-grant")] >= 10
+    assert counts["exchanges"][(residence, portal_client, "")] >= 17
     assert counts["basis"][(birth, "consent")] >= 2
     assert counts["refusals"][(birth, "ConsentRequired")] >= 3
 
@@ -142,10 +148,12 @@ def test_published_figures_are_the_records_counted_and_withhold_small_counts(
     shown = published_cells(figures, month)
     for table, counted in counts.items():
         assert shown[table] == {key: published(n) for key, n in counted.items()}, table
-    # The same figures, shown as they must be: 17 residence records by two purposes.
-    assert shown["exchanges"][(residence, portal_client, "study-grant")] == published(
-        counts["exchanges"][(residence, portal_client, "study-grant")]
+    # The same figures, shown as they must be: 17 residence records under a legal basis, whose
+    # purposes (the caller's word, checked against nothing) are not shown.
+    assert shown["exchanges"][(residence, portal_client, "")] == published(
+        counts["exchanges"][(residence, portal_client, "")]
     )
+    assert all(c["purpose"] != "study-grant" for c in figures["exchanges"])
     assert shown["refusals"][(birth, "ConsentRequired")] in ("<5", 5, 10)
     assert {c["kind"] for c in figures["previews"]} <= {
         "held-for-preview",
@@ -268,6 +276,8 @@ def test_bad_ranges_are_refused_precisely(roles: Roles) -> None:
         ({"from": "2026-05", "to": "2026-01"}, "from", "not be after"),
         ({"from": "2020-01", "to": "2026-12"}, "from", "at most 24"),
         ({"month": "2026-01"}, "month", "unknown parameter"),
+        ({"to": "9999-12"}, "to", "after the current month"),
+        ({"from": "1999-12", "to": "2000-01"}, "from", "YYYY-MM"),
     ):
         refused = roles.http.get(url, params=query)
         assert refused.status_code == 400, query
@@ -289,6 +299,9 @@ def test_the_figures_service_answers_only_its_path_and_reading(roles: Roles) -> 
     bad = roles.call(f"{service}/v1/months?from=2026-00")
     assert bad.status_code == 400
     assert bad.json()["detail"] == "from"
+    future = roles.call(f"{service}/v1/months?from=9999-11&to=9999-12")
+    assert future.status_code == 400
+    assert future.json()["detail"] == "to"
 
 
 def marked_in(*templates: str) -> list[str]:
@@ -415,3 +428,112 @@ def test_the_figures_and_the_rating_form_speak_french(roles: Roles) -> None:
     chart = page.text.split('id="documents-chart"', 1)[1].split("</svg>", 1)[0]
     assert 'direction="ltr"' in chart
     assert "Les mêmes chiffres figurent dans le tableau ci-dessous." in chart
+
+
+# Unit checks, no roles: what the gateway keeps, what the portal accepts and keeps.
+
+PROVIDER = "EE/GOV/70000310/population-registry"
+SERVICE = f"{PROVIDER}/birth-certificate"
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_the_current_months_figures_are_kept_a_minute() -> None:
+    clock = _Clock()
+    service = Figures(cast(Any, SimpleNamespace(clock=clock)))
+    counted: list[Month] = []
+
+    def count(subsystem: str, month: Month) -> Tally:
+        counted.append(month)
+        return Tally()
+
+    service._count = count  # type: ignore[method-assign]
+    current = Month.of(clock.now)
+    service.tally(PROVIDER, current)
+    service.tally(PROVIDER, current)
+    assert counted == [current]
+    clock.now += timedelta(seconds=61)
+    service.tally(PROVIDER, current)
+    assert counted == [current, current]
+
+
+def test_non_consent_purposes_share_one_cell_and_keys_are_capped() -> None:
+    clock = _Clock()
+    service = Figures(cast(Any, SimpleNamespace(clock=clock)))
+    tally = Tally()
+    tally.exchanges[(SERVICE, "EE/GOV/1/portal", "study-grant")] = 7
+    for n in range(MAX_CELLS + 50):
+        tally.exchanges[(SERVICE, "EE/GOV/1/portal", f"case-{n}")] = 1
+    service._count = lambda subsystem, month: tally  # type: ignore[method-assign]
+    month = Month.of(clock.now)
+    found = service.publish(PROVIDER, Months(month, month))
+    assert len(found["exchanges"]) <= MAX_CELLS
+    assert sum(1 for c in found["exchanges"] if c["purpose"] == OTHER) == 1
+
+
+def test_the_portal_keeps_only_checked_cells() -> None:
+    month = Month(2026, 6)
+    months = Months(month, month)
+    ok = {"month": "2026-06", "service": SERVICE, "consumer": "EE/GOV/1/p", "purpose": ""}
+    answer = {
+        "exchanges": [
+            {**ok, "count": 7},  # rounded again: 5
+            {**ok, "consumer": "EE/GOV/1/q", "count": 3},  # withheld again
+            {**ok, "consumer": "EE/GOV/1/r", "count": "<5"},
+            {**ok, "consumer": "EE/GOV/1/s", "count": -1},
+            {**ok, "consumer": "EE/GOV/1/t", "count": "7"},
+            {**ok, "consumer": "EE/GOV/1/u", "count": True},
+            {k: v for k, v in ok.items() if k != "month"} | {"count": 5},
+            {**ok, "service": "EE/GOV/9/other-registry/x", "count": 5},
+            {**ok, "service": PROVIDER + "x/y", "count": 5},
+            {**ok, "month": "2020-01", "count": 5},
+            {**ok, "purpose": {"nested": 1}, "count": 5},
+        ],
+        "timing": [
+            {"month": "2026-06", "service": SERVICE, "released": 3, "median_ms": 12},
+            {"month": "2026-06", "service": SERVICE, "released": 6, "median_ms": 12},
+        ],
+    }
+    kept = checked(answer, provider=PROVIDER, months=months)
+    assert [(c["consumer"], c["count"]) for c in kept["exchanges"]] == [
+        ("EE/GOV/1/p", 5),
+        ("EE/GOV/1/q", "<5"),
+        ("EE/GOV/1/r", "<5"),
+    ]
+    assert kept["timing"] == [
+        {"month": "2026-06", "service": SERVICE, "released": "<5", "median_ms": None},
+        {"month": "2026-06", "service": SERVICE, "released": 5, "median_ms": 12},
+    ]
+
+
+def test_the_portal_coalesces_gatherings_and_forgets_the_least_recently_used() -> None:
+    clock = _Clock()
+    figures = PublicFigures(cast(Any, None), clock=clock)
+    asked: list[Months] = []
+
+    async def gather(months: Months) -> dict[str, Any]:
+        asked.append(months)
+        await asyncio.sleep(0)
+        return {"from": str(months.first)}
+
+    figures._gather = gather  # type: ignore[method-assign]
+
+    async def run() -> None:
+        first = Months(Month(2026, 1), Month(2026, 1))
+        await asyncio.gather(*(figures.gather(first) for _ in range(5)))
+        assert asked == [first]
+        for n in range(1, MAX_KEPT):  # fills the cache, first the oldest
+            await figures.gather(Months(Month(2020, 1).minus(-n), Month(2020, 1).minus(-n)))
+        await figures.gather(first)  # used again: now the most recent
+        await figures.gather(Months(Month(2010, 1), Month(2010, 1)))  # one more: evicts one
+        asked.clear()
+        await figures.gather(first)
+        assert asked == []
+
+    asyncio.run(run())
