@@ -9,12 +9,14 @@ gateway has at most :data:`MAX_CHAINS_PER_GATEWAY` chains. The first head of a c
 as its start. A later head must extend the one held: a larger size with a proof that verifies.
 Then the witness keeps it as the chain's latest (in the authority's database, so a restart keeps
 it) and countersigns it (:mod:`audit.witness`) with its own key, certified by the instance CA.
-The held head sent again gets its countersignature as held; nothing is written.
+The held head sent again gets its countersignature as held; nothing is written. The same size
+and root signed again later (a gateway restarted re-signs its current size) is countersigned
+and held instead.
 
 Signed heads are public (``GET /witness/v1/heads``, forks, receipts), so a head older than the
 one held is no evidence by itself: smaller and signed (its ``at``) no later than the held head,
-or the held size and root signed anew, it is stale (:class:`~exchange.errors.StaleConsistencyProof`,
-409), stored nowhere and raises no alarm.
+or the held size and root signed anew no later than it, it is stale
+(:class:`~exchange.errors.StaleConsistencyProof`, 409), stored nowhere and raises no alarm.
 
 A head that contradicts the one held (another root at the same size, a smaller size signed after
 the held head, or a proof that fails) is a fork: whoever holds the member's key rewrote or
@@ -298,6 +300,8 @@ class Witness:
         """Why ``head`` cannot follow ``latest``, if it cannot (stale heads and proofs raise)."""
         if head.size == latest.size and head.root != latest.root:
             return "another root at a witnessed size"
+        if head.size == latest.size and signed_at(head.signature) > signed_at(latest.signature):
+            return None  # the same tree signed again later (a restarted gateway): countersigned
         if head.size <= latest.size:
             # An older head (they are public) or the held one signed anew: evidence of a
             # rollback only if the member signed it after the head held.
