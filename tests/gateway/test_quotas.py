@@ -165,6 +165,8 @@ def second_replica(roles: Roles) -> Iterator[Gateway]:
 
     replica = inprocess.run(build())
     replica.trust.start("gateway replica b")
+    replica.start_crl()  # as a started gateway holds them: the CRL and signers' OCSP status
+    replica.refresh_status()
     replica.started = True
     try:
         yield replica
