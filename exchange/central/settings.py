@@ -4,7 +4,8 @@ options (see :mod:`exchange.settings_file`); it has no settings file.
 The operators' console (:mod:`exchange.central.console`) is off unless
 ``EXCHANGE_CENTRAL_CONSOLE_ENABLED=true``, with ``..._CONSOLE_PUBLIC_URL``, ``..._ISSUER``,
 ``..._JWKS_URL`` and ``..._CLIENT_ID`` (and ``..._CLIENT_SECRET`` if the issuer wants one); the
-role claim's values ``operator``, ``auditor`` and ``viewer`` give those roles."""
+role claim's values ``operator``, ``auditor`` and ``viewer`` give those roles. On a listener
+bound to a non-loopback address it is refused unless ``..._CONSOLE_ALLOW_PUBLIC=true``."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from exchange.db.engine import sqlite_url
 from exchange.settings_file import RoleSettings
-from exchange.web.staff import ConsoleSpec
+from exchange.web.staff import ConsoleSpec, stays_local
 
 
 class CentralSettings(RoleSettings):
@@ -42,6 +43,16 @@ class CentralSettings(RoleSettings):
     signing_certificate_validity: timedelta = timedelta(days=2 * 365)
     tls_certificate_validity: timedelta = timedelta(days=365)
     console: ConsoleSpec = Field(default_factory=ConsoleSpec)
+
+    @model_validator(mode="after")
+    def _console_stays_local(self) -> CentralSettings:
+        stays_local(
+            self.console,
+            self.host,
+            where="the authority's listener",
+            setting="EXCHANGE_CENTRAL_CONSOLE_ALLOW_PUBLIC=true",
+        )
+        return self
 
     @property
     def url(self) -> str:

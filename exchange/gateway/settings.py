@@ -43,7 +43,6 @@ deployments keep credentials out of it: ``EXCHANGE_GATEWAY_DATABASE_URL``,
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -55,6 +54,7 @@ from exchange.identifiers import GatewayId, SubsystemId, check_segment
 from exchange.settings_file import Listen, RoleSettings, Strict
 from exchange.web.languages import SOURCE, Language, Text
 from exchange.web.staff import ConsoleSpec as StaffConsoleSpec
+from exchange.web.staff import stays_local
 
 SCHEMAS_DIR = schemas.FOLDER  # the evidence schemas shipped with the package
 
@@ -168,21 +168,6 @@ class ConsoleSpec(StaffConsoleSpec):
     names no role listed there signs nobody in. Off by default, and refused on a consumer
     listener bound to a non-loopback address unless ``allow_public`` says so.
     """
-
-    allow_public: bool = Field(
-        default=False,
-        description="serve it although the consumer listener is bound to a non-loopback address",
-    )
-
-
-def loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (a name other than localhost is not known to be)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class ServiceSpec(Strict):
@@ -302,16 +287,12 @@ class GatewaySettings(RoleSettings):
 
     @model_validator(mode="after")
     def _console_stays_local(self) -> GatewaySettings:
-        if (
-            self.console.enabled
-            and not self.console.allow_public
-            and not loopback(self.consumer.host)
-        ):
-            raise ValueError(
-                f"the console is served on the consumer listener, bound to {self.consumer.host},"
-                " which is not a loopback address: set [console] allow_public = true to serve"
-                " it there anyway (behind TLS and a firewall that admits only staff)"
-            )
+        stays_local(
+            self.console,
+            self.consumer.host,
+            where="the consumer listener",
+            setting="[console] allow_public = true",
+        )
         return self
 
     @field_validator("id")

@@ -9,6 +9,7 @@ carries the rights its roles give in that console.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,10 +29,35 @@ SESSION_KEY = "staff"
 Rights = Mapping[str, frozenset[str]]  # role -> the rights it gives in one console
 
 
+def loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (a name other than localhost is not known to be)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def stays_local(console: ConsoleSpec, host: str, *, where: str, setting: str) -> None:
+    """Refuse a console on a listener bound to a non-loopback address unless allowed: it
+    changes who may do what, and should be reached only by staff."""
+    if console.enabled and not console.allow_public and not loopback(host):
+        raise ValueError(
+            f"the console is served on {where}, bound to {host}, which is not a loopback"
+            f" address: set {setting} to serve it there anyway (behind TLS and a firewall that"
+            " admits only staff)"
+        )
+
+
 class ConsoleSpec(Strict):
     """A staff console's sign-in: off by default; when on, it names its issuer and client."""
 
     enabled: bool = False
+    allow_public: bool = Field(
+        default=False,
+        description="serve it although its listener is bound to a non-loopback address",
+    )
     public_url: str | None = Field(
         default=None, description="the listener serving the console as staff's browsers reach it"
     )

@@ -261,3 +261,20 @@ def test_an_operator_revokes_a_certificate_with_a_reason_and_versions_show_it(
     trust = olga.get(f"{CONSOLE}/trust-services")
     assert trust.status_code == 200
     olga.close()
+
+
+def test_the_console_is_refused_on_a_public_address_unless_allowed(tmp_path: Path) -> None:
+    console = {
+        "enabled": True,
+        "public_url": "https://ca.example.org",
+        "issuer": "https://login.example.org",
+        "jwks_url": "https://login.example.org/jwks",
+        "client_id": "central-console",
+    }
+    base = {"data_dir": tmp_path, "port": 4400}
+    assert not CentralSettings(**base, host="0.0.0.0").console.enabled  # noqa: S104 - off
+    with pytest.raises(ValueError, match="not a loopback address"):
+        CentralSettings(**base, host="0.0.0.0", console=console)  # noqa: S104
+    allowed = {**console, "allow_public": True}
+    assert CentralSettings(**base, host="0.0.0.0", console=allowed).console.enabled  # noqa: S104
+    assert CentralSettings(**base, host="127.0.0.1", console=console).console.enabled
