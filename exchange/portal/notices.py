@@ -54,6 +54,7 @@ MODES = ("each", "daily")
 BATCH = 100  # outbox rows read per pass
 KEEP_SENT = timedelta(days=30)  # a sent row answers "already sent?" for this long
 CONFIRM_WITHIN = timedelta(days=7)  # how long the link that confirms an address works
+RESEND_AFTER = timedelta(minutes=5)  # saving again sooner sends no second link
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +159,13 @@ class Notices:
         table = models.subscriptions
         digest = next_digest(now, self._settings.digest_hour) if mode == "daily" else None
         token: str | None = secrets.token_urlsafe(32)
-        link = {"confirm_digest": _digest(str(token)), "confirm_sent_at": now}
+        # The link works once it was sent (:meth:`_link_sent`).
+        link = {"confirm_digest": _digest(str(token)), "confirm_sent_at": None}
         with self._engine.begin() as connection:
             found = connection.execute(
-                select(table.c.address, table.c.confirmed_at).where(table.c.citizen == key)
+                select(table.c.address, table.c.confirmed_at, table.c.confirm_sent_at).where(
+                    table.c.citizen == key
+                )
             ).first()
             values = {"address": address, "language": language, "mode": mode}
             if found is None:
@@ -169,6 +173,16 @@ class Notices:
                     insert(table).values(
                         citizen=key, created_at=now, digest_due=digest, **values, **link
                     )
+                )
+            elif (
+                found.address == address
+                and found.confirmed_at is None
+                and found.confirm_sent_at is not None
+                and found.confirm_sent_at > now - RESEND_AFTER
+            ):
+                token = None  # its link went out moments ago: no e-mail on every click
+                connection.execute(
+                    update(table).where(table.c.citizen == key).values(digest_due=digest, **values)
                 )
             elif found.address != address or found.confirmed_at is None:
                 connection.execute(
@@ -201,7 +215,17 @@ class Notices:
         except Error as error:
             log.warning("portal.confirmation_not_sent", reason=error.message, detail=error.detail)
             return "failed"
+        await asyncio.to_thread(self._link_sent, token, now)
         return "sent"
+
+    def _link_sent(self, token: str, now: datetime) -> None:
+        table = models.subscriptions
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(table)
+                .where(table.c.confirm_digest == _digest(token))
+                .values(confirm_sent_at=now)
+            )
 
     def confirm(self, token: str) -> bool:
         """Confirm the address whose link carries ``token``; False for an unknown, used or

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from exchange.identity.login import SignedIn
 from exchange.portal import models
 from exchange.portal.app import Portal
-from exchange.portal.notices import CONFIRM_WITHIN, Subscription
+from exchange.portal.notices import CONFIRM_WITHIN, RESEND_AFTER, Subscription
 from exchange.portal.settings import PortalSettings
 from tests.browser import Browser
 from tests.gateway.conftest import MARI, RESIDENCE, Roles
@@ -324,3 +324,21 @@ def test_a_mail_server_that_is_down_when_the_link_is_sent_is_said(
     )
     assert 'id="pending"' in again.text
     assert len(inbox.wait_for(1, within=5)) == 1
+
+
+def test_saving_again_soon_sends_no_second_link(
+    roles: Roles, portal: Portal, inbox: Inbox, browser: Browser
+) -> None:
+    url = f"{portal.settings.public_url}/notifications"
+    opt_in(browser, portal, inbox, confirm=False)
+    first = confirmation_link(inbox)
+    for _ in range(3):  # a citizen pressing Save again, or a script doing it
+        again = browser.submit(browser.get(url), 'id="subscribe"', address=ADDRESS, mode="each")
+        assert 'id="pending"' in again.text
+    assert len(inbox.messages) == 1
+    roles.clock.advance(RESEND_AFTER + timedelta(seconds=1))
+    later = browser.submit(browser.get(url), 'id="subscribe"', address=ADDRESS, mode="each")
+    assert 'id="pending"' in later.text
+    second = inbox.wait_for(2, within=5)[1]
+    assert first not in text_of(second)  # a new link; the first one no longer works
+    assert browser.submit(browser.get(first), 'id="confirm"').status_code == 400
