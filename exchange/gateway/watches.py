@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from exchange.gateway.usage import Usage
 
 MAX_EVENTS = 500
+SCAN = 20_000  # audit records one question about events reads at most, per chain
 _WATCH_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
@@ -127,13 +128,15 @@ class Watches:
                 start = positions.get(chain, -1)
                 if start >= end:
                     continue
+                # However old the cursor, one question reads a bounded stretch of the log.
+                stop = min(end, max(start, -1) + SCAN)
                 rows = session.execute(
                     select(AuditRecord.seq, AuditRecord.at, AuditRecord.body, Watch.id)
                     .join(Watch, Watch.subject == AuditRecord.subject)
                     .where(
                         AuditRecord.chain == chain,
                         AuditRecord.seq > start,
-                        AuditRecord.seq <= end,  # committed when the question began
+                        AuditRecord.seq <= stop,  # committed when the question began
                         AuditRecord.listed.is_(True),
                         AuditRecord.released.is_(True),
                         Watch.portal == portal,
@@ -151,8 +154,9 @@ class Watches:
                         record.get("side"), record.get("service"), record.get("subject")
                     ):
                         events.append(self._event(watch, chain, seq, at, record, members))
-                positions[chain] = rows[-1][0] if more else end
-                if more:
+                positions[chain] = rows[-1][0] if more else stop
+                if more or stop < end:
+                    more = True
                     break
         return {"events": events, "cursor": encode_cursor(positions), "more": more}
 

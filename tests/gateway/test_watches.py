@@ -7,7 +7,9 @@ import secrets
 from typing import Any
 
 import httpx
+import pytest
 
+from exchange.gateway import watches
 from exchange.sample import federation
 from tests.gateway.conftest import MARI, RESIDENCE, Roles
 
@@ -90,3 +92,28 @@ def test_a_first_question_starts_now_and_a_bad_cursor_is_refused(roles: Roles) -
     assert first.json()["events"] == []
     assert roles.call(f"{USAGE}/v1/events", params={"cursor": "%%%"}).status_code == 400
     assert roles.call(f"{USAGE}/v1/events", method="POST").status_code == 405
+
+
+def test_an_old_cursor_reads_the_log_a_stretch_at_a_time(
+    roles: Roles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However far back a portal's cursor points, one question reads a bounded stretch of
+    the log; the rest comes with ``more`` and the next cursor."""
+    watch = secrets.token_urlsafe(16)
+    registered = register(roles, watch, token=roles.id_token(MARI))
+    assert registered.status_code == 200, registered.text
+    cursor = registered.json()["cursor"]
+    for _ in range(3):
+        release(roles, MARI)
+        release(roles, JAAN)
+    monkeypatch.setattr(watches, "SCAN", 2)
+    seen: list[int] = []
+    for _ in range(20):
+        found = events(roles, cursor)
+        seen += [e["seq"] for e in found["events"] if e["watch"] == watch]
+        cursor = found["cursor"]
+        if not found["more"]:
+            break
+        assert len(found["events"]) <= 2
+    assert len(seen) == 3
+    assert seen == sorted(set(seen))
