@@ -50,14 +50,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import structlog
 from sqlalchemy import Connection, Engine, delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from exchange.db.batch import GroupCommit
-from exchange.errors import QuotaExceeded
+from exchange.errors import QuotaExceeded, ServiceUnavailable
 from exchange.gateway.access import Limits
 from exchange.gateway.models import QuotaCount, QuotaPerson
 
+log = structlog.get_logger(__name__)
 DAY = 86400
 PER_SECOND, PER_DAY, PERSONS = "per-second", "per-day", "persons-per-day"
 KINDS = (PER_SECOND, PER_DAY, PERSONS)
@@ -129,7 +131,16 @@ class Quotas:
             await self._take(client, service, PER_SECOND, second, limits.per_second, now)
         if limits.per_day is not None:
             await self._take(client, service, PER_DAY, day, limits.per_day, now)
-        if limits.persons_per_day is not None and person:
+        if limits.persons_per_day is not None:
+            if not person:
+                # The service names no person (no subject parameter): the limit cannot be
+                # kept, so nothing is released under it (fail closed), and the operator is told.
+                log.error("quota.persons_uncountable", client=client, service=service)
+                raise ServiceUnavailable(
+                    "this access right limits the persons asked about per day, but the service"
+                    " names no person to count",
+                    detail="persons-per-day",
+                )
             await self._person(client, service, day, limits.persons_per_day, person, now)
 
     async def _take(

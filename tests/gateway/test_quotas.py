@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from exchange.db import migrate
 from exchange.db.engine import build_engine
-from exchange.errors import QuotaExceeded
+from exchange.errors import QuotaExceeded, ServiceUnavailable
 from exchange.gateway import models
 from exchange.gateway.access import NO_LIMITS, Limits
 from exchange.gateway.node import Gateway
@@ -256,3 +256,29 @@ def test_quotas_are_declared_and_listed_from_the_command_line(roles: Roles) -> N
         roles.provider_access().limit(
             service=SERVICE, subject=PORTAL_CLIENT, limits=NO_LIMITS, actor="test"
         )
+
+
+def test_a_persons_limit_on_a_service_that_names_no_person_refuses_rather_than_ignores(
+    database_url: str,
+) -> None:
+    """A limit that cannot be counted (the service has no subject parameter) is not silently
+    skipped: nothing is released under it, and the refusal says why."""
+    engine = build_engine(database_url)
+    migrate.upgrade("gateway", engine)
+    at = datetime(2031, 2, 1, 12, tzinfo=UTC)
+
+    async def run() -> None:
+        store = Quotas(engine, clock=lambda: at, subject_hash=lambda person: person)
+        try:
+            await store.admit(
+                client="EE/COM/1/app",
+                service="EE/GOV/2/r/s",
+                limits=Limits(persons_per_day=5),
+                person=None,
+            )
+        finally:
+            await store.close()
+
+    with pytest.raises(ServiceUnavailable, match="names no person") as refused:
+        asyncio.run(run())
+    assert refused.value.detail == "persons-per-day"
