@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import ColumnElement, Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -63,6 +63,18 @@ class Limits:
 
 
 NO_LIMITS = Limits()
+
+
+def _the_right(
+    service: str, subject: str, method: str, path: str
+) -> tuple[ColumnElement[bool], ...]:
+    """The conditions naming one access right exactly as it was granted."""
+    return (
+        models.AccessRight.service == service,
+        models.AccessRight.subject == subject,
+        models.AccessRight.method == method.upper(),
+        models.AccessRight.path == path,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,12 +261,7 @@ class AccessRights:
         with Session(self._engine) as session:
             result = session.execute(
                 update(models.AccessRight)
-                .where(
-                    models.AccessRight.service == service,
-                    models.AccessRight.subject == subject,
-                    models.AccessRight.method == method.upper(),
-                    models.AccessRight.path == path,
-                )
+                .where(*_the_right(service, subject, method, path))
                 .values(
                     per_second=limits.per_second,
                     per_day=limits.per_day,
@@ -284,12 +291,7 @@ class AccessRights:
     ) -> None:
         with Session(self._engine) as session:
             result = session.execute(
-                delete(models.AccessRight).where(
-                    models.AccessRight.service == service,
-                    models.AccessRight.subject == subject,
-                    models.AccessRight.method == method.upper(),
-                    models.AccessRight.path == path,
-                )
+                delete(models.AccessRight).where(*_the_right(service, subject, method, path))
             )
             if not getattr(result, "rowcount", 0):
                 raise NotFound("no such access right")
