@@ -10,17 +10,25 @@ carries the rights its roles give in that console.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exchange.errors import AccessDenied
+from exchange.identity.login import OidcLogin
 from exchange.settings_file import Strict
+from exchange.web.forms import form
 from exchange.web.languages import N_, SOURCE, Language
 from exchange.web.pages import HEADERS
+from exchange.web.sessions import check_csrf
+from exchange.web.signin import local_path
 
 StaffRole = Literal["operator", "auditor", "viewer"]
 STAFF_ROLES: tuple[StaffRole, ...] = ("operator", "auditor", "viewer")
@@ -175,3 +183,48 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with)
+
+
+def staff_sign_in_routes(
+    *,
+    prefix: str,
+    login: OidcLogin,
+    spec: ConsoleSpec,
+    table: Rights,
+    where: str,
+    clock: Callable[[], datetime],
+    signed_out: Callable[[], Response],
+) -> list[Route]:
+    """A console's ``/login``, ``/callback`` and ``/logout`` (a form with the CSRF token): staff
+    sign in at the issuer, their roles from the token, a new session; never sent off the
+    console (``prefix``)."""
+
+    def inside(then: str | None) -> str:
+        path = local_path(then)
+        return path if path.startswith(prefix) else prefix + "/"
+
+    async def sign_in(request: Request) -> Response:
+        target = await login.start(request.session, then=inside(request.query_params.get("then")))
+        return RedirectResponse(target, status_code=303)
+
+    async def callback(request: Request) -> Response:
+        query = request.query_params
+        signed, then = await login.finish(
+            request.session, code=query.get("code", ""), state=query.get("state", ""), at=clock()
+        )
+        until = int(clock().timestamp()) + spec.session_lifetime
+        who = from_claims(signed.claims, spec, table, until=until, where=where)
+        request.session.clear()  # a new session for the signed-in member (no fixation)
+        remember(request.session, who)
+        return RedirectResponse(inside(then), status_code=303)
+
+    async def sign_out(request: Request) -> Response:
+        check_csrf(request.session, await form(request))
+        request.session.clear()
+        return signed_out()
+
+    return [
+        Route("/login", sign_in, methods=["GET"]),
+        Route("/callback", callback, methods=["GET"]),
+        Route("/logout", sign_out, methods=["POST"]),
+    ]

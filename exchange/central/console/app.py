@@ -43,7 +43,6 @@ from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin
 from exchange.web import staff
 from exchange.web.languages import N_, gettext
-from exchange.web.signin import local_path
 from exchange.web.staff import SecurityHeaders, Staff
 
 PREFIX = "/console"
@@ -131,36 +130,6 @@ def create_console_app(central: Central, *, login: OidcLogin) -> ASGIApp:
             return await handler(request, who, form)
 
         return endpoint
-
-    async def sign_in(request: Request) -> Response:
-        then = local_path(request.query_params.get("then"))
-        if not then.startswith(PREFIX):
-            then = PREFIX + "/"
-        return RedirectResponse(await login.start(request.session, then=then), status_code=303)
-
-    async def callback(request: Request) -> Response:
-        query = request.query_params
-        signed, then = await login.finish(
-            request.session, code=query.get("code", ""), state=query.get("state", ""), at=clock()
-        )
-        until = int(clock().timestamp()) + spec.session_lifetime
-        who = staff.from_claims(
-            signed.claims, spec, RIGHTS, until=until, where="the central console"
-        )
-        request.session.clear()  # a new session for the signed-in member (no fixation)
-        staff.remember(request.session, who)
-        then = local_path(then)
-        return RedirectResponse(then if then.startswith(PREFIX) else PREFIX + "/", 303)
-
-    async def sign_out(request: Request) -> Response:
-        web.check_csrf(request.session, await web.form(request))
-        request.session.clear()
-        return pages.message(
-            site(),
-            gettext(N_("Signed out")),
-            gettext(N_("You have signed out of the central console.")),
-            back=PREFIX + "/",
-        )
 
     def field(form: FormData | None, name: str) -> str:
         value = form.get(name, "") if form is not None else ""
@@ -274,9 +243,20 @@ def create_console_app(central: Central, *, login: OidcLogin) -> ASGIApp:
         "change_log": change_log,
     }
     routes = [
-        Route("/login", sign_in, methods=["GET"]),
-        Route("/callback", callback, methods=["GET"]),
-        Route("/logout", sign_out, methods=["POST"]),
+        *staff.staff_sign_in_routes(
+            prefix=PREFIX,
+            login=login,
+            spec=spec,
+            table=RIGHTS,
+            where="the central console",
+            clock=clock,
+            signed_out=lambda: pages.message(
+                site(),
+                gettext(N_("Signed out")),
+                gettext(N_("You have signed out of the central console.")),
+                back=PREFIX + "/",
+            ),
+        ),
         *(
             Route(g.path, guarded(g, handlers[g.name]), methods=[g.method], name=g.name)
             for g in ROUTES

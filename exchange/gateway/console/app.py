@@ -37,9 +37,9 @@ from exchange.gateway.node import Gateway
 from exchange.gateway.records import opmon_fields
 from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin
+from exchange.web import staff as shared_staff
 from exchange.web.charts import bars, columns
 from exchange.web.languages import N_, gettext
-from exchange.web.signin import local_path
 from exchange.web.staff import SecurityHeaders
 
 PREFIX = "/console"
@@ -152,40 +152,6 @@ def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
             return await handler(request, who, form)
 
         return endpoint
-
-    # Sign-in and out
-
-    async def sign_in(request: Request) -> Response:
-        then = local_path(request.query_params.get("then"))
-        if not then.startswith(PREFIX):
-            then = PREFIX + "/"
-        target = await login.start(request.session, then=then)
-        return RedirectResponse(target, status_code=303)
-
-    async def callback(request: Request) -> Response:
-        query = request.query_params
-        signed, then = await login.finish(
-            request.session,
-            code=query.get("code", ""),
-            state=query.get("state", ""),
-            at=clock(),
-        )
-        until = int(clock().timestamp()) + spec.session_lifetime
-        who = staff.from_claims(signed.claims, spec, until=until)
-        request.session.clear()  # a new session for the signed-in member (no fixation)
-        staff.remember(request.session, who)
-        then = local_path(then)
-        return RedirectResponse(then if then.startswith(PREFIX) else PREFIX + "/", 303)
-
-    async def sign_out(request: Request) -> Response:
-        web.check_csrf(request.session, await web.form(request))
-        request.session.clear()
-        return pages.message(
-            site(),
-            gettext(N_("Signed out")),
-            gettext(N_("You have signed out of the gateway console.")),
-            back=PREFIX + "/",
-        )
 
     # Pages and the query API
 
@@ -451,9 +417,20 @@ def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
         "audit_export": audit_export,
     }
     routes = [
-        Route("/login", sign_in, methods=["GET"]),
-        Route("/callback", callback, methods=["GET"]),
-        Route("/logout", sign_out, methods=["POST"]),
+        *shared_staff.staff_sign_in_routes(
+            prefix=PREFIX,
+            login=login,
+            spec=spec,
+            table=staff.RIGHTS,
+            where="this gateway's console",
+            clock=clock,
+            signed_out=lambda: pages.message(
+                site(),
+                gettext(N_("Signed out")),
+                gettext(N_("You have signed out of the gateway console.")),
+                back=PREFIX + "/",
+            ),
+        ),
         *(
             Route(g.path, guarded(g, handlers[g.name]), methods=[g.method], name=g.name)
             for g in ROUTES
