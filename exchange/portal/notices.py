@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Engine, and_, delete, insert, select, update
+from sqlalchemy import ColumnElement, Engine, and_, delete, insert, select, update
 
 from exchange.errors import Error, ServiceFailed
 from exchange.faults import mapped
@@ -77,6 +77,12 @@ class Saved:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _the_notice(row: Any) -> tuple[ColumnElement[bool], ...]:
+    """The outbox row of one release, by its key (register, chain, seq)."""
+    table = models.notices
+    return (table.c.provider == row.provider, table.c.chain == row.chain, table.c.seq == row.seq)
 
 
 def next_digest(now: datetime, hour: int) -> datetime:
@@ -515,11 +521,7 @@ class Notices:
             for row in rows:
                 connection.execute(
                     update(table)
-                    .where(
-                        table.c.provider == row.provider,
-                        table.c.chain == row.chain,
-                        table.c.seq == row.seq,
-                    )
+                    .where(*_the_notice(row))
                     .values(sent_at=now, attempts=row.attempts + 1)
                 )
             if subscription.mode == "daily":
@@ -535,11 +537,7 @@ class Notices:
             for row in rows:
                 connection.execute(
                     update(table)
-                    .where(
-                        table.c.provider == row.provider,
-                        table.c.chain == row.chain,
-                        table.c.seq == row.seq,
-                    )
+                    .where(*_the_notice(row))
                     .values(attempts=row.attempts + 1, next_try=now + backoff(row.attempts))
                 )
 
