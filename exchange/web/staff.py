@@ -16,18 +16,21 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exchange.errors import AccessDenied
+from exchange.errors import AccessDenied, Error
+from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin
 from exchange.settings_file import Strict
+from exchange.web import languages
 from exchange.web.forms import form
 from exchange.web.languages import N_, SOURCE, Language
 from exchange.web.pages import HEADERS
-from exchange.web.sessions import check_csrf
+from exchange.web.sessions import check_csrf, sessions
 from exchange.web.signin import local_path
 
 StaffRole = Literal["operator", "auditor", "viewer"]
@@ -228,3 +231,28 @@ def staff_sign_in_routes(
         Route("/callback", callback, methods=["GET"]),
         Route("/logout", sign_out, methods=["POST"]),
     ]
+
+
+def console_app(
+    routes: Sequence[BaseRoute],
+    *,
+    spec: ConsoleSpec,
+    prefix: str,
+    session_key: bytes,
+    cookie: str,
+    failure: Callable[[Error], Response],
+) -> ASGIApp:
+    """A console's app: its routes behind a session cookie of its own (scoped to ``prefix``),
+    each reader's language, X-Road errors shown as ``failure`` pages, the security headers."""
+    https = bool(spec.public_url and spec.public_url.startswith("https://"))
+    app = Starlette(
+        routes=list(routes),
+        middleware=[
+            sessions(
+                session_key, cookie=cookie, https=https, max_age=spec.session_lifetime, path=prefix
+            ),
+            languages.middleware(default=spec.default_language, https=https),
+        ],
+    )
+    install_error_handlers(app, page=failure)
+    return SecurityHeaders(app)

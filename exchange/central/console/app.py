@@ -26,7 +26,6 @@ from urllib.parse import quote
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
-from starlette.applications import Starlette
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -39,11 +38,10 @@ from exchange.central.applications import STATUSES, Applications
 from exchange.central.certificates import REVOCATION_REASONS
 from exchange.central.console import versions
 from exchange.central.service import Central
-from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin
 from exchange.web import staff
 from exchange.web.languages import N_, gettext
-from exchange.web.staff import SecurityHeaders, Staff
+from exchange.web.staff import Staff
 
 PREFIX = "/console"
 WARN_AHEAD = timedelta(days=30)
@@ -97,7 +95,6 @@ def create_console_app(central: Central, *, login: OidcLogin) -> ASGIApp:
     clock = registry.clock
     applications = Applications(registry=registry)
     pages = web.Pages("exchange.central.console")
-    https = bool(spec.public_url and spec.public_url.startswith("https://"))
 
     def site() -> str:
         return f"{registry.instance} · {gettext(N_('Central console'))}"
@@ -262,21 +259,14 @@ def create_console_app(central: Central, *, login: OidcLogin) -> ASGIApp:
             for g in ROUTES
         ),
     ]
-    app = Starlette(
-        routes=routes,
-        middleware=[
-            web.sessions(
-                keyfolder.secret(central.settings.data_dir / "console-session.key"),
-                cookie="central_console_session",
-                https=https,
-                max_age=spec.session_lifetime,
-                path=PREFIX,
-            ),
-            web.languages.middleware(default=spec.default_language, https=https),
-        ],
+    return staff.console_app(
+        routes,
+        spec=spec,
+        prefix=PREFIX,
+        session_key=keyfolder.secret(central.settings.data_dir / "console-session.key"),
+        cookie="central_console_session",
+        failure=lambda error: pages.failure(site(), error, back=PREFIX + "/"),
     )
-    install_error_handlers(app, page=lambda error: pages.failure(site(), error, back=PREFIX + "/"))
-    return SecurityHeaders(app)
 
 
 def _timestamping_authorities(central: Central) -> list[models.TimestampingAuthority]:

@@ -18,7 +18,6 @@ from urllib.parse import quote
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -35,12 +34,10 @@ from exchange.gateway.console import auditing, certificates, host, operations, s
 from exchange.gateway.console.staff import Right, Staff
 from exchange.gateway.node import Gateway
 from exchange.gateway.records import opmon_fields
-from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin
 from exchange.web import staff as shared_staff
 from exchange.web.charts import bars, columns
 from exchange.web.languages import N_, gettext
-from exchange.web.staff import SecurityHeaders
 
 PREFIX = "/console"
 WINDOWS = (15, 60, 360, 1440)  # minutes the operations page offers
@@ -94,7 +91,6 @@ def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
     spec = gateway.settings.console
     clock = gateway.clock
     pages = web.Pages("exchange.gateway.console")
-    https = bool(spec.public_url and spec.public_url.startswith("https://"))
     kept_changes = ChangeLog(gateway.engine)
     data_dir, anchor_file = gateway.settings.data_dir, gateway.settings.anchor
 
@@ -436,21 +432,14 @@ def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
             for g in ROUTES
         ),
     ]
-    app = Starlette(
-        routes=routes,
-        middleware=[
-            web.sessions(
-                files.console_session_key(gateway.settings),
-                cookie="console_session",
-                https=https,
-                max_age=spec.session_lifetime,
-                path=PREFIX,
-            ),
-            web.languages.middleware(default=spec.default_language, https=https),
-        ],
+    return shared_staff.console_app(
+        routes,
+        spec=spec,
+        prefix=PREFIX,
+        session_key=files.console_session_key(gateway.settings),
+        cookie="console_session",
+        failure=lambda error: pages.failure(site(), error, back=PREFIX + "/"),
     )
-    install_error_handlers(app, page=lambda error: pages.failure(site(), error, back=PREFIX + "/"))
-    return SecurityHeaders(app)
 
 
 def _page_number(request: Request) -> int:
