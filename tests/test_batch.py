@@ -37,9 +37,9 @@ async def test_without_linger_a_lone_write_is_committed_at_once() -> None:
 
 async def test_a_lingering_writer_gathers_writes_that_arrive_one_by_one() -> None:
     batches: list[list[int]] = []
-    writer: GroupCommit[int, int] = GroupCommit(recording(batches), name="t", linger=0.2)
+    writer: GroupCommit[int, int] = GroupCommit(recording(batches), name="t", linger=1.0)
     pending = []
-    for item in range(3):  # spread over a time shorter than the linger
+    for item in range(3):  # spread over far less time than the linger (a loaded machine too)
         pending.append(asyncio.ensure_future(writer.submit(item)))
         await asyncio.sleep(0.02)
     assert await asyncio.gather(*pending) == [0, 10, 20]
