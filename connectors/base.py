@@ -7,6 +7,10 @@ types: ``NotFound`` when the registry has no such record, ``ServiceFailed`` when
 an error or garbage, ``ServiceUnavailable`` when it cannot be reached and ``ServiceTimeout`` when
 it does not answer in time. Nothing a connector raises may hang a request: every call is bounded
 by the connector's timeout.
+
+A connector's ``probe`` is the console's "test the connection": a check that reads no record and
+changes nothing (the SQL query planned against the database, a HEAD on the backend's base
+address). It says what it found in plain words, or raises one of the errors above.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ class Connector(Protocol):
         ...
 
     async def fetch(self, request: ConnectorRequest) -> Evidence: ...
+
+    async def probe(self) -> str:
+        """Reach the registry without reading a record; what was found, in plain words."""
+        ...
 
     async def close(self) -> None: ...
 

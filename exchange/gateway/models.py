@@ -200,3 +200,21 @@ class Change(Base):
     action: Mapped[str] = mapped_column(String(64))  # e.g. access.grant
     target: Mapped[str] = mapped_column(ID)  # what it changed: a service, a group, a chain
     detail: Mapped[str] = mapped_column(Text)  # JSON: the change's fields
+
+
+class DeclaredService(Base):
+    """A service declared from the console (or ``exchange gateway service declare``) rather than
+    in the settings file: its declaration as the settings file's ``[[services]]`` entry would
+    hold it (JSON), whether it is served, and a revision that each change raises, so that every
+    process of the gateway rebuilds what changed (:mod:`exchange.gateway.declared`)."""
+
+    __tablename__ = "gw_declared_services"
+    __table_args__ = (UniqueConstraint("subsystem", "code"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    subsystem: Mapped[str] = mapped_column(String(255))
+    code: Mapped[str] = mapped_column(String(255))
+    declaration: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    revision: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    changed_by: Mapped[str] = mapped_column(String(255))

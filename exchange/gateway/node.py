@@ -25,6 +25,7 @@ from exchange.evidence.edm.schemaset import EdmSchemas
 from exchange.evidence.schemas import EvidenceSchemas
 from exchange.gateway import files
 from exchange.gateway.access import AccessRights
+from exchange.gateway.declared import DeclaredServices
 from exchange.gateway.idempotency import Idempotency
 from exchange.gateway.metrics import GatewayMetrics
 from exchange.gateway.preview import Previews
@@ -74,6 +75,9 @@ class Gateway:
         does not migrate (``migrates=False``): its parent has, and one with newer code on disk
         must not change the schema under workers still running the old."""
         self.settings = settings
+        # How this gateway reaches the identity provider, timestamping and the central
+        # authority's API (the console publishes the catalogue through it).
+        self.blocking_http = blocking_http
         self.id = settings.gateway
         self.member = settings.gateway.member
         self.clock = clock
@@ -141,6 +145,16 @@ class Gateway:
             specs=settings.services,
             schemas=EvidenceSchemas.load(settings.schemas_dir),
         )
+        # Services declared from the console, beside the settings file's: served from now on,
+        # and kept in step with the other processes of this gateway (exchange.gateway.declared).
+        self.declared = DeclaredServices(
+            self.engine,
+            settings=settings,
+            table=self.services,
+            clock=clock,
+            in_thread=self.in_thread,
+        )
+        self.declared.load()
         # The OOTS EDM profile, only where it is configured: its schema set loaded once, offline.
         self.edm_schemas = (
             None

@@ -52,6 +52,7 @@ from exchange.gateway.node import Gateway
 from exchange.gateway.outcome import SIDES, Answer, conclude, refuse
 from exchange.gateway.records import ExchangeRecord
 from exchange.gateway.release import Release, ReleasePolicy, policy_for
+from exchange.gateway.services import LocalService
 from exchange.gateway.signing import RESPONSE_HEADER, ResponseClaims, sign_response
 from exchange.gateway.xroad import (
     ALL_METHODS,
@@ -82,13 +83,10 @@ class Provider:
         self.gateway = gateway
         self.usage = usage.Usage(gateway)
         self.figures = figures.Figures(gateway)
-        consents = ConsentCheck(gateway)
-        self.policies: dict[str, ReleasePolicy] = {
-            key: policy_for(
-                service, consents=consents, previews=gateway.previews, in_thread=gateway.in_thread
-            )
-            for key, service in gateway.services.items()
-        }
+        self.consents = ConsentCheck(gateway)
+        # Built once per service as served: a service declared or changed from the console
+        # is a new LocalService, and gets its policy on its first request.
+        self.policies: dict[str, tuple[LocalService, ReleasePolicy]] = {}
         self.edm = (
             None
             if gateway.edm_schemas is None
@@ -271,7 +269,7 @@ class Provider:
             fetch=fetch,
             preview_location=None if edm is None else edm.preview_location,
         )
-        policy = self.policies[gateway.services.key(service.id)]
+        policy = self.policy(service)
         if edm is not None:
             EdmProvider.admit(edm, service)
         await policy.admit(release)
@@ -282,6 +280,18 @@ class Provider:
         if representation == "xml":
             return Answer(200, MEDIA_TYPES["xml"], service.schema.to_xml(evidence))
         return Answer(200, MEDIA_TYPES["json"], service.schema.to_json(evidence))
+
+    def policy(self, service: LocalService) -> ReleasePolicy:
+        key = self.gateway.services.key(service.id)
+        known = self.policies.get(key)
+        if known is not None and known[0] is service:
+            return known[1]
+        gateway = self.gateway
+        policy = policy_for(
+            service, consents=self.consents, previews=gateway.previews, in_thread=gateway.in_thread
+        )
+        self.policies[key] = (service, policy)
+        return policy
 
     async def keep(self, held: Held, answer: Answer, record: ExchangeRecord) -> None:
         """Keep ``answer`` for the retries of ``held``'s key (or give the key up). If that

@@ -108,6 +108,7 @@ def background_jobs(gateway: Gateway) -> list[Callable[[], Coroutine[Any, Any, N
         refresh_crl,
         prune,
         gateway.heads.run,
+        gateway.declared.keep_in_step,
     ]
     if gateway.settings.audit_witness:
         jobs.append(gateway.witnessing.run)

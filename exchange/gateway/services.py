@@ -1,12 +1,16 @@
 """The services this gateway provides: declaration, connector, schema, catalogue entry.
 
-Built once at start-up from the settings file: connectors are created, schemas looked up and
-OpenAPI documents read, so that nothing on the request path touches files.
+Built at start-up from the settings file: connectors are created, schemas looked up and
+OpenAPI documents read, so that nothing on the request path touches files. Services declared
+from the console (:mod:`exchange.gateway.declared`) are installed and withdrawn while the
+gateway runs; those of the settings file stay as the file says until a restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,13 +73,16 @@ def catalogue_entry(service: ServiceId, spec: ServiceSpec) -> dict[str, Any]:
     }
 
 
-def catalogue(settings: GatewaySettings) -> dict[str, list[dict[str, Any]]]:
-    """Catalogue entries by subsystem id, for every subsystem this gateway serves."""
+def catalogue(
+    settings: GatewaySettings, declared: Iterable[ServiceSpec] = ()
+) -> dict[str, list[dict[str, Any]]]:
+    """Catalogue entries by subsystem id, for every subsystem this gateway serves: the settings
+    file's services and the ``declared`` ones (those enabled in the gateway's database)."""
     member = settings.gateway.member
     entries: dict[str, list[dict[str, Any]]] = {
         str(SubsystemId(member, code)): [] for code in settings.subsystems
     }
-    for spec in settings.services:
+    for spec in [*settings.services, *declared]:
         service = ServiceId(SubsystemId(member, spec.subsystem), spec.code, spec.version)
         entries.setdefault(str(service.subsystem), []).append(catalogue_entry(service, spec))
     return entries
@@ -112,9 +119,36 @@ def _generated_openapi(service: ServiceId, spec: ServiceSpec) -> bytes:
     return json.dumps(document, indent=2).encode()
 
 
+def local_service(member: MemberId, spec: ServiceSpec, schemas: EvidenceSchemas) -> LocalService:
+    """``spec`` ready to serve: its connector built, schema found, OpenAPI document read.
+    ``ValueError`` (or ``NotFound`` for an unknown evidence type) when it cannot be served."""
+    service = ServiceId(SubsystemId(member, spec.subsystem), spec.code, spec.version)
+    openapi = spec.openapi.read_bytes() if spec.openapi else _generated_openapi(service, spec)
+    return LocalService(
+        id=service,
+        spec=spec,
+        schema=schemas.get(spec.evidence_type),
+        connector=build_connector(spec.connector, tuple(spec.parameters)),
+        openapi=openapi,
+    )
+
+
+# Seconds a withdrawn or replaced connector stays open for the requests already using it.
+RETIRE_AFTER = 120.0
+
+
 class ServiceTable:
-    def __init__(self, services: dict[str, LocalService]) -> None:
+    def __init__(
+        self,
+        services: dict[str, LocalService],
+        *,
+        member: MemberId | None = None,
+        schemas: EvidenceSchemas | None = None,
+    ) -> None:
         self._services = services
+        self._fixed = frozenset(services)  # the settings file's: never replaced while running
+        self._member, self._schemas = member, schemas
+        self._retiring: set[asyncio.Task[None]] = set()
 
     @classmethod
     def build(
@@ -122,21 +156,52 @@ class ServiceTable:
     ) -> ServiceTable:
         services: dict[str, LocalService] = {}
         for spec in specs:
-            service = ServiceId(SubsystemId(member, spec.subsystem), spec.code, spec.version)
-            key = f"{service.subsystem}/{spec.code}"
+            built = local_service(member, spec, schemas)
+            key = cls.key(built.id)
             if key in services:
                 raise ValueError(f"service {key} is declared twice")
-            openapi = (
-                spec.openapi.read_bytes() if spec.openapi else _generated_openapi(service, spec)
-            )
-            services[key] = LocalService(
-                id=service,
-                spec=spec,
-                schema=schemas.get(spec.evidence_type),
-                connector=build_connector(spec.connector, tuple(spec.parameters)),
-                openapi=openapi,
-            )
-        return cls(services)
+            services[key] = built
+        return cls(services, member=member, schemas=schemas)
+
+    def prepare(self, spec: ServiceSpec) -> LocalService:
+        """``spec`` built for :meth:`install` (``ValueError`` if it cannot be served)."""
+        if self._member is None or self._schemas is None:
+            raise ValueError("this service table takes no declared services")
+        return local_service(self._member, spec, self._schemas)
+
+    def evidence_types(self) -> list[str]:
+        return self._schemas.types() if self._schemas is not None else []
+
+    def fixed(self, key: str) -> bool:
+        """Whether ``key`` (``SUBSYSTEM-ID/SERVICE``) is the settings file's."""
+        return key in self._fixed
+
+    def install(self, service: LocalService) -> None:
+        """Serve ``service`` from now on, in place of any declared one of the same key."""
+        key = self.key(service.id)
+        if key in self._fixed:
+            raise ValueError(f"service {key} is declared in the settings file")
+        # A new dict, swapped in whole: a request finds the old service or the new, never a mix.
+        self._retire(self._services.get(key))
+        self._services = {**self._services, key: service}
+
+    def withdraw(self, key: str) -> None:
+        """Stop serving the declared service ``key``: asked for, it is now unknown."""
+        if key in self._fixed or key not in self._services:
+            return
+        self._retire(self._services[key])
+        self._services = {k: v for k, v in self._services.items() if k != key}
+
+    def _retire(self, service: LocalService | None) -> None:
+        if service is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: nothing can be using it
+            return
+        task = loop.create_task(_close_later(service, RETIRE_AFTER))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     @property
     def keys(self) -> frozenset[str]:
@@ -164,5 +229,14 @@ class ServiceTable:
         return [s for s in self._services.values() if s.id.subsystem == subsystem]
 
     async def close(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
         for service in self._services.values():
             await service.connector.close()
+
+
+async def _close_later(service: LocalService, delay: float) -> None:
+    try:
+        await asyncio.sleep(delay)
+    finally:
+        await service.connector.close()

@@ -202,7 +202,12 @@ class ServiceSpec(Strict):
 class GatewaySettings(RoleSettings):
     prefix: ClassVar[str] = "EXCHANGE_GATEWAY_"
     kind: ClassVar[str] = "gateway"
-    relative: ClassVar[tuple[str, ...]] = ("data_dir", "anchor", "schemas_dir")
+    relative: ClassVar[tuple[str, ...]] = (
+        "data_dir",
+        "anchor",
+        "schemas_dir",
+        "catalogue_token_file",
+    )
 
     id: str
     data_dir: Path
@@ -267,6 +272,14 @@ class GatewaySettings(RoleSettings):
     preview: PreviewSpec | None = None
     edm: EdmSpec | None = None
 
+    catalogue_token_file: Path | None = Field(
+        default=None,
+        description=(
+            "a file holding the central authority's admin token, read when the console "
+            "publishes this gateway's services to the catalogue (absent: only the command line "
+            "publishes, with --token-file)"
+        ),
+    )
     console: ConsoleSpec = Field(default_factory=ConsoleSpec)
     services: list[ServiceSpec] = Field(default_factory=list)
 
@@ -274,16 +287,25 @@ class GatewaySettings(RoleSettings):
     def _preview_needs_identity(self) -> GatewaySettings:
         if self.preview is not None and self.identity is None:
             raise ValueError("a preview listener needs the [identity] of its citizens")
-        if any(s.preview for s in self.services) and self.preview is None:
-            raise ValueError("a service with preview = true needs a [preview] listener")
-        if any(s.preview and s.consent_policy != "consent" for s in self.services):
-            raise ValueError('preview = true needs consent_policy = "consent"')
-        edm = [s for s in self.services if s.edm is not None]
-        if edm and (self.edm is None or self.edm.provider is None):
-            raise ValueError("a service with [services.edm] needs [edm] folder and provider")
-        if any(s.subject_parameter is None or s.methods != ["POST"] for s in edm):
-            raise ValueError('an EDM service needs methods = ["POST"] and a subject_parameter')
+        for service in self.services:
+            problem = self.service_problem(service)
+            if problem is not None:
+                raise ValueError(problem)
         return self
+
+    def service_problem(self, service: ServiceSpec) -> str | None:
+        """What makes ``service`` unfit for this gateway, whether the settings file or the
+        console declares it (:mod:`exchange.gateway.declared`); ``None`` if nothing."""
+        if service.preview and self.preview is None:
+            return "a service with preview = true needs a [preview] listener"
+        if service.preview and service.consent_policy != "consent":
+            return 'preview = true needs consent_policy = "consent"'
+        if service.edm is not None:
+            if self.edm is None or self.edm.provider is None:
+                return "a service with [services.edm] needs [edm] folder and provider"
+            if service.subject_parameter is None or service.methods != ["POST"]:
+                return 'an EDM service needs methods = ["POST"] and a subject_parameter'
+        return None
 
     @model_validator(mode="after")
     def _console_stays_local(self) -> GatewaySettings:

@@ -1,0 +1,211 @@
+"""Services from the gateway console, in process: an operator declares a SQL-backed service and a
+consumer calls it through the gateway pair at once; a bad declaration is shown on the form and
+nothing is stored; "test the connection" says what it found or what is wrong; a disabled
+service is refused as an unknown one; publishing puts the service in the central catalogue;
+every change is in the change log with its actor, and the settings file's services stay
+read-only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from exchange.central.files import read_admin_token
+from exchange.gateway import models
+from exchange.gateway.declared import hide_password, keep_password, shown
+from exchange.gateway.settings import ServiceSpec
+from exchange.sample import federation, population
+from tests.browser import Browser
+from tests.gateway.conftest import MARI, PORTAL_CLIENT, Roles
+from tests.gateway.test_console import change_rows, console, signed_in
+
+CODE = "residence-copy"
+COPY = f"/r1/{federation.POPULATION_REGISTRY}/{CODE}"
+RESIDENCE = {"X-Road-UserId": MARI, "X-Exchange-Purpose": "residence-check"}
+
+
+def declaration(roles: Roles, **changed: str) -> dict[str, str]:
+    """The form's fields for a public copy of the residence record, read from the register."""
+    fields = "\n".join(f"{k} = {v}" for k, v in population.RESIDENCE_FIELDS.items())
+    return {
+        "subsystem": "population-registry",
+        "code": CODE,
+        "evidence_type": "residence-record",
+        "description": "residence record, declared from the console",
+        "consent_policy": "public",
+        "parameters": "person",
+        "subject_parameter": "person",
+        "methods": "GET",
+        "connector_type": "sql",
+        "connector_url": f"sqlite:///{roles.layout.registry}",
+        "connector_query": population.RESIDENCE_QUERY,
+        "connector_fields": fields,
+        "timeout": "5",
+        **changed,
+    }
+
+
+def declared_rows(roles: Roles) -> int:
+    with Session(roles.provider.engine) as session:
+        return session.scalar(select(func.count()).select_from(models.DeclaredService)) or 0
+
+
+def test_an_operator_declares_tests_disables_and_publishes_a_service(
+    roles: Roles, tmp_path: Path
+) -> None:
+    olga = signed_in(roles, "olga")
+    listed = olga.get(f"{console(roles)}/services")
+    birth = 'data-service="population-registry/birth-certificate" data-source="file"'
+    assert birth in listed.text  # the settings file's, read-only: no edit link for it
+    assert "services/edit?subsystem=population-registry&amp;code=birth-certificate" not in (
+        listed.text
+    )
+    form = olga.get(f"{console(roles)}/services/new")
+    assert form.status_code == 200
+
+    # A query binding a parameter the service does not declare: said on the form, not stored.
+    wrong = declaration(roles, parameters="code")
+    refused = send(olga, roles, form, "declare", wrong)
+    assert refused.status_code == 400
+    assert 'id="problem"' in refused.text
+    assert "query binds" in refused.text
+    assert declared_rows(roles) == 0
+    assert 'value="code"' in refused.text  # what was sent is shown again
+
+    # Test the connection before saving: a missing table is named, the right query works.
+    broken = declaration(roles, connector_query="SELECT * FROM nowhere WHERE code = :person")
+    failed = send(olga, roles, refused, "test", broken)
+    assert 'data-ok="no"' in failed.text
+    assert "no such table: nowhere" in failed.text
+    assert "Traceback" not in failed.text
+    tested = send(olga, roles, failed, "test", declaration(roles))
+    assert 'data-ok="yes"' in tested.text, tested.text[:3000]
+    assert declared_rows(roles) == 0  # testing stores nothing
+
+    # Declared: served at once, to a client granted access.
+    done = send(olga, roles, tested, "declare", declaration(roles))
+    assert 'id="done"' in done.text, done.text[:3000]
+    roles.provider.access.grant(
+        service=f"{federation.POPULATION_REGISTRY}/{CODE}", subject=PORTAL_CLIENT, actor="test"
+    )
+    answer = roles.call(f"{COPY}?person={MARI}", headers=RESIDENCE)
+    assert answer.status_code == 200, answer.text
+    assert MARI in answer.text, answer.text
+
+    # Its stored connection tested from the list.
+    row = f'data-service="population-registry/{CODE}" data-source="console" data-enabled="yes"'
+    assert row in done.text
+    checked = olga.submit(done, f'name="code" value="{CODE}"', code=CODE)
+    assert 'data-ok="yes"' in checked.text
+
+    # Disabled: refused as a service never declared, with the X-Road error of one.
+    disabled = olga.post(
+        f"{console(roles)}/services/disable",
+        {"csrf": hidden_csrf(done.text), "subsystem": "population-registry", "code": CODE},
+    )
+    assert disabled.status_code == 200
+    assert 'data-enabled="no"' in disabled.text
+    refusal = roles.call(f"{COPY}?person={MARI}", headers=RESIDENCE)
+    unknown = roles.call(f"/r1/{federation.POPULATION_REGISTRY}/never-declared?person={MARI}")
+    assert refusal.status_code == unknown.status_code == 404
+    assert refusal.json()["type"] == unknown.json()["type"]
+    assert refusal.json()["type"].endswith("UnknownService")
+
+    enabled = olga.post(
+        f"{console(roles)}/services/enable",
+        {"csrf": hidden_csrf(done.text), "subsystem": "population-registry", "code": CODE},
+    )
+    assert 'data-enabled="yes"' in enabled.text
+    assert roles.call(f"{COPY}?person={MARI}", headers=RESIDENCE).status_code == 200
+
+    # Edited: the new declaration is served; the settings file's cannot be edited here.
+    page = olga.get(f"{console(roles)}/services/edit?subsystem=population-registry&code={CODE}")
+    assert "residence record, declared from the console" in page.text  # the stored values
+    assert 'id="save"' in page.text
+    edited = send(
+        olga, roles, page, "edit", declaration(roles, description="edited from the console")
+    )
+    assert 'id="done"' in edited.text
+    assert "edited from the console" in edited.text
+    file_service = olga.http.get(
+        f"{console(roles)}/services/edit",
+        params={"subsystem": "population-registry", "code": "birth-certificate"},
+    )
+    assert file_service.status_code == 400
+    assert "settings file" in file_service.text
+
+    newest = [r for r in change_rows(olga.get(f"{console(roles)}/changes")) if "service." in r]
+    for row_text, action in zip(
+        newest,
+        ("service.edit", "service.enable", "service.disable", "service.declare"),
+        strict=True,
+    ):
+        assert action in row_text
+        assert "console:olga" in row_text
+    olga.close()
+
+    # Viewers see the services, change nothing.
+    vera = signed_in(roles, "vera")
+    seen = vera.get(f"{console(roles)}/services")
+    assert CODE in seen.text
+    assert "/services/declare" not in seen.text
+    assert "/services/disable" not in seen.text
+    vera.close()
+
+    # Publishing: the gateway's token file for the authority's API, named in its settings.
+    token = tmp_path / "central-admin.token"
+    token.write_text(read_admin_token(roles.layout.central) + "\n")
+    settings = roles.provider.settings.model_copy(update={"catalogue_token_file": token})
+    roles.roles.restart("provider", settings)
+    assert roles.call(f"{COPY}?person={MARI}", headers=RESIDENCE).status_code == 200  # kept
+    before = {s.identifier for s in roles.roles.central.registry.services()}
+    assert f"{federation.POPULATION_REGISTRY}/{CODE}" not in before
+    olga = signed_in(roles, "olga")
+    services = olga.get(f"{console(roles)}/services")
+    published = olga.submit(services, 'id="publish"')
+    assert 'id="done"' in published.text, published.text[:3000]
+    listed_ids = {s.identifier for s in roles.roles.central.registry.services()}
+    assert f"{federation.POPULATION_REGISTRY}/{CODE}" in listed_ids
+    assert f"{federation.RESIDENCE_RECORD}/v1" in listed_ids  # the file's stay listed
+    newest = change_rows(olga.get(f"{console(roles)}/changes"))
+    assert "services.publish" in newest[0]
+    assert "console:olga" in newest[0]
+    olga.close()
+
+
+def test_passwords_in_connector_addresses_are_never_shown() -> None:
+    url = "postgresql://registry:s3cret@db.example.org/population"
+    assert hide_password(url) == "postgresql://registry:***@db.example.org/population"
+    spec = ServiceSpec.model_validate(
+        {
+            "subsystem": "population-registry",
+            "code": "x",
+            "evidence_type": "residence-record",
+            "connector": {"type": "sql", "url": url, "query": "SELECT 1"},
+        }
+    )
+    assert "s3cret" not in json.dumps(shown(spec))
+    # The edit form sends the hidden password back: the stored one is kept.
+    sent = spec.model_copy(
+        update={"connector": spec.connector.model_copy(update={"url": hide_password(url)})}
+    )
+    assert keep_password(sent, spec).connector.url == url
+
+
+def send(
+    browser: Browser, roles: Roles, page: httpx.Response, action: str, fields: dict[str, str]
+) -> httpx.Response:
+    """Fill the service form of ``page`` with ``fields`` and press the button of ``action``."""
+    return browser.post(
+        f"{console(roles)}/services/{action}", {"csrf": hidden_csrf(page.text), **fields}
+    )
+
+
+def hidden_csrf(text: str) -> str:
+    from tests.browser import hidden_fields
+
+    return hidden_fields(text)["csrf"]
