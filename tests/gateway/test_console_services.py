@@ -22,6 +22,7 @@ from exchange.sample import federation, population
 from tests.browser import Browser
 from tests.gateway.conftest import MARI, PORTAL_CLIENT, Roles
 from tests.gateway.test_console import change_rows, console, signed_in
+from tests.servers import exchange
 
 CODE = "residence-copy"
 COPY = f"/r1/{federation.POPULATION_REGISTRY}/{CODE}"
@@ -209,3 +210,51 @@ def hidden_csrf(text: str) -> str:
     from tests.browser import hidden_fields
 
     return hidden_fields(text)["csrf"]
+
+
+def test_the_same_operations_run_from_the_command_line(roles: Roles, tmp_path: Path) -> None:
+    """For automation: a service declared, tested, disabled and published by commands, served
+    by the running gateway once it next looks (its timer; here asked at once)."""
+    config = str(roles.layout.provider)
+    code = "residence-cli"
+    declared = tmp_path / "service.toml"
+    fields = "".join(f'"{k}" = "{v}"\n' for k, v in population.RESIDENCE_FIELDS.items())
+    declared.write_text(
+        f'subsystem = "population-registry"\ncode = "{code}"\n'
+        'evidence_type = "residence-record"\nconsent_policy = "public"\nparameters = ["person"]\n'
+        f'[connector]\ntype = "sql"\nurl = "sqlite:///{roles.layout.registry}"\n'
+        f"query = {json.dumps(population.RESIDENCE_QUERY)}\n[connector.fields]\n{fields}"
+    )
+    made = exchange("gateway", "service", "declare", "-c", config, "-f", str(declared))
+    assert made.returncode == 0, made.stderr
+    service = f"{federation.POPULATION_REGISTRY}/{code}"
+    roles.provider.access.grant(service=service, subject=PORTAL_CLIENT, actor="test")
+    roles.roles.run(roles.provider.declared.sync())
+    path = f"/r1/{service}?person={MARI}"
+    assert roles.call(path, headers=RESIDENCE).status_code == 200
+
+    tested = exchange("gateway", "service", "test", "-c", config, "population-registry", code)
+    assert tested.returncode == 0, tested.stderr
+    assert "accepts the query" in tested.stdout
+
+    again = exchange("gateway", "service", "declare", "-c", config, "-f", str(declared))
+    assert again.returncode != 0
+    assert "declared already" in again.stderr
+
+    off = exchange("gateway", "service", "disable", "-c", config, "population-registry", code)
+    assert off.returncode == 0, off.stderr
+    roles.roles.run(roles.provider.declared.sync())
+    assert roles.call(path, headers=RESIDENCE).status_code == 404
+    listed = exchange("gateway", "service", "list", "-c", config)
+    [row] = [line for line in listed.stdout.splitlines() if f"/{code} " in line]
+    assert "disabled" in row
+
+    token = tmp_path / "admin.token"
+    token.write_text(read_admin_token(roles.layout.central))
+    published = exchange("gateway", "publish", "-c", config, "--token-file", str(token))
+    assert published.returncode == 0, published.stderr
+    listed_ids = {s.identifier for s in roles.roles.central.registry.services()}
+    assert service not in listed_ids  # disabled: it leaves the catalogue
+    changed = exchange("gateway", "changes", "-c", config)
+    assert "service.disable" in changed.stdout
+    assert "services.publish" in changed.stdout
