@@ -27,7 +27,7 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, IntegrityError
 from sqlalchemy.orm import Session
 
 from exchange.errors import Conflict, Error, InvalidRequest, NotFound
@@ -180,6 +180,11 @@ class DeclaredServices:
         built = self.check(spec)
         try:
             declared: Declared = await self._in_thread(self._store, spec, actor, new)
+        except IntegrityError as exc:  # declared by someone else at the same moment
+            await built.connector.close()
+            raise Conflict(
+                f"service {spec.subsystem}/{spec.code} is declared already; edit it", detail="code"
+            ) from exc
         except BaseException:
             await built.connector.close()
             raise

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -24,6 +25,8 @@ from tests.gateway.conftest import MARI, PORTAL_CLIENT, Roles
 from tests.gateway.test_console import change_rows, console, signed_in
 from tests.servers import exchange
 
+# Commands run as processes of their own, each starting an interpreter: slow on a busy machine.
+pytestmark = pytest.mark.timeout(300)
 CODE = "residence-copy"
 COPY = f"/r1/{federation.POPULATION_REGISTRY}/{CODE}"
 RESIDENCE = {"X-Road-UserId": MARI, "X-Exchange-Purpose": "residence-check"}
@@ -155,6 +158,8 @@ def test_an_operator_declares_tests_disables_and_publishes_a_service(
     assert CODE in seen.text
     assert "/services/declare" not in seen.text
     assert "/services/disable" not in seen.text
+    for language, words in (("ar", "ملف الإعدادات (للقراءة فقط)"), ("fr", "Déclaré dans")):
+        assert words in vera.get(f"{console(roles)}/services?lang={language}").text
     vera.close()
 
     # Publishing: the gateway's token file for the authority's API, named in its settings.
