@@ -21,6 +21,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -156,6 +157,12 @@ class DeclaredServices:
         problem = self._settings.service_problem(spec)
         if problem is not None:
             raise InvalidRequest(problem, detail="service")
+        if _same_database(spec.connector.url, self._settings.db_url):
+            # Its audit records and access rights are not a registry: an operator must not
+            # read them through a service (auditors hold the audit trail).
+            raise InvalidRequest(
+                "a connector cannot read the gateway's own database", detail="connector_url"
+            )
         if spec.evidence_type not in self._table.evidence_types():
             raise InvalidRequest(
                 f"unknown evidence type {spec.evidence_type!r}", detail="evidence_type"
@@ -344,3 +351,21 @@ def keep_password(spec: ServiceSpec, before: ServiceSpec) -> ServiceSpec:
     return spec.model_copy(
         update={"connector": spec.connector.model_copy(update={"url": restored})}
     )
+
+
+def _same_database(url: str | None, own: str) -> bool:
+    """Whether ``url`` names the database at ``own`` (same kind, host, port and name)."""
+    if not url:
+        return False
+    try:
+        given, kept = make_url(url), make_url(own)
+    except ArgumentError:
+        return False
+
+    def where(parsed: Any) -> tuple[object, ...]:
+        database = parsed.database or ""
+        if parsed.get_backend_name() == "sqlite" and database:
+            database = str(Path(database).resolve())
+        return (parsed.get_backend_name(), parsed.host, parsed.port, database)
+
+    return bool(where(given) == where(kept))

@@ -8,6 +8,8 @@ read-only."""
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -17,11 +19,11 @@ from sqlalchemy.orm import Session
 
 from exchange.central.files import read_admin_token
 from exchange.gateway import models
-from exchange.gateway.declared import hide_password, keep_password, shown
+from exchange.gateway.declared import SYNC_INTERVAL, hide_password, keep_password, shown
 from exchange.gateway.settings import ServiceSpec
 from exchange.sample import federation, population
 from tests.browser import Browser
-from tests.gateway.conftest import MARI, PORTAL_CLIENT, Roles
+from tests.gateway.conftest import MARI, PORTAL_CLIENT, Roles, Running
 from tests.gateway.test_console import change_rows, console, signed_in
 from tests.servers import exchange
 
@@ -79,6 +81,14 @@ def test_an_operator_declares_tests_disables_and_publishes_a_service(
     assert "query binds" in refused.text
     assert declared_rows(roles) == 0
     assert 'value="code"' in refused.text  # what was sent is shown again
+    own = declaration(roles, connector_url=roles.provider.settings.db_url)
+    snooping = send(olga, roles, form, "declare", own)
+    assert snooping.status_code == 400
+    assert "the gateway&#39;s own database" in snooping.text
+    imported = send(olga, roles, form, "declare", declaration(roles, connector_type="python"))
+    assert imported.status_code == 400
+    assert "sql and http connectors only" in imported.text
+    assert declared_rows(roles) == 0
 
     # Test the connection before saving: a missing table is named, the right query works.
     broken = declaration(roles, connector_query="SELECT * FROM nowhere WHERE code = :person")
@@ -263,3 +273,43 @@ def test_the_same_operations_run_from_the_command_line(roles: Roles, tmp_path: P
     changed = exchange("gateway", "changes", "-c", config)
     assert "service.disable" in changed.stdout
     assert "services.publish" in changed.stdout
+
+
+def test_a_running_gateway_serves_a_declaration_made_beside_it(
+    fresh: Running, tmp_path: Path
+) -> None:
+    """A gateway process started before the declaration serves it within seconds, with no
+    restart: its timer reads the raised revision from the database; and withdraws it as soon
+    when it is disabled."""
+    config = str(fresh.layout.provider)
+    declared = tmp_path / "service.toml"
+    fields = "".join(f'"{k}" = "{v}"\n' for k, v in population.RESIDENCE_FIELDS.items())
+    declared.write_text(
+        f'subsystem = "population-registry"\ncode = "{CODE}"\n'
+        'evidence_type = "residence-record"\nconsent_policy = "public"\nparameters = ["person"]\n'
+        f'[connector]\ntype = "sql"\nurl = "sqlite:///{fresh.layout.registry}"\n'
+        f"query = {json.dumps(population.RESIDENCE_QUERY)}\n[connector.fields]\n{fields}"
+    )
+    fresh.provider_access().grant(
+        service=f"{federation.POPULATION_REGISTRY}/{CODE}", subject=PORTAL_CLIENT, actor="test"
+    )
+    path = f"{COPY}?person={MARI}"
+    assert fresh.call(path, headers=RESIDENCE).status_code == 404
+    made = exchange("gateway", "service", "declare", "-c", config, "-f", str(declared))
+    assert made.returncode == 0, made.stderr
+    served = until(lambda: fresh.call(path, headers=RESIDENCE).status_code == 200)
+    assert served < SYNC_INTERVAL + 5
+
+    off = exchange("gateway", "service", "disable", "-c", config, "population-registry", CODE)
+    assert off.returncode == 0, off.stderr
+    until(lambda: fresh.call(path, headers=RESIDENCE).status_code == 404)
+
+
+def until(check: Callable[[], bool], within: float = 30) -> float:
+    """Seconds until ``check`` held (asked every 0.2 s), or fail after ``within``."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > within:
+            raise AssertionError(f"not within {within} s")
+        time.sleep(0.2)
+    return time.monotonic() - start

@@ -86,6 +86,10 @@ def _fields(raw: str) -> dict[str, str] | None:
 def document(form: FormData) -> dict[str, Any]:
     """The form as a ``[[services]]`` entry, for :func:`exchange.gateway.declared.parse`."""
     kind = _text(form, "connector_type")
+    if kind not in CONNECTORS:  # a python connector names code to import: the file's to say
+        raise InvalidRequest(
+            "the console declares sql and http connectors only", detail="connector_type"
+        )
     connector: dict[str, Any] = {"type": kind, "url": _text(form, "connector_url") or None}
     if kind == "sql":
         connector["query"] = _text(form, "connector_query") or None
