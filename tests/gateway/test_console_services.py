@@ -25,7 +25,7 @@ from exchange.sample import federation, population
 from tests.browser import Browser
 from tests.gateway.conftest import MARI, PORTAL_CLIENT, Roles, Running
 from tests.gateway.test_console import change_rows, console, signed_in
-from tests.servers import exchange
+from tests.servers import exchange, free_port
 
 # Commands run as processes of their own, each starting an interpreter: slow on a busy machine.
 pytestmark = pytest.mark.timeout(300)
@@ -99,6 +99,23 @@ def test_an_operator_declares_tests_disables_and_publishes_a_service(
     tested = send(olga, roles, failed, "test", declaration(roles))
     assert 'data-ok="yes"' in tested.text, tested.text[:3000]
     assert declared_rows(roles) == 0  # testing stores nothing
+
+    # An HTTP connector is tested on its backend's base address; a backend gone is said so.
+    backend = {
+        "connector_type": "http",
+        "connector_url": f"{roles.registry.url}/diplomas/{{person}}",
+        "connector_query": "",
+        "connector_fields": "",
+        "evidence_type": "diploma",
+    }
+    calls = roles.registry.calls
+    reached = send(olga, roles, tested, "test", declaration(roles, **backend))
+    assert 'data-ok="yes"' in reached.text, reached.text[:3000]
+    assert roles.registry.calls == calls  # no record asked for
+    gone = {**backend, "connector_url": f"http://127.0.0.1:{free_port()}/diplomas/{{person}}"}
+    unreachable = send(olga, roles, tested, "test", declaration(roles, **gone))
+    assert 'data-ok="no"' in unreachable.text
+    assert "the backend cannot be reached" in unreachable.text
 
     # Declared: served at once, to a client granted access.
     done = send(olga, roles, tested, "declare", declaration(roles))
