@@ -3,10 +3,12 @@
 ============  ========  =======  ======
 right         operator  auditor  viewer
 ============  ========  =======  ======
-``view``      yes       yes      yes     overview, access rights, certificates, change log
+``view``      yes       yes      yes     overview, services, access rights, certificates,
+                                         change log
 ``monitor``   yes       yes              operations figures and their query API
 ``audit``               yes              audit browser, verification, export
-``change``    yes                        grant and revoke access rights
+``change``    yes                        declare, edit, disable, enable, test and publish
+                                         services; grant and revoke access rights
 ============  ========  =======  ======
 
 Operators change the gateway but do not hold the audit trail of what it did; auditors read and
