@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT.parent / "shared" / "oots-edm"
 EXCHANGE = "samples/evidence-exchange/4.5.4 - OOTS-EDM XML Examples of the Evidence Exchange"
 BIRTH_REQUEST = f"{EXCHANGE}/2 Example for requesting a Birth Certificate - natural person"
+SNIPPETS = "samples/evidence-exchange/Snippets"
 SCH = "http://purl.oclc.org/dsdl/schematron"
 XSL = "http://www.w3.org/1999/XSL/Transform"
 
@@ -44,6 +45,16 @@ def material() -> Path:
 def request_samples() -> list[Path]:
     """Every official full evidence request sample."""
     return sorted(material().glob(f"{EXCHANGE}/*/*Request*full example.xml"))
+
+
+def response_samples() -> list[Path]:
+    """Every official full evidence response and error response sample."""
+    return sorted(material().glob(f"{EXCHANGE}/*/*Response*full example.xml"))
+
+
+def snippet(name: str) -> Path:
+    """One of the official syntax mapping snippets (``<folder>/<file>``)."""
+    return material() / SNIPPETS / name
 
 
 @dataclass(frozen=True)

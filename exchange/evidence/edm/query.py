@@ -82,14 +82,16 @@ class EdmRequest:
     language: str | None
 
 
-def _slot(parent: etree._Element, name: str) -> etree._Element | None:
+def slot_value(parent: etree._Element, name: str) -> etree._Element | None:
+    """The ``rim:SlotValue`` of ``parent``'s slot ``name``, if it has one."""
     found: list[etree._Element] = parent.xpath(
         "rim:Slot[@name=$name]/rim:SlotValue", namespaces=NS, name=name
     )
     return found[0] if found else None
 
 
-def _text(parent: etree._Element | None, path: str) -> str | None:
+def text_at(parent: etree._Element | None, path: str) -> str | None:
+    """The text at ``path`` below ``parent``, its spacing folded; None if empty or absent."""
     if parent is None:
         return None
     found = parent.find(path, NS)
@@ -99,10 +101,11 @@ def _text(parent: etree._Element | None, path: str) -> str | None:
 
 
 def _boolean(parent: etree._Element, name: str) -> bool:
-    return _text(_slot(parent, name), "rim:Value") in {"true", "1"}
+    return text_at(slot_value(parent, name), "rim:Value") in {"true", "1"}
 
 
-def _agent(value: etree._Element | None) -> Agent | None:
+def read_agent(value: etree._Element | None) -> Agent | None:
+    """The first ``sdg:Agent`` in ``value`` (a slot's value), if it names an identifier."""
     agent = None if value is None else value.find(".//sdg:Agent", NS)
     if agent is None:
         return None
@@ -112,20 +115,20 @@ def _agent(value: etree._Element | None) -> Agent | None:
     return Agent(
         identifier=identifier.text.strip(),
         scheme=identifier.get("schemeID"),
-        name=_text(agent, "sdg:Name"),
+        name=text_at(agent, "sdg:Name"),
     )
 
 
 def read_requester(root: etree._Element) -> Agent | None:
     """The evidence requester, as far as the request names one (for answers to it)."""
-    return _agent(_slot(root, "EvidenceRequester"))
+    return read_agent(slot_value(root, "EvidenceRequester"))
 
 
 def read_request(root: etree._Element) -> EdmRequest:
     """The request in ``root`` (schema-valid EDM); raise to refuse what is not offered."""
     if root.tag != f"{{{NS['query']}}}QueryRequest":
         raise InvalidRequest("an EDM evidence request is a query:QueryRequest", detail="root")
-    specification = _text(_slot(root, "SpecificationIdentifier"), "rim:Value")
+    specification = text_at(slot_value(root, "SpecificationIdentifier"), "rim:Value")
     if specification != SPECIFICATION:
         raise Unsupported(
             f"only the EDM specification {SPECIFICATION} is spoken here",
@@ -140,54 +143,54 @@ def read_request(root: etree._Element) -> EdmRequest:
         "LeafClassWithRepositoryItem"
     ):
         raise Unsupported("evidence is returned with its repository item only", detail="returnType")
-    if _slot(query, "LegalPerson") is not None:
+    if slot_value(query, "LegalPerson") is not None:
         raise Unsupported("evidence about legal persons is not offered here", detail="LegalPerson")
-    if _slot(query, "AuthorizedRepresentative") is not None:
+    if slot_value(query, "AuthorizedRepresentative") is not None:
         raise Unsupported(
             "requests by an authorised representative are not answered here",
             detail="AuthorizedRepresentative",
         )
-    evidence = _slot(query, "EvidenceRequest")
+    evidence = slot_value(query, "EvidenceRequest")
     wanted = None if evidence is None else evidence.find("sdg:DataServiceEvidenceType", NS)
-    classification = _text(wanted, "sdg:EvidenceTypeClassification")
+    classification = text_at(wanted, "sdg:EvidenceTypeClassification")
     if wanted is None or classification is None:
         raise InvalidRequest(
             "the request names no evidence type (EvidenceRequest)", detail="EvidenceRequest"
         )
-    procedure_value = _slot(root, "Procedure")
+    procedure_value = slot_value(root, "Procedure")
     procedure = None
     if procedure_value is not None:
         localized = procedure_value.find("rim:Value/rim:LocalizedString", NS)
         procedure = None if localized is None else (localized.get("value") or "").strip()
         if procedure is not None and _CODE.fullmatch(procedure) is None:
             raise InvalidRequest("the procedure is not a code", detail="Procedure")
-    preview_location = _text(_slot(root, "PreviewLocation"), "rim:Value")
+    preview_location = text_at(slot_value(root, "PreviewLocation"), "rim:Value")
     return EdmRequest(
         id=request_id,
         procedure=procedure,
         possibility_for_preview=_boolean(root, "PossibilityForPreview"),
         explicit_request_given=_boolean(root, "ExplicitRequestGiven"),
         preview_location=preview_location,
-        requester=_agent(_slot(root, "EvidenceRequester")),
+        requester=read_agent(slot_value(root, "EvidenceRequester")),
         evidence_type_classification=classification,
-        evidence_type_identifier=_text(wanted, "sdg:Identifier"),
-        format=_text(wanted, "sdg:DistributedAs/sdg:Format"),
-        conforms_to=_text(wanted, "sdg:DistributedAs/sdg:ConformsTo"),
-        transformation=_text(wanted, "sdg:DistributedAs/sdg:Transformation"),
+        evidence_type_identifier=text_at(wanted, "sdg:Identifier"),
+        format=text_at(wanted, "sdg:DistributedAs/sdg:Format"),
+        conforms_to=text_at(wanted, "sdg:DistributedAs/sdg:ConformsTo"),
+        transformation=text_at(wanted, "sdg:DistributedAs/sdg:Transformation"),
         person=_person(query),
         language=root.get("{http://www.w3.org/XML/1998/namespace}lang"),
     )
 
 
 def _person(query: etree._Element) -> NaturalPerson:
-    value = _slot(query, "NaturalPerson")
+    value = slot_value(query, "NaturalPerson")
     person = None if value is None else value.find("sdg:Person", NS)
     if person is None:
         raise InvalidRequest(
             "the request names no natural person (NaturalPerson)", detail="NaturalPerson"
         )
     identifier_element = person.find("sdg:Identifier", NS)
-    identifier = _text(person, "sdg:Identifier") or ""
+    identifier = text_at(person, "sdg:Identifier") or ""
     matched = _EIDAS.fullmatch(identifier)
     if (
         identifier_element is None
@@ -199,9 +202,9 @@ def _person(query: etree._Element) -> NaturalPerson:
             detail="NaturalPerson/Identifier",
         )
     family, given, born = (
-        _text(person, "sdg:FamilyName"),
-        _text(person, "sdg:GivenName"),
-        _text(person, "sdg:DateOfBirth"),
+        text_at(person, "sdg:FamilyName"),
+        text_at(person, "sdg:GivenName"),
+        text_at(person, "sdg:DateOfBirth"),
     )
     if family is None or given is None or born is None:
         raise InvalidRequest(
@@ -223,7 +226,7 @@ def _person(query: etree._Element) -> NaturalPerson:
         family_name=family,
         given_name=given,
         date_of_birth=date_of_birth,
-        level_of_assurance=_text(person, "sdg:LevelOfAssurance"),
+        level_of_assurance=text_at(person, "sdg:LevelOfAssurance"),
     )
 
 
