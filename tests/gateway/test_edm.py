@@ -12,18 +12,21 @@ import contextlib
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from lxml import etree
+from sqlalchemy import text
 
 from exchange.db.engine import build_engine
 from exchange.evidence.edm import NS
-from exchange.evidence.edm.answers import split_related
+from exchange.evidence.edm.answers import Related, split_related
 from exchange.evidence.edm.query import read_request
 from exchange.evidence.edm.schemaset import EdmProfileError, EdmSchemas
+from exchange.gateway import edm as edm_profile
 from exchange.gateway.access import AccessRights
 from exchange.gateway.node import Gateway
 from exchange.gateway.settings import GatewaySettings
@@ -418,3 +421,86 @@ def test_the_profile_refuses_to_start_without_its_folder(roles: Roles, tmp_path:
     declared["edm"] = None
     with pytest.raises(ValueError, match=r"\[services\.edm\] needs \[edm\] folder and provider"):
         GatewaySettings.model_validate(declared)
+
+
+def consumer_audited(roles: Roles, answer: httpx.Response) -> dict[str, object]:
+    """The consumer gateway's audit record of ``answer``'s exchange."""
+    with build_engine(roles.consumer_settings().db_url).connect() as connection:
+        bodies = [
+            json.loads(b)
+            for b in connection.execute(text("SELECT body FROM audit_records")).scalars()
+        ]
+    (found,) = [b for b in bodies if b.get("message_id") == answer.headers["X-Road-Id"]]
+    return found
+
+
+def test_the_consumer_records_what_each_edm_answer_said(roles: Roles) -> None:
+    delivered = post(roles, LEGAL, _sample())
+    assert delivered.status_code == 200, delivered.text
+    assert consumer_audited(roles, delivered)["edm_outcome"] == "evidence"
+
+    def unknown(root: etree._Element) -> None:
+        element = root.find(".//sdg:Person/sdg:Identifier", NS)
+        assert element is not None
+        element.text = "DK/DE/999999999"
+
+    missing = post(roles, LEGAL, edited(_sample(), unknown))
+    assert missing.status_code == 404
+    record = consumer_audited(roles, missing)
+    assert record["edm_outcome"] == "EDM:ERR:0004"
+    assert record["fault"] == "Server.ServerProxy.NotFound"
+
+    def previewable(root: etree._Element) -> None:
+        as_mari(root)
+        set_slot(root, "PossibilityForPreview", "true")
+
+    artefact = roles.artefact(MARI, service=CONSENTED, purpose="oots:R1", preview=True)
+    preview = post(
+        roles,
+        CONSENTED,
+        edited(_sample(), previewable),
+        **{"X-Exchange-Consent": artefact, "X-Road-UserId": MARI},
+    )
+    assert preview.status_code == 428
+    assert consumer_audited(roles, preview)["edm_outcome"] == "preview-required"
+    # Not an EDM refusal: the X-Road error of the consumer gateway itself, no EDM outcome.
+    nowhere = post(roles, f"{federation.POPULATION_REGISTRY}/no-such-service", _sample())
+    assert nowhere.status_code == 404
+    assert "edm_outcome" not in consumer_audited(roles, nowhere)
+
+
+def _another_request(document: bytes) -> bytes:
+    return document.replace(b'requestId="urn:uuid:', b'requestId="urn:uuid:0', 1)
+
+
+def _not_schema_valid(document: bytes) -> bytes:
+    return document.replace(b"sdg:IssuingDate>", b"sdg:IssueDate>")
+
+
+@pytest.mark.parametrize(
+    ("broken", "said"),
+    [(_another_request, "another request"), (_not_schema_valid, "EDM schemas")],
+)
+def test_a_malformed_edm_answer_is_refused_as_the_providers_fault(
+    roles: Roles,
+    monkeypatch: pytest.MonkeyPatch,
+    broken: Callable[[bytes], bytes],
+    said: str,
+) -> None:
+    # A provider whose EDM answers are broken; its gateway still signs what it sends.
+    original = edm_profile.evidence_response
+
+    def breaking(*args: Any, **kwargs: Any) -> Related:
+        answer = original(*args, **kwargs)
+        return Related(answer.content_type, broken(answer.body))
+
+    monkeypatch.setattr(edm_profile, "evidence_response", breaking)
+    answer = post(roles, LEGAL, _sample())
+    assert answer.status_code == 502, answer.text
+    body = answer.json()
+    assert body["type"] == "Server.ClientProxy.InvalidEdmResponse"
+    assert said in body["message"]
+    assert "Smith" not in answer.text  # nothing of the evidence reaches the consumer system
+    record = consumer_audited(roles, answer)
+    assert record["fault"] == "Server.ClientProxy.InvalidEdmResponse"
+    assert "edm_outcome" not in record
