@@ -160,7 +160,9 @@ async def _serve(
     )
     record.request_size = len(body)
     # An OOTS EDM request is checked before it is signed, and its answer read before it leaves.
-    edm = edm_consumer.check_request(gateway, body) if is_edm(headers.get("content-type")) else None
+    edm = None
+    if is_edm(headers.get("content-type")):
+        edm = await edm_consumer.check_request(gateway, body)
     view = gateway.trust.view()
     answer = await forward(gateway, view, request, target, xroad, headers, body, record)
     if edm is not None:

@@ -113,8 +113,11 @@ def edm_federation(base: Path) -> Iterator[Roles]:
             offer=offer,
         )
     )
+    # The test federation's preview pages are plain http, which R-EDM-REQ-C005 forbids to the
+    # PreviewLocation of a second request: waived here, as an operator would have to.
     edm = (
         f"\n[edm]\nfolder = {json.dumps(str(folder))}\n"
+        'waived_rules = ["R-EDM-REQ-C005"]\n'
         '[edm.provider]\nid = "70000310"\nscheme = "urn:cef.eu:names:identifier:EAS:0191"\n'
         'name = "Population Register"\n'
     )
@@ -337,12 +340,8 @@ def test_0002_preview_required_then_exactly_the_previewed_evidence(roles: Roles)
 
 
 def test_0003_a_request_that_is_valid_but_means_nothing_here(roles: Roles) -> None:
-    def not_eidas(root: etree._Element) -> None:
-        element = root.find(".//sdg:Person/sdg:Identifier", NS)
-        assert element is not None
-        element.text = "123123123"
-
-    found = exception_of(post(roles, LEGAL, edited(_sample(), not_eidas)))
+    # Valid EDM that the business rules let through, contradicted by the X-Road purpose.
+    found = exception_of(post(roles, LEGAL, _sample(), **{"X-Exchange-Purpose": "oots:T1"}))
     assert found.get("code") == "EDM:ERR:0003"
     assert found.get(f"{{{NS['xsi']}}}type") == "rs:InvalidRequestExceptionType"
 
@@ -379,7 +378,10 @@ def test_0006_an_evidence_type_the_service_does_not_offer(roles: Roles) -> None:
     def other(root: etree._Element) -> None:
         element = root.find(".//sdg:EvidenceTypeClassification", NS)
         assert element is not None
-        element.text = "https://sr.oots.tech.europa.eu/evidencetypeclassifications/EE/other"
+        element.text = (
+            "https://sr.oots.tech.europa.eu/evidencetypeclassifications/EE/"
+            "0b6f2a8e-6f1c-4c55-9d1e-3c1f5a0e9b21"
+        )
 
     found = exception_of(post(roles, LEGAL, edited(_sample(), other)))
     assert found.get("code") == "EDM:ERR:0006"
@@ -393,9 +395,15 @@ def test_0007_a_distribution_or_subject_not_offered(roles: Roles) -> None:
         element.text = "application/pdf"
 
     def company(root: etree._Element) -> None:
+        # The official commercial register request's company in place of the person.
         slot = root.find(".//query:Query/rim:Slot[@name='NaturalPerson']", NS)
         assert slot is not None
-        slot.set("name", "LegalPerson")
+        (tax,) = [path for path in request_samples() if "Tax" in path.name]
+        legal = etree.fromstring(tax.read_bytes()).find(
+            ".//query:Query/rim:Slot[@name='LegalPerson']", NS
+        )
+        assert legal is not None
+        slot.getparent().replace(slot, legal)  # type: ignore[union-attr]
 
     for change in (pdf, company):
         found = exception_of(post(roles, LEGAL, edited(_sample(), change)))
@@ -504,3 +512,49 @@ def test_a_malformed_edm_answer_is_refused_as_the_providers_fault(
     record = consumer_audited(roles, answer)
     assert record["fault"] == "Server.ClientProxy.InvalidEdmResponse"
     assert "edm_outcome" not in record
+
+
+def test_the_consumer_gateway_refuses_a_request_that_breaks_a_business_rule(
+    roles: Roles,
+) -> None:
+    def identifier(root: etree._Element) -> None:
+        element = root.find(".//sdg:Person/sdg:Identifier", NS)
+        assert element is not None
+        element.text = "123123123"  # not XX/YY/ID
+
+    def classification(root: etree._Element) -> None:
+        element = root.find(".//sdg:EvidenceTypeClassification", NS)
+        assert element is not None
+        element.text = "https://sr.oots.tech.europa.eu/evidencetypeclassifications/EE/other"
+
+    def company(root: etree._Element) -> None:
+        slot = root.find(".//query:Query/rim:Slot[@name='NaturalPerson']", NS)
+        assert slot is not None
+        slot.set("name", "LegalPerson")  # a person where a company must be
+
+    for change, rule in (
+        (identifier, "R-EDM-REQ-C039"),
+        (classification, "R-EDM-REQ-C027"),
+        (company, "R-EDM-REQ-S047"),
+    ):
+        answer = post(roles, LEGAL, edited(_sample(), change))
+        assert answer.status_code == 400, answer.text
+        body = answer.json()
+        assert (body["type"], body["detail"]) == ("Client.InvalidEdm", rule)
+        assert f"breaks the EDM business rule {rule}" in body["message"]
+        # Refused by the consumer gateway itself: nothing was signed, nothing was sent.
+        assert "x-road-request-hash" not in answer.headers
+        assert consumer_audited(roles, answer)["fault"] == "Client.InvalidEdm"
+
+
+def test_the_official_company_request_is_refused_for_its_country_code(roles: Roles) -> None:
+    (tax,) = [path for path in request_samples() if "Tax" in path.name]
+    answer = post(roles, LEGAL, tax.read_bytes())
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == "R-EDM-REQ-C067"  # GR, where the EU's list has EL
+    corrected = tax.read_bytes().replace(
+        b"<sdg:AdminUnitLevel1>GR</sdg:AdminUnitLevel1>",
+        b"<sdg:AdminUnitLevel1>EL</sdg:AdminUnitLevel1>",
+    )
+    found = exception_of(post(roles, LEGAL, corrected))
+    assert found.get("code") == "EDM:ERR:0007"  # on to the provider: no legal persons here
