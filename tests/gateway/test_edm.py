@@ -541,7 +541,7 @@ def test_the_consumer_gateway_refuses_a_request_that_breaks_a_business_rule(
         assert answer.status_code == 400, answer.text
         body = answer.json()
         assert (body["type"], body["detail"]) == ("Client.InvalidEdm", rule)
-        assert f"breaks the EDM business rule {rule}" in body["message"]
+        assert f"breaks the EDM business rule {rule} (EDM:ERR:0003): " in body["message"]
         # Refused by the consumer gateway itself: nothing was signed, nothing was sent.
         assert "x-road-request-hash" not in answer.headers
         assert consumer_audited(roles, answer)["fault"] == "Client.InvalidEdm"

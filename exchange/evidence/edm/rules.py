@@ -35,6 +35,7 @@ from exchange.evidence.xml import parse_untrusted
 SCH = "http://purl.oclc.org/dsdl/schematron"
 XSL = "http://www.w3.org/1999/XSL/Transform"
 KINDS = ("REQ", "RESP", "ERR")
+INVALID_REQUEST = "EDM:ERR:0003"
 ALLOWED_PROTOCOLS = "http://saxon.sf.net/feature/allowedProtocols"
 _SUPPORTED = {f"{{{SCH}}}{name}" for name in ("let", "assert", "report")}
 # XPath functions that read something other than the document checked.
@@ -263,7 +264,10 @@ class BusinessRules:
         if failed:
             first = failed[0]
             more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            # The code an EDM party gives an invalid request (EDM:ERR:0003), for consumer
+            # systems that speak EDM; the refusal itself stays an X-Road error (Client.InvalidEdm).
             raise BrokenRule(
-                f"{what} breaks the EDM business rule {first.rule}{more}: {first.text}",
+                f"{what} breaks the EDM business rule {first.rule}{more} "
+                f"({INVALID_REQUEST}): {first.text}",
                 detail=first.rule,
             )
