@@ -485,9 +485,17 @@ def _not_schema_valid(document: bytes) -> bytes:
     return document.replace(b"sdg:IssuingDate>", b"sdg:IssueDate>")
 
 
+def _evidence_elsewhere(document: bytes) -> bytes:
+    return document.replace(b"Content-ID: <evidence", b"Content-ID: <elsewhere", 1)
+
+
 @pytest.mark.parametrize(
     ("broken", "said"),
-    [(_another_request, "another request"), (_not_schema_valid, "EDM schemas")],
+    [
+        (_another_request, "another request"),
+        (_not_schema_valid, "EDM schemas"),
+        (_evidence_elsewhere, "lacks the evidence part"),
+    ],
 )
 def test_a_malformed_edm_answer_is_refused_as_the_providers_fault(
     roles: Roles,
