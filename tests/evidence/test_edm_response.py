@@ -246,3 +246,13 @@ def test_a_dtd_in_an_answer_is_refused(schemas: EdmSchemas, tmp_path: Path) -> N
     entity = b'<!DOCTYPE q [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
     with pytest.raises(InvalidEdmResponse):
         read_response(schemas, head + b"?>" + entity + rest)
+
+
+def test_an_error_naming_no_request_was_refused_before_it_was_read(schemas: EdmSchemas) -> None:
+    unread = sample(EDUCATION).replace(f'requestId="{SAMPLE_REQUEST}"'.encode(), b"", 1)
+    answer = read_response(schemas, unread, request_id="urn:uuid:mine")
+    assert isinstance(answer, EdmError)
+    assert answer.request_id == ""
+    anonymous = sample(BIRTH).replace(f'requestId="{SAMPLE_REQUEST}"'.encode(), b"", 1)
+    with pytest.raises(InvalidEdmResponse, match="another request"):
+        read_response(schemas, anonymous, request_id="urn:uuid:mine")

@@ -434,12 +434,11 @@ def test_the_profile_refuses_to_start_without_its_folder(roles: Roles, tmp_path:
 def consumer_audited(roles: Roles, answer: httpx.Response) -> dict[str, object]:
     """The consumer gateway's audit record of ``answer``'s exchange."""
     with build_engine(roles.consumer_settings().db_url).connect() as connection:
-        bodies = [
-            json.loads(b)
-            for b in connection.execute(text("SELECT body FROM audit_records")).scalars()
-        ]
-    (found,) = [b for b in bodies if b.get("message_id") == answer.headers["X-Road-Id"]]
-    return found
+        rows = connection.execute(text("SELECT body FROM audit_records ORDER BY seq"))
+        bodies = [json.loads(body) for body in rows.scalars()]
+    found = [b for b in bodies if b.get("message_id") == answer.headers["X-Road-Id"]]
+    assert found, answer.headers["X-Road-Id"]
+    return found[-1]  # a replayed message id has a record per attempt: the last
 
 
 def test_the_consumer_records_what_each_edm_answer_said(roles: Roles) -> None:
@@ -566,3 +565,18 @@ def test_the_official_company_request_is_refused_for_its_country_code(roles: Rol
     )
     found = exception_of(post(roles, LEGAL, corrected))
     assert found.get("code") == "EDM:ERR:0007"  # on to the provider: no legal persons here
+
+
+def test_an_edm_refusal_in_admission_reaches_the_consumer_system(roles: Roles) -> None:
+    # The provider refuses a replayed message id before it reads the request, so its EDM error
+    # names no requestId: that is no answer to another request.
+    message_id = str(uuid.uuid4())
+    assert post(roles, LEGAL, _sample(), **{"X-Road-Id": message_id}).status_code == 200
+    replayed = post(roles, LEGAL, _sample(), **{"X-Road-Id": message_id})
+    assert replayed.status_code == 409, replayed.text
+    root = etree.fromstring(replayed.content)
+    assert root.get("requestId") is None
+    found = root.find("rs:Exception", NS)
+    assert found is not None
+    assert found.get("code") == "EDM:ERR:0003"
+    assert consumer_audited(roles, replayed)["edm_outcome"] == "EDM:ERR:0003"

@@ -215,10 +215,13 @@ def read_response(
             detail="SpecificationIdentifier",
         )
     answered = root.get("requestId") or ""
-    if request_id is not None and answered != request_id:
+    status = root.get("status")
+    # An error without a requestId is a refusal before the request was read (a replayed message
+    # id, a signature that fails): it answers this request as much as any other.
+    unread = status == FAILURE and not answered
+    if request_id is not None and answered != request_id and not unread:
         raise InvalidEdmResponse("the EDM answer answers another request", detail="requestId")
     response_id = text_at(slot_value(root, "EvidenceResponseIdentifier"), "rim:Value")
-    status = root.get("status")
     if status == SUCCESS:
         return _delivered(root, answered, response_id)
     if status == FAILURE:
