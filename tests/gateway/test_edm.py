@@ -580,3 +580,17 @@ def test_an_edm_refusal_in_admission_reaches_the_consumer_system(roles: Roles) -
     assert found is not None
     assert found.get("code") == "EDM:ERR:0003"
     assert consumer_audited(roles, replayed)["edm_outcome"] == "EDM:ERR:0003"
+
+
+def test_a_gateway_waives_only_rules_that_exist(roles: Roles) -> None:
+    settings = roles.consumer_settings()
+    assert settings.edm is not None
+    unknown = settings.model_copy(
+        update={"edm": settings.edm.model_copy(update={"waived_rules": ["R-EDM-REQ-C999"]})}
+    )
+    with pytest.raises(EdmProfileError, match=r"no EDM business rule R-EDM-REQ-C999 to waive"):
+        Gateway(unknown, migrates=False)
+    declared = settings.model_dump()
+    declared["edm"]["waived_rules"] = ["R-EDM-RESP-C001"]  # only request rules are enforced
+    with pytest.raises(ValueError, match="waived_rules"):
+        GatewaySettings.model_validate(declared)
