@@ -82,16 +82,14 @@ class EdmRequest:
     language: str | None
 
 
-def slot_value(parent: etree._Element, name: str) -> etree._Element | None:
-    """The ``rim:SlotValue`` of ``parent``'s slot ``name``, if it has one."""
+def _slot(parent: etree._Element, name: str) -> etree._Element | None:
     found: list[etree._Element] = parent.xpath(
         "rim:Slot[@name=$name]/rim:SlotValue", namespaces=NS, name=name
     )
     return found[0] if found else None
 
 
-def text_at(parent: etree._Element | None, path: str) -> str | None:
-    """The text at ``path`` below ``parent``, its spacing folded; None if empty or absent."""
+def _text(parent: etree._Element | None, path: str) -> str | None:
     if parent is None:
         return None
     found = parent.find(path, NS)
@@ -101,11 +99,10 @@ def text_at(parent: etree._Element | None, path: str) -> str | None:
 
 
 def _boolean(parent: etree._Element, name: str) -> bool:
-    return text_at(slot_value(parent, name), "rim:Value") in {"true", "1"}
+    return _text(_slot(parent, name), "rim:Value") in {"true", "1"}
 
 
-def read_agent(value: etree._Element | None) -> Agent | None:
-    """The first ``sdg:Agent`` in ``value`` (a slot's value), if it names an identifier."""
+def _agent(value: etree._Element | None) -> Agent | None:
     agent = None if value is None else value.find(".//sdg:Agent", NS)
     if agent is None:
         return None
@@ -115,20 +112,20 @@ def read_agent(value: etree._Element | None) -> Agent | None:
     return Agent(
         identifier=identifier.text.strip(),
         scheme=identifier.get("schemeID"),
-        name=text_at(agent, "sdg:Name"),
+        name=_text(agent, "sdg:Name"),
     )
 
 
 def read_requester(root: etree._Element) -> Agent | None:
     """The evidence requester, as far as the request names one (for answers to it)."""
-    return read_agent(slot_value(root, "EvidenceRequester"))
+    return _agent(_slot(root, "EvidenceRequester"))
 
 
 def read_request(root: etree._Element) -> EdmRequest:
     """The request in ``root`` (schema-valid EDM); raise to refuse what is not offered."""
     if root.tag != f"{{{NS['query']}}}QueryRequest":
         raise InvalidRequest("an EDM evidence request is a query:QueryRequest", detail="root")
-    specification = text_at(slot_value(root, "SpecificationIdentifier"), "rim:Value")
+    specification = _text(_slot(root, "SpecificationIdentifier"), "rim:Value")
     if specification != SPECIFICATION:
         raise Unsupported(
             f"only the EDM specification {SPECIFICATION} is spoken here",
@@ -143,54 +140,54 @@ def read_request(root: etree._Element) -> EdmRequest:
         "LeafClassWithRepositoryItem"
     ):
         raise Unsupported("evidence is returned with its repository item only", detail="returnType")
-    if slot_value(query, "LegalPerson") is not None:
+    if _slot(query, "LegalPerson") is not None:
         raise Unsupported("evidence about legal persons is not offered here", detail="LegalPerson")
-    if slot_value(query, "AuthorizedRepresentative") is not None:
+    if _slot(query, "AuthorizedRepresentative") is not None:
         raise Unsupported(
             "requests by an authorised representative are not answered here",
             detail="AuthorizedRepresentative",
         )
-    evidence = slot_value(query, "EvidenceRequest")
+    evidence = _slot(query, "EvidenceRequest")
     wanted = None if evidence is None else evidence.find("sdg:DataServiceEvidenceType", NS)
-    classification = text_at(wanted, "sdg:EvidenceTypeClassification")
+    classification = _text(wanted, "sdg:EvidenceTypeClassification")
     if wanted is None or classification is None:
         raise InvalidRequest(
             "the request names no evidence type (EvidenceRequest)", detail="EvidenceRequest"
         )
-    procedure_value = slot_value(root, "Procedure")
+    procedure_value = _slot(root, "Procedure")
     procedure = None
     if procedure_value is not None:
         localized = procedure_value.find("rim:Value/rim:LocalizedString", NS)
         procedure = None if localized is None else (localized.get("value") or "").strip()
         if procedure is not None and _CODE.fullmatch(procedure) is None:
             raise InvalidRequest("the procedure is not a code", detail="Procedure")
-    preview_location = text_at(slot_value(root, "PreviewLocation"), "rim:Value")
+    preview_location = _text(_slot(root, "PreviewLocation"), "rim:Value")
     return EdmRequest(
         id=request_id,
         procedure=procedure,
         possibility_for_preview=_boolean(root, "PossibilityForPreview"),
         explicit_request_given=_boolean(root, "ExplicitRequestGiven"),
         preview_location=preview_location,
-        requester=read_agent(slot_value(root, "EvidenceRequester")),
+        requester=_agent(_slot(root, "EvidenceRequester")),
         evidence_type_classification=classification,
-        evidence_type_identifier=text_at(wanted, "sdg:Identifier"),
-        format=text_at(wanted, "sdg:DistributedAs/sdg:Format"),
-        conforms_to=text_at(wanted, "sdg:DistributedAs/sdg:ConformsTo"),
-        transformation=text_at(wanted, "sdg:DistributedAs/sdg:Transformation"),
+        evidence_type_identifier=_text(wanted, "sdg:Identifier"),
+        format=_text(wanted, "sdg:DistributedAs/sdg:Format"),
+        conforms_to=_text(wanted, "sdg:DistributedAs/sdg:ConformsTo"),
+        transformation=_text(wanted, "sdg:DistributedAs/sdg:Transformation"),
         person=_person(query),
         language=root.get("{http://www.w3.org/XML/1998/namespace}lang"),
     )
 
 
 def _person(query: etree._Element) -> NaturalPerson:
-    value = slot_value(query, "NaturalPerson")
+    value = _slot(query, "NaturalPerson")
     person = None if value is None else value.find("sdg:Person", NS)
     if person is None:
         raise InvalidRequest(
             "the request names no natural person (NaturalPerson)", detail="NaturalPerson"
         )
     identifier_element = person.find("sdg:Identifier", NS)
-    identifier = text_at(person, "sdg:Identifier") or ""
+    identifier = _text(person, "sdg:Identifier") or ""
     matched = _EIDAS.fullmatch(identifier)
     if (
         identifier_element is None
@@ -202,9 +199,9 @@ def _person(query: etree._Element) -> NaturalPerson:
             detail="NaturalPerson/Identifier",
         )
     family, given, born = (
-        text_at(person, "sdg:FamilyName"),
-        text_at(person, "sdg:GivenName"),
-        text_at(person, "sdg:DateOfBirth"),
+        _text(person, "sdg:FamilyName"),
+        _text(person, "sdg:GivenName"),
+        _text(person, "sdg:DateOfBirth"),
     )
     if family is None or given is None or born is None:
         raise InvalidRequest(
@@ -226,7 +223,7 @@ def _person(query: etree._Element) -> NaturalPerson:
         family_name=family,
         given_name=given,
         date_of_birth=date_of_birth,
-        level_of_assurance=text_at(person, "sdg:LevelOfAssurance"),
+        level_of_assurance=_text(person, "sdg:LevelOfAssurance"),
     )
 
 
@@ -236,3 +233,9 @@ def is_preview_required(severity: str | None) -> bool:
         severity == f"{prefix}codes:ErrorSeverity:EDMErrorResponse:PreviewRequired"
         for prefix in _SEVERITY_PREFIXES
     )
+
+
+# The same reading of slots, texts and agents for the consumer's reader of answers (response.py).
+slot_value = _slot
+text_at = _text
+read_agent = _agent
