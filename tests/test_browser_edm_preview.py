@@ -38,12 +38,12 @@ from tests.gateway.test_edm import (
     CONSENTED,
     _sample,
     as_mari,
-    consumer_audited,
     edited,
     edm_federation,
     post,
     set_slot,
 )
+from tests.gateway.test_edm_consumer import consumer_audited
 from tests.oots import material
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
