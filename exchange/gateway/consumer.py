@@ -8,7 +8,7 @@ provider, and only with a valid response signature bound to this request; then i
 answer on with the X-Road response headers.
 
 A request in OOTS EDM (``Content-Type: application/x-ebrs+xml``) must satisfy the EDM schemas
-before it is signed (:mod:`exchange.gateway.edm`).
+before it is signed, and its answer must be an EDM answer to it (:mod:`.edm_consumer`).
 
 Errors the caller caused are ``Client.*``; errors of this gateway are ``Server.ClientProxy.*``;
 errors of the provider's gateway arrive signed as ``Server.ServerProxy.*`` and pass through.
@@ -33,10 +33,9 @@ from exchange.errors import (
     InvalidSignature,
     NetworkError,
     PayloadTooLarge,
-    ServiceUnavailable,
     UnknownService,
 )
-from exchange.gateway import auditapi, metaservices
+from exchange.gateway import auditapi, edm_consumer, metaservices
 from exchange.gateway.console.app import PREFIX as CONSOLE
 from exchange.gateway.console.app import create_console_app
 from exchange.gateway.edm import is_edm
@@ -160,15 +159,15 @@ async def _serve(
         max_bytes=gateway.settings.max_body_bytes,
     )
     record.request_size = len(body)
+    # An OOTS EDM request is checked before it is signed, and its answer read before it leaves.
+    edm = None
     if is_edm(headers.get("content-type")):
-        # An OOTS EDM request is checked against the EDM schemas before it is signed.
-        if gateway.edm_schemas is None:
-            raise ServiceUnavailable(
-                "this gateway does not speak OOTS EDM (no [edm] folder is set)", detail="edm"
-            )
-        gateway.edm_schemas.parse(body, what="the QueryRequest")
+        edm = await edm_consumer.check_request(gateway, body)
     view = gateway.trust.view()
-    return await forward(gateway, view, request, target, xroad, headers, body, record)
+    answer = await forward(gateway, view, request, target, xroad, headers, body, record)
+    if edm is not None:
+        edm_consumer.read_reply(gateway, edm, answer, record)
+    return answer
 
 
 async def forward(

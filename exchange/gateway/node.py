@@ -21,6 +21,7 @@ from audit.log import AuditLog
 from exchange.db import migrate
 from exchange.db.engine import build_engine
 from exchange.errors import CertificateStatusUnknown, Error
+from exchange.evidence.edm.rules import BusinessRules
 from exchange.evidence.edm.schemaset import EdmSchemas
 from exchange.evidence.schemas import EvidenceSchemas
 from exchange.gateway import files
@@ -161,6 +162,13 @@ class Gateway:
             if settings.edm is None
             else EdmSchemas.load(settings.edm.folder, max_bytes=settings.max_body_bytes)
         )
+        # Its request rules (EDM-REQ Schematron), compiled once, enforced before signing.
+        self.edm_rules = None
+        if settings.edm is not None:
+            waived = frozenset(settings.edm.waived_rules)
+            self.edm_rules = BusinessRules("REQ", settings.edm.folder, waived=waived)
+            if waived:
+                log.warning("edm.rules_waived", rules=sorted(waived))
         identity = settings.identity
         self.citizens = (
             None

@@ -46,6 +46,7 @@ class ExchangeRecord:
     subject: str | None = None  # the person the exchange is about; hashed before it is logged
     response_digest: str | None = None
     replay_of: str | None = None  # the message id whose stored answer this one gives again
+    edm_outcome: str | None = None  # what an EDM answer said (exchange.gateway.edm_consumer)
 
     @classmethod
     def arriving(
@@ -210,4 +211,5 @@ def audit_entry(record: ExchangeRecord) -> AuditEntry:
         request_claims_digest=claims_digest,
         response_signature=record.response_signature,
         replay_of=record.replay_of,
+        edm_outcome=record.edm_outcome,
     )

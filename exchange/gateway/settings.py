@@ -44,7 +44,7 @@ deployments keep credentials out of it: ``EXCHANGE_GATEWAY_DATABASE_URL``,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -131,6 +131,13 @@ class EdmSpec(Strict):
     folder: Path = Field(description="the OOTS EDM v1.0 material (xsd/ inside); never shipped")
     provider: EdmParty | None = Field(
         default=None, description="this member in EDM answers; needed to provide EDM services"
+    )
+    waived_rules: list[Annotated[str, Field(pattern=r"^R-EDM-REQ-[SC][0-9]{3}$")]] = Field(
+        default_factory=list,
+        description=(
+            "EDM-REQ business rules the consumer gateway does not enforce (the material's own "
+            "mistakes, or R-EDM-REQ-C005 where preview pages are not https); logged at start"
+        ),
     )
 
 

@@ -233,3 +233,9 @@ def is_preview_required(severity: str | None) -> bool:
         severity == f"{prefix}codes:ErrorSeverity:EDMErrorResponse:PreviewRequired"
         for prefix in _SEVERITY_PREFIXES
     )
+
+
+# The same reading of slots, texts and agents for the consumer's reader of answers (response.py).
+slot_value = _slot
+text_at = _text
+read_agent = _agent
