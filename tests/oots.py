@@ -27,6 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT.parent / "shared" / "oots-edm"
 EXCHANGE = "samples/evidence-exchange/4.5.4 - OOTS-EDM XML Examples of the Evidence Exchange"
 BIRTH_REQUEST = f"{EXCHANGE}/2 Example for requesting a Birth Certificate - natural person"
+COMPANY_REQUEST = (
+    f"{EXCHANGE}/4 Example for requesting an Extract of a Commercial Register/"
+    "4.1 Step 1  Evidence Request  - Tax - full example.xml"
+)
 SCH = "http://purl.oclc.org/dsdl/schematron"
 XSL = "http://www.w3.org/1999/XSL/Transform"
 
