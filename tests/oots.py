@@ -45,6 +45,16 @@ def material() -> Path:
     pytest.skip(reason)
 
 
+def available() -> Path | None:
+    """The material's folder, or None where it is absent (and not required): for tests that
+    run with or without it."""
+    if (FOLDER / "xsd").is_dir():
+        return FOLDER
+    if os.environ.get("EXCHANGE_REQUIRE_OOTS"):
+        pytest.fail(f"EXCHANGE_REQUIRE_OOTS is set but the OOTS EDM material is not at {FOLDER}")
+    return None
+
+
 def request_samples() -> list[Path]:
     """Every official full evidence request sample."""
     return sorted(material().glob(f"{EXCHANGE}/*/*Request*full example.xml"))
