@@ -13,6 +13,7 @@ for DSD documents.)
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +25,18 @@ from lxml import etree
 from exchange.central import files
 from exchange.central.app import create_app
 from exchange.central.registry import Registry
+from exchange.central.service import build
 from exchange.central.settings import CentralSettings
 from exchange.db import migrate
 from exchange.db.engine import build_engine
 from exchange.evidence.edm import NS
 from exchange.evidence.edm.directory import QUERY_ID
-from exchange.evidence.edm.schemaset import EdmSchemas
+from exchange.evidence.edm.schemaset import EdmProfileError, EdmSchemas
 from exchange.gateway.services import catalogue_entry
 from exchange.gateway.settings import EdmParty, ServiceSpec
 from exchange.identifiers import MemberId, ServiceId, SubsystemId
 from exchange.trust.globalconf_client import utcnow
+from tests.conftest import _postgres_database
 from tests.inprocess import LoopThread, listen
 from tests.oots import material
 from tests.servers import free_port
@@ -142,11 +145,25 @@ def _catalogue() -> list[tuple[SubsystemId, dict[str, object]]]:
     return list(entries.values())
 
 
-@pytest.fixture(scope="module")
-def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real authority with the EDM material, its catalogue published, on a loopback port."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def directory(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real authority with the EDM material, its catalogue published, on a loopback port;
+    on SQLite and on PostgreSQL, as deployments run it."""
+    with contextlib.ExitStack() as stack:
+        folder = tmp_path_factory.mktemp("dsd")
+        if request.param == "sqlite":
+            url = f"sqlite:///{folder / 'central.db'}"
+        else:
+            url = stack.enter_context(contextlib.contextmanager(_postgres_database)())
+        yield from _serving(folder, url)
+
+
+def _serving(folder: Path, database_url: str) -> Iterator[str]:
     settings = CentralSettings(
-        data_dir=tmp_path_factory.mktemp("dsd") / "central",
+        data_dir=folder / "central",
+        database_url=database_url,
         port=free_port(),
         edm_folder=material(),
     )
@@ -310,3 +327,12 @@ def test_a_service_found_names_where_this_federation_reaches_it(directory: str) 
         d.findtext("sdg:Format", namespaces=NS) for d in kind.findall("sdg:DistributedAs", NS)
     ]
     assert formats == ["application/xml", "application/xml"]  # the full evidence and the subset
+
+
+def test_the_directory_needs_the_material_to_start(tmp_path: Path) -> None:
+    settings = CentralSettings(
+        data_dir=tmp_path / "central", port=free_port(), edm_folder=tmp_path / "oots-edm"
+    )
+    files.initialise(settings, instance="EE", at=utcnow())
+    with pytest.raises(EdmProfileError, match=r"oots-edm does not exist: install the OOTS EDM"):
+        build(settings)
