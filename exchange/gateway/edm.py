@@ -170,12 +170,12 @@ class EdmProvider:
             )
 
     @staticmethod
-    def check_subject(
+    def check_person(
         evidence: Mapping[str, Any], request: EdmRequest, service: LocalService
     ) -> None:
-        """Refuse evidence that is not about the person or company of the minimum data set,
-        as if there were none: a mismatch must not tell the requester that the identifier
-        exists."""
+        """Refuse evidence that is not about the person of the minimum data set, natural or
+        legal, as if there were none: a mismatch must not tell the requester that the
+        identifier exists."""
         spec = _spec(service)
         if request.company is not None:
             company = request.company

@@ -256,8 +256,8 @@ class Provider:
             record.request_out = gateway.clock()
             evidence = await service.connector.fetch(asked)
             record.response_in = gateway.clock()
-            if edm is not None:  # before anything is shown or released: whom it was asked for
-                EdmProvider.check_subject(evidence, edm, service)
+            if edm is not None:  # before anything is shown or released: the person asked for
+                EdmProvider.check_person(evidence, edm, service)
             return evidence
 
         release = Release(
