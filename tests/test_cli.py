@@ -53,6 +53,10 @@ def test_refusals_are_one_line_with_nonzero_exit(tmp_path: Path) -> None:
             ["central", "init", "--instance", "E E", "--data-dir", str(tmp_path / "d")],
             "instance 'E E'",
         ),
+        (
+            ["demo", "--data-dir", str(tmp_path / "demo"), "--oots-edm", str(tmp_path / "edm")],
+            "edm does not exist: install the OOTS EDM v1.0 schema set",
+        ),
     ]
     for args, message in cases:
         result = exchange(*args)
@@ -62,6 +66,7 @@ def test_refusals_are_one_line_with_nonzero_exit(tmp_path: Path) -> None:
         assert len(lines) == 1, result.stderr
         assert lines[0].startswith("error: ")
         assert message in lines[0]
+    assert not (tmp_path / "demo").exists()  # a demo refused makes nothing
 
 
 def test_usage_mistakes_exit_2() -> None:

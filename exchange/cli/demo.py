@@ -144,6 +144,7 @@ def demo(
     from exchange.consent.settings import ConsentSettings
     from exchange.db import migrate
     from exchange.db.engine import build_engine
+    from exchange.evidence.edm.schemaset import EdmProfileError, EdmSchemas
     from exchange.gateway.node import Gateway
     from exchange.gateway.runner import background_jobs, prepare
     from exchange.gateway.settings import GatewaySettings
@@ -198,6 +199,10 @@ def demo(
     else:
         if oots_edm is not None:
             oots_edm = oots_edm.resolve()
+            try:  # before anything is created: a wrong folder leaves no half-made demo
+                EdmSchemas.load(oots_edm)
+            except EdmProfileError as exc:
+                raise NotFound(str(exc)) from exc
         layout = federation.create(data_dir, _ports(port), more=_more(port), edm=oots_edm)
         if oots_edm is not None:
             _edm_walkthrough(data_dir, oots_edm, port)
