@@ -450,6 +450,11 @@ def test_0003_a_request_that_is_valid_but_means_nothing_here(roles: Roles) -> No
     found = exception_of(post(roles, LEGAL, edited(_sample(), not_eidas)))
     assert found.get("code") == "EDM:ERR:0003"
     assert found.get(f"{{{NS['xsi']}}}type") == "rs:InvalidRequestExceptionType"
+    # A company's representative is not relied on, but must still be a person one can name.
+    unnamed = edited(_company_sample(), not_eidas)
+    company = exception_of(post(roles, COMPANY, unnamed, **{"X-Exchange-Purpose": "oots:X4"}))
+    assert company.get("code") == "EDM:ERR:0003"
+    assert company.get("detail") == "AuthorizedRepresentative/Identifier"
 
 
 def test_0004_a_person_who_does_not_match_the_data_set_is_not_found(roles: Roles) -> None:
