@@ -26,6 +26,10 @@ FOLDER = ROOT.parent / "shared" / "oots-edm"
 EXCHANGE = "samples/evidence-exchange/4.5.4 - OOTS-EDM XML Examples of the Evidence Exchange"
 BIRTH_REQUEST = f"{EXCHANGE}/2 Example for requesting a Birth Certificate - natural person"
 SNIPPETS = "samples/evidence-exchange/Snippets"
+COMPANY_REQUEST = (
+    f"{EXCHANGE}/4 Example for requesting an Extract of a Commercial Register/"
+    "4.1 Step 1  Evidence Request  - Tax - full example.xml"
+)
 
 
 def material() -> Path:
@@ -36,6 +40,16 @@ def material() -> Path:
     if os.environ.get("EXCHANGE_REQUIRE_OOTS"):
         pytest.fail(f"EXCHANGE_REQUIRE_OOTS is set but {reason}")
     pytest.skip(reason)
+
+
+def available() -> Path | None:
+    """The material's folder, or None where it is absent (and not required): for tests that
+    run with or without it."""
+    if (FOLDER / "xsd").is_dir():
+        return FOLDER
+    if os.environ.get("EXCHANGE_REQUIRE_OOTS"):
+        pytest.fail(f"EXCHANGE_REQUIRE_OOTS is set but the OOTS EDM material is not at {FOLDER}")
+    return None
 
 
 def request_samples() -> list[Path]:

@@ -305,6 +305,8 @@ class Registry:
                             {
                                 "methods": entry.get("methods", []),
                                 "parameters": entry.get("parameters", []),
+                                # the EDM offer, for the Data Service Directory
+                                **({"edm": entry["edm"]} if entry.get("edm") else {}),
                             }
                         ),
                         published_at=self._clock(),

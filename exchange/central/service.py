@@ -9,11 +9,13 @@ from datetime import datetime
 
 from exchange.central import files
 from exchange.central.certificates import Certificates
+from exchange.central.dsd import Directory
 from exchange.central.publisher import Publisher
 from exchange.central.registry import Registry
 from exchange.central.settings import CentralSettings
 from exchange.central.witness import Witness, WitnessMetrics, load_signer
 from exchange.db.engine import build_engine
+from exchange.evidence.edm.schemaset import EdmSchemas
 from exchange.trust.globalconf_client import utcnow
 
 
@@ -27,6 +29,7 @@ class Central:
     certificates: Certificates
     publisher: Publisher
     witness: Witness
+    directory: Directory | None = None  # with the EDM material only
 
 
 def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) -> Central:
@@ -50,5 +53,11 @@ def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) 
                 settings.data_dir, material.authority, instance=material.instance, at=clock()
             ),
             metrics=WitnessMetrics(),
+        ),
+        directory=(
+            None
+            if settings.edm_folder is None
+            # Loaded once, here: a missing or broken folder stops the start with its reason.
+            else Directory(registry=registry, schemas=EdmSchemas.load(settings.edm_folder))
         ),
     )

@@ -5,7 +5,10 @@ The operators' console (:mod:`exchange.central.console`) is off unless
 ``EXCHANGE_CENTRAL_CONSOLE_ENABLED=true``, with ``..._CONSOLE_PUBLIC_URL``, ``..._ISSUER``,
 ``..._JWKS_URL`` and ``..._CLIENT_ID`` (and ``..._CLIENT_SECRET`` if the issuer wants one); the
 role claim's values ``operator``, ``auditor`` and ``viewer`` give those roles. On a listener
-bound to a non-loopback address it is refused unless ``..._CONSOLE_ALLOW_PUBLIC=true``."""
+bound to a non-loopback address it is refused unless ``..._CONSOLE_ALLOW_PUBLIC=true``.
+
+With ``EXCHANGE_CENTRAL_EDM_FOLDER`` naming the OOTS EDM material, the authority answers the EDM
+Data Service Directory query from its service catalogue (:mod:`exchange.central.dsd`)."""
 
 from __future__ import annotations
 
@@ -43,6 +46,13 @@ class CentralSettings(RoleSettings):
     signing_certificate_validity: timedelta = timedelta(days=2 * 365)
     tls_certificate_validity: timedelta = timedelta(days=365)
     console: ConsoleSpec = Field(default_factory=ConsoleSpec)
+    edm_folder: Path | None = Field(
+        default=None,
+        description=(
+            "the OOTS EDM v1.0 material (xsd/ inside; docs/oots.md); with it, the authority "
+            "answers Data Service Directory queries at /dsd/rest/search"
+        ),
+    )
 
     @model_validator(mode="after")
     def _console_stays_local(self) -> CentralSettings:

@@ -20,7 +20,7 @@ from connectors.python import CallableConnector
 from connectors.sql import SqlConnector
 from exchange.errors import UnknownService
 from exchange.evidence.schemas import EvidenceSchema, EvidenceSchemas
-from exchange.gateway.settings import ConnectorSpec, GatewaySettings, ServiceSpec
+from exchange.gateway.settings import ConnectorSpec, EdmParty, GatewaySettings, ServiceSpec
 from exchange.identifiers import MemberId, ServiceId, SubsystemId
 
 
@@ -61,9 +61,13 @@ class LocalService:
     openapi: bytes
 
 
-def catalogue_entry(service: ServiceId, spec: ServiceSpec) -> dict[str, Any]:
-    """A provided service as the central authority's catalogue lists it."""
-    return {
+def catalogue_entry(
+    service: ServiceId, spec: ServiceSpec, provider: EdmParty | None = None
+) -> dict[str, Any]:
+    """A provided service as the central authority's catalogue lists it; an EDM service with
+    its EDM classification and ``provider`` (this member as EDM names it), from which the
+    authority answers Data Service Directory queries."""
+    entry: dict[str, Any] = {
         "id": str(service),
         "evidence_type": spec.evidence_type,
         "description": spec.description,
@@ -71,6 +75,16 @@ def catalogue_entry(service: ServiceId, spec: ServiceSpec) -> dict[str, Any]:
         "methods": list(spec.methods),
         "parameters": list(spec.parameters),
     }
+    if spec.edm is not None and provider is not None:
+        entry["edm"] = {
+            "evidence_type_classification": spec.edm.evidence_type_classification,
+            "titles": dict(spec.edm.titles),
+            "conforms_to": spec.edm.conforms_to,
+            "transformations": list(spec.edm.transformations),
+            "about": spec.edm.about,
+            "provider": provider.model_dump(),
+        }
+    return entry
 
 
 def catalogue(
@@ -79,12 +93,15 @@ def catalogue(
     """Catalogue entries by subsystem id, for every subsystem this gateway serves: the settings
     file's services and the ``declared`` ones (those enabled in the gateway's database)."""
     member = settings.gateway.member
+    provider = None if settings.edm is None else settings.edm.provider
     entries: dict[str, list[dict[str, Any]]] = {
         str(SubsystemId(member, code)): [] for code in settings.subsystems
     }
     for spec in [*settings.services, *declared]:
         service = ServiceId(SubsystemId(member, spec.subsystem), spec.code, spec.version)
-        entries.setdefault(str(service.subsystem), []).append(catalogue_entry(service, spec))
+        entries.setdefault(str(service.subsystem), []).append(
+            catalogue_entry(service, spec, provider)
+        )
     return entries
 
 

@@ -122,6 +122,18 @@ class EdmParty(Strict):
     id: str = Field(min_length=1, max_length=200)
     scheme: str = Field(pattern=r"^urn:cef\.eu:names:identifier:EAS:[0-9]{4}$")
     name: str = Field(min_length=1, max_length=500)
+    # Where this provider's evidence comes from, as the Data Service Directory answers it
+    # (sdg:Jurisdiction); without a country its services are not listed there.
+    country: str | None = Field(
+        default=None, pattern=r"^[A-Z]{2}$", description="AdminUnitLevel1 (ISO 3166-1)"
+    )
+    region: str | None = Field(
+        default=None, pattern=r"^[A-Z]{2}[0-9A-Z]{1,3}$", description="AdminUnitLevel2 (NUTS)"
+    )
+    locality: str | None = Field(
+        default=None, pattern=r"^[0-9A-Za-z]{1,20}$", description="AdminUnitLevel3 (LAU)"
+    )
+    address: str | None = Field(default=None, max_length=500, description="full address")
 
 
 class EdmSpec(Strict):
@@ -162,9 +174,23 @@ class EdmServiceSpec(Strict):
     issued_field: str | None = Field(
         default=None, description="the evidence field with its issuing date (else: today)"
     )
+    about: Literal["natural-person", "legal-person"] = Field(
+        default="natural-person",
+        description=(
+            "whom the evidence is about: the request's NaturalPerson (its eIDAS identifier "
+            "XX/YY/ID gives the subject parameter XXID) or LegalPerson (its XX/YY/ID gives "
+            "legal_person_parameter the register code ID)"
+        ),
+    )
+    legal_person_parameter: str = Field(
+        default="code", description="the parameter taking a legal person's register code"
+    )
     family_name_field: str = "familyName"
     given_name_field: str = "givenName"
     date_of_birth_field: str = "dateOfBirth"
+    legal_name_field: str = Field(
+        default="name", description="the evidence field the legal name is checked on"
+    )
 
 
 class ConsoleSpec(StaffConsoleSpec):
@@ -312,6 +338,16 @@ class GatewaySettings(RoleSettings):
                 return "a service with [services.edm] needs [edm] folder and provider"
             if service.subject_parameter is None or service.methods != ["POST"]:
                 return 'an EDM service needs methods = ["POST"] and a subject_parameter'
+            if service.edm.about == "legal-person" and (
+                service.consent_policy == "consent"
+                or service.edm.legal_person_parameter not in service.parameters
+            ):
+                # Consent is a natural person's to give; a company's evidence is released on a
+                # legal basis or as public data, whoever represents the company.
+                return (
+                    "an EDM service about legal persons needs its legal_person_parameter among "
+                    'its parameters and consent_policy "legal-basis" or "public"'
+                )
         return None
 
     @model_validator(mode="after")

@@ -65,14 +65,21 @@ class Witnessing:
         # What health shows: "ok" (newest head witnessed), "pending", "unreachable", "refused".
         self.state = "pending"
         self.refusal: dict[str, Any] | None = None  # the witness's last X-Road error body
+        self._stopping = False
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(min(self._interval, 1.0))
-            try:
-                await self.submit_pending()
-            except Exception as exc:  # tried again next round; the loop must not die
-                log.warning("audit.witness_failed", cause=type(exc).__name__)
+        try:
+            while True:
+                await asyncio.sleep(min(self._interval, 1.0))
+                try:
+                    await self.submit_pending()
+                except Exception as exc:  # tried again next round; the loop must not die
+                    log.warning("audit.witness_failed", cause=type(exc).__name__)
+        except asyncio.CancelledError:
+            # A submission under way in its thread goes on; if the witness went down with this
+            # process (the demo runs both), its failure is the shutdown's, not the witness's.
+            self._stopping = True
+            raise
 
     async def submit_pending(self) -> TreeHead | None:
         """Submit this chain's newest head if no witness countersigned it; the head, updated."""
@@ -120,7 +127,10 @@ class Witnessing:
         except (httpx.HTTPError, Error, ValueError, KeyError) as exc:
             self.state = "unreachable"
             self._outcome("unreachable")
-            log.warning("audit.witness_unreachable", chain=head.chain, cause=type(exc).__name__)
+            if self._stopping:  # tried again at the next start
+                log.info("audit.witness_cut_short", chain=head.chain, cause=type(exc).__name__)
+            else:
+                log.warning("audit.witness_unreachable", chain=head.chain, cause=type(exc).__name__)
             return head
         if reply.status_code != 200 or len(reply.content) > MAX_REPLY:
             return self._refused(head, reply)
