@@ -140,6 +140,7 @@ class Gateway:
             member=self.member,
             specs=settings.services,
             schemas=EvidenceSchemas.load(settings.schemas_dir),
+            max_part_bytes=settings.max_part_bytes,
         )
         # The OOTS EDM profile, only where it is configured: its schema set loaded once, offline.
         self.edm_schemas = (

@@ -46,6 +46,7 @@ class ExchangeRecord:
     subject: str | None = None  # the person the exchange is about; hashed before it is logged
     response_digest: str | None = None
     replay_of: str | None = None  # the message id whose stored answer this one gives again
+    parts: str | None = None  # the streamed parts the response signature binds, if any
 
     @classmethod
     def arriving(
@@ -210,4 +211,5 @@ def audit_entry(record: ExchangeRecord) -> AuditEntry:
         request_claims_digest=claims_digest,
         response_signature=record.response_signature,
         replay_of=record.replay_of,
+        parts=record.parts,
     )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.base import Connector
+from connectors.document import HttpDocumentConnector
 from connectors.http import HttpConnector
 from connectors.python import CallableConnector
 from connectors.sql import SqlConnector
@@ -20,7 +21,9 @@ from exchange.gateway.settings import ConnectorSpec, GatewaySettings, ServiceSpe
 from exchange.identifiers import MemberId, ServiceId, SubsystemId
 
 
-def build_connector(spec: ConnectorSpec, parameters: tuple[str, ...]) -> Connector:
+def build_connector(
+    spec: ConnectorSpec, parameters: tuple[str, ...], *, max_part_bytes: int
+) -> Connector:
     if spec.type == "sql":
         if not spec.url or not spec.query:
             raise ValueError("an sql connector needs url and query")
@@ -31,6 +34,17 @@ def build_connector(spec: ConnectorSpec, parameters: tuple[str, ...]) -> Connect
             fields=spec.fields,
             json_columns=spec.json_columns,
             timeout=spec.timeout,
+        )
+    if spec.type == "http" and spec.document is not None:
+        if not spec.url:
+            raise ValueError("an http connector needs url")
+        return HttpDocumentConnector(
+            url=spec.url,
+            parameters=parameters,
+            media_type=spec.document,
+            max_bytes=max_part_bytes,
+            connect_timeout=spec.connect_timeout,
+            read_timeout=spec.timeout,
         )
     if spec.type == "http":
         if not spec.url:
@@ -55,6 +69,11 @@ class LocalService:
     schema: EvidenceSchema
     connector: Connector
     openapi: bytes
+
+    @property
+    def document(self) -> str | None:
+        """The media type of the document this service streams, if it streams one."""
+        return self.spec.connector.document
 
 
 def catalogue_entry(service: ServiceId, spec: ServiceSpec) -> dict[str, Any]:
@@ -118,7 +137,12 @@ class ServiceTable:
 
     @classmethod
     def build(
-        cls, *, member: MemberId, specs: list[ServiceSpec], schemas: EvidenceSchemas
+        cls,
+        *,
+        member: MemberId,
+        specs: list[ServiceSpec],
+        schemas: EvidenceSchemas,
+        max_part_bytes: int,
     ) -> ServiceTable:
         services: dict[str, LocalService] = {}
         for spec in specs:
@@ -133,7 +157,9 @@ class ServiceTable:
                 id=service,
                 spec=spec,
                 schema=schemas.get(spec.evidence_type),
-                connector=build_connector(spec.connector, tuple(spec.parameters)),
+                connector=build_connector(
+                    spec.connector, tuple(spec.parameters), max_part_bytes=max_part_bytes
+                ),
                 openapi=openapi,
             )
         return cls(services)

@@ -69,6 +69,15 @@ class ConnectorSpec(Strict):
     timeout: float = Field(default=5.0, gt=0, le=300)
     connect_timeout: float = Field(default=2.0, gt=0, le=60)
     max_bytes: int = Field(default=1024 * 1024, gt=0)
+    document: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$",
+        description=(
+            "http: the registry serves one document of this media type (application/pdf), "
+            "streamed through both gateways, bound by the length and SHA-256 it declares "
+            "(docs/protocol.md); at most the gateway's max_part_bytes"
+        ),
+    )
 
 
 class IdentitySpec(Strict):
@@ -213,6 +222,14 @@ class GatewaySettings(RoleSettings):
     consumer: Listen = Listen(port=8080)
     provider: Listen = Listen(port=8443)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_part_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description=(
+            "largest document part streamed through (a PDF scan): never held whole, bound by "
+            "its declared length and SHA-256; max_body_bytes caps everything around it"
+        ),
+    )
     request_ttl: float = Field(default=60.0, gt=0, description="seconds a request signature lives")
     clock_skew: float = Field(default=120.0, ge=0, description="seconds of tolerated clock drift")
     peer_timeout: float = Field(default=30.0, gt=0)
@@ -283,6 +300,14 @@ class GatewaySettings(RoleSettings):
             raise ValueError("a service with [services.edm] needs [edm] folder and provider")
         if any(s.subject_parameter is None or s.methods != ["POST"] for s in edm):
             raise ValueError('an EDM service needs methods = ["POST"] and a subject_parameter')
+        documents = [s for s in self.services if s.connector.document is not None]
+        if any(s.connector.type != "http" for s in documents):
+            raise ValueError("a document (connector.document) is served by an http connector")
+        if any(s.preview or s.edm is not None or s.methods != ["GET"] for s in documents):
+            raise ValueError(
+                'a document service takes methods = ["GET"], and neither preview nor '
+                "[services.edm] (a document is never held whole, so it cannot be shown first)"
+            )
         return self
 
     @model_validator(mode="after")

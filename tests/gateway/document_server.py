@@ -1,0 +1,220 @@
+"""Large evidence on loopback: an agency backend serving a large PDF scan, and a federation of
+real processes (central authority and both gateways) whose provider streams it.
+
+:class:`DocumentServer` makes its document up block by block, never holding it whole, and can be
+told to promise one thing and send another (``mode``). :func:`document_federation` starts the
+processes; :func:`rss` and :func:`peak_rss` read a process's resident memory from /proc. The
+test (tests/gateway/test_large_evidence.py) and the benchmark (bench/large.py) share them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from exchange.db.engine import build_engine
+from exchange.gateway.access import AccessRights
+from exchange.gateway.settings import GatewaySettings
+from exchange.sample import federation
+from exchange.trust.globalconf_client import utcnow
+from tests.servers import free_port, serving
+
+MB = 1024 * 1024
+BLOCK = MB
+SCAN = f"/r1/{federation.POPULATION_REGISTRY}/diploma-scan"
+LEGAL_BASIS = "Education Act § 12: verifying qualifications"
+CLIENT = str(federation.CITIZEN_PORTAL)
+PERSON = "EE38001085718"
+HEADERS = {
+    "X-Road-Client": CLIENT,
+    "X-Exchange-Purpose": "service-check",
+    "Accept": "application/pdf",
+}
+
+
+class DocumentServer:
+    """A REST backend with one PDF of ``size`` bytes per person. ``mode``: ``ok``; ``forged``
+    (promises the SHA-256 of other bytes); ``cut`` (promises the length, sends half, hangs up);
+    ``undeclared`` (no Repr-Digest)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.mode = "ok"
+        self.size = MB
+        self._block = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + os.urandom(BLOCK - 15)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def blocks(self, size: int | None = None) -> Iterator[bytes]:
+        """The document, block by block (the same bytes every time)."""
+        left = self.size if size is None else size
+        while left > 0:
+            block = self._block[: min(left, BLOCK)]
+            left -= len(block)
+            yield block
+
+    def digest(self, size: int | None = None) -> str:
+        """The document's SHA-256, base64url as the gateways bind it."""
+        hashed = hashlib.sha256()
+        for block in self.blocks(size):
+            hashed.update(block)
+        return base64.urlsafe_b64encode(hashed.digest()).rstrip(b"=").decode()
+
+    async def _scan(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["person"] != PERSON:
+            return web.Response(status=404)
+        response = web.StreamResponse(headers={"Content-Type": "application/pdf"})
+        response.content_length = self.size
+        promised = self.digest(self.size - 1 if self.mode == "forged" else None)
+        if self.mode != "undeclared":
+            standard = base64.b64encode(base64.urlsafe_b64decode(promised + "=")).decode()
+            response.headers["Repr-Digest"] = f"sha-256=:{standard}:"
+        await response.prepare(request)
+        sent = 0
+        for block in self.blocks():
+            if self.mode == "cut" and sent >= self.size // 2:
+                assert request.transport is not None
+                request.transport.close()  # hang up, short of the length promised
+                return response
+            await response.write(block)
+            sent += len(block)
+        await response.write_eof()
+        return response
+
+    def start(self) -> None:
+        self._thread.start()
+        app = web.Application()
+        app.router.add_get("/scans/{person}", self._scan)
+        self._runner = web.AppRunner(app)
+
+        async def start() -> None:
+            assert self._runner is not None
+            await self._runner.setup()
+            await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+        asyncio.run_coroutine_threadsafe(start(), self._loop).result(10)
+
+    def close(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+def scan_service(url: str) -> str:
+    """The provider's document service: a diploma scan, streamed from ``url``."""
+    return (
+        "\n[[services]]\n"
+        'subsystem = "population-registry"\ncode = "diploma-scan"\nevidence_type = "diploma"\n'
+        'consent_policy = "legal-basis"\nparameters = ["person"]\n'
+        "[services.connector]\n"
+        f'type = "http"\nurl = "{url}/scans/{{person}}"\ndocument = "application/pdf"\n'
+        "timeout = 10.0\nconnect_timeout = 2.0\n"
+    )
+
+
+@dataclass
+class DocumentFederation:
+    layout: federation.Federation
+    ports: federation.Ports
+    backend: DocumentServer
+    processes: dict[str, subprocess.Popen[bytes]]
+
+    @property
+    def consumer_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.consumer_consumer}"
+
+    def audit_bodies(self, gateway: str) -> list[bytes]:
+        """Every audit record body of ``gateway`` ("provider" or "consumer")."""
+        settings = GatewaySettings.load(getattr(self.layout, gateway))
+        with build_engine(settings.db_url).connect() as connection:
+            rows = connection.exec_driver_sql("SELECT body FROM audit_records ORDER BY seq")
+            return [bytes(body) for body in rows.scalars()]
+
+
+@contextlib.contextmanager
+def document_federation(base: Path, *, gateway_extra: str = "") -> Iterator[DocumentFederation]:
+    """The central authority and both gateways as processes, the provider offering
+    ``diploma-scan`` from a :class:`DocumentServer` on a legal basis the portal holds."""
+    ports = federation.Ports(*(free_port() for _ in range(10)))
+    backend = DocumentServer()
+    backend.start()
+    try:
+        layout = federation.create(
+            base,
+            ports,
+            gateway_extra="globalconf_refresh = 0.3\nmax_body_bytes = 65536\n" + gateway_extra,
+            extra_services=scan_service(backend.url),
+        )
+        access = AccessRights(
+            build_engine(GatewaySettings.load(layout.provider).db_url), cache_ttl=0, clock=utcnow
+        )
+        access.grant(
+            service=f"{federation.POPULATION_REGISTRY}/diploma-scan",
+            subject=CLIENT,
+            legal_basis=LEGAL_BASIS,
+            actor="test",
+        )
+        roles = {
+            "central": (
+                [
+                    *("central", "serve", "--data-dir", str(layout.central.data_dir)),
+                    *("--port", str(ports.central)),
+                ],
+                ports.central,
+            ),
+            "provider": (["gateway", "serve", "-c", str(layout.provider)], ports.provider_consumer),
+            "consumer": (["gateway", "serve", "-c", str(layout.consumer)], ports.consumer_consumer),
+        }
+        with contextlib.ExitStack() as stack:
+            processes = {
+                name: stack.enter_context(
+                    serving(
+                        args,
+                        health_url=f"http://127.0.0.1:{port}/health",
+                        log=base / f"{name}.log",
+                        ready_within=60,
+                    )
+                )
+                for name, (args, port) in roles.items()
+            }
+            yield DocumentFederation(layout, ports, backend, processes)
+    finally:
+        backend.close()
+
+
+def _status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise LookupError(f"{field} of process {pid}")
+
+
+def rss(pid: int) -> int:
+    """Resident memory of ``pid`` now, in bytes."""
+    return _status_kb(pid, "VmRSS") * 1024
+
+
+def peak_rss(pid: int) -> int:
+    """The most resident memory ``pid`` has had since it started, in bytes."""
+    return _status_kb(pid, "VmHWM") * 1024
+
+
+def reset_peak(pid: int) -> None:
+    """Start ``pid``'s high-water mark (:func:`peak_rss`) again from its memory now."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")

@@ -1,0 +1,129 @@
+"""Large evidence, bounded memory (issue 17): a 100 MB PDF scan streams from the registry's REST
+backend through both gateways, real processes on loopback with mutual TLS, to a caller that
+reads it in chunks. Neither gateway holds it: each one's peak resident memory grows by less than
+30 MB over what it held before. A backend that sends other bytes than it promised, or fewer,
+leaves the caller with no complete answer, and both gateways audit the exchange as broken.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.gateway.document_server import (
+    HEADERS,
+    MB,
+    PERSON,
+    SCAN,
+    DocumentFederation,
+    document_federation,
+    peak_rss,
+    reset_peak,
+    rss,
+)
+
+pytestmark = pytest.mark.timeout(240)
+LARGE = 100 * MB
+GROWTH = 30 * MB
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocumentFederation]:
+    with document_federation(tmp_path_factory.mktemp("large")) as running:
+        yield running
+
+
+def fetch(running: DocumentFederation, message_id: str) -> tuple[httpx.Response, str, int]:
+    """Ask for the scan and read it in chunks: the answer, its SHA-256 and length as read."""
+    hashed, length = hashlib.sha256(), 0
+    headers = {**HEADERS, "X-Road-Id": message_id}
+    url = f"{running.consumer_url}{SCAN}?person={PERSON}"
+    with (
+        httpx.Client(timeout=60) as client,
+        client.stream("GET", url, headers=headers) as answer,
+    ):
+        for chunk in answer.iter_raw(65536):
+            hashed.update(chunk)
+            length += len(chunk)
+    return answer, base64.urlsafe_b64encode(hashed.digest()).rstrip(b"=").decode(), length
+
+
+def records(running: DocumentFederation, gateway: str, message_id: str) -> list[dict[str, object]]:
+    bodies = (json.loads(body) for body in running.audit_bodies(gateway))
+    return [body for body in bodies if body["message_id"] == message_id]
+
+
+def test_a_100_mb_scan_passes_both_gateways_whole_without_either_holding_it(
+    scans: DocumentFederation,
+) -> None:
+    scans.backend.mode, scans.backend.size = "ok", MB
+    answer, _, _ = fetch(scans, str(uuid.uuid4()))  # every code path loaded once
+    assert answer.status_code == 200, answer.read()
+    gateways = {name: scans.processes[name].pid for name in ("consumer", "provider")}
+    before = {name: rss(pid) for name, pid in gateways.items()}
+    for pid in gateways.values():
+        reset_peak(pid)
+
+    scans.backend.size = LARGE
+    message_id = str(uuid.uuid4())
+    answer, digest, length = fetch(scans, message_id)
+
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/pdf"
+    assert (length, digest) == (LARGE, scans.backend.digest())
+    assert answer.headers["x-exchange-parts"] == f"0:{LARGE}:{digest}"  # bound, and passed on
+    growth = {name: peak_rss(pid) - before[name] for name, pid in gateways.items()}
+    assert all(grown < GROWTH for grown in growth.values()), growth
+    for gateway in ("consumer", "provider"):
+        (record,) = records(scans, gateway, message_id)
+        assert (record["status"], record["fault"]) == (200, None)
+        assert record["parts"] == f"0:{LARGE}:{digest}"  # the audit record binds the part
+
+
+@pytest.mark.parametrize(
+    ("mode", "provider_fault"),
+    [
+        ("forged", "Server.ServerProxy.InvalidEvidence"),  # other bytes than promised
+        ("cut", "Server.ServerProxy.ServiceFailed"),  # fewer bytes than promised
+    ],
+)
+def test_a_scan_other_than_promised_reaches_nobody_complete_and_is_audited_as_broken(
+    scans: DocumentFederation, mode: str, provider_fault: str
+) -> None:
+    scans.backend.mode, scans.backend.size = mode, 4 * MB
+    message_id = str(uuid.uuid4())
+    with pytest.raises(httpx.RemoteProtocolError):  # the connection closes short of the length
+        fetch(scans, message_id)
+
+    provider = records(scans, "provider", message_id)
+    consumer = records(scans, "consumer", message_id)
+    # Released under the signature binding the promise; then the record of its breaking.
+    assert [(r["status"], r["fault"]) for r in provider] == [(200, None), (502, provider_fault)]
+    assert [(r["status"], r["fault"]) for r in consumer] == [
+        (200, None),
+        (502, "Server.ClientProxy.InvalidResponse"),  # the provider's answer is at fault
+    ]
+    assert provider[0]["response_signature"] == provider[1]["response_signature"]
+
+
+def test_a_backend_that_does_not_declare_the_digest_is_refused_before_anything_leaves(
+    scans: DocumentFederation,
+) -> None:
+    scans.backend.mode, scans.backend.size = "undeclared", MB
+    message_id = str(uuid.uuid4())
+    with httpx.Client(timeout=30) as client:
+        answer = client.get(
+            f"{scans.consumer_url}{SCAN}?person={PERSON}",
+            headers={**HEADERS, "X-Road-Id": message_id},
+        )
+    assert answer.status_code == 502
+    assert answer.json()["type"] == "Server.ServerProxy.ServiceFailed"
+    assert "SHA-256" in answer.json()["message"]
+    (record,) = records(scans, "provider", message_id)
+    assert (record["status"], record["fault"]) == (502, "Server.ServerProxy.ServiceFailed")
