@@ -12,10 +12,15 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from connectors.document import sha256_of
+from exchange.errors import ServiceFailed
+from exchange.gateway.settings import GatewaySettings
+from exchange.trust.signed import body_digest
 from tests.gateway.document_server import (
     HEADERS,
     MB,
@@ -127,3 +132,69 @@ def test_a_backend_that_does_not_declare_the_digest_is_refused_before_anything_l
     assert "SHA-256" in answer.json()["message"]
     (record,) = records(scans, "provider", message_id)
     assert (record["status"], record["fault"]) == (502, "Server.ServerProxy.ServiceFailed")
+
+
+def document_service(**changes: object) -> dict[str, object]:
+    connector = {"type": "http", "url": "http://registry/scans/{person}"}
+    connector["document"] = "application/pdf"
+    service = {
+        "subsystem": "population-registry",
+        "code": "diploma-scan",
+        "evidence_type": "diploma",
+        "consent_policy": "consent",
+        "parameters": ["person"],
+        "connector": connector,
+    }
+    return {**service, **changes}
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"methods": ["GET", "POST"]}, "a document service takes methods"),
+        ({"preview": True}, "cannot be shown first"),
+        ({"connector": {"type": "sql", "document": "application/pdf"}}, "http connector"),
+        ({"connector": {"type": "http", "document": "pdf"}}, "should match pattern"),
+    ],
+)
+def test_a_document_service_is_declared_only_as_it_can_stream(
+    tmp_path: Path, changes: dict[str, object], why: str
+) -> None:
+    declared = {
+        "id": "EE/GOV/70000310/gw1",
+        "data_dir": tmp_path,
+        "anchor": tmp_path / "anchor.json",
+        "subsystems": ["population-registry"],
+        "services": [document_service()],
+    }
+    assert GatewaySettings.model_validate(declared).max_part_bytes == 256 * MB
+    if changes.get("preview"):  # a preview listener, so that only the document is wrong
+        declared["identity"] = {"issuer": "i", "jwks_url": "j", "portals": {"p": "EE/GOV/1/p"}}
+        declared["preview"] = {"port": 1, "public_url": "http://p", "client_id": "c"}
+    declared["services"] = [document_service(**changes)]
+    with pytest.raises(ValueError, match=why):
+        GatewaySettings.model_validate(declared)
+
+
+SCAN_SHA256 = hashlib.sha256(b"%PDF-1.7 scan").digest()
+STANDARD = base64.b64encode(SCAN_SHA256).decode()  # as RFC 9530 writes it: + / and =
+
+
+@pytest.mark.parametrize(
+    ("headers", "digest"),
+    [
+        ({"Repr-Digest": f"sha-512=:AAAA:, sha-256=:{STANDARD}:"}, body_digest(b"%PDF-1.7 scan")),
+        ({"Content-Digest": f"sha-256=:{STANDARD}:"}, body_digest(b"%PDF-1.7 scan")),
+        ({"Content-Type": "application/pdf"}, None),
+    ],
+)
+def test_the_registry_declares_its_documents_sha256_as_rfc_9530_says(
+    headers: dict[str, str], digest: str | None
+) -> None:
+    assert sha256_of(headers) == digest
+
+
+@pytest.mark.parametrize("declared", ["sha-256=AAAA", "sha-256=:not base64!:", "sha-256=:AAAA:"])
+def test_a_malformed_digest_declaration_is_the_registrys_failure(declared: str) -> None:
+    with pytest.raises(ServiceFailed):
+        sha256_of({"Repr-Digest": declared})
