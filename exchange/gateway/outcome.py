@@ -15,6 +15,7 @@ same message id and signature, says that the answer broke and whose fault it was
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -133,6 +134,7 @@ class StreamedResponse(Response):
     """Sends a streamed body as it is checked (:func:`exchange.gateway.parts.verified`); when
     the check fails it calls ``broke`` and leaves the response unfinished, so that the server
     closes the connection and the reader holds an incomplete body, never a complete wrong one.
+    A reader who hangs up stops the source being read (the release was audited already).
     """
 
     def __init__(
@@ -148,15 +150,28 @@ class StreamedResponse(Response):
         self.broke = broke
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        left = asyncio.Event()
+
+        async def listen() -> None:
+            # The server drops what is sent to a reader who has gone: stop reading the source.
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            left.set()
+
+        listener = asyncio.ensure_future(listen())
         try:
             start = {"status": self.status_code, "headers": self.raw_headers}
             await send({"type": "http.response.start", **start})
             async for chunk in verified(self.stream):
+                if left.is_set():
+                    log.info("exchange.reader_left", sent_by=self.stream.what)
+                    return
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except Exception as caught:  # the body broke (or the reader left): cut it short
+        except Exception as caught:  # the body broke: cut it short
             await self.broke(error_of(caught))
             return
         finally:
+            listener.cancel()
             await self.stream.close()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

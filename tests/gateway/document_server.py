@@ -56,6 +56,8 @@ class DocumentServer:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
         self._digests: dict[int, str] = {}
+        self.sent = 0  # bytes of the last answer written so far
+        self.done = threading.Event()  # set when the last answer has ended, whole or not
 
     @property
     def url(self) -> str:
@@ -89,17 +91,21 @@ class DocumentServer:
         if self.mode != "undeclared":
             standard = base64.b64encode(base64.urlsafe_b64decode(promised + "=")).decode()
             response.headers["Repr-Digest"] = f"sha-256=:{standard}:"
-        await response.prepare(request)
-        sent = 0
-        for block in self.blocks():
-            if self.mode == "cut" and sent >= self.size // 2:
-                assert request.transport is not None
-                request.transport.close()  # hang up, short of the length promised
-                return response
-            await response.write(block)
-            sent += len(block)
-        await response.write_eof()
-        return response
+        self.sent = 0
+        self.done.clear()
+        try:
+            await response.prepare(request)
+            for block in self.blocks():
+                if self.mode == "cut" and self.sent >= self.size // 2:
+                    assert request.transport is not None
+                    request.transport.close()  # hang up, short of the length promised
+                    return response
+                await response.write(block)
+                self.sent += len(block)
+            await response.write_eof()
+            return response
+        finally:
+            self.done.set()
 
     def start(self) -> None:
         self._thread.start()

@@ -117,6 +117,19 @@ def test_a_scan_other_than_promised_reaches_nobody_complete_and_is_audited_as_br
     assert provider[0]["response_signature"] == provider[1]["response_signature"]
 
 
+def test_a_caller_that_stops_reading_stops_the_registry_being_read(
+    scans: DocumentFederation,
+) -> None:
+    scans.backend.mode, scans.backend.size = "ok", LARGE
+    headers = {**HEADERS, "X-Road-Id": str(uuid.uuid4())}
+    url = f"{scans.consumer_url}{SCAN}?person={PERSON}"
+    with httpx.Client(timeout=60) as client, client.stream("GET", url, headers=headers) as answer:
+        assert answer.status_code == 200
+        next(answer.iter_raw(65536))  # the first chunk, then the caller hangs up
+    assert scans.backend.done.wait(30), "the registry is still being read"
+    assert scans.backend.sent < LARGE // 2  # far from all of it: nobody read on for no one
+
+
 def test_a_backend_that_does_not_declare_the_digest_is_refused_before_anything_leaves(
     scans: DocumentFederation,
 ) -> None:
