@@ -17,6 +17,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,32 +182,36 @@ def document_federation(base: Path, *, gateway_extra: str = "") -> Iterator[Docu
             legal_basis=LEGAL_BASIS,
             actor="test",
         )
-        roles = {
-            "central": (
-                [
-                    *("central", "serve", "--data-dir", str(layout.central.data_dir)),
-                    *("--port", str(ports.central)),
-                ],
-                ports.central,
-            ),
+        central = [
+            *("central", "serve", "--data-dir", str(layout.central.data_dir)),
+            *("--port", str(ports.central)),
+        ]
+        gateways = {
             "provider": (["gateway", "serve", "-c", str(layout.provider)], ports.provider_consumer),
             "consumer": (["gateway", "serve", "-c", str(layout.consumer)], ports.consumer_consumer),
         }
         with contextlib.ExitStack() as stack:
-            processes = {
-                name: stack.enter_context(
-                    serving(
-                        args,
-                        health_url=f"http://127.0.0.1:{port}/health",
-                        log=base / f"{name}.log",
-                        ready_within=60,
-                    )
-                )
-                for name, (args, port) in roles.items()
-            }
+            processes = {"central": stack.enter_context(started(central, ports.central, base))}
+            # The gateways start side by side: on a busy machine each takes many seconds.
+            managers = {name: started(a, port, base, name) for name, (a, port) in gateways.items()}
+            with ThreadPoolExecutor(max_workers=len(managers)) as pool:
+                entering = {name: pool.submit(m.__enter__) for name, m in managers.items()}
+                wait(entering.values())
+            for name, manager in managers.items():
+                if entering[name].exception() is None:
+                    stack.push(manager.__exit__)
+            for name, future in entering.items():
+                processes[name] = future.result()  # raises if it did not start
             yield DocumentFederation(layout, ports, backend, processes)
     finally:
         backend.close()
+
+
+def started(
+    args: list[str], port: int, logs: Path, name: str = "central"
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    health = f"http://127.0.0.1:{port}/health"
+    return serving(args, health_url=health, log=logs / f"{name}.log", ready_within=60)
 
 
 def _status_kb(pid: int, field: str) -> int:
