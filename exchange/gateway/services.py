@@ -120,7 +120,9 @@ def _generated_openapi(service: ServiceId, spec: ServiceSpec) -> bytes:
                     "responses": {
                         "200": {
                             "description": "the evidence",
-                            "content": {"application/json": {}, "application/xml": {}},
+                            "content": {spec.connector.document: {}}
+                            if spec.connector.document
+                            else {"application/json": {}, "application/xml": {}},
                         }
                     },
                 }

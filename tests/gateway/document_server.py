@@ -58,6 +58,7 @@ class DocumentServer:
         self._runner: web.AppRunner | None = None
         self._digests: dict[int, str] = {}
         self.sent = 0  # bytes of the last answer written so far
+        self.calls = 0
         self.done = threading.Event()  # set when the last answer has ended, whole or not
 
     @property
@@ -84,6 +85,7 @@ class DocumentServer:
         return self._digests[size]
 
     async def _scan(self, request: web.Request) -> web.StreamResponse:
+        self.calls += 1
         if request.match_info["person"] != PERSON:
             return web.Response(status=404)
         response = web.StreamResponse(headers={"Content-Type": "application/pdf"})

@@ -20,6 +20,7 @@ import pytest
 from connectors.document import sha256_of
 from exchange.errors import ServiceFailed
 from exchange.gateway.settings import GatewaySettings
+from exchange.sample import federation
 from exchange.trust.signed import body_digest
 from tests.gateway.document_server import (
     HEADERS,
@@ -128,6 +129,34 @@ def test_a_caller_that_stops_reading_stops_the_registry_being_read(
         next(answer.iter_raw(65536))  # the first chunk, then the caller hangs up
     assert scans.backend.done.wait(30), "the registry is still being read"
     assert scans.backend.sent < LARGE // 2  # far from all of it: nobody read on for no one
+
+
+def test_a_caller_that_does_not_take_the_documents_type_is_refused_unasked(
+    scans: DocumentFederation,
+) -> None:
+    called = scans.backend.calls
+    with httpx.Client(timeout=30) as client:
+        answer = client.get(
+            f"{scans.consumer_url}{SCAN}?person={PERSON}",
+            headers={**HEADERS, "Accept": "application/json", "X-Road-Id": str(uuid.uuid4())},
+        )
+    assert answer.status_code == 406
+    assert answer.json()["type"] == "Server.ServerProxy.NotAcceptable"
+    assert scans.backend.calls == called  # the registry was not asked
+
+
+def test_the_services_openapi_document_names_the_documents_type(
+    scans: DocumentFederation,
+) -> None:
+    with httpx.Client(timeout=30) as client:
+        answer = client.get(
+            f"{scans.consumer_url}/r1/{federation.POPULATION_REGISTRY}/getOpenAPI"
+            "?serviceCode=diploma-scan",
+            headers={"X-Road-Client": HEADERS["X-Road-Client"]},
+        )
+    assert answer.status_code == 200, answer.text
+    (operation,) = answer.json()["paths"]["/"].values()
+    assert set(operation["responses"]["200"]["content"]) == {"application/pdf"}
 
 
 def test_a_backend_that_does_not_declare_the_digest_is_refused_before_anything_leaves(
