@@ -154,36 +154,56 @@ class DocumentFederation:
         return f"http://127.0.0.1:{self.ports.consumer_consumer}"
 
     def audit_bodies(self, gateway: str) -> list[bytes]:
-        """Every audit record body of ``gateway`` ("provider" or "consumer")."""
-        settings = GatewaySettings.load(getattr(self.layout, gateway))
-        with build_engine(settings.db_url).connect() as connection:
-            rows = connection.exec_driver_sql("SELECT body FROM audit_records ORDER BY seq")
-            return [bytes(body) for body in rows.scalars()]
+        return audit_bodies(self.layout, gateway)
+
+
+def audit_bodies(layout: federation.Federation, gateway: str) -> list[bytes]:
+    """Every audit record body of ``gateway`` ("provider" or "consumer")."""
+    settings = GatewaySettings.load(getattr(layout, gateway))
+    with build_engine(settings.db_url).connect() as connection:
+        rows = connection.exec_driver_sql("SELECT body FROM audit_records ORDER BY seq")
+        return [bytes(body) for body in rows.scalars()]
+
+
+@contextlib.contextmanager
+def running_backend() -> Iterator[DocumentServer]:
+    backend = DocumentServer()
+    backend.start()
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def document_layout(
+    base: Path, backend: DocumentServer, *, gateway_extra: str = ""
+) -> tuple[federation.Federation, federation.Ports]:
+    """The sample federation's folders, the provider offering ``diploma-scan`` from
+    ``backend`` on a legal basis the portal holds."""
+    ports = federation.Ports(*(free_port() for _ in range(10)))
+    layout = federation.create(
+        base,
+        ports,
+        gateway_extra="globalconf_refresh = 0.3\nmax_body_bytes = 65536\n" + gateway_extra,
+        extra_services=scan_service(backend.url),
+    )
+    access = AccessRights(
+        build_engine(GatewaySettings.load(layout.provider).db_url), cache_ttl=0, clock=utcnow
+    )
+    access.grant(
+        service=f"{federation.POPULATION_REGISTRY}/diploma-scan",
+        subject=CLIENT,
+        legal_basis=LEGAL_BASIS,
+        actor="test",
+    )
+    return layout, ports
 
 
 @contextlib.contextmanager
 def document_federation(base: Path, *, gateway_extra: str = "") -> Iterator[DocumentFederation]:
-    """The central authority and both gateways as processes, the provider offering
-    ``diploma-scan`` from a :class:`DocumentServer` on a legal basis the portal holds."""
-    ports = federation.Ports(*(free_port() for _ in range(10)))
-    backend = DocumentServer()
-    backend.start()
-    try:
-        layout = federation.create(
-            base,
-            ports,
-            gateway_extra="globalconf_refresh = 0.3\nmax_body_bytes = 65536\n" + gateway_extra,
-            extra_services=scan_service(backend.url),
-        )
-        access = AccessRights(
-            build_engine(GatewaySettings.load(layout.provider).db_url), cache_ttl=0, clock=utcnow
-        )
-        access.grant(
-            service=f"{federation.POPULATION_REGISTRY}/diploma-scan",
-            subject=CLIENT,
-            legal_basis=LEGAL_BASIS,
-            actor="test",
-        )
+    """The central authority and both gateways as processes (:func:`document_layout`)."""
+    with running_backend() as backend:
+        layout, ports = document_layout(base, backend, gateway_extra=gateway_extra)
         central = [
             *("central", "serve", "--data-dir", str(layout.central.data_dir)),
             *("--port", str(ports.central)),
@@ -205,8 +225,6 @@ def document_federation(base: Path, *, gateway_extra: str = "") -> Iterator[Docu
             for name, future in entering.items():
                 processes[name] = future.result()  # raises if it did not start
             yield DocumentFederation(layout, ports, backend, processes)
-    finally:
-        backend.close()
 
 
 def started(
