@@ -130,12 +130,12 @@ class DocumentServer:
         self._thread.join(5)
 
 
-def scan_service(url: str) -> str:
+def scan_service(url: str, *, code: str = "diploma-scan", policy: str = "legal-basis") -> str:
     """The provider's document service: a diploma scan, streamed from ``url``."""
     return (
         "\n[[services]]\n"
-        'subsystem = "population-registry"\ncode = "diploma-scan"\nevidence_type = "diploma"\n'
-        'consent_policy = "legal-basis"\nparameters = ["person"]\n'
+        f'subsystem = "population-registry"\ncode = "{code}"\nevidence_type = "diploma"\n'
+        f'consent_policy = "{policy}"\nparameters = ["person"]\n'
         "[services.connector]\n"
         f'type = "http"\nurl = "{url}/scans/{{person}}"\ndocument = "application/pdf"\n'
         "timeout = 10.0\nconnect_timeout = 2.0\n"
@@ -179,13 +179,15 @@ def document_layout(
     base: Path, backend: DocumentServer, *, gateway_extra: str = ""
 ) -> tuple[federation.Federation, federation.Ports]:
     """The sample federation's folders, the provider offering ``diploma-scan`` from
-    ``backend`` on a legal basis the portal holds."""
+    ``backend`` on a legal basis the portal holds, and ``consented-scan`` under the person's
+    consent."""
     ports = federation.Ports(*(free_port() for _ in range(10)))
     layout = federation.create(
         base,
         ports,
         gateway_extra="globalconf_refresh = 0.3\nmax_body_bytes = 65536\n" + gateway_extra,
-        extra_services=scan_service(backend.url),
+        extra_services=scan_service(backend.url)
+        + scan_service(backend.url, code="consented-scan", policy="consent"),
     )
     access = AccessRights(
         build_engine(GatewaySettings.load(layout.provider).db_url), cache_ttl=0, clock=utcnow
@@ -195,6 +197,9 @@ def document_layout(
         subject=CLIENT,
         legal_basis=LEGAL_BASIS,
         actor="test",
+    )
+    access.grant(
+        service=f"{federation.POPULATION_REGISTRY}/consented-scan", subject=CLIENT, actor="test"
     )
     return layout, ports
 

@@ -1,7 +1,8 @@
-"""A provider gateway that streams other bytes than its signature binds: the consumer gateway
-checks the parts itself and never hands the caller a complete body, and audits the answer as
-the provider's fault. The federation runs in this process (:mod:`tests.inprocess`), so that the
-provider's answer can be altered after it was signed, where mutual TLS keeps any outsider out.
+"""Streamed documents in an in-process federation (:mod:`tests.inprocess`): a provider gateway
+that streams other bytes than its signature binds (altered after signing, which mutual TLS keeps
+any outsider from doing on the wire) is cut off by the consumer gateway, which never hands the
+caller a complete body and audits the answer as the provider's fault; and a document released
+under the person's consent, which cannot be shown for preview first.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from exchange.sample import federation
 from tests.gateway.document_server import (
     HEADERS,
     PERSON,
@@ -25,6 +28,7 @@ from tests.gateway.document_server import (
 )
 from tests.inprocess import InProcess, LiveClock
 
+CONSENTED_SCAN = f"/r1/{federation.POPULATION_REGISTRY}/consented-scan"
 SIZE = 32 * 1024  # read whole by the in-process transport: under max_body_bytes
 
 
@@ -79,3 +83,48 @@ def test_a_provider_streaming_other_bytes_than_it_signed_reaches_nobody_complete
         (200, None),
         (502, "Server.ClientProxy.InvalidResponse"),
     ]
+
+
+def consent(roles: InProcess, *, preview: bool) -> str:
+    """A consent artefact of the person for the consented scan, granted at the consent service."""
+    token = roles.id_token(PERSON, federation.CONSENT_CLIENT_ID)
+    granted = roles.http.post(
+        f"{roles.consent_url}/api/v1/consents",
+        json={
+            "consumer": HEADERS["X-Road-Client"],
+            "service": f"{federation.POPULATION_REGISTRY}/consented-scan",
+            "purpose": HEADERS["X-Exchange-Purpose"],
+            "purpose_text": "to check a diploma",
+            "max_uses": "unlimited",
+            "preview": preview,
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert granted.status_code == 201, granted.text
+    return str(granted.json()["artefact"])
+
+
+def test_a_document_is_released_under_consent_but_never_previewed(
+    federation_in_process: tuple[InProcess, DocumentServer],
+) -> None:
+    roles, backend = federation_in_process
+    backend.size = SIZE
+    url = f"http://127.0.0.1:{roles.ports.consumer_consumer}{CONSENTED_SCAN}?person={PERSON}"
+
+    def ask(artefact: str) -> httpx.Response:
+        headers = {**HEADERS, "X-Road-Id": str(uuid.uuid4()), "X-Road-UserId": PERSON}
+        return roles.http.get(url, headers={**headers, "X-Exchange-Consent": artefact})
+
+    released = ask(consent(roles, preview=False))
+    assert released.status_code == 200, released.text
+    assert released.headers["x-exchange-parts"] == f"0:{SIZE}:{backend.digest()}"
+    assert len(released.content) == SIZE
+
+    called = backend.calls
+    refused = ask(consent(roles, preview=True))
+    assert refused.status_code == 403
+    assert (refused.json()["type"], refused.json()["detail"]) == (
+        "Server.ServerProxy.AccessDenied",
+        "preview",
+    )
+    assert backend.calls == called  # the registry was not asked
