@@ -119,10 +119,11 @@ async def conclude(
         headers["Content-Length"] = str(answer.stream.length)
 
         async def broke(error: Error) -> None:
-            refuse(error, record=record)  # noted in the record, and logged
-            record.response_size = 0
+            # A record of its own: the released one may still wait in the operational batch.
+            broken = replace(record)
+            refuse(error, record=broken)  # noted in it, and logged
             try:
-                await gateway.audit.append(audit_entry(record), subject=subject)
+                await gateway.audit.append(audit_entry(broken), subject=subject)
             except LoggingFailed:
                 log.error("exchange.broken_answer_not_audited", message_id=record.message_id)
 
