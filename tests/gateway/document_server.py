@@ -236,7 +236,7 @@ def started(
     args: list[str], port: int, logs: Path, name: str = "central"
 ) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     health = f"http://127.0.0.1:{port}/health"
-    return serving(args, health_url=health, log=logs / f"{name}.log", ready_within=60)
+    return serving(args, health_url=health, log=logs / f"{name}.log", ready_within=120)
 
 
 def _status_kb(pid: int, field: str) -> int:
