@@ -15,13 +15,27 @@ address). It says what it found in plain words, or raises one of the errors abov
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from exchange.errors import InvalidRequest
 
 Evidence = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A document a registry serves whole (a PDF scan), opened but not read: too large to hold,
+    it is passed on chunk by chunk. ``length`` and ``digest`` (base64url SHA-256) are what the
+    registry declared before sending it; whoever reads ``chunks`` checks them, and ``close``
+    releases the connection whether or not it was read to its end."""
+
+    media_type: str
+    length: int
+    digest: str
+    chunks: AsyncIterator[bytes]
+    close: Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)

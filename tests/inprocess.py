@@ -224,6 +224,7 @@ class GatewayTransport:
         timeout: float | None = None,
         max_bytes: int,
         broken: type[ServiceFailed] = ServiceFailed,
+        stream_if: str | None = None,  # in process every reply is read whole
     ) -> Reply:
         scope = self._scope if url.startswith("https:") else None
         try:

@@ -110,6 +110,7 @@ def _declared(settings: GatewaySettings) -> Iterator[DeclaredServices]:
         member=settings.gateway.member,
         specs=settings.services,
         schemas=EvidenceSchemas.load(settings.schemas_dir),
+        max_part_bytes=settings.max_part_bytes,
     )
     try:
         yield DeclaredServices(engine, settings=settings, table=table, clock=utcnow, in_thread=here)

@@ -145,6 +145,7 @@ class Gateway:
             member=self.member,
             specs=settings.services,
             schemas=EvidenceSchemas.load(settings.schemas_dir),
+            max_part_bytes=settings.max_part_bytes,
         )
         # Services declared from the console, beside the settings file's: served from now on,
         # and kept in step with the other processes of this gateway (exchange.gateway.declared).

@@ -19,6 +19,10 @@ A pipeline of small steps, each failing closed with a signed X-Road error
 5. the evidence must satisfy the evidence schema (encoded as JSON or XML here) before it is
    signed, audited and released (:func:`exchange.gateway.outcome.conclude`).
 
+A document service (``connector.document``, e.g. a PDF scan) streams its document instead: the
+answer's signature binds it by the length and SHA-256 the registry declared
+(:mod:`exchange.gateway.parts`), and the bytes are checked against them as they pass.
+
 Services that declare ``[services.edm]`` take an OOTS EDM ``QueryRequest`` and answer in EDM,
 refusals included (:mod:`exchange.gateway.edm`); the steps are the same.
 
@@ -39,8 +43,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from connectors.base import ConnectorRequest, Evidence
-from exchange.errors import InvalidIdentifier, InvalidRequest, MethodNotAllowed
+from connectors.base import ConnectorRequest, Document, Evidence
+from connectors.document import HttpDocumentConnector
+from exchange.errors import (
+    InvalidEvidence,
+    InvalidIdentifier,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotAcceptable,
+)
 from exchange.evidence.edm import MEDIA_TYPE as EDM_MEDIA_TYPE
 from exchange.faults import error_of
 from exchange.gateway import figures, metaservices, usage
@@ -50,6 +61,7 @@ from exchange.gateway.edm import EdmProvider, Exchange
 from exchange.gateway.idempotency import Held, Stored, fingerprint
 from exchange.gateway.node import Gateway
 from exchange.gateway.outcome import SIDES, Answer, conclude, refuse
+from exchange.gateway.parts import Part, Streamed
 from exchange.gateway.records import ExchangeRecord
 from exchange.gateway.release import Release, ReleasePolicy, policy_for
 from exchange.gateway.services import LocalService
@@ -200,7 +212,10 @@ class Provider:
             # the parameters only, as for every other service
         if request.method not in service.spec.methods:
             raise MethodNotAllowed(f"{target.service} does not accept {request.method}")
-        representation = "xml" if edm is not None else negotiate(headers.get("accept"))
+        if service.document is not None:
+            representation = _accepted(service.document, headers.get("accept"))
+        else:
+            representation = "xml" if edm is not None else negotiate(headers.get("accept"))
         if service.spec.subject_parameter:
             # From here on, a refusal is recorded about the person, as an attempt: the citizen
             # sees who tried (apart from the releases, which attempts cannot push out of view).
@@ -250,8 +265,12 @@ class Provider:
                 person=record.subject,
             )
 
-        async def fetch() -> Evidence:
+        async def fetch() -> Evidence | Document:
             record.request_out = gateway.clock()
+            if isinstance(service.connector, HttpDocumentConnector):
+                document = await service.connector.open(asked)
+                record.response_in = gateway.clock()
+                return document
             evidence = await service.connector.fetch(asked)
             record.response_in = gateway.clock()
             if edm is not None:  # before anything is shown or released: the person asked for
@@ -274,6 +293,8 @@ class Provider:
             EdmProvider.admit(edm, service)
         await policy.admit(release)
         evidence = await policy.obtain(release)
+        if isinstance(evidence, Document):
+            return Answer(200, evidence.media_type, b"", stream=_streamed(evidence))
         if edm is not None and self.edm is not None:
             related = self.edm.answer(edm, service, evidence)
             return Answer(200, related.content_type, related.body)
@@ -296,7 +317,10 @@ class Provider:
     async def keep(self, held: Held, answer: Answer, record: ExchangeRecord) -> None:
         """Keep ``answer`` for the retries of ``held``'s key (or give the key up). If that
         fails the answer still leaves; a retry finds the key claimed and, after the takeover
-        time, executes again."""
+        time, executes again. A streamed document is never kept (never held): its retries
+        execute again."""
+        if answer.stream is not None:
+            answer = replace(answer, status=503)  # not kept, as the provider's failures are not
         try:
             await self.gateway.in_thread(
                 self.gateway.idempotency.finish,
@@ -334,19 +358,44 @@ class Provider:
 
     def sign(self, record: ExchangeRecord, answer: Answer) -> dict[str, str]:
         """Sign ``answer`` bound to the request; the headers that carry the signature."""
+        stream = answer.stream
         claims = ResponseClaims(
             status=answer.status,
             content_type=answer.content_type,
-            body=body_digest(answer.payload),
+            body=body_digest(answer.payload) if stream is None else stream.envelope,
             client=record.client,
             service=record.service,
             message_id=record.message_id,
             request_hash=record.request_hash or "",
+            parts=None if stream is None else stream.header,
             iat=int(self.gateway.clock().timestamp()),
         )
         record.response_signature = sign_response(self.gateway.signer, claims)
         record.response_digest = claims.body
         return {RESPONSE_HEADER: record.response_signature}
+
+
+def _accepted(media_type: str, accept: str | None) -> str:
+    """``media_type``, if the caller's ``Accept`` takes it (or says nothing)."""
+    if accept:
+        family = media_type.split("/", 1)[0]
+        taken = {item.split(";", 1)[0].strip().lower() for item in accept.split(",")}
+        if not taken & {media_type, f"{family}/*", "*/*"}:
+            raise NotAcceptable(f"this evidence is a document of type {media_type}")
+    return media_type
+
+
+def _streamed(document: Document) -> Streamed:
+    """The answer's body: the registry's document as one part, nothing around it."""
+    return Streamed(
+        parts=(Part(0, document.length, document.digest),),
+        length=document.length,
+        envelope=body_digest(b""),
+        chunks=document.chunks,
+        close=document.close,
+        broken=InvalidEvidence,
+        what="the registry",
+    )
 
 
 def create_provider_app(gateway: Gateway) -> ASGIApp:

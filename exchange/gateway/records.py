@@ -47,6 +47,7 @@ class ExchangeRecord:
     response_digest: str | None = None
     replay_of: str | None = None  # the message id whose stored answer this one gives again
     edm_outcome: str | None = None  # what an EDM answer said (exchange.gateway.edm_consumer)
+    parts: str | None = None  # the streamed parts the response signature binds, if any
 
     @classmethod
     def arriving(
@@ -212,4 +213,5 @@ def audit_entry(record: ExchangeRecord) -> AuditEntry:
         response_signature=record.response_signature,
         replay_of=record.replay_of,
         edm_outcome=record.edm_outcome,
+        parts=record.parts,
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.base import Connector
+from connectors.document import HttpDocumentConnector
 from connectors.http import HttpConnector
 from connectors.python import CallableConnector
 from connectors.sql import SqlConnector
@@ -24,7 +25,9 @@ from exchange.gateway.settings import ConnectorSpec, EdmParty, GatewaySettings, 
 from exchange.identifiers import MemberId, ServiceId, SubsystemId
 
 
-def build_connector(spec: ConnectorSpec, parameters: tuple[str, ...]) -> Connector:
+def build_connector(
+    spec: ConnectorSpec, parameters: tuple[str, ...], *, max_part_bytes: int
+) -> Connector:
     if spec.type == "sql":
         if not spec.url or not spec.query:
             raise ValueError("an sql connector needs url and query")
@@ -35,6 +38,17 @@ def build_connector(spec: ConnectorSpec, parameters: tuple[str, ...]) -> Connect
             fields=spec.fields,
             json_columns=spec.json_columns,
             timeout=spec.timeout,
+        )
+    if spec.type == "http" and spec.document is not None:
+        if not spec.url:
+            raise ValueError("an http connector needs url")
+        return HttpDocumentConnector(
+            url=spec.url,
+            parameters=parameters,
+            media_type=spec.document,
+            max_bytes=max_part_bytes,
+            connect_timeout=spec.connect_timeout,
+            read_timeout=spec.timeout,
         )
     if spec.type == "http":
         if not spec.url:
@@ -59,6 +73,11 @@ class LocalService:
     schema: EvidenceSchema
     connector: Connector
     openapi: bytes
+
+    @property
+    def document(self) -> str | None:
+        """The media type of the document this service streams, if it streams one."""
+        return self.spec.connector.document
 
 
 def catalogue_entry(
@@ -125,7 +144,9 @@ def _generated_openapi(service: ServiceId, spec: ServiceSpec) -> bytes:
                     "responses": {
                         "200": {
                             "description": "the evidence",
-                            "content": {"application/json": {}, "application/xml": {}},
+                            "content": {spec.connector.document: {}}
+                            if spec.connector.document
+                            else {"application/json": {}, "application/xml": {}},
                         }
                     },
                 }
@@ -136,7 +157,9 @@ def _generated_openapi(service: ServiceId, spec: ServiceSpec) -> bytes:
     return json.dumps(document, indent=2).encode()
 
 
-def local_service(member: MemberId, spec: ServiceSpec, schemas: EvidenceSchemas) -> LocalService:
+def local_service(
+    member: MemberId, spec: ServiceSpec, schemas: EvidenceSchemas, *, max_part_bytes: int
+) -> LocalService:
     """``spec`` ready to serve: its connector built, schema found, OpenAPI document read.
     ``ValueError`` (or ``NotFound`` for an unknown evidence type) when it cannot be served."""
     service = ServiceId(SubsystemId(member, spec.subsystem), spec.code, spec.version)
@@ -145,7 +168,9 @@ def local_service(member: MemberId, spec: ServiceSpec, schemas: EvidenceSchemas)
         id=service,
         spec=spec,
         schema=schemas.get(spec.evidence_type),
-        connector=build_connector(spec.connector, tuple(spec.parameters)),
+        connector=build_connector(
+            spec.connector, tuple(spec.parameters), max_part_bytes=max_part_bytes
+        ),
         openapi=openapi,
     )
 
@@ -161,30 +186,37 @@ class ServiceTable:
         *,
         member: MemberId | None = None,
         schemas: EvidenceSchemas | None = None,
+        max_part_bytes: int = 0,
     ) -> None:
         self._services = services
         self._fixed = frozenset(services)  # the settings file's: never replaced while running
         self._member, self._schemas = member, schemas
+        self._max_part_bytes = max_part_bytes  # for declared services, as the settings say
         self._retiring: set[asyncio.Task[None]] = set()
 
     @classmethod
     def build(
-        cls, *, member: MemberId, specs: list[ServiceSpec], schemas: EvidenceSchemas
+        cls,
+        *,
+        member: MemberId,
+        specs: list[ServiceSpec],
+        schemas: EvidenceSchemas,
+        max_part_bytes: int,
     ) -> ServiceTable:
         services: dict[str, LocalService] = {}
         for spec in specs:
-            built = local_service(member, spec, schemas)
+            built = local_service(member, spec, schemas, max_part_bytes=max_part_bytes)
             key = cls.key(built.id)
             if key in services:
                 raise ValueError(f"service {key} is declared twice")
             services[key] = built
-        return cls(services, member=member, schemas=schemas)
+        return cls(services, member=member, schemas=schemas, max_part_bytes=max_part_bytes)
 
     def prepare(self, spec: ServiceSpec) -> LocalService:
         """``spec`` built for :meth:`install` (``ValueError`` if it cannot be served)."""
         if self._member is None or self._schemas is None:
             raise ValueError("this service table takes no declared services")
-        return local_service(self._member, spec, self._schemas)
+        return local_service(self._member, spec, self._schemas, max_part_bytes=self._max_part_bytes)
 
     def evidence_types(self) -> list[str]:
         return self._schemas.types() if self._schemas is not None else []

@@ -69,6 +69,15 @@ class ConnectorSpec(Strict):
     timeout: float = Field(default=5.0, gt=0, le=300)
     connect_timeout: float = Field(default=2.0, gt=0, le=60)
     max_bytes: int = Field(default=1024 * 1024, gt=0)
+    document: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$",
+        description=(
+            "http: the registry serves one document of this media type (application/pdf), "
+            "streamed through both gateways, bound by the length and SHA-256 it declares "
+            "(docs/protocol.md); at most the gateway's max_part_bytes"
+        ),
+    )
 
 
 class IdentitySpec(Strict):
@@ -251,6 +260,14 @@ class GatewaySettings(RoleSettings):
     consumer: Listen = Listen(port=8080)
     provider: Listen = Listen(port=8443)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_part_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description=(
+            "largest document part streamed through (a PDF scan): never held whole, bound by "
+            "its declared length and SHA-256; max_body_bytes caps everything around it"
+        ),
+    )
     request_ttl: float = Field(default=60.0, gt=0, description="seconds a request signature lives")
     clock_skew: float = Field(default=120.0, ge=0, description="seconds of tolerated clock drift")
     peer_timeout: float = Field(default=30.0, gt=0)
@@ -333,6 +350,14 @@ class GatewaySettings(RoleSettings):
             return "a service with preview = true needs a [preview] listener"
         if service.preview and service.consent_policy != "consent":
             return 'preview = true needs consent_policy = "consent"'
+        if service.connector.document is not None:
+            if service.connector.type != "http":
+                return "a document (connector.document) is served by an http connector"
+            if service.preview or service.edm is not None or service.methods != ["GET"]:
+                return (
+                    'a document service takes methods = ["GET"], and neither preview nor '
+                    "[services.edm] (a document is never held whole, so it cannot be shown first)"
+                )
         if service.edm is not None:
             if self.edm is None or self.edm.provider is None:
                 return "a service with [services.edm] needs [edm] folder and provider"
