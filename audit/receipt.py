@@ -3,7 +3,12 @@
 A receipt (:func:`make_receipt`; the usage service's ``/v1/records`` and the gateway's
 ``/audit/records/{seq}/proof`` both hand out this one format) holds the record's exact bytes
 (base64), its chain and position, an RFC 9162 inclusion proof, and the tree head it is proven
-against (:func:`head_document`): root, signature of the provider member, RFC 3161 timestamp.
+against (:func:`head_document`): root, signature of the provider member, RFC 3161 timestamp and,
+once a witness accepted the head, its countersignature. ``witness`` says which: ``countersigned``
+or ``pending`` (the gateway picks the newest witnessed head that covers the record,
+:class:`audit.heads.ReceiptHeads`; a record newer than it is proven against an unwitnessed head,
+and fetching the receipt again after the next round of witnessing gives a witnessed one). The
+field is a hint for people: :func:`verify_receipt` goes by the countersignature itself.
 :func:`verify_receipt` checks one. It verifies if the record hashes into that
 root at that position and the head is signed (and, when stamped, timestamped) by keys the trust
 anchors vouch for. Then the provider can no longer deny or rewrite that access without the
@@ -52,6 +57,7 @@ def make_receipt(
         "size": head.size,
         "proof": [p.hex() for p in proof],
         "head": head_document(head),
+        "witness": "countersigned" if head.cosignature else "pending",
     }
 
 

@@ -81,7 +81,8 @@ def verify(
         bool,
         typer.Option(
             "--require-witness",
-            help="Fail unless the newest signed head carries a valid witness countersignature.",
+            help="Fail unless the newest signed head, and every head or receipt given with"
+            " --heads, carries a valid witness countersignature.",
         ),
     ] = False,
 ) -> None:
@@ -123,6 +124,14 @@ def verify(
         typer.echo(
             f"chain {chain}: FAILED: the newest signed head carries no witness countersignature"
             " (--require-witness)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    if require_witness and read is not None and read.unwitnessed:
+        typer.echo(
+            f"chain {chain}: FAILED: the kept {', '.join(read.unwitnessed)} carries no witness"
+            " countersignature (--require-witness); a receipt fetched while witnessing was"
+            " pending is witnessed when fetched again",
             err=True,
         )
         raise typer.Exit(1)

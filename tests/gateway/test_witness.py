@@ -30,7 +30,9 @@ from exchange.db.engine import build_engine, sqlite_url
 from exchange.gateway import files
 from exchange.gateway.node import Gateway
 from exchange.gateway.witnessing import Witnessing
+from tests.browser import Browser
 from tests.gateway.conftest import MARI, RESIDENCE, Roles
+from tests.gateway.test_usage import usage
 from tests.servers import exchange
 
 
@@ -402,3 +404,97 @@ def test_chains_must_name_a_replica_and_are_capped_per_gateway(fresh_roles: Role
     # Chains already held go on.
     again = signed_head(provider, f"{gateway_id}/r0", 1, "11" * 32, at + timedelta(seconds=1))
     assert post(roles, {"head": again}).status_code == 200  # signed again later: held
+
+
+def records_of(roles: Roles, citizen: str = MARI) -> list[dict[str, Any]]:
+    """The citizen's usages with their receipts, as the portal fetches them."""
+    found = usage(
+        roles, "/v1/records", token=roles.id_token(citizen), user=citizen, userCode=citizen
+    )
+    assert found.status_code == 200, found.text
+    usages: list[dict[str, Any]] = found.json()["usages"]
+    return usages
+
+
+def test_receipts_carry_the_newest_witnessed_head_or_say_witnessing_is_pending(
+    fresh_roles: Roles, tmp_path: Path
+) -> None:
+    roles, provider = fresh_roles, fresh_roles.provider
+    config = str(roles.layout.provider)
+    anchors = bundle.anchors(
+        provider.trust.view().configuration, provider.audit.chain, [provider.signer.certificate]
+    )
+    asked = {"X-Road-UserId": MARI}
+    assert roles.call(f"{RESIDENCE}?person={MARI}", headers=asked).status_code == 200
+    first = signed_and_witnessed(roles, provider)
+    assert roles.call(f"{RESIDENCE}?person={MARI}", headers=asked).status_code == 200
+    newer = roles.roles.run(provider.heads.sign_now())  # signed, not yet witnessed
+    assert newer.size > first.size
+    newest, older = records_of(roles)
+    # The older access is proven against the witnessed head, not the newer unwitnessed one.
+    assert older["receipt"]["witness"] == "countersigned"
+    assert older["receipt"]["size"] == first.size
+    assert verify_receipt(older["receipt"], anchors=anchors).witnessed
+    # The newer one is covered only by the unwitnessed head: proven, and said to be pending.
+    assert newest["receipt"]["witness"] == "pending"
+    assert newest["receipt"]["size"] == newer.size
+    pending = verify_receipt(newest["receipt"], anchors=anchors)
+    assert pending.ok
+    assert not pending.witnessed
+    # The gateway's own proof endpoint picks the same heads.
+    consumer = f"http://127.0.0.1:{roles.ports.provider_consumer}"
+    seq = older["receipt"]["seq"]
+    proven = roles.http.get(f"{consumer}/audit/records/{seq}/proof").json()
+    assert (proven["size"], proven["witness"]) == (first.size, "countersigned")
+    # A citizen who kept the pending receipt is told to fetch it again.
+    kept = tmp_path / "receipts.json"
+    kept.write_text(json.dumps([newest["receipt"]]))
+    roles.roles.run(provider.witnessing.submit_pending())
+    refused = exchange("audit", "verify", "-c", config, "--heads", str(kept), "--require-witness")
+    assert refused.returncode == 1
+    assert f"record {newest['receipt']['seq']} carries no witness countersignature" in (
+        refused.stderr
+    )
+    # Once the witness has countersigned, a later fetch gets the witnessed head.
+    again, _ = records_of(roles)
+    assert again["receipt"]["witness"] == "countersigned"
+    assert again["receipt"]["size"] == newer.size
+    assert verify_receipt(again["receipt"], anchors=anchors).witnessed
+    kept.write_text(json.dumps([again["receipt"]]))
+    checked = exchange("audit", "verify", "-c", config, "--heads", str(kept), "--require-witness")
+    assert checked.returncode == 0, checked.stderr
+    assert "1 kept heads checked" in checked.stdout
+    # A kept receipt whose countersignature was tampered with proves nothing.
+    forged = again["receipt"] | {
+        "head": again["receipt"]["head"] | {"cosignature": {"signature": "x", "certificate": ""}}
+    }
+    kept.write_text(json.dumps([forged]))
+    bad = exchange("audit", "verify", "-c", config, "--heads", str(kept))
+    assert bad.returncode == 1
+    assert "countersignature does not verify" in bad.stderr
+
+
+def test_the_portal_says_whether_the_witness_has_countersigned(fresh_roles: Roles) -> None:
+    roles, provider = fresh_roles, fresh_roles.provider
+    asked = {"X-Road-UserId": MARI}
+    assert roles.call(f"{RESIDENCE}?person={MARI}", headers=asked).status_code == 200
+    roles.roles.run(provider.heads.sign_now())
+    portal = f"http://127.0.0.1:{roles.ports.portal}"
+    browser = Browser(roles.roles.loopback.blocking())
+    try:
+        browser.sign_in(browser.get(f"{portal}/login?then=/usage"), MARI)
+        listed = browser.get(f"{portal}/usage")
+        assert "witness countersignature pending" in listed.text
+        verified = browser.submit(listed, 'name="seq"')
+        shown = verified.text.split('id="verification"')[1].split("</div>")[0]
+        assert "Verified:" in shown
+        assert 'id="witness-pending"' in shown
+        roles.roles.run(provider.witnessing.submit_pending())
+        # Checked again, the receipt is fetched anew and carries the countersignature.
+        again = browser.submit(browser.get(f"{portal}/usage"), 'name="seq"')
+        shown = again.text.split('id="verification"')[1].split("</div>")[0]
+        assert "independent audit witness has countersigned" in shown
+        assert 'id="witness-pending"' not in shown
+        assert "witness countersignature pending" not in again.text
+    finally:
+        browser.close()
