@@ -28,7 +28,7 @@ from typing import Any
 from audit import merkle
 from audit.receipt import verify_receipt
 from audit.verify import Anchors, Head, Kept, head_signature_problem, head_timestamp_verifies
-from audit.witness import verify_cosignature
+from audit.witness import witnesses_of
 from exchange.errors import InvalidRequest, InvalidSignature
 
 _HEAD = frozenset({"chain", "size", "root", "signature"})
@@ -40,8 +40,13 @@ class Read:
     kept: Kept
     heads: int  # kept heads (and receipts) of the chain
     others: int  # of other chains, left out
-    # What no witness countersigned: "record <seq>" of a receipt, "the head at size <n>".
-    unwitnessed: tuple[str, ...] = ()
+    # How many distinct witnesses countersigned each: "record <seq>" of a receipt, "the head
+    # at size <n>".
+    witnesses: tuple[tuple[str, int], ...] = ()
+
+    def short_of(self, required: int) -> list[str]:
+        """What fewer than ``required`` witnesses countersigned."""
+        return [what for what, count in self.witnesses if count < required]
 
 
 def read(path: Path, *, chain: str, anchors: Anchors) -> Read:
@@ -51,20 +56,19 @@ def read(path: Path, *, chain: str, anchors: Anchors) -> Read:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"{path} cannot be read") from exc
-    kept, heads, others, unwitnessed = Kept(), 0, 0, []
+    kept, heads, others, witnessed = Kept(), 0, 0, []
     for item in _found(_documents(path, text)):
         if item.get("chain") != chain:
             others += 1
             continue
         heads += 1
         if item.keys() >= _RECEIPT:
-            if not _receipt(item, kept, anchors):
-                unwitnessed.append(f"record {item['seq']}")
-        elif not _head(item, kept, anchors):
-            unwitnessed.append(f"the head at size {item['size']}")
+            witnessed.append((f"record {item['seq']}", _receipt(item, kept, anchors)))
+        else:
+            witnessed.append((f"the head at size {item['size']}", _head(item, kept, anchors)))
     if not heads:
         raise InvalidRequest(f"{path} holds no signed head of chain {chain}")
-    return Read(kept, heads, others, tuple(unwitnessed))
+    return Read(kept, heads, others, tuple(witnessed))
 
 
 def _documents(path: Path, text: str) -> list[Any]:
@@ -93,8 +97,8 @@ def _found(value: Any) -> Iterator[dict[str, Any]]:
             yield from _found(inner)
 
 
-def _head(item: dict[str, Any], kept: Kept, anchors: Anchors) -> bool:
-    """Pin what the kept head says; whether a witness countersigned it."""
+def _head(item: dict[str, Any], kept: Kept, anchors: Anchors) -> int:
+    """Pin what the kept head says; how many distinct witnesses countersigned it."""
     size, root = item["size"], item["root"]
     try:
         token = item.get("timestamp")
@@ -113,15 +117,16 @@ def _head(item: dict[str, Any], kept: Kept, anchors: Anchors) -> bool:
     wrong = head_signature_problem(head, anchors.signers, anchors)
     if wrong is None and head.timestamp is not None and not head_timestamp_verifies(head, anchors):
         wrong = "its timestamp does not verify"
-    cosignature = item.get("cosignature")
-    if wrong is None and cosignature is not None:
+    witnesses: set[str] = set()
+    if wrong is None:
         try:
-            verify_cosignature(
-                cosignature,
+            witnesses = witnesses_of(
                 chain=head.chain,
                 size=size,
                 root=head.root,
                 head_signature=head.signature,
+                cosignature=item.get("cosignature"),
+                peers=item.get("peer_cosignatures"),
                 ca=anchors.ca,
                 revoked=anchors.revoked,
             )
@@ -130,11 +135,11 @@ def _head(item: dict[str, Any], kept: Kept, anchors: Anchors) -> bool:
     if wrong is not None:
         raise InvalidRequest(f"the head kept at size {size} is refused: {wrong}")
     kept.pin_prefix(size, pinned, head=size)
-    return cosignature is not None
+    return len(witnesses)
 
 
-def _receipt(item: dict[str, Any], kept: Kept, anchors: Anchors) -> bool:
-    """Pin what the kept receipt proves; whether a witness countersigned its head."""
+def _receipt(item: dict[str, Any], kept: Kept, anchors: Anchors) -> int:
+    """Pin what the kept receipt proves; how many distinct witnesses countersigned its head."""
     checked = verify_receipt(item, anchors=anchors)
     if not checked.ok or checked.size is None:
         raise InvalidRequest(
@@ -148,4 +153,4 @@ def _receipt(item: dict[str, Any], kept: Kept, anchors: Anchors) -> bool:
     before = merkle.prefix_root(seq, size, proof)
     if before is not None:
         kept.pin_prefix(seq, before, head=size)
-    return checked.witnessed
+    return checked.witnesses

@@ -15,7 +15,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from audit import bundle
@@ -29,6 +29,7 @@ from exchange.central.witness import MAX_CHAINS_PER_GATEWAY
 from exchange.db.engine import build_engine, sqlite_url
 from exchange.gateway import files
 from exchange.gateway.node import Gateway
+from exchange.gateway.peerwitnessing import PeerWitnessing
 from exchange.gateway.witnessing import Witnessing
 from tests.browser import Browser
 from tests.gateway.conftest import MARI, RESIDENCE, Roles
@@ -109,6 +110,19 @@ def fork_on_a_copy(roles: Roles, tmp_path: Path) -> Witnessing:
     """A copy of the provider's database whose unwitnessed last record is rewritten and whose
     history is signed anew with the member's key, as whoever holds both could."""
     provider = roles.provider
+    forged, engine = forged_copy(roles, tmp_path)
+    return Witnessing(
+        audit=forged,
+        engine=engine,
+        configuration=lambda: provider.trust.view().configuration,
+        interval=5,
+        transport=roles.roles._blocking,
+    )
+
+
+def forged_copy(roles: Roles, tmp_path: Path) -> tuple[AuditLog, Engine]:
+    """The forged log of :func:`fork_on_a_copy`, its new head signed, and its database."""
+    provider = roles.provider
     copy = tmp_path / "copy.db"
     source = sqlite3.connect(provider.settings.data_dir / "gateway.db")
     target = sqlite3.connect(copy)
@@ -147,13 +161,7 @@ def fork_on_a_copy(roles: Roles, tmp_path: Path) -> Witnessing:
         transport=roles.roles._blocking,
     )
     roles.roles.run(keeper.sign_now())
-    return Witnessing(
-        audit=forged,
-        engine=engine,
-        configuration=lambda: provider.trust.view().configuration,
-        interval=5,
-        transport=roles.roles._blocking,
-    )
+    return forged, engine
 
 
 def test_a_forked_log_is_refused_and_reported(fresh_roles: Roles, tmp_path: Path) -> None:
@@ -498,3 +506,119 @@ def test_the_portal_says_whether_the_witness_has_countersigned(fresh_roles: Role
         assert "witness countersignature pending" not in again.text
     finally:
         browser.close()
+
+
+def with_peer_witness(roles: Roles) -> tuple[Gateway, Gateway]:
+    """The consumer's gateway (another member) witnessing the provider's, which submits its
+    heads to it besides the authority."""
+    witness = roles.roles.restart(
+        "consumer", roles.roles.consumer.settings.model_copy(update={"audit_peer_witness": True})
+    )
+    provider = roles.roles.restart(
+        "provider",
+        roles.roles.provider.settings.model_copy(
+            update={"audit_peer_witnesses": [witness.settings.id]}
+        ),
+    )
+    return witness, provider
+
+
+def test_a_peer_gateway_witnesses_heads_and_verify_can_require_two_witnesses(
+    fresh_roles: Roles,
+) -> None:
+    roles = fresh_roles
+    witness, provider = with_peer_witness(roles)
+    peer, config = witness.settings.id, str(roles.layout.provider)
+    exchanges(roles, 2)
+    first = signed_and_witnessed(roles, provider)
+    head = roles.roles.run(provider.peer_witnessing.submit_pending())
+    assert head is not None
+    assert provider.peer_witnessing.states == {peer: "ok"}
+    assert head.peer_cosignatures is not None
+    assert set(json.loads(head.peer_cosignatures)) == {peer}
+    exchanges(roles, 2)
+    signed_and_witnessed(roles, provider)  # the peer gets a consistency proof from the first
+    second = roles.roles.run(provider.peer_witnessing.submit_pending())
+    assert second is not None
+    assert second.size > first.size
+    assert second.peer_cosignatures is not None
+    assert peer in json.loads(second.peer_cosignatures)
+    both = exchange("audit", "verify", "-c", config, "--require-witness", "--witnesses", "2")
+    assert both.returncode == 0, both.stderr
+    assert "(the newest head is witnessed by 2)" in both.stdout
+    three = exchange("audit", "verify", "-c", config, "--require-witness", "--witnesses", "3")
+    assert three.returncode == 1
+    assert "2 of the 3 witness countersignatures required" in three.stderr
+    # Receipts carry both, and count them.
+    proof = roles.http.get(
+        f"http://127.0.0.1:{roles.ports.provider_consumer}/audit/records/0/proof"
+    ).json()
+    anchors = bundle.anchors(
+        provider.trust.view().configuration, second.chain, [provider.signer.certificate]
+    )
+    assert verify_receipt(proof, anchors=anchors).witnesses == 2
+    # A peer cosignature filed under another gateway, or altered, fails the receipt.
+    moved = proof["head"]["peer_cosignatures"][peer]
+    misfiled = proof | {
+        "head": proof["head"] | {"peer_cosignatures": {provider.settings.id: moved}}
+    }
+    assert not verify_receipt(misfiled, anchors=anchors).ok
+    health = roles.http.get(f"http://127.0.0.1:{roles.ports.provider_consumer}/health").json()
+    assert health["peer_witnesses"] == {peer: "ok"}
+    # A gateway does not witness its own member's logs, nor a chain of no registered gateway.
+    peer_url = f"https://127.0.0.1:{roles.ports.consumer_tls}/witness/v1"
+    own = signed_head(witness, f"{witness.settings.id}/r0", 1, "11" * 32, roles.roles.clock())
+    refused = roles.http.post(f"{peer_url}/heads", json={"head": own})
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["type"] == "Server.ServerProxy.AccessDenied"
+
+
+def test_a_fork_is_refused_and_reported_by_a_peer_witness(
+    fresh_roles: Roles, tmp_path: Path
+) -> None:
+    roles = fresh_roles
+    witness, provider = with_peer_witness(roles)
+    peer = witness.settings.id
+    exchanges(roles, 2)
+    roles.roles.run(provider.heads.sign_now())
+    assert roles.roles.run(provider.peer_witnessing.submit_pending()) is not None
+    exchanges(roles, 2)  # records no head covers yet
+    forged, engine = forged_copy(roles, tmp_path)
+    roles.roles.run(provider.heads.sign_now())
+    honest = roles.roles.run(provider.peer_witnessing.submit_pending())
+    assert honest is not None
+    assert honest.peer_cosignatures is not None  # the peer saw the real history first
+    forking = PeerWitnessing(
+        audit=forged,
+        engine=engine,
+        peers=[peer],
+        view=provider.trust.view,
+        transport=provider.transport,
+        tls=provider.outbound_ssl,
+        interval=5,
+    )
+    refused = roles.roles.run(forking.submit_pending())
+    assert refused is not None
+    assert refused.peer_cosignatures is None
+    assert forking.states == {peer: "refused"}
+    assert forking.refusals[peer]["type"] == "Server.ServerProxy.AuditLogForked"
+    # The peer witness reports it: the list, health and metrics.
+    peer_url = f"https://127.0.0.1:{roles.ports.consumer_tls}/witness/v1"
+    forks = roles.http.get(f"{peer_url}/forks").json()
+    assert [(f["chain"], f["presented"]["size"]) for f in forks] == [
+        (provider.audit.chain, honest.size)
+    ]
+    assert forks[0]["witnessed"]["root"] == honest.root != forks[0]["presented"]["root"]
+    consumer = f"http://127.0.0.1:{roles.ports.consumer_consumer}"
+    health = roles.http.get(f"{consumer}/health").json()
+    assert health["peer_witness"] == {"status": "FORK DETECTED", "forks": 1}
+    metrics = roles.http.get(f"{consumer}/metrics").text
+    assert 'exchange_peer_witness_heads_total{outcome="forked"} 1.0' in metrics
+    # The same evidence sent again is refused, and kept once.
+    again = roles.roles.run(forking.submit_pending())
+    assert again is not None
+    assert forking.states == {peer: "refused"}
+    assert len(roles.http.get(f"{peer_url}/forks").json()) == 1
+    # Off by default: a gateway that is no peer witness serves no such routes.
+    provider_peer = f"https://127.0.0.1:{roles.ports.provider_tls}/witness/v1/forks"
+    assert roles.http.get(provider_peer).status_code == 404
