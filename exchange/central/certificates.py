@@ -114,11 +114,17 @@ def _add(
 
 class Certificates:
     def __init__(
-        self, *, registry: Registry, authority: ca.CertificateAuthority, settings: CentralSettings
+        self,
+        *,
+        registry: Registry,
+        authority: ca.CertificateAuthority,
+        settings: CentralSettings,
+        responder: ocsp.Responder | None = None,
     ) -> None:
         self._registry = registry
         self._authority = authority
         self._settings = settings
+        self._responder = responder  # the delegated OCSP responder, when ocsp_delegated is on
         self._crl: tuple[int, datetime, bytes] | None = None  # (basis event, made at, DER)
 
     @property
@@ -341,6 +347,7 @@ class Certificates:
             lookup=self.get,
             at=self._registry.clock(),
             validity=self._settings.ocsp_validity,
+            responder=self._responder,
         )
 
     def list(self) -> list[models.Certificate]:

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from exchange.central import files
 from exchange.central.certificates import Certificates
+from exchange.central.ocsp import load_responder
 from exchange.central.publisher import Publisher
 from exchange.central.registry import Registry
 from exchange.central.settings import CentralSettings
@@ -40,7 +41,20 @@ def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) 
         material=material,
         registry=registry,
         certificates=Certificates(
-            registry=registry, authority=material.authority, settings=settings
+            registry=registry,
+            authority=material.authority,
+            settings=settings,
+            responder=(
+                load_responder(
+                    settings.data_dir,
+                    material.authority,
+                    instance=material.instance,
+                    at=clock(),
+                    validity=settings.ocsp_responder_validity,
+                )
+                if settings.ocsp_delegated
+                else None
+            ),
         ),
         publisher=Publisher(registry=registry, material=material, settings=settings),
         witness=Witness(
