@@ -13,12 +13,14 @@ reason, ``unknown`` for a serial the authority never issued or an issuer that is
 
 What it does *not* do: answer several certificates in one request (``malformedRequest``), or
 cache signed answers (one ECDSA signature per request). The responder certificate is made anew
-at a start that finds it missing or ending within a day; its own revocation is not checked by
-relying parties (nocheck), so it is kept short-lived (``ocsp_responder_validity``).
+(a new key) when it is missing or ends within a day (:class:`Responders`); its own revocation is
+not checked by relying parties (nocheck), so it is kept short-lived
+(``ocsp_responder_validity``).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -81,9 +83,45 @@ def load_responder(
         at=at,
         validity=validity,
     )
-    keyfolder.write_key(key_path, key)
-    certificate_path.write_text(certificate_pem(certificate))
+    # Replaced whole, never half: a new file each, then renamed over the old pair.
+    fresh_key, fresh_certificate = folder / "ocsp.key.new", folder / "ocsp.pem.new"
+    fresh_key.unlink(missing_ok=True)
+    keyfolder.write_key(fresh_key, key)
+    fresh_certificate.write_text(certificate_pem(certificate))
+    fresh_key.replace(key_path)
+    fresh_certificate.replace(certificate_path)
     return Responder(key, certificate)
+
+
+class Responders:
+    """The delegated responder in use, renewed (:func:`load_responder`) once it ends within
+    :data:`RENEW_BEFORE`, so an authority that runs for longer than its validity keeps
+    answering with a valid one."""
+
+    def __init__(
+        self,
+        folder: Path,
+        authority: CertificateAuthority,
+        *,
+        instance: str,
+        validity: timedelta,
+        at: datetime,
+    ) -> None:
+        self._folder, self._authority = folder, authority
+        self._instance, self._validity = instance, validity
+        self._lock = threading.Lock()
+        self._current = self._load(at)
+
+    def _load(self, at: datetime) -> Responder:
+        return load_responder(
+            self._folder, self._authority, instance=self._instance, at=at, validity=self._validity
+        )
+
+    def current(self, at: datetime) -> Responder:
+        with self._lock:
+            if self._current.certificate.not_valid_after_utc - RENEW_BEFORE <= at:
+                self._current = self._load(at)
+            return self._current
 
 
 def _key_bits(certificate: x509.Certificate) -> bytes:

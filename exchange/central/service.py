@@ -9,7 +9,7 @@ from datetime import datetime
 
 from exchange.central import files
 from exchange.central.certificates import Certificates
-from exchange.central.ocsp import load_responder
+from exchange.central.ocsp import Responders
 from exchange.central.publisher import Publisher
 from exchange.central.registry import Registry
 from exchange.central.settings import CentralSettings
@@ -44,13 +44,13 @@ def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) 
             registry=registry,
             authority=material.authority,
             settings=settings,
-            responder=(
-                load_responder(
+            responders=(
+                Responders(
                     settings.data_dir,
                     material.authority,
                     instance=material.instance,
-                    at=clock(),
                     validity=settings.ocsp_responder_validity,
+                    at=clock(),
                 )
                 if settings.ocsp_delegated
                 else None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from exchange.central.ocsp import Responder, load_responder, respond
+from exchange.central.ocsp import Responder, Responders, load_responder, respond
 from exchange.errors import CertificateStatusUnknown, InvalidSignature
 from exchange.trust.keys import certificate_pem
 from exchange.trust.ocsp import CertificateStatus, ocsp_request
@@ -130,3 +130,20 @@ def test_answers_signed_by_a_certificate_without_the_purpose_or_from_another_ca_
         assert status.prefetch(url="http://ca.invalid/ocsp", ca=ca, certificates=[certificate]) == 1
         with pytest.raises(CertificateStatusUnknown):
             status.require(certificate, clock())
+
+
+def test_the_delegated_responder_is_renewed_before_it_ends(clock: Clock, tmp_path: Path) -> None:
+    instance = Instance(clock())
+    responders = Responders(
+        tmp_path, instance.authority, instance="EE", validity=timedelta(days=30), at=clock()
+    )
+    first = responders.current(clock())
+    assert responders.current(clock() + timedelta(days=28)) == first
+    renewed = responders.current(clock() + timedelta(days=29, hours=1))
+    assert renewed.certificate.serial_number != first.certificate.serial_number
+    assert renewed.certificate.not_valid_after_utc > first.certificate.not_valid_after_utc
+    # Kept in the folder: a restart takes the renewed one.
+    again = load_responder(
+        tmp_path, instance.authority, instance="EE", at=clock(), validity=timedelta(days=30)
+    )
+    assert again.certificate == renewed.certificate
