@@ -129,8 +129,9 @@ class HeadKeeper:
             timestamp=token,
             tsa=tsa,
             # A head signed again at a size already signed (a restart) is a new JWS: a witness's
-            # countersignature of the one it replaces does not carry over.
+            # countersignature of the one it replaces does not carry over, nor do peers'.
             cosignature=None,
+            peer_cosignatures=None,
         )
         with Session(self._engine, expire_on_commit=False) as session:
             session.merge(head)

@@ -571,6 +571,15 @@ def test_a_peer_gateway_witnesses_heads_and_verify_can_require_two_witnesses(
     refused = roles.http.post(f"{peer_url}/heads", json={"head": own})
     assert refused.status_code == 403, refused.text
     assert refused.json()["type"] == "Server.ServerProxy.AccessDenied"
+    # The same size signed anew (a restart) is a new JWS: no countersignature carries over.
+    resigned = roles.roles.run(provider.heads.sign_now())
+    assert resigned.size == second.size
+    with Session(provider.engine) as session:
+        stored = session.get(TreeHead, (resigned.chain, resigned.size))
+        assert stored is not None
+        assert (stored.cosignature, stored.peer_cosignatures) == (None, None)
+    after = exchange("audit", "verify", "-c", config)
+    assert after.returncode == 0, after.stderr
 
 
 def test_a_fork_is_refused_and_reported_by_a_peer_witness(
