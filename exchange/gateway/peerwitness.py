@@ -95,8 +95,7 @@ class PeerWitness:
                     self._outcome("repeated")
                     held: dict[str, str] = json.loads(latest.cosignature)
                     return held
-                stale = lambda: self._outcome("stale")  # noqa: E731 (a counter, named)
-                reason = contradiction(latest, head, from_size, nodes, stale=stale)
+                reason = contradiction(latest, head, from_size, nodes, stale=self._stale)
                 if reason is not None:
                     self._fork(latest, head, reason, at)
             cosignature = cosign(
@@ -137,6 +136,9 @@ class PeerWitness:
         self._outcome("accepted")
         log.info("peer_witness.accepted", chain=head.chain, size=head.size)
         return cosignature
+
+    def _stale(self) -> None:
+        self._outcome("stale")
 
     def _check_signature(self, head: Submitted) -> str:
         """The gateway whose chain ``head`` is, once its member's key signed it."""
