@@ -571,6 +571,12 @@ def test_a_peer_gateway_witnesses_heads_and_verify_can_require_two_witnesses(
     refused = roles.http.post(f"{peer_url}/heads", json={"head": own})
     assert refused.status_code == 403, refused.text
     assert refused.json()["type"] == "Server.ServerProxy.AccessDenied"
+    # An older head sent again is stale (old heads are public), not a fork.
+    old = {k: head_document(first)[k] for k in ("chain", "size", "root", "signature")}
+    stale = roles.http.post(f"{peer_url}/heads", json={"head": old})
+    assert stale.status_code == 409, stale.text
+    assert stale.json()["type"] == "Server.ServerProxy.StaleConsistencyProof"
+    assert roles.http.get(f"{peer_url}/forks").json() == []
     # The same size signed anew (a restart) is a new JWS: no countersignature carries over.
     resigned = roles.roles.run(provider.heads.sign_now())
     assert resigned.size == second.size
