@@ -10,6 +10,7 @@ from datetime import datetime
 from exchange.central import files
 from exchange.central.certificates import Certificates
 from exchange.central.dsd import Directory
+from exchange.central.ocsp import Responders
 from exchange.central.publisher import Publisher
 from exchange.central.registry import Registry
 from exchange.central.settings import CentralSettings
@@ -43,7 +44,20 @@ def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) 
         material=material,
         registry=registry,
         certificates=Certificates(
-            registry=registry, authority=material.authority, settings=settings
+            registry=registry,
+            authority=material.authority,
+            settings=settings,
+            responders=(
+                Responders(
+                    settings.data_dir,
+                    material.authority,
+                    instance=material.instance,
+                    validity=settings.ocsp_responder_validity,
+                    at=clock(),
+                )
+                if settings.ocsp_delegated
+                else None
+            ),
         ),
         publisher=Publisher(registry=registry, material=material, settings=settings),
         witness=Witness(

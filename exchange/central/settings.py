@@ -41,6 +41,17 @@ class CentralSettings(RoleSettings):
     ocsp_validity: timedelta = Field(
         default=timedelta(minutes=10), description="OCSP answers: nextUpdate - thisUpdate"
     )
+    ocsp_delegated: bool = Field(
+        default=False,
+        description=(
+            "sign OCSP answers with a delegated responder certificate (id-kp-OCSPSigning, "
+            "ocsp-nocheck; ocsp.key and ocsp.pem in the data folder) instead of the CA key"
+        ),
+    )
+    ocsp_responder_validity: timedelta = Field(
+        default=timedelta(days=30),
+        description="validity of the delegated responder certificate; made anew when it ends",
+    )
     ca_validity: timedelta = timedelta(days=20 * 365)
     configuration_signing_validity: timedelta = timedelta(days=5 * 365)
     signing_certificate_validity: timedelta = timedelta(days=2 * 365)

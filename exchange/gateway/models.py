@@ -218,3 +218,36 @@ class DeclaredService(Base):
     revision: Mapped[int] = mapped_column(Integer)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     changed_by: Mapped[str] = mapped_column(String(255))
+
+
+class PeerWitnessedHead(Base):
+    """As a peer witness (``audit_peer_witness``): the latest head accepted from each other
+    gateway's audit chain, with this gateway's countersignature of it."""
+
+    __tablename__ = "gw_peer_witnessed_heads"
+    chain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    root: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(Text)  # the other gateway's head JWS
+    cosignature: Mapped[str] = mapped_column(Text)  # JSON: this gateway's countersignature
+    witnessed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PeerWitnessFork(Base):
+    """As a peer witness: a head refused because it contradicts one accepted before (both
+    signed by that member), kept once per contradicting head as evidence."""
+
+    __tablename__ = "gw_peer_witness_forks"
+    __table_args__ = (
+        Index("ix_gw_peer_witness_forks_evidence", "chain", "signature", unique=True),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chain: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(String(255))
+    known_size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    known_root: Mapped[str] = mapped_column(String(64))
+    known_signature: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    root: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(Text)

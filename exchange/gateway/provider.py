@@ -54,7 +54,7 @@ from exchange.errors import (
 )
 from exchange.evidence.edm import MEDIA_TYPE as EDM_MEDIA_TYPE
 from exchange.faults import error_of
-from exchange.gateway import figures, metaservices, usage
+from exchange.gateway import figures, metaservices, peerwitnessapi, usage
 from exchange.gateway.admission import Admitted, admit
 from exchange.gateway.consent import ConsentCheck
 from exchange.gateway.edm import EdmProvider, Exchange
@@ -405,11 +405,14 @@ def create_provider_app(gateway: Gateway) -> ASGIApp:
         status, shown = await gateway.health()
         return JSONResponse(shown, status_code=status)
 
+    # Witnessing other members' logs is opt-in (audit_peer_witness): no routes otherwise.
+    witness = peerwitnessapi.routes(gateway) if gateway.settings.audit_peer_witness else []
     return exchanges_first(
         Starlette(
             routes=[
                 Route("/health", health),
                 Route("/r1/{rest:path}", provider.handle, methods=ALL_METHODS),
+                *witness,
             ]
         ),
         provider.handle,

@@ -112,4 +112,6 @@ def background_jobs(gateway: Gateway) -> list[Callable[[], Coroutine[Any, Any, N
     ]
     if gateway.settings.audit_witness:
         jobs.append(gateway.witnessing.run)
+    if gateway.peer_witnessing.peers:
+        jobs.append(gateway.peer_witnessing.run)
     return jobs

@@ -307,6 +307,20 @@ class GatewaySettings(RoleSettings):
         default=True,
         description="submit every tree head to the central authority's witness",
     )
+    audit_peer_witnesses: list[str] = Field(
+        default_factory=list,
+        description=(
+            "gateways (ids, as in the global configuration) of other members that witness this "
+            "gateway's tree heads besides the authority; off when empty"
+        ),
+    )
+    audit_peer_witness: bool = Field(
+        default=False,
+        description=(
+            "witness other members' gateways' tree heads (serve /witness/v1 on the provider "
+            "listener): check consistency, countersign, refuse and report forks"
+        ),
+    )
     audit_head_every: int = Field(default=10000, gt=0, description="records that force a head")
     consent_feed_max_age: float = Field(
         default=15.0,

@@ -15,8 +15,8 @@ A countersignature that does not verify (another head's, not the instance witnes
 the same way and stored nowhere. A 409 ``StaleConsistencyProof`` (the witness holds a newer
 head, or moved on meanwhile) is tried again at the next round.
 
-Only the central authority is a witness today; peer gateways as further witnesses would take
-the same two calls.
+Peer gateways as further witnesses take the same two calls
+(:mod:`exchange.gateway.peerwitnessing`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import structlog
 from cryptography import x509
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from audit.log import AuditLog
@@ -146,7 +146,16 @@ class Witnessing:
             return self._rejected(head, exc)
         head.cosignature = json.dumps(cosignature)
         with Session(self._engine, expire_on_commit=False) as session:
-            session.merge(head)
+            # This column only: peer witnesses' countersignatures are kept beside it.
+            session.execute(
+                update(TreeHead)
+                .where(
+                    TreeHead.chain == head.chain,
+                    TreeHead.size == head.size,
+                    TreeHead.signature == head.signature,
+                )
+                .values(cosignature=head.cosignature)
+            )
             session.commit()
         self.state, self.refusal = "ok", None
         self._outcome("witnessed")
