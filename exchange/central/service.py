@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from exchange.central import files
+from exchange.central.catalogue import SignedCatalogues
 from exchange.central.certificates import Certificates
 from exchange.central.publisher import Publisher
 from exchange.central.registry import Registry
@@ -27,6 +28,7 @@ class Central:
     certificates: Certificates
     publisher: Publisher
     witness: Witness
+    catalogues: SignedCatalogues
 
 
 def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) -> Central:
@@ -51,4 +53,5 @@ def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) 
             ),
             metrics=WitnessMetrics(),
         ),
+        catalogues=SignedCatalogues(registry=registry, skew=timedelta(seconds=settings.clock_skew)),
     )
