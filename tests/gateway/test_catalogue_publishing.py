@@ -139,6 +139,7 @@ def test_a_replayed_or_stale_catalogue_is_refused(roles: Roles) -> None:
 
 
 def test_a_signature_by_no_member_certificate_is_refused(roles: Roles) -> None:
+    """Nor forged, nor of another type: every refusal before any claim is read."""
     key = generate_key()
     # A certificate the instance CA never issued, signed by the key itself.
     name = build_csr(key, "not a member").subject
@@ -156,6 +157,24 @@ def test_a_signature_by_no_member_certificate_is_refused(roles: Roles) -> None:
     catalogue = signed(roles.provider, at=roles.clock(), signer=Signer(key, self_made))
     body = refused(send(roles, catalogue), 400, "InvalidSignature")
     assert "unknown" in body["message"]
+    # A consent service's key is a signing certificate of the instance too, but signs no message.
+    consent_key = roles.roles.consent.signer
+    body = refused(
+        send(roles, signed(roles.provider, at=roles.clock(), signer=consent_key)),
+        400,
+        "InvalidSignature",
+    )
+    assert "unknown" in body["message"]
+    # The member's certificate named, another key signing.
+    forged = Signer(generate_key(), roles.provider.keys.signing_certificate)
+    refused(
+        send(roles, signed(roles.provider, at=roles.clock(), signer=forged)),
+        400,
+        "InvalidSignature",
+    )
+    # The member's key, another kind of message (a request signature is not a catalogue).
+    other_kind = roles.provider.signer.sign({"subsystem": "x", "iat": 0}, "exchange-request+jws")
+    refused(send(roles, other_kind), 400, "InvalidSignature")
     refused(send(roles, "not.a.jws"), 400, "InvalidSignature")
 
 
