@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from exchange.central.files import read_admin_token
+from exchange.errors import ServiceFailed
 from exchange.gateway import publishing
 from exchange.gateway.node import Gateway
 from exchange.gateway.settings import GatewaySettings
@@ -23,6 +24,7 @@ from exchange.trust.catalogue import sign_catalogue
 from exchange.trust.keys import build_csr, generate_key, serial_hex
 from exchange.trust.signed import Signer
 from tests.gateway.conftest import Roles
+from tests.gateway.test_console import console, signed_in
 
 CODE = "signed-copy"
 SERVICE = f"{federation.POPULATION_REGISTRY}/{CODE}"
@@ -185,7 +187,7 @@ def test_a_revoked_signing_certificate_publishes_nothing(fresh_roles: Roles) -> 
     body = refused(send(roles, signed(provider, at=roles.clock())), 400, "InvalidSignature")
     assert "revoked" in body["message"]
     assert SERVICE not in listed(roles)
-    with pytest.raises(Exception, match="revoked"):
+    with pytest.raises(ServiceFailed, match="revoked"):
         publishing.publish(
             provider.settings,
             provider.declared.enabled(),
@@ -193,6 +195,14 @@ def test_a_revoked_signing_certificate_publishes_nothing(fresh_roles: Roles) -> 
             signer=provider.signer,
             at=roles.clock(),
         )
+    # The console's operator is told why, in the authority's words; nothing is published.
+    olga = signed_in(roles, "olga")
+    pressed = olga.submit(olga.get(f"{console(roles)}/services"), 'id="publish"')
+    assert pressed.status_code == 502
+    assert "revoked" in pressed.text
+    assert 'id="done"' not in pressed.text
+    olga.close()
+    assert SERVICE not in listed(roles)
 
 
 def test_a_settings_file_naming_the_old_token_file_loads_and_is_told(
