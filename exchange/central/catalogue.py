@@ -165,31 +165,40 @@ class SignedCatalogues:
         return row
 
     def publish(self, accepted: Accepted, entries: list[dict[str, Any]]) -> list[str]:
-        """Publish ``entries`` as ``accepted``'s subsystem's catalogue (check 5 first)."""
+        """Publish ``entries`` as ``accepted``'s subsystem's catalogue (check 5 first).
+
+        Publications of one subsystem are serialised, so that of two racing catalogues the one
+        signed later wins whichever commits first: PostgreSQL locks the subsystem's row; SQLite
+        has one writer at a time, and the publication row is written before the check reads."""
         at = self._registry.clock()
         issued = datetime.fromtimestamp(accepted.claims.iat, at.tzinfo)
         with refusals_logged(accepted), self._registry.session() as session:
-            owner = self._registry.subsystem(session, accepted.subsystem)
+            owner = self._registry.subsystem(session, accepted.subsystem, for_update=True)
             gateway = self._registry.gateway(session, accepted.gateway)
-            self._check_new(session, accepted, owner, issued)
-            session.add(
-                models.SignedPublication(
-                    digest=accepted.digest,
-                    subsystem_id=owner.id,
-                    gateway_id=gateway.id,
-                    certificate_serial=accepted.certificate_serial,
-                    issued_at=issued,
-                    published_at=at,
-                )
-            )
-            published = self._registry.replace_services(
-                session,
-                accepted.subsystem,
-                entries,
-                actor=accepted.actor,
-                certificate=accepted.certificate_serial,
-            )
+            if self._seen(session, accepted.digest):
+                raise DuplicateMessage("this signed catalogue was published already")
             try:
+                # A flush may hit the unique digest before the commit does (a replay racing
+                # the original): both are guarded.
+                session.add(
+                    models.SignedPublication(
+                        digest=accepted.digest,
+                        subsystem_id=owner.id,
+                        gateway_id=gateway.id,
+                        certificate_serial=accepted.certificate_serial,
+                        issued_at=issued,
+                        published_at=at,
+                    )
+                )
+                session.flush()
+                self._check_newest(session, accepted, owner, issued)
+                published = self._registry.replace_services(
+                    session,
+                    accepted.subsystem,
+                    entries,
+                    actor=accepted.actor,
+                    certificate=accepted.certificate_serial,
+                )
                 session.commit()
             except IntegrityError as exc:
                 session.rollback()
@@ -204,18 +213,15 @@ class SignedCatalogues:
         )
         return published
 
-    def _check_new(
-        self,
-        session: Session,
-        accepted: Accepted,
-        owner: models.Subsystem,
-        issued: datetime,
+    @staticmethod
+    def _check_newest(
+        session: Session, accepted: Accepted, owner: models.Subsystem, issued: datetime
     ) -> None:
-        if self._seen(session, accepted.digest):
-            raise DuplicateMessage("this signed catalogue was published already")
+        """Refuse a catalogue signed before one of its subsystem already published."""
         newest = session.scalar(
             select(func.max(models.SignedPublication.issued_at)).where(
-                models.SignedPublication.subsystem_id == owner.id
+                models.SignedPublication.subsystem_id == owner.id,
+                models.SignedPublication.digest != accepted.digest,
             )
         )
         if newest is not None and newest > issued:

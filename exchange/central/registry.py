@@ -284,11 +284,14 @@ class Registry:
             self._commit(session, "one of these services")
         return published
 
-    def subsystem(self, session: Session, subsystem: SubsystemId) -> models.Subsystem:
+    def subsystem(
+        self, session: Session, subsystem: SubsystemId, *, for_update: bool = False
+    ) -> models.Subsystem:
+        """``subsystem``'s row (locked until ``session`` ends, ``for_update``, where the
+        database locks rows), or :class:`NotFound`."""
         self._check_instance(subsystem.member)
-        row = session.scalar(
-            select(models.Subsystem).where(models.Subsystem.identifier == str(subsystem))
-        )
+        query = select(models.Subsystem).where(models.Subsystem.identifier == str(subsystem))
+        row = session.scalar(query.with_for_update() if for_update else query)
         if row is None:
             raise NotFound(f"subsystem {subsystem} is not registered", detail=str(subsystem))
         return row

@@ -5,6 +5,7 @@ the gateway as actor. Sent over the authority's real listening socket."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -218,3 +219,28 @@ def test_a_settings_file_naming_the_old_token_file_loads_and_is_told(
     assert advice is not None
     assert "no longer read" in advice
     assert publishing.obsolete_token_file(roles.provider.settings) is None
+
+
+def test_the_same_catalogue_sent_at_once_is_published_once(roles: Roles) -> None:
+    """A replay racing the original: the database's unique digest decides, not the first look."""
+    catalogue = signed(roles.provider, at=roles.clock() + timedelta(seconds=1), services=[])
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = sorted(
+            r.status_code for r in pool.map(lambda _: send(roles, catalogue), range(6))
+        )
+    assert statuses == [200, 409, 409, 409, 409, 409]
+
+
+def test_of_two_catalogues_racing_the_later_signed_stays(roles: Roles) -> None:
+    """Whichever commits first, a catalogue signed earlier never replaces one signed later."""
+    for round_ in range(4):
+        at = roles.clock() + timedelta(seconds=5 + 2 * round_)
+        earlier = signed(roles.provider, at=at, services=[entry(f"race-old-{round_}")])
+        later = signed(roles.provider, at=at + timedelta(seconds=1), services=[entry("race-new")])
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            old, new = pool.map(lambda c: send(roles, c), (earlier, later))
+        assert new.status_code == 200, new.text
+        assert old.status_code in (200, 400), old.text  # first, or refused as stale
+        now_listed = listed(roles)
+        assert f"{federation.POPULATION_REGISTRY}/race-new" in now_listed
+        assert f"{federation.POPULATION_REGISTRY}/race-old-{round_}" not in now_listed
