@@ -46,7 +46,6 @@ from exchange.errors import (
     Conflict,
     DuplicateMessage,
     Error,
-    InvalidIdentifier,
     InvalidSignature,
     StaleMessage,
 )
@@ -116,11 +115,8 @@ class SignedCatalogues:
         verified = verify_signed(token, typ=CATALOGUE_TYPE, certificate_for=certificate_for)
         claims = read_claims(verified.claims)
         member = signer[0].member.identifier
-        try:
-            subsystem = SubsystemId.parse(claims.subsystem)
-            gateway = GatewayId.parse(claims.gateway)
-        except InvalidIdentifier as exc:
-            raise AccessDenied("the catalogue names no subsystem or gateway of its signer") from exc
+        subsystem = SubsystemId.parse(claims.subsystem)  # InvalidIdentifier (400) if it is none
+        gateway = GatewayId.parse(claims.gateway)
         if str(subsystem.member) != member:
             raise AccessDenied(
                 "a member's key publishes only that member's subsystems", detail=str(subsystem)

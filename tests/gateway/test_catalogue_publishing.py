@@ -21,7 +21,7 @@ from exchange.gateway import publishing
 from exchange.gateway.node import Gateway
 from exchange.gateway.settings import GatewaySettings
 from exchange.sample import federation
-from exchange.trust.catalogue import sign_catalogue
+from exchange.trust.catalogue import CATALOGUE_TYPE, sign_catalogue
 from exchange.trust.keys import build_csr, generate_key, serial_hex
 from exchange.trust.signed import Signer
 from tests.gateway.conftest import Roles
@@ -244,3 +244,19 @@ def test_of_two_catalogues_racing_the_later_signed_stays(roles: Roles) -> None:
         now_listed = listed(roles)
         assert f"{federation.POPULATION_REGISTRY}/race-new" in now_listed
         assert f"{federation.POPULATION_REGISTRY}/race-old-{round_}" not in now_listed
+
+
+def test_a_malformed_catalogue_is_refused_and_changes_nothing(roles: Roles) -> None:
+    # Signed after every catalogue this module published: refused for its form, not as stale.
+    provider, now = roles.provider, roles.clock() + timedelta(seconds=30)
+    before = listed(roles)
+    no_time = provider.signer.sign({"gateway": str(provider.id), "subsystem": "x"}, CATALOGUE_TYPE)
+    refused(send(roles, no_time), 400, "InvalidRequest")
+    refused(
+        send(roles, signed(provider, at=now, subsystem="no-subsystem")), 400, "InvalidIdentifier"
+    )
+    bad_policy = {**entry("bad-policy"), "consent_policy": "whatever"}
+    refused(send(roles, signed(provider, at=now, services=[bad_policy])), 400, "InvalidRequest")
+    elsewhere = entry("elsewhere", subsystem=federation.CITIZEN_PORTAL)
+    refused(send(roles, signed(provider, at=now, services=[elsewhere])), 400, "InvalidRequest")
+    assert listed(roles) == before
