@@ -6,9 +6,10 @@ Public (no authentication; everything here is either signed or public by nature)
 ``POST /witness/v1/heads`` (a signed tree head and a consistency proof in, a countersignature
 out; 409 ``AuditLogForked`` for a fork, ``StaleConsistencyProof`` for an old head),
 ``GET /witness/v1/heads?chain=``, ``GET /witness/v1/forks``, ``GET /witness/v1/certificate``;
-the OCSP responder ``POST /ocsp`` / ``GET /ocsp/<request>`` (:mod:`exchange.central.ocsp`);
-and, with the EDM material, the Data Service Directory ``GET /dsd/rest/search``
-(:mod:`exchange.central.dsd`).
+``PUT /catalogue/v1/services`` (a gateway's catalogue, signed with its member's key:
+:mod:`exchange.central.catalogue`); the OCSP responder ``POST /ocsp`` /
+``GET /ocsp/<request>`` (:mod:`exchange.central.ocsp`); and, with the EDM material, the Data
+Service Directory ``GET /dsd/rest/search`` (:mod:`exchange.central.dsd`).
 
 
 Applications (no authentication, validated and capped, :mod:`exchange.central.applications`):
@@ -116,6 +117,10 @@ class ServiceEntryIn(BaseModel):
 class ServicesIn(BaseModel):
     subsystem: str
     services: list[ServiceEntryIn]
+
+
+class SignedCatalogueIn(BaseModel):
+    catalogue: str = Field(description="compact JWS of exchange-catalogue+jws, docs/protocol.md")
 
 
 class ApplicationIn(BaseModel):
@@ -370,6 +375,17 @@ def create_app(
         published = central.registry.publish_services(
             SubsystemId.parse(body.subsystem), entries, actor=actor
         )
+        return {"published": published}
+
+    @app.put("/catalogue/v1/services")
+    def publish_signed_services(body: SignedCatalogueIn) -> dict[str, list[str]]:
+        # No token: the member's signature is the credential (exchange.central.catalogue).
+        accepted = central.catalogues.check(body.catalogue)
+        try:
+            entries = [ServiceEntryIn.model_validate(e) for e in accepted.claims.services]
+        except ValueError as exc:
+            raise InvalidRequest("a service of the signed catalogue is malformed") from exc
+        published = central.catalogues.publish(accepted, [e.model_dump() for e in entries])
         return {"published": published}
 
     @app.get("/api/v1/services")

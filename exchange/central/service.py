@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from exchange.central import files
+from exchange.central.catalogue import SignedCatalogues
 from exchange.central.certificates import Certificates
 from exchange.central.dsd import Directory
 from exchange.central.ocsp import Responders
@@ -30,6 +31,7 @@ class Central:
     certificates: Certificates
     publisher: Publisher
     witness: Witness
+    catalogues: SignedCatalogues
     directory: Directory | None = None  # with the EDM material only
 
 
@@ -74,4 +76,5 @@ def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) 
             # Loaded once, here: a missing or broken folder stops the start with its reason.
             else Directory(registry=registry, schemas=EdmSchemas.load(settings.edm_folder))
         ),
+        catalogues=SignedCatalogues(registry=registry, skew=timedelta(seconds=settings.clock_skew)),
     )

@@ -56,6 +56,11 @@ class CentralSettings(RoleSettings):
     configuration_signing_validity: timedelta = timedelta(days=5 * 365)
     signing_certificate_validity: timedelta = timedelta(days=2 * 365)
     tls_certificate_validity: timedelta = timedelta(days=365)
+    clock_skew: float = Field(
+        default=120.0,
+        ge=0,
+        description="seconds of tolerated clock drift of what gateways sign (their catalogues)",
+    )
     console: ConsoleSpec = Field(default_factory=ConsoleSpec)
     edm_folder: Path | None = Field(
         default=None,

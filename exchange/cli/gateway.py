@@ -169,29 +169,33 @@ def publish(
     config: Config,
     token_file: Annotated[
         Path | None,
-        typer.Option(
-            help="File holding the central authority's admin token "
-            "(default: catalogue_token_file of the settings).",
-            exists=True,
-            dir_okay=False,
-        ),
+        typer.Option(hidden=True, help="Deprecated and not read: the catalogue is signed."),
     ] = None,
     central: Annotated[
         str | None, typer.Option(help="Central authority URL (default: from the anchor).")
     ] = None,
 ) -> None:
     """Publish this gateway's services to the central authority's catalogue: the settings
-    file's and the enabled ones declared from the console (or ``gateway service``)."""
+    file's and the enabled ones declared from the console (or ``gateway service``), signed
+    with this gateway's signing key (no token of the authority's is needed)."""
     from exchange.gateway import publishing
+    from exchange.trust.signed import Signer
 
     settings = GatewaySettings.load(config)
-    token = (
-        token_file.read_text().strip() if token_file is not None else publishing.token_of(settings)
-    )
+    if token_file is not None:  # older scripts still pass it: they keep working, and are told
+        typer.echo("--token-file is no longer read: the catalogue is signed", err=True)
+    obsolete = publishing.obsolete_token_file(settings)
+    if obsolete is not None:
+        typer.echo(obsolete, err=True)
+    keys = files.load(settings)
     with _declared(settings) as declared:
         enabled = declared.enabled()
     published = publishing.publish(
-        settings, enabled, central_url=_central_url(settings, central), token=token
+        settings,
+        enabled,
+        central_url=_central_url(settings, central),
+        signer=Signer(keys.signing_key, keys.signing_certificate),
+        at=utcnow(),
     )
     for subsystem, count in published.items():
         typer.echo(f"published {count} service(s) of {subsystem}")

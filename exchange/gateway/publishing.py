@@ -1,46 +1,39 @@
 """Publish this gateway's services to the central authority's catalogue.
 
-One ``PUT /api/v1/services`` per subsystem the gateway serves, listing every service it
+One ``PUT /catalogue/v1/services`` per subsystem the gateway serves, listing every service it
 provides there: the settings file's and the enabled declared ones (a disabled service leaves the
-catalogue). The authority's management API wants its admin bearer token: the command line reads
-it from ``--token-file``, the console from the file ``catalogue_token_file`` names in the
-settings (kept beside the gateway's keys, readable by the gateway's user only), so that the
-token is never typed into a page nor written to a log.
+catalogue). Each catalogue is signed with the gateway's signing key
+(:mod:`exchange.trust.catalogue`): the authority accepts it for its own member's subsystems
+only, fresh and once, and needs no token from the gateway. The command line and the console
+publish the same way.
+
+``catalogue_token_file`` (the authority's admin token, once read here) is no longer read: see
+:func:`obsolete_token_file`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
+from datetime import datetime
 
 import httpx
 
-from exchange.errors import InvalidRequest, ServiceFailed
+from exchange.errors import ServiceFailed
 from exchange.faults import mapped
 from exchange.gateway.services import catalogue
 from exchange.gateway.settings import GatewaySettings, ServiceSpec
+from exchange.trust.catalogue import sign_catalogue
+from exchange.trust.signed import Signer
+
+OBSOLETE_SETTING_ADVICE = (
+    "catalogue_token_file is no longer read: the catalogue is signed with this gateway's key. "
+    "Remove the setting, and delete the authority's admin token from this host."
+)
 
 
-def token_of(settings: GatewaySettings) -> str:
-    """The admin token from ``catalogue_token_file``, or why the console cannot publish."""
-    path: Path | None = settings.catalogue_token_file
-    if path is None:
-        raise InvalidRequest(
-            "publishing from the console needs catalogue_token_file in the gateway's settings",
-            detail="catalogue_token_file",
-        )
-    try:
-        token = path.read_text().strip()
-    except OSError as exc:
-        raise InvalidRequest(
-            "the file named by catalogue_token_file cannot be read",
-            detail="catalogue_token_file",
-        ) from exc
-    if not token:
-        raise InvalidRequest(
-            "the file named by catalogue_token_file is empty", detail="catalogue_token_file"
-        )
-    return token
+def obsolete_token_file(settings: GatewaySettings) -> str | None:
+    """What to tell the operator whose settings still name an admin token file, if they do."""
+    return OBSOLETE_SETTING_ADVICE if settings.catalogue_token_file is not None else None
 
 
 def publish(
@@ -48,18 +41,20 @@ def publish(
     declared: Iterable[ServiceSpec],
     *,
     central_url: str,
-    token: str,
+    signer: Signer,
+    at: datetime,
     transport: httpx.BaseTransport | None = None,
 ) -> dict[str, int]:
-    """Publish every subsystem's services; how many were published, by subsystem id."""
+    """Publish every subsystem's services, signed at ``at``; how many, by subsystem id."""
     published: dict[str, int] = {}
     with httpx.Client(transport=transport, timeout=30, follow_redirects=False) as http:
         for subsystem, entries in catalogue(settings, declared).items():
+            signed = sign_catalogue(
+                signer, gateway=str(settings.gateway), subsystem=subsystem, services=entries, at=at
+            )
             with mapped("the central authority"):
                 response = http.put(
-                    f"{central_url.rstrip('/')}/api/v1/services",
-                    json={"subsystem": subsystem, "services": entries},
-                    headers={"Authorization": f"Bearer {token}"},
+                    f"{central_url.rstrip('/')}/catalogue/v1/services", json={"catalogue": signed}
                 )
             if response.status_code != 200:
                 try:

@@ -339,9 +339,9 @@ class GatewaySettings(RoleSettings):
     catalogue_token_file: Path | None = Field(
         default=None,
         description=(
-            "a file holding the central authority's admin token, read when the console "
-            "publishes this gateway's services to the catalogue (absent: only the command line "
-            "publishes, with --token-file)"
+            "deprecated, not read: the catalogue is published signed with the gateway's key. "
+            "Still accepted so that older settings files load (a warning at each start); "
+            "to be removed"
         ),
     )
     console: ConsoleSpec = Field(default_factory=ConsoleSpec)

@@ -1,7 +1,8 @@
 """Services from the gateway console, in process: an operator declares a SQL-backed service and a
 consumer calls it through the gateway pair at once; a bad declaration is shown on the form and
 nothing is stored; "test the connection" says what it found or what is wrong; a disabled
-service is refused as an unknown one; publishing puts the service in the central catalogue;
+service is refused as an unknown one; publishing (signed with the gateway's key, no token)
+puts the service in the central catalogue;
 every change is in the change log with its actor, and the settings file's services stay
 read-only."""
 
@@ -17,7 +18,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from exchange.central.files import read_admin_token
 from exchange.gateway import models
 from exchange.gateway.declared import SYNC_INTERVAL, hide_password, keep_password, shown
 from exchange.gateway.settings import ServiceSpec
@@ -60,9 +60,7 @@ def declared_rows(roles: Roles) -> int:
         return session.scalar(select(func.count()).select_from(models.DeclaredService)) or 0
 
 
-def test_an_operator_declares_tests_disables_and_publishes_a_service(
-    roles: Roles, tmp_path: Path
-) -> None:
+def test_an_operator_declares_tests_disables_and_publishes_a_service(roles: Roles) -> None:
     olga = signed_in(roles, "olga")
     listed = olga.get(f"{console(roles)}/services")
     birth = 'data-service="population-registry/birth-certificate" data-source="file"'
@@ -189,12 +187,9 @@ def test_an_operator_declares_tests_disables_and_publishes_a_service(
         assert words in vera.get(f"{console(roles)}/services?lang={language}").text
     vera.close()
 
-    # Publishing: the gateway's token file for the authority's API, named in its settings.
-    token = tmp_path / "central-admin.token"
-    token.write_text(read_admin_token(roles.layout.central) + "\n")
-    settings = roles.provider.settings.model_copy(update={"catalogue_token_file": token})
-    roles.roles.restart("provider", settings)
-    assert roles.call(f"{COPY}?person={MARI}", headers=RESIDENCE).status_code == 200  # kept
+    # Publishing: signed with the gateway's own key; no token of the authority's anywhere.
+    assert roles.provider.settings.catalogue_token_file is None
+    assert roles.call(f"{COPY}?person={MARI}", headers=RESIDENCE).status_code == 200
     before = {s.identifier for s in roles.roles.central.registry.services()}
     assert f"{federation.POPULATION_REGISTRY}/{CODE}" not in before
     olga = signed_in(roles, "olga")
@@ -281,9 +276,7 @@ def test_the_same_operations_run_from_the_command_line(roles: Roles, tmp_path: P
     [row] = [line for line in listed.stdout.splitlines() if f"/{code} " in line]
     assert "disabled" in row
 
-    token = tmp_path / "admin.token"
-    token.write_text(read_admin_token(roles.layout.central))
-    published = exchange("gateway", "publish", "-c", config, "--token-file", str(token))
+    published = exchange("gateway", "publish", "-c", config)  # signed: no token needed
     assert published.returncode == 0, published.stderr
     listed_ids = {s.identifier for s in roles.roles.central.registry.services()}
     assert service not in listed_ids  # disabled: it leaves the catalogue

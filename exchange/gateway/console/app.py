@@ -240,7 +240,6 @@ def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
             who,
             services=listed,
             done=request.query_params.get("done"),
-            publishes=gateway.settings.catalogue_token_file is not None,
             **shown,
         )
 
@@ -362,13 +361,13 @@ def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
         return found.spec
 
     async def service_publish(request: Request, who: Staff, _: FormData | None) -> Response:
-        token = publishing.token_of(gateway.settings)
         published = await gateway.in_thread(
             publishing.publish,
             gateway.settings,
             await gateway.in_thread(gateway.declared.enabled),
             central_url=gateway.trust.view().configuration.central_url,
-            token=token,
+            signer=gateway.signer,
+            at=clock(),
             transport=gateway.blocking_http,
         )
         await gateway.in_thread(_record_publish, gateway, who, published)
