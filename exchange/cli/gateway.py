@@ -184,9 +184,6 @@ def publish(
     settings = GatewaySettings.load(config)
     if token_file is not None:  # older scripts still pass it: they keep working, and are told
         typer.echo("--token-file is no longer read: the catalogue is signed", err=True)
-    obsolete = publishing.obsolete_token_file(settings)
-    if obsolete is not None:
-        typer.echo(obsolete, err=True)
     keys = files.load(settings)
     with _declared(settings) as declared:
         enabled = declared.enabled()

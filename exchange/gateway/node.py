@@ -24,7 +24,7 @@ from exchange.errors import CertificateStatusUnknown, Error
 from exchange.evidence.edm.rules import BusinessRules
 from exchange.evidence.edm.schemaset import EdmSchemas
 from exchange.evidence.schemas import EvidenceSchemas
-from exchange.gateway import files, publishing
+from exchange.gateway import files
 from exchange.gateway.access import AccessRights
 from exchange.gateway.declared import DeclaredServices
 from exchange.gateway.idempotency import Idempotency
@@ -78,9 +78,6 @@ class Gateway:
         does not migrate (``migrates=False``): its parent has, and one with newer code on disk
         must not change the schema under workers still running the old."""
         self.settings = settings
-        obsolete = publishing.obsolete_token_file(settings)
-        if obsolete is not None:  # said at each start until the admin token leaves this host
-            log.warning("gateway.catalogue_token_file_obsolete", advice=obsolete)
         # How this gateway reaches the identity provider, timestamping and the central
         # authority (the console publishes the signed catalogue through it).
         self.blocking_http = blocking_http

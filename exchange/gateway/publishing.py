@@ -6,9 +6,6 @@ catalogue). Each catalogue is signed with the gateway's signing key
 (:mod:`exchange.trust.catalogue`): the authority accepts it for its own member's subsystems
 only, fresh and once, and needs no token from the gateway. The command line and the console
 publish the same way.
-
-``catalogue_token_file`` (the authority's admin token, once read here) is no longer read: see
-:func:`obsolete_token_file`.
 """
 
 from __future__ import annotations
@@ -24,16 +21,6 @@ from exchange.gateway.services import catalogue
 from exchange.gateway.settings import GatewaySettings, ServiceSpec
 from exchange.trust.catalogue import sign_catalogue
 from exchange.trust.signed import Signer
-
-OBSOLETE_SETTING_ADVICE = (
-    "catalogue_token_file is no longer read: the catalogue is signed with this gateway's key. "
-    "Remove the setting, and delete the authority's admin token from this host."
-)
-
-
-def obsolete_token_file(settings: GatewaySettings) -> str | None:
-    """What to tell the operator whose settings still name an admin token file, if they do."""
-    return OBSOLETE_SETTING_ADVICE if settings.catalogue_token_file is not None else None
 
 
 def publish(

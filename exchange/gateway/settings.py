@@ -248,7 +248,6 @@ class GatewaySettings(RoleSettings):
         "data_dir",
         "anchor",
         "schemas_dir",
-        "catalogue_token_file",
     )
 
     id: str
@@ -336,14 +335,6 @@ class GatewaySettings(RoleSettings):
     preview: PreviewSpec | None = None
     edm: EdmSpec | None = None
 
-    catalogue_token_file: Path | None = Field(
-        default=None,
-        description=(
-            "deprecated, not read: the catalogue is published signed with the gateway's key. "
-            "Still accepted so that older settings files load (a warning at each start); "
-            "to be removed"
-        ),
-    )
     console: ConsoleSpec = Field(default_factory=ConsoleSpec)
     services: list[ServiceSpec] = Field(default_factory=list)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +18,6 @@ from exchange.central.files import read_admin_token
 from exchange.errors import ServiceFailed
 from exchange.gateway import publishing
 from exchange.gateway.node import Gateway
-from exchange.gateway.settings import GatewaySettings
 from exchange.sample import federation
 from exchange.trust.catalogue import CATALOGUE_TYPE, sign_catalogue
 from exchange.trust.keys import build_csr, generate_key, serial_hex
@@ -204,21 +202,6 @@ def test_a_revoked_signing_certificate_publishes_nothing(fresh_roles: Roles) -> 
     assert 'id="done"' not in pressed.text
     olga.close()
     assert SERVICE not in listed(roles)
-
-
-def test_a_settings_file_naming_the_old_token_file_loads_and_is_told(
-    roles: Roles, tmp_path: Path
-) -> None:
-    """Kept loadable (unknown keys are refused) so an upgrade does not stop a gateway; the file
-    is never read, and the operator is told to remove the admin token from the host."""
-    old = tmp_path / "gateway.toml"
-    old.write_text('catalogue_token_file = "no-such-token"\n' + roles.layout.provider.read_text())
-    settings = GatewaySettings.load(old)
-    assert settings.catalogue_token_file == tmp_path / "no-such-token"
-    advice = publishing.obsolete_token_file(settings)
-    assert advice is not None
-    assert "no longer read" in advice
-    assert publishing.obsolete_token_file(roles.provider.settings) is None
 
 
 def test_the_same_catalogue_sent_at_once_is_published_once(roles: Roles) -> None:

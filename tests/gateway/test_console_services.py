@@ -188,7 +188,6 @@ def test_an_operator_declares_tests_disables_and_publishes_a_service(roles: Role
     vera.close()
 
     # Publishing: signed with the gateway's own key; no token of the authority's anywhere.
-    assert roles.provider.settings.catalogue_token_file is None
     assert roles.call(f"{COPY}?person={MARI}", headers=RESIDENCE).status_code == 200
     before = {s.identifier for s in roles.roles.central.registry.services()}
     assert f"{federation.POPULATION_REGISTRY}/{CODE}" not in before
