@@ -22,7 +22,6 @@ from exchange.db import migrate
 from exchange.db.engine import build_engine
 from exchange.errors import CertificateStatusUnknown, Error
 from exchange.evidence.edm.schemaset import EdmSchemas
-from exchange.evidence.schemas import EvidenceSchemas
 from exchange.gateway import files
 from exchange.gateway.access import AccessRights
 from exchange.gateway.idempotency import Idempotency
@@ -139,7 +138,7 @@ class Gateway:
         self.services = ServiceTable.build(
             member=self.member,
             specs=settings.services,
-            schemas=EvidenceSchemas.load(settings.schemas_dir),
+            schemas_dir=settings.schemas_dir,
         )
         # The OOTS EDM profile, only where it is configured: its schema set loaded once, offline.
         self.edm_schemas = (

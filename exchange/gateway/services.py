@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from connectors.base import Connector
 from connectors.http import HttpConnector
 from connectors.python import CallableConnector
 from connectors.sql import SqlConnector
 from exchange.errors import UnknownService
-from exchange.evidence.schemas import EvidenceSchema, EvidenceSchemas
 from exchange.gateway.settings import ConnectorSpec, GatewaySettings, ServiceSpec
 from exchange.identifiers import MemberId, ServiceId, SubsystemId
+
+if TYPE_CHECKING:
+    from exchange.evidence.schemas import EvidenceSchema
 
 
 def build_connector(spec: ConnectorSpec, parameters: tuple[str, ...]) -> Connector:
@@ -118,9 +121,17 @@ class ServiceTable:
 
     @classmethod
     def build(
-        cls, *, member: MemberId, specs: list[ServiceSpec], schemas: EvidenceSchemas
+        cls, *, member: MemberId, specs: list[ServiceSpec], schemas_dir: Path
     ) -> ServiceTable:
+        """The services of ``specs``, each with its evidence schema from ``schemas_dir``."""
         services: dict[str, LocalService] = {}
+        if not specs:
+            # A gateway that provides nothing (a consumer's) never loads a schema: xmlschema
+            # and a compiled schema would take ~17 MB of its memory for nothing.
+            return cls(services)
+        from exchange.evidence.schemas import EvidenceSchemas
+
+        schemas = EvidenceSchemas.load(schemas_dir)
         for spec in specs:
             service = ServiceId(SubsystemId(member, spec.subsystem), spec.code, spec.version)
             key = f"{service.subsystem}/{spec.code}"
