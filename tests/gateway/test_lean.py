@@ -9,7 +9,10 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+from exchange.db import migrate
+from exchange.db.engine import build_engine, sqlite_url
 from exchange.gateway.settings import SCHEMAS_DIR
 from exchange.sample import federation
 
@@ -77,3 +80,33 @@ def test_a_gateway_that_provides_a_service_loads_its_schema() -> None:
     """
     assert loaded_after(code, SCHEMA_TOOLKIT) == list(SCHEMA_TOOLKIT)
 
+
+def test_a_database_at_the_newest_schema_is_opened_without_alembic(tmp_path: Path) -> None:
+    """Alembic (with mako) takes ~10 MB of a process; a gateway loads it only to migrate."""
+    url = sqlite_url(tmp_path / "gateway.db")
+    engine = build_engine(url)
+    migrate.upgrade("gateway", engine)
+    engine.dispose()
+    code = f"""
+        from exchange.db import migrate
+        from exchange.db.engine import build_engine
+        engine = build_engine({url!r})
+        migrate.upgrade("gateway", engine)
+        migrate.require_head("gateway", engine)
+    """
+    assert loaded_after(code, ("alembic", "mako")) == []
+
+
+def test_a_database_behind_is_migrated_with_alembic(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "gateway.db")
+    engine = build_engine(url)
+    migrate.upgrade("gateway", engine, "0011")
+    engine.dispose()
+    code = f"""
+        from exchange.db import migrate
+        from exchange.db.engine import build_engine
+        engine = build_engine({url!r})
+        migrate.upgrade("gateway", engine)
+        migrate.require_head("gateway", engine)
+    """
+    assert loaded_after(code, ("alembic",)) == ["alembic"]
