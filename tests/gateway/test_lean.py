@@ -110,3 +110,23 @@ def test_a_database_behind_is_migrated_with_alembic(tmp_path: Path) -> None:
         migrate.require_head("gateway", engine)
     """
     assert loaded_after(code, ("alembic",)) == ["alembic"]
+
+
+def test_a_gateway_on_sqlite_loads_no_postgresql_dialect(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "gateway.db")
+    engine = build_engine(url)
+    migrate.upgrade("gateway", engine)
+    engine.dispose()
+    code = f"""
+        import exchange.cli.main, exchange.gateway.node, exchange.gateway.runner
+        from exchange.db.engine import build_engine
+        from exchange.gateway.idempotency import Idempotency
+        from exchange.gateway.quotas import Quotas
+        from exchange.gateway.replay import ReplayGuard
+        from exchange.trust.globalconf_client import utcnow
+        engine = build_engine({url!r})
+        ReplayGuard(engine, unflushed=engine)
+        Quotas(engine, clock=utcnow, subject_hash=lambda person: person)
+        Idempotency(engine, clock=utcnow)
+    """
+    assert loaded_after(code, ("sqlalchemy.dialects.postgresql",)) == []
