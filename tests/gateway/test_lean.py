@@ -42,6 +42,15 @@ def test_the_gateway_server_imports_no_schema_toolkit() -> None:
     assert loaded_after(code, SCHEMA_TOOLKIT) == []
 
 
+def test_the_gateway_server_imports_nothing_of_the_central_authority() -> None:
+    """Every role's process reads the whole command line; the authority's modules took ~1 MB."""
+    code = """
+        import exchange.cli.main
+        import exchange.gateway.metrics, exchange.gateway.node, exchange.gateway.runner
+    """
+    assert loaded_after(code, ("exchange.central",)) == []
+
+
 def test_a_gateway_that_provides_no_service_loads_no_schema() -> None:
     code = f"""
         from pathlib import Path
