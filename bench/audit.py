@@ -45,8 +45,8 @@ USAGE = f"/r1/{federation.POPULATION_REGISTRY}/usage/v2"
 BATCH = 20_000
 
 
-def fill(settings: GatewaySettings, records: int, spacing: int) -> float:
-    """Append ``records`` provider records to the gateway's chain; seconds taken."""
+def fill(settings: GatewaySettings, records: int, spacing: int, *, side: str = "provider") -> float:
+    """Append ``records`` records of ``side`` to the gateway's chain; seconds taken."""
     engine = build_engine(settings.db_url, sqlite_synchronous="NORMAL")
     migrate.upgrade("gateway", engine)
     key = files.audit_key(settings)
@@ -60,7 +60,7 @@ def fill(settings: GatewaySettings, records: int, spacing: int) -> float:
         batch = []
         for seq in range(first, min(first + BATCH, records)):
             entry = AuditEntry(
-                side="provider",
+                side=side,
                 message_id=f"bench-{seq}",
                 client=str(federation.CITIZEN_PORTAL),
                 service=f"{federation.BIRTH_CERTIFICATE}/v1",

@@ -119,8 +119,10 @@ def serve_federation(
     *,
     logs: Path,
     central_env: dict[str, str] | None = None,
+    ready_within: float = 30,
 ) -> dict[str, subprocess.Popen[bytes]]:
-    """Start every role of a sample federation as its own process; the stack stops them."""
+    """Start every role of a sample federation as its own process; the stack stops them. Each
+    must answer its health check ``ready_within`` seconds after it starts."""
     roles = {
         "idp": (
             ["idp", "serve", "--data-dir", str(layout.idp), "--port", str(ports.idp)],
@@ -153,6 +155,7 @@ def serve_federation(
                 health_url=f"http://127.0.0.1:{port}/health",
                 env=central_env if name == "central" else None,
                 log=logs / f"{name}.log",
+                ready_within=ready_within,
             )
         )
         for name, (args, port) in roles.items()

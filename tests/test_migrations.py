@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, text
 
 from audit.models import Base as AuditBase
@@ -40,6 +41,13 @@ def test_migrations_build_exactly_the_models(
             connection, opts={"version_table": f"alembic_version_{role}"}
         )
         assert compare_metadata(context, metadata) == []  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("role", ["central", "gateway", "consent", "portal"])
+def test_the_newest_revisions_read_without_alembic_are_alembics(role: str) -> None:
+    config = migrate.alembic_config(role, build_engine("sqlite://"))
+    newest = ScriptDirectory.from_config(config).get_heads()
+    assert migrate.newest_revisions(role) == frozenset(newest)
 
 
 def test_a_process_that_must_not_migrate_refuses_an_older_schema(database_url: str) -> None:

@@ -2,26 +2,28 @@
 
 Commands act on the authority's data folder and database directly (run them on the authority's
 host); remote tools use the management API instead. Every change is recorded with the acting user.
+The authority's own modules are imported by its commands only: every role's process loads this
+file (``exchange.cli.main``), and they took ~1 MB of each.
 """
 
 from __future__ import annotations
 
 import getpass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from exchange.central import files
-from exchange.central.registry import Registry
-from exchange.central.service import Central, build
-from exchange.central.settings import CentralSettings
 from exchange.cli.output import emit, table
 from exchange.db import migrate
 from exchange.db.engine import build_engine
 from exchange.identifiers import GatewayId, MemberId, SubsystemId
 from exchange.trust.globalconf_client import utcnow
 from exchange.trust.keys import certificate_pem
+
+if TYPE_CHECKING:
+    from exchange.central.service import Central
+    from exchange.central.settings import CentralSettings
 
 app = typer.Typer(
     help="Run and administer the central authority (CA, registry, global configuration).",
@@ -61,10 +63,15 @@ def _actor() -> str:
 
 
 def settings_for(data_dir: Path | None, **overrides: object) -> CentralSettings:
+    from exchange.central import files
+    from exchange.central.settings import CentralSettings
+
     return files.resolve(CentralSettings.load(overrides={"data_dir": data_dir, **overrides}))
 
 
 def open_central(data_dir: Path | None) -> Central:
+    from exchange.central.service import build
+
     settings = settings_for(data_dir)
     migrate.upgrade("central", build_engine(settings.db_url))
     return build(settings)
@@ -79,6 +86,9 @@ def init(
     ] = None,
 ) -> None:
     """Create a new instance: root CA, configuration-signing key, admin token, trust anchor."""
+    from exchange.central import files
+    from exchange.central.registry import Registry
+
     settings = settings_for(data_dir, public_url=public_url)
     material = files.initialise(settings, instance=instance, at=utcnow())
     engine = build_engine(settings.db_url)
@@ -125,6 +135,8 @@ def serve(
 @app.command()
 def anchor(data_dir: DataDir = None, out: Out = None) -> None:
     """Write the trust anchor for the authority's current public URL and print its digest."""
+    from exchange.central import files
+
     settings = settings_for(data_dir)
     written = files.write_anchor(settings, files.load(settings))
     emit(written.dump().decode(), out)
@@ -280,6 +292,8 @@ def crl(data_dir: DataDir = None, out: Out = None) -> None:
 @app.command("ca")
 def ca_certificate(data_dir: DataDir = None, out: Out = None) -> None:
     """Print the root CA certificate (PEM)."""
+    from exchange.central import files
+
     emit(certificate_pem(files.load(settings_for(data_dir)).authority.certificate), out)
 
 

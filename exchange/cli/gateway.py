@@ -96,7 +96,6 @@ def _access(settings: GatewaySettings) -> AccessRights:
 @contextlib.contextmanager
 def _declared(settings: GatewaySettings) -> Iterator[DeclaredServices]:
     """The gateway's declared services, for a command run beside (or without) the gateway."""
-    from exchange.evidence.schemas import EvidenceSchemas
     from exchange.gateway.declared import DeclaredServices
     from exchange.gateway.services import ServiceTable
 
@@ -109,7 +108,7 @@ def _declared(settings: GatewaySettings) -> Iterator[DeclaredServices]:
     table = ServiceTable.build(
         member=settings.gateway.member,
         specs=settings.services,
-        schemas=EvidenceSchemas.load(settings.schemas_dir),
+        schemas_dir=settings.schemas_dir,
         max_part_bytes=settings.max_part_bytes,
     )
     try:

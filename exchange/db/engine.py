@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Insert, create_engine, event
 from sqlalchemy.engine import make_url
 
 
@@ -85,3 +85,16 @@ def build_engine(
 
         event.listen(engine, "connect", unflushed)
     return engine
+
+
+def insert_or_skip(engine: Engine, table: Any) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` into ``table``, for ``engine``'s backend (SQLite or
+    PostgreSQL). Only that backend's dialect is imported: the other one would take ~2 MB of the
+    process for nothing."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from exchange.db.engine import insert_or_skip
 from exchange.errors import IdempotencyKeyReused, RequestInProgress
 from exchange.gateway.models import IdempotentAnswer
 from exchange.gateway.signing import REQUEST_FIELDS, RequestClaims
@@ -94,12 +94,7 @@ class Idempotency:
         self._engine = engine
         self._clock = clock
         self._lifetime = lifetime
-        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-        self._claim = (
-            dialect.insert(IdempotentAnswer)
-            .on_conflict_do_nothing()
-            .returning(IdempotentAnswer.key)
-        )
+        self._claim = insert_or_skip(engine, IdempotentAnswer).returning(IdempotentAnswer.key)
 
     def begin(
         self, *, client: str, service: str, key: str, fingerprint: str, message_id: str

@@ -23,7 +23,6 @@ from exchange.db.engine import build_engine
 from exchange.errors import CertificateStatusUnknown, Error
 from exchange.evidence.edm.rules import BusinessRules
 from exchange.evidence.edm.schemaset import EdmSchemas
-from exchange.evidence.schemas import EvidenceSchemas
 from exchange.gateway import files
 from exchange.gateway.access import AccessRights
 from exchange.gateway.declared import DeclaredServices
@@ -156,7 +155,7 @@ class Gateway:
         self.services = ServiceTable.build(
             member=self.member,
             specs=settings.services,
-            schemas=EvidenceSchemas.load(settings.schemas_dir),
+            schemas_dir=settings.schemas_dir,
             max_part_bytes=settings.max_part_bytes,
         )
         # Services declared from the console, beside the settings file's: served from now on,

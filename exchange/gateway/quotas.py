@@ -52,9 +52,9 @@ from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy import Connection, Engine, delete, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from exchange.db.batch import GroupCommit
+from exchange.db.engine import insert_or_skip
 from exchange.errors import QuotaExceeded, ServiceUnavailable
 from exchange.gateway.access import Limits
 from exchange.gateway.models import QuotaCount, QuotaPerson
@@ -105,12 +105,9 @@ class Quotas:
         self.clock = clock
         self._subject_hash = subject_hash
         self._refused = refused
-        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-        self._new_count = dialect.insert(QuotaCount).on_conflict_do_nothing()
-        self._new_person = (
-            dialect.insert(QuotaPerson)
-            .on_conflict_do_nothing()
-            .returning(QuotaPerson.subject, sort_by_parameter_order=True)
+        self._new_count = insert_or_skip(engine, QuotaCount)
+        self._new_person = insert_or_skip(engine, QuotaPerson).returning(
+            QuotaPerson.subject, sort_by_parameter_order=True
         )
         self._writer: GroupCommit[_Lease | _Person, int] = GroupCommit(self._claim, name="quotas")
         # In memory, on the event loop only: units leased and not spent, windows found used up

@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine, delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from exchange.db.batch import GroupCommit
+from exchange.db.engine import insert_or_skip
 from exchange.errors import DuplicateMessage
 from exchange.gateway.models import SeenMessage
 
@@ -41,12 +41,9 @@ def _duplicate(client: str, message_id: str) -> DuplicateMessage:
 class ReplayGuard:
     def __init__(self, engine: Engine, *, unflushed: Engine) -> None:
         self._engine = engine
-        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         # Built once; executed with many parameter sets (SQLAlchemy batches them with RETURNING).
-        self._statement = (
-            dialect.insert(SeenMessage)
-            .on_conflict_do_nothing()
-            .returning(SeenMessage.client, SeenMessage.message_id, sort_by_parameter_order=True)
+        self._statement = insert_or_skip(engine, SeenMessage).returning(
+            SeenMessage.client, SeenMessage.message_id, sort_by_parameter_order=True
         )
         self._flushed: GroupCommit[Pair, None] = GroupCommit(
             lambda batch: self._accept(engine, batch), name="replay-guard"

@@ -12,7 +12,8 @@ import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from connectors.base import Connector
 from connectors.document import HttpDocumentConnector
@@ -20,9 +21,11 @@ from connectors.http import HttpConnector
 from connectors.python import CallableConnector
 from connectors.sql import SqlConnector
 from exchange.errors import UnknownService
-from exchange.evidence.schemas import EvidenceSchema, EvidenceSchemas
 from exchange.gateway.settings import ConnectorSpec, EdmParty, GatewaySettings, ServiceSpec
 from exchange.identifiers import MemberId, ServiceId, SubsystemId
+
+if TYPE_CHECKING:
+    from exchange.evidence.schemas import EvidenceSchema, EvidenceSchemas
 
 
 def build_connector(
@@ -185,12 +188,13 @@ class ServiceTable:
         services: dict[str, LocalService],
         *,
         member: MemberId | None = None,
-        schemas: EvidenceSchemas | None = None,
+        schemas_dir: Path | None = None,
         max_part_bytes: int = 0,
     ) -> None:
         self._services = services
         self._fixed = frozenset(services)  # the settings file's: never replaced while running
-        self._member, self._schemas = member, schemas
+        self._member, self._schemas_dir = member, schemas_dir
+        self._schemas: EvidenceSchemas | None = None
         self._max_part_bytes = max_part_bytes  # for declared services, as the settings say
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -200,26 +204,43 @@ class ServiceTable:
         *,
         member: MemberId,
         specs: list[ServiceSpec],
-        schemas: EvidenceSchemas,
+        schemas_dir: Path,
         max_part_bytes: int,
     ) -> ServiceTable:
+        """The services of ``specs``, each with its evidence schema from ``schemas_dir``."""
+        table = cls({}, member=member, schemas_dir=schemas_dir, max_part_bytes=max_part_bytes)
         services: dict[str, LocalService] = {}
         for spec in specs:
-            built = local_service(member, spec, schemas, max_part_bytes=max_part_bytes)
+            built = table.prepare(spec)
             key = cls.key(built.id)
             if key in services:
                 raise ValueError(f"service {key} is declared twice")
             services[key] = built
-        return cls(services, member=member, schemas=schemas, max_part_bytes=max_part_bytes)
+        table._services, table._fixed = services, frozenset(services)
+        return table
+
+    def _evidence_schemas(self) -> EvidenceSchemas:
+        """The schema folder, loaded at the first service to build: a gateway that provides
+        nothing (a consumer's) never loads one, which spares it xmlschema and a compiled
+        schema (~17 MB of its memory)."""
+        if self._schemas is None:
+            if self._schemas_dir is None:
+                raise ValueError("this service table takes no declared services")
+            from exchange.evidence.schemas import EvidenceSchemas
+
+            self._schemas = EvidenceSchemas.load(self._schemas_dir)
+        return self._schemas
 
     def prepare(self, spec: ServiceSpec) -> LocalService:
         """``spec`` built for :meth:`install` (``ValueError`` if it cannot be served)."""
-        if self._member is None or self._schemas is None:
+        if self._member is None:
             raise ValueError("this service table takes no declared services")
-        return local_service(self._member, spec, self._schemas, max_part_bytes=self._max_part_bytes)
+        return local_service(
+            self._member, spec, self._evidence_schemas(), max_part_bytes=self._max_part_bytes
+        )
 
     def evidence_types(self) -> list[str]:
-        return self._schemas.types() if self._schemas is not None else []
+        return self._evidence_schemas().types() if self._schemas_dir is not None else []
 
     def fixed(self, key: str) -> bool:
         """Whether ``key`` (``SUBSYSTEM-ID/SERVICE``) is the settings file's."""
