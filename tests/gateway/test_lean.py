@@ -60,6 +60,7 @@ def test_a_gateway_that_provides_no_service_loads_no_schema() -> None:
             member=MemberId.parse("{federation.POPULATION}"),
             specs=[],
             schemas_dir=Path({str(SCHEMAS_DIR)!r}),
+            max_part_bytes=1024,
         )
         assert table.keys == frozenset()
     """
@@ -83,6 +84,7 @@ def test_a_gateway_that_provides_a_service_loads_its_schema() -> None:
             member=MemberId.parse("{federation.POPULATION}"),
             specs=[spec],
             schemas_dir=Path({str(SCHEMAS_DIR)!r}),
+            max_part_bytes=1024,
         )
         (service,) = [s for _, s in table.items()]
         assert service.schema.evidence_type == "birth-certificate"
