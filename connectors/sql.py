@@ -22,10 +22,11 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import Engine, make_url, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.base import ConnectorRequest, Evidence, map_fields, require_parameters
+from exchange.db import inline
 from exchange.db.engine import build_engine
 from exchange.errors import NotFound, ServiceFailed, ServiceTimeout
 from exchange.faults import translate
@@ -39,9 +40,8 @@ _CHECK_EVERY = 500  # steps between two calls of the progress handler
 class InlineSqlite:
     """A connection of the event loop's own to a local SQLite file, for reads that never wait.
 
-    The connection is detached from the engine's pool (its settings never reach the threads'
-    connections): its busy timeout is 0, so a lock held by a writer fails the read at once, and
-    a progress handler interrupts it after :data:`INLINE_STEPS` steps. :meth:`read` then returns
+    The connection (:mod:`exchange.db.inline`) fails at once on a lock held by a writer, and a
+    progress handler interrupts it after :data:`INLINE_STEPS` steps. :meth:`read` then returns
     ``None`` and the caller asks again on a thread. The declared query is a read, so running it
     again is harmless; nothing is ever written through this connection. The connection is opened
     on a thread (:meth:`open`, after a first read there): opening runs the engine's set-up, which
@@ -59,27 +59,14 @@ class InlineSqlite:
 
     @staticmethod
     def suits(engine: Engine) -> bool:
-        """A file database through the standard driver (not an in-memory one: each connection
-        to ``:memory:`` is a database of its own)."""
-        url = make_url(str(engine.url))
-        database = url.database or ""
-        return (
-            engine.dialect.name == "sqlite"
-            and engine.dialect.driver == "pysqlite"
-            and database not in {"", ":memory:"}
-            and not database.startswith("file:")
-        )
+        return inline.suits(engine)
 
     def open(self) -> None:
-        """On a thread: the loop's connection, if it has none yet (the driver lets a connection
-        opened on one thread be used on another, one at a time)."""
+        """On a thread: the loop's connection, if it has none yet."""
         with self._opening:
             if self._connection is not None:
                 return
-            pooled = self._engine.raw_connection()
-            pooled.detach()
-            connection: Any = pooled.dbapi_connection  # sqlite3.Connection (see suits)
-            connection.execute("PRAGMA busy_timeout=0")
+            connection = inline.open_for_the_loop(self._engine)
             connection.set_progress_handler(self._over_budget, _CHECK_EVERY)
             self._connection = connection
 
