@@ -46,8 +46,11 @@ def _decode(segment: str) -> bytes:
     if len(segment) % 4 == 1 or not _SEGMENT.fullmatch(segment):
         raise JwsError("a segment is not base64url")
     data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    if len(segment) % 4 and b64url(data)[-1] != segment[-1]:
+    tail = len(segment) % 4  # 2 or 3 characters spell the last 1 or 2 bytes, or none
+    if tail and b64url(data[-(tail - 1) :]) != segment[-tail:]:
         # Unused low bits set: another spelling of the same bytes. One token, one spelling.
+        # (Only the last group can differ: re-encoding the whole segment cost more than its
+        # decoding.)
         raise JwsError("a segment is not in canonical base64url")
     return data
 

@@ -112,3 +112,26 @@ def test_a_payload_must_be_a_json_object() -> None:
     for payload in (b"[1, 2]", b'"text"', b"{bad", b'{"a": NaN}'):
         with pytest.raises(jws.JwsError):
             jws.Token(signed_raw(b'{"alg":"ES256"}', payload)).claims(KEY.public_key())
+
+
+@pytest.mark.parametrize("size", range(1, 13))
+def test_every_segment_has_one_spelling(size: int) -> None:
+    """Whatever a segment's length, its bytes decode, and any other spelling of them (unused low
+    bits of the last character set) is refused; a header so spelled is refused on sight."""
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    data = bytes(range(200, 200 + size))
+    segment = jws.b64url(data)
+    assert jws._decode(segment) == data
+    unused = {1: 4, 2: 2, 0: 0}[size % 3]  # bits of the last character that carry nothing
+    index = alphabet.index(segment[-1])
+    for flip in range(1, 2**unused):
+        other = segment[:-1] + alphabet[index ^ flip]
+        assert base64.urlsafe_b64decode(other + "=" * (-len(other) % 4)) == data
+        with pytest.raises(jws.JwsError):
+            jws._decode(other)
+    header = jws.b64url(b'{"alg":"ES256","kid":"' + b"k" * size + b'"}')
+    token = jws.sign(CLAIMS, KEY).split(".", 1)[1]
+    index = alphabet.index(header[-1])
+    if len(header) % 4:
+        with pytest.raises(jws.JwsError):
+            jws.Token(f"{header[:-1]}{alphabet[index ^ 1]}.{token}")

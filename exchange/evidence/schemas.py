@@ -39,6 +39,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 import xmlschema
 from lxml import etree
 from xmlschema.validators import XsdComplexType, XsdElement, XsdGroup, XsdSimpleType
@@ -214,12 +215,25 @@ class EvidenceSchema:
 
         Keys follow the schema's element order. Dates are ISO strings, decimals are strings
         (exact, never floats), integers are numbers, booleans are JSON booleans.
+
+        The values are those the validated document decodes to (:meth:`from_xml`), taken in the
+        pass that builds the document from each element's text as it is set, so the document is
+        not walked a second time; they are used only once it validated.
         """
-        value = self._decode(self._encode(evidence))
-        text = json.dumps(
-            {self.root: value}, ensure_ascii=False, separators=(",", ":"), default=_json_value
-        )
-        return text.encode("utf-8")
+        decoded = _Decoded()
+        self._encode(evidence, decoded)
+        if decoded.failed:  # a form we do not map, as :meth:`_decode` would have found
+            raise self._invalid(_Fault(f"/{self.root}", "has a value in an unsupported form"))
+        try:
+            return orjson.dumps({self.root: decoded.value}, default=_json_value)
+        except orjson.JSONEncodeError:  # integers beyond 64 bits: the standard library has them
+            text = json.dumps(
+                {self.root: decoded.value},
+                ensure_ascii=False,
+                separators=(",", ":"),
+                default=_json_value,
+            )
+            return text.encode("utf-8")
 
     def from_xml(self, data: bytes) -> dict[str, Any]:
         """Parse untrusted XML, validate it and decode it to the dict shape :meth:`to_xml` takes.
@@ -234,10 +248,12 @@ class EvidenceSchema:
         self._validate(root)
         return self._decode(root)
 
-    def _encode(self, evidence: Mapping[str, Any]) -> etree._Element:
+    def _encode(
+        self, evidence: Mapping[str, Any], decoded: _Decoded | None = None
+    ) -> etree._Element:
         root = etree.Element(self._model.tag, nsmap={None: self.namespace})
         try:
-            _encode_children(self._model, evidence, root, f"/{self.root}")
+            _encode_children(self._model, evidence, root, f"/{self.root}", decoded)
         except _Fault as fault:
             raise self._invalid(fault) from fault.__cause__
         self._validate(root)
@@ -374,13 +390,32 @@ def _whitespace(xsd_type: XsdSimpleType) -> str:
     return value if value in {"preserve", "replace"} else "collapse"
 
 
-def _encode_children(node: _Node, value: Any, element: etree._Element, path: str) -> None:
+class _Decoded:
+    """What the encoded document decodes to, gathered while it is encoded (see to_json)."""
+
+    __slots__ = ("failed", "value")
+
+    def __init__(self) -> None:
+        self.value: dict[str, Any] = {}
+        self.failed = False
+
+
+def _encode_children(
+    node: _Node,
+    value: Any,
+    element: etree._Element,
+    path: str,
+    decoded: _Decoded | None,
+    into: dict[str, Any] | None = None,
+) -> None:
     if not isinstance(value, Mapping):
         raise _Fault(path, "must be a mapping of its child elements")
     for key in value:
         if key not in node.by_name:
             shown = repr(key) if isinstance(key, str) and _KEY_NAME.fullmatch(key) else "a key"
             raise _Fault(path, f"has an unexpected field: {shown} is not an element here")
+    if decoded is not None and into is None:
+        into = decoded.value
     for child in node.children:
         item = value.get(child.name)
         where = f"{path}/{child.name}"
@@ -391,19 +426,28 @@ def _encode_children(node: _Node, value: Any, element: etree._Element, path: str
         if child.repeated:
             if not isinstance(item, list | tuple):
                 raise _Fault(where, "must be a list (the element may repeat)")
+            entries: list[Any] = []
             for index, entry in enumerate(item, 1):
-                _encode_element(child, entry, element, f"{where}[{index}]")
+                entries.append(_encode_element(child, entry, element, f"{where}[{index}]", decoded))
+            if into is not None:
+                into[child.name] = entries
         elif isinstance(item, list | tuple):
             raise _Fault(where, "must be a single value, not a list")
         else:
-            _encode_element(child, item, element, where)
+            got = _encode_element(child, item, element, where, decoded)
+            if into is not None:
+                into[child.name] = got
 
 
-def _encode_element(node: _Node, value: Any, parent: etree._Element, path: str) -> None:
+def _encode_element(
+    node: _Node, value: Any, parent: etree._Element, path: str, decoded: _Decoded | None
+) -> Any:
+    """Add the element; with ``decoded``, return what it decodes to (else None)."""
     element = etree.SubElement(parent, node.tag)
     if node.kind is None:
-        _encode_children(node, value, element, path)
-        return
+        children: dict[str, Any] | None = {} if decoded is not None else None
+        _encode_children(node, value, element, path, decoded, children)
+        return children
     text = _to_text(node.kind, value)
     if text is None:
         raise _Fault(path, f"must be {_EXPECTED[node.kind]}, not {type(value).__name__}")
@@ -411,6 +455,13 @@ def _encode_element(node: _Node, value: Any, parent: etree._Element, path: str) 
         element.text = text
     except ValueError as error:  # control characters, lone surrogates
         raise _Fault(path, "contains characters that XML cannot carry") from error
+    if decoded is None:
+        return None
+    try:
+        return _leaf(node, text)
+    except (ValueError, ArithmeticError):
+        decoded.failed = True  # reported only if the document validates (as _decode would)
+        return None
 
 
 def _to_text(kind: Kind, value: Any) -> str | None:
@@ -447,6 +498,11 @@ def _decode(node: _Node, element: etree._Element) -> Any:
     text = element.text or ""
     if len(element):  # comments or processing instructions split the text
         text += "".join(child.tail or "" for child in element)
+    return _leaf(node, text)
+
+
+def _leaf(node: _Node, text: str) -> Any:
+    """The value of a simple element's text, as the schema normalises it."""
     if node.whitespace != "preserve" and _UNNORMALISED.search(text) is not None:
         text = text.translate(_XML_SPACE)
         if node.whitespace == "collapse":

@@ -12,18 +12,28 @@ request was answered is on disk. A power loss can only take pairs of requests th
 answered, whose retry then reads again. Any other method may have changed something at the
 registry before the answer's audit record: its pair is flushed before the registry is asked.
 
+On a SQLite file, the pair of a safe request is first inserted on the event loop itself
+(:mod:`exchange.db.inline`: a one-row commit without an fsync, cheaper than the hand-off to the
+writer thread and back). That attempt never waits: if another writer holds the database, or
+anything else fails, the pair goes to the writer thread as before. Either way the same unique
+key decides, in one committed transaction, whether the pair is new.
+
 Entries are kept until the request signature's expiry plus the clock skew has passed; after
 that the signature check alone rejects the message, and the entry is pruned.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, delete
 from sqlalchemy.orm import Session
 
+from exchange.db import inline
 from exchange.db.batch import GroupCommit
 from exchange.db.engine import insert_or_skip
 from exchange.errors import DuplicateMessage
@@ -49,8 +59,9 @@ class ReplayGuard:
             lambda batch: self._accept(engine, batch), name="replay-guard"
         )
         self._unflushed: GroupCommit[Pair, None] = GroupCommit(
-            lambda batch: self._accept(unflushed, batch), name="replay-guard-reads"
+            lambda batch: self._accept(unflushed, batch, opening=True), name="replay-guard-reads"
         )
+        self._on_loop = _OnTheLoop(unflushed, self._statement) if inline.suits(unflushed) else None
 
     async def accept_once(
         self, *, client: str, message_id: str, keep_until: datetime, safe: bool
@@ -58,10 +69,18 @@ class ReplayGuard:
         """Return if the pair is new (and now committed); raise DuplicateMessage if not.
 
         ``safe``: the request's method changes nothing (see the module docstring)."""
+        if safe and self._on_loop is not None:
+            fresh = self._on_loop.accept(client, message_id, keep_until)
+            if fresh is not None:
+                if not fresh:
+                    raise _duplicate(client, message_id)
+                return
         writer = self._unflushed if safe else self._flushed
         await writer.submit((client, message_id, keep_until))
 
-    def _accept(self, engine: Engine, batch: Sequence[Pair]) -> list[BaseException | None]:
+    def _accept(
+        self, engine: Engine, batch: Sequence[Pair], *, opening: bool = False
+    ) -> list[BaseException | None]:
         first: dict[tuple[str, str], datetime] = {}
         for client, message_id, keep_until in batch:
             first.setdefault((client, message_id), keep_until)
@@ -75,6 +94,8 @@ class ReplayGuard:
                 outcomes.append(None)
             else:
                 outcomes.append(_duplicate(client, message_id))
+        if opening and self._on_loop is not None:
+            self._on_loop.open()  # on this thread: the next pairs are tried on the loop
         return outcomes
 
     def prune(self, *, at: datetime) -> int:
@@ -84,5 +105,49 @@ class ReplayGuard:
             return int(getattr(result, "rowcount", 0) or 0)
 
     async def close(self) -> None:
+        if self._on_loop is not None:
+            self._on_loop.close()
         await self._flushed.close()
         await self._unflushed.close()
+
+
+class _OnTheLoop:
+    """The unflushed insert of one pair on the event loop's own connection (module docstring)."""
+
+    def __init__(self, engine: Engine, statement: Any) -> None:
+        compiled = statement.compile(dialect=engine.dialect)
+        self._sql = str(compiled)
+        self._order = tuple(compiled.positiontup or ())
+        # Times stored exactly as SQLAlchemy stores them, so that pruning compares like with like.
+        self._expires = SeenMessage.__table__.c.expires_at.type.dialect_impl(
+            engine.dialect
+        ).bind_processor(engine.dialect)
+        self._engine = engine
+        self._connection: Any = None
+        self._opening = threading.Lock()
+
+    def open(self) -> None:
+        with self._opening:
+            if self._connection is None:
+                self._connection = inline.open_for_the_loop(self._engine)
+
+    def accept(self, client: str, message_id: str, keep_until: datetime) -> bool | None:
+        """Whether the pair was new (now committed), or None if it could not be tried at once."""
+        connection = self._connection
+        if connection is None:
+            return None
+        expires = self._expires(keep_until) if self._expires is not None else keep_until
+        values = {"client": client, "message_id": message_id, "expires_at": expires}
+        try:
+            fresh = connection.execute(self._sql, [values[n] for n in self._order]).fetchall()
+            connection.commit()
+        except inline.Error:
+            with contextlib.suppress(inline.Error):
+                connection.rollback()
+            return None
+        return bool(fresh)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -133,3 +135,76 @@ async def test_the_probe_plans_the_query_and_reads_no_record(register: Path) -> 
     finally:
         await wrong.close()
     assert str(register) not in refused.value.message
+
+
+async def test_a_short_read_of_a_local_file_is_answered_without_a_thread(register: Path) -> None:
+    """A point read of a local SQLite register costs less than the hand-off to a thread and back:
+    after the first read (on a thread, which opens the loop's own connection) reads run on the
+    event loop, bounded (see the next tests)."""
+    connector = births(register)
+    try:
+        assert (await connector.fetch(ask(person=MARI)))["givenName"] == "Mari"
+        connector._executor.shutdown()  # no thread left to run a query on
+        for _ in range(3):
+            assert (await connector.fetch(ask(person=MARI)))["givenName"] == "Mari"
+        with pytest.raises(NotFound):
+            await connector.fetch(ask(person="EE00000000000"))
+    finally:
+        await connector.close()
+
+
+async def test_a_long_query_leaves_the_event_loop_free(register: Path) -> None:
+    """Past a few thousand steps a read on the loop is interrupted and run again on a thread,
+    under the timeout: the loop goes on serving others meanwhile."""
+    counting = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000)"
+        " SELECT count(*) AS n FROM c WHERE :person IS NOT NULL"
+    )
+    connector = SqlConnector(url=f"sqlite:///{register}", query=counting, parameters=("person",))
+    ticks = 0
+    longest = 0.0
+
+    async def tick() -> None:
+        nonlocal ticks, longest
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(0.005)
+            longest = max(longest, time.perf_counter() - started)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        await asyncio.sleep(0.02)
+        for _ in range(2):  # the second is tried on the loop first
+            assert await connector.fetch(ask(person=MARI)) == {"n": 300000}
+    finally:
+        ticker.cancel()
+        await connector.close()
+    assert ticks > 5
+    assert longest < 0.1
+
+
+async def test_a_locked_register_is_waited_for_off_the_loop(register: Path) -> None:
+    """A register locked by its own writer is read on a thread once the lock is released, while
+    the loop goes on (the loop's own connection is opened there too: opening may wait)."""
+    first = births(register)
+    await first.fetch(ask(person=MARI))  # the register is now in WAL mode
+    await first.close()
+    connector = births(register)
+    writer = sqlite3.connect(register, check_same_thread=False)
+    writer.execute("PRAGMA locking_mode=EXCLUSIVE")
+    writer.execute("BEGIN EXCLUSIVE")
+    writer.execute("UPDATE births SET given_name = given_name")
+    released = threading.Timer(0.3, writer.close)  # an exclusive lock lasts until then
+    released.start()
+    try:
+        started = time.perf_counter()
+        loop_free = asyncio.create_task(asyncio.sleep(0.05))
+        evidence = await connector.fetch(ask(person=MARI))
+        assert loop_free.done()
+        assert evidence["givenName"] == "Mari"
+        assert time.perf_counter() - started >= 0.25
+    finally:
+        released.join()
+        writer.close()
+        await connector.close()

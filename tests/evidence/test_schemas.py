@@ -587,3 +587,43 @@ def test_any_valid_birth_certificate_round_trips(
     assert schema.from_xml(document) == evidence
     assert json.loads(schema.to_json(evidence)) == {"BirthCertificate": as_json(evidence)}
     assert reference("birth-certificate").is_valid(document)
+
+
+def decoded_json(schema: EvidenceSchema, evidence: dict[str, Any]) -> bytes:
+    """The JSON answer by its definition: the validated document, decoded, as compact JSON."""
+    value = schema.from_xml(schema.to_xml(evidence))
+
+    def plain(item: object) -> str:
+        if isinstance(item, Decimal):
+            return format(item, "f")
+        assert isinstance(item, date)
+        return item.isoformat()
+
+    text = json.dumps(
+        {schema.root: value}, ensure_ascii=False, separators=(",", ":"), default=plain
+    )
+    return text.encode("utf-8")
+
+
+@pytest.mark.parametrize("evidence_type", TYPES)
+def test_json_is_the_decoded_document_byte_for_byte(
+    schemas: EvidenceSchemas, evidence_type: str
+) -> None:
+    """The JSON answer is built in the same pass that encodes the document for validation; it
+    is exactly the validated document decoded, for every type and for awkward text."""
+    schema = schemas.get(evidence_type)
+    evidence = EXAMPLES[evidence_type]()
+    assert schema.to_json(evidence) == decoded_json(schema, evidence)
+    if evidence_type == "diploma":
+        name = ' "Mari"\t\\ Liis\n\u00e9\u2028\U0001f600 '
+        awkward = evidence | {"givenName": name, "honours": "1"}
+        assert schema.to_json(awkward) == decoded_json(schema, awkward)
+
+
+@settings(max_examples=100, deadline=None)
+@given(evidence=birth_certificates)
+def test_any_birth_certificate_answers_the_json_of_its_document(
+    schemas: EvidenceSchemas, evidence: dict[str, Any]
+) -> None:
+    schema = schemas.get("birth-certificate")
+    assert schema.to_json(evidence) == decoded_json(schema, evidence)
