@@ -12,6 +12,10 @@ and the OCSP responder ``POST /ocsp`` / ``GET /ocsp/<request>`` (:mod:`exchange.
 Applications (no authentication, validated and capped, :mod:`exchange.central.applications`):
 ``POST /applications`` submits one, pending; ``GET /applications/{number}`` says how it stands.
 
+Enrolment (the one-time code is the credential, :mod:`exchange.central.enrolment`):
+``POST /enrolment`` takes a gateway's two CSRs with the code the authority's operator issued for
+it, and answers both certificates, once.
+
 Management API under ``/api/v1`` (bearer admin token): member classes, members, subsystems,
 gateways, applications and their decisions, certificate issuance from CSRs, revocation, and the
 change log. With ``EXCHANGE_CENTRAL_CONSOLE_ENABLED``, the operators' console under ``/console``
@@ -53,6 +57,7 @@ API_ACTOR = "api:admin"
 OCSP_RESPONSE = "application/ocsp-response"
 MAX_API_BODY = 1024 * 1024  # the largest request: a catalogue of a few thousand services
 MAX_APPLICATION_BODY = 4096  # an application, unauthenticated: small
+MAX_ENROLMENT_BODY = 32 * 1024  # a code and two CSRs, unauthenticated until the code is checked
 
 
 class MemberClassIn(BaseModel):
@@ -98,6 +103,13 @@ class ApplicationIn(BaseModel):
     id: str = Field(max_length=1100, examples=["EE/GOV/70000310"])
     name: str = Field(default="", max_length=255, description="the member's (kind member)")
     contact: str = Field(default="", max_length=255, description="how the authority replies")
+
+
+class EnrolmentIn(BaseModel):
+    code: str = Field(max_length=64, description="the one-time code the authority issued")
+    gateway: str = Field(max_length=1100, examples=["EE/GOV/70000310/gw1"])
+    signing_csr: str = Field(description="PEM PKCS#10 for the member's signing key")
+    tls_csr: str = Field(description="PEM PKCS#10 for the gateway's TLS key")
 
 
 class RejectIn(BaseModel):
@@ -189,6 +201,29 @@ def create_app(
             applications.submit, body.kind, body.id, name=body.name, contact=body.contact
         )
         return submitted.document()
+
+    @app.post("/enrolment", status_code=201)
+    async def enrol(request: Request) -> dict[str, object]:
+        raw = await bounded_body(request, MAX_ENROLMENT_BODY)
+        try:
+            body = EnrolmentIn.model_validate_json(raw)
+        except ValueError as exc:
+            raise InvalidRequest(
+                "an enrolment is a JSON object: code, gateway, signing_csr, tls_csr"
+            ) from exc
+        enrolled = await asyncio.to_thread(
+            central.enrolments.enrol,
+            body.code,
+            GatewayId.parse(body.gateway),
+            signing_csr=body.signing_csr,
+            tls_csr=body.tls_csr,
+        )
+        return {
+            "gateway": enrolled.gateway,
+            "member": enrolled.member,
+            "signing": _issued(enrolled.signing),
+            "tls": _issued(enrolled.tls),
+        }
 
     @app.get("/applications/{number}")
     def application(number: Annotated[int, Path(ge=1, lt=10**11)]) -> dict[str, object]:

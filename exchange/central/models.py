@@ -160,6 +160,25 @@ class Application(Base):
     reason: Mapped[str | None] = mapped_column(Text)
 
 
+class EnrolmentCode(Base):
+    """A one-time code that lets one registered gateway enrol: its operator types it into the
+    gateway's console, which sends both CSRs with it, and the authority issues the member's
+    signing and the gateway's TLS certificate once. Only the code's SHA-256 is kept (it is
+    random, 120 bits: a plain hash is enough); ``withdrawn_at`` is set when a newer code for the
+    same gateway replaces it."""
+
+    __tablename__ = "ca_enrolment_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("ca_gateways.id"), index=True)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    issued_by: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    gateway: Mapped[Gateway] = relationship()
+
+
 class WitnessedHead(Base):
     """The latest signed tree head the witness accepted from each gateway's audit chain, with
     its countersignature: what the next head of that chain must be consistent with."""

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from exchange.central import files
 from exchange.central.certificates import Certificates
+from exchange.central.enrolment import Enrolments
 from exchange.central.publisher import Publisher
 from exchange.central.registry import Registry
 from exchange.central.settings import CentralSettings
@@ -25,6 +26,7 @@ class Central:
     material: files.AuthorityMaterial
     registry: Registry
     certificates: Certificates
+    enrolments: Enrolments
     publisher: Publisher
     witness: Witness
 
@@ -35,12 +37,16 @@ def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) 
     registry = Registry(
         engine=build_engine(settings.db_url), instance=material.instance, clock=clock
     )
+    certificates = Certificates(registry=registry, authority=material.authority, settings=settings)
     return Central(
         settings=settings,
         material=material,
         registry=registry,
-        certificates=Certificates(
-            registry=registry, authority=material.authority, settings=settings
+        certificates=certificates,
+        enrolments=Enrolments(
+            registry=registry,
+            certificates=certificates,
+            validity=settings.enrolment_code_validity,
         ),
         publisher=Publisher(registry=registry, material=material, settings=settings),
         witness=Witness(

@@ -42,6 +42,9 @@ class CentralSettings(RoleSettings):
     configuration_signing_validity: timedelta = timedelta(days=5 * 365)
     signing_certificate_validity: timedelta = timedelta(days=2 * 365)
     tls_certificate_validity: timedelta = timedelta(days=365)
+    enrolment_code_validity: timedelta = Field(
+        default=timedelta(days=7), description="how long a gateway's one-time enrolment code works"
+    )
     console: ConsoleSpec = Field(default_factory=ConsoleSpec)
 
     @model_validator(mode="after")
