@@ -10,7 +10,8 @@ and the OCSP responder ``POST /ocsp`` / ``GET /ocsp/<request>`` (:mod:`exchange.
 
 
 Applications (no authentication, validated and capped, :mod:`exchange.central.applications`):
-``POST /applications`` submits one, pending; ``GET /applications/{number}`` says how it stands.
+``POST /applications`` submits one, pending; ``GET /applications/{number}`` says how it stands;
+the same for people on the pages under ``/apply`` (:mod:`exchange.central.applying`).
 
 Enrolment (the one-time code is the credential, :mod:`exchange.central.enrolment`):
 ``POST /enrolment`` takes a gateway's two CSRs with the code the authority's operator issued for
@@ -39,6 +40,8 @@ from pydantic import BaseModel, Field
 
 from exchange import __version__
 from exchange.central.applications import Applications
+from exchange.central.applying import PREFIX as APPLY
+from exchange.central.applying import create_apply_app
 from exchange.central.certificates import Issued
 from exchange.central.console.app import PREFIX as CONSOLE
 from exchange.central.console.app import create_console_app
@@ -178,6 +181,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(Guard, max_bytes=MAX_API_BODY, admit=admit)
     app.state.central = central
+    app.mount(APPLY, create_apply_app(central.settings, applications))
     spec = central.settings.console
     if spec.enabled and spec.issuer and spec.client_id and spec.public_url:
         login = console_login or OidcLogin(

@@ -85,6 +85,10 @@ class Applications:
     def __init__(self, *, registry: Registry) -> None:
         self._registry = registry
 
+    @property
+    def instance(self) -> str:
+        return self._registry.instance
+
     def submit(
         self, kind: str, identifier: str, *, name: str = "", contact: str = ""
     ) -> Application:
