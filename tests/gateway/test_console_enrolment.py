@@ -174,7 +174,8 @@ def test_an_operator_generates_the_keys_and_enrols_with_the_authority_code(setup
     enrolled = olga.submit(made, 'name="code"', code=code)
     assert enrolled.status_code == 200, enrolled.text[:2000]
     assert 'id="done"' in enrolled.text
-    assert setup.enrolled.is_set()  # the command starts the gateway now
+    assert "The certificates are installed" in enrolled.text
+    assert setup.enrolled.is_set()  # once answered: the command starts the gateway now
     for name in ("signing", "tls"):
         certificate = x509.load_pem_x509_certificate((folder / f"{name}.pem").read_bytes())
         assert certificate.public_key() == load_private_key(folder / f"{name}.key").public_key()

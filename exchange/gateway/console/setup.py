@@ -20,6 +20,7 @@ from urllib.parse import quote
 import httpx
 from sqlalchemy import Engine
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -170,9 +171,20 @@ def create_setup_console_app(
     async def enrol(request: Request, who: Staff, form: FormData | None) -> Response:
         raw = form.get("code", "") if form is not None else ""
         await asyncio.to_thread(enrolling.enrol, raw if isinstance(raw, str) else "", who)
+        # Answered here, not redirected: this listener closes once the answer is sent, and the
+        # gateway opens it again (the page says to come back in a moment).
+        answer = page(
+            "setup.html",
+            request,
+            who,
+            gateway_id=settings.id,
+            state=enrolling.state(),
+            purposes=certificates.PURPOSES,
+            done="enrolled",
+        )
         if enrolling.state().enrolled:
-            enrolled()
-        return RedirectResponse(f"{PREFIX}/certificates?done=enrolled", status_code=303)
+            answer.background = BackgroundTask(enrolled)
+        return answer
 
     async def change_log(request: Request, who: Staff, _: FormData | None) -> Response:
         shown, _total = await asyncio.to_thread(kept_changes.newest, limit=50)
