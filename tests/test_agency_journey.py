@@ -15,7 +15,9 @@ agency's gateway started by ``exchange gateway serve`` on an empty data folder.
 Step 4 needs the services pages of the gateway console; until they exist the test says so and
 skips it (see :func:`test_the_agency_publishes_a_service_and_sees_its_first_exchange`).
 
-A screenshot of each step goes to ``EXCHANGE_SCREENSHOTS`` (``make screenshots``) or to the
+Every page on the way is checked with axe-core (WCAG 2.2 A and AA and best practices, as in the
+citizen's journey); the problems of all pages are reported together at the end. A screenshot of
+each step goes to ``EXCHANGE_SCREENSHOTS`` (``make screenshots``) or to the
 module's temporary folder. Skipped when Chromium is not installed, unless
 ``EXCHANGE_REQUIRE_BROWSER`` is set. Everything listens on loopback; every wait is bounded
 (Playwright's default timeout, the module's pytest timeout, the servers' start-up bounds).
@@ -24,6 +26,7 @@ module's temporary folder. Skipped when Chromium is not installed, unless
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -42,11 +45,17 @@ from tests.servers import EXCHANGE, free_port, serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright_api = pytest.importorskip("playwright.sync_api")
+if os.environ.get("EXCHANGE_REQUIRE_BROWSER"):  # a missing checker fails here, never skips
+    axe_api = importlib.import_module("axe_playwright_python.base")
+else:
+    axe_api = pytest.importorskip("axe_playwright_python.base")
 if not Path(CHROMIUM).exists():
     if os.environ.get("EXCHANGE_REQUIRE_BROWSER"):
         raise RuntimeError(f"Chromium is required here but {CHROMIUM} is missing")
     pytest.skip("Chromium is not installed", allow_module_level=True)
 pytestmark = pytest.mark.timeout(300)
+# WCAG 2.0, 2.1 and 2.2, levels A and AA, and axe's best practices, as the citizen's journey.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
 
 AGENCY = MemberId.parse("EE/GOV/70000777")
 AGENCY_NAME = "Land Board"
@@ -189,11 +198,23 @@ def shots(agency: Agency) -> Path:
 
 @pytest.fixture(scope="module")
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1100, "height": 800}, locale="en")
+    # The pages forbid scripts; axe is injected by the test's browser context alone.
+    context = browser.new_context(
+        viewport={"width": 1100, "height": 800}, locale="en", bypass_csp=True
+    )
     context.set_default_timeout(20_000)
+    context.add_init_script(script=axe_api.AXE_SCRIPT)
     made = context.new_page()
     yield made
     context.close()
+
+
+def _accessible(page: Any, where: str, problems: list[str]) -> None:
+    """What axe finds on the page now, added to ``problems``."""
+    options = {"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]}
+    found = axe_api.AxeResults(page.evaluate("(o) => axe.run(document, o)", options))
+    if found.violations_count:
+        problems.append(f"{where}: {found.generate_report()}")
 
 
 def _staff(page: Any, username: str) -> None:
@@ -223,14 +244,19 @@ def test_an_agency_applies_is_approved_and_enrols_its_gateway_in_the_browser(
     agency: Agency, page: Any, shots: Path
 ) -> None:
     expect = playwright_api.expect
+    problems: list[str] = []
+    page.goto(f"{agency.central}/apply/")
+    _accessible(page, "apply", problems)
     _apply(page, agency, "member", str(AGENCY), AGENCY_NAME)
     page.screenshot(path=str(shots / "20-agency-applies.png"), full_page=True)
+    _accessible(page, "application received", problems)
 
     # The authority's operator approves the membership in the central console.
     page.goto(f"{agency.central}/console/")
     _staff(page, "olga")
     expect(page.locator("#pending")).to_contain_text(str(AGENCY))
     page.screenshot(path=str(shots / "21-authority-approves.png"), full_page=True)
+    _accessible(page, "central console: applications", problems)
     _approve(page, str(AGENCY))
 
     # Now a member, the agency applies for its subsystem; the operator approves that too.
@@ -240,6 +266,7 @@ def test_an_agency_applies_is_approved_and_enrols_its_gateway_in_the_browser(
 
     # The operator registers the agency's gateway and gets its one-time enrolment code.
     page.goto(f"{agency.central}/console/members")
+    _accessible(page, "central console: members", problems)
     member = page.locator(f'tr[data-member="{AGENCY}"]')
     member.get_by_label("Gateway code").fill(GATEWAY.gateway_code)
     member.get_by_label("Address").fill(f"https://127.0.0.1:{agency.tls_port}")
@@ -247,6 +274,7 @@ def test_an_agency_applies_is_approved_and_enrols_its_gateway_in_the_browser(
     code = page.locator("#code").inner_text().strip()
     assert len(code.replace("-", "")) == 24
     page.screenshot(path=str(shots / "22-enrolment-code.png"), full_page=True)
+    _accessible(page, "central console: enrolment code", problems)
 
     # The agency's operator, at the gateway's setup console: keys, then the code.
     page.goto(f"{agency.gateway}/console/")
@@ -256,6 +284,7 @@ def test_an_agency_applies_is_approved_and_enrols_its_gateway_in_the_browser(
     expect(page.locator("#done")).to_contain_text("certificate requests are made")
     page.get_by_label("Enrolment code").fill(code)
     page.screenshot(path=str(shots / "23-gateway-setup.png"), full_page=True)
+    _accessible(page, "gateway setup console", problems)
     page.get_by_role("button", name="Enrol", exact=True).click()
     expect(page.locator("#done")).to_contain_text("The certificates are installed")
 
@@ -271,10 +300,12 @@ def test_an_agency_applies_is_approved_and_enrols_its_gateway_in_the_browser(
             "data-status", "valid"
         )
     page.screenshot(path=str(shots / "24-gateway-enrolled.png"), full_page=True)
+    _accessible(page, "gateway console: certificates", problems)
 
     page.goto(f"{agency.gateway}/console/changes")
     expect(page.locator("#changes")).to_contain_text("certificates.enrolled")
     expect(page.locator("#changes")).to_contain_text("console:olga")
+    assert not problems, "\n\n".join(problems)
 
 
 def test_the_agency_publishes_a_service_and_sees_its_first_exchange(
