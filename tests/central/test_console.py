@@ -133,6 +133,9 @@ def test_every_route_refuses_the_unknown_and_roles_without_its_right(
         browser = authority.signed_in(username)
         token = hidden_fields(browser.get(f"{CONSOLE}/").text)["csrf"]
         for guard in ROUTES:
+            if guard.method == "POST":  # every form needs the session's CSRF token
+                forged = browser.http.post(CONSOLE + guard.path, data={"csrf": "forged"})
+                assert forged.status_code == 403, (username, guard)
             answer = browser.http.request(guard.method, CONSOLE + guard.path, data={"csrf": token})
             allowed = guard.right in RIGHTS[role]
             assert (answer.status_code == 403) != allowed, (username, guard, answer.status_code)

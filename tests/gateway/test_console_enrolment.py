@@ -131,6 +131,9 @@ def test_the_setup_console_refuses_the_unknown_and_roles_without_the_right(setup
         token = hidden_fields(browser.get(f"{setup.url}/console/").text)["csrf"]
         for guard in ROUTES:
             url = f"{setup.url}/console{guard.path}"
+            if guard.method == "POST":  # every form needs the session's CSRF token
+                forged = browser.http.post(url, data={"csrf": "forged"})
+                assert forged.status_code == 403, (username, guard)
             answer = browser.http.request(guard.method, url, data={"csrf": token})
             allowed = guard.right in RIGHTS[role]
             assert (answer.status_code == 403) != allowed, (username, guard, answer.status_code)
