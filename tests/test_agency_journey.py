@@ -40,7 +40,7 @@ import httpx
 import pytest
 
 from exchange.identifiers import GatewayId, MemberId
-from exchange.sample import federation
+from exchange.sample import business, federation
 from tests.servers import EXCHANGE, free_port, serving
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -58,10 +58,10 @@ pytestmark = pytest.mark.timeout(300)
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
 
 AGENCY = MemberId.parse("EE/GOV/70000777")
-AGENCY_NAME = "Land Board"
-SUBSYSTEM = f"{AGENCY}/land-registry"
+AGENCY_NAME = "Commercial Register"
+SUBSYSTEM = f"{AGENCY}/company-registry"
 GATEWAY = GatewayId(AGENCY, "gw1")
-CONSOLE_CLIENT = federation.console_client("land-gateway")
+CONSOLE_CLIENT = federation.console_client("commercial-gateway")
 SERVICES_MISSING = (
     "declaring a SQL-backed service and testing its connection in the gateway console are not"
     " built yet (the console's services pages); granting access, the first exchange, the"
@@ -78,6 +78,7 @@ class Agency:
     gateway: str  # the agency gateway's consumer listener (its console is under /console)
     tls_port: int
     consumer: str  # the state portal's gateway
+    register: Path  # the agency's own registry (SQLite), behind the service it declares
     process: Any  # the agency's ``gateway serve``
     log: Path
 
@@ -101,24 +102,30 @@ def agency(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agency]:
     base = tmp_path_factory.mktemp("agency")
     ports = federation.Ports(*(free_port() for _ in range(10)))
     layout = federation.create(base / "federation", ports)
-    land_consumer, land_tls = free_port(), free_port()
+    register = business.create(base / "registries" / "companies.db")
+    # The consumer learns of the new gateway and its service at its next refresh: soon.
+    consumer_toml = layout.consumer.read_text()
+    layout.consumer.write_text(
+        consumer_toml.replace("\n[consumer]", "globalconf_refresh = 1\n\n[consumer]", 1)
+    )
+    agency_consumer, agency_tls = free_port(), free_port()
     # The identity provider knows the new gateway's console as a client, as an agency's own
     # issuer would be told of it.
     document = json.loads((layout.idp / "idp.json").read_text())
-    document["clients"][CONSOLE_CLIENT] = [f"http://127.0.0.1:{land_consumer}/console/callback"]
+    document["clients"][CONSOLE_CLIENT] = [f"http://127.0.0.1:{agency_consumer}/console/callback"]
     (layout.idp / "idp.json").write_text(json.dumps(document, indent=2))
-    folder = layout.base / "land-gateway"
+    folder = layout.base / "commercial-gateway"
     folder.mkdir()
     issuer = f"http://127.0.0.1:{ports.idp}"
     config = folder / "gateway.toml"
     config.write_text(
         federation.gateway_toml(
             gateway=GATEWAY,
-            subsystems=["land-registry"],
-            ports=(land_consumer, land_tls),
+            subsystems=["company-registry"],
+            ports=(agency_consumer, agency_tls),
             extra="globalconf_refresh = 1\n",
             services=(
-                f'\n[console]\nenabled = true\npublic_url = "http://127.0.0.1:{land_consumer}"\n'
+                f'\n[console]\nenabled = true\npublic_url = "http://127.0.0.1:{agency_consumer}"\n'
                 f'issuer = "{issuer}"\njwks_url = "{issuer}/jwks"\n'
                 f'client_id = "{CONSOLE_CLIENT}"\n'
             ),
@@ -149,12 +156,12 @@ def agency(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agency]:
             health = f"http://127.0.0.1:{port}/health"
             env = console if name == "central" else None
             stack.enter_context(serving(args, health_url=health, env=env, log=logs / f"{name}.log"))
-        log = logs / "land-gateway.log"
+        log = logs / "commercial-gateway.log"
         sink = stack.enter_context(log.open("wb"))
         process = subprocess.Popen(
             [*EXCHANGE, "gateway", "serve", "-c", str(config)], stdout=sink, stderr=sink
         )
-        gateway = f"http://127.0.0.1:{land_consumer}"
+        gateway = f"http://127.0.0.1:{agency_consumer}"
         try:
             # Not enrolled: the setup console alone, health 503 until staff enrol it.
             _wait_for(f"{gateway}/health", status=503, within=60, log=log, process=process)
@@ -162,8 +169,9 @@ def agency(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agency]:
                 folder=base,
                 central=f"http://127.0.0.1:{ports.central}",
                 gateway=gateway,
-                tls_port=land_tls,
+                tls_port=agency_tls,
                 consumer=f"http://127.0.0.1:{ports.consumer_consumer}",
+                register=register,
                 process=process,
                 log=log,
             )
@@ -228,7 +236,7 @@ def _apply(page: Any, agency: Agency, kind: str, identifier: str, name: str = ""
     page.get_by_label("Identifier").fill(identifier)
     if name:
         page.get_by_label("The member's name (for membership)").fill(name)
-    page.get_by_label("Contact (how the authority replies)").fill("it@land.example")
+    page.get_by_label("Contact (how the authority replies)").fill("it@commercial.example")
     page.get_by_role("button", name="Apply", exact=True).click()
     playwright_api.expect(page.get_by_role("status")).to_contain_text("waits for the authority")
 

@@ -351,3 +351,28 @@ def test_an_operator_issues_an_enrolment_code_shown_once_and_a_certificate_from_
     assert vera.get(f"{CONSOLE}/certificates/pem?serial=00").status_code == 404
     olga.close()
     vera.close()
+
+
+def test_approving_a_member_with_its_gateway_issues_the_gateways_enrolment_code(
+    authority: Authority,
+) -> None:
+    applied = apply(authority, kind="member", id="EE/GOV/70000777", name="Commercial Register")
+    number = applied.json()["id"]
+    olga = authority.signed_in("olga")
+    home = olga.get(f"{CONSOLE}/")
+    marker = f'name="application" value="{number}"><button'
+    mistyped = olga.submit(home, marker, gateway="gw1", address="http://127.0.0.1:8443")
+    assert mistyped.status_code == 400
+    assert authority.central.registry.members() == []  # nothing approved
+    shown = olga.submit(home, marker, gateway="gw1", address="https://127.0.0.1:8443")
+    assert shown.status_code == 200, shown.text[:2000]
+    assert re.search(r'id="code" dir="ltr">[A-Z2-7]{4}(-[A-Z2-7]{4}){5}<', shown.text)
+    [member] = authority.central.registry.members()
+    assert [g.identifier for g in member.gateways] == ["EE/GOV/70000777/gw1"]
+    assert [e[1] for e in authority.events()[-4:]] == [
+        "member.registered",
+        "application.approved",
+        "gateway.registered",
+        "enrolment_code.issued",
+    ]
+    olga.close()

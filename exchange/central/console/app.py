@@ -5,7 +5,8 @@
 right         operator  auditor  viewer
 ============  ========  =======  ======
 ``view``      yes       yes      yes     applications, members, certificates, versions, log
-``change``    yes                        approve or reject applications, issue enrolment codes,
+``change``    yes                        approve or reject applications (a member's with its
+                                         gateway's enrolment code at once), issue enrolment codes,
                                          issue certificates from requests, revoke certificates
 ============  ========  =======  ======
 
@@ -44,6 +45,7 @@ from exchange.central import models
 from exchange.central.applications import STATUSES, Applications
 from exchange.central.certificates import REVOCATION_REASONS
 from exchange.central.console import versions
+from exchange.central.registry import check_gateway_address
 from exchange.central.service import Central
 from exchange.errors import InvalidRequest, NotFound
 from exchange.identifiers import GatewayId, MemberId
@@ -168,8 +170,20 @@ def create_console_app(central: Central, *, login: OidcLogin) -> ASGIApp:
         )
 
     async def approve(request: Request, who: Staff, form: FormData | None) -> Response:
-        await asyncio.to_thread(applications.approve, number(form), actor=who.actor)
-        return RedirectResponse(f"{PREFIX}/?done=approved", status_code=303)
+        code, address = field(form, "gateway"), field(form, "address")
+        asked = await asyncio.to_thread(applications.get, number(form))
+        gateway = None
+        if asked.kind == "member" and (code or address):
+            # Checked before the decision, so that a mistyped gateway approves nothing.
+            gateway = GatewayId(MemberId.parse(asked.identifier), code)
+            check_gateway_address(address)
+        await asyncio.to_thread(applications.approve, asked.id, actor=who.actor)
+        if gateway is None:
+            return RedirectResponse(f"{PREFIX}/?done=approved", status_code=303)
+        issued = await asyncio.to_thread(
+            central.enrolments.issue, gateway, address, actor=who.actor
+        )
+        return page("code.html", request, who, issued=issued)
 
     async def reject(request: Request, who: Staff, form: FormData | None) -> Response:
         await asyncio.to_thread(
