@@ -272,9 +272,19 @@ def test_the_command_line_enrols_with_a_code_and_serves_the_setup_console_before
         assert process.wait(15) == 1  # stopped before it was enrolled
 
     assert exchange("gateway", "init", "-c", str(config)).returncode == 0
-    central = fresh_roles.roles.central
-    gateway = GatewayId.parse("EE/GOV/70000310/gw2")
-    code = central.enrolments.issue(gateway, "https://127.0.0.1:1", actor="console:olga").code
+    issued = exchange(
+        "central",
+        "gateway",
+        "code",
+        "EE/GOV/70000310/gw2",
+        "--address",
+        "https://127.0.0.1:1",
+        "--data-dir",
+        str(layout.central.data_dir),
+    )
+    assert issued.returncode == 0, issued.stderr
+    code = issued.stdout.strip()
+    assert "valid once until" in issued.stderr
     enrolled = exchange("gateway", "enrol", "-c", str(config), "--code", code)
     assert enrolled.returncode == 0, enrolled.stderr
     assert (tmp_path / "gw2" / "tls.pem").exists()
