@@ -181,7 +181,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(Guard, max_bytes=MAX_API_BODY, admit=admit)
     app.state.central = central
-    app.mount(APPLY, create_apply_app(central.settings, applications))
+    app.mount(APPLY, create_apply_app(central.settings, applications, central.enrolments))
     spec = central.settings.console
     if spec.enabled and spec.issuer and spec.client_id and spec.public_url:
         login = console_login or OidcLogin(
@@ -204,7 +204,8 @@ def create_app(
         submitted = await asyncio.to_thread(
             applications.submit, body.kind, body.id, name=body.name, contact=body.contact
         )
-        return submitted.document()
+        # The receipt once: with it, /apply/<number>/<receipt> shows the gateway's code.
+        return {**submitted.document(), "receipt": submitted.receipt}
 
     @app.post("/enrolment", status_code=201)
     async def enrol(request: Request) -> dict[str, object]:

@@ -2,6 +2,9 @@
 in the instance yet): ``GET /apply/`` is the form, ``POST /apply/`` submits it
 (:class:`~exchange.central.applications.Applications`, validated and capped as
 ``POST /applications`` is), and ``GET /apply/<number>`` says how the application stands.
+``GET /apply/<number>/<receipt>`` is the applicant's own page: with the receipt shown once at
+submission, it also shows the enrolment code of the member's gateway once the authority issues
+it (:mod:`exchange.central.receipts`).
 
 The form carries a CSRF token of a session cookie of its own (scoped to ``/apply``), so that no
 other site can file applications in a visitor's name; pages run no script and deny framing.
@@ -19,6 +22,7 @@ from starlette.types import ASGIApp
 
 from exchange import keyfolder, web
 from exchange.central.applications import Applications
+from exchange.central.enrolment import Enrolments
 from exchange.central.settings import CentralSettings
 from exchange.errors import NotFound
 from exchange.http import install_error_handlers
@@ -30,7 +34,9 @@ from exchange.web.staff import SecurityHeaders
 PREFIX = "/apply"
 
 
-def create_apply_app(settings: CentralSettings, applications: Applications) -> ASGIApp:
+def create_apply_app(
+    settings: CentralSettings, applications: Applications, enrolments: Enrolments
+) -> ASGIApp:
     """The pages under :data:`PREFIX` of the authority's listener."""
     pages = web.Pages("exchange.central")
     instance = applications.instance
@@ -64,12 +70,31 @@ def create_apply_app(settings: CentralSettings, applications: Applications) -> A
         )
         return pages.page("applied.html", site=site(), prefix=PREFIX, application=submitted)
 
-    async def status(request: Request) -> Response:
+    def numbered(request: Request) -> int:
         raw = request.path_params["number"]
         if not raw.isdigit() or len(raw) > 10:
             raise NotFound("no such application", detail=raw[:12])
-        shown = await asyncio.to_thread(applications.get, int(raw))
+        return int(raw)
+
+    async def status(request: Request) -> Response:
+        shown = await asyncio.to_thread(applications.get, numbered(request))
         return pages.page("application.html", site=site(), prefix=PREFIX, application=shown)
+
+    async def receipt(request: Request) -> Response:
+        """The applicant's own page: the status, and the gateway's code once issued."""
+        number, secret = numbered(request), request.path_params["receipt"]
+        if len(secret) > 64:
+            raise NotFound("no such application", detail=str(number))
+        codes = await asyncio.to_thread(enrolments.for_applicant, number, secret)
+        shown = await asyncio.to_thread(applications.get, number)
+        return pages.page(
+            "application.html",
+            site=site(),
+            prefix=PREFIX,
+            application=shown,
+            codes=codes,
+            private=True,
+        )
 
     https = settings.url.startswith("https://")
     app = Starlette(
@@ -77,6 +102,7 @@ def create_apply_app(settings: CentralSettings, applications: Applications) -> A
             Route("/", form_page, methods=["GET"]),
             Route("/", submit, methods=["POST"]),
             Route("/{number}", status, methods=["GET"]),
+            Route("/{number}/{receipt}", receipt, methods=["GET"]),
         ],
         middleware=[
             sessions(

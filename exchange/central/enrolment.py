@@ -17,6 +17,8 @@ What keeps the door small:
   certificates between them), until it expires (:attr:`CentralSettings.enrolment_code_validity`),
   and a newer code for the same gateway withdraws the older;
 - the subject of both certificates is decided here from the registry, never from the CSRs;
+- the applicant whose approved application made the member reads the code on its own page with
+  its receipt (:mod:`exchange.central.receipts`): the code is sealed to it, not stored;
 - every step is in the change log with its actor: ``enrolment_code.issued`` (the operator),
   ``certificate.issued.*`` and ``gateway.enrolled`` (``enrolment:<gateway>``, the code's holder).
 """
@@ -32,7 +34,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
-from exchange.central import models
+from exchange.central import models, receipts
 from exchange.central.certificates import Certificates, Issued, add
 from exchange.central.registry import Registry, check_gateway_address, record
 from exchange.errors import (
@@ -41,6 +43,7 @@ from exchange.errors import (
     EnrolmentCodeUsed,
     InvalidEnrolmentCode,
     InvalidRequest,
+    NotFound,
 )
 from exchange.identifiers import GatewayId
 from exchange.trust import ca
@@ -130,6 +133,7 @@ class Enrolments:
                 .values(withdrawn_at=at)
             ).rowcount  # type: ignore[attr-defined]
             expires = at + self._validity
+            applicant = _receipt_key(session, gateway)
             session.add(
                 models.EnrolmentCode(
                     digest=digest(code),
@@ -137,6 +141,9 @@ class Enrolments:
                     issued_at=at,
                     issued_by=actor,
                     expires_at=expires,
+                    sealed=None
+                    if applicant is None
+                    else receipts.seal(code, to=applicant, bound=str(gateway)),
                 )
             )
             record(
@@ -214,6 +221,39 @@ class Enrolments:
             gateway=str(gateway), member=member.identifier, signing=issued_signing, tls=issued_tls
         )
 
+    def for_applicant(self, number: int, receipt: str) -> list[IssuedCode]:
+        """The waiting codes of the gateways of the member application ``number`` made, as the
+        holder of its ``receipt`` reads them; :class:`NotFound` for anyone else."""
+        at = self._registry.clock()
+        table = models.EnrolmentCode
+        with self._registry.session() as session:
+            application = session.get(models.Application, number)
+            if application is None or not receipts.matches(receipt, application.receipt_key):
+                raise NotFound("no such application", detail=str(number))
+            if application.kind != "member" or application.status != "approved":
+                return []
+            rows = session.scalars(
+                select(table)
+                .join(models.Gateway)
+                .join(models.Member)
+                .where(
+                    models.Member.identifier == application.identifier,
+                    table.sealed.is_not(None),
+                    table.used_at.is_(None),
+                    table.withdrawn_at.is_(None),
+                    table.expires_at > at,
+                )
+                .order_by(table.id)
+                .options(selectinload(table.gateway))
+            )
+            shown = []
+            for row in rows:
+                gateway = row.gateway.identifier
+                code = receipts.unseal(row.sealed or "", receipt=receipt, bound=gateway)
+                if code is not None:
+                    shown.append(IssuedCode(code, gateway, row.gateway.address, row.expires_at))
+            return shown
+
     def codes(self, *, limit: int = 100) -> list[CodeState]:
         """The newest codes and how each stands."""
         at = self._registry.clock()
@@ -271,3 +311,19 @@ class Enrolments:
                 detail=row.gateway.identifier,
             )
         return row
+
+
+def _receipt_key(session: Session, gateway: GatewayId) -> str | None:
+    """The receipt key of the approved application that made the gateway's member, if any."""
+    table = models.Application
+    return session.scalar(
+        select(table.receipt_key)
+        .where(
+            table.kind == "member",
+            table.identifier == str(gateway.member),
+            table.status == "approved",
+            table.receipt_key.is_not(None),
+        )
+        .order_by(table.id.desc())
+        .limit(1)
+    )

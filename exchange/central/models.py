@@ -158,6 +158,9 @@ class Application(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decided_by: Mapped[str | None] = mapped_column(String(255))
     reason: Mapped[str | None] = mapped_column(Text)
+    # The X25519 public key of the applicant's receipt (hex): codes for the member's gateways
+    # are sealed to it, so that only the receipt's holder reads them (exchange.central.receipts).
+    receipt_key: Mapped[str | None] = mapped_column(String(64))
 
 
 class EnrolmentCode(Base):
@@ -176,6 +179,7 @@ class EnrolmentCode(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sealed: Mapped[str | None] = mapped_column(Text)  # the code, for the applicant's receipt only
     gateway: Mapped[Gateway] = relationship()
 
 
