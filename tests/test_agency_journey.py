@@ -4,8 +4,9 @@ on), the identity provider with staff, the state portal's gateway as the consume
 agency's gateway started by ``exchange gateway serve`` on an empty data folder.
 
 1. the agency applies for membership, and for its subsystem, on the authority's page;
-2. the authority's operator approves both in the central console and issues the gateway's
-   one-time enrolment code;
+2. the authority's operator approves both in the central console, the membership with the
+   gateway's address, which issues its one-time enrolment code; the agency reads the code on
+   its private application page;
 3. the agency's operator opens the gateway's setup console, generates the keys and enrols with
    the code; the gateway starts by itself and its certificates page shows them valid;
 4. the operator declares a SQL-backed service, tests its connection, grants the consumer
@@ -258,31 +259,39 @@ def test_an_agency_applies_is_approved_and_enrols_its_gateway_in_the_browser(
     _apply(page, agency, "member", str(AGENCY), AGENCY_NAME)
     page.screenshot(path=str(shots / "20-agency-applies.png"), full_page=True)
     _accessible(page, "application received", problems)
+    private = page.locator("#receipt").get_attribute("href")  # the applicant keeps it
 
-    # The authority's operator approves the membership in the central console.
+    # The authority's operator approves the membership with its gateway in the central
+    # console, and is shown the gateway's one-time enrolment code once.
     page.goto(f"{agency.central}/console/")
     _staff(page, "olga")
     expect(page.locator("#pending")).to_contain_text(str(AGENCY))
+    row = page.locator("#pending tr", has_text=str(AGENCY))
+    row.locator("summary").click()
+    row.get_by_label("Gateway code").fill(GATEWAY.gateway_code)
+    row.get_by_label("Address").fill(f"https://127.0.0.1:{agency.tls_port}")
     page.screenshot(path=str(shots / "21-authority-approves.png"), full_page=True)
     _accessible(page, "central console: applications", problems)
-    _approve(page, str(AGENCY))
+    row.get_by_role("button", name="Approve").click()
+    shown = page.locator("#code").inner_text().strip()
+    assert len(shown.replace("-", "")) == 24
+    _accessible(page, "central console: enrolment code", problems)
 
     # Now a member, the agency applies for its subsystem; the operator approves that too.
     _apply(page, agency, "subsystem", SUBSYSTEM)
     page.goto(f"{agency.central}/console/")
     _approve(page, SUBSYSTEM)
-
-    # The operator registers the agency's gateway and gets its one-time enrolment code.
     page.goto(f"{agency.central}/console/members")
+    expect(page.locator(f'tr[data-member="{AGENCY}"]')).to_contain_text(SUBSYSTEM)
     _accessible(page, "central console: members", problems)
-    member = page.locator(f'tr[data-member="{AGENCY}"]')
-    member.get_by_label("Gateway code").fill(GATEWAY.gateway_code)
-    member.get_by_label("Address").fill(f"https://127.0.0.1:{agency.tls_port}")
-    member.get_by_role("button", name="Issue an enrolment code").click()
-    code = page.locator("#code").inner_text().strip()
-    assert len(code.replace("-", "")) == 24
+
+    # The agency reads the code on its own private page.
+    page.goto(f"{agency.central}{private}")
+    expect(page.locator("#application")).to_have_attribute("data-status", "approved")
+    code = page.locator("#codes code.code").inner_text().strip()
+    assert code == shown
     page.screenshot(path=str(shots / "22-enrolment-code.png"), full_page=True)
-    _accessible(page, "central console: enrolment code", problems)
+    _accessible(page, "the applicant's page", problems)
 
     # The agency's operator, at the gateway's setup console: keys, then the code.
     page.goto(f"{agency.gateway}/console/")
