@@ -96,6 +96,7 @@ def heads(engine: Engine, chain: str) -> list[Head]:
                 h.signature,
                 h.timestamp,
                 json.loads(h.cosignature) if h.cosignature else None,
+                json.loads(h.peer_cosignatures) if h.peer_cosignatures else None,
             )
             for h in stored
         ]
@@ -156,6 +157,7 @@ def export(
                         "signature": head.signature,
                         "timestamp": token,
                         "cosignature": dict(head.cosignature) if head.cosignature else None,
+                        "peer_cosignatures": dict(head.peer_cosignatures or {}),
                     }
                 )
                 + "\n"
@@ -191,6 +193,7 @@ def load(folder: Path, anchor: TrustAnchor) -> tuple[str, Iterator[bytes], list[
                 h["signature"],
                 base64.b64decode(h["timestamp"]) if h["timestamp"] else None,
                 h.get("cosignature"),  # bundles from before witnessing have none
+                h.get("peer_cosignatures"),
             )
             for h in map(json.loads, (folder / "heads.jsonl").read_text().splitlines())
         ]

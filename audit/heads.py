@@ -6,6 +6,10 @@ A head is a JWS (``typ`` ``exchange-treehead+jws``) by the member's signing key 
 the RFC 3161 token covers the SHA-256 of the JWS bytes, so ``openssl ts -verify -data head.jws``
 checks it. Heads are made every ``interval`` seconds, and sooner once ``every`` records have
 accumulated, but only when the log has grown.
+
+Receipts are proven against the newest head a witness countersigned (:class:`ReceiptHeads`), so
+that what a citizen keeps carries a party other than the member; a record newer than that head is
+proven against the newest head, and its receipt says that witnessing is pending.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
@@ -30,6 +35,31 @@ from exchange.trust.signed import Signer
 
 log = structlog.get_logger(__name__)
 HEAD_TYPE = "exchange-treehead+jws"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptHeads:
+    """The heads of one chain that its receipts are proven against."""
+
+    witnessed: TreeHead | None  # the newest one a witness countersigned
+    newest: TreeHead | None
+
+    def covering(self, seq: int) -> TreeHead | None:
+        """The head for record ``seq``'s receipt: the newest witnessed one if it covers the
+        record, else the newest one if that does (witnessing pending), else none yet."""
+        for head in (self.witnessed, self.newest):
+            if head is not None and head.size > seq:
+                return head
+        return None
+
+
+def receipt_heads(session: Session, chain: str) -> ReceiptHeads:
+    """Two index lookups on the heads' key, newest first; recent heads are mostly witnessed."""
+    newest = select(TreeHead).where(TreeHead.chain == chain).order_by(TreeHead.size.desc())
+    return ReceiptHeads(
+        witnessed=session.scalar(newest.where(TreeHead.cosignature.is_not(None)).limit(1)),
+        newest=session.scalar(newest.limit(1)),
+    )
 
 
 class HeadKeeper:
@@ -99,8 +129,9 @@ class HeadKeeper:
             timestamp=token,
             tsa=tsa,
             # A head signed again at a size already signed (a restart) is a new JWS: a witness's
-            # countersignature of the one it replaces does not carry over.
+            # countersignature of the one it replaces does not carry over, nor do peers'.
             cosignature=None,
+            peer_cosignatures=None,
         )
         with Session(self._engine, expire_on_commit=False) as session:
             session.merge(head)

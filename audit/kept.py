@@ -5,8 +5,11 @@ signed heads a gateway published (``GET /audit/heads``, ``/audit/consistency``).
 answers may be kept as it came, one JSON document in the file or one per line: every signed
 head and every receipt found in it is used, wherever it sits. A head is used only once its
 signature (and its timestamp, if it has one) verifies against the trust anchors, exactly as the
-log's own heads are; a receipt only once its record is proven in its head. What they say of
-the log is then a :class:`audit.verify.Kept`.
+log's own heads are; a receipt only once its record is proven in its head. A witness's
+countersignature, where one is carried, must verify too. What they say of the log is then a
+:class:`audit.verify.Kept`; which of them no witness countersigned is said beside it
+(``--require-witness`` refuses those: a receipt fetched while witnessing was pending is fetched
+again).
 
 Not checked here: whether the log agrees (that is :func:`audit.verify.verify`), and heads of
 other chains, which are counted and left out.
@@ -25,7 +28,8 @@ from typing import Any
 from audit import merkle
 from audit.receipt import verify_receipt
 from audit.verify import Anchors, Head, Kept, head_signature_problem, head_timestamp_verifies
-from exchange.errors import InvalidRequest
+from audit.witness import witnesses_of
+from exchange.errors import InvalidRequest, InvalidSignature
 
 _HEAD = frozenset({"chain", "size", "root", "signature"})
 _RECEIPT = frozenset({"chain", "seq", "record", "size", "proof", "head"})
@@ -36,6 +40,13 @@ class Read:
     kept: Kept
     heads: int  # kept heads (and receipts) of the chain
     others: int  # of other chains, left out
+    # How many distinct witnesses countersigned each: "record <seq>" of a receipt, "the head
+    # at size <n>".
+    witnesses: tuple[tuple[str, int], ...] = ()
+
+    def short_of(self, required: int) -> list[str]:
+        """What fewer than ``required`` witnesses countersigned."""
+        return [what for what, count in self.witnesses if count < required]
 
 
 def read(path: Path, *, chain: str, anchors: Anchors) -> Read:
@@ -45,19 +56,19 @@ def read(path: Path, *, chain: str, anchors: Anchors) -> Read:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"{path} cannot be read") from exc
-    kept, heads, others = Kept(), 0, 0
+    kept, heads, others, witnessed = Kept(), 0, 0, []
     for item in _found(_documents(path, text)):
         if item.get("chain") != chain:
             others += 1
             continue
         heads += 1
         if item.keys() >= _RECEIPT:
-            _receipt(item, kept, anchors)
+            witnessed.append((f"record {item['seq']}", _receipt(item, kept, anchors)))
         else:
-            _head(item, kept, anchors)
+            witnessed.append((f"the head at size {item['size']}", _head(item, kept, anchors)))
     if not heads:
         raise InvalidRequest(f"{path} holds no signed head of chain {chain}")
-    return Read(kept, heads, others)
+    return Read(kept, heads, others, tuple(witnessed))
 
 
 def _documents(path: Path, text: str) -> list[Any]:
@@ -86,7 +97,8 @@ def _found(value: Any) -> Iterator[dict[str, Any]]:
             yield from _found(inner)
 
 
-def _head(item: dict[str, Any], kept: Kept, anchors: Anchors) -> None:
+def _head(item: dict[str, Any], kept: Kept, anchors: Anchors) -> int:
+    """Pin what the kept head says; how many distinct witnesses countersigned it."""
     size, root = item["size"], item["root"]
     try:
         token = item.get("timestamp")
@@ -105,12 +117,29 @@ def _head(item: dict[str, Any], kept: Kept, anchors: Anchors) -> None:
     wrong = head_signature_problem(head, anchors.signers, anchors)
     if wrong is None and head.timestamp is not None and not head_timestamp_verifies(head, anchors):
         wrong = "its timestamp does not verify"
+    witnesses: set[str] = set()
+    if wrong is None:
+        try:
+            witnesses = witnesses_of(
+                chain=head.chain,
+                size=size,
+                root=head.root,
+                head_signature=head.signature,
+                cosignature=item.get("cosignature"),
+                peers=item.get("peer_cosignatures"),
+                ca=anchors.ca,
+                revoked=anchors.revoked,
+            )
+        except InvalidSignature as exc:
+            wrong = f"its witness countersignature does not verify ({exc.message})"
     if wrong is not None:
         raise InvalidRequest(f"the head kept at size {size} is refused: {wrong}")
     kept.pin_prefix(size, pinned, head=size)
+    return len(witnesses)
 
 
-def _receipt(item: dict[str, Any], kept: Kept, anchors: Anchors) -> None:
+def _receipt(item: dict[str, Any], kept: Kept, anchors: Anchors) -> int:
+    """Pin what the kept receipt proves; how many distinct witnesses countersigned its head."""
     checked = verify_receipt(item, anchors=anchors)
     if not checked.ok or checked.size is None:
         raise InvalidRequest(
@@ -124,3 +153,4 @@ def _receipt(item: dict[str, Any], kept: Kept, anchors: Anchors) -> None:
     before = merkle.prefix_root(seq, size, proof)
     if before is not None:
         kept.pin_prefix(seq, before, head=size)
+    return checked.witnesses

@@ -66,6 +66,13 @@ class AuditEntry:
     # An answer given again for an Idempotency-Key: the message id of the exchange that first
     # gave it. Kept in the body only when set, so records without it read as before.
     replay_of: str | None = None
+    # What an OOTS EDM answer said, on the consumer's side: "evidence", "preview-required" or
+    # the EDM error code. Kept in the body only when set, as replay_of.
+    edm_outcome: str | None = None
+    # The large parts the answer streamed, as its signature binds them (offset:length:SHA-256,
+    # docs/protocol.md); the response digest is then that of the bytes around them. Kept in
+    # the body only when set.
+    parts: str | None = None
 
 
 def canonical(record: dict[str, Any]) -> bytes:
@@ -100,7 +107,8 @@ def listed(side: object, service: object, subject: object) -> bool:
 
 
 ENTRY_FIELDS = tuple(f.name for f in fields(AuditEntry))  # flat: no deep copy needed
-OPTIONAL_FIELDS = frozenset({"replay_of"})  # in a record's body only when set
+# In a record's body only when set.
+OPTIONAL_FIELDS = frozenset({"replay_of", "edm_outcome", "parts"})
 Pending = tuple[AuditEntry, str | None]  # entry, hashed subject
 TREE_HEIGHT = 5  # the tree keeps nodes of blocks of 32 records and up (see merkle.Tree)
 

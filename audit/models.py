@@ -67,3 +67,5 @@ class TreeHead(Base):
     tsa: Mapped[str | None] = mapped_column(String(255))
     # A witness's countersignature (JSON, :mod:`audit.witness`) once one accepted the head.
     cosignature: Mapped[str | None] = mapped_column(Text)
+    # Peer gateways' countersignatures (JSON object, by the witnessing gateway's id), if any.
+    peer_cosignatures: Mapped[str | None] = mapped_column(Text)

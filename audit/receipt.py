@@ -3,7 +3,12 @@
 A receipt (:func:`make_receipt`; the usage service's ``/v1/records`` and the gateway's
 ``/audit/records/{seq}/proof`` both hand out this one format) holds the record's exact bytes
 (base64), its chain and position, an RFC 9162 inclusion proof, and the tree head it is proven
-against (:func:`head_document`): root, signature of the provider member, RFC 3161 timestamp.
+against (:func:`head_document`): root, signature of the provider member, RFC 3161 timestamp and,
+once a witness accepted the head, its countersignature. ``witness`` says which: ``countersigned``
+or ``pending`` (the gateway picks the newest witnessed head that covers the record,
+:class:`audit.heads.ReceiptHeads`; a record newer than it is proven against an unwitnessed head,
+and fetching the receipt again after the next round of witnessing gives a witnessed one). The
+field is a hint for people: :func:`verify_receipt` goes by the countersignature itself.
 :func:`verify_receipt` checks one. It verifies if the record hashes into that
 root at that position and the head is signed (and, when stamped, timestamped) by keys the trust
 anchors vouch for. Then the provider can no longer deny or rewrite that access without the
@@ -22,7 +27,7 @@ from typing import Any
 from audit import merkle
 from audit.models import TreeHead
 from audit.verify import Anchors, Head, head_signature_problem, head_timestamp_verifies
-from audit.witness import verify_cosignature
+from audit.witness import witnesses_of
 from exchange.errors import InvalidSignature
 
 
@@ -37,6 +42,7 @@ def head_document(head: TreeHead) -> dict[str, Any]:
         "timestamp": base64.b64encode(head.timestamp).decode() if head.timestamp else None,
         "tsa": head.tsa,
         "cosignature": json.loads(head.cosignature) if head.cosignature else None,
+        "peer_cosignatures": json.loads(head.peer_cosignatures) if head.peer_cosignatures else {},
     }
 
 
@@ -52,6 +58,7 @@ def make_receipt(
         "size": head.size,
         "proof": [p.hex() for p in proof],
         "head": head_document(head),
+        "witness": "countersigned" if head.cosignature else "pending",
     }
 
 
@@ -62,6 +69,7 @@ class ReceiptCheck:
     size: int | None = None
     timestamped: bool = False
     witnessed: bool = False
+    witnesses: int = 0  # distinct parties that countersigned the head (authority, members)
 
 
 def verify_receipt(receipt: Mapping[str, Any], *, anchors: Anchors) -> ReceiptCheck:
@@ -78,6 +86,7 @@ def verify_receipt(receipt: Mapping[str, Any], *, anchors: Anchors) -> ReceiptCh
             timestamp=base64.b64decode(raw_head["timestamp"]) if raw_head["timestamp"] else None,
             # Receipts from before witnessing carry none.
             cosignature=raw_head.get("cosignature"),
+            peer_cosignatures=raw_head.get("peer_cosignatures"),
         )
         root = bytes.fromhex(head.root)
         record = json.loads(body)
@@ -95,26 +104,26 @@ def verify_receipt(receipt: Mapping[str, Any], *, anchors: Anchors) -> ReceiptCh
     stamped = head.timestamp is not None
     if stamped and not head_timestamp_verifies(head, anchors):
         return ReceiptCheck(False, "the head's timestamp does not verify")
-    witnessed = head.cosignature is not None
-    if witnessed:
-        try:
-            verify_cosignature(
-                head.cosignature or {},
-                chain=chain,
-                size=size,
-                root=head.root,
-                head_signature=head.signature,
-                ca=anchors.ca,
-                revoked=anchors.revoked,
-            )
-        except InvalidSignature:
-            return ReceiptCheck(False, "the head's witness countersignature does not verify")
+    try:
+        witnesses = witnesses_of(
+            chain=chain,
+            size=size,
+            root=head.root,
+            head_signature=head.signature,
+            cosignature=head.cosignature,
+            peers=head.peer_cosignatures,
+            ca=anchors.ca,
+            revoked=anchors.revoked,
+        )
+    except InvalidSignature:
+        return ReceiptCheck(False, "the head's witness countersignature does not verify")
     return ReceiptCheck(
         True,
         f"record {seq} is in the log of {chain}, as the head signed at size {size} proves"
         + (" (timestamped)" if stamped else "")
-        + (" (witnessed)" if witnessed else ""),
+        + (f" (witnessed by {len(witnesses)})" if witnesses else ""),
         size=size,
         timestamped=stamped,
-        witnessed=witnessed,
+        witnessed=bool(witnesses),
+        witnesses=len(witnesses),
     )

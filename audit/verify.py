@@ -33,7 +33,7 @@ from cryptography import x509
 from audit import merkle, timestamp
 from audit.heads import HEAD_TYPE
 from audit.log import GENESIS, TREE_HEIGHT, listed, released
-from audit.witness import verify_cosignature
+from audit.witness import witnesses_of
 from exchange.errors import Error, InternalError, InvalidSignature
 from exchange.trust.keys import fingerprint, serial_hex
 from exchange.trust.signed import may_sign, verify_signed
@@ -47,6 +47,8 @@ class Head:
     signature: str
     timestamp: bytes | None
     cosignature: Mapping[str, Any] | None = None  # a witness's countersignature (audit.witness)
+    # Peer gateways' countersignatures, by the witnessing gateway's id (audit.witness).
+    peer_cosignatures: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,7 @@ class Report:
     timestamped: int = 0
     witnessed: int = 0  # heads with a valid witness countersignature
     newest_witnessed: bool = False  # whether the newest signed head is one of them
+    newest_witnesses: int = 0  # the distinct witnesses (authority, members) of the newest head
     problem: Problem | None = None
     uncovered: int = 0  # records after the last signed head: chained, but not yet signed
     # Heads are checked when the log reaches their size, so only the whole tree's root is ever
@@ -307,22 +310,21 @@ def _check_head(
         if not head_timestamp_verifies(head, anchors):
             return Problem(where, f"timestamp of the head at size {head.size} does not verify")
         report.timestamped += 1
-    report.newest_witnessed = False
-    if head.cosignature is not None:
-        try:
-            verify_cosignature(
-                head.cosignature,
-                chain=head.chain,
-                size=head.size,
-                root=head.root,
-                head_signature=head.signature,
-                ca=anchors.ca,
-                revoked=anchors.revoked,
-            )
-        except InvalidSignature as exc:
-            return Problem(where, f"witness cosignature of the head at size {head.size}: {exc}")
-        report.witnessed += 1
-        report.newest_witnessed = True
+    try:
+        witnesses = witnesses_of(
+            chain=head.chain,
+            size=head.size,
+            root=head.root,
+            head_signature=head.signature,
+            cosignature=head.cosignature,
+            peers=head.peer_cosignatures,
+            ca=anchors.ca,
+            revoked=anchors.revoked,
+        )
+    except InvalidSignature as exc:
+        return Problem(where, f"witness cosignature of the head at size {head.size}: {exc}")
+    report.newest_witnessed, report.newest_witnesses = bool(witnesses), len(witnesses)
+    report.witnessed += bool(witnesses)
     return None
 
 

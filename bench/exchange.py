@@ -18,16 +18,24 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench import load
+from exchange.central import models
+from exchange.central.ocsp import respond
 from exchange.sample import federation
-from tests.servers import citizen_token, free_port, serve_federation, serving
+from exchange.trust import ca
+from exchange.trust.keys import certificate_pem, generate_key
+from exchange.trust.ocsp import CertificateStatus, ocsp_request
+from tests.servers import citizen_token, exchange, free_port, serve_federation, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 PERSON = "EE38001085718"
@@ -36,6 +44,13 @@ GATEWAYS = ("consumer", "provider")
 DATABASES = ("SQLite", "PostgreSQL")
 DIRECT = "direct call"
 EXCHANGE = "full exchange"
+# What --costs adds, each on or off against the plain exchange of the same run (see README.md).
+QUOTA, IDEMPOTENCY, NO_WITNESS = "with a quota", "with Idempotency-Key", "witnessing off"
+# Quotas a real access right might declare, well above the load: nothing is refused, and each
+# process leases a tenth of a second's limit and 50 units of the day's at a time.
+QUOTAS = ("--per-second", "10000", "--per-day", "100000000", "--persons-per-day", "1000")
+RIGHTS_RELOAD = 3.0  # seconds: the provider reloads access rights every access_cache_ttl (2 s)
+OCSP_LOOKUPS = 3  # signatures whose certificate's status an exchange looks up
 
 
 @dataclass
@@ -47,10 +62,13 @@ class Row:
     cpu_ms: dict[str, float]  # per server process: CPU ms per answered request
     rss_mb: dict[str, float]
     direct: Row | None = field(default=None, repr=False)  # the baseline of the same run
+    variant: str = ""  # with --costs: what is switched on or off against the plain exchange
 
     @property
     def name(self) -> str:
-        return DIRECT if self.path == DIRECT else f"{EXCHANGE}, {self.database}"
+        if self.path == DIRECT:
+            return DIRECT
+        return f"{EXCHANGE}, {self.database}" + (f", {self.variant}" if self.variant else "")
 
     @property
     def ratio(self) -> float:
@@ -73,6 +91,7 @@ def measure_row(
     seconds: int,
     processes: dict[str, int],
     direct: Row | None = None,
+    variant: str = "",
 ) -> Row:
     """One row: the load, and each server process's CPU per answered request and memory (a
     gateway with workers: the parent's and its workers' together)."""
@@ -87,7 +106,7 @@ def measure_row(
     rss = {role: load.rss_mb(pid, children=True) for role, pid in processes.items()}
     if measured.errors:
         print(f"{url}, {clients} clients: {measured.errors} errors", file=sys.stderr)
-    return Row(path, database, clients, measured, used, rss, direct)
+    return Row(path, database, clients, measured, used, rss, direct, variant)
 
 
 @contextlib.contextmanager
@@ -98,15 +117,17 @@ def running_federation(
     *,
     workers: int = 1,
     cpus: str | None = None,
-) -> Iterator[tuple[federation.Ports, int, dict[str, int]]]:
-    """Every role as a process, and the baseline: (ports, baseline port, role -> pid). Each
-    gateway runs ``workers`` processes, pinned to ``cpus`` (a taskset list) if given."""
+    extra: str = "",
+) -> Iterator[tuple[federation.Federation, federation.Ports, int, dict[str, int]]]:
+    """Every role as a process, and the baseline: (layout, ports, baseline port, role -> pid).
+    Each gateway runs ``workers`` processes, pinned to ``cpus`` (a taskset list) if given, with
+    ``extra`` settings."""
     ports = federation.Ports(*(free_port() for _ in range(10)))
     layout = federation.create(
         base,
         ports,
         database_urls=urls,
-        gateway_extra=f'sqlite_synchronous = "{synchronous}"\nworkers = {workers}\n',
+        gateway_extra=f'sqlite_synchronous = "{synchronous}"\nworkers = {workers}\n{extra}',
     )
     logs = base / "logs"
     logs.mkdir()
@@ -125,7 +146,7 @@ def running_federation(
         if cpus is not None:
             for gateway in GATEWAYS:
                 pin(processes[gateway].pid, cpus)
-        yield ports, baseline_port, {role: p.pid for role, p in processes.items()}
+        yield layout, ports, baseline_port, {role: p.pid for role, p in processes.items()}
 
 
 def pin(pid: int, cpus: str) -> None:
@@ -186,15 +207,39 @@ def feed_fresh(
     sys.exit("the provider's copy of the consent feed did not become fresh")
 
 
+def limit_access(layout: federation.Federation, quotas: tuple[str, ...]) -> None:
+    """Declare ``quotas`` on the benchmark's access right (none: lift them), as an operator
+    would; the running provider applies them at its next reload of the rights."""
+    done = exchange(
+        *("gateway", "access", "limit", "-c", str(layout.provider)),
+        *(federation.BIRTH_CERTIFICATE, str(federation.CITIZEN_PORTAL), *quotas),
+    )
+    if done.returncode != 0:
+        sys.exit(f"exchange gateway access limit failed: {done.stderr}")
+    time.sleep(RIGHTS_RELOAD)
+
+
 def measure(
-    args: argparse.Namespace, base: Path, urls: tuple[str | None, str | None], database: str
+    args: argparse.Namespace,
+    base: Path,
+    urls: tuple[str | None, str | None],
+    database: str,
+    *,
+    witnessing: bool = True,
 ) -> list[Row]:
-    """Direct calls and full exchanges, alternating per number of clients, on one federation."""
+    """Direct calls and full exchanges, alternating per number of clients, on one federation;
+    with ``args.costs`` (and ``witnessing`` on) also the exchange with a quota declared and
+    with an ``Idempotency-Key`` on each request, each right after the plain one."""
     drive = load.DRIVERS[args.driver]
     rows: list[Row] = []
     with running_federation(
-        base, urls, args.sqlite_synchronous, workers=args.workers, cpus=args.cpus
-    ) as (ports, baseline, pids):
+        base,
+        urls,
+        args.sqlite_synchronous,
+        workers=args.workers,
+        cpus=args.cpus,
+        extra="" if witnessing else "audit_witness = false\n",
+    ) as (layout, ports, baseline, pids):
         direct = f"http://127.0.0.1:{baseline}/births?person={PERSON}"
         full = f"http://127.0.0.1:{ports.consumer_consumer}/r1/{federation.BIRTH_CERTIFICATE}?person={PERSON}"
         consented = {**CLIENT, **consent_headers(ports)}
@@ -223,8 +268,34 @@ def measure(
                 seconds=args.seconds,
                 processes={role: pids[role] for role in GATEWAYS},
                 direct=baseline_row,
+                variant="" if witnessing else NO_WITNESS,
             )
             rows += [baseline_row, exchange_row]
+            if not (args.costs and witnessing):
+                continue
+            variants = [
+                (QUOTA, consented, lambda: limit_access(layout, QUOTAS)),
+                (IDEMPOTENCY, {**consented, "Idempotency-Key": load.FRESH}, None),
+            ]
+            for variant, headers, before in variants:
+                if before is not None:
+                    before()
+                rows.append(
+                    measure_row(
+                        EXCHANGE,
+                        database,
+                        clients,
+                        drive,
+                        full,
+                        headers,
+                        seconds=args.seconds,
+                        processes={role: pids[role] for role in GATEWAYS},
+                        direct=baseline_row,
+                        variant=variant,
+                    )
+                )
+                if variant == QUOTA:
+                    limit_access(layout, ())  # lifted: the next rows run without it
     return rows
 
 
@@ -323,7 +394,7 @@ def _cell(value: float | None, spec: str) -> str:
 
 def report(rows: list[Row], driver: str, *, workers: int = 1, cpus: str | None = None) -> str:
     columns = [
-        ("path", 28),
+        ("path", max([28, *(len(row.name) + 2 for row in rows)])),
         ("clients", 8),
         ("per s", 8),
         ("p50 ms", 8),
@@ -360,7 +431,7 @@ def report(rows: list[Row], driver: str, *, workers: int = 1, cpus: str | None =
             str(row.load.errors),
         ]
         lines.append(
-            f"{row.name:<28}{row.clients:>8}"
+            f"{row.name:<{columns[0][1]}}{row.clients:>8}"
             + "".join(f"{c:>{w}}" for c, (_, w) in zip(cells, columns[2:], strict=True))
         )
     lines += ["", f"{'target (issue 13)':<58}{'measured':>16}"]
@@ -368,6 +439,72 @@ def report(rows: list[Row], driver: str, *, workers: int = 1, cpus: str | None =
         figure, mark = target.check(rows)
         lines.append(f"{target.describe():<58}{figure:>16}  {mark}")
     return "\n".join(lines)
+
+
+def costs(rows: list[Row], ocsp_us: float | None) -> str:
+    """What each of quotas, idempotency keys, witnessing and OCSP costs per exchange: each
+    variant beside the plain exchange of the same database and clients."""
+    lines = [
+        "what each costs per exchange (against the plain full exchange, same database and"
+        " clients; witnessing is on in the plain rows, so its cost is plain minus 'off'):",
+        f"{'path':<52}{'clients':>8}{'per s':>8}{'p50 ms':>8}{'CPU ms both':>12}{'+CPU ms':>9}"
+        f"{'+p50 ms':>9}",
+    ]
+    plain = {(r.database, r.clients): r for r in rows if r.path == EXCHANGE and not r.variant}
+    for row in rows:
+        base = plain.get((row.database, row.clients))
+        if row.path != EXCHANGE or not row.variant or base is None:
+            continue
+        both, base_both = row.gateways_cpu_ms, base.gateways_cpu_ms
+        extra = None if both is None or base_both is None else both - base_both
+        lines.append(
+            f"{row.name:<52}{row.clients:>8}{row.load.rate:>8.0f}{row.load.p50_ms:>8.2f}"
+            f"{_cell(both, '.2f'):>12}{_cell(extra, '+.2f'):>9}"
+            f"{row.load.p50_ms - base.load.p50_ms:>+9.2f}"
+        )
+    if ocsp_us is not None:
+        lines.append(
+            f"OCSP: {ocsp_us:.2f} us per status lookup, in process; an exchange verifies"
+            f" {OCSP_LOOKUPS} signatures (request, consent artefact, answer):"
+            f" {OCSP_LOOKUPS * ocsp_us / 1000:.4f} ms"
+        )
+    return "\n".join(lines)
+
+
+def ocsp_lookup_us(lookups: int = 200_000) -> float:
+    """Microseconds per OCSP status lookup, as the gateways make one per verified signature
+    (the answers are fetched off the request path; the lookup is all an exchange pays)."""
+    at = datetime.now(UTC)
+    root_key = generate_key()
+    authority = ca.CertificateAuthority(
+        root_key, ca.create_root(root_key, instance="XX", at=at, validity=timedelta(days=1))
+    )
+    certificate = authority.issue(
+        public_key=generate_key().public_key(),
+        subject=x509.Name([x509.NameAttribute(NameOID.SERIAL_NUMBER, "XX/GOV/1")]),
+        profile=ca.Profile.SIGNING,
+        at=at,
+        validity=timedelta(days=1),
+    )
+    row = models.Certificate(pem=certificate_pem(certificate), revoked_at=None)
+    der = respond(
+        ocsp_request(certificate, authority.certificate),
+        authority=authority,
+        lookup=lambda _serial: row,
+        at=at,
+        validity=timedelta(minutes=10),
+    )
+    status = CertificateStatus(
+        post=lambda _url, _body: der, clock=lambda: at, max_age=timedelta(minutes=10)
+    )
+    if status.prefetch(
+        url="http://ca.invalid/ocsp", ca=authority.certificate, certificates=[certificate]
+    ):
+        sys.exit("the OCSP answer made for the measurement did not verify")
+    started = time.perf_counter()
+    for _ in range(lookups):
+        status.require(certificate, at)
+    return (time.perf_counter() - started) / lookups * 1e6
 
 
 def as_json(rows: list[Row]) -> list[dict[str, Any]]:
@@ -384,6 +521,7 @@ def as_json(rows: list[Row]) -> list[dict[str, Any]]:
             "rss_mb": row.rss_mb,
             "generator_cpu_s": row.load.generator_cpu,
             "errors": row.load.errors,
+            "variant": row.variant,
         }
         for row in rows
     ]
@@ -415,6 +553,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="pin both gateways to these CPUs (taskset list: 0 or 0,1); other roles and the"
         " load generator are not pinned",
     )
+    parser.add_argument(
+        "--costs",
+        action="store_true",
+        help="also measure the exchange with a quota declared, with an Idempotency-Key on each"
+        " request, and with witnessing off (a federation of its own), and OCSP's per-signature"
+        " lookup; printed side by side with the plain exchange",
+    )
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)
 
@@ -427,6 +572,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="exchange-bench-") as folder:
         base = Path(folder)
         rows += measure(args, base / "sqlite", (None, None), "SQLite")
+        if args.costs:
+            rows += measure(args, base / "sqlite-off", (None, None), "SQLite", witnessing=False)
         if not args.no_postgres:
             with postgres(args.postgres_url) as server:
                 if server is None:
@@ -434,11 +581,18 @@ def main() -> None:
                 else:
                     urls = databases(server)
                     rows += measure(args, base / "postgresql", urls, "PostgreSQL")
-    print(
-        json.dumps(as_json(rows), indent=2)
-        if args.json
-        else report(rows, args.driver, workers=args.workers, cpus=args.cpus)
-    )
+                    if args.costs:
+                        urls = databases(server)
+                        rows += measure(
+                            args, base / "postgresql-off", urls, "PostgreSQL", witnessing=False
+                        )
+    ocsp_us = ocsp_lookup_us() if args.costs else None
+    if args.json:
+        print(json.dumps({"rows": as_json(rows), "ocsp_lookup_us": ocsp_us}, indent=2))
+        return
+    print(report(rows, args.driver, workers=args.workers, cpus=args.cpus))
+    if args.costs:
+        print("\n" + costs(rows, ocsp_us))
 
 
 if __name__ == "__main__":

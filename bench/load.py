@@ -17,7 +17,9 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +44,28 @@ class Load:
 
 
 Driver = Callable[[str, dict[str, str], int, int], Load]
-"""(url, headers, clients, seconds) -> what the run measured."""
+"""(url, headers, clients, seconds) -> what the run measured. A header whose value is
+:data:`FRESH` gets a new value on every request (e.g. an ``Idempotency-Key``)."""
+
+FRESH = "<fresh on every request>"
+# wrk's per-request hook: the -H headers, and a new value for each FRESH one.
+_FRESH_SCRIPT = """
+math.randomseed(os.time())
+local prefix = string.format("%d-%d", os.time(), math.random(1000000000))
+local counter = 0
+local fresh = {NAMES}
+request = function()
+  counter = counter + 1
+  local headers = {}
+  for name, value in pairs(wrk.headers) do headers[name] = value end
+  for _, name in ipairs(fresh) do headers[name] = prefix .. "-" .. counter end
+  return wrk.format(nil, nil, headers)
+end
+"""
+
+
+def _fresh_script(names: list[str]) -> str:
+    return _FRESH_SCRIPT.replace("{NAMES}", "{" + ", ".join(f'"{n}"' for n in names) + "}")
 
 
 def wrk_path() -> str:
@@ -104,12 +127,19 @@ def children_cpu() -> float:
 def wrk(url: str, headers: dict[str, str], clients: int, seconds: int) -> Load:
     """Load from wrk (one thread, ``clients`` connections kept alive) for ``seconds``."""
     command = [wrk_path(), "--latency", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "10s"]
+    fresh = [name for name, value in headers.items() if value == FRESH]
     for name, value in headers.items():
-        command += ["-H", f"{name}: {value}"]
-    before = children_cpu()
-    done = subprocess.run(
-        [*command, url], capture_output=True, text=True, timeout=seconds + 60, check=True
-    )
+        if value != FRESH:
+            command += ["-H", f"{name}: {value}"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        if fresh:
+            script.write(_fresh_script(fresh))
+            script.flush()
+            command += ["-s", script.name]
+        before = children_cpu()
+        done = subprocess.run(
+            [*command, url], capture_output=True, text=True, timeout=seconds + 60, check=True
+        )
     return parse_wrk(done.stdout, generator_cpu=children_cpu() - before)
 
 
@@ -147,7 +177,8 @@ async def _drive(
             nonlocal errors
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                async with session.get(url, headers=headers) as response:
+                sent = {n: uuid.uuid4().hex if v == FRESH else v for n, v in headers.items()}
+                async with session.get(url, headers=sent) as response:
                     await response.read()
                     if not 200 <= response.status < 300:
                         errors += 1

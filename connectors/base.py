@@ -7,17 +7,35 @@ types: ``NotFound`` when the registry has no such record, ``ServiceFailed`` when
 an error or garbage, ``ServiceUnavailable`` when it cannot be reached and ``ServiceTimeout`` when
 it does not answer in time. Nothing a connector raises may hang a request: every call is bounded
 by the connector's timeout.
+
+A connector's ``probe`` is the console's "test the connection": a check that reads no record and
+changes nothing (the SQL query planned against the database, a HEAD on the backend's base
+address). It says what it found in plain words, or raises one of the errors above.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from exchange.errors import InvalidRequest
 
 Evidence = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A document a registry serves whole (a PDF scan), opened but not read: too large to hold,
+    it is passed on chunk by chunk. ``length`` and ``digest`` (base64url SHA-256) are what the
+    registry declared before sending it; whoever reads ``chunks`` checks them, and ``close``
+    releases the connection whether or not it was read to its end."""
+
+    media_type: str
+    length: int
+    digest: str
+    chunks: AsyncIterator[bytes]
+    close: Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +56,10 @@ class Connector(Protocol):
         ...
 
     async def fetch(self, request: ConnectorRequest) -> Evidence: ...
+
+    async def probe(self) -> str:
+        """Reach the registry without reading a record; what was found, in plain words."""
+        ...
 
     async def close(self) -> None: ...
 

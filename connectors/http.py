@@ -100,6 +100,19 @@ class HttpConnector:
         except (RecursionError, TypeError, ValueError) as exc:  # hostile nesting, clashing keys
             raise ServiceFailed("registry reply has a shape that cannot be mapped") from exc
 
+    async def probe(self) -> str:
+        """A HEAD on the address before its first placeholder: the backend is reached and
+        answers, with no parameter and so no record asked for."""
+        base = self._url.split("{", 1)[0]
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=True)
+        with mapped("the backend"):
+            async with self._session.head(base, allow_redirects=False) as response:
+                status = response.status
+        if status >= 500:
+            raise ServiceFailed(f"the backend answered HTTP {status} at {base}")
+        return f"the backend answered HTTP {status} at {base}"
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -99,6 +99,28 @@ class SqlConnector:
                     raise ServiceFailed(f"registry column {column} is not valid JSON") from exc
         return map_fields(row, self._fields)
 
+    def _plan(self) -> None:
+        # The declared query wrapped so that it returns no row: the database still resolves
+        # every table and column it names, and nothing is read or locked for long. The text is
+        # the operator's declared query; request values never reach it.
+        probe = text(f"SELECT * FROM ({self._statement.text}) AS probe WHERE 1 = 0")  # noqa: S608
+        with self._engine.connect() as connection:
+            connection.execute(probe, dict.fromkeys(self._parameters, "")).fetchall()
+            connection.rollback()
+
+    async def probe(self) -> str:
+        try:
+            loop = asyncio.get_running_loop()
+            await asyncio.wait_for(loop.run_in_executor(self._executor, self._plan), self._timeout)
+        except TimeoutError as exc:
+            raise ServiceTimeout(f"the database did not answer within {self._timeout:g} s") from exc
+        except SQLAlchemyError as exc:
+            # The driver's own words (a missing table, a refused login) without the statement
+            # or the URL that SQLAlchemy adds around them.
+            said = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0]
+            raise ServiceFailed(f"the database refused the query: {said}") from exc
+        return "the database answered and accepts the query"
+
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._engine.dispose()

@@ -224,6 +224,7 @@ class GatewayTransport:
         timeout: float | None = None,
         max_bytes: int,
         broken: type[ServiceFailed] = ServiceFailed,
+        stream_if: str | None = None,  # in process every reply is read whole
     ) -> Reply:
         scope = self._scope if url.startswith("https:") else None
         try:
@@ -483,6 +484,15 @@ class InProcess:
         assert listener.server.config.ssl is not None
         gateway.crl.protect(listener.server.config.ssl)  # the CRL, as the runner loads it
         self._listeners.append((self.main, listener))
+
+    def listen_for_browser(self, *urls: str) -> None:
+        """The apps serving ``urls`` (the identity provider, a preview site) also on their real
+        loopback ports, over plain HTTP, for a real browser to walk."""
+        for url in urls:
+            app, loop = self.loopback.route(url)
+            port = urlsplit(url).port
+            assert port is not None, url
+            self._listeners.append((loop, loop.run(listen(app, port))))
 
     def restart(self, name: str, settings: GatewaySettings | None = None) -> Gateway:
         """Gateway ``name`` ("provider", "consumer") stopped and built again from its files and

@@ -13,7 +13,9 @@ import httpx
 import pytest
 
 from exchange.cli import demo
-from tests.browser import form_with
+from exchange.sample import federation, oots
+from tests.browser import Browser, form_with
+from tests.oots import available
 from tests.servers import exchange, free_ports, serving
 
 
@@ -51,6 +53,10 @@ def test_refusals_are_one_line_with_nonzero_exit(tmp_path: Path) -> None:
             ["central", "init", "--instance", "E E", "--data-dir", str(tmp_path / "d")],
             "instance 'E E'",
         ),
+        (
+            ["demo", "--data-dir", str(tmp_path / "demo"), "--oots-edm", str(tmp_path / "edm")],
+            "edm does not exist: install the OOTS EDM v1.0 schema set",
+        ),
     ]
     for args, message in cases:
         result = exchange(*args)
@@ -60,6 +66,7 @@ def test_refusals_are_one_line_with_nonzero_exit(tmp_path: Path) -> None:
         assert len(lines) == 1, result.stderr
         assert lines[0].startswith("error: ")
         assert message in lines[0]
+    assert not (tmp_path / "demo").exists()  # a demo refused makes nothing
 
 
 def test_usage_mistakes_exit_2() -> None:
@@ -112,6 +119,9 @@ MAIL = b"Subject: Your data was used\r\n\r\nA register released your birth certi
 def test_demo_comes_up_serves_evidence_resumes_and_stops_cleanly(tmp_path: Path) -> None:
     base = free_ports(demo.ALL_OFFSETS)
     args = ["demo", "--data-dir", str(tmp_path / "demo"), "--port", str(base)]
+    material = available()
+    if material is not None:  # with the OOTS EDM walkthrough (docs/oots.md)
+        args += ["--oots-edm", str(material)]
     health = f"http://127.0.0.1:{base + 20}/health"
     evidence = (
         f"http://127.0.0.1:{base + 20}/r1/EE/GOV/70000310/population-registry/residence-record/v1"
@@ -122,7 +132,10 @@ def test_demo_comes_up_serves_evidence_resumes_and_stops_cleanly(tmp_path: Path)
         "X-Exchange-Purpose": "residence-check",
     }
     birth = evidence.replace("residence-record/v1", "birth-certificate/v1")
-    with serving(args, health_url=health, log=tmp_path / "first.log") as process:
+    # Every role of a federation starts in one process: on two shared, busy cores that takes
+    # longer than one server's usual 30 s.
+    up = {"health_url": health, "ready_within": 90}
+    with serving(args, log=tmp_path / "first.log", **up) as process:
         answer = httpx.get(evidence, headers=client, timeout=10)
         assert answer.status_code == 200, answer.text
         assert answer.json()["ResidenceRecord"]["givenName"] == "Mari"
@@ -167,24 +180,79 @@ def test_demo_comes_up_serves_evidence_resumes_and_stops_cleanly(tmp_path: Path)
             f"http://127.0.0.1:{base + 20}{console.headers['location']}", timeout=10
         )
         assert signing_in.headers["location"].startswith(f"http://127.0.0.1:{base + 40}/authorize")
+        if material is not None:
+            walk_through_edm(tmp_path / "demo" / "edm", base)
     assert process.returncode == 0
     first = (tmp_path / "first.log").read_text()
+    if material is not None:
+        assert f"sh {tmp_path / 'demo' / 'edm' / 'birth.sh'}" in first
+        assert "/dsd/rest/search?queryId=" in first
     assert "initialised instance EE" in first
     assert f"E-mails to citizens (opt in under Notifications) land in {tmp_path / 'demo'}" in first
     assert "curl -H 'X-Road-Client: EE/GOV/70000001/citizen-portal'" in first
     assert f"http://127.0.0.1:{base + 20}/console/" in first
     assert "demo stopped" in first
-    assert "warning" not in first
+    # The one warning the demo gives on purpose: the EDM rules it waives (exchange/sample/oots.py).
+    warnings = [line for line in first.splitlines() if "warning" in line]
+    assert all("edm.rules_waived" in line for line in warnings), warnings
     anchor = str(tmp_path / "demo" / "central" / "anchor.json")
     fetched = exchange("globalconf", "fetch", "--anchor", anchor)
     assert fetched.returncode == 1  # the authority is stopped: a clear refusal, not a traceback
     assert "central authority cannot be reached" in fetched.stderr
-    with serving(args, health_url=health, log=tmp_path / "second.log"):
+    with serving(args, log=tmp_path / "second.log", **up):
         fetched = exchange("globalconf", "fetch", "--anchor", anchor)
         assert fetched.returncode == 0, fetched.stderr
         assert "instance EE, version" in fetched.stdout
         assert httpx.get(evidence, headers=client, timeout=10).status_code == 200
     assert "resuming the demo" in (tmp_path / "second.log").read_text()
+
+
+def walk_through_edm(folder: Path, base: int) -> None:
+    """The demo's OOTS EDM walkthrough, as its text tells a user to run it."""
+    # The Data Service Directory finds the birth certificate's provider and its service.
+    found = httpx.get(oots.directory_query(f"http://127.0.0.1:{base}"), timeout=10)
+    assert found.status_code == 200, found.text
+    assert b"EE/GOV/70000310/population-registry/birth-certificate-oots" in found.content
+    # A company extract for a legal person, posted as the walkthrough's curl posts it.
+    company = subprocess.run(
+        [
+            "curl",
+            "-s",
+            "-w",
+            "\nHTTP %{http_code}\n",
+            "-H",
+            "X-Road-Client: EE/GOV/70000001/citizen-portal",
+            "-H",
+            "Content-Type: application/x-ebrs+xml",
+            "--data-binary",
+            f"@{folder / 'company-request.xml'}",
+            f"http://127.0.0.1:{base + 20}/r1/{federation.BUSINESS_REGISTRY}/{oots.COMPANY_CODE}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert company.stdout.endswith("HTTP 200\n"), company.stdout[-2000:]
+    assert "<registryCode>10137319</registryCode>" in company.stdout
+    # Mari Tamm's birth certificate: PreviewRequired and the page, she approves, then exactly it.
+    first = subprocess.run(
+        ["sh", str(folder / "birth.sh")], capture_output=True, text=True, check=True
+    )
+    assert "HTTP 428" in first.stdout, first.stdout[-2000:]
+    page = first.stdout.rsplit("Open ", 1)[1].split(",", 1)[0]
+    assert page.startswith(f"http://127.0.0.1:{base + 12}/preview/")
+    assert (folder / "consent.jws").stat().st_mode & 0o777 == 0o600
+    browser = Browser()
+    try:
+        shown = browser.sign_in(browser.get(page), "EE38001085718")
+        assert browser.submit(shown, 'value="approved"', decision="approved").status_code == 200
+    finally:
+        browser.close()
+    second = subprocess.run(
+        ["sh", str(folder / "birth.sh"), page], capture_output=True, text=True, check=True
+    )
+    assert second.stdout.endswith("HTTP 200\n"), second.stdout[-2000:]
+    assert "<personCode>EE38001085718</personCode>" in second.stdout
 
 
 HELP_FOR_EVERY_COMMAND = """

@@ -6,7 +6,10 @@ Public (no authentication; everything here is either signed or public by nature)
 ``POST /witness/v1/heads`` (a signed tree head and a consistency proof in, a countersignature
 out; 409 ``AuditLogForked`` for a fork, ``StaleConsistencyProof`` for an old head),
 ``GET /witness/v1/heads?chain=``, ``GET /witness/v1/forks``, ``GET /witness/v1/certificate``;
-and the OCSP responder ``POST /ocsp`` / ``GET /ocsp/<request>`` (:mod:`exchange.central.ocsp`).
+``PUT /catalogue/v1/services`` (a gateway's catalogue, signed with its member's key:
+:mod:`exchange.central.catalogue`); the OCSP responder ``POST /ocsp`` /
+``GET /ocsp/<request>`` (:mod:`exchange.central.ocsp`); and, with the EDM material, the Data
+Service Directory ``GET /dsd/rest/search`` (:mod:`exchange.central.dsd`).
 
 
 Applications (no authentication, validated and capped, :mod:`exchange.central.applications`):
@@ -48,7 +51,8 @@ from exchange.central.console.app import create_console_app
 from exchange.central.registry import catalogue_entry
 from exchange.central.service import Central, build
 from exchange.central.settings import CentralSettings
-from exchange.errors import InvalidRequest, NotFound, Unauthenticated
+from exchange.errors import Error, InvalidRequest, NotFound, Unauthenticated
+from exchange.evidence.edm import MEDIA_TYPE as EDM_MEDIA_TYPE
 from exchange.http import Guard, install_error_handlers
 from exchange.identifiers import GatewayId, MemberId, SubsystemId
 from exchange.identity.login import OidcLogin
@@ -87,6 +91,27 @@ class CsrIn(BaseModel):
     csr: str = Field(description="PEM-encoded PKCS#10 request")
 
 
+class EdmProviderIn(BaseModel):
+    id: str = Field(min_length=1, max_length=200)
+    scheme: str = Field(pattern=r"^urn:cef\.eu:names:identifier:EAS:[0-9]{4}$")
+    name: str = Field(min_length=1, max_length=500)
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    region: str | None = Field(default=None, pattern=r"^[A-Z]{2}[0-9A-Z]{1,3}$")
+    locality: str | None = Field(default=None, pattern=r"^[0-9A-Za-z]{1,20}$")
+    address: str | None = Field(default=None, max_length=500)
+
+
+class EdmOfferIn(BaseModel):
+    """A service's EDM offer, which the Data Service Directory answers from."""
+
+    evidence_type_classification: str = Field(min_length=1, max_length=500)
+    titles: dict[str, str] = Field(min_length=1, max_length=30)
+    conforms_to: str | None = Field(default=None, max_length=500)
+    transformations: list[str] = Field(default_factory=list, max_length=30)
+    about: str = Field(default="natural-person", pattern="^(natural-person|legal-person)$")
+    provider: EdmProviderIn
+
+
 class ServiceEntryIn(BaseModel):
     id: str = Field(examples=["EE/GOV/70000310/population-registry/birth-certificate"])
     evidence_type: str
@@ -94,11 +119,16 @@ class ServiceEntryIn(BaseModel):
     description: str = ""
     methods: list[str] = Field(default_factory=lambda: ["GET"])
     parameters: list[str] = Field(default_factory=list)
+    edm: EdmOfferIn | None = None
 
 
 class ServicesIn(BaseModel):
     subsystem: str
     services: list[ServiceEntryIn]
+
+
+class SignedCatalogueIn(BaseModel):
+    catalogue: str = Field(description="compact JWS of exchange-catalogue+jws, docs/protocol.md")
 
 
 class ApplicationIn(BaseModel):
@@ -368,12 +398,34 @@ def create_app(
         row = central.registry.register_gateway(GatewayId.parse(body.id), body.address, actor=actor)
         return {"id": row.identifier, "address": row.address}
 
+    directory = central.directory
+    if directory is not None:
+
+        @app.get("/dsd/rest/search", response_class=Response)
+        def directory_search(request: Request) -> Response:
+            try:
+                document, status = directory.search(request.query_params.multi_items()), 200
+            except Error as refused:  # the DSD's own error document, with the precise status
+                document, status = directory.refusal(refused), refused.status
+            return Response(document, status_code=status, media_type=EDM_MEDIA_TYPE)
+
     @app.put("/api/v1/services")
     def publish_services(body: ServicesIn, actor: Admin) -> dict[str, list[str]]:
-        entries = [entry.model_dump() for entry in body.services]
+        entries = [entry.model_dump(exclude_none=True) for entry in body.services]
         published = central.registry.publish_services(
             SubsystemId.parse(body.subsystem), entries, actor=actor
         )
+        return {"published": published}
+
+    @app.put("/catalogue/v1/services")
+    def publish_signed_services(body: SignedCatalogueIn) -> dict[str, list[str]]:
+        # No token: the member's signature is the credential (exchange.central.catalogue).
+        accepted = central.catalogues.check(body.catalogue)
+        try:
+            entries = [ServiceEntryIn.model_validate(e) for e in accepted.claims.services]
+        except ValueError as exc:
+            raise InvalidRequest("a service of the signed catalogue is malformed") from exc
+        published = central.catalogues.publish(accepted, [e.model_dump() for e in entries])
         return {"published": published}
 
     @app.get("/api/v1/services")

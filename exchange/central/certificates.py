@@ -114,11 +114,17 @@ def add(
 
 class Certificates:
     def __init__(
-        self, *, registry: Registry, authority: ca.CertificateAuthority, settings: CentralSettings
+        self,
+        *,
+        registry: Registry,
+        authority: ca.CertificateAuthority,
+        settings: CentralSettings,
+        responders: ocsp.Responders | None = None,
     ) -> None:
         self._registry = registry
         self._authority = authority
         self._settings = settings
+        self._responders = responders  # the delegated OCSP responder, when ocsp_delegated is on
         self._crl: tuple[int, datetime, bytes] | None = None  # (basis event, made at, DER)
 
     @property
@@ -353,12 +359,14 @@ class Certificates:
 
     def ocsp_response(self, request: bytes) -> bytes:
         """The signed OCSP answer to the DER ``request`` (:mod:`exchange.central.ocsp`)."""
+        at = self._registry.clock()
         return ocsp.respond(
             request,
             authority=self._authority,
             lookup=self.get,
-            at=self._registry.clock(),
+            at=at,
             validity=self._settings.ocsp_validity,
+            responder=None if self._responders is None else self._responders.current(at),
         )
 
     def list(self) -> list[models.Certificate]:

@@ -213,3 +213,18 @@ class WitnessFork(Base):
     size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     root: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(Text)
+
+
+class SignedPublication(Base):
+    """Each catalogue a gateway published signed with its member's key
+    (:mod:`exchange.central.catalogue`): the same JWS again is a replay, one issued before the
+    newest of its subsystem would roll the catalogue back; and it says which key published what."""
+
+    __tablename__ = "ca_signed_publications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of the JWS, hex
+    subsystem_id: Mapped[int] = mapped_column(ForeignKey("ca_subsystems.id"), index=True)
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("ca_gateways.id"), index=True)
+    certificate_serial: Mapped[str] = mapped_column(ForeignKey("ca_certificates.serial"))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the JWS's iat
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime)

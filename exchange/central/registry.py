@@ -286,47 +286,71 @@ class Registry:
         self, subsystem: SubsystemId, entries: list[dict[str, Any]], *, actor: str
     ) -> list[str]:
         """Replace ``subsystem``'s catalogue entries with ``entries``; return their ids."""
-        self._check_instance(subsystem.member)
-        published = []
         with self.session() as session:
-            owner = session.scalar(
-                select(models.Subsystem).where(models.Subsystem.identifier == str(subsystem))
-            )
-            if owner is None:
-                raise NotFound(f"subsystem {subsystem} is not registered", detail=str(subsystem))
-            session.execute(delete(models.Service).where(models.Service.subsystem_id == owner.id))
-            for entry in entries:
-                service = ServiceId.parse(entry["id"])
-                if service.subsystem != subsystem:
-                    raise InvalidRequest(
-                        f"{service} is not a service of {subsystem}", detail=entry["id"]
-                    )
-                session.add(
-                    models.Service(
-                        subsystem_id=owner.id,
-                        identifier=str(service),
-                        evidence_type=entry["evidence_type"],
-                        consent_policy=entry["consent_policy"],
-                        description=entry.get("description", ""),
-                        details=json.dumps(
-                            {
-                                "methods": entry.get("methods", []),
-                                "parameters": entry.get("parameters", []),
-                            }
-                        ),
-                        published_at=self._clock(),
-                    )
-                )
-                published.append(str(service))
-            record(
-                session,
-                at=self._clock(),
-                actor=actor,
-                action="services.published",
-                subject=str(subsystem),
-                services=published,
-            )
+            published = self.replace_services(session, subsystem, entries, actor=actor)
             self._commit(session, "one of these services")
+        return published
+
+    def subsystem(
+        self, session: Session, subsystem: SubsystemId, *, for_update: bool = False
+    ) -> models.Subsystem:
+        """``subsystem``'s row (locked until ``session`` ends, ``for_update``, where the
+        database locks rows), or :class:`NotFound`."""
+        self._check_instance(subsystem.member)
+        query = select(models.Subsystem).where(models.Subsystem.identifier == str(subsystem))
+        row = session.scalar(query.with_for_update() if for_update else query)
+        if row is None:
+            raise NotFound(f"subsystem {subsystem} is not registered", detail=str(subsystem))
+        return row
+
+    def replace_services(
+        self,
+        session: Session,
+        subsystem: SubsystemId,
+        entries: list[dict[str, Any]],
+        *,
+        actor: str,
+        **details: Any,
+    ) -> list[str]:
+        """Replace ``subsystem``'s entries and log it in ``session`` (the caller commits both, or
+        neither); return the ids published."""
+        owner = self.subsystem(session, subsystem)
+        published = []
+        session.execute(delete(models.Service).where(models.Service.subsystem_id == owner.id))
+        for entry in entries:
+            service = ServiceId.parse(entry["id"])
+            if service.subsystem != subsystem:
+                raise InvalidRequest(
+                    f"{service} is not a service of {subsystem}", detail=entry["id"]
+                )
+            session.add(
+                models.Service(
+                    subsystem_id=owner.id,
+                    identifier=str(service),
+                    evidence_type=entry["evidence_type"],
+                    consent_policy=entry["consent_policy"],
+                    description=entry.get("description", ""),
+                    details=json.dumps(
+                        {
+                            "methods": entry.get("methods", []),
+                            "parameters": entry.get("parameters", []),
+                            # the EDM offer, for the Data Service Directory
+                            **({"edm": entry["edm"]} if entry.get("edm") else {}),
+                        }
+                    ),
+                    published_at=self._clock(),
+                )
+            )
+            published.append(str(service))
+        record(
+            session,
+            at=self._clock(),
+            actor=actor,
+            action="services.published",
+            subject=str(subsystem),
+            services=published,
+            **details,
+        )
         return published
 
     def services(self) -> list[models.Service]:

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from exchange.central import files
+from exchange.central.catalogue import SignedCatalogues
 from exchange.central.certificates import Certificates
+from exchange.central.dsd import Directory
 from exchange.central.enrolment import Enrolments
+from exchange.central.ocsp import Responders
 from exchange.central.publisher import Publisher
 from exchange.central.registry import Registry
 from exchange.central.settings import CentralSettings
 from exchange.central.witness import Witness, WitnessMetrics, load_signer
 from exchange.db.engine import build_engine
+from exchange.evidence.edm.schemaset import EdmSchemas
 from exchange.trust.globalconf_client import utcnow
 
 
@@ -29,6 +33,8 @@ class Central:
     enrolments: Enrolments
     publisher: Publisher
     witness: Witness
+    catalogues: SignedCatalogues
+    directory: Directory | None = None  # with the EDM material only
 
 
 def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) -> Central:
@@ -37,7 +43,22 @@ def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) 
     registry = Registry(
         engine=build_engine(settings.db_url), instance=material.instance, clock=clock
     )
-    certificates = Certificates(registry=registry, authority=material.authority, settings=settings)
+    certificates = Certificates(
+        registry=registry,
+        authority=material.authority,
+        settings=settings,
+        responders=(
+            Responders(
+                settings.data_dir,
+                material.authority,
+                instance=material.instance,
+                validity=settings.ocsp_responder_validity,
+                at=clock(),
+            )
+            if settings.ocsp_delegated
+            else None
+        ),
+    )
     return Central(
         settings=settings,
         material=material,
@@ -57,4 +78,11 @@ def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) 
             ),
             metrics=WitnessMetrics(),
         ),
+        directory=(
+            None
+            if settings.edm_folder is None
+            # Loaded once, here: a missing or broken folder stops the start with its reason.
+            else Directory(registry=registry, schemas=EdmSchemas.load(settings.edm_folder))
+        ),
+        catalogues=SignedCatalogues(registry=registry, skew=timedelta(seconds=settings.clock_skew)),
     )

@@ -5,7 +5,10 @@ The operators' console (:mod:`exchange.central.console`) is off unless
 ``EXCHANGE_CENTRAL_CONSOLE_ENABLED=true``, with ``..._CONSOLE_PUBLIC_URL``, ``..._ISSUER``,
 ``..._JWKS_URL`` and ``..._CLIENT_ID`` (and ``..._CLIENT_SECRET`` if the issuer wants one); the
 role claim's values ``operator``, ``auditor`` and ``viewer`` give those roles. On a listener
-bound to a non-loopback address it is refused unless ``..._CONSOLE_ALLOW_PUBLIC=true``."""
+bound to a non-loopback address it is refused unless ``..._CONSOLE_ALLOW_PUBLIC=true``.
+
+With ``EXCHANGE_CENTRAL_EDM_FOLDER`` naming the OOTS EDM material, the authority answers the EDM
+Data Service Directory query from its service catalogue (:mod:`exchange.central.dsd`)."""
 
 from __future__ import annotations
 
@@ -38,6 +41,17 @@ class CentralSettings(RoleSettings):
     ocsp_validity: timedelta = Field(
         default=timedelta(minutes=10), description="OCSP answers: nextUpdate - thisUpdate"
     )
+    ocsp_delegated: bool = Field(
+        default=False,
+        description=(
+            "sign OCSP answers with a delegated responder certificate (id-kp-OCSPSigning, "
+            "ocsp-nocheck; ocsp.key and ocsp.pem in the data folder) instead of the CA key"
+        ),
+    )
+    ocsp_responder_validity: timedelta = Field(
+        default=timedelta(days=30),
+        description="validity of the delegated responder certificate; made anew when it ends",
+    )
     ca_validity: timedelta = timedelta(days=20 * 365)
     configuration_signing_validity: timedelta = timedelta(days=5 * 365)
     signing_certificate_validity: timedelta = timedelta(days=2 * 365)
@@ -45,7 +59,19 @@ class CentralSettings(RoleSettings):
     enrolment_code_validity: timedelta = Field(
         default=timedelta(days=7), description="how long a gateway's one-time enrolment code works"
     )
+    clock_skew: float = Field(
+        default=120.0,
+        ge=0,
+        description="seconds of tolerated clock drift of what gateways sign (their catalogues)",
+    )
     console: ConsoleSpec = Field(default_factory=ConsoleSpec)
+    edm_folder: Path | None = Field(
+        default=None,
+        description=(
+            "the OOTS EDM v1.0 material (xsd/ inside; docs/oots.md); with it, the authority "
+            "answers Data Service Directory queries at /dsd/rest/search"
+        ),
+    )
 
     @model_validator(mode="after")
     def _console_stays_local(self) -> CentralSettings:

@@ -31,10 +31,8 @@ first start that lacks it, so authorities initialised before witnessing gain one
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -46,9 +44,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from audit import merkle
 from audit.verify import Anchors, Head, head_signature_problem
-from audit.witness import cosign, witness_subject
+from audit.witness import (
+    Submitted,
+    contradiction,
+    cosign,
+    parse_head,
+    parse_proof,
+    witness_subject,
+)
 from exchange import keyfolder
 from exchange.central import models
 from exchange.central.registry import Registry
@@ -56,7 +60,6 @@ from exchange.errors import (
     AccessDenied,
     AuditLogForked,
     InvalidIdentifier,
-    InvalidRequest,
     InvalidSignature,
     StaleConsistencyProof,
 )
@@ -67,8 +70,6 @@ from exchange.trust.signed import Signer
 
 log = structlog.get_logger(__name__)
 WITNESS_VALIDITY = timedelta(days=5 * 365)
-MAX_PROOF = 128  # hashes; a proof of a tree of 2^64 leaves needs fewer
-MAX_CHAIN = 255  # characters, as a gateway's audit log stores a chain name
 MAX_CHAINS_PER_GATEWAY = 64  # replicas and workers of one gateway, each with its own chain
 
 
@@ -107,49 +108,6 @@ class WitnessMetrics:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Submitted:
-    chain: str
-    size: int
-    root: str
-    signature: str
-
-
-def parse_head(raw: Mapping[str, Any]) -> Submitted:
-    try:
-        head = Submitted(
-            chain=str(raw["chain"]),
-            size=raw["size"],
-            root=str(raw["root"]),
-            signature=str(raw["signature"]),
-        )
-        bytes.fromhex(head.root)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidRequest("the tree head is malformed") from exc
-    if (
-        type(head.size) is not int
-        or head.size < 1
-        or len(head.root) != 64
-        or len(head.chain) > MAX_CHAIN
-    ):
-        raise InvalidRequest("the tree head is malformed")
-    return head
-
-
-def signed_at(signature: str) -> datetime:
-    """The ``at`` claim of a head JWS whose signature was verified already (the submitted one
-    by :meth:`Witness._check_signature`, the held one when it was accepted)."""
-    try:
-        payload = signature.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        at = datetime.fromisoformat(str(claims["at"]))
-    except (IndexError, KeyError, TypeError, ValueError) as exc:
-        raise InvalidSignature("the tree head has no valid time") from exc
-    if at.tzinfo is None:
-        raise InvalidSignature("the tree head has no valid time")
-    return at
-
-
 class Witness:
     def __init__(
         self,
@@ -173,13 +131,7 @@ class Witness:
         """The cosignature of the head ``raw``, once it verifies and extends the chain's
         latest witnessed head (``proof``: from ``from_size``, the size the gateway believes the
         witness holds). Raises as the module docstring says."""
-        head = parse_head(raw)
-        try:
-            nodes = [bytes.fromhex(str(p)) for p in proof]
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequest("the consistency proof is malformed") from exc
-        if len(nodes) > MAX_PROOF:
-            raise InvalidRequest("the consistency proof is too long")
+        head, nodes = parse_head(raw), parse_proof(proof)
         gateway_id = self._check_signature(head)
         at = self._registry.clock()
         with self._registry.session() as session:
@@ -192,7 +144,9 @@ class Witness:
                     self.metrics.heads.labels("repeated").inc()
                     held: dict[str, str] = json.loads(latest.cosignature)
                     return held
-                reason = self._contradiction(latest, head, from_size, nodes)
+                reason = contradiction(
+                    latest, head, from_size, nodes, stale=self.metrics.heads.labels("stale").inc
+                )
                 if reason is not None:
                     self._fork(latest, head, reason, at)
             cosignature = cosign(
@@ -289,38 +243,6 @@ class Witness:
             self.metrics.heads.labels("refused").inc()
             raise InvalidSignature(problem)
         return gateway_id
-
-    def _contradiction(
-        self,
-        latest: models.WitnessedHead,
-        head: Submitted,
-        from_size: int | None,
-        proof: Sequence[bytes],
-    ) -> str | None:
-        """Why ``head`` cannot follow ``latest``, if it cannot (stale heads and proofs raise)."""
-        if head.size == latest.size and head.root != latest.root:
-            return "another root at a witnessed size"
-        if head.size == latest.size and signed_at(head.signature) > signed_at(latest.signature):
-            return None  # the same tree signed again later (a restarted gateway): countersigned
-        if head.size <= latest.size:
-            # An older head (they are public) or the held one signed anew: evidence of a
-            # rollback only if the member signed it after the head held.
-            if head.size < latest.size and signed_at(head.signature) > signed_at(latest.signature):
-                return "smaller than a head witnessed before and signed after it (rolled back)"
-            self.metrics.heads.labels("stale").inc()
-            raise StaleConsistencyProof(
-                "the witness holds a newer head of this chain", detail=str(latest.size)
-            )
-        if from_size != latest.size:
-            raise StaleConsistencyProof(
-                "the proof is not from the witness's latest head", detail=str(latest.size)
-            )
-        old_root = bytes.fromhex(latest.root)
-        if merkle.verify_consistency(
-            latest.size, head.size, old_root, bytes.fromhex(head.root), proof
-        ):
-            return None
-        return "not consistent with the last witnessed head"
 
     def _fork(
         self, latest: models.WitnessedHead, head: Submitted, reason: str, at: datetime

@@ -81,9 +81,19 @@ def verify(
         bool,
         typer.Option(
             "--require-witness",
-            help="Fail unless the newest signed head carries a valid witness countersignature.",
+            help="Fail unless the newest signed head, and every head or receipt given with"
+            " --heads, carries a valid witness countersignature.",
         ),
     ] = False,
+    witnesses: Annotated[
+        int,
+        typer.Option(
+            "--witnesses",
+            min=1,
+            help="With --require-witness: how many distinct witnesses (the authority, peer"
+            " gateways of other members) must have countersigned.",
+        ),
+    ] = 1,
 ) -> None:
     """Check records, chain, heads, signatures, timestamps and witness countersignatures; name
     the first bad position."""
@@ -117,12 +127,31 @@ def verify(
     typer.echo(
         f"chain {chain}: OK, {report.records} records, {report.heads} signed heads, "
         f"{report.timestamped} timestamped, {report.witnessed} witnessed"
-        + (" (the newest head is witnessed)" if report.newest_witnessed else "")
+        + (" (the newest head is witnessed)" if report.newest_witnesses == 1 else "")
+        + (
+            f" (the newest head is witnessed by {report.newest_witnesses})"
+            if report.newest_witnesses > 1
+            else ""
+        )
     )
-    if require_witness and not report.newest_witnessed:
+    if require_witness and report.newest_witnesses < witnesses:
         typer.echo(
-            f"chain {chain}: FAILED: the newest signed head carries no witness countersignature"
-            " (--require-witness)",
+            f"chain {chain}: FAILED: the newest signed head carries "
+            + (
+                f"{report.newest_witnesses} of the {witnesses} witness countersignatures required"
+                if report.newest_witnessed
+                else "no witness countersignature"
+            )
+            + " (--require-witness)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    short = read.short_of(witnesses) if require_witness and read is not None else []
+    if short:
+        typer.echo(
+            f"chain {chain}: FAILED: the kept {', '.join(short)} carries no witness"
+            f" countersignature, or fewer than {witnesses} (--require-witness); a receipt"
+            " fetched while witnessing was pending is witnessed when fetched again",
             err=True,
         )
         raise typer.Exit(1)

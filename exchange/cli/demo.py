@@ -59,6 +59,62 @@ def _more(base: int) -> federation.MorePorts:
     return federation.MorePorts(**{role: base + offset for role, offset in MORE_OFFSETS.items()})
 
 
+def _edm_walkthrough(data_dir: Path, material: Path, port: int) -> None:
+    """The EDM walkthrough's requests and script in ``data_dir/edm``."""
+    from exchange.sample import federation, oots
+
+    ports = _ports(port)
+    consumer = f"http://127.0.0.1:{ports.consumer_consumer}"
+    folder = data_dir / "edm"
+    oots.write_requests(
+        folder,
+        material,
+        oots.Parties(
+            requester=(federation.PORTAL.member_code, "State Portal"),
+            population=(federation.POPULATION.member_code, "Population Register"),
+            business=(federation.BUSINESS.member_code, "Business Register"),
+        ),
+    )
+    service = f"{federation.POPULATION_REGISTRY}/{oots.BIRTH_CODE}"
+    oots.birth_script(
+        folder,
+        service_url=f"{consumer}/r1/{service}",
+        client=str(federation.CITIZEN_PORTAL),
+        idp_url=f"http://127.0.0.1:{ports.idp}",
+        consent_url=f"http://127.0.0.1:{ports.consent}",
+        consent_client=federation.CONSENT_CLIENT_ID,
+        service=service,
+    )
+
+
+def _edm_text(data_dir: Path, material: Path | None, port: int) -> str:
+    """What the walkthrough says about OOTS EDM."""
+    from exchange.sample import federation, oots
+
+    if material is None:
+        return (
+            "OOTS EDM is off: start a new demo with --oots-edm FOLDER, the official EDM material"
+            " (docs/oots.md),\nfor the EDM walkthrough and the Data Service Directory.\n"
+        )
+    ports = _ports(port)
+    consumer = f"http://127.0.0.1:{ports.consumer_consumer}"
+    folder = data_dir / "edm"
+    company = f"{consumer}/r1/{federation.BUSINESS_REGISTRY}/{oots.COMPANY_CODE}"
+    directory = oots.directory_query(f"http://127.0.0.1:{ports.central}")
+    return f"""OOTS EDM (docs/oots.md), requests made from the official samples in {folder}/:
+  Which providers offer the demo's birth certificate in Estonia (Data Service Directory):
+    curl '{directory}'
+  A company extract for a legal person (Tamm & Kask OÜ; public data):
+    curl -H 'X-Road-Client: {federation.CITIZEN_PORTAL}' \\
+         -H 'Content-Type: application/x-ebrs+xml' \\
+         --data-binary @{folder}/company-request.xml '{company}'
+  Mari Tamm's birth certificate with preview: her consent, then PreviewRequired and the preview
+  page to open (sign in as Mari Tamm, approve); run again with that page's address:
+    sh {folder}/birth.sh
+    sh {folder}/birth.sh <the preview page's address>
+"""
+
+
 def demo(
     data_dir: Annotated[
         Path, typer.Option(help="Folder holding all demo state; a second run resumes it.")
@@ -67,6 +123,14 @@ def demo(
         int,
         typer.Option(help="First port; the demo also uses the next 90 (see the walkthrough)."),
     ] = 4400,
+    oots_edm: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="EXCHANGE_DEMO_OOTS_EDM",
+            help="The official OOTS EDM v1.0 material (docs/oots.md): adds the EDM walkthrough"
+            " and the Data Service Directory. Read at the first run; later runs keep it.",
+        ),
+    ] = None,
 ) -> None:
     """Bring up a whole federation on localhost: authorities, registers, gateways, portal."""
     # Imported here, not at the top: every other command starts without loading every role.
@@ -80,6 +144,7 @@ def demo(
     from exchange.consent.settings import ConsentSettings
     from exchange.db import migrate
     from exchange.db.engine import build_engine
+    from exchange.evidence.edm.schemaset import EdmProfileError, EdmSchemas
     from exchange.gateway.node import Gateway
     from exchange.gateway.runner import background_jobs, prepare
     from exchange.gateway.settings import GatewaySettings
@@ -99,7 +164,9 @@ def demo(
     configure(level="WARNING")
     marker = data_dir / "demo.json"
     if marker.exists():
-        port = json.loads(marker.read_text())["port"]
+        made = json.loads(marker.read_text())
+        port = made["port"]
+        oots_edm = Path(made["oots_edm"]) if made.get("oots_edm") else None
         if not (data_dir / "consent" / "consent.toml").exists():
             raise NotFound(
                 f"{data_dir} holds a demo made by an older version (no consent service); "
@@ -113,6 +180,7 @@ def demo(
                     "data_dir": data_dir / "central",
                     "port": port,
                     "console": federation.central_console(_ports(port)),
+                    "edm_folder": oots_edm,
                 }
             ),
             provider=data_dir / "population-gateway" / "gateway.toml",
@@ -129,8 +197,17 @@ def demo(
             ),
         )
     else:
-        layout = federation.create(data_dir, _ports(port), more=_more(port))
-        marker.write_text(json.dumps({"port": port}) + "\n")
+        if oots_edm is not None:
+            oots_edm = oots_edm.resolve()
+            try:  # before anything is created: a wrong folder leaves no half-made demo
+                EdmSchemas.load(oots_edm)
+            except EdmProfileError as exc:
+                raise NotFound(str(exc)) from exc
+        layout = federation.create(data_dir, _ports(port), more=_more(port), edm=oots_edm)
+        if oots_edm is not None:
+            _edm_walkthrough(data_dir, oots_edm, port)
+        made = {"port": port, "oots_edm": None if oots_edm is None else str(oots_edm)}
+        marker.write_text(json.dumps(made) + "\n")
         typer.echo(f"initialised instance {federation.INSTANCE} in {data_dir}")
     ports = _ports(port)
     central_settings = resolve(layout.central)
@@ -218,6 +295,7 @@ The instance's operators decide membership applications, revoke certificates and
 global configuration versions at the central console (same staff, same roles):
   {central_settings.url}/console/
 
+{_edm_text(data_dir, oots_edm, port)}
 State lives in {data_dir}; run again to resume. Ctrl-C stops everything.
 """
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import getpass
 import os
+import tomllib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 
 from exchange import keyfolder
 from exchange.cli.output import table
 from exchange.db import migrate
 from exchange.db.engine import build_engine
-from exchange.errors import NotFound, ServiceFailed
-from exchange.faults import mapped
+from exchange.errors import NotFound
 from exchange.gateway import enrolment, files
 from exchange.gateway.access import AccessRights, Limits
 from exchange.gateway.settings import GatewaySettings
@@ -23,6 +25,7 @@ from exchange.identifiers import ServiceId
 from exchange.trust.globalconf_client import utcnow
 
 if TYPE_CHECKING:
+    from exchange.gateway.declared import DeclaredServices
     from exchange.gateway.node import Gateway
 
 app = typer.Typer(
@@ -36,6 +39,12 @@ group_app = typer.Typer(
 )
 app.add_typer(access_app, name="access")
 app.add_typer(group_app, name="group")
+service_app = typer.Typer(
+    help="Services declared in the gateway's database, beside the settings file's "
+    "(as the console declares them); a running gateway serves changes within seconds.",
+    no_args_is_help=True,
+)
+app.add_typer(service_app, name="service")
 
 Config = Annotated[
     Path,
@@ -83,6 +92,46 @@ def _access(settings: GatewaySettings) -> AccessRights:
     engine = build_engine(settings.db_url)
     migrate.upgrade("gateway", engine)
     return AccessRights(engine, cache_ttl=0, clock=utcnow)
+
+
+@contextlib.contextmanager
+def _declared(settings: GatewaySettings) -> Iterator[DeclaredServices]:
+    """The gateway's declared services, for a command run beside (or without) the gateway."""
+    from exchange.evidence.schemas import EvidenceSchemas
+    from exchange.gateway.declared import DeclaredServices
+    from exchange.gateway.services import ServiceTable
+
+    engine = build_engine(settings.db_url)
+    migrate.upgrade("gateway", engine)
+
+    async def here(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
+
+    table = ServiceTable.build(
+        member=settings.gateway.member,
+        specs=settings.services,
+        schemas=EvidenceSchemas.load(settings.schemas_dir),
+        max_part_bytes=settings.max_part_bytes,
+    )
+    try:
+        yield DeclaredServices(engine, settings=settings, table=table, clock=utcnow, in_thread=here)
+    finally:
+        asyncio.run(table.close())
+        engine.dispose()
+
+
+def _record(settings: GatewaySettings, action: str, target: str, detail: dict[str, int]) -> None:
+    from sqlalchemy.orm import Session
+
+    from exchange.gateway import changes
+
+    engine = build_engine(settings.db_url)
+    with Session(engine) as session:
+        changes.record(
+            session, at=utcnow(), actor=_actor(), action=action, target=target, detail=detail
+        )
+        session.commit()
+    engine.dispose()
 
 
 @app.command()
@@ -141,31 +190,36 @@ def enrol(
 @app.command()
 def publish(
     config: Config,
-    token_file: TokenFile,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(hidden=True, help="Deprecated and not read: the catalogue is signed."),
+    ] = None,
     central: Annotated[
         str | None, typer.Option(help="Central authority URL (default: from the anchor).")
     ] = None,
 ) -> None:
-    """Publish this gateway's services to the central authority's catalogue."""
-    from exchange.gateway.services import catalogue
+    """Publish this gateway's services to the central authority's catalogue: the settings
+    file's and the enabled ones declared from the console (or ``gateway service``), signed
+    with this gateway's signing key (no token of the authority's is needed)."""
+    from exchange.gateway import publishing
+    from exchange.trust.signed import Signer
 
     settings = GatewaySettings.load(config)
-    url = _central_url(settings, central)
-    token = token_file.read_text().strip()
-    for subsystem, entries in catalogue(settings).items():
-        with mapped("the central authority"):
-            response = httpx.put(
-                f"{url}/api/v1/services",
-                json={"subsystem": subsystem, "services": entries},
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=30,
-            )
-        if response.status_code != 200:
-            raise ServiceFailed(
-                f"central authority refused the catalogue of {subsystem}: "
-                f"{response.json().get('message')}"
-            )
-        typer.echo(f"published {len(entries)} service(s) of {subsystem}")
+    if token_file is not None:  # older scripts still pass it: they keep working, and are told
+        typer.echo("--token-file is no longer read: the catalogue is signed", err=True)
+    keys = files.load(settings)
+    with _declared(settings) as declared:
+        enabled = declared.enabled()
+    published = publishing.publish(
+        settings,
+        enabled,
+        central_url=_central_url(settings, central),
+        signer=Signer(keys.signing_key, keys.signing_certificate),
+        at=utcnow(),
+    )
+    for subsystem, count in published.items():
+        typer.echo(f"published {count} service(s) of {subsystem}")
+    _record(settings, "services.publish", str(settings.gateway.member), published)
 
 
 @app.command()
@@ -481,3 +535,109 @@ def changes(
         for c in shown
     ]
     table(rows, ["AT", "ACTOR", "ACTION", "TARGET", "DETAIL"])
+
+
+ServiceFile = Annotated[
+    Path,
+    typer.Option(
+        "--file",
+        "-f",
+        help="TOML file holding one service, with the keys of a [[services]] entry.",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+
+
+def _service_file(path: Path) -> Any:
+    from exchange.gateway import declared
+
+    with path.open("rb") as handle:
+        return declared.parse(tomllib.load(handle))
+
+
+@service_app.command("list")
+def service_list(config: Config) -> None:
+    """List the services: the settings file's and the declared ones, enabled or not."""
+    from exchange.gateway.declared import hide_password
+
+    settings = GatewaySettings.load(config)
+    with _declared(settings) as declared:
+        listed = declared.listed()
+    rows = [
+        [
+            f"{s.subsystem}/{s.code}",
+            "file",
+            "served",
+            s.consent_policy,
+            s.connector.type,
+            hide_password(s.connector.url),
+        ]
+        for s in settings.services
+    ]
+    rows += [
+        [
+            f"{d.spec.subsystem}/{d.spec.code}",
+            "declared",
+            "served" if d.enabled else "disabled",
+            d.spec.consent_policy,
+            d.spec.connector.type,
+            d.shown_url,
+        ]
+        for d in listed
+    ]
+    table(rows, ["SERVICE", "SOURCE", "STATE", "POLICY", "CONNECTOR", "ADDRESS"])
+
+
+@service_app.command("declare")
+def service_declare(config: Config, file: ServiceFile) -> None:
+    """Declare a service (served by a running gateway within seconds)."""
+    settings = GatewaySettings.load(config)
+    spec = _service_file(file)
+    with _declared(settings) as declared:
+        asyncio.run(declared.declare(spec, actor=_actor()))
+    typer.echo(f"declared {spec.subsystem}/{spec.code}")
+
+
+@service_app.command("edit")
+def service_edit(config: Config, file: ServiceFile) -> None:
+    """Replace a declared service's declaration (named by its subsystem and code)."""
+    settings = GatewaySettings.load(config)
+    spec = _service_file(file)
+    with _declared(settings) as declared:
+        asyncio.run(declared.edit(spec, actor=_actor()))
+    typer.echo(f"changed {spec.subsystem}/{spec.code}")
+
+
+@service_app.command("disable")
+def service_disable(config: Config, subsystem: str, code: str) -> None:
+    """Stop serving a declared service: clients asking for it get UnknownService."""
+    settings = GatewaySettings.load(config)
+    with _declared(settings) as declared:
+        asyncio.run(declared.switch(subsystem, code, enabled=False, actor=_actor()))
+    typer.echo(f"disabled {subsystem}/{code}")
+
+
+@service_app.command("enable")
+def service_enable(config: Config, subsystem: str, code: str) -> None:
+    """Serve a disabled declared service again."""
+    settings = GatewaySettings.load(config)
+    with _declared(settings) as declared:
+        asyncio.run(declared.switch(subsystem, code, enabled=True, actor=_actor()))
+    typer.echo(f"enabled {subsystem}/{code}")
+
+
+@service_app.command("test")
+def service_test(config: Config, subsystem: str, code: str) -> None:
+    """Test a service's connection without reading a record."""
+    settings = GatewaySettings.load(config)
+    with _declared(settings) as declared:
+        spec = next(
+            (s for s in settings.services if s.subsystem == subsystem and s.code == code), None
+        )
+        if spec is None:
+            found = declared.find(subsystem, code)
+            if found is None:
+                raise NotFound(f"no service {subsystem}/{code} is provided here", detail="code")
+            spec = found.spec
+        typer.echo(asyncio.run(declared.probe(spec)))

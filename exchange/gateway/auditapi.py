@@ -2,7 +2,8 @@
 
 ``GET /audit/heads``                      the signed (and timestamped) heads, oldest first
 ``GET /audit/records/{seq}/proof[?size=]`` a record with its inclusion proof: the receipt;
-                                          against the newest signed head by default
+                                          against the newest witnessed head that covers it
+                                          by default, else the newest signed one
 ``GET /audit/consistency?from=&to=``      a consistency proof between two signed heads
 
 A receipt is checked with :func:`audit.merkle.verify_inclusion` against the head's root, and
@@ -22,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from audit.heads import receipt_heads
 from audit.models import AuditRecord, TreeHead
 from audit.receipt import head_document, make_receipt
 from exchange.errors import InvalidRequest, NotFound
@@ -64,17 +66,16 @@ def routes(gateway: Gateway) -> list[Route]:
             raise NotFound(f"no record {seq} in chain {chain}")
         wanted = _int(request, "size")
         with Session(gateway.engine) as session:
-            signed = [
-                h
-                for h in heads_of(session)
-                if h.size > seq and (wanted is None or h.size == wanted)
-            ]
+            if wanted is None:
+                head = receipt_heads(session, chain).covering(seq)
+            else:
+                head = session.get(TreeHead, (chain, wanted))
+                head = head if head is not None and head.size > seq else None
             record = session.get(AuditRecord, (chain, seq))
         if record is None:
             raise NotFound(f"no record {seq} in chain {chain}")
-        if not signed:
+        if head is None:
             raise NotFound("no signed head covers this record yet; ask again after the next head")
-        head = signed[-1] if wanted is None else signed[0]
         proof = gateway.audit.tree.inclusion_proof(seq, head.size)
         return make_receipt(chain=chain, seq=seq, body=record.body, proof=proof, head=head)
 

@@ -8,7 +8,13 @@ provider, and only with a valid response signature bound to this request; then i
 answer on with the X-Road response headers.
 
 A request in OOTS EDM (``Content-Type: application/x-ebrs+xml``) must satisfy the EDM schemas
-before it is signed (:mod:`exchange.gateway.edm`).
+before it is signed, and its answer must be an EDM answer to it (:mod:`.edm_consumer`).
+
+An answer that streams a large document (``X-Exchange-Parts``) is verified before its body is
+read: its signature binds the parts by length and SHA-256 (each at most ``max_part_bytes``) and
+the rest by digest (at most ``max_body_bytes``); then the body passes on to the caller in
+chunks, checked as it passes (:mod:`exchange.gateway.parts`), and is cut short if it is not
+what was signed.
 
 Errors the caller caused are ``Client.*``; errors of this gateway are ``Server.ClientProxy.*``;
 errors of the provider's gateway arrive signed as ``Server.ServerProxy.*`` and pass through.
@@ -17,6 +23,7 @@ errors of the provider's gateway arrive signed as ``Server.ServerProxy.*`` and p
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 import structlog
 from starlette.applications import Starlette
@@ -33,15 +40,16 @@ from exchange.errors import (
     InvalidSignature,
     NetworkError,
     PayloadTooLarge,
-    ServiceUnavailable,
     UnknownService,
 )
-from exchange.gateway import auditapi, metaservices
+from exchange.gateway import auditapi, edm_consumer, metaservices
 from exchange.gateway.console.app import PREFIX as CONSOLE
 from exchange.gateway.console.app import create_console_app
 from exchange.gateway.edm import is_edm
 from exchange.gateway.node import Gateway
 from exchange.gateway.outcome import SIDES, Answer, conclude, refuse
+from exchange.gateway.parts import HEADER as PARTS_HEADER
+from exchange.gateway.parts import Streamed, parse_parts
 from exchange.gateway.records import ExchangeRecord
 from exchange.gateway.signing import (
     REQUEST_HEADER,
@@ -62,7 +70,7 @@ from exchange.gateway.xroad import (
     parse_target,
     read_headers,
 )
-from exchange.http import read_body
+from exchange.http import declared_length, read_body
 from exchange.identifiers import ServiceId
 from exchange.identity.login import OidcLogin
 from exchange.trust.globalconf import Gateway as PeerGateway
@@ -160,15 +168,15 @@ async def _serve(
         max_bytes=gateway.settings.max_body_bytes,
     )
     record.request_size = len(body)
+    # An OOTS EDM request is checked before it is signed, and its answer read before it leaves.
+    edm = None
     if is_edm(headers.get("content-type")):
-        # An OOTS EDM request is checked against the EDM schemas before it is signed.
-        if gateway.edm_schemas is None:
-            raise ServiceUnavailable(
-                "this gateway does not speak OOTS EDM (no [edm] folder is set)", detail="edm"
-            )
-        gateway.edm_schemas.parse(body, what="the QueryRequest")
+        edm = await edm_consumer.check_request(gateway, body)
     view = gateway.trust.view()
-    return await forward(gateway, view, request, target, xroad, headers, body, record)
+    answer = await forward(gateway, view, request, target, xroad, headers, body, record)
+    if edm is not None:
+        edm_consumer.read_reply(gateway, edm, answer, record)
+    return answer
 
 
 async def forward(
@@ -238,6 +246,7 @@ async def forward(
                 tls=gateway.outbound_ssl(view, peer),
                 max_bytes=gateway.settings.max_body_bytes,
                 broken=InvalidResponse,
+                stream_if=PARTS_HEADER.lower(),
             )
         except NetworkError as unreachable:  # not connected, or dropped before an answer: next
             log.warning(
@@ -251,7 +260,12 @@ async def forward(
                 f"gateway {peer.id} answered with more than {gateway.settings.max_body_bytes} bytes"
             ) from exc
         record.response_in = gateway.clock()
-        return _verified(gateway, view, peer, reply, claims, record)
+        try:
+            return _verified(gateway, view, peer, reply, claims, record)
+        except BaseException:
+            if reply.release is not None:  # a streamed body refused unread
+                await reply.release()
+            raise
     raise last
 
 
@@ -268,26 +282,41 @@ def _verified(
     if not signature:
         raise InvalidResponse(f"gateway {peer.id} sent an unsigned response")
     content_type = reply.headers.get("content-type")
+    parts = reply.headers.get(PARTS_HEADER.lower())
     received = ResponseClaims(
         status=reply.status,
         content_type=content_type,
-        body=body_digest(reply.body),
+        body=body_digest(reply.body),  # of a streamed body: checked as it passes
         client=claims.client,
         service=claims.service,
         message_id=claims.message_id,
         request_hash=record.request_hash or "",
+        parts=parts,
         iat=0,
     )
     try:
         provider = ServiceId.parse(claims.service).member
-        verify_response(
-            signature, received=received, provider=provider, view=view, at=gateway.clock()
+        signed = verify_response(
+            signature,
+            received=received,
+            provider=provider,
+            view=view,
+            at=gateway.clock(),
+            streamed=parts is not None,
         )
     except InvalidSignature as exc:
         raise InvalidResponse(
             f"response of gateway {peer.id} failed verification: {exc.message}"
         ) from exc
     record.response_signature = signature
+    if parts is not None:
+        return Answer(
+            reply.status,
+            content_type,
+            b"",
+            reply.headers.get("x-road-error"),
+            stream=_streamed(gateway, peer, reply, parts, envelope=signed.body),
+        )
     # Retry-After is advice, not evidence: outside the response signature (the mutual TLS
     # channel carries it), passed on only as a number of seconds.
     retry_after = reply.headers.get("retry-after", "")
@@ -298,3 +327,39 @@ def _verified(
         reply.headers.get("x-road-error"),
         int(retry_after) if reply.status == 429 and _SECONDS.fullmatch(retry_after) else None,
     )
+
+
+def _streamed(
+    gateway: Gateway, peer: PeerGateway, reply: Reply, parts: str, *, envelope: str
+) -> Streamed:
+    """The peer's streamed body, its declared layout within this gateway's limits."""
+    length = declared_length(reply.headers.get("content-length"))
+    if length is None:
+        raise InvalidResponse(f"gateway {peer.id} streamed an answer without its length")
+    try:
+        bound = parse_parts(parts, length=length, max_part_bytes=gateway.settings.max_part_bytes)
+    except ValueError as exc:
+        raise InvalidResponse(f"gateway {peer.id} declared parts refused here: {exc}") from exc
+    if length - sum(part.length for part in bound) > gateway.settings.max_body_bytes:
+        raise InvalidResponse(
+            f"gateway {peer.id} answered with more than {gateway.settings.max_body_bytes} "
+            "bytes around its parts"
+        )
+    return Streamed(
+        parts=bound,
+        length=length,
+        envelope=envelope,
+        chunks=reply.chunks if reply.chunks is not None else _whole(reply.body),
+        close=reply.release if reply.release is not None else _nothing,
+        broken=InvalidResponse,
+        what=f"gateway {peer.id}",
+    )
+
+
+async def _whole(body: bytes) -> AsyncIterator[bytes]:
+    """A body that was read whole already (a transport that does not stream), as chunks."""
+    yield body
+
+
+async def _nothing() -> None:
+    return None

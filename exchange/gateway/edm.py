@@ -8,6 +8,10 @@ usual path untouched. The provider maps an EDM ``QueryRequest`` onto its usual p
 - ``NaturalPerson`` -> the service's subject parameter (the eIDAS identifier ``XX/YY/ID``
   becomes the person code ``XXID``); the evidence found must be about the person of the minimum
   data set given (family name, given name, date of birth), else it is refused as not found;
+- ``LegalPerson`` (on a service ``about = "legal-person"``) -> the register code ``ID`` of the
+  eIDAS legal person identifier ``XX/YY/ID``, in the service's ``legal_person_parameter``; the
+  company found must bear the legal name given, else it is refused as not found (``XX`` is not
+  compared: a tax agency, as in the official sample, holds companies of other countries);
 - ``Procedure`` -> the purpose ``oots:<code>``; ``ExplicitRequestGiven`` -> required where the
   service's policy is the person's consent; ``PossibilityForPreview`` and ``PreviewLocation``
   -> this project's preview;
@@ -109,7 +113,7 @@ class EdmProvider:
             )
         root = self.schemas.parse(body, what="the QueryRequest")
         exchange.request_id, exchange.requester = root.get("id"), read_requester(root)
-        request = read_request(root)
+        request = read_request(root, about=spec.about)
         if request.requester is None:
             raise InvalidRequest(
                 "the request names no evidence requester", detail="EvidenceRequester"
@@ -132,8 +136,10 @@ class EdmProvider:
 
     @staticmethod
     def parameters(request: EdmRequest, service: LocalService) -> dict[str, str]:
+        if request.company is not None:
+            return {_spec(service).legal_person_parameter: request.company.national_id}
         parameter = service.spec.subject_parameter or "person"
-        return {parameter: request.person.person_code}
+        return {parameter: request.natural_person.person_code}
 
     @staticmethod
     def purpose(request: EdmRequest, stated: str | None) -> str | None:
@@ -167,10 +173,17 @@ class EdmProvider:
     def check_person(
         evidence: Mapping[str, Any], request: EdmRequest, service: LocalService
     ) -> None:
-        """Refuse evidence that is not about the person of the minimum data set, as if there
-        were none: a mismatch must not tell the requester that the identifier exists."""
+        """Refuse evidence that is not about the person of the minimum data set, natural or
+        legal, as if there were none: a mismatch must not tell the requester that the
+        identifier exists."""
         spec = _spec(service)
-        person = request.person
+        if request.company is not None:
+            company = request.company
+            name = evidence.get(spec.legal_name_field)
+            if not isinstance(name, str) or not _same(name, company.legal_name):
+                raise NotFound(NOT_FOUND)
+            return
+        person = request.natural_person
         found = (
             evidence.get(spec.family_name_field),
             evidence.get(spec.given_name_field),

@@ -57,6 +57,19 @@ class GatewayMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.peer_witness = Counter(
+            "exchange_peer_witness_heads",
+            "Other gateways' tree heads this gateway was shown as a peer witness, by outcome"
+            " (forked: a log contradicted a head seen before)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.peer_witnessing = Counter(
+            "exchange_peer_witness_submissions",
+            "Tree heads sent to peer witnesses, by peer and outcome",
+            ["peer", "outcome"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "exchange_request_seconds",
             "Time from request in to response out",

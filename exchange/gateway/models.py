@@ -200,3 +200,54 @@ class Change(Base):
     action: Mapped[str] = mapped_column(String(64))  # e.g. access.grant
     target: Mapped[str] = mapped_column(ID)  # what it changed: a service, a group, a chain
     detail: Mapped[str] = mapped_column(Text)  # JSON: the change's fields
+
+
+class DeclaredService(Base):
+    """A service declared from the console (or ``exchange gateway service declare``) rather than
+    in the settings file: its declaration as the settings file's ``[[services]]`` entry would
+    hold it (JSON), whether it is served, and a revision that each change raises, so that every
+    process of the gateway rebuilds what changed (:mod:`exchange.gateway.declared`)."""
+
+    __tablename__ = "gw_declared_services"
+    __table_args__ = (UniqueConstraint("subsystem", "code"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    subsystem: Mapped[str] = mapped_column(String(255))
+    code: Mapped[str] = mapped_column(String(255))
+    declaration: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    revision: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    changed_by: Mapped[str] = mapped_column(String(255))
+
+
+class PeerWitnessedHead(Base):
+    """As a peer witness (``audit_peer_witness``): the latest head accepted from each other
+    gateway's audit chain, with this gateway's countersignature of it."""
+
+    __tablename__ = "gw_peer_witnessed_heads"
+    chain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    root: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(Text)  # the other gateway's head JWS
+    cosignature: Mapped[str] = mapped_column(Text)  # JSON: this gateway's countersignature
+    witnessed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PeerWitnessFork(Base):
+    """As a peer witness: a head refused because it contradicts one accepted before (both
+    signed by that member), kept once per contradicting head as evidence."""
+
+    __tablename__ = "gw_peer_witness_forks"
+    __table_args__ = (
+        Index("ix_gw_peer_witness_forks_evidence", "chain", "signature", unique=True),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chain: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(String(255))
+    known_size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    known_root: Mapped[str] = mapped_column(String(64))
+    known_signature: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    root: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(Text)

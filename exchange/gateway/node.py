@@ -21,12 +21,16 @@ from audit.log import AuditLog
 from exchange.db import migrate
 from exchange.db.engine import build_engine
 from exchange.errors import CertificateStatusUnknown, Error
+from exchange.evidence.edm.rules import BusinessRules
 from exchange.evidence.edm.schemaset import EdmSchemas
 from exchange.evidence.schemas import EvidenceSchemas
 from exchange.gateway import files
 from exchange.gateway.access import AccessRights
+from exchange.gateway.declared import DeclaredServices
 from exchange.gateway.idempotency import Idempotency
 from exchange.gateway.metrics import GatewayMetrics
+from exchange.gateway.peerwitness import PeerWitness
+from exchange.gateway.peerwitnessing import PeerWitnessing
 from exchange.gateway.preview import Previews
 from exchange.gateway.quotas import Quotas
 from exchange.gateway.records import ExchangeLog
@@ -74,6 +78,9 @@ class Gateway:
         does not migrate (``migrates=False``): its parent has, and one with newer code on disk
         must not change the schema under workers still running the old."""
         self.settings = settings
+        # How this gateway reaches the identity provider, timestamping and the central
+        # authority (the console publishes the signed catalogue through it).
+        self.blocking_http = blocking_http
         self.id = settings.gateway
         self.member = settings.gateway.member
         self.clock = clock
@@ -137,17 +144,45 @@ class Gateway:
             transport=blocking_http,
             outcome=lambda outcome: self.metrics.witness.labels(outcome).inc(),
         )
+        # Witnessing other members' logs, when audit_peer_witness is on (its routes are served
+        # only then), and submitting this log's heads to peer witnesses besides the authority.
+        self.peer_witness = PeerWitness(
+            engine=self.engine,
+            signer=self.signer,
+            member=str(self.member),
+            view=self.trust.view,
+            clock=clock,
+            outcome=lambda outcome: self.metrics.peer_witness.labels(outcome).inc(),
+        )
         self.services = ServiceTable.build(
             member=self.member,
             specs=settings.services,
             schemas=EvidenceSchemas.load(settings.schemas_dir),
+            max_part_bytes=settings.max_part_bytes,
         )
+        # Services declared from the console, beside the settings file's: served from now on,
+        # and kept in step with the other processes of this gateway (exchange.gateway.declared).
+        self.declared = DeclaredServices(
+            self.engine,
+            settings=settings,
+            table=self.services,
+            clock=clock,
+            in_thread=self.in_thread,
+        )
+        self.declared.load()
         # The OOTS EDM profile, only where it is configured: its schema set loaded once, offline.
         self.edm_schemas = (
             None
             if settings.edm is None
             else EdmSchemas.load(settings.edm.folder, max_bytes=settings.max_body_bytes)
         )
+        # Its request rules (EDM-REQ Schematron), compiled once, enforced before signing.
+        self.edm_rules = None
+        if settings.edm is not None:
+            waived = frozenset(settings.edm.waived_rules)
+            self.edm_rules = BusinessRules("REQ", settings.edm.folder, waived=waived)
+            if waived:
+                log.warning("edm.rules_waived", rules=sorted(waived))
         identity = settings.identity
         self.citizens = (
             None
@@ -171,6 +206,16 @@ class Gateway:
         )
         # How this gateway reaches peers and consent services (tests pass one in process).
         self.transport = transport or AiohttpTransport(timeout=settings.peer_timeout)
+        self.peer_witnessing = PeerWitnessing(
+            audit=self.audit,
+            engine=self.engine,
+            peers=settings.audit_peer_witnesses,
+            view=self.trust.view,
+            transport=self.transport,
+            tls=self.outbound_ssl,
+            interval=settings.audit_head_interval,
+            outcome=lambda peer, outcome: self.metrics.peer_witnessing.labels(peer, outcome).inc(),
+        )
         self.previews = Previews(
             self.engine, spec=settings.preview, subject_hash=self.audit.subject_hash, clock=clock
         )
@@ -207,8 +252,13 @@ class Gateway:
         if not await self.audit.can_write(known_within=PROBE_AFTER):
             return 503, {"status": "FAIL", "reason": CANNOT_AUDIT, **shown, "audit_log": "failing"}
         # Shown, not failed on: a refused head is an alarm for people; exchanges go on.
-        witness = self.witnessing.state if self.settings.audit_witness else "off"
-        return 200, {"status": "ok", **shown, "audit_log": "ok", "witness": witness}
+        shown["witness"] = self.witnessing.state if self.settings.audit_witness else "off"
+        if self.peer_witnessing.peers:
+            shown["peer_witnesses"] = dict(self.peer_witnessing.states)
+        if self.settings.audit_peer_witness:
+            forks = await self.in_thread(self.peer_witness.fork_count)
+            shown["peer_witness"] = {"status": "FORK DETECTED" if forks else "ok", "forks": forks}
+        return 200, {"status": "ok", **shown, "audit_log": "ok"}
 
     async def in_thread(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -5,20 +5,30 @@ one finishing path of the consumer and the provider: the audit record is committ
 answer is released (no record, no release: a failed commit turns the answer into
 ``LoggingFailed``), then the operational record and the metrics are written off the request
 path, and the answer leaves with the X-Road response headers.
+
+An answer that streams a large document (:mod:`exchange.gateway.parts`) is audited the same
+way before its first byte leaves, its parts bound by the signature the record keeps; its body
+is checked as it passes. If it turns out not to be what was bound, the reader is left with an
+incomplete body (the connection is closed before the last chunk) and a second record, with the
+same message id and signature, says that the answer broke and whose fault it was.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import structlog
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
-from exchange.errors import LoggingFailed, QuotaExceeded
+from exchange.errors import Error, LoggingFailed, QuotaExceeded
 from exchange.faults import error_of
 from exchange.gateway.node import Gateway
+from exchange.gateway.parts import HEADER as PARTS_HEADER
+from exchange.gateway.parts import Streamed, verified
 from exchange.gateway.records import ExchangeRecord, audit_entry
 from exchange.http import error_body
 from exchange.logging import failure
@@ -35,6 +45,7 @@ class Answer:
     payload: bytes
     error_type: str | None = None
     retry_after: int | None = None  # seconds, sent as Retry-After (a quota refusal)
+    stream: Streamed | None = None  # a large body passing through; payload is then empty
 
 
 def refuse(caught: BaseException, *, record: ExchangeRecord) -> Answer:
@@ -74,9 +85,11 @@ async def conclude(
         # The audit record is committed before anything leaves: no record, no release.
         await gateway.audit.append(audit_entry(record), subject=subject)
     except LoggingFailed as error:
+        if answer.stream is not None:
+            await answer.stream.close()
         answer = _as_sent(record, refuse(error, record=record))
         signed = _seal(record, answer, sign)
-    record.response_size = len(answer.payload)
+    record.response_size = len(answer.payload) if answer.stream is None else answer.stream.length
     finished = gateway.clock()
     gateway.exchanges.write(record, response_out=finished)
     gateway.metrics.observe(
@@ -101,7 +114,67 @@ async def conclude(
         headers["X-Road-Error"] = answer.error_type
     if answer.retry_after is not None:
         headers["Retry-After"] = str(answer.retry_after)
+    if answer.stream is not None:
+        headers[PARTS_HEADER] = answer.stream.header
+        headers["Content-Length"] = str(answer.stream.length)
+
+        async def broke(error: Error) -> None:
+            # A record of its own: the released one may still wait in the operational batch.
+            broken = replace(record)
+            refuse(error, record=broken)  # noted in it, and logged
+            try:
+                await gateway.audit.append(audit_entry(broken), subject=subject)
+            except LoggingFailed:
+                log.error("exchange.broken_answer_not_audited", message_id=record.message_id)
+
+        return StreamedResponse(answer.stream, answer.status, headers, broke=broke)
     return Response(answer.payload, status_code=answer.status, headers=headers)
+
+
+class StreamedResponse(Response):
+    """Sends a streamed body as it is checked (:func:`exchange.gateway.parts.verified`); when
+    the check fails it calls ``broke`` and leaves the response unfinished, so that the server
+    closes the connection and the reader holds an incomplete body, never a complete wrong one.
+    A reader who hangs up stops the source being read (the release was audited already).
+    """
+
+    def __init__(
+        self,
+        stream: Streamed,
+        status: int,
+        headers: dict[str, str],
+        *,
+        broke: Callable[[Error], Awaitable[None]],
+    ) -> None:
+        super().__init__(None, status_code=status, headers=headers)
+        self.stream = stream
+        self.broke = broke
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        left = asyncio.Event()
+
+        async def listen() -> None:
+            # The server drops what is sent to a reader who has gone: stop reading the source.
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            left.set()
+
+        listener = asyncio.ensure_future(listen())
+        try:
+            start = {"status": self.status_code, "headers": self.raw_headers}
+            await send({"type": "http.response.start", **start})
+            async for chunk in verified(self.stream):
+                if left.is_set():
+                    log.info("exchange.reader_left", sent_by=self.stream.what)
+                    return
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except Exception as caught:  # the body broke: cut it short
+            await self.broke(error_of(caught))
+            return
+        finally:
+            listener.cancel()
+            await self.stream.close()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _as_sent(record: ExchangeRecord, answer: Answer) -> Answer:
@@ -113,7 +186,10 @@ def _seal(
     record: ExchangeRecord, answer: Answer, sign: Callable[[Answer], dict[str, str]] | None
 ) -> dict[str, str]:
     record.status, record.fault_code = answer.status, answer.error_type
+    if answer.stream is not None:
+        record.parts = answer.stream.header
     if sign is not None:
         return sign(answer)
-    record.response_digest = body_digest(answer.payload)
+    stream = answer.stream
+    record.response_digest = body_digest(answer.payload) if stream is None else stream.envelope
     return {}

@@ -19,6 +19,10 @@ A pipeline of small steps, each failing closed with a signed X-Road error
 5. the evidence must satisfy the evidence schema (encoded as JSON or XML here) before it is
    signed, audited and released (:func:`exchange.gateway.outcome.conclude`).
 
+A document service (``connector.document``, e.g. a PDF scan) streams its document instead: the
+answer's signature binds it by the length and SHA-256 the registry declared
+(:mod:`exchange.gateway.parts`), and the bytes are checked against them as they pass.
+
 Services that declare ``[services.edm]`` take an OOTS EDM ``QueryRequest`` and answer in EDM,
 refusals included (:mod:`exchange.gateway.edm`); the steps are the same.
 
@@ -39,19 +43,28 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from connectors.base import ConnectorRequest, Evidence
-from exchange.errors import InvalidIdentifier, InvalidRequest, MethodNotAllowed
+from connectors.base import ConnectorRequest, Document, Evidence
+from connectors.document import HttpDocumentConnector
+from exchange.errors import (
+    InvalidEvidence,
+    InvalidIdentifier,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotAcceptable,
+)
 from exchange.evidence.edm import MEDIA_TYPE as EDM_MEDIA_TYPE
 from exchange.faults import error_of
-from exchange.gateway import figures, metaservices, usage
+from exchange.gateway import figures, metaservices, peerwitnessapi, usage
 from exchange.gateway.admission import Admitted, admit
 from exchange.gateway.consent import ConsentCheck
 from exchange.gateway.edm import EdmProvider, Exchange
 from exchange.gateway.idempotency import Held, Stored, fingerprint
 from exchange.gateway.node import Gateway
 from exchange.gateway.outcome import SIDES, Answer, conclude, refuse
+from exchange.gateway.parts import Part, Streamed
 from exchange.gateway.records import ExchangeRecord
 from exchange.gateway.release import Release, ReleasePolicy, policy_for
+from exchange.gateway.services import LocalService
 from exchange.gateway.signing import RESPONSE_HEADER, ResponseClaims, sign_response
 from exchange.gateway.xroad import (
     ALL_METHODS,
@@ -82,13 +95,10 @@ class Provider:
         self.gateway = gateway
         self.usage = usage.Usage(gateway)
         self.figures = figures.Figures(gateway)
-        consents = ConsentCheck(gateway)
-        self.policies: dict[str, ReleasePolicy] = {
-            key: policy_for(
-                service, consents=consents, previews=gateway.previews, in_thread=gateway.in_thread
-            )
-            for key, service in gateway.services.items()
-        }
+        self.consents = ConsentCheck(gateway)
+        # Built once per service as served: a service declared or changed from the console
+        # is a new LocalService, and gets its policy on its first request.
+        self.policies: dict[str, tuple[LocalService, ReleasePolicy]] = {}
         self.edm = (
             None
             if gateway.edm_schemas is None
@@ -202,7 +212,10 @@ class Provider:
             # the parameters only, as for every other service
         if request.method not in service.spec.methods:
             raise MethodNotAllowed(f"{target.service} does not accept {request.method}")
-        representation = "xml" if edm is not None else negotiate(headers.get("accept"))
+        if service.document is not None:
+            representation = _accepted(service.document, headers.get("accept"))
+        else:
+            representation = "xml" if edm is not None else negotiate(headers.get("accept"))
         if service.spec.subject_parameter:
             # From here on, a refusal is recorded about the person, as an attempt: the citizen
             # sees who tried (apart from the releases, which attempts cannot push out of view).
@@ -252,8 +265,12 @@ class Provider:
                 person=record.subject,
             )
 
-        async def fetch() -> Evidence:
+        async def fetch() -> Evidence | Document:
             record.request_out = gateway.clock()
+            if isinstance(service.connector, HttpDocumentConnector):
+                document = await service.connector.open(asked)
+                record.response_in = gateway.clock()
+                return document
             evidence = await service.connector.fetch(asked)
             record.response_in = gateway.clock()
             if edm is not None:  # before anything is shown or released: the person asked for
@@ -271,11 +288,13 @@ class Provider:
             fetch=fetch,
             preview_location=None if edm is None else edm.preview_location,
         )
-        policy = self.policies[gateway.services.key(service.id)]
+        policy = self.policy(service)
         if edm is not None:
             EdmProvider.admit(edm, service)
         await policy.admit(release)
         evidence = await policy.obtain(release)
+        if isinstance(evidence, Document):
+            return Answer(200, evidence.media_type, b"", stream=_streamed(evidence))
         if edm is not None and self.edm is not None:
             related = self.edm.answer(edm, service, evidence)
             return Answer(200, related.content_type, related.body)
@@ -283,10 +302,25 @@ class Provider:
             return Answer(200, MEDIA_TYPES["xml"], service.schema.to_xml(evidence))
         return Answer(200, MEDIA_TYPES["json"], service.schema.to_json(evidence))
 
+    def policy(self, service: LocalService) -> ReleasePolicy:
+        key = self.gateway.services.key(service.id)
+        known = self.policies.get(key)
+        if known is not None and known[0] is service:
+            return known[1]
+        gateway = self.gateway
+        policy = policy_for(
+            service, consents=self.consents, previews=gateway.previews, in_thread=gateway.in_thread
+        )
+        self.policies[key] = (service, policy)
+        return policy
+
     async def keep(self, held: Held, answer: Answer, record: ExchangeRecord) -> None:
         """Keep ``answer`` for the retries of ``held``'s key (or give the key up). If that
         fails the answer still leaves; a retry finds the key claimed and, after the takeover
-        time, executes again."""
+        time, executes again. A streamed document is never kept (never held): its retries
+        execute again."""
+        if answer.stream is not None:
+            answer = replace(answer, status=503)  # not kept, as the provider's failures are not
         try:
             await self.gateway.in_thread(
                 self.gateway.idempotency.finish,
@@ -324,19 +358,44 @@ class Provider:
 
     def sign(self, record: ExchangeRecord, answer: Answer) -> dict[str, str]:
         """Sign ``answer`` bound to the request; the headers that carry the signature."""
+        stream = answer.stream
         claims = ResponseClaims(
             status=answer.status,
             content_type=answer.content_type,
-            body=body_digest(answer.payload),
+            body=body_digest(answer.payload) if stream is None else stream.envelope,
             client=record.client,
             service=record.service,
             message_id=record.message_id,
             request_hash=record.request_hash or "",
+            parts=None if stream is None else stream.header,
             iat=int(self.gateway.clock().timestamp()),
         )
         record.response_signature = sign_response(self.gateway.signer, claims)
         record.response_digest = claims.body
         return {RESPONSE_HEADER: record.response_signature}
+
+
+def _accepted(media_type: str, accept: str | None) -> str:
+    """``media_type``, if the caller's ``Accept`` takes it (or says nothing)."""
+    if accept:
+        family = media_type.split("/", 1)[0]
+        taken = {item.split(";", 1)[0].strip().lower() for item in accept.split(",")}
+        if not taken & {media_type, f"{family}/*", "*/*"}:
+            raise NotAcceptable(f"this evidence is a document of type {media_type}")
+    return media_type
+
+
+def _streamed(document: Document) -> Streamed:
+    """The answer's body: the registry's document as one part, nothing around it."""
+    return Streamed(
+        parts=(Part(0, document.length, document.digest),),
+        length=document.length,
+        envelope=body_digest(b""),
+        chunks=document.chunks,
+        close=document.close,
+        broken=InvalidEvidence,
+        what="the registry",
+    )
 
 
 def create_provider_app(gateway: Gateway) -> ASGIApp:
@@ -346,11 +405,14 @@ def create_provider_app(gateway: Gateway) -> ASGIApp:
         status, shown = await gateway.health()
         return JSONResponse(shown, status_code=status)
 
+    # Witnessing other members' logs is opt-in (audit_peer_witness): no routes otherwise.
+    witness = peerwitnessapi.routes(gateway) if gateway.settings.audit_peer_witness else []
     return exchanges_first(
         Starlette(
             routes=[
                 Route("/health", health),
                 Route("/r1/{rest:path}", provider.handle, methods=ALL_METHODS),
+                *witness,
             ]
         ),
         provider.handle,

@@ -46,6 +46,8 @@ class ExchangeRecord:
     subject: str | None = None  # the person the exchange is about; hashed before it is logged
     response_digest: str | None = None
     replay_of: str | None = None  # the message id whose stored answer this one gives again
+    edm_outcome: str | None = None  # what an EDM answer said (exchange.gateway.edm_consumer)
+    parts: str | None = None  # the streamed parts the response signature binds, if any
 
     @classmethod
     def arriving(
@@ -210,4 +212,6 @@ def audit_entry(record: ExchangeRecord) -> AuditEntry:
         request_claims_digest=claims_digest,
         response_signature=record.response_signature,
         replay_of=record.replay_of,
+        edm_outcome=record.edm_outcome,
+        parts=record.parts,
     )

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from connectors.base import Evidence
+from connectors.base import Document, Evidence
 from exchange.consent.artefact import Consent
 from exchange.errors import (
     AccessDenied,
@@ -58,7 +58,8 @@ class Release:
     xroad: XRoadHeaders
     parameters: dict[str, str]
     body: bytes
-    fetch: Callable[[], Awaitable[Evidence]]  # asks the registry, timing it in the record
+    # Asks the registry, timing it in the record; a document service's document comes opened.
+    fetch: Callable[[], Awaitable[Evidence | Document]]
     consent: Consent | None = None  # set by the consent policy once the artefact verified
     # An EDM request's PreviewLocation: the preview it returns to, which must be the one held.
     preview_location: str | None = None
@@ -68,7 +69,7 @@ class ReleasePolicy(Protocol):
     async def admit(self, release: Release) -> None:
         """Raise to refuse ``release`` before the registry is asked."""
 
-    async def obtain(self, release: Release) -> Evidence:
+    async def obtain(self, release: Release) -> Evidence | Document:
         """The evidence to release, once admitted."""
 
 
@@ -78,7 +79,7 @@ class Public:
     async def admit(self, release: Release) -> None:
         return None
 
-    async def obtain(self, release: Release) -> Evidence:
+    async def obtain(self, release: Release) -> Evidence | Document:
         return await release.fetch()
 
 
@@ -127,7 +128,7 @@ class ConsentGiven:
         release.consent = consent
         record.consent, record.legal_basis = consent.jti, consent.purpose.legal_basis
 
-    async def obtain(self, release: Release) -> Evidence:
+    async def obtain(self, release: Release) -> Evidence | Document:
         await self.consents.spend(
             _consent(release),
             view=release.view,
@@ -152,10 +153,16 @@ class Previewed:
     async def admit(self, release: Release) -> None:
         await self.inner.admit(release)
 
-    async def obtain(self, release: Release) -> Evidence:
+    async def obtain(self, release: Release) -> Evidence | Document:
         consent = _consent(release)
         if not (self.always or consent.preview):
             return await self.inner.obtain(release)
+        if release.service.document is not None:  # never held whole, so never shown first
+            raise AccessDenied(
+                "the person's consent asks to preview this evidence, and a document service "
+                "cannot show its document before it is released",
+                detail="preview",
+            )
         previews, record = self.previews, release.record
         if previews.spec is None:
             raise ServiceUnavailable("this provider cannot show previews to citizens")
@@ -181,6 +188,9 @@ class Previewed:
                 consent, view=release.view, message_id=record.message_id, service=record.service
             )
             evidence = await release.fetch()
+            if isinstance(evidence, Document):  # refused above; a wiring error if it comes
+                await evidence.close()
+                raise InternalError("a document reached a preview")
             release.service.schema.to_json(evidence)  # nothing that would fail the schema is shown
             preview_id = await self.in_thread(
                 previews.hold,

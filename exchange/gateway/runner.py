@@ -108,7 +108,10 @@ def background_jobs(gateway: Gateway) -> list[Callable[[], Coroutine[Any, Any, N
         refresh_crl,
         prune,
         gateway.heads.run,
+        gateway.declared.keep_in_step,
     ]
     if gateway.settings.audit_witness:
         jobs.append(gateway.witnessing.run)
+    if gateway.peer_witnessing.peers:
+        jobs.append(gateway.peer_witnessing.run)
     return jobs

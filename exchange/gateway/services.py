@@ -1,26 +1,33 @@
 """The services this gateway provides: declaration, connector, schema, catalogue entry.
 
-Built once at start-up from the settings file: connectors are created, schemas looked up and
-OpenAPI documents read, so that nothing on the request path touches files.
+Built at start-up from the settings file: connectors are created, schemas looked up and
+OpenAPI documents read, so that nothing on the request path touches files. Services declared
+from the console (:mod:`exchange.gateway.declared`) are installed and withdrawn while the
+gateway runs; those of the settings file stay as the file says until a restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from connectors.base import Connector
+from connectors.document import HttpDocumentConnector
 from connectors.http import HttpConnector
 from connectors.python import CallableConnector
 from connectors.sql import SqlConnector
 from exchange.errors import UnknownService
 from exchange.evidence.schemas import EvidenceSchema, EvidenceSchemas
-from exchange.gateway.settings import ConnectorSpec, GatewaySettings, ServiceSpec
+from exchange.gateway.settings import ConnectorSpec, EdmParty, GatewaySettings, ServiceSpec
 from exchange.identifiers import MemberId, ServiceId, SubsystemId
 
 
-def build_connector(spec: ConnectorSpec, parameters: tuple[str, ...]) -> Connector:
+def build_connector(
+    spec: ConnectorSpec, parameters: tuple[str, ...], *, max_part_bytes: int
+) -> Connector:
     if spec.type == "sql":
         if not spec.url or not spec.query:
             raise ValueError("an sql connector needs url and query")
@@ -31,6 +38,17 @@ def build_connector(spec: ConnectorSpec, parameters: tuple[str, ...]) -> Connect
             fields=spec.fields,
             json_columns=spec.json_columns,
             timeout=spec.timeout,
+        )
+    if spec.type == "http" and spec.document is not None:
+        if not spec.url:
+            raise ValueError("an http connector needs url")
+        return HttpDocumentConnector(
+            url=spec.url,
+            parameters=parameters,
+            media_type=spec.document,
+            max_bytes=max_part_bytes,
+            connect_timeout=spec.connect_timeout,
+            read_timeout=spec.timeout,
         )
     if spec.type == "http":
         if not spec.url:
@@ -56,10 +74,19 @@ class LocalService:
     connector: Connector
     openapi: bytes
 
+    @property
+    def document(self) -> str | None:
+        """The media type of the document this service streams, if it streams one."""
+        return self.spec.connector.document
 
-def catalogue_entry(service: ServiceId, spec: ServiceSpec) -> dict[str, Any]:
-    """A provided service as the central authority's catalogue lists it."""
-    return {
+
+def catalogue_entry(
+    service: ServiceId, spec: ServiceSpec, provider: EdmParty | None = None
+) -> dict[str, Any]:
+    """A provided service as the central authority's catalogue lists it; an EDM service with
+    its EDM classification and ``provider`` (this member as EDM names it), from which the
+    authority answers Data Service Directory queries."""
+    entry: dict[str, Any] = {
         "id": str(service),
         "evidence_type": spec.evidence_type,
         "description": spec.description,
@@ -67,17 +94,33 @@ def catalogue_entry(service: ServiceId, spec: ServiceSpec) -> dict[str, Any]:
         "methods": list(spec.methods),
         "parameters": list(spec.parameters),
     }
+    if spec.edm is not None and provider is not None:
+        entry["edm"] = {
+            "evidence_type_classification": spec.edm.evidence_type_classification,
+            "titles": dict(spec.edm.titles),
+            "conforms_to": spec.edm.conforms_to,
+            "transformations": list(spec.edm.transformations),
+            "about": spec.edm.about,
+            "provider": provider.model_dump(),
+        }
+    return entry
 
 
-def catalogue(settings: GatewaySettings) -> dict[str, list[dict[str, Any]]]:
-    """Catalogue entries by subsystem id, for every subsystem this gateway serves."""
+def catalogue(
+    settings: GatewaySettings, declared: Iterable[ServiceSpec] = ()
+) -> dict[str, list[dict[str, Any]]]:
+    """Catalogue entries by subsystem id, for every subsystem this gateway serves: the settings
+    file's services and the ``declared`` ones (those enabled in the gateway's database)."""
     member = settings.gateway.member
+    provider = None if settings.edm is None else settings.edm.provider
     entries: dict[str, list[dict[str, Any]]] = {
         str(SubsystemId(member, code)): [] for code in settings.subsystems
     }
-    for spec in settings.services:
+    for spec in [*settings.services, *declared]:
         service = ServiceId(SubsystemId(member, spec.subsystem), spec.code, spec.version)
-        entries.setdefault(str(service.subsystem), []).append(catalogue_entry(service, spec))
+        entries.setdefault(str(service.subsystem), []).append(
+            catalogue_entry(service, spec, provider)
+        )
     return entries
 
 
@@ -101,7 +144,9 @@ def _generated_openapi(service: ServiceId, spec: ServiceSpec) -> bytes:
                     "responses": {
                         "200": {
                             "description": "the evidence",
-                            "content": {"application/json": {}, "application/xml": {}},
+                            "content": {spec.connector.document: {}}
+                            if spec.connector.document
+                            else {"application/json": {}, "application/xml": {}},
                         }
                     },
                 }
@@ -112,31 +157,100 @@ def _generated_openapi(service: ServiceId, spec: ServiceSpec) -> bytes:
     return json.dumps(document, indent=2).encode()
 
 
+def local_service(
+    member: MemberId, spec: ServiceSpec, schemas: EvidenceSchemas, *, max_part_bytes: int
+) -> LocalService:
+    """``spec`` ready to serve: its connector built, schema found, OpenAPI document read.
+    ``ValueError`` (or ``NotFound`` for an unknown evidence type) when it cannot be served."""
+    service = ServiceId(SubsystemId(member, spec.subsystem), spec.code, spec.version)
+    openapi = spec.openapi.read_bytes() if spec.openapi else _generated_openapi(service, spec)
+    return LocalService(
+        id=service,
+        spec=spec,
+        schema=schemas.get(spec.evidence_type),
+        connector=build_connector(
+            spec.connector, tuple(spec.parameters), max_part_bytes=max_part_bytes
+        ),
+        openapi=openapi,
+    )
+
+
+# Seconds a withdrawn or replaced connector stays open for the requests already using it.
+RETIRE_AFTER = 120.0
+
+
 class ServiceTable:
-    def __init__(self, services: dict[str, LocalService]) -> None:
+    def __init__(
+        self,
+        services: dict[str, LocalService],
+        *,
+        member: MemberId | None = None,
+        schemas: EvidenceSchemas | None = None,
+        max_part_bytes: int = 0,
+    ) -> None:
         self._services = services
+        self._fixed = frozenset(services)  # the settings file's: never replaced while running
+        self._member, self._schemas = member, schemas
+        self._max_part_bytes = max_part_bytes  # for declared services, as the settings say
+        self._retiring: set[asyncio.Task[None]] = set()
 
     @classmethod
     def build(
-        cls, *, member: MemberId, specs: list[ServiceSpec], schemas: EvidenceSchemas
+        cls,
+        *,
+        member: MemberId,
+        specs: list[ServiceSpec],
+        schemas: EvidenceSchemas,
+        max_part_bytes: int,
     ) -> ServiceTable:
         services: dict[str, LocalService] = {}
         for spec in specs:
-            service = ServiceId(SubsystemId(member, spec.subsystem), spec.code, spec.version)
-            key = f"{service.subsystem}/{spec.code}"
+            built = local_service(member, spec, schemas, max_part_bytes=max_part_bytes)
+            key = cls.key(built.id)
             if key in services:
                 raise ValueError(f"service {key} is declared twice")
-            openapi = (
-                spec.openapi.read_bytes() if spec.openapi else _generated_openapi(service, spec)
-            )
-            services[key] = LocalService(
-                id=service,
-                spec=spec,
-                schema=schemas.get(spec.evidence_type),
-                connector=build_connector(spec.connector, tuple(spec.parameters)),
-                openapi=openapi,
-            )
-        return cls(services)
+            services[key] = built
+        return cls(services, member=member, schemas=schemas, max_part_bytes=max_part_bytes)
+
+    def prepare(self, spec: ServiceSpec) -> LocalService:
+        """``spec`` built for :meth:`install` (``ValueError`` if it cannot be served)."""
+        if self._member is None or self._schemas is None:
+            raise ValueError("this service table takes no declared services")
+        return local_service(self._member, spec, self._schemas, max_part_bytes=self._max_part_bytes)
+
+    def evidence_types(self) -> list[str]:
+        return self._schemas.types() if self._schemas is not None else []
+
+    def fixed(self, key: str) -> bool:
+        """Whether ``key`` (``SUBSYSTEM-ID/SERVICE``) is the settings file's."""
+        return key in self._fixed
+
+    def install(self, service: LocalService) -> None:
+        """Serve ``service`` from now on, in place of any declared one of the same key."""
+        key = self.key(service.id)
+        if key in self._fixed:
+            raise ValueError(f"service {key} is declared in the settings file")
+        # A new dict, swapped in whole: a request finds the old service or the new, never a mix.
+        self._retire(self._services.get(key))
+        self._services = {**self._services, key: service}
+
+    def withdraw(self, key: str) -> None:
+        """Stop serving the declared service ``key``: asked for, it is now unknown."""
+        if key in self._fixed or key not in self._services:
+            return
+        self._retire(self._services[key])
+        self._services = {k: v for k, v in self._services.items() if k != key}
+
+    def _retire(self, service: LocalService | None) -> None:
+        if service is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: nothing can be using it
+            return
+        task = loop.create_task(_close_later(service, RETIRE_AFTER))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     @property
     def keys(self) -> frozenset[str]:
@@ -164,5 +278,14 @@ class ServiceTable:
         return [s for s in self._services.values() if s.id.subsystem == subsystem]
 
     async def close(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
         for service in self._services.values():
             await service.connector.close()
+
+
+async def _close_later(service: LocalService, delay: float) -> None:
+    try:
+        await asyncio.sleep(delay)
+    finally:
+        await service.connector.close()

@@ -44,7 +44,7 @@ deployments keep credentials out of it: ``EXCHANGE_GATEWAY_DATABASE_URL``,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -69,6 +69,15 @@ class ConnectorSpec(Strict):
     timeout: float = Field(default=5.0, gt=0, le=300)
     connect_timeout: float = Field(default=2.0, gt=0, le=60)
     max_bytes: int = Field(default=1024 * 1024, gt=0)
+    document: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$",
+        description=(
+            "http: the registry serves one document of this media type (application/pdf), "
+            "streamed through both gateways, bound by the length and SHA-256 it declares "
+            "(docs/protocol.md); at most the gateway's max_part_bytes"
+        ),
+    )
 
 
 class IdentitySpec(Strict):
@@ -122,6 +131,18 @@ class EdmParty(Strict):
     id: str = Field(min_length=1, max_length=200)
     scheme: str = Field(pattern=r"^urn:cef\.eu:names:identifier:EAS:[0-9]{4}$")
     name: str = Field(min_length=1, max_length=500)
+    # Where this provider's evidence comes from, as the Data Service Directory answers it
+    # (sdg:Jurisdiction); without a country its services are not listed there.
+    country: str | None = Field(
+        default=None, pattern=r"^[A-Z]{2}$", description="AdminUnitLevel1 (ISO 3166-1)"
+    )
+    region: str | None = Field(
+        default=None, pattern=r"^[A-Z]{2}[0-9A-Z]{1,3}$", description="AdminUnitLevel2 (NUTS)"
+    )
+    locality: str | None = Field(
+        default=None, pattern=r"^[0-9A-Za-z]{1,20}$", description="AdminUnitLevel3 (LAU)"
+    )
+    address: str | None = Field(default=None, max_length=500, description="full address")
 
 
 class EdmSpec(Strict):
@@ -131,6 +152,13 @@ class EdmSpec(Strict):
     folder: Path = Field(description="the OOTS EDM v1.0 material (xsd/ inside); never shipped")
     provider: EdmParty | None = Field(
         default=None, description="this member in EDM answers; needed to provide EDM services"
+    )
+    waived_rules: list[Annotated[str, Field(pattern=r"^R-EDM-REQ-[SC][0-9]{3}$")]] = Field(
+        default_factory=list,
+        description=(
+            "EDM-REQ business rules the consumer gateway does not enforce (the material's own "
+            "mistakes, or R-EDM-REQ-C005 where preview pages are not https); logged at start"
+        ),
     )
 
 
@@ -155,9 +183,23 @@ class EdmServiceSpec(Strict):
     issued_field: str | None = Field(
         default=None, description="the evidence field with its issuing date (else: today)"
     )
+    about: Literal["natural-person", "legal-person"] = Field(
+        default="natural-person",
+        description=(
+            "whom the evidence is about: the request's NaturalPerson (its eIDAS identifier "
+            "XX/YY/ID gives the subject parameter XXID) or LegalPerson (its XX/YY/ID gives "
+            "legal_person_parameter the register code ID)"
+        ),
+    )
+    legal_person_parameter: str = Field(
+        default="code", description="the parameter taking a legal person's register code"
+    )
     family_name_field: str = "familyName"
     given_name_field: str = "givenName"
     date_of_birth_field: str = "dateOfBirth"
+    legal_name_field: str = Field(
+        default="name", description="the evidence field the legal name is checked on"
+    )
 
 
 class ConsoleSpec(StaffConsoleSpec):
@@ -202,7 +244,11 @@ class ServiceSpec(Strict):
 class GatewaySettings(RoleSettings):
     prefix: ClassVar[str] = "EXCHANGE_GATEWAY_"
     kind: ClassVar[str] = "gateway"
-    relative: ClassVar[tuple[str, ...]] = ("data_dir", "anchor", "schemas_dir")
+    relative: ClassVar[tuple[str, ...]] = (
+        "data_dir",
+        "anchor",
+        "schemas_dir",
+    )
 
     id: str
     data_dir: Path
@@ -213,6 +259,14 @@ class GatewaySettings(RoleSettings):
     consumer: Listen = Listen(port=8080)
     provider: Listen = Listen(port=8443)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_part_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description=(
+            "largest document part streamed through (a PDF scan): never held whole, bound by "
+            "its declared length and SHA-256; max_body_bytes caps everything around it"
+        ),
+    )
     request_ttl: float = Field(default=60.0, gt=0, description="seconds a request signature lives")
     clock_skew: float = Field(default=120.0, ge=0, description="seconds of tolerated clock drift")
     peer_timeout: float = Field(default=30.0, gt=0)
@@ -252,6 +306,20 @@ class GatewaySettings(RoleSettings):
         default=True,
         description="submit every tree head to the central authority's witness",
     )
+    audit_peer_witnesses: list[str] = Field(
+        default_factory=list,
+        description=(
+            "gateways (ids, as in the global configuration) of other members that witness this "
+            "gateway's tree heads besides the authority; off when empty"
+        ),
+    )
+    audit_peer_witness: bool = Field(
+        default=False,
+        description=(
+            "witness other members' gateways' tree heads (serve /witness/v1 on the provider "
+            "listener): check consistency, countersign, refuse and report forks"
+        ),
+    )
     audit_head_every: int = Field(default=10000, gt=0, description="records that force a head")
     consent_feed_max_age: float = Field(
         default=15.0,
@@ -274,16 +342,43 @@ class GatewaySettings(RoleSettings):
     def _preview_needs_identity(self) -> GatewaySettings:
         if self.preview is not None and self.identity is None:
             raise ValueError("a preview listener needs the [identity] of its citizens")
-        if any(s.preview for s in self.services) and self.preview is None:
-            raise ValueError("a service with preview = true needs a [preview] listener")
-        if any(s.preview and s.consent_policy != "consent" for s in self.services):
-            raise ValueError('preview = true needs consent_policy = "consent"')
-        edm = [s for s in self.services if s.edm is not None]
-        if edm and (self.edm is None or self.edm.provider is None):
-            raise ValueError("a service with [services.edm] needs [edm] folder and provider")
-        if any(s.subject_parameter is None or s.methods != ["POST"] for s in edm):
-            raise ValueError('an EDM service needs methods = ["POST"] and a subject_parameter')
+        for service in self.services:
+            problem = self.service_problem(service)
+            if problem is not None:
+                raise ValueError(problem)
         return self
+
+    def service_problem(self, service: ServiceSpec) -> str | None:
+        """What makes ``service`` unfit for this gateway, whether the settings file or the
+        console declares it (:mod:`exchange.gateway.declared`); ``None`` if nothing."""
+        if service.preview and self.preview is None:
+            return "a service with preview = true needs a [preview] listener"
+        if service.preview and service.consent_policy != "consent":
+            return 'preview = true needs consent_policy = "consent"'
+        if service.connector.document is not None:
+            if service.connector.type != "http":
+                return "a document (connector.document) is served by an http connector"
+            if service.preview or service.edm is not None or service.methods != ["GET"]:
+                return (
+                    'a document service takes methods = ["GET"], and neither preview nor '
+                    "[services.edm] (a document is never held whole, so it cannot be shown first)"
+                )
+        if service.edm is not None:
+            if self.edm is None or self.edm.provider is None:
+                return "a service with [services.edm] needs [edm] folder and provider"
+            if service.subject_parameter is None or service.methods != ["POST"]:
+                return 'an EDM service needs methods = ["POST"] and a subject_parameter'
+            if service.edm.about == "legal-person" and (
+                service.consent_policy == "consent"
+                or service.edm.legal_person_parameter not in service.parameters
+            ):
+                # Consent is a natural person's to give; a company's evidence is released on a
+                # legal basis or as public data, whoever represents the company.
+                return (
+                    "an EDM service about legal persons needs its legal_person_parameter among "
+                    'its parameters and consent_policy "legal-basis" or "public"'
+                )
+        return None
 
     @model_validator(mode="after")
     def _console_stays_local(self) -> GatewaySettings:

@@ -13,8 +13,11 @@ which is the safe outcome (that provider would execute every retry).
 
 The response signature binds the HTTP status, content type, body (SHA-256), client, service,
 message id and the hash of the request signature, so an answer can be neither replayed to
-another request nor altered. ``X-Road-Request-Hash`` is that hash: base64 of SHA-512 over the
-request signature.
+another request nor altered. An answer that streams a large document binds it as a *part*
+(claim ``parts``, the ``X-Exchange-Parts`` header: offset, length and SHA-256 of each) and the
+rest of its body by the ``body`` claim (:mod:`exchange.gateway.parts`); like the idempotency
+key, the claim is left out when there are no parts, so small answers are signed as before.
+``X-Road-Request-Hash`` is the hash of the request signature: base64 of SHA-512 over it.
 
 :func:`verify_request` checks signature and signer (through
 :func:`~exchange.trust.signed.verify_signed`), that every bound field equals the request
@@ -77,6 +80,7 @@ class ResponseClaims:
     service: str
     message_id: str
     request_hash: str
+    parts: str | None = field(default=None, kw_only=True)  # optional: see above
     iat: int
 
 
@@ -117,6 +121,7 @@ def request_claims(
 
 REQUEST_FIELDS = tuple(f.name for f in fields(RequestClaims))  # iat and exp come last
 OPTIONAL_CLAIMS = frozenset({"idempotency_key"})  # left out when null (see the docstring)
+OPTIONAL_RESPONSE_CLAIMS = frozenset({"parts"})  # likewise
 RESPONSE_FIELDS = tuple(f.name for f in fields(ResponseClaims))  # iat comes last
 
 
@@ -129,7 +134,11 @@ def sign_request(signer: Signer, claims: RequestClaims) -> str:
 
 
 def sign_response(signer: Signer, claims: ResponseClaims) -> str:
-    return signer.sign(_flat(claims, RESPONSE_FIELDS), RESPONSE_TYPE)
+    flat = _flat(claims, RESPONSE_FIELDS)
+    for name in OPTIONAL_RESPONSE_CLAIMS:
+        if flat[name] is None:
+            del flat[name]
+    return signer.sign(flat, RESPONSE_TYPE)
 
 
 def _flat(claims: object, names: tuple[str, ...]) -> dict[str, Any]:
@@ -184,11 +193,20 @@ def verify_response(
     provider: MemberId,
     view: TrustView,
     at: datetime,
+    streamed: bool = False,
 ) -> ResponseClaims:
-    claims = _claims(token, RESPONSE_TYPE, view, provider, at)
+    """Verify a response signature against the response as received. A ``streamed`` body has
+    not been read yet: its ``body`` claim is returned unchecked, for the reader to check as
+    the body passes (:func:`exchange.gateway.parts.verified`)."""
+    claims = dict(_claims(token, RESPONSE_TYPE, view, provider, at))
+    for name in OPTIONAL_RESPONSE_CLAIMS:
+        claims.setdefault(name, None)
     _typed(claims, RESPONSE_FIELDS)
     signed = ResponseClaims(**claims)
-    _compare(signed, received, RESPONSE_FIELDS[:-1], "response")
+    compared = RESPONSE_FIELDS[:-1]
+    if streamed:
+        compared = tuple(name for name in compared if name != "body")
+    _compare(signed, received, compared, "response")
     return signed
 
 

@@ -43,6 +43,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audit import merkle
+from audit.heads import ReceiptHeads, receipt_heads
 from audit.log import TREE_HEIGHT, USAGE_SERVICE, leaf_reader, listed, released
 from audit.models import AuditRecord, TreeHead
 from audit.receipt import make_receipt
@@ -301,7 +302,7 @@ class Usage:
         row: AuditRecord,
         record: dict[str, Any],
         members: dict[str, Any],
-        heads: dict[str, TreeHead] | None,
+        heads: dict[str, ReceiptHeads] | None,
     ) -> dict[str, Any]:
         service = str(record.get("service", ""))
         entry: dict[str, Any] = {
@@ -319,7 +320,7 @@ class Usage:
                 "legalBasis": record.get("legal_basis"),
                 "consent": record.get("consent"),
                 "messageId": record.get("message_id"),
-                "receipt": self._receipt(row, heads.get(row.chain)),
+                "receipt": self._receipt(row, heads[row.chain].covering(row.seq)),
             }
         )
         return entry
@@ -343,21 +344,11 @@ class Usage:
             return code
         return descriptions.get(unversioned(service), code)
 
-    def _heads(self, session: Session, chains: set[str]) -> dict[str, TreeHead]:
-        newest: dict[str, TreeHead] = {}
-        for chain in chains:
-            head = session.scalar(
-                select(TreeHead)
-                .where(TreeHead.chain == chain)
-                .order_by(TreeHead.size.desc())
-                .limit(1)
-            )
-            if head is not None:
-                newest[chain] = head
-        return newest
+    def _heads(self, session: Session, chains: set[str]) -> dict[str, ReceiptHeads]:
+        return {chain: receipt_heads(session, chain) for chain in chains}
 
     def _receipt(self, row: AuditRecord, head: TreeHead | None) -> dict[str, Any] | None:
-        if head is None or head.size <= row.seq:
+        if head is None:
             return None  # not yet covered by a signed head; the next one will
         tree = self._tree(row.chain, head.size)
         return make_receipt(

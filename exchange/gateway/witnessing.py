@@ -15,8 +15,8 @@ A countersignature that does not verify (another head's, not the instance witnes
 the same way and stored nowhere. A 409 ``StaleConsistencyProof`` (the witness holds a newer
 head, or moved on meanwhile) is tried again at the next round.
 
-Only the central authority is a witness today; peer gateways as further witnesses would take
-the same two calls.
+Peer gateways as further witnesses take the same two calls
+(:mod:`exchange.gateway.peerwitnessing`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import structlog
 from cryptography import x509
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from audit.log import AuditLog
@@ -65,14 +65,21 @@ class Witnessing:
         # What health shows: "ok" (newest head witnessed), "pending", "unreachable", "refused".
         self.state = "pending"
         self.refusal: dict[str, Any] | None = None  # the witness's last X-Road error body
+        self._stopping = False
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(min(self._interval, 1.0))
-            try:
-                await self.submit_pending()
-            except Exception as exc:  # tried again next round; the loop must not die
-                log.warning("audit.witness_failed", cause=type(exc).__name__)
+        try:
+            while True:
+                await asyncio.sleep(min(self._interval, 1.0))
+                try:
+                    await self.submit_pending()
+                except Exception as exc:  # tried again next round; the loop must not die
+                    log.warning("audit.witness_failed", cause=type(exc).__name__)
+        except asyncio.CancelledError:
+            # A submission under way in its thread goes on; if the witness went down with this
+            # process (the demo runs both), its failure is the shutdown's, not the witness's.
+            self._stopping = True
+            raise
 
     async def submit_pending(self) -> TreeHead | None:
         """Submit this chain's newest head if no witness countersigned it; the head, updated."""
@@ -120,7 +127,10 @@ class Witnessing:
         except (httpx.HTTPError, Error, ValueError, KeyError) as exc:
             self.state = "unreachable"
             self._outcome("unreachable")
-            log.warning("audit.witness_unreachable", chain=head.chain, cause=type(exc).__name__)
+            if self._stopping:  # tried again at the next start
+                log.info("audit.witness_cut_short", chain=head.chain, cause=type(exc).__name__)
+            else:
+                log.warning("audit.witness_unreachable", chain=head.chain, cause=type(exc).__name__)
             return head
         if reply.status_code != 200 or len(reply.content) > MAX_REPLY:
             return self._refused(head, reply)
@@ -136,7 +146,16 @@ class Witnessing:
             return self._rejected(head, exc)
         head.cosignature = json.dumps(cosignature)
         with Session(self._engine, expire_on_commit=False) as session:
-            session.merge(head)
+            # This column only: peer witnesses' countersignatures are kept beside it.
+            session.execute(
+                update(TreeHead)
+                .where(
+                    TreeHead.chain == head.chain,
+                    TreeHead.size == head.size,
+                    TreeHead.signature == head.signature,
+                )
+                .values(cosignature=head.cosignature)
+            )
             session.commit()
         self.state, self.refusal = "ok", None
         self._outcome("witnessed")

@@ -8,7 +8,8 @@ citizen uploads nothing.
 
 "Who accessed my data" (``/usage``) gathers the citizen's usage records from the usage service of
 every provider in the global configuration, through the same gateway and with the citizen's ID
-token, and checks any record's receipt against the provider's signed, timestamped tree head.
+token, and checks any record's receipt against the provider's signed, timestamped tree head
+(and the witness's countersignature of it, or says that one is pending).
 Releases are listed one by one; refused attempts apart, grouped by who asked for what. Citizens
 read plain words; the codes and reasons behind them go to the log, for operators.
 
@@ -518,6 +519,7 @@ def create_app(portal: Portal) -> Starlette:
                 "seq": int(seq),
                 "ok": checked.ok,
                 "timestamped": checked.timestamped,
+                "witnessed": checked.witnessed,
                 "register": register,
             },
             here="/usage",

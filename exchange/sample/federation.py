@@ -28,7 +28,7 @@ from exchange.identifiers import GatewayId, MemberId, SubsystemId
 from exchange.idp import files as idp_files
 from exchange.idp.provider import Citizen, Staff
 from exchange.portal.settings import Procedure, passport, teaching
-from exchange.sample import business, population
+from exchange.sample import business, oots, population
 from exchange.sample.labels import EVIDENCE_TYPES, MEMBER_NAMES, SAMPLE_LABELS
 from exchange.trust.globalconf_client import utcnow
 from exchange.tsa import files as tsa_files
@@ -232,14 +232,19 @@ def create(
     database_urls: tuple[str | None, str | None] = (None, None),
     central_database_url: str | None = None,
     more: MorePorts | None = None,
+    edm: Path | None = None,
 ) -> Federation:
     """Create the whole federation under ``base`` (which must not hold one yet).
 
     ``gateway_extra`` adds top-level settings to both gateways, ``extra_services`` adds
     ``[[services]]`` blocks to the provider, ``database_urls`` gives the provider's and the
     consumer's gateway a database other than their SQLite default; ``more`` adds the demo's
-    business register (SQL, public data) and university (HTTP backend, consent) with gateways.
+    business register (SQL, public data) and university (HTTP backend, consent) with gateways;
+    ``edm`` (the OOTS EDM material's folder, with ``more``) adds the EDM walkthrough's services
+    and the authority's Data Service Directory (:mod:`exchange.sample.oots`).
     """
+    if edm is not None and more is None:
+        raise ValueError("the EDM walkthrough needs the business register (more=...)")
     base = base.resolve()
     central_settings = CentralSettings.load(
         overrides={
@@ -248,6 +253,7 @@ def create(
             "public_url": f"http://127.0.0.1:{ports.central}",
             "database_url": central_database_url,
             "console": central_console(ports),
+            "edm_folder": edm,
         }
     )
     central_files.initialise(central_settings, instance=INSTANCE, at=utcnow())
@@ -334,6 +340,12 @@ def create(
             identity
             + preview(ports.preview, PREVIEW_CLIENT_ID)
             + console("population-gateway")
+            + (
+                ""
+                if edm is None
+                else oots.profile(edm, member=POPULATION.member_code, name="Population Register")
+                + oots.population_services(register)
+            )
             + population_services(register)
             + extra_services,
             base / "population-gateway",
@@ -343,7 +355,7 @@ def create(
             GatewayId(PORTAL, "gw1"),
             ["citizen-portal"],
             (ports.consumer_consumer, ports.consumer_tls),
-            console("portal-gateway"),
+            console("portal-gateway") + ("" if edm is None else oots.profile(edm)),
             base / "portal-gateway",
             database_urls[1],
         ),
@@ -357,7 +369,15 @@ def create(
                 ["business-registry"],
                 (more.business_consumer, more.business_tls),
                 # every register offers usage
-                identity + console("business-gateway") + business_services(companies),
+                identity
+                + console("business-gateway")
+                + (
+                    ""
+                    if edm is None
+                    else oots.profile(edm, member=BUSINESS.member_code, name="Business Register")
+                    + oots.business_services(companies)
+                )
+                + business_services(companies),
                 base / "business-gateway",
                 None,
             ),
@@ -398,6 +418,9 @@ def create(
     if more is not None:
         grants[others[0]] = [(BUSINESS_REGISTRATION, None)]
         grants[others[1]] = [(DIPLOMA, None)]
+    if edm is not None:
+        grants[provider].append((f"{POPULATION_REGISTRY}/{oots.BIRTH_CODE}", None))
+        grants[others[0]].append((f"{BUSINESS_REGISTRY}/{oots.COMPANY_CODE}", None))
     for config, granted in grants.items():
         settings = GatewaySettings.load(config)
         for subsystem, entries in catalogue(settings).items():

@@ -42,6 +42,7 @@ class Profile(enum.Enum):
     TLS = "tls"
     CONFIGURATION_SIGNING = "configuration-signing"
     TIMESTAMPING = "timestamping"
+    OCSP_SIGNING = "ocsp-signing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +241,15 @@ def _profile_extensions(
             [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
         )
         return [(usage, True), (eku, False), (_subject_alt_names(hosts), False)]
+    if profile is Profile.OCSP_SIGNING:
+        # RFC 6960 4.2.2.2: a delegated responder is named by id-kp-OCSPSigning; with
+        # id-pkix-ocsp-nocheck its own status is not asked (it lives briefly instead).
+        eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING])
+        return [
+            (_key_usage(digital_signature=True), True),
+            (eku, False),
+            (x509.OCSPNoCheck(), False),
+        ]
     # RFC 3161 section 2.3: the timeStamping key purpose must be the only one, and critical.
     eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING])
     return [(_key_usage(digital_signature=True, content_commitment=True), True), (eku, True)]

@@ -8,10 +8,14 @@ exchange. It fails closed: no answer, or one past its bound (the responder down 
 than that), is :class:`~exchange.errors.CertificateStatusUnknown`; ``revoked`` is
 :class:`~exchange.errors.InvalidSignature`.
 
-An answer is taken only if it is signed by the instance CA itself (delegated responder
-certificates are not accepted), names the serial asked about, and was not produced in the
-future. What is *not* checked here: TLS certificates (the CRL at the handshake,
-:mod:`exchange.trust.crl`).
+An answer is taken only if it is signed by the instance CA itself or by a delegated responder
+(RFC 6960 4.2.2.2): a certificate carried in the answer, issued directly by the instance CA,
+with the id-kp-OCSPSigning purpose, valid when checked, and named by the answer's responder
+id. A certificate of the CA for any other purpose (a member's signing key) signs no answer. The
+answer must also name the serial asked about and not be produced in the future.
+
+What is *not* checked here: TLS certificates (the CRL at the handshake, :mod:`exchange.trust.crl`),
+and the delegated responder's own revocation (it carries id-pkix-ocsp-nocheck and is short-lived).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from cryptography.exceptions import InvalidSignature as BadSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from exchange.errors import CertificateStatusUnknown, InvalidSignature
 from exchange.trust.keys import serial_hex
@@ -44,8 +49,34 @@ class Answer:
     produced: datetime  # the answer's thisUpdate: a held answer is never replaced by an older one
 
 
-def _signed_by(response: ocsp.OCSPResponse, ca: x509.Certificate) -> bool:
-    key = ca.public_key()
+def _delegated(
+    response: ocsp.OCSPResponse, ca: x509.Certificate, at: datetime
+) -> x509.Certificate | None:
+    """The delegated responder certificate the answer carries and names, if the CA issued it
+    for OCSP signing and it is valid ``at``."""
+    for candidate in response.certificates:
+        try:
+            candidate.verify_directly_issued_by(ca)
+            purposes = candidate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except (ValueError, TypeError, BadSignature, x509.ExtensionNotFound):
+            continue
+        if ExtendedKeyUsageOID.OCSP_SIGNING not in purposes:
+            continue
+        if not candidate.not_valid_before_utc <= at <= candidate.not_valid_after_utc:
+            continue
+        named = (
+            response.responder_name == candidate.subject
+            if response.responder_name is not None
+            else response.responder_key_hash
+            == x509.SubjectKeyIdentifier.from_public_key(candidate.public_key()).digest
+        )
+        if named:
+            return candidate
+    return None
+
+
+def _signed_by(response: ocsp.OCSPResponse, signer: x509.Certificate) -> bool:
+    key = signer.public_key()
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
             algorithm = response.signature_hash_algorithm
@@ -85,7 +116,11 @@ def check_response(
     if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
         raise CertificateStatusUnknown(f"the OCSP responder answered {response.response_status}")
     if not _signed_by(response, ca):
-        raise CertificateStatusUnknown("the OCSP answer is not signed by the instance CA")
+        delegated = _delegated(response, ca, at)
+        if delegated is None or not _signed_by(response, delegated):
+            raise CertificateStatusUnknown(
+                "the OCSP answer is not signed by the instance CA or its delegated responder"
+            )
     if response.serial_number != certificate.serial_number:
         raise CertificateStatusUnknown("the OCSP answer is about another certificate")
     status = response.certificate_status

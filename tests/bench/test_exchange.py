@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from bench.exchange import DIRECT, EXCHANGE, TARGETS, Row, parse_args, report
+from bench.exchange import (
+    DIRECT,
+    EXCHANGE,
+    IDEMPOTENCY,
+    NO_WITNESS,
+    QUOTA,
+    TARGETS,
+    Row,
+    costs,
+    ocsp_lookup_us,
+    parse_args,
+    report,
+)
 from bench.load import Load
 
 
@@ -60,3 +72,40 @@ def test_the_report_puts_the_targets_beside_the_figures() -> None:
     assert "full exchange, SQLite" in printed
     assert "471/s  not met" in printed
     assert "3.10 ms  not met" in printed
+
+
+def test_costs_are_off_by_default_and_each_variant_is_printed_beside_the_plain_exchange() -> None:
+    assert not parse_args([]).costs
+    assert parse_args(["--costs", "--seconds", "3"]).costs
+    measured = rows(rate=300, p50_ms=5.0, cpu_ms=5.0)
+    direct = measured[2]  # 50 clients
+    for variant, cpu_ms, p50_ms in (
+        (QUOTA, 5.2, 5.1),
+        (IDEMPOTENCY, 5.5, 5.4),
+        (NO_WITNESS, 4.9, 5.0),
+    ):
+        measured.append(
+            Row(
+                EXCHANGE,
+                "SQLite",
+                50,
+                Load(290, 1, p50_ms, 9, 0, 0.1),
+                {"consumer": cpu_ms / 2, "provider": cpu_ms / 2},
+                {},
+                direct,
+                variant,
+            )
+        )
+    printed = costs(measured, ocsp_us=2.0)
+    lines = {line.split("  ")[0]: line for line in printed.splitlines()}
+    assert "+0.20" in lines["full exchange, SQLite, with a quota"]
+    assert "+0.50" in lines["full exchange, SQLite, with Idempotency-Key"]
+    assert "-0.10" in lines["full exchange, SQLite, witnessing off"]
+    assert "2.00 us per status lookup" in printed
+    assert "0.0060 ms" in printed  # three lookups per exchange
+    # The main table names the variants too.
+    assert "full exchange, SQLite, with a quota" in report(measured, "wrk")
+
+
+def test_the_ocsp_lookup_is_measured_on_a_verified_answer() -> None:
+    assert 0 < ocsp_lookup_us(lookups=1000) < 1000

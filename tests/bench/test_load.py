@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import http.server
 import os
+import shutil
 import subprocess
 import sys
+import threading
+from typing import ClassVar
 
 import pytest
 
-from bench.load import cpu_seconds, family, parse_wrk
+from bench.load import DRIVERS, FRESH, cpu_seconds, family, parse_wrk
 
 REPORT = """\
 Running 10s test @ http://127.0.0.1:18765/births?person=EE38001085718
@@ -61,3 +65,41 @@ def test_a_process_and_its_children_are_measured_together() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers 200 and keeps each request's headers."""
+
+    seen: ClassVar[list[dict[str, str]]] = []
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.seen.append(dict(self.headers.items()))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("driver", sorted(DRIVERS))
+def test_a_fresh_header_has_a_new_value_on_every_request(driver: str) -> None:
+    if driver == "wrk" and shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed")
+    _Recorder.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/x"
+        measured = DRIVERS[driver](url, {"X-Kept": "same", "Idempotency-Key": FRESH}, 2, 1)
+    finally:
+        server.shutdown()
+        server.server_close()
+    keys = [headers["Idempotency-Key"] for headers in _Recorder.seen]
+    assert measured.answered > 10
+    assert len(keys) == len(set(keys)) == len(_Recorder.seen)
+    assert FRESH not in keys
+    assert {headers["X-Kept"] for headers in _Recorder.seen} == {"same"}

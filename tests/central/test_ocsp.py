@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from exchange.trust.keys import build_csr, csr_pem, generate_key
 from tests.central import test_server
@@ -86,3 +89,42 @@ def test_get_per_appendix_a_and_unknown_serials(running_central: RunningCentral)
         httpx.post(f"{running_central.url}/ocsp", content=b"junk").content
     )
     assert garbage.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+@pytest.fixture
+def delegated_central(tmp_path: Path, database_url: str) -> Iterator[RunningCentral]:
+    """The authority with a delegated OCSP responder (EXCHANGE_CENTRAL_OCSP_DELEGATED)."""
+    with test_server.serving_central(tmp_path, database_url, ocsp_delegated=True) as central:
+        yield central
+
+
+def test_a_delegated_responder_signs_and_openssl_accepts_it(
+    delegated_central: RunningCentral, tmp_path: Path
+) -> None:
+    signing = issue(delegated_central)
+    good = openssl_ocsp(delegated_central, tmp_path, signing["certificate"])
+    assert ": good" in good
+    issuer = x509.load_pem_x509_certificate(httpx.get(f"{delegated_central.url}/ca.pem").content)
+    certificate = x509.load_pem_x509_certificate(signing["certificate"].encode())
+    answer = ocsp.load_der_ocsp_response(
+        httpx.post(
+            f"{delegated_central.url}/ocsp", content=request_for(certificate, issuer)
+        ).content
+    )
+    # Signed by the responder certificate it carries, not by the CA: RFC 6960 4.2.2.2.
+    [responder] = answer.certificates
+    assert responder != issuer
+    responder.verify_directly_issued_by(issuer)
+    usage = responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.OCSP_SIGNING]
+    assert responder.extensions.get_extension_for_class(x509.OCSPNoCheck)
+    assert (
+        answer.responder_key_hash
+        == x509.SubjectKeyIdentifier.from_public_key(responder.public_key()).digest
+    )
+    # The responder's key is in the data folder, kept across restarts.
+    assert (delegated_central.data_dir / "ocsp.key").exists()
+    with delegated_central.api() as api:
+        api.post(f"/certificates/{signing['serial']}/revoke", json={"reason": "keyCompromise"})
+    revoked = openssl_ocsp(delegated_central, tmp_path, signing["certificate"])
+    assert ": revoked" in revoked

@@ -7,12 +7,14 @@ thread of this process; the command line itself (``central init``, ``central ser
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -53,8 +55,18 @@ class RunningCentral:
 
 @pytest.fixture
 def running_central(tmp_path: Path, database_url: str) -> Iterator[RunningCentral]:
+    with serving_central(tmp_path, database_url) as central:
+        yield central
+
+
+@contextlib.contextmanager
+def serving_central(
+    tmp_path: Path, database_url: str, **settings_: Any
+) -> Iterator[RunningCentral]:
+    """An authority initialised in ``tmp_path``, served until the block ends (``settings_``:
+    further settings, e.g. ``ocsp_delegated=True``)."""
     settings = CentralSettings(
-        data_dir=tmp_path / "central", database_url=database_url, port=free_port()
+        data_dir=tmp_path / "central", database_url=database_url, port=free_port(), **settings_
     )
     material = files.initialise(settings, instance="EE", at=utcnow())
     engine = build_engine(settings.db_url)

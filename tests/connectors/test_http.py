@@ -7,6 +7,7 @@ import pytest
 from connectors.base import ConnectorRequest
 from connectors.http import HttpConnector, _decode
 from exchange.errors import InvalidRequest, NetworkError, ServiceFailed
+from tests.gateway.registry_server import running_registry
 
 
 def test_values_fill_one_path_segment_each() -> None:
@@ -83,3 +84,25 @@ async def test_a_backend_that_refuses_the_connection_is_a_network_error() -> Non
     finally:
         await connector.close()
     assert refused.value.status == 503
+
+
+async def test_the_probe_reaches_the_backend_without_asking_for_a_record() -> None:
+    """A HEAD on the address before its first placeholder: any answer below 500 shows the
+    backend is there; no record is asked for."""
+    with running_registry() as registry:
+        connector = HttpConnector(url=f"{registry.url}/diplomas/{{person}}", parameters=("person",))
+        try:
+            said = await connector.probe()
+        finally:
+            await connector.close()
+        assert said == f"the backend answered HTTP 404 at {registry.url}/diplomas/"
+        assert registry.calls == 0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gone = HttpConnector(url=f"http://127.0.0.1:{port}/{{person}}", parameters=("person",))
+    try:
+        with pytest.raises(NetworkError, match="the backend cannot be reached"):
+            await gone.probe()
+    finally:
+        await gone.close()

@@ -112,3 +112,24 @@ async def test_slow_query_is_stopped_at_the_timeout(register: Path) -> None:
     await connector.close()
     # The interrupted statement released its thread: a normal query still runs at once.
     assert (await births(register).fetch(ask(person=MARI)))["givenName"] == "Mari"
+
+
+async def test_the_probe_plans_the_query_and_reads_no_record(register: Path) -> None:
+    """The console's "test the connection": the query's tables and columns are resolved by the
+    database, no row is read; what is wrong is said in the driver's words, without the URL."""
+    connector = births(register)
+    try:
+        assert await connector.probe() == "the database answered and accepts the query"
+    finally:
+        await connector.close()
+    wrong = SqlConnector(
+        url=f"sqlite:///{register}",
+        query="SELECT no_such_column FROM births WHERE person_code = :person",
+        parameters=("person",),
+    )
+    try:
+        with pytest.raises(ServiceFailed, match="no such column: no_such_column") as refused:
+            await wrong.probe()
+    finally:
+        await wrong.close()
+    assert str(register) not in refused.value.message

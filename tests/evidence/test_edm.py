@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from exchange.errors import InvalidXml
+from exchange.errors import InvalidRequest, InvalidXml
 from exchange.evidence.edm import NS
 from exchange.evidence.edm.query import Unsupported, read_request
 from exchange.evidence.edm.schemaset import EdmProfileError, EdmSchemas, InvalidEdm
-from tests.oots import BIRTH_REQUEST, material, request_samples
+from tests.oots import BIRTH_REQUEST, COMPANY_REQUEST, material, request_samples
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,31 @@ def test_the_birth_request_reads_as_what_a_provider_decides_on(schemas: EdmSchem
     assert isinstance(person.date_of_birth, date)
     assert request.requester is not None
     assert request.requester.scheme
+
+
+def test_the_company_request_reads_as_a_legal_person(schemas: EdmSchemas) -> None:
+    root = schemas.parse((material() / COMPANY_REQUEST).read_bytes(), what="the request")
+    request = read_request(root, about="legal-person")
+    assert request.person is None
+    company = request.company
+    assert company is not None
+    assert (company.nationality, company.national_id) == ("SE", "12132123Y")
+    assert company.legal_name == "Sweden ltd"
+    assert company.identifier == "SE/DE/12132123Y"
+    assert request.representative is not None  # the sample names one
+    assert request.procedure == "X4"
+    with pytest.raises(Unsupported):  # at a service about natural persons
+        read_request(root)
+
+
+def test_a_representative_must_be_named_by_an_eidas_identifier(schemas: EdmSchemas) -> None:
+    root = schemas.parse((material() / COMPANY_REQUEST).read_bytes(), what="the request")
+    identifier = root.find(".//sdg:Person/sdg:Identifier", NS)
+    assert identifier is not None
+    identifier.text = "123123123"
+    with pytest.raises(InvalidRequest) as refused:
+        read_request(root, about="legal-person")
+    assert refused.value.detail == "AuthorizedRepresentative/Identifier"
 
 
 def test_what_is_not_offered_is_unsupported(schemas: EdmSchemas) -> None:

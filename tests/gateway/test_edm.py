@@ -1,10 +1,12 @@
-"""OOTS EDM through both gateways: the official birth certificate request answered with EDM
-evidence, each EDM error code the provider produces, and preview by PreviewLocation.
+"""OOTS EDM through both gateways: the official birth certificate and commercial register
+requests answered with EDM evidence, each EDM error code the provider produces, and preview by
+PreviewLocation.
 
 The federation here is the sample one with the EDM profile on both gateways, pointed at the
-official material beside the repository (tests/oots.py), and three EDM services on the
-population register: the birth certificate on a legal basis, the same under the person's consent
-with preview, and two python registries for a timeout and a broken answer."""
+official material beside the repository (tests/oots.py), and EDM services on the population
+register's gateway: the birth certificate on a legal basis, the same under the person's consent
+with preview, two python registries for a timeout and a broken answer, and a company extract
+from a business register (about legal persons, on a legal basis)."""
 
 from __future__ import annotations
 
@@ -22,25 +24,26 @@ from lxml import etree
 from exchange.db.engine import build_engine
 from exchange.evidence.edm import NS
 from exchange.evidence.edm.answers import split_related
-from exchange.evidence.edm.query import read_request
+from exchange.evidence.edm.query import EdmRequest, read_request
 from exchange.evidence.edm.schemaset import EdmProfileError, EdmSchemas
 from exchange.gateway.access import AccessRights
 from exchange.gateway.node import Gateway
 from exchange.gateway.settings import GatewaySettings
-from exchange.sample import federation, population
+from exchange.sample import business, federation, population
 from exchange.trust.globalconf_client import utcnow
 from tests.gateway import edm_registry
 from tests.gateway.conftest import GATEWAY_EXTRA, MARI, PORTAL_CLIENT, Roles
 from tests.gateway.registry_server import running_registry
 from tests.gateway.test_preview import decide
 from tests.inprocess import LiveClock
-from tests.oots import BIRTH_REQUEST, material, request_samples, rules
+from tests.oots import BIRTH_REQUEST, COMPANY_REQUEST, material, request_samples, rules
 from tests.servers import free_port
 
 LEGAL = f"{federation.POPULATION_REGISTRY}/birth-certificate-oots"
 CONSENTED = f"{federation.POPULATION_REGISTRY}/birth-certificate-oots-consent"
 HELD = f"{federation.POPULATION_REGISTRY}/birth-oots-held"
 BROKEN = f"{federation.POPULATION_REGISTRY}/birth-oots-broken"
+COMPANY = f"{federation.POPULATION_REGISTRY}/company-extract-oots"
 LEGAL_BASIS = "Single Digital Gateway Regulation Art. 14"
 EDM_TYPE = "application/x-ebrs+xml"
 SAMPLE = "2.1 Step 1  Evidence Request - Birth - full example.xml"
@@ -48,6 +51,49 @@ SAMPLE = "2.1 Step 1  Evidence Request - Birth - full example.xml"
 
 def _sample() -> bytes:
     return (material() / BIRTH_REQUEST / SAMPLE).read_bytes()
+
+
+def _company_sample() -> bytes:
+    """The official commercial register request, with its one slip mended: it writes Greece
+    ``GR`` where the EU's country list (R-EDM-REQ-C067) has ``EL``, so the consumer gateway
+    refuses it as published (tests/gateway/test_edm_consumer.py shows that refusal)."""
+    official = (material() / COMPANY_REQUEST).read_bytes()
+    slip = b"<sdg:AdminUnitLevel1>GR</sdg:AdminUnitLevel1>"
+    assert official.count(slip) == 1
+    return official.replace(slip, b"<sdg:AdminUnitLevel1>EL</sdg:AdminUnitLevel1>")
+
+
+def _company_service(register: Path, offer: dict[str, str]) -> str:
+    """The business register's registration as an EDM company extract (public registers'
+    data about legal persons, released on a legal basis)."""
+    fields = "".join(
+        f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in business.REGISTRATION_FIELDS.items()
+    )
+    return (
+        "\n[[services]]\n"
+        'subsystem = "population-registry"\ncode = "company-extract-oots"\n'
+        'evidence_type = "business-registration"\nconsent_policy = "legal-basis"\n'
+        'methods = ["POST"]\nparameters = ["code"]\nsubject_parameter = ""\n'
+        '[services.connector]\ntype = "sql"\n'
+        f"url = {json.dumps(f'sqlite:///{register}')}\n"
+        f'query = {json.dumps(business.REGISTRATION_QUERY)}\njson_columns = ["board"]\n'
+        f"[services.connector.fields]\n{fields}"
+        "[services.edm]\n"
+        'about = "legal-person"\nlegal_person_parameter = "code"\n'
+        f"evidence_type_classification = {json.dumps(offer['classification'])}\n"
+        f"conforms_to = {json.dumps(offer['conforms_to'])}\n"
+        f"transformations = [{json.dumps(offer['transformation'])}]\n"
+        'issued_field = "registeredOn"\nvalid_for_days = 89\n'
+        '[services.edm.titles]\nEN = "Extract of the Commercial Register"\n'
+    )
+
+
+def _offer(request: EdmRequest) -> dict[str, str]:
+    return {
+        "classification": request.evidence_type_classification,
+        "conforms_to": request.conforms_to or "",
+        "transformation": request.transformation or "",
+    }
 
 
 def _service(
@@ -71,13 +117,14 @@ def _service(
 @contextlib.contextmanager
 def edm_federation(base: Path) -> Iterator[Roles]:
     folder = material()
-    asked = read_request(EdmSchemas.load(folder).parse(_sample(), what="sample"))
-    offer = {
-        "classification": asked.evidence_type_classification,
-        "conforms_to": asked.conforms_to or "",
-        "transformation": asked.transformation or "",
-    }
+    schemas = EdmSchemas.load(folder)
+    asked = read_request(schemas.parse(_sample(), what="sample"))
+    offer = _offer(asked)
+    about_company = read_request(
+        schemas.parse(_company_sample(), what="sample"), about="legal-person"
+    )
     register = base / "registries" / "population.db"
+    companies = base / "registries" / "business.db"
     url, query = json.dumps(f"sqlite:///{register}"), json.dumps(population.BIRTH_QUERY)
     sql = (
         f'[services.connector]\ntype = "sql"\nurl = {url}\nquery = {query}\n'
@@ -109,9 +156,13 @@ def edm_federation(base: Path) -> Iterator[Roles]:
             preview=False,
             offer=offer,
         )
+        + _company_service(companies, _offer(about_company))
     )
+    # The test federation's preview pages are plain http, which R-EDM-REQ-C005 forbids to the
+    # PreviewLocation of a second request: waived here, as an operator would have to.
     edm = (
         f"\n[edm]\nfolder = {json.dumps(str(folder))}\n"
+        'waived_rules = ["R-EDM-REQ-C005"]\n'
         '[edm.provider]\nid = "70000310"\nscheme = "urn:cef.eu:names:identifier:EAS:0191"\n'
         'name = "Population Register"\n'
     )
@@ -120,7 +171,20 @@ def edm_federation(base: Path) -> Iterator[Roles]:
         layout = federation.create(
             base, ports, gateway_extra=GATEWAY_EXTRA + edm, extra_services=services
         )
-        person = asked.person
+        business.create(companies)
+        company = about_company.company
+        assert company is not None  # the sample is about a legal person
+        with sqlite3.connect(companies) as db:  # the official sample's company, registered here
+            db.execute(
+                "INSERT INTO companies VALUES (?, ?, 'private-limited-company', 'active',"
+                " '2023-02-09', 'Prince Street', '15', '11121', 'Stockholm', NULL)",
+                (company.national_id, company.legal_name),
+            )
+            db.execute(
+                "INSERT INTO board_members VALUES (?, NULL, 'John', 'Doe', 'chair')",
+                (company.national_id,),
+            )
+        person = asked.natural_person
         with sqlite3.connect(register) as db:  # the official sample's person, born here
             db.execute(
                 "INSERT INTO births (person_code, given_name, family_name, born_on,"
@@ -136,7 +200,7 @@ def edm_federation(base: Path) -> Iterator[Roles]:
         access = AccessRights(
             build_engine(GatewaySettings.load(layout.provider).db_url), cache_ttl=0, clock=utcnow
         )
-        for service in (LEGAL, HELD, BROKEN):
+        for service in (LEGAL, HELD, BROKEN, COMPANY):
             access.grant(
                 service=service, subject=PORTAL_CLIENT, legal_basis=LEGAL_BASIS, actor="test"
             )
@@ -238,6 +302,59 @@ def test_the_official_birth_request_is_answered_with_edm_evidence(roles: Roles) 
         assert root.findtext(".//sdg:IssuingDate", namespaces=NS) == "1970-03-03"
 
 
+def test_the_official_company_request_is_answered_with_edm_evidence(roles: Roles) -> None:
+    # The sample also names an authorised representative: read, and not relied on, since a
+    # company's extract is released on the requester's legal basis.
+    answer = post(roles, COMPANY, _company_sample(), **{"X-Exchange-Purpose": "oots:X4"})
+    assert answer.status_code == 200, answer.text
+    parts = split_related(answer.headers["content-type"], answer.content)
+    (kind, document), (evidence_kind, evidence) = parts.values()
+    assert (kind, evidence_kind) == (EDM_TYPE, "application/xml")
+    root = etree.fromstring(document)
+    EdmSchemas.load(material()).validate(root, what="the response")
+    assert rules("RESP").failures(document) == []
+    asked = etree.fromstring(_company_sample())
+    assert root.get("requestId") == asked.get("id")
+    about = root.find(".//sdg:IsAbout/sdg:LegalPerson", NS)
+    assert about is not None
+    assert about.findtext("sdg:LegalPersonIdentifier", namespaces=NS) == "SE/DE/12132123Y"
+    assert about.findtext("sdg:LegalName", namespaces=NS) == "Sweden ltd"
+    assert root.findtext(".//sdg:ValidityPeriod/sdg:EndDate", namespaces=NS) == "2023-05-09"
+    extract = etree.fromstring(evidence)
+    found = extract.findtext("{urn:exchange:evidence:business-registration:1}registryCode")
+    assert found == "12132123Y"
+
+
+def test_0004_a_company_that_does_not_match_its_legal_name_is_not_found(roles: Roles) -> None:
+    def renamed(root: etree._Element) -> None:
+        element = root.find(".//sdg:LegalPerson/sdg:LegalName", NS)
+        assert element is not None
+        element.text = "Sweden Holdings ltd"
+
+    def unknown(root: etree._Element) -> None:
+        element = root.find(".//sdg:LegalPerson/sdg:LegalPersonIdentifier", NS)
+        assert element is not None
+        element.text = "SE/DE/99999999Y"
+
+    purpose = {"X-Exchange-Purpose": "oots:X4"}
+    mismatch = exception_of(post(roles, COMPANY, edited(_company_sample(), renamed), **purpose))
+    missing = exception_of(post(roles, COMPANY, edited(_company_sample(), unknown), **purpose))
+    for found in (mismatch, missing):
+        assert found.get("code") == "EDM:ERR:0004"
+    assert mismatch.get("message") == missing.get("message")  # no oracle for register codes
+
+
+def test_0007_a_subject_of_the_other_kind(roles: Roles) -> None:
+    company_at_births = exception_of(
+        post(roles, LEGAL, _company_sample(), **{"X-Exchange-Purpose": "oots:X4"})
+    )
+    person_at_companies = exception_of(post(roles, COMPANY, _sample()))
+    assert company_at_births.get("detail") == "LegalPerson"
+    assert person_at_companies.get("detail") == "NaturalPerson"
+    for found in (company_at_births, person_at_companies):
+        assert found.get("code") == "EDM:ERR:0007"
+
+
 def test_the_consumer_gateway_refuses_what_breaks_the_schema_before_signing(roles: Roles) -> None:
     broken = _sample().replace(b"sdg:FamilyName>", b"sdg:Surname>")
     dtd = _sample().replace(b"?>", b'?><!DOCTYPE q SYSTEM "http://127.0.0.1:9/q.dtd">', 1)
@@ -334,14 +451,24 @@ def test_0002_preview_required_then_exactly_the_previewed_evidence(roles: Roles)
 
 
 def test_0003_a_request_that_is_valid_but_means_nothing_here(roles: Roles) -> None:
+    # Valid EDM that the business rules let through, contradicted by the X-Road purpose.
+    found = exception_of(post(roles, LEGAL, _sample(), **{"X-Exchange-Purpose": "oots:T1"}))
+    assert found.get("code") == "EDM:ERR:0003"
+    assert found.get(f"{{{NS['xsi']}}}type") == "rs:InvalidRequestExceptionType"
+
+    # A company's representative is not relied on, but must still be a person one can name:
+    # the consumer gateway's business rules refuse it first (the provider's own check of it is
+    # tests/evidence/test_edm.py::test_a_representative_must_be_named_by_an_eidas_identifier).
     def not_eidas(root: etree._Element) -> None:
         element = root.find(".//sdg:Person/sdg:Identifier", NS)
         assert element is not None
         element.text = "123123123"
 
-    found = exception_of(post(roles, LEGAL, edited(_sample(), not_eidas)))
-    assert found.get("code") == "EDM:ERR:0003"
-    assert found.get(f"{{{NS['xsi']}}}type") == "rs:InvalidRequestExceptionType"
+    unnamed = edited(_company_sample(), not_eidas)
+    refused = post(roles, COMPANY, unnamed, **{"X-Exchange-Purpose": "oots:X4"})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["type"] == "Client.InvalidEdm"
+    assert refused.json()["detail"].startswith("R-EDM-REQ-")
 
 
 def test_0004_a_person_who_does_not_match_the_data_set_is_not_found(roles: Roles) -> None:
@@ -376,7 +503,10 @@ def test_0006_an_evidence_type_the_service_does_not_offer(roles: Roles) -> None:
     def other(root: etree._Element) -> None:
         element = root.find(".//sdg:EvidenceTypeClassification", NS)
         assert element is not None
-        element.text = "https://sr.oots.tech.europa.eu/evidencetypeclassifications/EE/other"
+        element.text = (
+            "https://sr.oots.tech.europa.eu/evidencetypeclassifications/EE/"
+            "0b6f2a8e-6f1c-4c55-9d1e-3c1f5a0e9b21"
+        )
 
     found = exception_of(post(roles, LEGAL, edited(_sample(), other)))
     assert found.get("code") == "EDM:ERR:0006"
@@ -390,9 +520,15 @@ def test_0007_a_distribution_or_subject_not_offered(roles: Roles) -> None:
         element.text = "application/pdf"
 
     def company(root: etree._Element) -> None:
+        # The official commercial register request's company in place of the person.
         slot = root.find(".//query:Query/rim:Slot[@name='NaturalPerson']", NS)
         assert slot is not None
-        slot.set("name", "LegalPerson")
+        (tax,) = [path for path in request_samples() if "Tax" in path.name]
+        legal = etree.fromstring(tax.read_bytes()).find(
+            ".//query:Query/rim:Slot[@name='LegalPerson']", NS
+        )
+        assert legal is not None
+        slot.getparent().replace(slot, legal)  # type: ignore[union-attr]
 
     for change in (pdf, company):
         found = exception_of(post(roles, LEGAL, edited(_sample(), change)))
@@ -415,6 +551,11 @@ def test_the_profile_refuses_to_start_without_its_folder(roles: Roles, tmp_path:
     with pytest.raises(EdmProfileError, match=r"oots-edm does not exist: install the OOTS EDM"):
         Gateway(moved, migrates=False)
     declared = settings.model_dump()
+    (company,) = (s for s in declared["services"] if s["code"] == "company-extract-oots")
+    company["consent_policy"] = "consent"  # consent is a natural person's to give
+    with pytest.raises(ValueError, match=r"about legal persons needs .* \"legal-basis\""):
+        GatewaySettings.model_validate(declared)
+    company["consent_policy"] = "legal-basis"
     declared["edm"] = None
     with pytest.raises(ValueError, match=r"\[services\.edm\] needs \[edm\] folder and provider"):
         GatewaySettings.model_validate(declared)

@@ -15,7 +15,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from audit import bundle
@@ -29,8 +29,11 @@ from exchange.central.witness import MAX_CHAINS_PER_GATEWAY
 from exchange.db.engine import build_engine, sqlite_url
 from exchange.gateway import files
 from exchange.gateway.node import Gateway
+from exchange.gateway.peerwitnessing import PeerWitnessing
 from exchange.gateway.witnessing import Witnessing
+from tests.browser import Browser
 from tests.gateway.conftest import MARI, RESIDENCE, Roles
+from tests.gateway.test_usage import usage
 from tests.servers import exchange
 
 
@@ -107,6 +110,19 @@ def fork_on_a_copy(roles: Roles, tmp_path: Path) -> Witnessing:
     """A copy of the provider's database whose unwitnessed last record is rewritten and whose
     history is signed anew with the member's key, as whoever holds both could."""
     provider = roles.provider
+    forged, engine = forged_copy(roles, tmp_path)
+    return Witnessing(
+        audit=forged,
+        engine=engine,
+        configuration=lambda: provider.trust.view().configuration,
+        interval=5,
+        transport=roles.roles._blocking,
+    )
+
+
+def forged_copy(roles: Roles, tmp_path: Path) -> tuple[AuditLog, Engine]:
+    """The forged log of :func:`fork_on_a_copy`, its new head signed, and its database."""
+    provider = roles.provider
     copy = tmp_path / "copy.db"
     source = sqlite3.connect(provider.settings.data_dir / "gateway.db")
     target = sqlite3.connect(copy)
@@ -145,13 +161,7 @@ def fork_on_a_copy(roles: Roles, tmp_path: Path) -> Witnessing:
         transport=roles.roles._blocking,
     )
     roles.roles.run(keeper.sign_now())
-    return Witnessing(
-        audit=forged,
-        engine=engine,
-        configuration=lambda: provider.trust.view().configuration,
-        interval=5,
-        transport=roles.roles._blocking,
-    )
+    return forged, engine
 
 
 def test_a_forked_log_is_refused_and_reported(fresh_roles: Roles, tmp_path: Path) -> None:
@@ -402,3 +412,228 @@ def test_chains_must_name_a_replica_and_are_capped_per_gateway(fresh_roles: Role
     # Chains already held go on.
     again = signed_head(provider, f"{gateway_id}/r0", 1, "11" * 32, at + timedelta(seconds=1))
     assert post(roles, {"head": again}).status_code == 200  # signed again later: held
+
+
+def records_of(roles: Roles, citizen: str = MARI) -> list[dict[str, Any]]:
+    """The citizen's usages with their receipts, as the portal fetches them."""
+    found = usage(
+        roles, "/v1/records", token=roles.id_token(citizen), user=citizen, userCode=citizen
+    )
+    assert found.status_code == 200, found.text
+    usages: list[dict[str, Any]] = found.json()["usages"]
+    return usages
+
+
+def test_receipts_carry_the_newest_witnessed_head_or_say_witnessing_is_pending(
+    fresh_roles: Roles, tmp_path: Path
+) -> None:
+    roles, provider = fresh_roles, fresh_roles.provider
+    config = str(roles.layout.provider)
+    anchors = bundle.anchors(
+        provider.trust.view().configuration, provider.audit.chain, [provider.signer.certificate]
+    )
+    asked = {"X-Road-UserId": MARI}
+    assert roles.call(f"{RESIDENCE}?person={MARI}", headers=asked).status_code == 200
+    first = signed_and_witnessed(roles, provider)
+    assert roles.call(f"{RESIDENCE}?person={MARI}", headers=asked).status_code == 200
+    newer = roles.roles.run(provider.heads.sign_now())  # signed, not yet witnessed
+    assert newer.size > first.size
+    newest, older = records_of(roles)
+    # The older access is proven against the witnessed head, not the newer unwitnessed one.
+    assert older["receipt"]["witness"] == "countersigned"
+    assert older["receipt"]["size"] == first.size
+    assert verify_receipt(older["receipt"], anchors=anchors).witnessed
+    # The newer one is covered only by the unwitnessed head: proven, and said to be pending.
+    assert newest["receipt"]["witness"] == "pending"
+    assert newest["receipt"]["size"] == newer.size
+    pending = verify_receipt(newest["receipt"], anchors=anchors)
+    assert pending.ok
+    assert not pending.witnessed
+    # The gateway's own proof endpoint picks the same heads.
+    consumer = f"http://127.0.0.1:{roles.ports.provider_consumer}"
+    seq = older["receipt"]["seq"]
+    proven = roles.http.get(f"{consumer}/audit/records/{seq}/proof").json()
+    assert (proven["size"], proven["witness"]) == (first.size, "countersigned")
+    # A citizen who kept the pending receipt is told to fetch it again.
+    kept = tmp_path / "receipts.json"
+    kept.write_text(json.dumps([newest["receipt"]]))
+    roles.roles.run(provider.witnessing.submit_pending())
+    refused = exchange("audit", "verify", "-c", config, "--heads", str(kept), "--require-witness")
+    assert refused.returncode == 1
+    assert f"record {newest['receipt']['seq']} carries no witness countersignature" in (
+        refused.stderr
+    )
+    # Once the witness has countersigned, a later fetch gets the witnessed head.
+    again, _ = records_of(roles)
+    assert again["receipt"]["witness"] == "countersigned"
+    assert again["receipt"]["size"] == newer.size
+    assert verify_receipt(again["receipt"], anchors=anchors).witnessed
+    kept.write_text(json.dumps([again["receipt"]]))
+    checked = exchange("audit", "verify", "-c", config, "--heads", str(kept), "--require-witness")
+    assert checked.returncode == 0, checked.stderr
+    assert "1 kept heads checked" in checked.stdout
+    # A kept receipt whose countersignature was tampered with proves nothing.
+    forged = again["receipt"] | {
+        "head": again["receipt"]["head"] | {"cosignature": {"signature": "x", "certificate": ""}}
+    }
+    kept.write_text(json.dumps([forged]))
+    bad = exchange("audit", "verify", "-c", config, "--heads", str(kept))
+    assert bad.returncode == 1
+    assert "countersignature does not verify" in bad.stderr
+
+
+def test_the_portal_says_whether_the_witness_has_countersigned(fresh_roles: Roles) -> None:
+    roles, provider = fresh_roles, fresh_roles.provider
+    asked = {"X-Road-UserId": MARI}
+    assert roles.call(f"{RESIDENCE}?person={MARI}", headers=asked).status_code == 200
+    roles.roles.run(provider.heads.sign_now())
+    portal = f"http://127.0.0.1:{roles.ports.portal}"
+    browser = Browser(roles.roles.loopback.blocking())
+    try:
+        browser.sign_in(browser.get(f"{portal}/login?then=/usage"), MARI)
+        listed = browser.get(f"{portal}/usage")
+        assert "witness countersignature pending" in listed.text
+        verified = browser.submit(listed, 'name="seq"')
+        shown = verified.text.split('id="verification"')[1].split("</div>")[0]
+        assert "Verified:" in shown
+        assert 'id="witness-pending"' in shown
+        roles.roles.run(provider.witnessing.submit_pending())
+        # Checked again, the receipt is fetched anew and carries the countersignature.
+        again = browser.submit(browser.get(f"{portal}/usage"), 'name="seq"')
+        shown = again.text.split('id="verification"')[1].split("</div>")[0]
+        assert "independent audit witness has countersigned" in shown
+        assert 'id="witness-pending"' not in shown
+        assert "witness countersignature pending" not in again.text
+    finally:
+        browser.close()
+
+
+def with_peer_witness(roles: Roles) -> tuple[Gateway, Gateway]:
+    """The consumer's gateway (another member) witnessing the provider's, which submits its
+    heads to it besides the authority."""
+    witness = roles.roles.restart(
+        "consumer", roles.roles.consumer.settings.model_copy(update={"audit_peer_witness": True})
+    )
+    provider = roles.roles.restart(
+        "provider",
+        roles.roles.provider.settings.model_copy(
+            update={"audit_peer_witnesses": [witness.settings.id]}
+        ),
+    )
+    return witness, provider
+
+
+def test_a_peer_gateway_witnesses_heads_and_verify_can_require_two_witnesses(
+    fresh_roles: Roles,
+) -> None:
+    roles = fresh_roles
+    witness, provider = with_peer_witness(roles)
+    peer, config = witness.settings.id, str(roles.layout.provider)
+    exchanges(roles, 2)
+    first = signed_and_witnessed(roles, provider)
+    head = roles.roles.run(provider.peer_witnessing.submit_pending())
+    assert head is not None
+    assert provider.peer_witnessing.states == {peer: "ok"}
+    assert head.peer_cosignatures is not None
+    assert set(json.loads(head.peer_cosignatures)) == {peer}
+    exchanges(roles, 2)
+    signed_and_witnessed(roles, provider)  # the peer gets a consistency proof from the first
+    second = roles.roles.run(provider.peer_witnessing.submit_pending())
+    assert second is not None
+    assert second.size > first.size
+    assert second.peer_cosignatures is not None
+    assert peer in json.loads(second.peer_cosignatures)
+    both = exchange("audit", "verify", "-c", config, "--require-witness", "--witnesses", "2")
+    assert both.returncode == 0, both.stderr
+    assert "(the newest head is witnessed by 2)" in both.stdout
+    three = exchange("audit", "verify", "-c", config, "--require-witness", "--witnesses", "3")
+    assert three.returncode == 1
+    assert "2 of the 3 witness countersignatures required" in three.stderr
+    # Receipts carry both, and count them.
+    proof = roles.http.get(
+        f"http://127.0.0.1:{roles.ports.provider_consumer}/audit/records/0/proof"
+    ).json()
+    anchors = bundle.anchors(
+        provider.trust.view().configuration, second.chain, [provider.signer.certificate]
+    )
+    assert verify_receipt(proof, anchors=anchors).witnesses == 2
+    # A peer cosignature filed under another gateway, or altered, fails the receipt.
+    moved = proof["head"]["peer_cosignatures"][peer]
+    misfiled = proof | {
+        "head": proof["head"] | {"peer_cosignatures": {provider.settings.id: moved}}
+    }
+    assert not verify_receipt(misfiled, anchors=anchors).ok
+    health = roles.http.get(f"http://127.0.0.1:{roles.ports.provider_consumer}/health").json()
+    assert health["peer_witnesses"] == {peer: "ok"}
+    # A gateway does not witness its own member's logs, nor a chain of no registered gateway.
+    peer_url = f"https://127.0.0.1:{roles.ports.consumer_tls}/witness/v1"
+    own = signed_head(witness, f"{witness.settings.id}/r0", 1, "11" * 32, roles.roles.clock())
+    refused = roles.http.post(f"{peer_url}/heads", json={"head": own})
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["type"] == "Server.ServerProxy.AccessDenied"
+    # An older head sent again is stale (old heads are public), not a fork.
+    old = {k: head_document(first)[k] for k in ("chain", "size", "root", "signature")}
+    stale = roles.http.post(f"{peer_url}/heads", json={"head": old})
+    assert stale.status_code == 409, stale.text
+    assert stale.json()["type"] == "Server.ServerProxy.StaleConsistencyProof"
+    assert roles.http.get(f"{peer_url}/forks").json() == []
+    # The same size signed anew (a restart) is a new JWS: no countersignature carries over.
+    resigned = roles.roles.run(provider.heads.sign_now())
+    assert resigned.size == second.size
+    with Session(provider.engine) as session:
+        stored = session.get(TreeHead, (resigned.chain, resigned.size))
+        assert stored is not None
+        assert (stored.cosignature, stored.peer_cosignatures) == (None, None)
+    after = exchange("audit", "verify", "-c", config)
+    assert after.returncode == 0, after.stderr
+
+
+def test_a_fork_is_refused_and_reported_by_a_peer_witness(
+    fresh_roles: Roles, tmp_path: Path
+) -> None:
+    roles = fresh_roles
+    witness, provider = with_peer_witness(roles)
+    peer = witness.settings.id
+    exchanges(roles, 2)
+    roles.roles.run(provider.heads.sign_now())
+    assert roles.roles.run(provider.peer_witnessing.submit_pending()) is not None
+    exchanges(roles, 2)  # records no head covers yet
+    forged, engine = forged_copy(roles, tmp_path)
+    roles.roles.run(provider.heads.sign_now())
+    honest = roles.roles.run(provider.peer_witnessing.submit_pending())
+    assert honest is not None
+    assert honest.peer_cosignatures is not None  # the peer saw the real history first
+    forking = PeerWitnessing(
+        audit=forged,
+        engine=engine,
+        peers=[peer],
+        view=provider.trust.view,
+        transport=provider.transport,
+        tls=provider.outbound_ssl,
+        interval=5,
+    )
+    refused = roles.roles.run(forking.submit_pending())
+    assert refused is not None
+    assert refused.peer_cosignatures is None
+    assert forking.states == {peer: "refused"}
+    assert forking.refusals[peer]["type"] == "Server.ServerProxy.AuditLogForked"
+    # The peer witness reports it: the list, health and metrics.
+    peer_url = f"https://127.0.0.1:{roles.ports.consumer_tls}/witness/v1"
+    forks = roles.http.get(f"{peer_url}/forks").json()
+    assert [(f["chain"], f["presented"]["size"]) for f in forks] == [
+        (provider.audit.chain, honest.size)
+    ]
+    assert forks[0]["witnessed"]["root"] == honest.root != forks[0]["presented"]["root"]
+    consumer = f"http://127.0.0.1:{roles.ports.consumer_consumer}"
+    health = roles.http.get(f"{consumer}/health").json()
+    assert health["peer_witness"] == {"status": "FORK DETECTED", "forks": 1}
+    metrics = roles.http.get(f"{consumer}/metrics").text
+    assert 'exchange_peer_witness_heads_total{outcome="forked"} 1.0' in metrics
+    # The same evidence sent again is refused, and kept once.
+    again = roles.roles.run(forking.submit_pending())
+    assert again is not None
+    assert forking.states == {peer: "refused"}
+    assert len(roles.http.get(f"{peer_url}/forks").json()) == 1
+    # Off by default: a gateway that is no peer witness serves no such routes.
+    provider_peer = f"https://127.0.0.1:{roles.ports.provider_tls}/witness/v1/forks"
+    assert roles.http.get(provider_peer).status_code == 404

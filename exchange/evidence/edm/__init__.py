@@ -2,7 +2,8 @@
 
 - :mod:`.schemaset`: the official schema set, loaded once, offline, from an operator's folder;
 - :mod:`.query`: an EDM ``QueryRequest`` read into what a provider decides on;
-- :mod:`.answers`: ``QueryResponse`` documents, evidence and errors (``EDM:ERR:0001``..``0008``).
+- :mod:`.answers`: ``QueryResponse`` documents, evidence and errors (``EDM:ERR:0001``..``0008``);
+- :mod:`.directory`: the Data Service Directory's answers and errors (``DSD:ERR:0001``..``0004``).
 
 The schemas, rules and code lists are the European Commission's and OASIS's files: this package
 ships none of them (see docs/oots.md for where operators get them).

@@ -145,6 +145,21 @@ def _requester(parent: etree._Element, requester: Agent | None) -> None:
         _sdg(agent, "Name", requester.name, lang="EN")
 
 
+def _about(parent: etree._Element, request: EdmRequest) -> None:
+    """Whom the evidence is about, as the request named them (and the register confirmed)."""
+    if request.company is not None:
+        company = _sdg(parent, "LegalPerson")
+        _sdg(company, "LegalPersonIdentifier", request.company.identifier, schemeID="eidas")
+        _sdg(company, "LegalName", request.company.legal_name)
+        return
+    about = request.natural_person
+    person = _sdg(parent, "NaturalPerson")
+    _sdg(person, "Identifier", about.identifier, schemeID="eidas")
+    _sdg(person, "FamilyName", about.family_name)
+    _sdg(person, "GivenName", about.given_name)
+    _sdg(person, "DateOfBirth", about.date_of_birth.isoformat())
+
+
 def _response(status: str, request_id: str | None) -> etree._Element:
     attributes = {"status": status}
     if request_id:
@@ -196,11 +211,7 @@ def evidence_response(
     )
     metadata = _sdg(_slot(item, "EvidenceMetadata", "AnyValueType"), "Evidence")
     _sdg(metadata, "Identifier", str(uuid.uuid4()))
-    person = _sdg(_sdg(metadata, "IsAbout"), "NaturalPerson")
-    _sdg(person, "Identifier", request.person.identifier, schemeID="eidas")
-    _sdg(person, "FamilyName", request.person.family_name)
-    _sdg(person, "GivenName", request.person.given_name)
-    _sdg(person, "DateOfBirth", request.person.date_of_birth.isoformat())
+    _about(_sdg(metadata, "IsAbout"), request)
     authority = _sdg(metadata, "IssuingAuthority")
     _sdg(authority, "Identifier", offer.authority.identifier, schemeID=offer.authority.scheme)
     _sdg(authority, "Name", offer.authority.name, lang="EN")

@@ -2,12 +2,14 @@
 
 :func:`read_request` takes a document that already satisfies the EDM schemas and returns the
 facts a provider decides on: who asks, for which evidence type and distribution, about which
-natural person (eIDAS identifier and minimum data set), in which procedure, with or without an
-explicit request and the possibility of a preview, and the preview it returns to.
+natural person (eIDAS identifier and minimum data set) or legal person (eIDAS legal person
+identifier and legal name), in which procedure, with or without an explicit request and the
+possibility of a preview, and the preview it returns to.
 
 Refusals are :class:`~exchange.errors.Error` subclasses the EDM answers map to their codes:
-:class:`Unsupported` (``EDM:ERR:0007``) for what this layer does not offer (a legal person, a
-query other than ``DocumentQuery``, a response option other than the full evidence), and
+:class:`Unsupported` (``EDM:ERR:0007``) for what this layer does not offer (a subject of the
+other kind than the service answers about, an authorised representative for a natural person,
+a query other than ``DocumentQuery``, a response option other than the full evidence), and
 :class:`~exchange.errors.InvalidRequest` (``EDM:ERR:0003``) for what is missing or malformed.
 What is *not* checked: the EDM business rules beyond those (see docs/oots.md).
 """
@@ -59,6 +61,16 @@ class NaturalPerson:
 
 
 @dataclass(frozen=True, slots=True)
+class LegalPerson:
+    identifier: str  # eIDAS: XX/YY/ID
+    nationality: str  # XX: the country whose register issued the identifier
+    destination: str  # YY
+    national_id: str  # ID: the company's code in that country's register
+    legal_name: str
+    level_of_assurance: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Agent:
     identifier: str
     scheme: str | None
@@ -78,8 +90,19 @@ class EdmRequest:
     format: str | None
     conforms_to: str | None
     transformation: str | None
-    person: NaturalPerson
+    person: NaturalPerson | None  # exactly one of person and company is set
     language: str | None
+    company: LegalPerson | None = None
+    # Read (an eIDAS identifier and minimum data set) but not relied on: a legal person's
+    # evidence is released on a legal basis or as public data, never on who represents it.
+    representative: NaturalPerson | None = None
+
+    @property
+    def natural_person(self) -> NaturalPerson:
+        """The natural person the evidence is about (a service about natural persons)."""
+        if self.person is None:
+            raise Unsupported("this request is about a legal person", detail="LegalPerson")
+        return self.person
 
 
 def _slot(parent: etree._Element, name: str) -> etree._Element | None:
@@ -121,8 +144,9 @@ def read_requester(root: etree._Element) -> Agent | None:
     return _agent(_slot(root, "EvidenceRequester"))
 
 
-def read_request(root: etree._Element) -> EdmRequest:
-    """The request in ``root`` (schema-valid EDM); raise to refuse what is not offered."""
+def read_request(root: etree._Element, *, about: str = "natural-person") -> EdmRequest:
+    """The request in ``root`` (schema-valid EDM) to a service whose evidence is ``about`` a
+    ``natural-person`` or a ``legal-person``; raise to refuse what is not offered."""
     if root.tag != f"{{{NS['query']}}}QueryRequest":
         raise InvalidRequest("an EDM evidence request is a query:QueryRequest", detail="root")
     specification = _text(_slot(root, "SpecificationIdentifier"), "rim:Value")
@@ -140,9 +164,12 @@ def read_request(root: etree._Element) -> EdmRequest:
         "LeafClassWithRepositoryItem"
     ):
         raise Unsupported("evidence is returned with its repository item only", detail="returnType")
-    if _slot(query, "LegalPerson") is not None:
-        raise Unsupported("evidence about legal persons is not offered here", detail="LegalPerson")
-    if _slot(query, "AuthorizedRepresentative") is not None:
+    company = about == "legal-person"
+    other = "NaturalPerson" if company else "LegalPerson"
+    if _slot(query, other) is not None:
+        kind = "natural" if company else "legal"
+        raise Unsupported(f"evidence about {kind} persons is not offered here", detail=other)
+    if not company and _slot(query, "AuthorizedRepresentative") is not None:
         raise Unsupported(
             "requests by an authorised representative are not answered here",
             detail="AuthorizedRepresentative",
@@ -174,30 +201,61 @@ def read_request(root: etree._Element) -> EdmRequest:
         format=_text(wanted, "sdg:DistributedAs/sdg:Format"),
         conforms_to=_text(wanted, "sdg:DistributedAs/sdg:ConformsTo"),
         transformation=_text(wanted, "sdg:DistributedAs/sdg:Transformation"),
-        person=_person(query),
+        person=None if company else _person(query, "NaturalPerson"),
         language=root.get("{http://www.w3.org/XML/1998/namespace}lang"),
+        company=_company(query) if company else None,
+        representative=(
+            _person(query, "AuthorizedRepresentative")
+            if company and _slot(query, "AuthorizedRepresentative") is not None
+            else None
+        ),
     )
 
 
-def _person(query: etree._Element) -> NaturalPerson:
-    value = _slot(query, "NaturalPerson")
+def _eidas(element: etree._Element | None, where: str) -> re.Match[str]:
+    """The parts of an eIDAS identifier ``XX/YY/ID`` in ``element`` (schemeID ``eidas``)."""
+    identifier = "" if element is None else " ".join((element.text or "").split())
+    matched = _EIDAS.fullmatch(identifier)
+    if element is None or element.get("schemeID") != "eidas" or matched is None:
+        raise InvalidRequest(
+            "the identifier must be an eIDAS identifier XX/YY/ID (schemeID eidas)", detail=where
+        )
+    return matched
+
+
+def _company(query: etree._Element) -> LegalPerson:
+    value = _slot(query, "LegalPerson")
+    company = None if value is None else value.find("sdg:LegalPerson", NS)
+    if company is None:
+        raise InvalidRequest(
+            "the request names no legal person (LegalPerson)", detail="LegalPerson"
+        )
+    # The schemas leave the eIDAS identifier optional (sdg:Identifier may carry tax or VAT
+    # numbers); a register finds a company by its eIDAS legal person identifier only.
+    matched = _eidas(
+        company.find("sdg:LegalPersonIdentifier", NS), "LegalPerson/LegalPersonIdentifier"
+    )
+    name = _text(company, "sdg:LegalName")
+    if name is None:
+        raise InvalidRequest("the minimum data set needs the legal name", detail="LegalPerson")
+    nationality, destination, national_id = matched.groups()
+    return LegalPerson(
+        identifier=matched.group(0),
+        nationality=nationality,
+        destination=destination,
+        national_id=national_id,
+        legal_name=name,
+        level_of_assurance=_text(company, "sdg:LevelOfAssurance"),
+    )
+
+
+def _person(query: etree._Element, slot: str) -> NaturalPerson:
+    value = _slot(query, slot)
     person = None if value is None else value.find("sdg:Person", NS)
     if person is None:
-        raise InvalidRequest(
-            "the request names no natural person (NaturalPerson)", detail="NaturalPerson"
-        )
-    identifier_element = person.find("sdg:Identifier", NS)
-    identifier = _text(person, "sdg:Identifier") or ""
-    matched = _EIDAS.fullmatch(identifier)
-    if (
-        identifier_element is None
-        or identifier_element.get("schemeID") != "eidas"
-        or matched is None
-    ):
-        raise InvalidRequest(
-            "the person's identifier must be an eIDAS identifier XX/YY/ID (schemeID eidas)",
-            detail="NaturalPerson/Identifier",
-        )
+        raise InvalidRequest(f"the request names no natural person ({slot})", detail=slot)
+    matched = _eidas(person.find("sdg:Identifier", NS), f"{slot}/Identifier")
+    identifier = matched.group(0)
     family, given, born = (
         _text(person, "sdg:FamilyName"),
         _text(person, "sdg:GivenName"),
@@ -206,13 +264,13 @@ def _person(query: etree._Element) -> NaturalPerson:
     if family is None or given is None or born is None:
         raise InvalidRequest(
             "the minimum data set needs family name, given name and date of birth",
-            detail="NaturalPerson",
+            detail=slot,
         )
     try:
         date_of_birth = date.fromisoformat(born)
     except ValueError as error:
         raise InvalidRequest(
-            "the date of birth is not a date (YYYY-MM-DD)", detail="NaturalPerson/DateOfBirth"
+            "the date of birth is not a date (YYYY-MM-DD)", detail=f"{slot}/DateOfBirth"
         ) from error
     nationality, destination, national_id = matched.groups()
     return NaturalPerson(
@@ -233,3 +291,9 @@ def is_preview_required(severity: str | None) -> bool:
         severity == f"{prefix}codes:ErrorSeverity:EDMErrorResponse:PreviewRequired"
         for prefix in _SEVERITY_PREFIXES
     )
+
+
+# The same reading of slots, texts and agents for the consumer's reader of answers (response.py).
+slot_value = _slot
+text_at = _text
+read_agent = _agent

@@ -8,6 +8,8 @@ token's role claim gives them console roles, and each route needs one right
 
 - :mod:`~exchange.gateway.console.app`: the routes, each with the right it needs;
 - :mod:`~exchange.gateway.console.staff`: roles, rights, who is signed in;
+- :mod:`~exchange.gateway.console.services`: the services page and the form that declares one
+  (stored and served by :mod:`exchange.gateway.declared`);
 - :mod:`~exchange.gateway.console.operations`: figures from the operational records;
 - :mod:`~exchange.gateway.console.host`: CPU, memory and disk of the gateway's host;
 - :mod:`~exchange.gateway.console.auditing`: the audit browser, verification and export;

@@ -26,15 +26,16 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from exchange import web
-from exchange.errors import Error, InternalError, InvalidRequest, Unauthenticated
-from exchange.gateway import changes, files, models
+from exchange.errors import Error, InternalError, InvalidRequest, NotFound, Unauthenticated
+from exchange.gateway import changes, declared, files, models, publishing
 from exchange.gateway.access import METHODS
 from exchange.gateway.changes import ChangeLog
-from exchange.gateway.console import auditing, certificates, host, operations, staff
+from exchange.gateway.console import auditing, certificates, host, operations, services, staff
 from exchange.gateway.console.enrolling import Enrolling, request_file
 from exchange.gateway.console.staff import Right, Staff
 from exchange.gateway.node import Gateway
 from exchange.gateway.records import opmon_fields
+from exchange.gateway.settings import ServiceSpec
 from exchange.identity.login import OidcLogin
 from exchange.web import staff as shared_staff
 from exchange.web.charts import bars, columns
@@ -60,6 +61,15 @@ ROUTES: tuple[Guard, ...] = (
     Guard("GET", "/access", "view", "access"),
     Guard("POST", "/access/grant", "change", "grant"),
     Guard("POST", "/access/revoke", "change", "revoke"),
+    Guard("GET", "/services", "view", "service_list"),
+    Guard("GET", "/services/new", "change", "service_new"),
+    Guard("GET", "/services/edit", "change", "service_edit_page"),
+    Guard("POST", "/services/declare", "change", "service_declare"),
+    Guard("POST", "/services/edit", "change", "service_edit"),
+    Guard("POST", "/services/disable", "change", "service_disable"),
+    Guard("POST", "/services/enable", "change", "service_enable"),
+    Guard("POST", "/services/test", "change", "service_test"),
+    Guard("POST", "/services/publish", "change", "service_publish"),
     Guard("GET", "/changes", "view", "change_log"),
     Guard("GET", "/certificates", "view", "certificate_list"),
     Guard("POST", "/certificates/keys", "change", "generate_keys"),
@@ -189,9 +199,8 @@ def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
     async def access(request: Request, who: Staff, _: FormData | None) -> Response:
         grants = await gateway.in_thread(gateway.access.grants)
         groups = await gateway.in_thread(gateway.access.groups)
-        services = sorted(
-            f"{gateway.member}/{s.subsystem}/{s.code}" for s in gateway.settings.services
-        )
+        served = [*gateway.settings.services, *await gateway.in_thread(gateway.declared.enabled)]
+        services = sorted(f"{gateway.member}/{s.subsystem}/{s.code}" for s in served)
         return page(
             "access.html",
             request,
@@ -229,6 +238,151 @@ def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
             actor=who.actor,
         )
         return RedirectResponse(f"{PREFIX}/access?done=revoked", status_code=303)
+
+    async def service_list(
+        request: Request, who: Staff, _: FormData | None, **shown: Any
+    ) -> Response:
+        listed = services.rows(
+            gateway.settings.services, await gateway.in_thread(gateway.declared.listed)
+        )
+        return page(
+            "services.html",
+            request,
+            who,
+            services=listed,
+            done=request.query_params.get("done"),
+            **shown,
+        )
+
+    def service_form(
+        request: Request,
+        who: Staff,
+        *,
+        editing: bool,
+        values: dict[str, Any],
+        status: int = 200,
+        **shown: Any,
+    ) -> Response:
+        response = page(
+            "service_form.html",
+            request,
+            who,
+            editing=editing,
+            values=values,
+            subsystems=gateway.settings.subsystems,
+            evidence_types=gateway.services.evidence_types(),
+            policies=[(p, services.WORDS[p]) for p in services.POLICIES],
+            connectors=services.CONNECTORS,
+            methods=("GET", "POST"),
+            **shown,
+        )
+        response.status_code = status
+        return response
+
+    async def service_new(request: Request, who: Staff, _: FormData | None) -> Response:
+        return service_form(request, who, editing=False, values=services.filled(None))
+
+    async def service_edit_page(request: Request, who: Staff, _: FormData | None) -> Response:
+        found = await declared_one(
+            request.query_params.get("subsystem", ""), request.query_params.get("code", "")
+        )
+        return service_form(request, who, editing=True, values=services.filled(found.spec))
+
+    async def declared_one(subsystem: str, code: str) -> declared.Declared:
+        if any(s.subsystem == subsystem and s.code == code for s in gateway.settings.services):
+            raise InvalidRequest(
+                f"service {subsystem}/{code} is managed in the settings file", detail="code"
+            )
+        found = await gateway.in_thread(gateway.declared.find, subsystem, code)
+        if found is None:
+            raise NotFound(f"no service {subsystem}/{code} is declared here", detail="code")
+        return found
+
+    async def change_service(
+        request: Request, who: Staff, form: FormData | None, *, editing: bool
+    ) -> Response:
+        form = form or FormData()
+        try:
+            spec = declared.parse(services.document(form))
+            if editing:
+                await gateway.declared.edit(spec, actor=who.actor)
+            else:
+                await gateway.declared.declare(spec, actor=who.actor)
+        except Error as error:  # shown on the form, with what was sent: nothing was stored
+            return service_form(
+                request,
+                who,
+                editing=editing,
+                values=services.sent(form),
+                status=error.status,
+                problem=gettext(error.message),
+            )
+        done = "edited" if editing else "declared"
+        return RedirectResponse(f"{PREFIX}/services?done={done}", status_code=303)
+
+    async def service_declare(request: Request, who: Staff, form: FormData | None) -> Response:
+        return await change_service(request, who, form, editing=False)
+
+    async def service_edit(request: Request, who: Staff, form: FormData | None) -> Response:
+        return await change_service(request, who, form, editing=True)
+
+    async def switch(who: Staff, form: FormData | None, *, enabled: bool) -> Response:
+        await gateway.declared.switch(
+            field(form, "subsystem"), field(form, "code"), enabled=enabled, actor=who.actor
+        )
+        done = "enabled" if enabled else "disabled"
+        return RedirectResponse(f"{PREFIX}/services?done={done}", status_code=303)
+
+    async def service_disable(request: Request, who: Staff, form: FormData | None) -> Response:
+        return await switch(who, form, enabled=False)
+
+    async def service_enable(request: Request, who: Staff, form: FormData | None) -> Response:
+        return await switch(who, form, enabled=True)
+
+    async def service_test(request: Request, who: Staff, form: FormData | None) -> Response:
+        """Test the connection of the form being filled in, or of a listed service."""
+        form = form or FormData()
+        on_form = "connector_type" in form
+        try:
+            if on_form:
+                spec = declared.parse(services.document(form))
+            else:
+                spec = await listed_spec(field(form, "subsystem"), field(form, "code"))
+            found = await gateway.declared.probe(spec)
+            result = {"ok": True, "text": found, "service": f"{spec.subsystem}/{spec.code}"}
+        except Error as error:
+            result = {"ok": False, "text": error.message, "service": field(form, "code")}
+        if on_form:
+            return service_form(
+                request,
+                who,
+                editing=field(form, "editing") == "yes",
+                values=services.sent(form),
+                tested=result,
+            )
+        return await service_list(request, who, None, tested=result)
+
+    async def listed_spec(subsystem: str, code: str) -> ServiceSpec:
+        for spec in gateway.settings.services:
+            if spec.subsystem == subsystem and spec.code == code:
+                return spec
+        found = await gateway.in_thread(gateway.declared.find, subsystem, code)
+        if found is None:
+            raise NotFound(f"no service {subsystem}/{code} is provided here", detail="code")
+        return found.spec
+
+    async def service_publish(request: Request, who: Staff, _: FormData | None) -> Response:
+        published = await gateway.in_thread(
+            publishing.publish,
+            gateway.settings,
+            await gateway.in_thread(gateway.declared.enabled),
+            central_url=gateway.trust.view().configuration.central_url,
+            signer=gateway.signer,
+            at=clock(),
+            transport=gateway.blocking_http,
+        )
+        await gateway.in_thread(_record_publish, gateway, who, published)
+        return RedirectResponse(f"{PREFIX}/services?done=published", status_code=303)
 
     async def change_log(request: Request, who: Staff, _: FormData | None) -> Response:
         number = _page_number(request)
@@ -433,6 +587,15 @@ def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
         "access": access,
         "grant": grant,
         "revoke": revoke,
+        "service_list": service_list,
+        "service_new": service_new,
+        "service_edit_page": service_edit_page,
+        "service_declare": service_declare,
+        "service_edit": service_edit,
+        "service_disable": service_disable,
+        "service_enable": service_enable,
+        "service_test": service_test,
+        "service_publish": service_publish,
         "change_log": change_log,
         "certificate_list": certificate_list,
         "generate_keys": generate_keys,
@@ -510,5 +673,18 @@ def _record_export(gateway: Gateway, who: Staff, chain: str) -> None:
             action="audit.export",
             target=chain,
             detail={"records": gateway.audit.tree.size},
+        )
+        session.commit()
+
+
+def _record_publish(gateway: Gateway, who: Staff, published: dict[str, int]) -> None:
+    with Session(gateway.engine) as session:
+        changes.record(
+            session,
+            at=gateway.clock(),
+            actor=who.actor,
+            action="services.publish",
+            target=str(gateway.member),
+            detail=published,
         )
         session.commit()

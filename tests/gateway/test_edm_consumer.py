@@ -1,0 +1,210 @@
+"""OOTS EDM at the consumer gateway: each answer read before it is handed on (what it said
+audited, a malformed one refused as the provider's fault), and the EDM-REQ business rules
+enforced before a request is signed.
+
+The federation is the EDM one of ``tests/gateway/test_edm.py``."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from lxml import etree
+from sqlalchemy import text
+
+from exchange.db.engine import build_engine
+from exchange.evidence.edm import NS
+from exchange.evidence.edm.answers import Related
+from exchange.evidence.edm.schemaset import EdmProfileError
+from exchange.gateway import edm as edm_profile
+from exchange.gateway.node import Gateway
+from exchange.gateway.settings import GatewaySettings
+from exchange.sample import federation
+from tests.gateway.conftest import MARI, Roles
+from tests.gateway.test_edm import (
+    CONSENTED,
+    LEGAL,
+    _sample,
+    as_mari,
+    edited,
+    edm_federation,
+    exception_of,
+    post,
+    set_slot,
+)
+from tests.oots import request_samples
+
+
+@pytest.fixture(scope="module")
+def roles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Roles]:
+    with edm_federation(tmp_path_factory.mktemp("edm-consumer")) as made:
+        yield made
+
+
+def consumer_audited(roles: Roles, answer: httpx.Response) -> dict[str, object]:
+    """The consumer gateway's audit record of ``answer``'s exchange."""
+    with build_engine(roles.consumer_settings().db_url).connect() as connection:
+        rows = connection.execute(text("SELECT body FROM audit_records ORDER BY seq"))
+        bodies = [json.loads(body) for body in rows.scalars()]
+    found = [b for b in bodies if b.get("message_id") == answer.headers["X-Road-Id"]]
+    assert found, answer.headers["X-Road-Id"]
+    return found[-1]  # a replayed message id has a record per attempt: the last
+
+
+def test_the_consumer_records_what_each_edm_answer_said(roles: Roles) -> None:
+    delivered = post(roles, LEGAL, _sample())
+    assert delivered.status_code == 200, delivered.text
+    assert consumer_audited(roles, delivered)["edm_outcome"] == "evidence"
+
+    def unknown(root: etree._Element) -> None:
+        element = root.find(".//sdg:Person/sdg:Identifier", NS)
+        assert element is not None
+        element.text = "DK/DE/999999999"
+
+    missing = post(roles, LEGAL, edited(_sample(), unknown))
+    assert missing.status_code == 404
+    record = consumer_audited(roles, missing)
+    assert record["edm_outcome"] == "EDM:ERR:0004"
+    assert record["fault"] == "Server.ServerProxy.NotFound"
+
+    def previewable(root: etree._Element) -> None:
+        as_mari(root)
+        set_slot(root, "PossibilityForPreview", "true")
+
+    artefact = roles.artefact(MARI, service=CONSENTED, purpose="oots:R1", preview=True)
+    preview = post(
+        roles,
+        CONSENTED,
+        edited(_sample(), previewable),
+        **{"X-Exchange-Consent": artefact, "X-Road-UserId": MARI},
+    )
+    assert preview.status_code == 428
+    assert consumer_audited(roles, preview)["edm_outcome"] == "preview-required"
+    # Not an EDM refusal: the X-Road error of the consumer gateway itself, no EDM outcome.
+    nowhere = post(roles, f"{federation.POPULATION_REGISTRY}/no-such-service", _sample())
+    assert nowhere.status_code == 404
+    assert "edm_outcome" not in consumer_audited(roles, nowhere)
+
+
+def _another_request(document: bytes) -> bytes:
+    return document.replace(b'requestId="urn:uuid:', b'requestId="urn:uuid:0', 1)
+
+
+def _not_schema_valid(document: bytes) -> bytes:
+    return document.replace(b"sdg:IssuingDate>", b"sdg:IssueDate>")
+
+
+def _evidence_elsewhere(document: bytes) -> bytes:
+    return document.replace(b"Content-ID: <evidence", b"Content-ID: <elsewhere", 1)
+
+
+@pytest.mark.parametrize(
+    ("broken", "said"),
+    [
+        (_another_request, "another request"),
+        (_not_schema_valid, "EDM schemas"),
+        (_evidence_elsewhere, "lacks the evidence part"),
+    ],
+)
+def test_a_malformed_edm_answer_is_refused_as_the_providers_fault(
+    roles: Roles,
+    monkeypatch: pytest.MonkeyPatch,
+    broken: Callable[[bytes], bytes],
+    said: str,
+) -> None:
+    # A provider whose EDM answers are broken; its gateway still signs what it sends.
+    original = edm_profile.evidence_response
+
+    def breaking(*args: Any, **kwargs: Any) -> Related:
+        answer = original(*args, **kwargs)
+        return Related(answer.content_type, broken(answer.body))
+
+    monkeypatch.setattr(edm_profile, "evidence_response", breaking)
+    answer = post(roles, LEGAL, _sample())
+    assert answer.status_code == 502, answer.text
+    body = answer.json()
+    assert body["type"] == "Server.ClientProxy.InvalidEdmResponse"
+    assert said in body["message"]
+    assert "Smith" not in answer.text  # nothing of the evidence reaches the consumer system
+    record = consumer_audited(roles, answer)
+    assert record["fault"] == "Server.ClientProxy.InvalidEdmResponse"
+    assert "edm_outcome" not in record
+
+
+def test_the_consumer_gateway_refuses_a_request_that_breaks_a_business_rule(
+    roles: Roles,
+) -> None:
+    def identifier(root: etree._Element) -> None:
+        element = root.find(".//sdg:Person/sdg:Identifier", NS)
+        assert element is not None
+        element.text = "123123123"  # not XX/YY/ID
+
+    def classification(root: etree._Element) -> None:
+        element = root.find(".//sdg:EvidenceTypeClassification", NS)
+        assert element is not None
+        element.text = "https://sr.oots.tech.europa.eu/evidencetypeclassifications/EE/other"
+
+    def company(root: etree._Element) -> None:
+        slot = root.find(".//query:Query/rim:Slot[@name='NaturalPerson']", NS)
+        assert slot is not None
+        slot.set("name", "LegalPerson")  # a person where a company must be
+
+    for change, rule in (
+        (identifier, "R-EDM-REQ-C039"),
+        (classification, "R-EDM-REQ-C027"),
+        (company, "R-EDM-REQ-S047"),
+    ):
+        answer = post(roles, LEGAL, edited(_sample(), change))
+        assert answer.status_code == 400, answer.text
+        body = answer.json()
+        assert (body["type"], body["detail"]) == ("Client.InvalidEdm", rule)
+        assert f"breaks the EDM business rule {rule} (EDM:ERR:0003): " in body["message"]
+        # Refused by the consumer gateway itself: nothing was signed, nothing was sent.
+        assert "x-road-request-hash" not in answer.headers
+        assert consumer_audited(roles, answer)["fault"] == "Client.InvalidEdm"
+
+
+def test_the_official_company_request_is_refused_for_its_country_code(roles: Roles) -> None:
+    (tax,) = [path for path in request_samples() if "Tax" in path.name]
+    answer = post(roles, LEGAL, tax.read_bytes())
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == "R-EDM-REQ-C067"  # GR, where the EU's list has EL
+    corrected = tax.read_bytes().replace(
+        b"<sdg:AdminUnitLevel1>GR</sdg:AdminUnitLevel1>",
+        b"<sdg:AdminUnitLevel1>EL</sdg:AdminUnitLevel1>",
+    )
+    found = exception_of(post(roles, LEGAL, corrected))
+    assert found.get("code") == "EDM:ERR:0007"  # on to the provider: no legal persons here
+
+
+def test_an_edm_refusal_in_admission_reaches_the_consumer_system(roles: Roles) -> None:
+    # The provider refuses a replayed message id before it reads the request, so its EDM error
+    # names no requestId: that is no answer to another request.
+    message_id = str(uuid.uuid4())
+    assert post(roles, LEGAL, _sample(), **{"X-Road-Id": message_id}).status_code == 200
+    replayed = post(roles, LEGAL, _sample(), **{"X-Road-Id": message_id})
+    assert replayed.status_code == 409, replayed.text
+    root = etree.fromstring(replayed.content)
+    assert root.get("requestId") is None
+    found = root.find("rs:Exception", NS)
+    assert found is not None
+    assert found.get("code") == "EDM:ERR:0003"
+    assert consumer_audited(roles, replayed)["edm_outcome"] == "EDM:ERR:0003"
+
+
+def test_a_gateway_waives_only_rules_that_exist(roles: Roles) -> None:
+    settings = roles.consumer_settings()
+    assert settings.edm is not None
+    unknown = settings.model_copy(
+        update={"edm": settings.edm.model_copy(update={"waived_rules": ["R-EDM-REQ-C999"]})}
+    )
+    with pytest.raises(EdmProfileError, match=r"no EDM business rule R-EDM-REQ-C999 to waive"):
+        Gateway(unknown, migrates=False)
+    declared = settings.model_dump()
+    declared["edm"]["waived_rules"] = ["R-EDM-RESP-C001"]  # only request rules are enforced
+    with pytest.raises(ValueError, match="waived_rules"):
+        GatewaySettings.model_validate(declared)
