@@ -17,7 +17,7 @@ bench: $(STAMP)  ## full exchange against a direct registry call, side by side
 	$(BIN)/python -m bench.audit
 
 screenshots: $(STAMP)  ## the README's pictures, taken by the browser journey test
-	EXCHANGE_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_browser_journey.py
+	EXCHANGE_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_browser_journey.py tests/test_agency_journey.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

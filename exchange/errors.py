@@ -17,7 +17,9 @@ where ``type`` is ``Client.<code>`` for the caller's faults (4xx) and ``Server.<
     │   ├── InvalidSignature (400): a message signature is missing, malformed or does not verify
     │   └── StaleMessage (400): issued-at outside the allowed skew, or expired
     ├── Unauthenticated (401)
-    │   └── InvalidToken (401): an identity token failed a check
+    │   ├── InvalidToken (401): an identity token failed a check
+    │   └── InvalidEnrolmentCode (401): no such enrolment code, or one replaced by a newer
+    │       └── EnrolmentCodeExpired (401): the code's time ran out before it was used
     ├── AccessDenied (403)
     │   ├── ConsentRequired (403): the service needs a consent and none was presented
     │   ├── ConsentDenied (403): the consent presented does not allow this request (detail: why)
@@ -29,6 +31,7 @@ where ``type`` is ``Client.<code>`` for the caller's faults (4xx) and ``Server.<
     ├── Conflict (409)
     │   ├── DuplicateMessage (409): a (client, message id) pair seen before
     │   ├── RequestInProgress (409): a request with this Idempotency-Key is being answered
+    │   ├── EnrolmentCodeUsed (409): the enrolment code enrolled a gateway already (once only)
     │   ├── AuditLogForked (409): a witness refused a tree head not consistent with the last
     │   │                         one it saw from that log (a fork; the witness raises an alarm)
     │   └── StaleConsistencyProof (409): the proof starts from a head the witness no longer
@@ -135,6 +138,17 @@ class InvalidToken(Unauthenticated):
     code = "InvalidToken"
 
 
+class InvalidEnrolmentCode(Unauthenticated):
+    """The one-time code a gateway enrols with is not one the authority issued, or was
+    replaced by a newer code for the same gateway."""
+
+    code = "InvalidEnrolmentCode"
+
+
+class EnrolmentCodeExpired(InvalidEnrolmentCode):
+    code = "EnrolmentCodeExpired"
+
+
 class AccessDenied(Error):
     status = 403
     code = "AccessDenied"
@@ -184,6 +198,12 @@ class RequestInProgress(Conflict):
     """The first request with this ``Idempotency-Key`` is still being answered: ask again."""
 
     code = "RequestInProgress"
+
+
+class EnrolmentCodeUsed(Conflict):
+    """The enrolment code was used: certificates are issued once per code."""
+
+    code = "EnrolmentCodeUsed"
 
 
 class AuditLogForked(Conflict):

@@ -72,8 +72,10 @@ async def serve_all(
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     on_started: Callable[[], None] | None = None,
     sockets: Sequence[socket.socket] | None = None,
+    until: asyncio.Event | None = None,
 ) -> None:
-    """Serve every config until a signal arrives or one server stops; then stop them all.
+    """Serve every config until a signal arrives, one server stops, or ``until`` is set; then
+    stop them all.
 
     ``sockets`` (one per config, in order) are listening sockets bound already, served instead
     of binding each config's host and port (a gateway's workers)."""
@@ -113,11 +115,15 @@ async def serve_all(
             gc.freeze()
             if on_started is not None:
                 on_started()
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        watched: list[asyncio.Task[Any]] = list(tasks)
+        if until is not None:
+            helpers.append(asyncio.create_task(until.wait()))  # type: ignore[arg-type]
+            watched.append(helpers[-1])
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         stop()
         await asyncio.gather(*tasks, return_exceptions=True)
         for task in done:
-            if task.exception() is not None:
+            if task in tasks and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
         failed = [c.port for s, c in zip(servers, configs, strict=True) if not s.started]
         if failed:

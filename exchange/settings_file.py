@@ -121,6 +121,8 @@ def _from_environment(
             if section not in raw:
                 if isinstance(field.default, BaseModel):
                     raw[section] = field.default.model_dump()
+                elif field.default_factory is not None:  # a section made whole by default
+                    raw[section] = field.get_default(call_default_factory=True).model_dump()
                 elif field.is_required():
                     raw[section] = {}
                 else:

@@ -155,6 +155,23 @@ def test_a_section_the_file_leaves_out_is_not_made_by_a_variable(tmp_path: Path)
     assert loaded(GatewaySettings, tmp_path, GATEWAY, **variable).preview is None
 
 
+def test_a_section_with_defaults_is_made_by_a_variable() -> None:
+    # The authority has no settings file: its console is turned on by the environment alone.
+    settings = CentralSettings.load(
+        environ={
+            "EXCHANGE_CENTRAL_CONSOLE_ENABLED": "true",
+            "EXCHANGE_CENTRAL_CONSOLE_PUBLIC_URL": "http://127.0.0.1:4400",
+            "EXCHANGE_CENTRAL_CONSOLE_ISSUER": "http://127.0.0.1:4407",
+            "EXCHANGE_CENTRAL_CONSOLE_JWKS_URL": "http://127.0.0.1:4407/jwks",
+            "EXCHANGE_CENTRAL_CONSOLE_CLIENT_ID": "central-console",
+        }
+    )
+    assert settings.console.enabled
+    assert settings.console.client_id == "central-console"
+    assert settings.console.roles["operator"] == ["operator"]  # the section's other defaults
+    assert not CentralSettings.load(environ={}).console.enabled
+
+
 def test_the_consent_services_data_folder_is_the_files(tmp_path: Path) -> None:
     assert loaded(ConsentSettings, tmp_path, CONSENT).data_dir == tmp_path.resolve()
 

@@ -13,7 +13,12 @@ Service Directory ``GET /dsd/rest/search`` (:mod:`exchange.central.dsd`).
 
 
 Applications (no authentication, validated and capped, :mod:`exchange.central.applications`):
-``POST /applications`` submits one, pending; ``GET /applications/{number}`` says how it stands.
+``POST /applications`` submits one, pending; ``GET /applications/{number}`` says how it stands;
+the same for people on the pages under ``/apply`` (:mod:`exchange.central.applying`).
+
+Enrolment (the one-time code is the credential, :mod:`exchange.central.enrolment`):
+``POST /enrolment`` takes a gateway's two CSRs with the code the authority's operator issued for
+it, and answers both certificates, once.
 
 Management API under ``/api/v1`` (bearer admin token): member classes, members, subsystems,
 gateways, applications and their decisions, certificate issuance from CSRs, revocation, and the
@@ -38,6 +43,8 @@ from pydantic import BaseModel, Field
 
 from exchange import __version__
 from exchange.central.applications import Applications
+from exchange.central.applying import PREFIX as APPLY
+from exchange.central.applying import create_apply_app
 from exchange.central.certificates import Issued
 from exchange.central.console.app import PREFIX as CONSOLE
 from exchange.central.console.app import create_console_app
@@ -57,6 +64,7 @@ API_ACTOR = "api:admin"
 OCSP_RESPONSE = "application/ocsp-response"
 MAX_API_BODY = 1024 * 1024  # the largest request: a catalogue of a few thousand services
 MAX_APPLICATION_BODY = 4096  # an application, unauthenticated: small
+MAX_ENROLMENT_BODY = 32 * 1024  # a code and two CSRs, unauthenticated until the code is checked
 
 
 class MemberClassIn(BaseModel):
@@ -130,6 +138,13 @@ class ApplicationIn(BaseModel):
     contact: str = Field(default="", max_length=255, description="how the authority replies")
 
 
+class EnrolmentIn(BaseModel):
+    code: str = Field(max_length=64, description="the one-time code the authority issued")
+    gateway: str = Field(max_length=1100, examples=["EE/GOV/70000310/gw1"])
+    signing_csr: str = Field(description="PEM PKCS#10 for the member's signing key")
+    tls_csr: str = Field(description="PEM PKCS#10 for the gateway's TLS key")
+
+
 class RejectIn(BaseModel):
     reason: str = Field(max_length=1000)
 
@@ -196,6 +211,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(Guard, max_bytes=MAX_API_BODY, admit=admit)
     app.state.central = central
+    app.mount(APPLY, create_apply_app(central.settings, applications, central.enrolments))
     spec = central.settings.console
     if spec.enabled and spec.issuer and spec.client_id and spec.public_url:
         login = console_login or OidcLogin(
@@ -218,7 +234,31 @@ def create_app(
         submitted = await asyncio.to_thread(
             applications.submit, body.kind, body.id, name=body.name, contact=body.contact
         )
-        return submitted.document()
+        # The receipt once: with it, /apply/<number>/<receipt> shows the gateway's code.
+        return {**submitted.document(), "receipt": submitted.receipt}
+
+    @app.post("/enrolment", status_code=201)
+    async def enrol(request: Request) -> dict[str, object]:
+        raw = await bounded_body(request, MAX_ENROLMENT_BODY)
+        try:
+            body = EnrolmentIn.model_validate_json(raw)
+        except ValueError as exc:
+            raise InvalidRequest(
+                "an enrolment is a JSON object: code, gateway, signing_csr, tls_csr"
+            ) from exc
+        enrolled = await asyncio.to_thread(
+            central.enrolments.enrol,
+            body.code,
+            GatewayId.parse(body.gateway),
+            signing_csr=body.signing_csr,
+            tls_csr=body.tls_csr,
+        )
+        return {
+            "gateway": enrolled.gateway,
+            "member": enrolled.member,
+            "signing": _issued(enrolled.signing),
+            "tls": _issued(enrolled.tls),
+        }
 
     @app.get("/applications/{number}")
     def application(number: Annotated[int, Path(ge=1, lt=10**11)]) -> dict[str, object]:

@@ -11,6 +11,10 @@ asked for a registered member, and at most :data:`MAX_PENDING` wait at once (bey
 submissions are refused until operators decide). The body of the request is capped by the
 app's guard.
 
+A submission answers a *receipt*, a secret shown to the applicant once: with it, the
+applicant's page shows the enrolment code of the member's gateway once the authority issues it
+(:mod:`exchange.central.receipts`; the authority keeps only the receipt's public key).
+
 Submission, approval and rejection each write an event of the change log in the same
 transaction as the change, with its actor: ``applicant`` for a submission, the operator
 (``console:<subject>``) or the admin API for a decision.
@@ -18,6 +22,7 @@ transaction as the change, with its actor: ``applicant`` for a submission, the o
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +31,7 @@ from typing import Literal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from exchange.central import models
+from exchange.central import models, receipts
 from exchange.central.registry import Registry, check_instance, check_member_name, record
 from exchange.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from exchange.identifiers import MemberId, SubsystemId
@@ -52,6 +57,7 @@ class Application:
     decided_at: datetime | None
     decided_by: str | None
     reason: str | None
+    receipt: str | None = None  # only as submitted: the applicant's secret, never stored
 
     @classmethod
     def of(cls, row: models.Application) -> Application:
@@ -84,6 +90,10 @@ class Application:
 class Applications:
     def __init__(self, *, registry: Registry) -> None:
         self._registry = registry
+
+    @property
+    def instance(self) -> str:
+        return self._registry.instance
 
     def submit(
         self, kind: str, identifier: str, *, name: str = "", contact: str = ""
@@ -141,6 +151,7 @@ class Applications:
                 raise ServiceUnavailable(
                     "too many applications are waiting for a decision; try again later"
                 )
+            receipt = receipts.new_receipt()
             row = models.Application(
                 kind=kind,
                 identifier=identifier,
@@ -148,6 +159,7 @@ class Applications:
                 contact=contact,
                 submitted_at=self._registry.clock(),
                 status="pending",
+                receipt_key=receipts.public_key(receipt),
             )
             session.add(row)
             session.flush()
@@ -161,7 +173,7 @@ class Applications:
                 kind=kind,
             )
             session.commit()
-            return Application.of(row)
+            return dataclasses.replace(Application.of(row), receipt=receipt)
 
     def get(self, number: int) -> Application:
         with self._registry.session() as session:

@@ -68,7 +68,7 @@ CONSENT_SERVICE = Listed(
 )
 
 
-def _add(
+def add(
     session: Session,
     certificate: x509.Certificate,
     *,
@@ -143,7 +143,7 @@ class Certificates:
         owner: str,
     ) -> Issued:
         with self._registry.session() as session:
-            issued = _add(
+            issued = add(
                 session,
                 certificate,
                 profile=profile,
@@ -164,20 +164,7 @@ class Certificates:
         public_key = ca.public_key_from_csr(csr_pem)
         row = self._registry.member(member)
         at = self._registry.clock()
-        certificate = self._authority.issue(
-            public_key=public_key,
-            subject=x509.Name(
-                [
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, row.name),
-                    x509.NameAttribute(NameOID.COMMON_NAME, member.member_code),
-                    x509.NameAttribute(NameOID.SERIAL_NUMBER, str(member)),
-                ]
-            ),
-            profile=ca.Profile.SIGNING,
-            at=at,
-            validity=self._settings.signing_certificate_validity,
-            crl_url=self._crl_url(),
-        )
+        certificate = self.signing_certificate(member, row.name, public_key, at=at)
         return self._store(
             certificate,
             profile=ca.Profile.SIGNING,
@@ -194,9 +181,49 @@ class Certificates:
         with self._registry.session() as session:
             row = self._registry.gateway(session, gateway)
             member_name, member_id, gateway_id = row.member.name, row.member_id, row.id
-            host = x509_host(row.address)
+            address = row.address
         at = self._registry.clock()
-        certificate = self._authority.issue(
+        certificate = self.tls_certificate(gateway, member_name, address, public_key, at=at)
+        return self._store(
+            certificate,
+            profile=ca.Profile.TLS,
+            member_id=member_id,
+            gateway_id=gateway_id,
+            at=at,
+            actor=actor,
+            owner=str(gateway),
+        )
+
+    def signing_certificate(
+        self, member: MemberId, name: str, public_key: ca.PublicKey, *, at: datetime
+    ) -> x509.Certificate:
+        """Signed, not stored: the caller adds it (:func:`add`) in its own transaction."""
+        return self._authority.issue(
+            public_key=public_key,
+            subject=x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
+                    x509.NameAttribute(NameOID.COMMON_NAME, member.member_code),
+                    x509.NameAttribute(NameOID.SERIAL_NUMBER, str(member)),
+                ]
+            ),
+            profile=ca.Profile.SIGNING,
+            at=at,
+            validity=self._settings.signing_certificate_validity,
+            crl_url=self._crl_url(),
+        )
+
+    def tls_certificate(
+        self,
+        gateway: GatewayId,
+        member_name: str,
+        address: str,
+        public_key: ca.PublicKey,
+        *,
+        at: datetime,
+    ) -> x509.Certificate:
+        """Signed, not stored: the caller adds it (:func:`add`) in its own transaction."""
+        return self._authority.issue(
             public_key=public_key,
             subject=x509.Name(
                 [
@@ -208,17 +235,8 @@ class Certificates:
             profile=ca.Profile.TLS,
             at=at,
             validity=self._settings.tls_certificate_validity,
-            hosts=[host],
+            hosts=[x509_host(address)],
             crl_url=self._crl_url(),
-        )
-        return self._store(
-            certificate,
-            profile=ca.Profile.TLS,
-            member_id=member_id,
-            gateway_id=gateway_id,
-            at=at,
-            actor=actor,
-            owner=str(gateway),
         )
 
     def issue_timestamping(
@@ -278,7 +296,7 @@ class Certificates:
             crl_url=self._crl_url(),
         )
         with self._registry.session() as session:
-            issued = _add(
+            issued = add(
                 session,
                 certificate,
                 profile=kind.profile,

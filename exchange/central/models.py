@@ -158,6 +158,29 @@ class Application(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decided_by: Mapped[str | None] = mapped_column(String(255))
     reason: Mapped[str | None] = mapped_column(Text)
+    # The X25519 public key of the applicant's receipt (hex): codes for the member's gateways
+    # are sealed to it, so that only the receipt's holder reads them (exchange.central.receipts).
+    receipt_key: Mapped[str | None] = mapped_column(String(64))
+
+
+class EnrolmentCode(Base):
+    """A one-time code that lets one registered gateway enrol: its operator types it into the
+    gateway's console, which sends both CSRs with it, and the authority issues the member's
+    signing and the gateway's TLS certificate once. Only the code's SHA-256 is kept (it is
+    random, 120 bits: a plain hash is enough); ``withdrawn_at`` is set when a newer code for the
+    same gateway replaces it."""
+
+    __tablename__ = "ca_enrolment_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    gateway_id: Mapped[int] = mapped_column(ForeignKey("ca_gateways.id"), index=True)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    issued_by: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sealed: Mapped[str | None] = mapped_column(Text)  # the code, for the applicant's receipt only
+    gateway: Mapped[Gateway] = relationship()
 
 
 class WitnessedHead(Base):

@@ -231,27 +231,34 @@ class Registry:
         self._commit(session, what)
 
     def register_gateway(self, gateway: GatewayId, address: str, *, actor: str) -> models.Gateway:
-        self._check_instance(gateway.member)
-        address = check_gateway_address(address)
         with self.session() as session:
-            owner = self._member(session, gateway.member)
-            row = models.Gateway(
-                member_id=owner.id,
-                identifier=str(gateway),
-                address=address,
-                created_at=self._clock(),
-            )
-            session.add(row)
-            record(
-                session,
-                at=self._clock(),
-                actor=actor,
-                action="gateway.registered",
-                subject=str(gateway),
-                address=address,
-            )
+            row = self.add_gateway(session, gateway, address, actor=actor)
             self._commit(session, f"gateway {gateway}")
             return row
+
+    def add_gateway(
+        self, session: Session, gateway: GatewayId, address: str, *, actor: str
+    ) -> models.Gateway:
+        """Add ``gateway`` and its event in ``session`` (the caller commits both, or neither)."""
+        self._check_instance(gateway.member)
+        address = check_gateway_address(address)
+        owner = self._member(session, gateway.member)
+        row = models.Gateway(
+            member_id=owner.id,
+            identifier=str(gateway),
+            address=address,
+            created_at=self._clock(),
+        )
+        session.add(row)
+        record(
+            session,
+            at=self._clock(),
+            actor=actor,
+            action="gateway.registered",
+            subject=str(gateway),
+            address=address,
+        )
+        return row
 
     def gateway(self, session: Session, gateway: GatewayId) -> models.Gateway:
         row = session.scalar(

@@ -11,6 +11,7 @@ from exchange.central import files
 from exchange.central.catalogue import SignedCatalogues
 from exchange.central.certificates import Certificates
 from exchange.central.dsd import Directory
+from exchange.central.enrolment import Enrolments
 from exchange.central.ocsp import Responders
 from exchange.central.publisher import Publisher
 from exchange.central.registry import Registry
@@ -29,6 +30,7 @@ class Central:
     material: files.AuthorityMaterial
     registry: Registry
     certificates: Certificates
+    enrolments: Enrolments
     publisher: Publisher
     witness: Witness
     catalogues: SignedCatalogues
@@ -41,25 +43,31 @@ def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) 
     registry = Registry(
         engine=build_engine(settings.db_url), instance=material.instance, clock=clock
     )
+    certificates = Certificates(
+        registry=registry,
+        authority=material.authority,
+        settings=settings,
+        responders=(
+            Responders(
+                settings.data_dir,
+                material.authority,
+                instance=material.instance,
+                validity=settings.ocsp_responder_validity,
+                at=clock(),
+            )
+            if settings.ocsp_delegated
+            else None
+        ),
+    )
     return Central(
         settings=settings,
         material=material,
         registry=registry,
-        certificates=Certificates(
+        certificates=certificates,
+        enrolments=Enrolments(
             registry=registry,
-            authority=material.authority,
-            settings=settings,
-            responders=(
-                Responders(
-                    settings.data_dir,
-                    material.authority,
-                    instance=material.instance,
-                    validity=settings.ocsp_responder_validity,
-                    at=clock(),
-                )
-                if settings.ocsp_delegated
-                else None
-            ),
+            certificates=certificates,
+            validity=settings.enrolment_code_validity,
         ),
         publisher=Publisher(registry=registry, material=material, settings=settings),
         witness=Witness(

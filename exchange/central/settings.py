@@ -56,6 +56,9 @@ class CentralSettings(RoleSettings):
     configuration_signing_validity: timedelta = timedelta(days=5 * 365)
     signing_certificate_validity: timedelta = timedelta(days=2 * 365)
     tls_certificate_validity: timedelta = timedelta(days=365)
+    enrolment_code_validity: timedelta = Field(
+        default=timedelta(days=7), description="how long a gateway's one-time enrolment code works"
+    )
     clock_skew: float = Field(
         default=120.0,
         ge=0,

@@ -212,6 +212,24 @@ def gateway_add(
     typer.echo(f"gateway {row.identifier} registered at {row.address}")
 
 
+@gateway_app.command("code")
+def gateway_code(
+    gateway_id: Annotated[str, typer.Argument(metavar="GATEWAY", help="e.g. EE/GOV/70000310/gw1")],
+    address: Annotated[str, typer.Option(help="https://host:port where other gateways reach it.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Issue the one-time code with which the gateway enrols (registering it if new); the
+    code is printed once and kept only as its hash."""
+    issued = open_central(data_dir).enrolments.issue(
+        GatewayId.parse(gateway_id), address, actor=_actor()
+    )
+    typer.echo(issued.code)
+    typer.echo(
+        f"enrolment code of {issued.gateway}, valid once until {issued.expires_at.isoformat()}",
+        err=True,
+    )
+
+
 Csr = Annotated[
     Path,
     typer.Option(

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from exchange import keyfolder
 from exchange.cli.output import table
 from exchange.db import migrate
 from exchange.db.engine import build_engine
 from exchange.errors import NotFound
-from exchange.gateway import files
+from exchange.gateway import enrolment, files
 from exchange.gateway.access import AccessRights, Limits
 from exchange.gateway.settings import GatewaySettings
 from exchange.identifiers import ServiceId
@@ -143,23 +144,45 @@ def init(config: Config) -> None:
     if not made:
         typer.echo(f"keys exist already in {settings.data_dir}")
     typer.echo(
-        "next: 'exchange gateway enrol' (or take the CSRs to the central authority's operator)"
+        "next: 'exchange gateway enrol --code CODE' with the code of the central authority's"
+        " operator (or take the CSRs to that operator)"
     )
 
 
 @app.command()
 def enrol(
     config: Config,
-    token_file: TokenFile,
+    code: Annotated[
+        str | None,
+        typer.Option(
+            help="The one-time enrolment code the authority's operator issued for this gateway.",
+            envvar="EXCHANGE_ENROLMENT_CODE",
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Instead of a code: a file holding the central authority's admin token.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     central: Annotated[
         str | None, typer.Option(help="Central authority URL (default: from the anchor).")
     ] = None,
 ) -> None:
     """Send the CSRs to the central authority and install the certificates it issues."""
     settings = GatewaySettings.load(config)
-    files.enrol(
-        settings, central_url=_central_url(settings, central), token=token_file.read_text().strip()
-    )
+    if code is not None and token_file is None:
+        enrolment.enrol(settings, code, central=central)
+    elif token_file is not None and code is None:
+        files.enrol(
+            settings,
+            central_url=_central_url(settings, central),
+            token=token_file.read_text().strip(),
+        )
+    else:
+        raise typer.BadParameter("give either --code or --token-file", param_hint="--code")
     typer.echo(f"installed signing.pem and tls.pem in {settings.data_dir}")
 
 
@@ -225,7 +248,12 @@ def serve(
         settings = settings.model_copy(update={"workers": workers})
     configure(json=settings.json_logs, level="INFO")
     if worker is None:  # the gateway's only process, or the parent of its workers
+        enrolled = enrolment.state(settings).enrolled
+        if not enrolled:
+            keyfolder.create(settings.data_dir)  # the lock's; keys are the staff's to make
         worker_processes.gateway_lock(settings)
+        if not enrolled:
+            set_up(settings)  # until staff enrol it in the console
         if settings.workers > 1:
             raise typer.Exit(worker_processes.Supervisor(config, settings).run())
 
@@ -268,6 +296,52 @@ def serve(
             await gateway.close()
 
     serving.run(main())
+
+
+def set_up(settings: GatewaySettings) -> None:
+    """Serve the setup console on the consumer listener until the gateway is enrolled
+    (:mod:`exchange.gateway.console.setup`); exit if stopped before."""
+    import asyncio
+
+    from exchange import serving
+    from exchange.gateway.console.setup import create_setup_app
+    from exchange.identity.login import OidcLogin
+
+    spec = settings.console
+    if not (spec.enabled and spec.issuer and spec.client_id and spec.public_url):
+        raise NotFound(
+            f"{settings.data_dir} holds no certificates: run 'exchange gateway init' and"
+            " 'enrol', or turn the [console] on to enrol from it"
+        )
+    engine = build_engine(settings.db_url)
+    migrate.upgrade("gateway", engine)
+    login = OidcLogin(
+        issuer=spec.issuer,
+        client_id=spec.client_id,
+        client_secret=spec.client_secret,
+        redirect_uri=f"{spec.public_url.rstrip('/')}/console/callback",
+    )
+
+    async def main() -> None:
+        done = asyncio.Event()
+        app = create_setup_app(
+            settings, engine=engine, login=login, clock=utcnow, enrolled=done.set
+        )
+        consumer = settings.consumer
+        await serving.serve_all(
+            [serving.config(app, host=consumer.host, port=consumer.port)],
+            until=done,
+            on_started=lambda: typer.echo(
+                f"gateway {settings.id}: not enrolled; enrol it at"
+                f" {spec.public_url}/console/certificates",
+                err=True,
+            ),
+        )
+
+    serving.run(main())
+    engine.dispose()
+    if not enrolment.state(settings).enrolled:
+        raise typer.Exit(1)  # stopped before it was enrolled
 
 
 def started(gateway: Gateway, banner: str, worker: int | None, ready_fd: int | None) -> None:

@@ -83,6 +83,7 @@ class Gateway:
         self.id = settings.gateway
         self.member = settings.gateway.member
         self.clock = clock
+        self.blocking_http = blocking_http  # the central authority (enrolment), as below
         self.keys = files.load(settings)
         self.signer = Signer(self.keys.signing_key, self.keys.signing_certificate)
         self.tls_fingerprint = fingerprint(load_certificate(self.keys.tls_certificate_path))

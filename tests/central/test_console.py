@@ -133,6 +133,9 @@ def test_every_route_refuses_the_unknown_and_roles_without_its_right(
         browser = authority.signed_in(username)
         token = hidden_fields(browser.get(f"{CONSOLE}/").text)["csrf"]
         for guard in ROUTES:
+            if guard.method == "POST":  # every form needs the session's CSRF token
+                forged = browser.http.post(CONSOLE + guard.path, data={"csrf": "forged"})
+                assert forged.status_code == 403, (username, guard)
             answer = browser.http.request(guard.method, CONSOLE + guard.path, data={"csrf": token})
             allowed = guard.right in RIGHTS[role]
             assert (answer.status_code == 403) != allowed, (username, guard, answer.status_code)
@@ -278,3 +281,98 @@ def test_the_console_is_refused_on_a_public_address_unless_allowed(tmp_path: Pat
     allowed = {**console, "allow_public": True}
     assert CentralSettings(**base, host="0.0.0.0", console=allowed).console.enabled  # noqa: S104
     assert CentralSettings(**base, host="127.0.0.1", console=console).console.enabled
+
+
+def test_an_operator_issues_an_enrolment_code_shown_once_and_a_certificate_from_a_request(
+    authority: Authority,
+) -> None:
+    central = authority.central
+    member = MemberId.parse("EE/GOV/70000310")
+    central.registry.register_member(member, "Population Register", actor="test")
+
+    vera = authority.signed_in("vera")
+    assert "Issue an enrolment code" not in vera.get(f"{CONSOLE}/members").text
+    assert "Issue from a request" not in vera.get(f"{CONSOLE}/certificates").text
+    olga = authority.signed_in("olga")
+    members = olga.get(f"{CONSOLE}/members")
+    forged = olga.post(
+        f"{CONSOLE}/members/enrolment-code",
+        {"csrf": "forged", "member": str(member), "gateway": "gw1", "address": "https://a:1"},
+    )
+    assert forged.status_code == 403
+    bad = olga.submit(members, "Issue an enrolment code", gateway="gw1", address="http://x")
+    assert bad.status_code == 400
+    assert bad.headers["x-road-error"] == "Client.InvalidRequest"
+    shown = olga.submit(
+        members, "Issue an enrolment code", gateway="gw1", address="https://127.0.0.1:8443"
+    )
+    assert shown.status_code == 200, shown.text[:2000]
+    assert shown.headers["cache-control"] == "no-store"
+    code = unescape(shown.text.split('id="code" dir="ltr">')[1].split("<")[0])
+    assert re.fullmatch(r"[A-Z2-7]{4}(-[A-Z2-7]{4}){5}", code)
+    # Listed without its letters; the gateway is registered at the address given.
+    listed = olga.get(f"{CONSOLE}/members")
+    assert code not in listed.text
+    [row] = rows(listed, "codes")
+    assert "EE/GOV/70000310/gw1" in row
+    assert "console:olga" in row
+    assert 'data-status="waiting"' in row
+    assert "https://127.0.0.1:8443" in rows(listed, "members")[0]
+    assert authority.events()[-1][:3] == (
+        "console:olga",
+        "enrolment_code.issued",
+        "EE/GOV/70000310/gw1",
+    )
+
+    # The offline path: a request carried by hand, issued from the certificates page.
+    key = generate_key()
+    page = olga.get(f"{CONSOLE}/certificates")
+    broken = olga.submit(page, 'name="csr"', profile="signing", owner=str(member), csr="x")
+    assert broken.headers["x-road-error"] == "Client.InvalidCertificateRequest"
+    issued = olga.submit(
+        page,
+        'name="csr"',
+        profile="tls",
+        owner="EE/GOV/70000310/gw1",
+        csr=csr_pem(build_csr(key, "x")),
+    )
+    assert issued.status_code == 200, issued.text[:2000]
+    pem = unescape(issued.text.split('id="certificate" dir="ltr">')[1].split("</pre>")[0])
+    serial = authority.events()[-1][3]["serial"]
+    assert authority.events()[-1][:3] == (
+        "console:olga",
+        "certificate.issued.tls",
+        "EE/GOV/70000310/gw1",
+    )
+    download = vera.get(f"{CONSOLE}/certificates/pem?serial={serial}")
+    assert download.status_code == 200
+    assert download.text == pem
+    assert "attachment" in download.headers["content-disposition"]
+    assert vera.get(f"{CONSOLE}/certificates/pem?serial=00").status_code == 404
+    olga.close()
+    vera.close()
+
+
+def test_approving_a_member_with_its_gateway_issues_the_gateways_enrolment_code(
+    authority: Authority,
+) -> None:
+    applied = apply(authority, kind="member", id="EE/GOV/70000777", name="Commercial Register")
+    number = applied.json()["id"]
+    olga = authority.signed_in("olga")
+    home = olga.get(f"{CONSOLE}/")
+    marker = f'name="application" value="{number}"><button'
+    mistyped = olga.submit(home, marker, gateway="gw1", address="http://127.0.0.1:8443")
+    assert mistyped.status_code == 400
+    assert authority.central.registry.members() == []  # nothing approved
+    shown = olga.submit(home, marker, gateway="gw1", address="https://127.0.0.1:8443")
+    assert shown.status_code == 200, shown.text[:2000]
+    assert re.search(r'id="code" dir="ltr">[A-Z2-7]{4}(-[A-Z2-7]{4}){5}<', shown.text)
+    [member] = authority.central.registry.members()
+    assert [g.identifier for g in member.gateways] == ["EE/GOV/70000777/gw1"]
+    assert [e[1] for e in authority.events()[-4:]] == [
+        "member.registered",
+        "application.approved",
+        "gateway.registered",
+        "enrolment_code.issued",
+    ]
+    olga.close()

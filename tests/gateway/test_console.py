@@ -90,6 +90,9 @@ def test_every_route_refuses_the_unknown_and_roles_without_its_right(roles: Role
             if guard.api:
                 answer = anonymous.get(url, headers=bearer(roles, username))
             else:
+                if guard.method == "POST":  # every form needs the session's CSRF token
+                    forged = browser.http.post(url, data={"csrf": "forged"})
+                    assert forged.status_code == 403, (username, guard)
                 answer = browser.http.request(guard.method, url, data={"csrf": token})
             allowed = guard.right in RIGHTS[role]
             assert (answer.status_code == 403) != allowed, (username, guard, answer.status_code)

@@ -5,8 +5,15 @@
 right         operator  auditor  viewer
 ============  ========  =======  ======
 ``view``      yes       yes      yes     applications, members, certificates, versions, log
-``change``    yes                        approve or reject applications, revoke certificates
+``change``    yes                        approve or reject applications (a member's with its
+                                         gateway's enrolment code at once), issue enrolment codes,
+                                         issue certificates from requests, revoke certificates
 ============  ========  =======  ======
+
+An enrolment code (:mod:`exchange.central.enrolment`) is shown once, on the page that answers
+the form that issued it, and never again: the authority keeps only its hash. A certificate
+issued from a request pasted here (the offline path: a CSR carried from a gateway without a
+connection) is shown with a link to download it.
 
 A page asked without a signed-in staff member redirects to sign-in; a staff member whose roles
 lack the right gets 403. Forms that change anything carry the session's CSRF token; every
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,10 +45,14 @@ from exchange.central import models
 from exchange.central.applications import STATUSES, Applications
 from exchange.central.certificates import REVOCATION_REASONS
 from exchange.central.console import versions
+from exchange.central.registry import check_gateway_address
 from exchange.central.service import Central
+from exchange.errors import InvalidRequest, NotFound
+from exchange.identifiers import GatewayId, MemberId
 from exchange.identity.login import OidcLogin
 from exchange.web import staff
 from exchange.web.languages import N_, gettext
+from exchange.web.pages import HEADERS
 from exchange.web.staff import Staff
 
 PREFIX = "/console"
@@ -65,7 +77,10 @@ ROUTES: tuple[Guard, ...] = (
     Guard("POST", "/applications/approve", "change", "approve"),
     Guard("POST", "/applications/reject", "change", "reject"),
     Guard("GET", "/members", "view", "members"),
+    Guard("POST", "/members/enrolment-code", "change", "enrolment_code"),
     Guard("GET", "/certificates", "view", "certificates"),
+    Guard("POST", "/certificates/issue", "change", "issue"),
+    Guard("GET", "/certificates/pem", "view", "certificate_pem"),
     Guard("POST", "/certificates/revoke", "change", "revoke"),
     Guard("GET", "/configuration", "view", "configuration"),
     Guard("GET", "/trust-services", "view", "trust_services"),
@@ -82,7 +97,11 @@ WORDS = (
     N_("expiring"),
     N_("expired"),
     N_("revoked"),
+    N_("waiting"),
+    N_("used"),
+    N_("withdrawn"),
 )
+PROFILES = ("signing", "tls")
 PUBLIC = (("GET", "/login"), ("GET", "/callback"), ("POST", "/logout"))
 
 Handler = Callable[[Request, Staff, FormData | None], Awaitable[Response]]
@@ -151,8 +170,20 @@ def create_console_app(central: Central, *, login: OidcLogin) -> ASGIApp:
         )
 
     async def approve(request: Request, who: Staff, form: FormData | None) -> Response:
-        await asyncio.to_thread(applications.approve, number(form), actor=who.actor)
-        return RedirectResponse(f"{PREFIX}/?done=approved", status_code=303)
+        code, address = field(form, "gateway"), field(form, "address")
+        asked = await asyncio.to_thread(applications.get, number(form))
+        gateway = None
+        if asked.kind == "member" and (code or address):
+            # Checked before the decision, so that a mistyped gateway approves nothing.
+            gateway = GatewayId(MemberId.parse(asked.identifier), code)
+            check_gateway_address(address)
+        await asyncio.to_thread(applications.approve, asked.id, actor=who.actor)
+        if gateway is None:
+            return RedirectResponse(f"{PREFIX}/?done=approved", status_code=303)
+        issued = await asyncio.to_thread(
+            central.enrolments.issue, gateway, address, actor=who.actor
+        )
+        return page("code.html", request, who, issued=issued)
 
     async def reject(request: Request, who: Staff, form: FormData | None) -> Response:
         await asyncio.to_thread(
@@ -162,7 +193,17 @@ def create_console_app(central: Central, *, login: OidcLogin) -> ASGIApp:
 
     async def members(request: Request, who: Staff, _: FormData | None) -> Response:
         listed = await asyncio.to_thread(registry.members)
-        return page("members.html", request, who, members=listed)
+        codes = await asyncio.to_thread(central.enrolments.codes)
+        return page("members.html", request, who, members=listed, codes=codes)
+
+    async def enrolment_code(request: Request, who: Staff, form: FormData | None) -> Response:
+        member = MemberId.parse(field(form, "member"))
+        gateway = GatewayId(member, field(form, "gateway"))
+        issued = await asyncio.to_thread(
+            central.enrolments.issue, gateway, field(form, "address"), actor=who.actor
+        )
+        # Answered here, not redirected: the code must not travel in a URL or be shown twice.
+        return page("code.html", request, who, issued=issued)
 
     async def certificates(request: Request, who: Staff, _: FormData | None) -> Response:
         listed = await asyncio.to_thread(central.certificates.list)
@@ -185,8 +226,39 @@ def create_console_app(central: Central, *, login: OidcLogin) -> ASGIApp:
             request,
             who,
             rows=rows,
+            profiles=PROFILES,
             reasons=sorted(REVOCATION_REASONS),
             warn_days=WARN_AHEAD.days,
+        )
+
+    async def issue(request: Request, who: Staff, form: FormData | None) -> Response:
+        profile, owner, csr = field(form, "profile"), field(form, "owner"), field(form, "csr")
+        if profile == "signing":
+            issued = await asyncio.to_thread(
+                central.certificates.issue_signing, MemberId.parse(owner), csr, actor=who.actor
+            )
+        elif profile == "tls":
+            issued = await asyncio.to_thread(
+                central.certificates.issue_tls, GatewayId.parse(owner), csr, actor=who.actor
+            )
+        else:
+            raise InvalidRequest("the purpose is signing or tls", detail="profile")
+        return page("issued.html", request, who, issued=issued, profile=profile, owner=owner)
+
+    async def certificate_pem(request: Request, who: Staff, _: FormData | None) -> Response:
+        serial = request.query_params.get("serial", "")
+        found = None
+        if re.fullmatch(r"[0-9A-Fa-f]{1,64}", serial):
+            found = await asyncio.to_thread(central.certificates.get, serial)
+        if found is None:
+            raise NotFound("no certificate with this serial", detail=serial[:64])
+        return Response(
+            found.pem,
+            media_type="application/x-pem-file",
+            headers={
+                **HEADERS,
+                "Content-Disposition": f'attachment; filename="{found.serial}.pem"',
+            },
         )
 
     async def revoke(request: Request, who: Staff, form: FormData | None) -> Response:
@@ -233,7 +305,10 @@ def create_console_app(central: Central, *, login: OidcLogin) -> ASGIApp:
         "approve": approve,
         "reject": reject,
         "members": members,
+        "enrolment_code": enrolment_code,
         "certificates": certificates,
+        "issue": issue,
+        "certificate_pem": certificate_pem,
         "revoke": revoke,
         "configuration": configuration,
         "trust_services": trust_services,

@@ -13,5 +13,8 @@ token's role claim gives them console roles, and each route needs one right
 - :mod:`~exchange.gateway.console.operations`: figures from the operational records;
 - :mod:`~exchange.gateway.console.host`: CPU, memory and disk of the gateway's host;
 - :mod:`~exchange.gateway.console.auditing`: the audit browser, verification and export;
-- :mod:`~exchange.gateway.console.certificates`: the gateway's certificates and their expiry.
+- :mod:`~exchange.gateway.console.certificates`: the gateway's certificates and their expiry;
+- :mod:`~exchange.gateway.console.enrolling`: generate the keys, download the requests, enrol;
+- :mod:`~exchange.gateway.console.setup`: the console of a gateway not enrolled yet, served
+  alone until it is.
 """

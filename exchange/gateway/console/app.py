@@ -31,6 +31,7 @@ from exchange.gateway import changes, declared, files, models, publishing
 from exchange.gateway.access import METHODS
 from exchange.gateway.changes import ChangeLog
 from exchange.gateway.console import auditing, certificates, host, operations, services, staff
+from exchange.gateway.console.enrolling import Enrolling, request_file
 from exchange.gateway.console.staff import Right, Staff
 from exchange.gateway.node import Gateway
 from exchange.gateway.records import opmon_fields
@@ -71,6 +72,10 @@ ROUTES: tuple[Guard, ...] = (
     Guard("POST", "/services/publish", "change", "service_publish"),
     Guard("GET", "/changes", "view", "change_log"),
     Guard("GET", "/certificates", "view", "certificate_list"),
+    Guard("POST", "/certificates/keys", "change", "generate_keys"),
+    Guard("GET", "/certificates/signing.csr", "view", "signing_request"),
+    Guard("GET", "/certificates/tls.csr", "view", "tls_request"),
+    Guard("POST", "/certificates/enrol", "change", "enrol"),
     Guard("GET", "/operations", "monitor", "operations_page"),
     Guard("GET", "/api/figures", "monitor", "figures_api", api=True),
     Guard("GET", "/api/operational-data", "monitor", "records_api", api=True),
@@ -103,6 +108,12 @@ def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
     pages = web.Pages("exchange.gateway.console")
     kept_changes = ChangeLog(gateway.engine)
     data_dir, anchor_file = gateway.settings.data_dir, gateway.settings.anchor
+    enrolling = Enrolling(
+        settings=gateway.settings,
+        engine=gateway.engine,
+        clock=clock,
+        transport=gateway.blocking_http,
+    )
 
     def site() -> str:
         try:
@@ -402,7 +413,26 @@ def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
             who,
             certificates=shown,
             warn_days=certificates.WARN_AHEAD.days,
+            state=enrolling.state(),
+            purposes=certificates.PURPOSES,
+            done=request.query_params.get("done"),
         )
+
+    async def generate_keys(request: Request, who: Staff, _: FormData | None) -> Response:
+        await gateway.in_thread(enrolling.generate, who)
+        return RedirectResponse(f"{PREFIX}/certificates?done=keys", status_code=303)
+
+    async def signing_request(request: Request, who: Staff, _: FormData | None) -> Response:
+        return await gateway.in_thread(request_file, gateway.settings, "signing")
+
+    async def tls_request(request: Request, who: Staff, _: FormData | None) -> Response:
+        return await gateway.in_thread(request_file, gateway.settings, "tls")
+
+    async def enrol(request: Request, who: Staff, form: FormData | None) -> Response:
+        await gateway.in_thread(enrolling.enrol, field(form, "code"), who)
+        # A running gateway holds the certificates it started with: the new ones from its next
+        # start (the page says so).
+        return RedirectResponse(f"{PREFIX}/certificates?done=enrolled", status_code=303)
 
     def window(request: Request) -> tuple[datetime, datetime]:
         until = _moment(request.query_params.get("to"), "to") or clock()
@@ -568,6 +598,10 @@ def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
         "service_publish": service_publish,
         "change_log": change_log,
         "certificate_list": certificate_list,
+        "generate_keys": generate_keys,
+        "signing_request": signing_request,
+        "tls_request": tls_request,
+        "enrol": enrol,
         "operations_page": operations_page,
         "figures_api": figures_api,
         "records_api": records_api,

@@ -1,7 +1,8 @@
 """The gateway's certificates: what each is for, whether it is good now, and when it ends.
 
-Read-only: keys are generated and certificates enrolled with ``exchange gateway init`` and
-``enrol``. A certificate is *expiring* within :data:`WARN_AHEAD` of its end, so staff have a
+Keys are generated and certificates enrolled on the same page
+(:mod:`~exchange.gateway.console.enrolling`) or with ``exchange gateway init`` and ``enrol``. A
+certificate is *expiring* within :data:`WARN_AHEAD` of its end, so staff have a
 month to enrol a new one; *revoked* when the global configuration lists its serial; and
 *not listed* when the configuration no longer names it for this member or gateway (peers would
 refuse it).
@@ -32,6 +33,8 @@ WORDS = {
     "revoked": N_("revoked"),
     "not-listed": N_("not in the global configuration"),
 }
+
+PURPOSES = (("signing", WORDS["signing"]), ("tls", WORDS["tls"]))  # the keys this gateway holds
 
 
 @dataclass(frozen=True, slots=True)

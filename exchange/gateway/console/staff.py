@@ -3,12 +3,13 @@
 ============  ========  =======  ======
 right         operator  auditor  viewer
 ============  ========  =======  ======
-``view``      yes       yes      yes     overview, services, access rights, certificates,
-                                         change log
+``view``      yes       yes      yes     overview, services, access rights, certificates and
+                                         their requests, change log
 ``monitor``   yes       yes              operations figures and their query API
 ``audit``               yes              audit browser, verification, export
 ``change``    yes                        declare, edit, disable, enable, test and publish
-                                         services; grant and revoke access rights
+                                         services; grant and revoke access rights; generate
+                                         the keys, enrol with the authority's one-time code
 ============  ========  =======  ======
 
 Operators change the gateway but do not hold the audit trail of what it did; auditors read and

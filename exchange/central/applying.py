@@ -1,0 +1,118 @@
+"""The authority's public pages where an agency applies, without signing in (it has no identity
+in the instance yet): ``GET /apply/`` is the form, ``POST /apply/`` submits it
+(:class:`~exchange.central.applications.Applications`, validated and capped as
+``POST /applications`` is), and ``GET /apply/<number>`` says how the application stands.
+``GET /apply/<number>/<receipt>`` is the applicant's own page: with the receipt shown once at
+submission, it also shows the enrolment code of the member's gateway once the authority issues
+it (:mod:`exchange.central.receipts`).
+
+The form carries a CSRF token of a session cookie of its own (scoped to ``/apply``), so that no
+other site can file applications in a visitor's name; pages run no script and deny framing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from exchange import keyfolder, web
+from exchange.central.applications import Applications
+from exchange.central.enrolment import Enrolments
+from exchange.central.settings import CentralSettings
+from exchange.errors import NotFound
+from exchange.http import install_error_handlers
+from exchange.web import languages
+from exchange.web.languages import N_, gettext
+from exchange.web.sessions import sessions
+from exchange.web.staff import SecurityHeaders
+
+PREFIX = "/apply"
+
+
+def create_apply_app(
+    settings: CentralSettings, applications: Applications, enrolments: Enrolments
+) -> ASGIApp:
+    """The pages under :data:`PREFIX` of the authority's listener."""
+    pages = web.Pages("exchange.central")
+    instance = applications.instance
+
+    def site() -> str:
+        return f"{instance} · {gettext(N_('Central authority'))}"
+
+    def field(form: object, name: str) -> str:
+        value = form.get(name, "") if hasattr(form, "get") else ""
+        return value.strip() if isinstance(value, str) else ""
+
+    async def form_page(request: Request) -> Response:
+        return pages.page(
+            "apply.html",
+            site=site(),
+            csrf=web.csrf_token(request.session),
+            prefix=PREFIX,
+            instance=instance,
+        )
+
+    async def submit(request: Request) -> Response:
+        form = await web.form(request)
+        web.check_csrf(request.session, form)
+        kind = field(form, "kind")
+        submitted = await asyncio.to_thread(
+            applications.submit,
+            kind,
+            field(form, "id"),
+            name=field(form, "name"),
+            contact=field(form, "contact"),
+        )
+        return pages.page("applied.html", site=site(), prefix=PREFIX, application=submitted)
+
+    def numbered(request: Request) -> int:
+        raw = request.path_params["number"]
+        if not raw.isdigit() or len(raw) > 10:
+            raise NotFound("no such application", detail=raw[:12])
+        return int(raw)
+
+    async def status(request: Request) -> Response:
+        shown = await asyncio.to_thread(applications.get, numbered(request))
+        return pages.page("application.html", site=site(), prefix=PREFIX, application=shown)
+
+    async def receipt(request: Request) -> Response:
+        """The applicant's own page: the status, and the gateway's code once issued."""
+        number, secret = numbered(request), request.path_params["receipt"]
+        if len(secret) > 64:
+            raise NotFound("no such application", detail=str(number))
+        codes = await asyncio.to_thread(enrolments.for_applicant, number, secret)
+        shown = await asyncio.to_thread(applications.get, number)
+        return pages.page(
+            "application.html",
+            site=site(),
+            prefix=PREFIX,
+            application=shown,
+            codes=codes,
+            private=True,
+        )
+
+    https = settings.url.startswith("https://")
+    app = Starlette(
+        routes=[
+            Route("/", form_page, methods=["GET"]),
+            Route("/", submit, methods=["POST"]),
+            Route("/{number}", status, methods=["GET"]),
+            Route("/{number}/{receipt}", receipt, methods=["GET"]),
+        ],
+        middleware=[
+            sessions(
+                keyfolder.secret(settings.data_dir / "apply-session.key"),
+                cookie="apply_session",
+                https=https,
+                path=PREFIX,
+            ),
+            languages.middleware(https=https),
+        ],
+    )
+    install_error_handlers(app, page=lambda error: pages.failure(site(), error, back=PREFIX + "/"))
+    return SecurityHeaders(app)

@@ -1,0 +1,126 @@
+"""The public pages where an agency applies: a form with a CSRF token of its own session, the
+application stored pending as the API stores it, and a page saying how it stands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+
+from exchange.central.app import create_app
+from exchange.central.applications import Applications
+from exchange.central.service import Central
+from exchange.central.settings import CentralSettings
+from exchange.identifiers import GatewayId
+from tests.browser import Browser
+from tests.conftest import Clock
+from tests.inprocess import Loopback, LoopThread
+
+URL = "http://127.0.0.1:4401"
+
+
+@pytest.fixture
+def served(
+    central: Central, central_settings: CentralSettings, clock: Clock
+) -> Iterator[tuple[Browser, Central]]:
+    app = create_app(central_settings, clock=clock)
+    loop = LoopThread("central-apply")
+    loopback = Loopback()
+    loopback.serve(URL, app, loop)
+    browser = Browser(loopback.blocking())
+    yield browser, app.state.central
+    browser.close()
+    loop.stop()
+
+
+def test_an_agency_applies_on_the_page_and_sees_how_it_stands(
+    served: tuple[Browser, Central],
+) -> None:
+    browser, central = served
+    form = browser.get(f"{URL}/apply/")
+    assert form.status_code == 200
+    assert form.headers["x-frame-options"] == "DENY"
+    assert "script-src" not in form.headers["content-security-policy"]  # none at all
+    assert 'name="csrf"' in form.text
+
+    forged = browser.post(
+        f"{URL}/apply/", {"csrf": "forged", "kind": "member", "id": "EE/GOV/70000777"}
+    )
+    assert forged.status_code == 403
+    assert central.registry.events(limit=1000)[-1].action != "application.submitted"
+
+    wrong = browser.submit(form, 'name="id"', kind="member", id="EE/GOV/a b", name="Land Board")
+    assert wrong.status_code == 400
+    assert wrong.headers["x-road-error"] == "Client.InvalidIdentifier"
+
+    received = browser.submit(
+        form, 'name="id"', kind="member", id="EE/GOV/70000777", name="Land Board", contact="it@x"
+    )
+    assert received.status_code == 200, received.text[:2000]
+    assert "waits for the authority" in received.text
+    [pending] = central.registry.events(limit=1000)[-1:]
+    assert (pending.actor, pending.action, pending.subject) == (
+        "applicant",
+        "application.submitted",
+        "EE/GOV/70000777",
+    )
+    number = received.text.split('href="/apply/')[1].split('"')[0]
+    status = browser.get(f"{URL}/apply/{number}")
+    assert 'data-status="pending"' in status.text
+    assert browser.get(f"{URL}/apply/99999").status_code == 404
+    assert browser.get(f"{URL}/apply/x").status_code == 404
+    again = browser.submit(form, 'name="id"', kind="member", id="EE/GOV/70000777", name="Again")
+    assert again.status_code == 409
+
+
+def test_the_applicant_reads_its_gateways_code_with_its_receipt_alone(
+    served: tuple[Browser, Central],
+) -> None:
+    browser, central = served
+    form = browser.get(f"{URL}/apply/")
+    received = browser.submit(
+        form, 'name="id"', kind="member", id="EE/GOV/70000777", name="Commercial Register"
+    )
+    private = received.text.split('id="receipt" href="')[1].split('"')[0]
+    number, receipt = private.split("/")[2:4]
+    own = browser.get(f"{URL}{private}")
+    assert 'data-status="pending"' in own.text
+    assert 'id="codes"' not in own.text
+
+    [pending] = central.registry.events(limit=1000)[-1:]
+    central_app = Applications(registry=central.registry)
+    central_app.approve(int(number), actor="console:olga")
+    gateway = GatewayId.parse("EE/GOV/70000777/gw1")
+    issued = central.enrolments.issue(gateway, "https://127.0.0.1:8443", actor="console:olga")
+
+    shown = browser.get(f"{URL}{private}")
+    assert 'data-status="approved"' in shown.text
+    assert f'dir="ltr">{issued.code}</code>' in shown.text
+    # Not on the public page, not with another receipt, not in the database.
+    assert issued.code not in browser.get(f"{URL}/apply/{number}").text
+    assert browser.get(f"{URL}/apply/{number}/{receipt[:-2]}xx").status_code == 404
+    with central.registry.session() as session:
+        stored = session.execute(text("SELECT * FROM ca_enrolment_codes")).all()
+        applications = session.execute(text("SELECT * FROM ca_applications")).all()
+    assert issued.code.replace("-", "") not in repr(stored).replace("-", "")
+    assert receipt not in repr(applications)
+    # Used, it is gone from the page.
+    with central.registry.session() as session:
+        session.execute(text("UPDATE ca_enrolment_codes SET used_at = issued_at"))
+        session.commit()
+    assert issued.code not in browser.get(f"{URL}{private}").text
+    assert pending.action == "application.submitted"
+
+
+def test_the_api_answers_the_receipt_once(served: tuple[Browser, Central]) -> None:
+    browser, _ = served
+    answer = browser.http.post(
+        f"{URL}/applications", json={"kind": "member", "id": "EE/GOV/70000778", "name": "X"}
+    )
+    assert answer.status_code == 201
+    body = answer.json()
+    assert len(body["receipt"]) >= 40
+    assert "receipt" not in browser.http.get(f"{URL}/applications/{body['id']}").json()
+    own = browser.get(f"{URL}/apply/{body['id']}/{body['receipt']}")
+    assert 'data-status="pending"' in own.text
