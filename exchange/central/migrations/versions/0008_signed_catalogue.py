@@ -1,6 +1,6 @@
 """signed catalogue publications: replay and rollback refused, and which key published what
 
-Revision ID: 0008_signed_catalogue
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-01 23:30:00
 """
@@ -10,7 +10,7 @@ from alembic import op
 
 import exchange.db.types
 
-revision = "0008_signed_catalogue"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """one-time enrolment codes of gateways
 
-Revision ID: 0008_enrolment_codes
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-01 23:00:00
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 
 import exchange.db.types
 
-revision = "0008_enrolment_codes"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

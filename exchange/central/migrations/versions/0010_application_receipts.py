@@ -1,15 +1,15 @@
 """applicants' receipts: the code of their gateway sealed to the receipt's key
 
-Revision ID: 0009_application_receipts
-Revises: 0008_enrolment_codes
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-01 23:40:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_application_receipts"
-down_revision = "0008_enrolment_codes"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
