@@ -10,7 +10,7 @@ every answer carries the pages' security headers (no script, no framing).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,7 +35,7 @@ from exchange.gateway.console.enrolling import Enrolling, request_file
 from exchange.gateway.console.staff import Right, Staff
 from exchange.gateway.node import Gateway
 from exchange.gateway.records import opmon_fields
-from exchange.gateway.settings import ServiceSpec
+from exchange.gateway.settings import ConsoleSpec, GatewaySettings, ServiceSpec
 from exchange.identity.login import OidcLogin
 from exchange.web import staff as shared_staff
 from exchange.web.charts import bars, columns
@@ -609,33 +609,16 @@ def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
         "audit_verify": audit_verify,
         "audit_export": audit_export,
     }
-    routes = [
-        *shared_staff.staff_sign_in_routes(
-            prefix=PREFIX,
-            login=login,
-            spec=spec,
-            table=staff.RIGHTS,
-            where="this gateway's console",
-            clock=clock,
-            signed_out=lambda: pages.message(
-                site(),
-                gettext(N_("Signed out")),
-                gettext(N_("You have signed out of the gateway console.")),
-                back=PREFIX + "/",
-            ),
-        ),
-        *(
-            Route(g.path, guarded(g, handlers[g.name]), methods=[g.method], name=g.name)
-            for g in ROUTES
-        ),
-    ]
-    return shared_staff.console_app(
-        routes,
+    return assemble(
+        ROUTES,
+        handlers,
+        guarded=guarded,
+        login=login,
         spec=spec,
-        prefix=PREFIX,
-        session_key=files.console_session_key(gateway.settings),
-        cookie="console_session",
-        failure=lambda error: pages.failure(site(), error, back=PREFIX + "/"),
+        settings=gateway.settings,
+        clock=clock,
+        pages=pages,
+        site=site,
     )
 
 
@@ -688,3 +671,47 @@ def _record_publish(gateway: Gateway, who: Staff, published: dict[str, int]) -> 
             detail=published,
         )
         session.commit()
+
+
+def assemble(
+    guards: Iterable[Guard],
+    handlers: Mapping[str, Handler],
+    *,
+    guarded: Callable[[Guard, Handler], Callable[[Request], Awaitable[Response]]],
+    login: OidcLogin,
+    spec: ConsoleSpec,
+    settings: GatewaySettings,
+    clock: Callable[[], datetime],
+    pages: web.Pages,
+    site: Callable[[], str],
+) -> ASGIApp:
+    """A console's app around its guarded routes: staff sign-in, session, errors and headers,
+    the same for the full console and the setup console (:mod:`.setup`)."""
+    routes = [
+        *shared_staff.staff_sign_in_routes(
+            prefix=PREFIX,
+            login=login,
+            spec=spec,
+            table=staff.RIGHTS,
+            where="this gateway's console",
+            clock=clock,
+            signed_out=lambda: pages.message(
+                site(),
+                gettext(N_("Signed out")),
+                gettext(N_("You have signed out of the gateway console.")),
+                back=PREFIX + "/",
+            ),
+        ),
+        *(
+            Route(g.path, guarded(g, handlers[g.name]), methods=[g.method], name=g.name)
+            for g in guards
+        ),
+    ]
+    return shared_staff.console_app(
+        routes,
+        spec=spec,
+        prefix=PREFIX,
+        session_key=files.console_session_key(settings),
+        cookie="console_session",
+        failure=lambda error: pages.failure(site(), error, back=PREFIX + "/"),
+    )

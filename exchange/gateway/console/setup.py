@@ -29,15 +29,13 @@ from starlette.types import ASGIApp
 
 from exchange import web
 from exchange.errors import ServiceUnavailable
-from exchange.gateway import files
 from exchange.gateway.changes import ChangeLog
 from exchange.gateway.console import certificates, staff
-from exchange.gateway.console.app import PREFIX, PUBLIC, Guard
+from exchange.gateway.console.app import PREFIX, PUBLIC, Guard, assemble
 from exchange.gateway.console.enrolling import Enrolling, request_file
 from exchange.gateway.settings import GatewaySettings
 from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin
-from exchange.web import staff as shared_staff
 from exchange.web.languages import N_, gettext
 from exchange.web.staff import Staff
 
@@ -199,31 +197,14 @@ def create_setup_console_app(
         "enrol": enrol,
         "change_log": change_log,
     }
-    routes = [
-        *shared_staff.staff_sign_in_routes(
-            prefix=PREFIX,
-            login=login,
-            spec=spec,
-            table=staff.RIGHTS,
-            where="this gateway's console",
-            clock=clock,
-            signed_out=lambda: pages.message(
-                site(),
-                gettext(N_("Signed out")),
-                gettext(N_("You have signed out of the gateway console.")),
-                back=PREFIX + "/",
-            ),
-        ),
-        *(
-            Route(g.path, guarded(g, handlers[g.name]), methods=[g.method], name=g.name)
-            for g in ROUTES
-        ),
-    ]
-    return shared_staff.console_app(
-        routes,
+    return assemble(
+        ROUTES,
+        handlers,
+        guarded=guarded,
+        login=login,
         spec=spec,
-        prefix=PREFIX,
-        session_key=files.console_session_key(settings),
-        cookie="console_session",
-        failure=lambda error: pages.failure(site(), error, back=PREFIX + "/"),
+        settings=settings,
+        clock=clock,
+        pages=pages,
+        site=site,
     )
