@@ -25,6 +25,14 @@ The rows are written without waiting for the disk (the unflushed engine): the an
 record, committed flushed after its row and before the answer leaves, makes it durable. A power
 loss can only take the row of an answer that never left, whose retry then executes again.
 
+Claims and answers that arrive together are written in one transaction (a group commit, as the
+replay guard's pairs): a key costs a request a share of one commit, not two commits of its own
+each waiting for the database's one writer. Within a batch each request still gets the outcome
+it would have had alone: the unique key decides each claim (a key claimed twice in one batch is
+held by the first; the second finds it in progress), and a refused claim leaves the others be.
+The caller still waits for its row to be committed, so the order above (claim before the
+registry is asked, answer before the audit record) holds.
+
 A replayed answer skips the release policy: it gives the same client, for the same request,
 what it was given already (consent revoked since does not take it back, as it cannot take back
 the first copy).
@@ -34,12 +42,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, select, update
 
+from exchange.db.batch import GroupCommit
 from exchange.db.engine import insert_or_skip
 from exchange.errors import IdempotencyKeyReused, RequestInProgress
 from exchange.gateway.models import IdempotentAnswer
@@ -83,6 +93,32 @@ class Stored:
     consent: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """A request claiming its key (see :meth:`Idempotency.begin`)."""
+
+    held: Held
+    fingerprint: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """The answer to keep for a held key, or ``kept=False`` to give the key up."""
+
+    held: Held
+    kept: bool
+    status: int
+    content_type: str | None
+    payload: bytes
+    error_type: str | None
+    legal_basis: str | None
+    consent: str | None
+
+
+_Outcome = Held | Stored | None
+
+
 class Idempotency:
     def __init__(
         self,
@@ -94,72 +130,38 @@ class Idempotency:
         self._engine = engine
         self._clock = clock
         self._lifetime = lifetime
-        self._claim = insert_or_skip(engine, IdempotentAnswer).returning(IdempotentAnswer.key)
+        table = cast(Table, IdempotentAnswer.__table__)
+        self._claim = insert_or_skip(engine, IdempotentAnswer).returning(
+            table.c.client, table.c.service, table.c.key
+        )
+        # Executed with many parameter sets at once: the answers of a batch. Only the request
+        # that holds the key (its message id, no answer yet) may keep or give up its answer.
+        held = (
+            table.c.client == bindparam("held_client"),
+            table.c.service == bindparam("held_service"),
+            table.c.key == bindparam("held_key"),
+            table.c.message_id == bindparam("held_message_id"),
+            table.c.status.is_(None),
+        )
+        self._keep = (
+            update(table).where(*held).values({name: bindparam(name) for name in ANSWER_FIELDS})
+        )
+        self._give_up = delete(table).where(*held)
+        # One transaction for the claims and answers that arrive together (module docstring).
+        self._writer: GroupCommit[_Claim | _Answer, _Outcome] = GroupCommit(
+            self._write, name="idempotency"
+        )
 
-    def begin(
+    async def begin(
         self, *, client: str, service: str, key: str, fingerprint: str, message_id: str
     ) -> Held | Stored:
         """Claim ``key`` for this request, or the answer kept for it; raise
-        :class:`IdempotencyKeyReused` or :class:`RequestInProgress` (see the module docstring).
-        Blocking: call it in a worker thread."""
-        now = self._clock()
+        :class:`IdempotencyKeyReused` or :class:`RequestInProgress` (see the module docstring)."""
         held = Held(client, service, key, message_id)
-        fresh = {
-            "fingerprint": fingerprint,
-            "message_id": message_id,
-            "status": None,
-            "content_type": None,
-            "error_type": None,
-            "payload": None,
-            "legal_basis": None,
-            "consent": None,
-            "created_at": now,
-            "expires_at": now + self._lifetime,
-        }
-        mine = (
-            IdempotentAnswer.client == client,
-            IdempotentAnswer.service == service,
-            IdempotentAnswer.key == key,
-        )
-        with self._engine.begin() as connection:
-            claimed = connection.execute(
-                self._claim, {"client": client, "service": service, "key": key, **fresh}
-            ).first()
-            if claimed is not None:
-                return held
-            row = connection.execute(select(IdempotentAnswer.__table__).where(*mine)).one()
-            expired = row.expires_at <= now
-            if not expired and row.fingerprint != fingerprint:
-                raise IdempotencyKeyReused(
-                    "this Idempotency-Key was used for another request",
-                    detail="Idempotency-Key",
-                )
-            abandoned = row.status is None and row.created_at <= now - TAKEOVER_AFTER
-            if expired or abandoned:
-                # Taken over on the condition that nobody else took it over first.
-                taken = connection.execute(
-                    update(IdempotentAnswer)
-                    .where(*mine, IdempotentAnswer.created_at == row.created_at)
-                    .values(**fresh)
-                )
-                if getattr(taken, "rowcount", 0):
-                    return held
-            if expired or row.status is None:
-                raise RequestInProgress(
-                    "a request with this Idempotency-Key is being answered; ask again shortly",
-                    detail="Idempotency-Key",
-                )
-            return Stored(
-                message_id=row.message_id,
-                status=row.status,
-                content_type=row.content_type,
-                payload=row.payload or b"",
-                error_type=row.error_type,
-                legal_basis=row.legal_basis,
-                consent=row.consent,
-            )
+        outcome = await self._writer.submit(_Claim(held, fingerprint, self._clock()))
+        return cast(Held | Stored, outcome)
 
-    def finish(
+    async def finish(
         self,
         held: Held,
         *,
@@ -171,29 +173,105 @@ class Idempotency:
         consent: str | None,
     ) -> None:
         """Keep the answer for the key's retries, or give the key up if it is not kept."""
+        kept = status < 500 and status not in NOT_KEPT
+        answer = _Answer(
+            held, kept, status, content_type, payload, error_type, legal_basis, consent
+        )
+        await self._writer.submit(answer)
+
+    def _write(self, batch: Sequence[_Claim | _Answer]) -> list[_Outcome | BaseException]:
+        """One transaction for ``batch``: the answers first (a retry beside its first request's
+        answer is given that answer), then the claims, one row per key in key order (so that
+        processes claiming at once cannot deadlock); a key claimed twice in the batch is claimed
+        by the first, and the others are decided against its row, like any key found taken."""
+        outcomes: list[_Outcome | BaseException] = [None] * len(batch)
+        answers = [item for item in batch if isinstance(item, _Answer)]
+        first: dict[tuple[str, str, str], int] = {}
+        for index, item in enumerate(batch):
+            if isinstance(item, _Claim):
+                first.setdefault(_scope(item.held), index)
+        with self._engine.begin() as connection:
+            kept = [_answer_row(a) for a in answers if a.kept]
+            if kept:
+                connection.execute(self._keep, kept)
+            given_up = [_held_row(a.held) for a in answers if not a.kept]
+            if given_up:
+                connection.execute(self._give_up, given_up)
+            rows = [self._fresh(cast(_Claim, batch[first[scope]])) for scope in sorted(first)]
+            claimed: set[tuple[str, ...]] = set()
+            if rows:
+                claimed = {tuple(row) for row in connection.execute(self._claim, rows)}
+            for index, item in enumerate(batch):
+                if not isinstance(item, _Claim):
+                    continue
+                scope = _scope(item.held)
+                if first[scope] == index and scope in claimed:
+                    outcomes[index] = item.held
+                    continue
+                try:
+                    outcomes[index] = self._decide(connection, item)
+                except (IdempotencyKeyReused, RequestInProgress) as refused:
+                    outcomes[index] = refused
+        return outcomes
+
+    def _fresh(self, claim: _Claim) -> dict[str, Any]:
+        """The row of a key claimed by ``claim``'s request."""
+        held = claim.held
+        return {
+            "client": held.client,
+            "service": held.service,
+            "key": held.key,
+            "fingerprint": claim.fingerprint,
+            "message_id": held.message_id,
+            "status": None,
+            "content_type": None,
+            "error_type": None,
+            "payload": None,
+            "legal_basis": None,
+            "consent": None,
+            "created_at": claim.at,
+            "expires_at": claim.at + self._lifetime,
+        }
+
+    def _decide(self, connection: Connection, claim: _Claim) -> Held | Stored:
+        """For a key found claimed: its kept answer, a takeover, or a refusal."""
+        held, now = claim.held, claim.at
         mine = (
             IdempotentAnswer.client == held.client,
             IdempotentAnswer.service == held.service,
             IdempotentAnswer.key == held.key,
-            IdempotentAnswer.message_id == held.message_id,
-            IdempotentAnswer.status.is_(None),
         )
-        with self._engine.begin() as connection:
-            if status >= 500 or status in NOT_KEPT:
-                connection.execute(delete(IdempotentAnswer).where(*mine))
-                return
-            connection.execute(
-                update(IdempotentAnswer)
-                .where(*mine)
-                .values(
-                    status=status,
-                    content_type=content_type,
-                    payload=payload,
-                    error_type=error_type,
-                    legal_basis=legal_basis,
-                    consent=consent,
-                )
+        row = connection.execute(select(IdempotentAnswer.__table__).where(*mine)).one()
+        expired = row.expires_at <= now
+        if not expired and row.fingerprint != claim.fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used for another request",
+                detail="Idempotency-Key",
             )
+        abandoned = row.status is None and row.created_at <= now - TAKEOVER_AFTER
+        if expired or abandoned:
+            # Taken over on the condition that nobody else took it over first.
+            taken = connection.execute(
+                update(IdempotentAnswer)
+                .where(*mine, IdempotentAnswer.created_at == row.created_at)
+                .values(**{k: v for k, v in self._fresh(claim).items() if k not in KEY_FIELDS})
+            )
+            if getattr(taken, "rowcount", 0):
+                return held
+        if expired or row.status is None:
+            raise RequestInProgress(
+                "a request with this Idempotency-Key is being answered; ask again shortly",
+                detail="Idempotency-Key",
+            )
+        return Stored(
+            message_id=row.message_id,
+            status=row.status,
+            content_type=row.content_type,
+            payload=row.payload or b"",
+            error_type=row.error_type,
+            legal_basis=row.legal_basis,
+            consent=row.consent,
+        )
 
     def prune(self, *, at: datetime) -> int:
         with self._engine.begin() as connection:
@@ -201,3 +279,30 @@ class Idempotency:
                 delete(IdempotentAnswer).where(IdempotentAnswer.expires_at < at)
             )
         return int(getattr(result, "rowcount", 0) or 0)
+
+    async def close(self) -> None:
+        await self._writer.close()
+
+
+KEY_FIELDS = ("client", "service", "key")
+ANSWER_FIELDS = ("status", "content_type", "payload", "error_type", "legal_basis", "consent")
+
+
+def _scope(held: Held) -> tuple[str, str, str]:
+    return held.client, held.service, held.key
+
+
+def _held_row(held: Held) -> dict[str, str]:
+    return {
+        "held_client": held.client,
+        "held_service": held.service,
+        "held_key": held.key,
+        "held_message_id": held.message_id,
+    }
+
+
+def _answer_row(answer: _Answer) -> dict[str, Any]:
+    return {
+        **_held_row(answer.held),
+        **{name: getattr(answer, name) for name in ANSWER_FIELDS},
+    }

@@ -323,6 +323,7 @@ class Gateway:
         await self.audit.close()
         await self.replay.close()
         await self.quotas.close()
+        await self.idempotency.close()
         await self.exchanges.close()
         await self.transport.close()
         self._crl_http.close()

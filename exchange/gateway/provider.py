@@ -242,8 +242,7 @@ class Provider:
         service.connector.check(asked)  # likewise: values the registry would misread
         key = xroad.idempotency_key
         if key is not None:
-            outcome = await gateway.in_thread(
-                gateway.idempotency.begin,
+            outcome = await gateway.idempotency.begin(
                 client=str(xroad.client),
                 service=record.service,
                 key=key,
@@ -322,8 +321,7 @@ class Provider:
         if answer.stream is not None:
             answer = replace(answer, status=503)  # not kept, as the provider's failures are not
         try:
-            await self.gateway.in_thread(
-                self.gateway.idempotency.finish,
+            await self.gateway.idempotency.finish(
                 held,
                 status=answer.status,
                 content_type=answer.content_type,

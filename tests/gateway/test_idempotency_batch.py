@@ -1,0 +1,111 @@
+"""Idempotency keys claimed and answers kept in batches, on a real database (SQLite and
+PostgreSQL): requests that arrive together share one transaction, and each still gets the
+outcome it would have had on its own; two processes share the keys through the database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from exchange.db.engine import build_engine
+from exchange.db.migrate import upgrade
+from exchange.errors import IdempotencyKeyReused, RequestInProgress
+from exchange.gateway.idempotency import TAKEOVER_AFTER, Held, Idempotency, Stored
+from tests.conftest import Clock
+
+CLIENT, SERVICE = "EE/GOV/70000001/portal", "EE/GOV/70000002/registry/diploma"
+
+
+@pytest.fixture
+async def processes(database_url: str, clock: Clock) -> AsyncIterator[list[Idempotency]]:
+    """Two processes' idempotency on one database, each with its engine and writer."""
+    migrating = build_engine(database_url)
+    upgrade("gateway", migrating)
+    migrating.dispose()
+    engines = [build_engine(database_url, flushed=False) for _ in range(2)]
+    kept = [Idempotency(engine, clock=clock) for engine in engines]
+    yield kept
+    for idempotency, engine in zip(kept, engines, strict=True):
+        await idempotency.close()
+        engine.dispose()
+
+
+async def claim(
+    idempotency: Idempotency, key: str, message_id: str, *, fingerprint: str = "same"
+) -> Held | Stored:
+    begun = idempotency.begin(
+        client=CLIENT, service=SERVICE, key=key, fingerprint=fingerprint, message_id=message_id
+    )
+    return await asyncio.wait_for(begun, 10)
+
+
+async def keep(idempotency: Idempotency, held: Held, status: int, payload: bytes) -> None:
+    kept = idempotency.finish(
+        held,
+        status=status,
+        content_type="application/json",
+        payload=payload,
+        error_type=None,
+        legal_basis="law",
+        consent=None,
+    )
+    await asyncio.wait_for(kept, 10)
+
+
+async def test_requests_claiming_together_each_get_their_own_outcome(
+    processes: list[Idempotency],
+) -> None:
+    """Submitted in one go, these share a batch: of two duplicates one executes, the key's
+    reuse for another request is refused, and neither refusal fails the fresh key beside them."""
+    idempotency = processes[0]
+    outcomes = await asyncio.gather(
+        claim(idempotency, "a", "m1"),
+        claim(idempotency, "a", "m2"),
+        claim(idempotency, "a", "m3", fingerprint="other"),
+        claim(idempotency, "b", "m4"),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == Held(CLIENT, SERVICE, "a", "m1")
+    assert isinstance(outcomes[1], RequestInProgress)
+    assert isinstance(outcomes[2], IdempotencyKeyReused)
+    assert outcomes[3] == Held(CLIENT, SERVICE, "b", "m4")
+
+
+async def test_an_answer_kept_beside_a_retry_of_its_key_is_given_to_that_retry(
+    processes: list[Idempotency],
+) -> None:
+    idempotency = processes[0]
+    held = await claim(idempotency, "a", "m1")
+    assert isinstance(held, Held)
+    _, retried = await asyncio.gather(
+        keep(idempotency, held, 200, b'{"ok": true}'), claim(idempotency, "a", "m2")
+    )
+    assert isinstance(retried, Stored)
+    assert (retried.message_id, retried.status, retried.payload) == ("m1", 200, b'{"ok": true}')
+    # A failure is not kept: its key is given up, and the retry beside it executes.
+    failed = await claim(idempotency, "b", "m3")
+    assert isinstance(failed, Held)
+    _, again = await asyncio.gather(
+        keep(idempotency, failed, 503, b""), claim(idempotency, "b", "m4")
+    )
+    assert again == Held(CLIENT, SERVICE, "b", "m4")
+
+
+async def test_a_claim_whose_process_died_is_taken_over_by_another_process(
+    processes: list[Idempotency], clock: Clock
+) -> None:
+    dead, alive = processes
+    first = await claim(dead, "a", "m1")
+    assert isinstance(first, Held)
+    with pytest.raises(RequestInProgress):  # shared through the database
+        await claim(alive, "a", "m2")
+    clock.advance(TAKEOVER_AFTER)
+    taken = await claim(alive, "a", "m3")
+    assert taken == Held(CLIENT, SERVICE, "a", "m3")
+    await keep(dead, first, 200, b"late")  # the first, finishing after all, keeps nothing
+    await keep(alive, taken, 200, b"kept")
+    retried = await claim(dead, "a", "m4")
+    assert isinstance(retried, Stored)
+    assert (retried.message_id, retried.payload) == ("m3", b"kept")
