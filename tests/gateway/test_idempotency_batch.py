@@ -109,3 +109,15 @@ async def test_a_claim_whose_process_died_is_taken_over_by_another_process(
     retried = await claim(dead, "a", "m4")
     assert isinstance(retried, Stored)
     assert (retried.message_id, retried.payload) == ("m3", b"kept")
+
+
+async def test_of_duplicates_claimed_at_once_in_two_processes_one_executes(
+    processes: list[Idempotency],
+) -> None:
+    """Each process's batch holds ten copies; the two batches meet in the database."""
+    outcomes = await asyncio.gather(
+        *(claim(process, "a", f"m{i}") for i in range(10) for process in processes),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(outcome, Held) for outcome in outcomes) == 1
+    assert all(isinstance(o, RequestInProgress) for o in outcomes if not isinstance(o, Held))
