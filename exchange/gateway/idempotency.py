@@ -241,7 +241,9 @@ class Idempotency:
             IdempotentAnswer.service == held.service,
             IdempotentAnswer.key == held.key,
         )
-        row = connection.execute(select(IdempotentAnswer.__table__).where(*mine)).one()
+        row = connection.execute(select(IdempotentAnswer.__table__).where(*mine)).first()
+        if row is None:  # given up by its holder since (PostgreSQL, another process): ask again
+            raise _in_progress()
         expired = row.expires_at <= now
         if not expired and row.fingerprint != claim.fingerprint:
             raise IdempotencyKeyReused(
@@ -259,10 +261,7 @@ class Idempotency:
             if getattr(taken, "rowcount", 0):
                 return held
         if expired or row.status is None:
-            raise RequestInProgress(
-                "a request with this Idempotency-Key is being answered; ask again shortly",
-                detail="Idempotency-Key",
-            )
+            raise _in_progress()
         return Stored(
             message_id=row.message_id,
             status=row.status,
@@ -286,6 +285,13 @@ class Idempotency:
 
 KEY_FIELDS = ("client", "service", "key")
 ANSWER_FIELDS = ("status", "content_type", "payload", "error_type", "legal_basis", "consent")
+
+
+def _in_progress() -> RequestInProgress:
+    return RequestInProgress(
+        "a request with this Idempotency-Key is being answered; ask again shortly",
+        detail="Idempotency-Key",
+    )
 
 
 def _scope(held: Held) -> tuple[str, str, str]:
