@@ -8,7 +8,10 @@ issues it (:mod:`exchange.central.receipts`). Numbers are sequential, so a numbe
 nothing: a wrong receipt gets the very page of a number never given (404).
 
 The form carries a CSRF token of a session cookie of its own (scoped to ``/apply``), so that no
-other site can file applications in a visitor's name; pages run no script and deny framing.
+other site can file applications in a visitor's name; pages run no script and deny framing. A
+submission counts against the same rate limits as ``POST /applications``
+(:mod:`exchange.central.throttle`); refused, the visitor gets the error page (429) in their
+language.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from exchange import keyfolder, web
 from exchange.central.applications import UNKNOWN, Applications
 from exchange.central.enrolment import Enrolments
 from exchange.central.settings import CentralSettings
+from exchange.central.throttle import APPLICATIONS, Throttle
 from exchange.errors import NotFound
 from exchange.http import install_error_handlers
 from exchange.web import languages
@@ -36,7 +40,10 @@ PREFIX = "/apply"
 
 
 def create_apply_app(
-    settings: CentralSettings, applications: Applications, enrolments: Enrolments
+    settings: CentralSettings,
+    applications: Applications,
+    enrolments: Enrolments,
+    limits: Throttle,
 ) -> ASGIApp:
     """The pages under :data:`PREFIX` of the authority's listener."""
     pages = web.Pages("exchange.central")
@@ -59,6 +66,8 @@ def create_apply_app(
         )
 
     async def submit(request: Request) -> Response:
+        # The API's allowance, counted before the form is read; refused, the error page says so.
+        limits.admit(APPLICATIONS, request.client.host if request.client else None)
         form = await web.form(request)
         web.check_csrf(request.session, form)
         kind = field(form, "kind")

@@ -93,8 +93,9 @@ def load_signer(
 
 
 class WitnessMetrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        """``registry``: the authority's (``/metrics``); by default one of their own."""
+        self.registry = CollectorRegistry() if registry is None else registry
         self.heads = Counter(
             "exchange_witness_heads",
             "Tree heads submitted to the witness, by outcome",
