@@ -106,6 +106,8 @@ def install_error_handlers(
         if page is not None and "text/html" in request.headers.get("accept", ""):
             response = page(error)
             response.headers["X-Road-Error"] = xroad_type(error, side)
+            if isinstance(error, QuotaExceeded):
+                response.headers["Retry-After"] = str(error.retry_after)
         else:
             response = error_response(error, side)
         if status is not None:

@@ -13,8 +13,13 @@ Service Directory ``GET /dsd/rest/search`` (:mod:`exchange.central.dsd`).
 
 
 Applications (no authentication, validated and capped, :mod:`exchange.central.applications`):
-``POST /applications`` submits one, pending; ``GET /applications/{number}`` says how it stands;
-the same for people on the pages under ``/apply`` (:mod:`exchange.central.applying`).
+``POST /applications`` submits one, pending, and answers its receipt once;
+``GET /applications/{number}`` with ``Authorization: Receipt <receipt>`` says how it stands (to
+anyone else, 404 as for a number never given); the same for people on the pages under ``/apply``
+(:mod:`exchange.central.applying`).
+
+These, ``POST /enrolment`` and ``PUT /catalogue/v1/services`` are rate-limited per client
+address and overall before their bodies are read (:mod:`exchange.central.throttle`).
 
 Enrolment (the one-time code is the credential, :mod:`exchange.central.enrolment`):
 ``POST /enrolment`` takes a gateway's two CSRs with the code the authority's operator issued for
@@ -42,6 +47,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from exchange import __version__
+from exchange.central import throttle
 from exchange.central.applications import Applications
 from exchange.central.applying import PREFIX as APPLY
 from exchange.central.applying import create_apply_app
@@ -186,12 +192,25 @@ def require_admin(request: Request) -> str:
     return API_ACTOR
 
 
+# The open write endpoints and their allowance (the apply form counts in its own app).
+THROTTLED = {
+    ("POST", "/applications"): throttle.APPLICATIONS,
+    ("POST", "/enrolment"): throttle.ENROLMENT,
+    ("PUT", "/catalogue/v1/services"): throttle.CATALOGUE,
+}
+
+
 def admit(request: Request) -> None:
-    """Before the body is read: the management API is the admin's only. (The ``Admin``
-    dependency checks again and names the actor, but FastAPI resolves it after the body.)"""
+    """Before the body is read: the management API is the admin's only (the ``Admin``
+    dependency checks again and names the actor, but FastAPI resolves it after the body), and
+    the open write endpoints are within their rate limits."""
     path = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
     if path.startswith("/api/"):
         require_admin(request)
+    endpoint = THROTTLED.get((request.method, path))
+    if endpoint is not None:
+        limits: throttle.Throttle = request.app.state.throttle
+        limits.admit(endpoint, request.client.host if request.client else None)
 
 
 Admin = Annotated[str, Depends(require_admin)]
@@ -211,7 +230,10 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(Guard, max_bytes=MAX_API_BODY, admit=admit)
     app.state.central = central
-    app.mount(APPLY, create_apply_app(central.settings, applications, central.enrolments))
+    app.state.throttle = limits = throttle.Throttle(
+        central.settings.rate_limit, clock=lambda: clock().timestamp(), registry=central.metrics
+    )
+    app.mount(APPLY, create_apply_app(central.settings, applications, central.enrolments, limits))
     spec = central.settings.console
     if spec.enabled and spec.issuer and spec.client_id and spec.public_url:
         login = console_login or OidcLogin(
@@ -261,8 +283,14 @@ def create_app(
         }
 
     @app.get("/applications/{number}")
-    def application(number: Annotated[int, Path(ge=1, lt=10**11)]) -> dict[str, object]:
-        return applications.get(number).document()
+    def application(
+        request: Request, number: Annotated[int, Path(ge=1, lt=10**11)]
+    ) -> dict[str, object]:
+        # The receipt in a header, not the address: addresses end up in proxies' logs.
+        scheme, _, receipt = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "receipt" or not receipt or len(receipt) > 64:
+            receipt = ""  # derived and compared all the same: no quicker answer to tell by
+        return applications.for_applicant(number, receipt).document()
 
     @app.get("/api/v1/applications")
     def listed_applications(
@@ -291,9 +319,7 @@ def create_app(
 
     @app.get("/metrics", response_class=Response)
     def metrics() -> Response:
-        return Response(
-            generate_latest(central.witness.metrics.registry), media_type=CONTENT_TYPE_LATEST
-        )
+        return Response(generate_latest(central.metrics), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/witness/v1/heads")
     def witness_head(body: WitnessIn) -> dict[str, Any]:

@@ -13,7 +13,10 @@ app's guard.
 
 A submission answers a *receipt*, a secret shown to the applicant once: with it, the
 applicant's page shows the enrolment code of the member's gateway once the authority issues it
-(:mod:`exchange.central.receipts`; the authority keeps only the receipt's public key).
+(:mod:`exchange.central.receipts`; the authority keeps only the receipt's public key). Numbers are
+sequential, so they are no secret: outside the authority, an application is shown only to the
+holder of its receipt (:meth:`Applications.for_applicant`), and anyone else is answered
+:data:`UNKNOWN`, as for a number that was never given.
 
 Submission, approval and rejection each write an event of the change log in the same
 transaction as the change, with its actor: ``applicant`` for a submission, the operator
@@ -35,12 +38,15 @@ from exchange.central import models, receipts
 from exchange.central.registry import Registry, check_instance, check_member_name, record
 from exchange.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from exchange.identifiers import MemberId, SubsystemId
+from exchange.web.languages import N_
 
 Kind = Literal["member", "subsystem"]
 Status = Literal["pending", "approved", "rejected"]
 STATUSES: tuple[Status, ...] = ("pending", "approved", "rejected")
 MAX_PENDING = 200
 APPLICANT = "applicant"
+# The one answer to a wrong receipt and to a number never given.
+UNKNOWN = N_("no such application")
 _TEXT = re.compile(r"[^\x00-\x1f\x7f]{0,255}")
 _REASON = re.compile(r"[^\x00-\x08\x0b-\x1f\x7f]{1,1000}")
 
@@ -181,6 +187,17 @@ class Applications:
             if row is None:
                 raise NotFound(f"no application {number}", detail=str(number))
             return Application.of(row)
+
+    def for_applicant(self, number: int, receipt: str) -> Application:
+        """Application ``number`` as the holder of its ``receipt`` reads it; the same
+        :class:`NotFound` (no detail) for a number never given and for a receipt that does not
+        open it, after the same work (:func:`receipts.matches` derives the key either way)."""
+        with self._registry.session() as session:
+            row = session.get(models.Application, number)
+        stored = row.receipt_key if row is not None else None
+        if not receipts.matches(receipt, stored) or row is None:
+            raise NotFound(UNKNOWN)
+        return Application.of(row)
 
     def list(self, status: str | None = None, *, limit: int = 200) -> list[Application]:
         """Newest first; pending ones oldest first (the order to decide them in)."""

@@ -1,13 +1,17 @@
 """The authority's public pages where an agency applies, without signing in (it has no identity
 in the instance yet): ``GET /apply/`` is the form, ``POST /apply/`` submits it
 (:class:`~exchange.central.applications.Applications`, validated and capped as
-``POST /applications`` is), and ``GET /apply/<number>`` says how the application stands.
-``GET /apply/<number>/<receipt>`` is the applicant's own page: with the receipt shown once at
-submission, it also shows the enrolment code of the member's gateway once the authority issues
-it (:mod:`exchange.central.receipts`).
+``POST /applications`` is). ``GET /apply/<number>/<receipt>`` is the applicant's own page, the
+only one that shows an application: with the receipt shown once at submission, it says how the
+application stands and shows the enrolment code of the member's gateway once the authority
+issues it (:mod:`exchange.central.receipts`). Numbers are sequential, so a number alone shows
+nothing: a wrong receipt gets the very page of a number never given (404).
 
 The form carries a CSRF token of a session cookie of its own (scoped to ``/apply``), so that no
-other site can file applications in a visitor's name; pages run no script and deny framing.
+other site can file applications in a visitor's name; pages run no script and deny framing. A
+submission counts against the same rate limits as ``POST /applications``
+(:mod:`exchange.central.throttle`); refused, the visitor gets the error page (429) in their
+language.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from exchange import keyfolder, web
-from exchange.central.applications import Applications
+from exchange.central.applications import UNKNOWN, Applications
 from exchange.central.enrolment import Enrolments
 from exchange.central.settings import CentralSettings
+from exchange.central.throttle import APPLICATIONS, Throttle
 from exchange.errors import NotFound
 from exchange.http import install_error_handlers
 from exchange.web import languages
@@ -35,7 +40,10 @@ PREFIX = "/apply"
 
 
 def create_apply_app(
-    settings: CentralSettings, applications: Applications, enrolments: Enrolments
+    settings: CentralSettings,
+    applications: Applications,
+    enrolments: Enrolments,
+    limits: Throttle,
 ) -> ASGIApp:
     """The pages under :data:`PREFIX` of the authority's listener."""
     pages = web.Pages("exchange.central")
@@ -58,6 +66,8 @@ def create_apply_app(
         )
 
     async def submit(request: Request) -> Response:
+        # The API's allowance, counted before the form is read; refused, the error page says so.
+        limits.admit(APPLICATIONS, request.client.host if request.client else None)
         form = await web.form(request)
         web.check_csrf(request.session, form)
         kind = field(form, "kind")
@@ -70,23 +80,13 @@ def create_apply_app(
         )
         return pages.page("applied.html", site=site(), prefix=PREFIX, application=submitted)
 
-    def numbered(request: Request) -> int:
-        raw = request.path_params["number"]
-        if not raw.isdigit() or len(raw) > 10:
-            raise NotFound("no such application", detail=raw[:12])
-        return int(raw)
-
-    async def status(request: Request) -> Response:
-        shown = await asyncio.to_thread(applications.get, numbered(request))
-        return pages.page("application.html", site=site(), prefix=PREFIX, application=shown)
-
     async def receipt(request: Request) -> Response:
         """The applicant's own page: the status, and the gateway's code once issued."""
-        number, secret = numbered(request), request.path_params["receipt"]
-        if len(secret) > 64:
-            raise NotFound("no such application", detail=str(number))
-        codes = await asyncio.to_thread(enrolments.for_applicant, number, secret)
-        shown = await asyncio.to_thread(applications.get, number)
+        raw, secret = request.path_params["number"], request.path_params["receipt"]
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or len(secret) > 64:
+            raise NotFound(UNKNOWN)
+        shown = await asyncio.to_thread(applications.for_applicant, int(raw), secret)
+        codes = await asyncio.to_thread(enrolments.for_applicant, shown.id, secret)
         return pages.page(
             "application.html",
             site=site(),
@@ -101,7 +101,6 @@ def create_apply_app(
         routes=[
             Route("/", form_page, methods=["GET"]),
             Route("/", submit, methods=["POST"]),
-            Route("/{number}", status, methods=["GET"]),
             Route("/{number}/{receipt}", receipt, methods=["GET"]),
         ],
         middleware=[

@@ -35,6 +35,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from exchange.central import models, receipts
+from exchange.central.applications import UNKNOWN
 from exchange.central.certificates import Certificates, Issued, add
 from exchange.central.registry import Registry, check_gateway_address, record
 from exchange.errors import (
@@ -228,8 +229,9 @@ class Enrolments:
         table = models.EnrolmentCode
         with self._registry.session() as session:
             application = session.get(models.Application, number)
-            if application is None or not receipts.matches(receipt, application.receipt_key):
-                raise NotFound("no such application", detail=str(number))
+            stored = application.receipt_key if application is not None else None
+            if not receipts.matches(receipt, stored) or application is None:
+                raise NotFound(UNKNOWN)
             if application.kind != "member" or application.status != "approved":
                 return []
             rows = session.scalars(

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from prometheus_client import CollectorRegistry
+
 from exchange.central import files
 from exchange.central.catalogue import SignedCatalogues
 from exchange.central.certificates import Certificates
@@ -34,12 +36,14 @@ class Central:
     publisher: Publisher
     witness: Witness
     catalogues: SignedCatalogues
+    metrics: CollectorRegistry  # what /metrics shows
     directory: Directory | None = None  # with the EDM material only
 
 
 def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) -> Central:
     settings = files.resolve(settings)
     material = files.load(settings)
+    metrics = CollectorRegistry()
     registry = Registry(
         engine=build_engine(settings.db_url), instance=material.instance, clock=clock
     )
@@ -76,7 +80,7 @@ def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) 
             signer=load_signer(
                 settings.data_dir, material.authority, instance=material.instance, at=clock()
             ),
-            metrics=WitnessMetrics(),
+            metrics=WitnessMetrics(metrics),
         ),
         directory=(
             None
@@ -85,4 +89,5 @@ def build(settings: CentralSettings, *, clock: Callable[[], datetime] = utcnow) 
             else Directory(registry=registry, schemas=EdmSchemas.load(settings.edm_folder))
         ),
         catalogues=SignedCatalogues(registry=registry, skew=timedelta(seconds=settings.clock_skew)),
+        metrics=metrics,
     )

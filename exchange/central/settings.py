@@ -7,6 +7,10 @@ The operators' console (:mod:`exchange.central.console`) is off unless
 role claim's values ``operator``, ``auditor`` and ``viewer`` give those roles. On a listener
 bound to a non-loopback address it is refused unless ``..._CONSOLE_ALLOW_PUBLIC=true``.
 
+The open write endpoints (applications, enrolment, signed catalogues) are rate-limited per client
+address and overall (:mod:`exchange.central.throttle`): ``EXCHANGE_CENTRAL_RATE_LIMIT_PER_CLIENT``,
+``..._PER_CLIENT_BURST``, ``..._OVERALL`` and ``..._OVERALL_BURST``.
+
 With ``EXCHANGE_CENTRAL_EDM_FOLDER`` naming the OOTS EDM material, the authority answers the EDM
 Data Service Directory query from its service catalogue (:mod:`exchange.central.dsd`)."""
 
@@ -19,8 +23,27 @@ from typing import ClassVar
 from pydantic import Field, model_validator
 
 from exchange.db.engine import sqlite_url
-from exchange.settings_file import RoleSettings
+from exchange.settings_file import RoleSettings, Strict
 from exchange.web.staff import ConsoleSpec, stays_local
+
+
+class RateLimits(Strict):
+    """Token buckets of each open write endpoint: one per client address, one for everyone.
+    The defaults let a gateway publish a few dozen subsystems' catalogues at once and an agency
+    apply by hand or by script, and hold a flood to a few requests a second."""
+
+    per_client: float = Field(
+        default=1.0, gt=0, le=10_000, description="requests per second a client address gets back"
+    )
+    per_client_burst: int = Field(
+        default=30, ge=1, le=100_000, description="requests a client address may send at once"
+    )
+    overall: float = Field(
+        default=10.0, gt=0, le=100_000, description="requests per second everyone gets back"
+    )
+    overall_burst: int = Field(
+        default=200, ge=1, le=1_000_000, description="requests everyone together may send at once"
+    )
 
 
 class CentralSettings(RoleSettings):
@@ -65,6 +88,7 @@ class CentralSettings(RoleSettings):
         description="seconds of tolerated clock drift of what gateways sign (their catalogues)",
     )
     console: ConsoleSpec = Field(default_factory=ConsoleSpec)
+    rate_limit: RateLimits = Field(default_factory=RateLimits)
     edm_folder: Path | None = Field(
         default=None,
         description=(

@@ -25,52 +25,39 @@ rolled back the log. It is refused (:class:`~exchange.errors.AuditLogForked`, 40
 counted in the metrics and shown by ``/health`` and ``/witness/v1/forks``. A head whose
 signature does not verify is refused as such (400) and raises no alarm: anyone can send garbage.
 
+What the witness holds and how it decides is :class:`audit.witnessstore.WitnessStore`'s, over
+the tables ``ca_witnessed_heads`` and ``ca_witness_forks``; a gateway's peer witness keeps the
+same over its own (:mod:`exchange.gateway.peerwitness`).
+
 The witness key lives in the data folder (``witness.key``, ``witness.pem``) and is made at the
 first start that lacks it, so authorities initialised before witnessing gain one.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import structlog
 from cryptography import x509
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from audit.verify import Anchors, Head, head_signature_problem
-from audit.witness import (
-    Submitted,
-    contradiction,
-    cosign,
-    parse_head,
-    parse_proof,
-    witness_subject,
-)
+from audit.witness import Submitted, parse_head, parse_proof, witness_subject
+from audit.witnessstore import MAX_CHAINS_PER_GATEWAY, WitnessStore
 from exchange import keyfolder
 from exchange.central import models
 from exchange.central.registry import Registry
-from exchange.errors import (
-    AccessDenied,
-    AuditLogForked,
-    InvalidIdentifier,
-    InvalidSignature,
-    StaleConsistencyProof,
-)
+from exchange.errors import AccessDenied, InvalidIdentifier, InvalidSignature
 from exchange.identifiers import check_segment
 from exchange.trust import ca
 from exchange.trust.keys import certificate_pem, generate_key, load_certificate
 from exchange.trust.signed import Signer
 
-log = structlog.get_logger(__name__)
+__all__ = ["MAX_CHAINS_PER_GATEWAY", "Witness", "WitnessMetrics", "load_signer"]
 WITNESS_VALIDITY = timedelta(days=5 * 365)
-MAX_CHAINS_PER_GATEWAY = 64  # replicas and workers of one gateway, each with its own chain
 
 
 def load_signer(
@@ -93,8 +80,9 @@ def load_signer(
 
 
 class WitnessMetrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        """``registry``: the authority's (``/metrics``); by default one of their own."""
+        self.registry = CollectorRegistry() if registry is None else registry
         self.heads = Counter(
             "exchange_witness_heads",
             "Tree heads submitted to the witness, by outcome",
@@ -119,9 +107,17 @@ class Witness:
     ) -> None:
         self._registry = registry
         self._authority = authority
-        self._signer = signer
         self.metrics = metrics
         self.certificate = signer.certificate
+        self._store = WitnessStore(
+            session=registry.session,
+            heads=models.WitnessedHead,
+            forks=models.WitnessFork,
+            signer=signer,
+            clock=registry.clock,
+            outcome=lambda outcome: metrics.heads.labels(outcome).inc(),
+            event="witness",
+        )
         # Read from the database at each scrape: a restarted authority still shows old forks.
         metrics.forks.set_function(lambda: float(self.fork_count()))
 
@@ -133,75 +129,7 @@ class Witness:
         witness holds). Raises as the module docstring says."""
         head, nodes = parse_head(raw), parse_proof(proof)
         gateway_id = self._check_signature(head)
-        at = self._registry.clock()
-        with self._registry.session() as session:
-            latest = session.get(models.WitnessedHead, head.chain)
-            if latest is None:
-                self._check_room(session, gateway_id)
-            else:
-                if head.signature == latest.signature:
-                    # This very head again (its answer was lost, or a replay): as held.
-                    self.metrics.heads.labels("repeated").inc()
-                    held: dict[str, str] = json.loads(latest.cosignature)
-                    return held
-                reason = contradiction(
-                    latest, head, from_size, nodes, stale=self.metrics.heads.labels("stale").inc
-                )
-                if reason is not None:
-                    self._fork(latest, head, reason, at)
-            cosignature = cosign(
-                self._signer,
-                chain=head.chain,
-                size=head.size,
-                root=head.root,
-                head_signature=head.signature,
-                at=at,
-            )
-            values = {
-                "size": head.size,
-                "root": head.root,
-                "signature": head.signature,
-                "cosignature": json.dumps(cosignature),
-                "witnessed_at": at,
-            }
-            if latest is None:
-                session.add(models.WitnessedHead(chain=head.chain, **values))
-            else:
-                # Only over the head this decision was made against: a concurrent submission
-                # of the same chain makes this one stale, never lets it jump the check.
-                moved = session.execute(
-                    update(models.WitnessedHead)
-                    .where(
-                        models.WitnessedHead.chain == head.chain,
-                        models.WitnessedHead.size == latest.size,
-                        models.WitnessedHead.root == latest.root,
-                    )
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
-                )
-                if not getattr(moved, "rowcount", 0):
-                    raise StaleConsistencyProof("the witness's latest head changed meanwhile")
-            try:
-                session.commit()
-            except IntegrityError as exc:
-                raise StaleConsistencyProof("the witness's latest head changed meanwhile") from exc
-        self.metrics.heads.labels("accepted").inc()
-        log.info("witness.accepted", chain=head.chain, size=head.size)
-        return cosignature
-
-    def _check_room(self, session: Session, gateway_id: str) -> None:
-        """Refuse a new chain once the gateway has :data:`MAX_CHAINS_PER_GATEWAY` of them."""
-        held = session.scalar(
-            select(func.count())
-            .select_from(models.WitnessedHead)
-            .where(models.WitnessedHead.chain.startswith(f"{gateway_id}/", autoescape=True))
-        )
-        if int(held or 0) >= MAX_CHAINS_PER_GATEWAY:
-            self.metrics.heads.labels("refused").inc()
-            raise AccessDenied(
-                f"the gateway has {MAX_CHAINS_PER_GATEWAY} witnessed audit chains already",
-                detail=gateway_id,
-            )
+        return self._store.accept(head, gateway=gateway_id, from_size=from_size, proof=nodes)
 
     def _check_signature(self, head: Submitted) -> str:
         """The gateway whose chain ``head`` is, once the member's key signed it."""
@@ -217,7 +145,7 @@ class Witness:
                 select(models.Gateway).where(models.Gateway.identifier == gateway_id)
             )
             if not replica_ok or gateway is None:
-                self.metrics.heads.labels("refused").inc()
+                self._store.outcome("refused")
                 raise AccessDenied("the chain is not a registered gateway's audit log")
             consent_keys = set(session.scalars(select(models.ConsentService.certificate_serial)))
             certificates = session.scalars(
@@ -240,90 +168,15 @@ class Witness:
             Head(head.chain, head.size, head.root, head.signature, None), anchors.signers, anchors
         )
         if problem is not None:
-            self.metrics.heads.labels("refused").inc()
+            self._store.outcome("refused")
             raise InvalidSignature(problem)
         return gateway_id
 
-    def _fork(
-        self, latest: models.WitnessedHead, head: Submitted, reason: str, at: datetime
-    ) -> NoReturn:
-        refusal = AuditLogForked(
-            "the tree head is not consistent with the last one witnessed for this log",
-            detail=f"{reason}: witnessed size {latest.size}, presented size {head.size}",
-        )
-        with self._registry.session() as session:
-            known = session.scalar(
-                select(models.WitnessFork.id).where(
-                    models.WitnessFork.chain == head.chain,
-                    models.WitnessFork.signature == head.signature,
-                )
-            )
-            if known is not None:  # this evidence is held already: refused, not stored again
-                self.metrics.heads.labels("forked").inc()
-                raise refusal
-            session.add(
-                models.WitnessFork(
-                    chain=head.chain,
-                    at=at,
-                    reason=reason,
-                    known_size=latest.size,
-                    known_root=latest.root,
-                    known_signature=latest.signature,
-                    size=head.size,
-                    root=head.root,
-                    signature=head.signature,
-                )
-            )
-            try:
-                session.commit()
-            except IntegrityError:  # the same evidence, stored meanwhile
-                self.metrics.heads.labels("forked").inc()
-                raise refusal from None
-        self.metrics.heads.labels("forked").inc()
-        log.error(
-            "witness.fork",
-            chain=head.chain,
-            reason=reason,
-            witnessed_size=latest.size,
-            size=head.size,
-        )
-        raise refusal
-
     def latest(self, chain: str) -> dict[str, Any] | None:
-        with self._registry.session() as session:
-            row = session.get(models.WitnessedHead, chain)
-        if row is None:
-            return None
-        return {
-            "chain": row.chain,
-            "size": row.size,
-            "root": row.root,
-            "signature": row.signature,
-            "cosignature": json.loads(row.cosignature),
-            "witnessed_at": row.witnessed_at.isoformat(),
-        }
+        return self._store.latest(chain)
 
     def fork_count(self) -> int:
-        with self._registry.session() as session:
-            return int(session.scalar(select(func.count()).select_from(models.WitnessFork)) or 0)
+        return self._store.fork_count()
 
     def forks(self, *, limit: int = 100) -> list[dict[str, Any]]:
-        with self._registry.session() as session:
-            rows = session.scalars(
-                select(models.WitnessFork).order_by(models.WitnessFork.id.desc()).limit(limit)
-            ).all()
-        return [
-            {
-                "id": f.id,
-                "chain": f.chain,
-                "at": f.at.isoformat(),
-                "reason": f.reason,
-                "witnessed": {
-                    "size": f.known_size,
-                    "root": f.known_root,
-                    "signature": f.known_signature,
-                },
-                "presented": {"size": f.size, "root": f.root, "signature": f.signature},
-            }
-            for f in rows
-        ]
+        return self._store.forks(limit=limit)

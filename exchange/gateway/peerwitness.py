@@ -20,44 +20,28 @@ verifier counts it as one more witness only if that member is not the log's own.
 not witness its own member's chains (403).
 
 State is kept in this gateway's database (the latest head per chain, the forks), so replicas
-sharing it witness as one, and a restart keeps what was seen.
+sharing it witness as one, and a restart keeps what was seen. How it is kept and decided is
+:class:`audit.witnessstore.WitnessStore`'s, as for the authority's witness, over the tables
+``gw_peer_witnessed_heads`` and ``gw_peer_witness_forks``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any
 
-import structlog
-from sqlalchemy import Engine, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from audit.verify import Anchors, Head, head_signature_problem
-from audit.witness import (
-    Submitted,
-    contradiction,
-    cosign,
-    member_of_chain,
-    parse_head,
-    parse_proof,
-)
-from exchange.errors import (
-    AccessDenied,
-    AuditLogForked,
-    InvalidIdentifier,
-    InvalidSignature,
-    StaleConsistencyProof,
-)
+from audit.witness import Submitted, member_of_chain, parse_head, parse_proof
+from audit.witnessstore import WitnessStore
+from exchange.errors import AccessDenied, InvalidIdentifier, InvalidSignature
 from exchange.gateway.models import PeerWitnessedHead, PeerWitnessFork
 from exchange.identifiers import check_segment
 from exchange.trust.signed import Signer
 from exchange.trust.view import TrustView
-
-log = structlog.get_logger(__name__)
-MAX_CHAINS_PER_GATEWAY = 64  # as the authority's witness holds
 
 
 class PeerWitness:
@@ -71,12 +55,17 @@ class PeerWitness:
         clock: Callable[[], datetime],
         outcome: Callable[[str], None] = lambda _: None,
     ) -> None:
-        self._engine = engine
-        self._signer = signer
         self._member = member
         self._view = view
-        self._clock = clock
-        self._outcome = outcome  # counts each head's outcome (metrics)
+        self._store = WitnessStore(
+            session=lambda: Session(engine),
+            heads=PeerWitnessedHead,
+            forks=PeerWitnessFork,
+            signer=signer,
+            clock=clock,
+            outcome=outcome,  # counts each head's outcome (metrics)
+            event="peer_witness",
+        )
 
     def submit(
         self, raw: Mapping[str, Any], *, from_size: int | None, proof: Sequence[Any]
@@ -85,60 +74,7 @@ class PeerWitness:
         the chain's latest head held here; raises as the module docstring says."""
         head, nodes = parse_head(raw), parse_proof(proof)
         gateway_id = self._check_signature(head)
-        at = self._clock()
-        with Session(self._engine) as session:
-            latest = session.get(PeerWitnessedHead, head.chain)
-            if latest is None:
-                self._check_room(session, gateway_id)
-            else:
-                if head.signature == latest.signature:  # this very head again: as held
-                    self._outcome("repeated")
-                    held: dict[str, str] = json.loads(latest.cosignature)
-                    return held
-                reason = contradiction(latest, head, from_size, nodes, stale=self._stale)
-                if reason is not None:
-                    self._fork(latest, head, reason, at)
-            cosignature = cosign(
-                self._signer,
-                chain=head.chain,
-                size=head.size,
-                root=head.root,
-                head_signature=head.signature,
-                at=at,
-            )
-            values = {
-                "size": head.size,
-                "root": head.root,
-                "signature": head.signature,
-                "cosignature": json.dumps(cosignature),
-                "witnessed_at": at,
-            }
-            if latest is None:
-                session.add(PeerWitnessedHead(chain=head.chain, **values))
-            else:
-                # Only over the head decided against: a concurrent submission makes this stale.
-                moved = session.execute(
-                    update(PeerWitnessedHead)
-                    .where(
-                        PeerWitnessedHead.chain == head.chain,
-                        PeerWitnessedHead.size == latest.size,
-                        PeerWitnessedHead.root == latest.root,
-                    )
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
-                )
-                if not getattr(moved, "rowcount", 0):
-                    raise StaleConsistencyProof("the witness's latest head changed meanwhile")
-            try:
-                session.commit()
-            except IntegrityError as exc:
-                raise StaleConsistencyProof("the witness's latest head changed meanwhile") from exc
-        self._outcome("accepted")
-        log.info("peer_witness.accepted", chain=head.chain, size=head.size)
-        return cosignature
-
-    def _stale(self) -> None:
-        self._outcome("stale")
+        return self._store.accept(head, gateway=gateway_id, from_size=from_size, proof=nodes)
 
     def _check_signature(self, head: Submitted) -> str:
         """The gateway whose chain ``head`` is, once its member's key signed it."""
@@ -151,10 +87,10 @@ class PeerWitness:
         view = self._view()
         registered = any(g.id == gateway_id for g in view.configuration.gateways)
         if not replica_ok or not registered:
-            self._outcome("refused")
+            self._store.outcome("refused")
             raise AccessDenied("the chain is not a registered gateway's audit log")
         if member == self._member:
-            self._outcome("refused")
+            self._store.outcome("refused")
             raise AccessDenied("a gateway does not witness its own member's audit logs")
         anchors = Anchors(
             ca=view.ca,
@@ -165,93 +101,15 @@ class PeerWitness:
             Head(head.chain, head.size, head.root, head.signature, None), anchors.signers, anchors
         )
         if problem is not None:
-            self._outcome("refused")
+            self._store.outcome("refused")
             raise InvalidSignature(problem)
         return gateway_id
 
-    def _check_room(self, session: Session, gateway_id: str) -> None:
-        held = session.scalar(
-            select(func.count())
-            .select_from(PeerWitnessedHead)
-            .where(PeerWitnessedHead.chain.startswith(f"{gateway_id}/", autoescape=True))
-        )
-        if int(held or 0) >= MAX_CHAINS_PER_GATEWAY:
-            self._outcome("refused")
-            raise AccessDenied(
-                f"the gateway has {MAX_CHAINS_PER_GATEWAY} witnessed audit chains already",
-                detail=gateway_id,
-            )
-
-    def _fork(
-        self, latest: PeerWitnessedHead, head: Submitted, reason: str, at: datetime
-    ) -> NoReturn:
-        refusal = AuditLogForked(
-            "the tree head is not consistent with the last one witnessed for this log",
-            detail=f"{reason}: witnessed size {latest.size}, presented size {head.size}",
-        )
-        self._outcome("forked")
-        with Session(self._engine) as session:
-            session.add(
-                PeerWitnessFork(
-                    chain=head.chain,
-                    at=at,
-                    reason=reason,
-                    known_size=latest.size,
-                    known_root=latest.root,
-                    known_signature=latest.signature,
-                    size=head.size,
-                    root=head.root,
-                    signature=head.signature,
-                )
-            )
-            try:
-                session.commit()
-            except IntegrityError:  # this evidence is held already: refused, not kept again
-                raise refusal from None
-        log.error(
-            "peer_witness.fork",
-            chain=head.chain,
-            reason=reason,
-            witnessed_size=latest.size,
-            size=head.size,
-        )
-        raise refusal
-
     def latest(self, chain: str) -> dict[str, Any] | None:
-        with Session(self._engine) as session:
-            row = session.get(PeerWitnessedHead, chain)
-        if row is None:
-            return None
-        return {
-            "chain": row.chain,
-            "size": row.size,
-            "root": row.root,
-            "signature": row.signature,
-            "cosignature": json.loads(row.cosignature),
-            "witnessed_at": row.witnessed_at.isoformat(),
-        }
+        return self._store.latest(chain)
 
     def fork_count(self) -> int:
-        with Session(self._engine) as session:
-            return int(session.scalar(select(func.count()).select_from(PeerWitnessFork)) or 0)
+        return self._store.fork_count()
 
     def forks(self, *, limit: int = 100) -> list[dict[str, Any]]:
-        with Session(self._engine) as session:
-            rows = session.scalars(
-                select(PeerWitnessFork).order_by(PeerWitnessFork.id.desc()).limit(limit)
-            ).all()
-        return [
-            {
-                "id": f.id,
-                "chain": f.chain,
-                "at": f.at.isoformat(),
-                "reason": f.reason,
-                "witnessed": {
-                    "size": f.known_size,
-                    "root": f.known_root,
-                    "signature": f.known_signature,
-                },
-                "presented": {"size": f.size, "root": f.root, "signature": f.signature},
-            }
-            for f in rows
-        ]
+        return self._store.forks(limit=limit)

@@ -1,8 +1,10 @@
 """The public pages where an agency applies: a form with a CSRF token of its own session, the
-application stored pending as the API stores it, and a page saying how it stands."""
+application stored pending as the API stores it, and a page saying how it stands to the holder
+of its receipt alone."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -65,10 +67,9 @@ def test_an_agency_applies_on_the_page_and_sees_how_it_stands(
         "application.submitted",
         "EE/GOV/70000777",
     )
-    number = received.text.split('href="/apply/')[1].split('"')[0]
-    status = browser.get(f"{URL}/apply/{number}")
+    private = received.text.split('id="receipt" href="')[1].split('"')[0]
+    status = browser.get(f"{URL}{private}")
     assert 'data-status="pending"' in status.text
-    assert browser.get(f"{URL}/apply/99999").status_code == 404
     assert browser.get(f"{URL}/apply/x").status_code == 404
     again = browser.submit(form, 'name="id"', kind="member", id="EE/GOV/70000777", name="Again")
     assert again.status_code == 409
@@ -97,7 +98,7 @@ def test_the_applicant_reads_its_gateways_code_with_its_receipt_alone(
     shown = browser.get(f"{URL}{private}")
     assert 'data-status="approved"' in shown.text
     assert f'dir="ltr">{issued.code}</code>' in shown.text
-    # Not on the public page, not with another receipt, not in the database.
+    # Not without the receipt, not with another receipt, not in the database.
     assert issued.code not in browser.get(f"{URL}/apply/{number}").text
     assert browser.get(f"{URL}/apply/{number}/{receipt[:-2]}xx").status_code == 404
     with central.registry.session() as session:
@@ -121,6 +122,46 @@ def test_the_api_answers_the_receipt_once(served: tuple[Browser, Central]) -> No
     assert answer.status_code == 201
     body = answer.json()
     assert len(body["receipt"]) >= 40
-    assert "receipt" not in browser.http.get(f"{URL}/applications/{body['id']}").json()
+    holder = {"authorization": f"Receipt {body['receipt']}"}
+    stands = browser.http.get(f"{URL}/applications/{body['id']}", headers=holder)
+    assert stands.status_code == 200
+    assert stands.json()["status"] == "pending"
+    assert "receipt" not in stands.json()
     own = browser.get(f"{URL}/apply/{body['id']}/{body['receipt']}")
     assert 'data-status="pending"' in own.text
+
+
+def test_an_application_is_shown_to_the_holder_of_its_receipt_alone(
+    served: tuple[Browser, Central],
+) -> None:
+    """Numbers are sequential: whoever guesses one, without the receipt, learns nothing; the
+    answer is the very one of a number that was never given, on the page and in the API."""
+    browser, _ = served
+    answer = browser.http.post(
+        f"{URL}/applications", json={"kind": "member", "id": "EE/GOV/70000779", "name": "Y"}
+    )
+    number, receipt = answer.json()["id"], answer.json()["receipt"]
+    other = "A" * len(receipt)
+    page = {"accept": "text/html"}
+
+    def shown(path: str, headers: dict[str, str]) -> tuple[int, str | None, str]:
+        got = browser.http.get(f"{URL}{path}", headers=headers)
+        # The language switch links back to the address asked for: the one difference.
+        text = re.sub(r'<nav aria-label="Language">.*?</nav>', "", got.text, flags=re.S)
+        return got.status_code, got.headers.get("x-road-error"), text
+
+    missing = shown(f"/apply/99999/{other}", page)
+    assert missing[:2] == (404, "Client.NotFound")
+    assert "That did not work" in missing[2]
+    for guessed in (f"/apply/{number}/{other}", f"/apply/{number}/{receipt[:-1]}"):
+        assert shown(guessed, page) == missing
+    assert shown(f"/apply/{number}", page)[:2] == (404, "Client.NotFound")
+    assert "EE/GOV/70000779" not in shown(f"/apply/{number}", page)[2]
+
+    unknown = shown("/applications/99999", {"authorization": f"Receipt {other}"})
+    assert unknown[:2] == (404, "Client.NotFound")
+    for headers in ({}, {"authorization": f"Receipt {other}"}, {"authorization": receipt}):
+        assert shown(f"/applications/{number}", headers) == unknown
+    own = shown(f"/applications/{number}", {"authorization": f"Receipt {receipt}"})
+    assert own[0] == 200
+    assert "EE/GOV/70000779" in own[2]

@@ -202,7 +202,9 @@ def test_an_operator_approves_and_rejects_applications_and_the_log_names_them(
     assert "rejected" in decided[0]
     assert "not a public body" in decided[0]
     assert "console:olga" in decided[0]
-    assert authority.http().get(f"{CENTRAL}/applications/{number}").json()["status"] == ("approved")
+    holder = {"authorization": f"Receipt {member.json()['receipt']}"}
+    stands = authority.http().get(f"{CENTRAL}/applications/{number}", headers=holder)
+    assert stands.json()["status"] == "approved"
 
     # The member, approved, may now apply for a subsystem; approving it registers it too.
     sub = apply(authority, kind="subsystem", id="EE/GOV/70000310/population-registry")

@@ -1,0 +1,136 @@
+"""The authority's open write endpoints, served on a real socket, refuse a flood with 429 and
+``Retry-After`` in the usual error form (on the apply page, the error page in the visitor's
+language), per client address and overall, and leave ordinary use alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from exchange.central.app import create_app
+from exchange.central.service import Central
+from exchange.central.settings import CentralSettings, RateLimits
+from exchange.central.throttle import Buckets, client_of
+from tests.browser import Browser
+from tests.conftest import Clock
+from tests.inprocess import LoopThread, listen
+from tests.servers import free_port
+
+# Small on purpose: three at once from one address, five at once from all, nothing refilled
+# until the test moves the clock.
+LIMITS = RateLimits(per_client=1.0, per_client_burst=3, overall=1.0, overall_burst=5)
+
+
+@dataclass
+class Served:
+    url: str
+    clock: Clock
+    central: Central
+
+    def client(self, address: str = "127.0.0.1") -> httpx.Client:
+        """A client whose connections leave from ``address`` (one of the loopback range)."""
+        transport = httpx.HTTPTransport(local_address=address)
+        return httpx.Client(base_url=self.url, transport=transport, timeout=30)
+
+
+@pytest.fixture
+def served(central: Central, central_settings: CentralSettings, clock: Clock) -> Iterator[Served]:
+    settings = central_settings.model_copy(update={"port": free_port(), "rate_limit": LIMITS})
+    app = create_app(settings, clock=clock)
+    loop = LoopThread("central-throttle")
+    listener = loop.run(listen(app, settings.port))
+    yield Served(settings.url, clock, app.state.central)
+    loop.run(listener.stop())
+    loop.stop()
+
+
+def application(number: int) -> dict[str, str]:
+    return {"kind": "member", "id": f"EE/GOV/7100{number:04d}", "name": f"Agency {number}"}
+
+
+def refused(answer: httpx.Response, detail: str) -> None:
+    assert answer.status_code == 429, answer.text
+    assert answer.headers["retry-after"] == "1"
+    assert answer.headers["x-road-error"] == "Client.QuotaExceeded"
+    body = answer.json()
+    assert body["type"] == "Client.QuotaExceeded"
+    assert body["detail"] == detail
+    assert "127.0.0" not in answer.text  # says nothing of how it counts whom
+
+
+def test_a_flood_from_one_address_is_refused_and_others_are_served(served: Served) -> None:
+    flooder, other = served.client("127.0.0.1"), served.client("127.0.0.2")
+    for number in range(3):
+        assert flooder.post("/applications", json=application(number)).status_code == 201
+    refused(flooder.post("/applications", json=application(3)), "per-client")
+    events = served.central.registry.events(limit=1000)
+    assert sum(e.action == "application.submitted" for e in events) == 3  # none for the refused
+    # Refused before its body is read: even a body the endpoint would refuse gets 429.
+    refused(flooder.post("/applications", content=b"{not json"), "per-client")
+
+    assert other.post("/applications", json=application(10)).status_code == 201
+    served.clock.advance(timedelta(seconds=1))  # one token back for each
+    assert flooder.post("/applications", json=application(4)).status_code == 201
+    refused(flooder.post("/applications", json=application(5)), "per-client")
+    counted = 'exchange_central_rate_limited_total{endpoint="applications",limit="per-client"} 3.0'
+    assert counted in other.get("/metrics").text
+
+
+def test_an_ipv6_host_counts_as_its_64_and_held_addresses_are_bounded() -> None:
+    assert client_of("2001:db8:1:2:aaaa::1") == client_of("2001:db8:1:2:bbbb::2")
+    assert client_of("2001:db8:1:3::1") != client_of("2001:db8:1:2::1")
+    assert client_of("192.0.2.1") != client_of("192.0.2.2")
+    buckets = Buckets(rate=1.0, burst=1, capacity=2)
+    assert buckets.take("a", 0.0) == 0
+    assert buckets.take("a", 0.0) == 1.0  # empty: a second to wait
+    buckets.take("b", 0.0)
+    buckets.take("c", 0.0)  # a third address: the least recently seen, "a", is forgotten
+    assert buckets.take("a", 0.0) == 0
+
+
+def test_many_addresses_together_meet_the_overall_limit(served: Served) -> None:
+    answers = [
+        served.client(f"127.0.0.{host}").post("/applications", json=application(host))
+        for host in range(1, 7)
+    ]
+    assert [a.status_code for a in answers[:5]] == [201] * 5
+    refused(answers[5], "overall")
+
+
+def test_enrolment_and_signed_catalogues_are_limited_each_on_their_own(served: Served) -> None:
+    """Each endpoint has its buckets: a flood of one leaves the others open."""
+    flooder = served.client()
+    for _ in range(3):
+        # Garbage past the limit's check: the endpoint's own refusals, counted all the same.
+        assert flooder.post("/enrolment", content=b"{}").status_code == 400
+        assert flooder.put("/catalogue/v1/services", content=b"{}").status_code == 400
+    refused(flooder.post("/enrolment", content=b"{}"), "per-client")
+    refused(flooder.put("/catalogue/v1/services", content=b"{}"), "per-client")
+    assert flooder.post("/applications", json=application(1)).status_code == 201
+    # What is read, not written, is not limited here.
+    for _ in range(10):
+        assert flooder.get("/globalconf").status_code == 200
+
+
+def test_the_apply_form_refuses_a_flood_with_the_error_page_in_the_visitors_language(
+    served: Served,
+) -> None:
+    browser = Browser(httpx.HTTPTransport(local_address="127.0.0.1"))
+    browser.http.headers.update({"accept": "text/html", "accept-language": "fr"})
+    form = browser.get(f"{served.url}/apply/")
+    for number in range(3):
+        fields = application(number)
+        assert browser.submit(form, 'name="id"', **fields).status_code == 200
+    flooded = browser.submit(form, 'name="id"', **application(3))
+    assert flooded.status_code == 429
+    assert flooded.headers["retry-after"] == "1"
+    assert flooded.headers["x-road-error"] == "Client.QuotaExceeded"
+    assert flooded.headers["content-type"].startswith("text/html")
+    assert 'lang="fr"' in flooded.text
+    assert "Trop de demandes" in flooded.text
+    # The API's submissions and the form's share the address's allowance.
+    refused(served.client().post("/applications", json=application(4)), "per-client")
