@@ -296,6 +296,9 @@ class Provider:
         if isinstance(evidence, Document):
             return Answer(200, evidence.media_type, b"", stream=_streamed(evidence))
         if edm is not None and self.edm is not None:
+            if EdmProvider.distribution(edm, service) != "application/xml":
+                kind, streamed = await self.edm.document_answer(edm, service, evidence, asked)
+                return Answer(200, kind, b"", stream=streamed)
             related = self.edm.answer(edm, service, evidence)
             return Answer(200, related.content_type, related.body)
         if representation == "xml":
