@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from connectors.base import ConnectorRequest
+from connectors.base import ConnectorRequest, Document
+from connectors.document import HttpDocumentConnector
 from exchange.errors import (
     AccessDenied,
     Error,
@@ -62,6 +63,7 @@ from exchange.evidence.edm.query import (
 from exchange.evidence.edm.schemaset import EdmSchemas
 from exchange.gateway.node import Gateway
 from exchange.gateway.parts import Part, Streamed
+from exchange.gateway.preview import PreviewedDocument
 from exchange.gateway.services import LocalService
 from exchange.gateway.settings import EdmServiceSpec
 from exchange.trust.signed import body_digest
@@ -244,14 +246,14 @@ class EdmProvider:
         service: LocalService,
         evidence: Mapping[str, Any],
         asked: ConnectorRequest,
+        previewed: PreviewedDocument | None = None,
     ) -> tuple[str, Streamed]:
         """The answer whose evidence part is the service's document of the record
         ``evidence`` (checked to be about the person asked for): its content type, and the body
         that streams the registry's document between the framing, bound as one part by the
-        length and SHA-256 the registry declared (:mod:`exchange.gateway.parts`)."""
-        connector = service.edm_document
-        if connector is None:  # distribution() offers no document without one
-            raise ServiceUnavailable(f"{service.id} offers no document distribution")
+        length and SHA-256 the registry declared (:mod:`exchange.gateway.parts`). After a
+        preview, the document must be the one ``previewed``."""
+        connector = _document_connector(service)
         issued, offer = self._offer(service, evidence)
         framed = framed_response(
             self.schemas,
@@ -263,6 +265,12 @@ class EdmProvider:
             at=self.gateway.clock(),
         )
         document = await connector.open(asked)
+        if previewed is not None and previewed != _facts(document):
+            await document.close()
+            raise InvalidEvidence(
+                "the registry's document is not the one the person previewed (its length or "
+                "SHA-256 changed)"
+            )
         return framed.content_type, Streamed(
             parts=(Part(len(framed.head), document.length, document.digest),),
             length=len(framed.head) + document.length + len(framed.tail),
@@ -272,6 +280,14 @@ class EdmProvider:
             broken=InvalidEvidence,
             what="the registry",
         )
+
+    @staticmethod
+    async def describe(service: LocalService, asked: ConnectorRequest) -> PreviewedDocument:
+        """What the registry declares of the service's document for ``asked``, for the person
+        to preview: opened and closed unread."""
+        document = await _document_connector(service).open(asked)
+        await document.close()
+        return _facts(document)
 
     def _offer(self, service: LocalService, evidence: Mapping[str, Any]) -> tuple[date, Offer]:
         """The issuing date of ``evidence`` and what the provider says of its kind."""
@@ -315,6 +331,16 @@ def _spec(service: LocalService) -> EdmServiceSpec:
     if service.spec.edm is None:
         raise ServiceUnavailable(f"{service.id} is not offered in EDM")
     return service.spec.edm
+
+
+def _document_connector(service: LocalService) -> HttpDocumentConnector:
+    if service.edm_document is None:  # distribution() offers no document without one
+        raise ServiceUnavailable(f"{service.id} offers no document distribution")
+    return service.edm_document
+
+
+def _facts(document: Document) -> PreviewedDocument:
+    return PreviewedDocument(document.media_type, document.length, document.digest)
 
 
 async def _around(head: bytes, chunks: AsyncIterator[bytes], tail: bytes) -> AsyncIterator[bytes]:
