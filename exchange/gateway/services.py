@@ -111,6 +111,7 @@ def catalogue_entry(
             "titles": dict(spec.edm.titles),
             "conforms_to": spec.edm.conforms_to,
             "transformations": list(spec.edm.transformations),
+            "formats": list(spec.edm.formats),
             "about": spec.edm.about,
             "provider": provider.model_dump(),
         }
