@@ -263,7 +263,8 @@ Open the citizen portal:  http://127.0.0.1:{ports.portal}/
   consent service           http://127.0.0.1:{ports.consent}/   (your consents; revoke them here)
   central authority         {central_settings.url}   (global configuration at /globalconf)
   Population Register gw    provider https://127.0.0.1:{ports.provider_tls} (mutual TLS only)
-  Business Register gw      provider https://127.0.0.1:{more.business_tls} (SQL register)
+  Business Register gw      provider https://127.0.0.1:{more.business_tls} (SQL register; its
+                            PDF extracts at http://127.0.0.1:{more.documents_backend})
   University of Tartu gw    provider https://127.0.0.1:{more.university_tls} (its REST backend at
                             http://127.0.0.1:{more.university_backend}, HTTP connector)
   State Portal gw           consumer {consumer}   (X-Road REST for the portal)
