@@ -33,7 +33,7 @@ from exchange.gateway import models
 from exchange.gateway.settings import PreviewSpec
 from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin, signed_in
-from exchange.web.languages import N_, gettext, localised
+from exchange.web.languages import N_, gettext, localised, number
 
 SITE_SUFFIX = "preview"
 DECISIONS = ("approved", "refused")
@@ -276,5 +276,5 @@ def _size(document: str | None) -> str | None:
     if found is None:
         return None
     if found.length < 100_000:
-        return gettext(N_("%(size)s kB")) % {"size": f"{found.length / 1000:.1f}"}
-    return gettext(N_("%(size)s MB")) % {"size": f"{found.length / 1_000_000:.1f}"}
+        return gettext(N_("%(size)s kB")) % {"size": number(round(found.length / 1000, 1))}
+    return gettext(N_("%(size)s MB")) % {"size": number(round(found.length / 1_000_000, 1))}
