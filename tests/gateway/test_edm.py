@@ -46,6 +46,7 @@ HELD = f"{federation.POPULATION_REGISTRY}/birth-oots-held"
 BROKEN = f"{federation.POPULATION_REGISTRY}/birth-oots-broken"
 COMPANY = f"{federation.POPULATION_REGISTRY}/company-extract-oots"
 PDF_PREVIEWED = f"{federation.POPULATION_REGISTRY}/birth-pdf-previewed"
+PDF = f"{federation.POPULATION_REGISTRY}/birth-pdf"
 SMALL_PDF = 40_000  # the in-process transport reads answers whole, up to max_body_bytes
 LEGAL_BASIS = "Single Digital Gateway Regulation Art. 14"
 EDM_TYPE = "application/x-ebrs+xml"
@@ -119,8 +120,9 @@ def _service(
 
 @contextlib.contextmanager
 def edm_federation(base: Path, scans: DocumentServer | None = None) -> Iterator[Roles]:
-    """The EDM federation; with ``scans``, a service that offers the birth certificate as the
-    PDF ``scans`` serves too (``birth-pdf-previewed``)."""
+    """The EDM federation; with ``scans``, services that offer the birth certificate as the
+    PDF ``scans`` serves too (``birth-pdf-previewed`` with preview, ``birth-pdf`` on a legal
+    basis)."""
     folder = material()
     schemas = EdmSchemas.load(folder)
     asked = read_request(schemas.parse(_sample(), what="sample"))
@@ -172,11 +174,14 @@ def edm_federation(base: Path, scans: DocumentServer | None = None) -> Iterator[
         'name = "Population Register"\n'
     )
     ports = federation.Ports(*(free_port() for _ in range(10)))
-    if scans is not None:  # the birth certificate as a PDF too, under consent with preview
-        services += _service(
-            PDF_PREVIEWED.rsplit("/", 1)[1], sql, policy="consent", preview=True, offer=offer
-        )
-        services += f'[services.edm.document]\nurl = "{scans.url}/scans/{{person}}"\n'
+    if scans is not None:  # the birth certificate as a PDF too, with preview and without
+        document = f'[services.edm.document]\nurl = "{scans.url}/scans/{{person}}"\n'
+        offered = ((PDF_PREVIEWED, "consent", True), (PDF, "legal-basis", False))
+        for code, policy, preview in offered:
+            services += _service(
+                code.rsplit("/", 1)[1], sql, policy=policy, preview=preview, offer=offer
+            )
+            services += document
     with running_registry() as registry:
         layout = federation.create(
             base, ports, gateway_extra=GATEWAY_EXTRA + edm, extra_services=services
@@ -217,6 +222,7 @@ def edm_federation(base: Path, scans: DocumentServer | None = None) -> Iterator[
         access.grant(service=CONSENTED, subject=PORTAL_CLIENT, actor="test")
         if scans is not None:
             access.grant(service=PDF_PREVIEWED, subject=PORTAL_CLIENT, actor="test")
+            access.grant(service=PDF, subject=PORTAL_CLIENT, legal_basis=LEGAL_BASIS, actor="test")
         made = Roles(layout, ports, registry, LiveClock())
         try:
             yield made
@@ -482,13 +488,13 @@ def _returning(request: bytes, location: str) -> bytes:
     return edited(request, change)
 
 
-def _previewable(media_type: str) -> bytes:
-    """Mari Tamm's birth certificate, previewable, as ``media_type`` (a PDF without a data
-    model or subset)."""
+def distributed_as(media_type: str, *, preview: bool = False) -> bytes:
+    """Mari Tamm's birth certificate, previewable or not, as ``media_type`` (a PDF without a
+    data model or subset)."""
 
     def change(root: etree._Element) -> None:
         as_mari(root)
-        set_slot(root, "PossibilityForPreview", "true")
+        set_slot(root, "PossibilityForPreview", json.dumps(preview))
         distributed = root.find(".//sdg:DistributedAs", NS)
         assert distributed is not None
         distributed.findall("sdg:Format", NS)[0].text = media_type
@@ -502,7 +508,7 @@ def _previewable(media_type: str) -> bytes:
 
 def _previewed_pdf(roles: Roles) -> tuple[bytes, str, dict[str, str]]:
     """A PDF request answered PreviewRequired: the request, its preview page, the headers."""
-    request = _previewable("application/pdf")
+    request = distributed_as("application/pdf", preview=True)
     artefact = roles.artefact(
         MARI, service=PDF_PREVIEWED, purpose="oots:R1", preview=True, max_uses=2
     )
@@ -529,7 +535,7 @@ def test_a_pdf_preview_shows_the_record_and_the_documents_size_then_releases_tha
     assert scans.digest() in shown.text  # the one document that may be sent
     assert decide(roles, location, MARI, "approved").status_code == 200
 
-    xml = _returning(_previewable("application/xml"), location)
+    xml = _returning(distributed_as("application/xml", preview=True), location)
     xml_answer = post(roles, PDF_PREVIEWED, xml, **consent)
     assert exception_of(xml_answer).get("code") == "EDM:ERR:0006"  # another distribution
     released = post(roles, PDF_PREVIEWED, _returning(request, location), **consent)
