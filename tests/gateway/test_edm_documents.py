@@ -307,3 +307,33 @@ def test_an_edm_service_offers_a_distribution_of_the_code_list(
     service["edm"] = {**service["edm"], **edm}  # type: ignore[dict-item]
     with pytest.raises(ValueError, match=why):
         GatewaySettings.model_validate(declared)
+
+
+def test_0004_a_person_whose_record_has_no_document_is_not_found(
+    running: DocumentFederation,
+) -> None:
+    # Jaan Kask is in the population register; the document store holds Mari Tamm's only.
+    code, given, family, born, *_ = population.PEOPLE[1]
+
+    def as_jaan(root: etree._Element) -> None:
+        person = root.find(".//sdg:Person", NS)
+        assert person is not None
+        for name, value in (
+            ("Identifier", f"EE/DK/{code[2:]}"),
+            ("FamilyName", family),
+            ("GivenName", given),
+            ("DateOfBirth", born),
+        ):
+            element = person.find(f"sdg:{name}", NS)
+            assert element is not None
+            element.text = value
+
+    calls = running.backend.calls
+    answer, body, _, _ = ask(
+        running, PDF_ONLY, edited(_asking("application/pdf"), as_jaan), str(uuid.uuid4())
+    )
+    assert body is not None
+    assert running.backend.calls == calls + 1  # the record was found, then the document asked
+    found = exception_of(httpx.Response(answer.status_code, headers=answer.headers, content=body))
+    assert found.get("code") == "EDM:ERR:0004"
+    assert answer.status_code == 404
