@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from exchange.cli import demo
-from exchange.sample import federation, oots
+from exchange.evidence.edm.answers import split_related
+from exchange.sample import documents, federation, oots
 from tests.browser import Browser, form_with
 from tests.oots import available
 from tests.servers import exchange, free_ports, serving
@@ -234,6 +235,22 @@ def walk_through_edm(folder: Path, base: int) -> None:
     )
     assert company.stdout.endswith("HTTP 200\n"), company.stdout[-2000:]
     assert "<registryCode>10137319</registryCode>" in company.stdout
+    # The same extract as a PDF, its distribution asked for: the register's document, streamed.
+    as_pdf = httpx.post(
+        f"http://127.0.0.1:{base + 20}/r1/{federation.BUSINESS_REGISTRY}/{oots.COMPANY_CODE}",
+        headers={
+            "X-Road-Client": "EE/GOV/70000001/citizen-portal",
+            "Content-Type": "application/x-ebrs+xml",
+        },
+        content=(folder / "company-request-pdf.xml").read_bytes(),
+        timeout=30,
+    )
+    assert as_pdf.status_code == 200, as_pdf.text[-2000:]
+    (_, response), (kind, extract) = split_related(
+        as_pdf.headers["content-type"], as_pdf.content
+    ).values()
+    assert b"<sdg:Format>application/pdf</sdg:Format>" in response
+    assert (kind, extract) == ("application/pdf", documents.extract("10137319"))
     # Mari Tamm's birth certificate: PreviewRequired and the page, she approves, then exactly it.
     first = subprocess.run(
         ["sh", str(folder / "birth.sh")], capture_output=True, text=True, check=True

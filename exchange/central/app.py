@@ -39,7 +39,7 @@ import base64
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -107,6 +107,15 @@ class EdmProviderIn(BaseModel):
     address: str | None = Field(default=None, max_length=500)
 
 
+EdmFormat = Literal[
+    "application/xml", "application/pdf", "image/png", "image/jpeg", "image/svg+xml"
+]
+
+
+def _xml_only() -> list[EdmFormat]:
+    return ["application/xml"]
+
+
 class EdmOfferIn(BaseModel):
     """A service's EDM offer, which the Data Service Directory answers from."""
 
@@ -114,6 +123,9 @@ class EdmOfferIn(BaseModel):
     titles: dict[str, str] = Field(min_length=1, max_length=30)
     conforms_to: str | None = Field(default=None, max_length=500)
     transformations: list[str] = Field(default_factory=list, max_length=30)
+    # The distributions offered (OOTSMediaTypes); a catalogue published before they were
+    # declared offers XML only.
+    formats: list[EdmFormat] = Field(default_factory=_xml_only, min_length=1, max_length=5)
     about: str = Field(default="natural-person", pattern="^(natural-person|legal-person)$")
     provider: EdmProviderIn
 

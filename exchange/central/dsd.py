@@ -54,6 +54,7 @@ def _offer(identifier: str, details: dict[str, Any]) -> DataService | None:
         titles=dict(edm["titles"]),
         conforms_to=edm.get("conforms_to"),
         transformations=tuple(edm.get("transformations") or ()),
+        formats=tuple(edm.get("formats") or ("application/xml",)),
         publisher=Publisher(
             identifier=provider["id"],
             scheme=provider["scheme"],

@@ -42,6 +42,7 @@ MORE_OFFSETS = {
     "university_tls": 81,
     "university_preview": 82,
     "university_backend": 85,
+    "documents_backend": 86,
     "mail": 90,
 }
 ALL_OFFSETS = (*OFFSETS.values(), *MORE_OFFSETS.values())
@@ -108,6 +109,10 @@ def _edm_text(data_dir: Path, material: Path | None, port: int) -> str:
     curl -H 'X-Road-Client: {federation.CITIZEN_PORTAL}' \\
          -H 'Content-Type: application/x-ebrs+xml' \\
          --data-binary @{folder}/company-request.xml '{company}'
+  The same extract as a PDF (DistributedAs application/pdf), streamed as the answer's cid: part:
+    curl -H 'X-Road-Client: {federation.CITIZEN_PORTAL}' \\
+         -H 'Content-Type: application/x-ebrs+xml' \\
+         --data-binary @{folder}/company-request-pdf.xml '{company}' > company-extract.txt
   Mari Tamm's birth certificate with preview: her consent, then PreviewRequired and the preview
   page to open (sign in as Mari Tamm, approve); run again with that page's address:
     sh {folder}/birth.sh
@@ -155,6 +160,7 @@ def demo(
     from exchange.portal.app import create_app as create_portal_app
     from exchange.portal.settings import PortalSettings
     from exchange.sample import federation, mailbox, population
+    from exchange.sample.documents import create_app as create_documents_app
     from exchange.sample.university import create_app as create_university_app
     from exchange.trust.globalconf_client import utcnow
     from exchange.tsa import files as tsa_files
@@ -257,7 +263,8 @@ Open the citizen portal:  http://127.0.0.1:{ports.portal}/
   consent service           http://127.0.0.1:{ports.consent}/   (your consents; revoke them here)
   central authority         {central_settings.url}   (global configuration at /globalconf)
   Population Register gw    provider https://127.0.0.1:{ports.provider_tls} (mutual TLS only)
-  Business Register gw      provider https://127.0.0.1:{more.business_tls} (SQL register)
+  Business Register gw      provider https://127.0.0.1:{more.business_tls} (SQL register; its
+                            PDF extracts at http://127.0.0.1:{more.documents_backend})
   University of Tartu gw    provider https://127.0.0.1:{more.university_tls} (its REST backend at
                             http://127.0.0.1:{more.university_backend}, HTTP connector)
   State Portal gw           consumer {consumer}   (X-Road REST for the portal)
@@ -314,6 +321,7 @@ State lives in {data_dir}; run again to resume. Ctrl-C stops everything.
             ),
             serving.config(create_consent_app(consent), host="127.0.0.1", port=ports.consent),
             serving.config(create_university_app(), host="127.0.0.1", port=more.university_backend),
+            serving.config(create_documents_app(), host="127.0.0.1", port=more.documents_backend),
             serving.config(create_portal_app(portal), host="127.0.0.1", port=ports.portal),
         ]
 

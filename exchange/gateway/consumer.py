@@ -175,7 +175,7 @@ async def _serve(
     view = gateway.trust.view()
     answer = await forward(gateway, view, request, target, xroad, headers, body, record)
     if edm is not None:
-        edm_consumer.read_reply(gateway, edm, answer, record)
+        answer = await edm_consumer.read_reply(gateway, edm, answer, record)
     return answer
 
 

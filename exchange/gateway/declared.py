@@ -188,12 +188,12 @@ class DeclaredServices:
         try:
             declared: Declared = await self._in_thread(self._store, spec, actor, new)
         except IntegrityError as exc:  # declared by someone else at the same moment
-            await built.connector.close()
+            await built.close()
             raise Conflict(
                 f"service {spec.subsystem}/{spec.code} is declared already; edit it", detail="code"
             ) from exc
         except BaseException:
-            await built.connector.close()
+            await built.close()
             raise
         self._serve(declared, built)
         return declared
@@ -210,7 +210,7 @@ class DeclaredServices:
             )
         except BaseException:
             if built is not None:
-                await built.connector.close()
+                await built.close()
             raise
         self._serve(declared, built)
         return declared
@@ -222,7 +222,7 @@ class DeclaredServices:
         else:
             self._table.withdraw(key)
             if built is not None:  # declared disabled: built only to check it
-                asyncio.get_running_loop().create_task(built.connector.close())
+                asyncio.get_running_loop().create_task(built.close())
         self._installed[key] = declared.revision
 
     def _store(self, spec: ServiceSpec, actor: str, new: bool) -> Declared:
@@ -318,7 +318,7 @@ class DeclaredServices:
         try:
             return await built.connector.probe()
         finally:
-            await built.connector.close()
+            await built.close()
 
 
 def _row(subsystem: str, code: str) -> Any:

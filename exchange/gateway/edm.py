@@ -4,7 +4,8 @@ Only services that declare ``[services.edm]`` go through here; every other excha
 usual path untouched. The provider maps an EDM ``QueryRequest`` onto its usual pipeline:
 
 - the evidence type classification (and ``DistributedAs``) -> the service it was sent to, which
-  must offer exactly that classification, in XML, with that data model and subset;
+  must offer exactly that classification, in that format (its XML record, or a document such as
+  a PDF that streams as the answer's ``cid:`` part), with that data model and subset;
 - ``NaturalPerson`` -> the service's subject parameter (the eIDAS identifier ``XX/YY/ID``
   becomes the person code ``XXID``); the evidence found must be about the person of the minimum
   data set given (family name, given name, date of birth), else it is refused as not found;
@@ -24,14 +25,17 @@ schema set before it signs them.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from connectors.base import ConnectorRequest, Document
+from connectors.document import HttpDocumentConnector
 from exchange.errors import (
     AccessDenied,
     Error,
+    InvalidEvidence,
     InvalidRequest,
     NotFound,
     PreviewRequired,
@@ -46,6 +50,7 @@ from exchange.evidence.edm.answers import (
     Related,
     error_response,
     evidence_response,
+    framed_response,
 )
 from exchange.evidence.edm.query import (
     Agent,
@@ -57,8 +62,11 @@ from exchange.evidence.edm.query import (
 )
 from exchange.evidence.edm.schemaset import EdmSchemas
 from exchange.gateway.node import Gateway
+from exchange.gateway.parts import Part, Streamed
+from exchange.gateway.preview import PreviewedDocument
 from exchange.gateway.services import LocalService
 from exchange.gateway.settings import EdmServiceSpec
+from exchange.trust.signed import body_digest
 
 ACCEPTED_TYPES = (MEDIA_TYPE, "application/xml")
 NOT_FOUND = "the registry holds no record for this request"  # as the connectors say it
@@ -123,16 +131,30 @@ class EdmProvider:
                 "this service does not offer the evidence type requested",
                 detail="EvidenceTypeClassification",
             )
-        if request.format not in (None, "application/xml"):
-            raise Unsupported(
-                "this evidence is distributed as application/xml only", detail="Format"
-            )
+        self.distribution(request, service)
         if request.conforms_to and spec.conforms_to and request.conforms_to != spec.conforms_to:
             raise Unsupported("this data model is not offered", detail="ConformsTo")
         if request.transformation and request.transformation not in spec.transformations:
             raise Unsupported("this subset of the evidence is not offered", detail="Transformation")
         exchange.request = request
         return request
+
+    @staticmethod
+    def distribution(request: EdmRequest, service: LocalService) -> str:
+        """The format the evidence is distributed in: the one requested (``DistributedAs``),
+        if the service offers it; without one, the first the service offers."""
+        offered = _spec(service).formats
+        wanted = request.format or offered[0]
+        if wanted not in offered:
+            raise Unsupported(
+                f"this evidence is distributed as {' or '.join(offered)} only", detail="Format"
+            )
+        if wanted != "application/xml" and request.transformation:
+            raise Unsupported(
+                "a subset of the evidence is offered in application/xml only",
+                detail="Transformation",
+            )
+        return wanted
 
     @staticmethod
     def parameters(request: EdmRequest, service: LocalService) -> dict[str, str]:
@@ -207,8 +229,69 @@ class EdmProvider:
     def answer(
         self, request: EdmRequest, service: LocalService, evidence: Mapping[str, Any]
     ) -> Related:
+        issued, offer = self._offer(service, evidence)
+        return evidence_response(
+            self.schemas,
+            request=request,
+            provider=self.party,
+            offer=offer,
+            evidence=service.schema.to_xml(evidence),
+            issued=issued,
+            at=self.gateway.clock(),
+        )
+
+    async def document_answer(
+        self,
+        request: EdmRequest,
+        service: LocalService,
+        evidence: Mapping[str, Any],
+        asked: ConnectorRequest,
+        previewed: PreviewedDocument | None = None,
+    ) -> tuple[str, Streamed]:
+        """The answer whose evidence part is the service's document of the record
+        ``evidence`` (checked to be about the person asked for): its content type, and the body
+        that streams the registry's document between the framing, bound as one part by the
+        length and SHA-256 the registry declared (:mod:`exchange.gateway.parts`). After a
+        preview, the document must be the one ``previewed``."""
+        connector = _document_connector(service)
+        issued, offer = self._offer(service, evidence)
+        framed = framed_response(
+            self.schemas,
+            request=request,
+            provider=self.party,
+            offer=offer,
+            media_type=connector.media_type,
+            issued=issued,
+            at=self.gateway.clock(),
+        )
+        document = await connector.open(asked)
+        if previewed is not None and previewed != _facts(document):
+            await document.close()
+            raise InvalidEvidence(
+                "the registry's document is not the one the person previewed (its length or "
+                "SHA-256 changed)"
+            )
+        return framed.content_type, Streamed(
+            parts=(Part(len(framed.head), document.length, document.digest),),
+            length=len(framed.head) + document.length + len(framed.tail),
+            envelope=body_digest(framed.head + framed.tail),
+            chunks=_around(framed.head, document.chunks, framed.tail),
+            close=document.close,
+            broken=InvalidEvidence,
+            what="the registry",
+        )
+
+    @staticmethod
+    async def describe(service: LocalService, asked: ConnectorRequest) -> PreviewedDocument:
+        """What the registry declares of the service's document for ``asked``, for the person
+        to preview: opened and closed unread."""
+        document = await _document_connector(service).open(asked)
+        await document.close()
+        return _facts(document)
+
+    def _offer(self, service: LocalService, evidence: Mapping[str, Any]) -> tuple[date, Offer]:
+        """The issuing date of ``evidence`` and what the provider says of its kind."""
         spec = _spec(service)
-        now = self.gateway.clock()
         issued = evidence.get(spec.issued_field) if spec.issued_field else None
         if isinstance(issued, str):
             issued = date.fromisoformat(issued)
@@ -219,15 +302,7 @@ class EdmProvider:
             authority=self.party,
             valid_for=None if spec.valid_for_days is None else timedelta(days=spec.valid_for_days),
         )
-        return evidence_response(
-            self.schemas,
-            request=request,
-            provider=self.party,
-            offer=offer,
-            evidence=service.schema.to_xml(evidence),
-            issued=issued if isinstance(issued, date) else now.date(),
-            at=now,
-        )
+        return issued if isinstance(issued, date) else self.gateway.clock().date(), offer
 
     def refusal(self, error: Error, exchange: Exchange) -> bytes:
         request = exchange.request
@@ -256,3 +331,20 @@ def _spec(service: LocalService) -> EdmServiceSpec:
     if service.spec.edm is None:
         raise ServiceUnavailable(f"{service.id} is not offered in EDM")
     return service.spec.edm
+
+
+def _document_connector(service: LocalService) -> HttpDocumentConnector:
+    if service.edm_document is None:  # distribution() offers no document without one
+        raise ServiceUnavailable(f"{service.id} offers no document distribution")
+    return service.edm_document
+
+
+def _facts(document: Document) -> PreviewedDocument:
+    return PreviewedDocument(document.media_type, document.length, document.digest)
+
+
+async def _around(head: bytes, chunks: AsyncIterator[bytes], tail: bytes) -> AsyncIterator[bytes]:
+    yield head
+    async for chunk in chunks:
+        yield chunk
+    yield tail

@@ -136,6 +136,9 @@ class Preview(Base):
     query: Mapped[str] = mapped_column(String(64))  # digest of the parameters asked with
     subject: Mapped[str] = mapped_column(String(64))
     evidence: Mapped[str] = mapped_column(Text)  # JSON of the registry's answer
+    # JSON of the document distribution the person approves with it (an EDM PDF), if any:
+    # its media type, length and SHA-256, as the registry declared them.
+    document: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     decision: Mapped[str | None] = mapped_column(String(16))  # approved | refused

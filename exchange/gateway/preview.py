@@ -15,6 +15,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,7 +33,7 @@ from exchange.gateway import models
 from exchange.gateway.settings import PreviewSpec
 from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin, signed_in
-from exchange.web.languages import N_, gettext, localised
+from exchange.web.languages import N_, gettext, localised, number
 
 SITE_SUFFIX = "preview"
 DECISIONS = ("approved", "refused")
@@ -41,6 +42,24 @@ DECISIONS = ("approved", "refused")
 def query_digest(parameters: dict[str, str]) -> str:
     canonical = json.dumps(sorted(parameters.items()), separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewedDocument:
+    """A document distribution of the evidence (an EDM PDF) as the person approves it: what the
+    registry declared of it. The document itself is never held, so never shown; the one
+    released must be this one (:mod:`exchange.gateway.edm`)."""
+
+    media_type: str
+    length: int
+    digest: str  # base64url SHA-256
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> PreviewedDocument | None:
+        return None if text is None else cls(**json.loads(text))
 
 
 class Previews:
@@ -97,6 +116,7 @@ class Previews:
         query: str,
         subject: str,
         evidence: dict[str, Any],
+        document: PreviewedDocument | None = None,
     ) -> str:
         spec = self._pages()
         preview_id = secrets.token_urlsafe(32)
@@ -111,6 +131,7 @@ class Previews:
                     query=query,
                     subject=self._subject_hash(subject) or "",
                     evidence=json.dumps(evidence, default=str),
+                    document=None if document is None else document.to_json(),
                     created_at=at,
                     expires_at=at + timedelta(seconds=spec.lifetime),
                 )
@@ -194,6 +215,8 @@ def create_preview_app(
             citizen=citizen,
             preview=row,
             rows=flatten(json.loads(row.evidence), label=previews.label),
+            document=PreviewedDocument.from_json(row.document),
+            size=_size(row.document),
             csrf=web.csrf_token(request.session),
         )
 
@@ -245,3 +268,13 @@ def create_preview_app(
     )
     install_error_handlers(app, page=lambda error: pages.failure(site, error, back=None))
     return app
+
+
+def _size(document: str | None) -> str | None:
+    """The previewed document's size as a person reads it (kB below 100 kB, else MB)."""
+    found = PreviewedDocument.from_json(document)
+    if found is None:
+        return None
+    if found.length < 100_000:
+        return gettext(N_("%(size)s kB")) % {"size": number(round(found.length / 1000, 1))}
+    return gettext(N_("%(size)s MB")) % {"size": number(round(found.length / 1_000_000, 1))}

@@ -35,6 +35,7 @@ Every outcome is recorded with both signatures.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import structlog
 from starlette.applications import Starlette
@@ -276,6 +277,9 @@ class Provider:
                 EdmProvider.check_person(evidence, edm, service)
             return evidence
 
+        # An EDM request for a document distribution (a PDF): the record first, then the document.
+        distribution = None if edm is None else EdmProvider.distribution(edm, service)
+        document_type = None if distribution == "application/xml" else distribution
         release = Release(
             view=admitted.view,
             record=record,
@@ -286,6 +290,7 @@ class Provider:
             body=body,
             fetch=fetch,
             preview_location=None if edm is None else edm.preview_location,
+            describe=partial(EdmProvider.describe, service, asked) if document_type else None,
         )
         policy = self.policy(service)
         if edm is not None:
@@ -295,6 +300,11 @@ class Provider:
         if isinstance(evidence, Document):
             return Answer(200, evidence.media_type, b"", stream=_streamed(evidence))
         if edm is not None and self.edm is not None:
+            if document_type is not None:
+                kind, streamed = await self.edm.document_answer(
+                    edm, service, evidence, asked, release.previewed
+                )
+                return Answer(200, kind, b"", stream=streamed)
             related = self.edm.answer(edm, service, evidence)
             return Answer(200, related.content_type, related.body)
         if representation == "xml":

@@ -38,7 +38,7 @@ from exchange.errors import (
 from exchange.evidence.edm.query import Unresolved
 from exchange.gateway.access import Grant
 from exchange.gateway.consent import ConsentCheck
-from exchange.gateway.preview import Previews, query_digest
+from exchange.gateway.preview import PreviewedDocument, Previews, query_digest
 from exchange.gateway.records import ExchangeRecord
 from exchange.gateway.services import LocalService
 from exchange.gateway.xroad import XRoadHeaders
@@ -63,6 +63,10 @@ class Release:
     consent: Consent | None = None  # set by the consent policy once the artefact verified
     # An EDM request's PreviewLocation: the preview it returns to, which must be the one held.
     preview_location: str | None = None
+    # An EDM request for a document distribution (a PDF): what the registry declares of the
+    # document, for the person to preview; and, once approved, the document previewed.
+    describe: Callable[[], Awaitable[PreviewedDocument]] | None = None
+    previewed: PreviewedDocument | None = None
 
 
 class ReleasePolicy(Protocol):
@@ -192,6 +196,7 @@ class Previewed:
                 await evidence.close()
                 raise InternalError("a document reached a preview")
             release.service.schema.to_json(evidence)  # nothing that would fail the schema is shown
+            document = None if release.describe is None else await release.describe()
             preview_id = await self.in_thread(
                 previews.hold,
                 consent_id=consent.jti,
@@ -200,6 +205,7 @@ class Previewed:
                 query=query,
                 subject=consent.sub,
                 evidence=dict(evidence),
+                document=document,
             )
             raise PreviewRequired(
                 "the person wants to see this evidence before it is sent; send them to the "
@@ -214,6 +220,12 @@ class Previewed:
             )
         if held.decision != "approved":
             raise PreviewRefused("the person looked at this evidence and refused to share it")
+        if (release.describe is None) != (held.document is None):
+            raise Unresolved(
+                "the preview this request returns to is of another distribution of the evidence",
+                detail="PreviewLocation",
+            )
+        release.previewed = PreviewedDocument.from_json(held.document)
         # Claimed first: of two retries racing for one approval, only one may spend a use.
         released: Evidence = await self.in_thread(previews.release, held.id)
         await consents.spend(

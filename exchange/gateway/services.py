@@ -76,6 +76,14 @@ class LocalService:
     schema: EvidenceSchema
     connector: Connector
     openapi: bytes
+    # An EDM service's document distribution ([services.edm.document]), opened beside the
+    # record its connector fetches.
+    edm_document: HttpDocumentConnector | None = None
+
+    async def close(self) -> None:
+        await self.connector.close()
+        if self.edm_document is not None:
+            await self.edm_document.close()
 
     @property
     def document(self) -> str | None:
@@ -103,6 +111,7 @@ def catalogue_entry(
             "titles": dict(spec.edm.titles),
             "conforms_to": spec.edm.conforms_to,
             "transformations": list(spec.edm.transformations),
+            "formats": list(spec.edm.formats),
             "about": spec.edm.about,
             "provider": provider.model_dump(),
         }
@@ -175,6 +184,21 @@ def local_service(
             spec.connector, tuple(spec.parameters), max_part_bytes=max_part_bytes
         ),
         openapi=openapi,
+        edm_document=_edm_document(spec, max_part_bytes),
+    )
+
+
+def _edm_document(spec: ServiceSpec, max_part_bytes: int) -> HttpDocumentConnector | None:
+    document = None if spec.edm is None else spec.edm.document
+    if document is None:
+        return None
+    return HttpDocumentConnector(
+        url=document.url,
+        parameters=tuple(spec.parameters),
+        media_type=document.media_type,
+        max_bytes=max_part_bytes,
+        connect_timeout=document.connect_timeout,
+        read_timeout=document.timeout,
     )
 
 
@@ -302,11 +326,11 @@ class ServiceTable:
         for task in list(self._retiring):
             task.cancel()
         for service in self._services.values():
-            await service.connector.close()
+            await service.close()
 
 
 async def _close_later(service: LocalService, delay: float) -> None:
     try:
         await asyncio.sleep(delay)
     finally:
-        await service.connector.close()
+        await service.close()

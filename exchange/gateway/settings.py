@@ -162,6 +162,22 @@ class EdmSpec(Strict):
     )
 
 
+class EdmDocumentSpec(Strict):
+    """The evidence distributed as a document the registry serves (a PDF of the certificate),
+    streamed as the answer's ``cid:`` part, never held whole (docs/oots.md)."""
+
+    url: str = Field(
+        min_length=1,
+        description="the registry's address of the document, {parameter} as for http connectors",
+    )
+    # The document types of the OOTS media type code list (OOTSMediaTypes).
+    media_type: Literal["application/pdf", "image/png", "image/jpeg", "image/svg+xml"] = Field(
+        default="application/pdf", description="sdg:Distribution/sdg:Format"
+    )
+    timeout: float = Field(default=5.0, gt=0, le=300, description="between two reads")
+    connect_timeout: float = Field(default=2.0, gt=0, le=60)
+
+
 class EdmServiceSpec(Strict):
     """A service offered in OOTS EDM: requests are EDM QueryRequests for this evidence type."""
 
@@ -200,6 +216,20 @@ class EdmServiceSpec(Strict):
     legal_name_field: str = Field(
         default="name", description="the evidence field the legal name is checked on"
     )
+    xml: bool = Field(
+        default=True,
+        description="offers the evidence as application/xml (the registry's record); false: "
+        "the document only",
+    )
+    document: EdmDocumentSpec | None = Field(
+        default=None, description="offers the evidence as a document too (DistributedAs Format)"
+    )
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """The distributions offered (sdg:DistributedAs/sdg:Format)."""
+        xml = ("application/xml",) if self.xml else ()
+        return xml + (() if self.document is None else (self.document.media_type,))
 
 
 class ConsoleSpec(StaffConsoleSpec):
@@ -366,6 +396,8 @@ class GatewaySettings(RoleSettings):
         if service.edm is not None:
             if self.edm is None or self.edm.provider is None:
                 return "a service with [services.edm] needs [edm] folder and provider"
+            if not service.edm.formats:
+                return "an EDM service offers xml, a [services.edm.document], or both"
             if service.subject_parameter is None or service.methods != ["POST"]:
                 return 'an EDM service needs methods = ["POST"] and a subject_parameter'
             if service.edm.about == "legal-person" and (

@@ -107,6 +107,7 @@ class MorePorts:
     university_tls: int
     university_preview: int
     university_backend: int  # the university's own REST backend, behind the HTTP connector
+    documents_backend: int  # the business register's document store (its extracts as PDFs)
     mail: int  # the demo's mailbox, where the portal's e-mails to citizens go (SMTP)
 
 
@@ -375,7 +376,9 @@ def create(
                     ""
                     if edm is None
                     else oots.profile(edm, member=BUSINESS.member_code, name="Business Register")
-                    + oots.business_services(companies)
+                    + oots.business_services(
+                        companies, documents=f"http://127.0.0.1:{more.documents_backend}"
+                    )
                 )
                 + business_services(companies),
                 base / "business-gateway",

@@ -100,8 +100,9 @@ def population_services(registry: Path) -> str:
     )
 
 
-def business_services(register: Path) -> str:
-    """A company's extract in EDM, about legal persons: public data."""
+def business_services(register: Path, *, documents: str) -> str:
+    """A company's extract in EDM, about legal persons: public data; as XML, or as the PDF
+    the register's document store at ``documents`` serves (:mod:`exchange.sample.documents`)."""
     return (
         "\n[[services]]\n"
         f'subsystem = "business-registry"\ncode = "{COMPANY_CODE}"\n'
@@ -121,6 +122,8 @@ def business_services(register: Path) -> str:
         f'conforms_to = {_toml(COMPANY_MODEL)}\nissued_field = "registeredOn"\n'
         '[services.edm.titles]\nEN = "Extract of the Commercial Register"\n'
         'ET = "Äriregistri väljavõte"\n'
+        "[services.edm.document]\n"
+        f"url = {_toml(documents + '/extracts/{code}.pdf')}\n"
     )
 
 
@@ -223,6 +226,11 @@ def write_requests(folder: Path, material: Path, parties: Parties) -> None:
     _as_mari(_one(company, ".//rim:Slot[@name='AuthorizedRepresentative']//sdg:Person"))
     _wanted(company, COMPANY_CLASSIFICATION, COMPANY_MODEL)
     _written(schemas, company, folder / "company-request.xml")
+    # The same, asking for the PDF distribution (a PDF conforms to no data model).
+    for distributed in company.iterfind(".//sdg:DistributedAs", NS):
+        _one(distributed, "sdg:Format").text = "application/pdf"
+        _keep_only(distributed, ("Format",))
+    _written(schemas, company, folder / "company-request-pdf.xml")
 
 
 def birth_script(

@@ -94,6 +94,11 @@ def _catalogue() -> list[tuple[SubsystemId, dict[str, object]]]:
                 for d in kind.findall("sdg:DistributedAs", NS)
                 if d.findtext("sdg:Format", namespaces=NS) == "application/xml"
             ]
+            formats = {
+                d.findtext("sdg:Format", namespaces=NS)
+                for d in kind.iterfind("sdg:DistributedAs", NS)
+            }
+            pdf = "application/pdf" in formats
             titles = {t.get("lang") or "EN": t.text or "" for t in kind.findall("sdg:Title", NS)}
             for publisher in kind.findall("sdg:AccessService/sdg:Publisher", NS):
                 identifier = publisher.find("sdg:Identifier", NS)
@@ -137,6 +142,7 @@ def _catalogue() -> list[tuple[SubsystemId, dict[str, object]]]:
                                 for d in xml
                                 if d.find("sdg:Transformation", NS) is not None
                             ],
+                            **({"document": {"url": "http://registry/{person}"}} if pdf else {}),
                         },
                     }
                 )
@@ -326,7 +332,8 @@ def test_a_service_found_names_where_this_federation_reaches_it(directory: str) 
     formats = [
         d.findtext("sdg:Format", namespaces=NS) for d in kind.findall("sdg:DistributedAs", NS)
     ]
-    assert formats == ["application/xml", "application/xml"]  # the full evidence and the subset
+    # The full evidence, its subset, and the PDF its official response lists.
+    assert formats == ["application/xml", "application/xml", "application/pdf"]
 
 
 def test_the_directory_needs_the_material_to_start(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from exchange.evidence.edm.response import (
     NaturalPersonAbout,
     read_answer,
     read_response,
+    read_streamed_answer,
 )
 from exchange.evidence.edm.schemaset import EdmSchemas
 from tests.oots import BIRTH_REQUEST, material, response_samples, snippet
@@ -239,6 +240,50 @@ def test_an_evidence_part_that_is_not_there_is_refused(schemas: EdmSchemas) -> N
     with pytest.raises(InvalidEdmResponse) as refused:
         read_answer(schemas, "application/json", b"{}")
     assert refused.value.detail == "Content-Type"
+
+
+def _head(document: bytes, kind: str) -> tuple[str, bytes]:
+    """The bytes of an answer whose evidence part (``kind``) streams, up to that part."""
+    content_type, body = related(document, {CID: b"%PDF"})
+    head = body[: body.index(b"%PDF")].replace(b"application/xml", kind.encode())
+    return content_type, head
+
+
+def test_an_answer_whose_evidence_streams_is_read_up_to_it(schemas: EdmSchemas) -> None:
+    # The official response, with its distribution a PDF (EDM-RESP asks ConformsTo of XML only).
+    document = sample(BIRTH).replace(
+        b"<sdg:Format>application/xml</sdg:Format>", b"<sdg:Format>application/pdf</sdg:Format>"
+    )
+    answer = read_streamed_answer(
+        schemas, *_head(document, "application/pdf"), request_id=SAMPLE_REQUEST
+    )
+    (evidence,) = answer.evidence
+    assert (evidence.metadata.format, evidence.content_id) == ("application/pdf", CID)
+    assert (evidence.content_type, evidence.document) == ("application/pdf", None)
+
+
+@pytest.mark.parametrize(
+    ("cut", "detail"),
+    [
+        ("other-type", "Format"),  # the part is not of the Distribution Format
+        ("mid-headers", "X-Exchange-Parts"),  # the document does not start a part
+        ("other-part", "RepositoryItemRef"),  # the part streamed is not the evidence named
+    ],
+)
+def test_a_streamed_part_that_does_not_match_its_answer_is_refused(
+    schemas: EdmSchemas, cut: str, detail: str
+) -> None:
+    document = sample(BIRTH).replace(
+        b"<sdg:Format>application/xml</sdg:Format>", b"<sdg:Format>application/pdf</sdg:Format>"
+    )
+    content_type, head = _head(document, "image/png" if cut == "other-type" else "application/pdf")
+    if cut == "mid-headers":
+        head = head.removesuffix(b"\r\n")
+    if cut == "other-part":
+        head = head.replace(f"<{CID}>".encode(), b"<other@x>")
+    with pytest.raises(InvalidEdmResponse) as refused:
+        read_streamed_answer(schemas, content_type, head, request_id=SAMPLE_REQUEST)
+    assert refused.value.detail == detail
 
 
 def test_a_dtd_in_an_answer_is_refused(schemas: EdmSchemas, tmp_path: Path) -> None:

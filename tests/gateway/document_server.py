@@ -16,7 +16,7 @@ import hashlib
 import os
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,28 +176,36 @@ def running_backend() -> Iterator[DocumentServer]:
 
 
 def document_layout(
-    base: Path, backend: DocumentServer, *, gateway_extra: str = ""
+    base: Path,
+    backend: DocumentServer,
+    *,
+    gateway_extra: str = "",
+    services: Callable[[str], str] | None = None,
+    on_legal_basis: tuple[str, ...] = (),
 ) -> tuple[federation.Federation, federation.Ports]:
     """The sample federation's folders, the provider offering ``diploma-scan`` from
     ``backend`` on a legal basis the portal holds, and ``consented-scan`` under the person's
-    consent."""
+    consent; and the ``services`` blocks made for the backend's address too, the codes
+    ``on_legal_basis`` granted as ``diploma-scan`` is."""
     ports = federation.Ports(*(free_port() for _ in range(10)))
     layout = federation.create(
         base,
         ports,
         gateway_extra="globalconf_refresh = 0.3\nmax_body_bytes = 65536\n" + gateway_extra,
         extra_services=scan_service(backend.url)
-        + scan_service(backend.url, code="consented-scan", policy="consent"),
+        + scan_service(backend.url, code="consented-scan", policy="consent")
+        + (services(backend.url) if services is not None else ""),
     )
     access = AccessRights(
         build_engine(GatewaySettings.load(layout.provider).db_url), cache_ttl=0, clock=utcnow
     )
-    access.grant(
-        service=f"{federation.POPULATION_REGISTRY}/diploma-scan",
-        subject=CLIENT,
-        legal_basis=LEGAL_BASIS,
-        actor="test",
-    )
+    for code in ("diploma-scan", *on_legal_basis):
+        access.grant(
+            service=f"{federation.POPULATION_REGISTRY}/{code}",
+            subject=CLIENT,
+            legal_basis=LEGAL_BASIS,
+            actor="test",
+        )
     access.grant(
         service=f"{federation.POPULATION_REGISTRY}/consented-scan", subject=CLIENT, actor="test"
     )
@@ -205,10 +213,22 @@ def document_layout(
 
 
 @contextlib.contextmanager
-def document_federation(base: Path, *, gateway_extra: str = "") -> Iterator[DocumentFederation]:
+def document_federation(
+    base: Path,
+    *,
+    gateway_extra: str = "",
+    services: Callable[[str], str] | None = None,
+    on_legal_basis: tuple[str, ...] = (),
+) -> Iterator[DocumentFederation]:
     """The central authority and both gateways as processes (:func:`document_layout`)."""
     with running_backend() as backend:
-        layout, ports = document_layout(base, backend, gateway_extra=gateway_extra)
+        layout, ports = document_layout(
+            base,
+            backend,
+            gateway_extra=gateway_extra,
+            services=services,
+            on_legal_basis=on_legal_basis,
+        )
         central = [
             *("central", "serve", "--data-dir", str(layout.central.data_dir)),
             *("--port", str(ports.central)),

@@ -33,6 +33,7 @@ from exchange.sample import business, federation, population
 from exchange.trust.globalconf_client import utcnow
 from tests.gateway import edm_registry
 from tests.gateway.conftest import GATEWAY_EXTRA, MARI, PORTAL_CLIENT, Roles
+from tests.gateway.document_server import DocumentServer, running_backend
 from tests.gateway.registry_server import running_registry
 from tests.gateway.test_preview import decide
 from tests.inprocess import LiveClock
@@ -44,6 +45,9 @@ CONSENTED = f"{federation.POPULATION_REGISTRY}/birth-certificate-oots-consent"
 HELD = f"{federation.POPULATION_REGISTRY}/birth-oots-held"
 BROKEN = f"{federation.POPULATION_REGISTRY}/birth-oots-broken"
 COMPANY = f"{federation.POPULATION_REGISTRY}/company-extract-oots"
+PDF_PREVIEWED = f"{federation.POPULATION_REGISTRY}/birth-pdf-previewed"
+PDF = f"{federation.POPULATION_REGISTRY}/birth-pdf"
+SMALL_PDF = 40_000  # the in-process transport reads answers whole, up to max_body_bytes
 LEGAL_BASIS = "Single Digital Gateway Regulation Art. 14"
 EDM_TYPE = "application/x-ebrs+xml"
 SAMPLE = "2.1 Step 1  Evidence Request - Birth - full example.xml"
@@ -115,7 +119,10 @@ def _service(
 
 
 @contextlib.contextmanager
-def edm_federation(base: Path) -> Iterator[Roles]:
+def edm_federation(base: Path, scans: DocumentServer | None = None) -> Iterator[Roles]:
+    """The EDM federation; with ``scans``, services that offer the birth certificate as the
+    PDF ``scans`` serves too (``birth-pdf-previewed`` with preview, ``birth-pdf`` on a legal
+    basis)."""
     folder = material()
     schemas = EdmSchemas.load(folder)
     asked = read_request(schemas.parse(_sample(), what="sample"))
@@ -167,6 +174,14 @@ def edm_federation(base: Path) -> Iterator[Roles]:
         'name = "Population Register"\n'
     )
     ports = federation.Ports(*(free_port() for _ in range(10)))
+    if scans is not None:  # the birth certificate as a PDF too, with preview and without
+        document = f'[services.edm.document]\nurl = "{scans.url}/scans/{{person}}"\n'
+        offered = ((PDF_PREVIEWED, "consent", True), (PDF, "legal-basis", False))
+        for code, policy, preview in offered:
+            services += _service(
+                code.rsplit("/", 1)[1], sql, policy=policy, preview=preview, offer=offer
+            )
+            services += document
     with running_registry() as registry:
         layout = federation.create(
             base, ports, gateway_extra=GATEWAY_EXTRA + edm, extra_services=services
@@ -205,6 +220,9 @@ def edm_federation(base: Path) -> Iterator[Roles]:
                 service=service, subject=PORTAL_CLIENT, legal_basis=LEGAL_BASIS, actor="test"
             )
         access.grant(service=CONSENTED, subject=PORTAL_CLIENT, actor="test")
+        if scans is not None:
+            access.grant(service=PDF_PREVIEWED, subject=PORTAL_CLIENT, actor="test")
+            access.grant(service=PDF, subject=PORTAL_CLIENT, legal_basis=LEGAL_BASIS, actor="test")
         made = Roles(layout, ports, registry, LiveClock())
         try:
             yield made
@@ -213,8 +231,14 @@ def edm_federation(base: Path) -> Iterator[Roles]:
 
 
 @pytest.fixture(scope="module")
-def roles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Roles]:
-    with edm_federation(tmp_path_factory.mktemp("edm")) as made:
+def scans() -> Iterator[DocumentServer]:
+    with running_backend() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def roles(tmp_path_factory: pytest.TempPathFactory, scans: DocumentServer) -> Iterator[Roles]:
+    with edm_federation(tmp_path_factory.mktemp("edm"), scans) as made:
         yield made
 
 
@@ -448,6 +472,92 @@ def test_0002_preview_required_then_exactly_the_previewed_evidence(roles: Roles)
     assert b"<personCode>EE38001085718</personCode>" in evidence
     again = post(roles, CONSENTED, returning(location), **consent)  # released once
     assert exception_of(again).get("code") == "EDM:ERR:0006"
+
+
+def _returning(request: bytes, location: str) -> bytes:
+    """``request`` again, returning to the preview at ``location``."""
+
+    def change(root: etree._Element) -> None:
+        slot = etree.Element(f"{{{NS['rim']}}}Slot", name="PreviewLocation")
+        value = etree.SubElement(
+            slot, f"{{{NS['rim']}}}SlotValue", {f"{{{NS['xsi']}}}type": "rim:StringValueType"}
+        )
+        etree.SubElement(value, f"{{{NS['rim']}}}Value").text = location
+        root.find("rim:Slot[@name='Procedure']", NS).addnext(slot)  # type: ignore[union-attr]
+
+    return edited(request, change)
+
+
+def distributed_as(media_type: str, *, preview: bool = False) -> bytes:
+    """Mari Tamm's birth certificate, previewable or not, as ``media_type`` (a PDF without a
+    data model or subset)."""
+
+    def change(root: etree._Element) -> None:
+        as_mari(root)
+        set_slot(root, "PossibilityForPreview", json.dumps(preview))
+        distributed = root.find(".//sdg:DistributedAs", NS)
+        assert distributed is not None
+        distributed.findall("sdg:Format", NS)[0].text = media_type
+        if media_type != "application/xml":
+            for name in ("ConformsTo", "Transformation"):
+                for element in distributed.findall(f"sdg:{name}", NS):
+                    distributed.remove(element)
+
+    return edited(_sample(), change)
+
+
+def _previewed_pdf(roles: Roles) -> tuple[bytes, str, dict[str, str]]:
+    """A PDF request answered PreviewRequired: the request, its preview page, the headers."""
+    request = distributed_as("application/pdf", preview=True)
+    artefact = roles.artefact(
+        MARI, service=PDF_PREVIEWED, purpose="oots:R1", preview=True, max_uses=2
+    )
+    consent = {"X-Exchange-Consent": artefact, "X-Road-UserId": MARI}
+    first = post(roles, PDF_PREVIEWED, request, **consent)
+    assert first.status_code == 428, first.text
+    found = exception_of(first, also=frozenset({"R-EDM-ERR-C019"}))  # plain http pages here
+    location = found.findtext("rim:Slot[@name='PreviewLocation']//rim:Value", namespaces=NS)
+    assert location is not None
+    return request, location, consent
+
+
+def test_a_pdf_preview_shows_the_record_and_the_documents_size_then_releases_that_pdf(
+    roles: Roles, scans: DocumentServer
+) -> None:
+    scans.mode, scans.size = "ok", SMALL_PDF
+    request, location, consent = _previewed_pdf(roles)
+
+    shown = decide(roles, location, MARI, "look")
+    assert shown.status_code == 200
+    assert "Tamm" in shown.text  # the record the document is made from
+    assert "application/pdf" in shown.text
+    assert "40 kB" in shown.text  # 40,000 bytes
+    assert scans.digest() in shown.text  # the one document that may be sent
+    assert decide(roles, location, MARI, "approved").status_code == 200
+
+    xml = _returning(distributed_as("application/xml", preview=True), location)
+    xml_answer = post(roles, PDF_PREVIEWED, xml, **consent)
+    assert exception_of(xml_answer).get("code") == "EDM:ERR:0006"  # another distribution
+    released = post(roles, PDF_PREVIEWED, _returning(request, location), **consent)
+    assert released.status_code == 200, released.text
+    (_, document), (evidence_kind, evidence) = split_related(
+        released.headers["content-type"], released.content
+    ).values()
+    assert rules("RESP").failures(document) == []
+    assert evidence_kind == "application/pdf"
+    assert evidence == b"".join(scans.blocks())
+
+
+def test_0008_a_pdf_that_changed_since_its_preview_is_not_released(
+    roles: Roles, scans: DocumentServer
+) -> None:
+    scans.mode, scans.size = "ok", SMALL_PDF
+    request, location, consent = _previewed_pdf(roles)
+    assert decide(roles, location, MARI, "approved").status_code == 200
+    scans.size = SMALL_PDF + 1  # the registry's document is no longer the one approved
+    found = exception_of(post(roles, PDF_PREVIEWED, _returning(request, location), **consent))
+    assert found.get("code") == "EDM:ERR:0008"
+    assert "previewed" in (found.get("message") or "")
 
 
 def test_0003_a_request_that_is_valid_but_means_nothing_here(roles: Roles) -> None:

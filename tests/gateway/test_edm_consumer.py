@@ -18,18 +18,22 @@ from sqlalchemy import text
 
 from exchange.db.engine import build_engine
 from exchange.evidence.edm import NS
-from exchange.evidence.edm.answers import Related
+from exchange.evidence.edm.answers import Framed, Related
 from exchange.evidence.edm.schemaset import EdmProfileError
 from exchange.gateway import edm as edm_profile
 from exchange.gateway.node import Gateway
 from exchange.gateway.settings import GatewaySettings
 from exchange.sample import federation
 from tests.gateway.conftest import MARI, Roles
+from tests.gateway.document_server import running_backend
 from tests.gateway.test_edm import (
     CONSENTED,
     LEGAL,
+    PDF,
+    SMALL_PDF,
     _sample,
     as_mari,
+    distributed_as,
     edited,
     edm_federation,
     exception_of,
@@ -41,7 +45,11 @@ from tests.oots import request_samples
 
 @pytest.fixture(scope="module")
 def roles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Roles]:
-    with edm_federation(tmp_path_factory.mktemp("edm-consumer")) as made:
+    with (
+        running_backend() as scans,
+        edm_federation(tmp_path_factory.mktemp("edm-consumer"), scans) as made,
+    ):
+        scans.size = SMALL_PDF
         yield made
 
 
@@ -133,6 +141,56 @@ def test_a_malformed_edm_answer_is_refused_as_the_providers_fault(
     record = consumer_audited(roles, answer)
     assert record["fault"] == "Server.ClientProxy.InvalidEdmResponse"
     assert "edm_outcome" not in record
+
+
+def _pdf_part_as_png(head: bytes) -> bytes:
+    return head.replace(b"Content-Type: application/pdf", b"Content-Type: image/png")
+
+
+def _pdf_part_unnamed(head: bytes) -> bytes:
+    return head.replace(b"Content-ID: <evidence", b"Content-ID: <elsewhere", 1)
+
+
+def test_a_streamed_pdf_answer_is_read_up_to_the_pdf_and_passed_on(roles: Roles) -> None:
+    answer = post(roles, PDF, distributed_as("application/pdf"))
+    assert answer.status_code == 200, answer.text[-2000:]
+    assert answer.headers["x-exchange-parts"].split(":")[1] == str(SMALL_PDF)
+    record = consumer_audited(roles, answer)
+    assert (record["edm_outcome"], record["parts"]) == (
+        "evidence",
+        answer.headers["x-exchange-parts"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("broken", "said"),
+    [
+        (_pdf_part_as_png, "not of its Distribution Format"),
+        (_pdf_part_unnamed, "lacks the evidence part"),
+    ],
+)
+def test_a_streamed_pdf_answer_that_does_not_match_its_response_is_refused(
+    roles: Roles,
+    monkeypatch: pytest.MonkeyPatch,
+    broken: Callable[[bytes], bytes],
+    said: str,
+) -> None:
+    # A provider that labels its PDF part otherwise than its metadata; still signed and bound.
+    original = edm_profile.framed_response
+
+    def breaking(*args: Any, **kwargs: Any) -> Framed:
+        framed = original(*args, **kwargs)
+        return Framed(framed.content_type, broken(framed.head), framed.tail)
+
+    monkeypatch.setattr(edm_profile, "framed_response", breaking)
+    answer = post(roles, PDF, distributed_as("application/pdf"))
+    assert answer.status_code == 502, answer.text
+    body = answer.json()
+    assert body["type"] == "Server.ClientProxy.InvalidEdmResponse"
+    assert said in body["message"]
+    assert "%PDF" not in answer.text  # nothing of the document reaches the consumer system
+    record = consumer_audited(roles, answer)
+    assert record["fault"] == "Server.ClientProxy.InvalidEdmResponse"
 
 
 def test_the_consumer_gateway_refuses_a_request_that_breaks_a_business_rule(

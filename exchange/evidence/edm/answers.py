@@ -182,6 +182,17 @@ class Related:
     body: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Framed:
+    """A ``multipart/related`` answer around an evidence document that is streamed, not held:
+    ``head`` (the root part, then the evidence part's headers) and ``tail`` are the bytes before
+    and after the document."""
+
+    content_type: str
+    head: bytes
+    tail: bytes
+
+
 def evidence_response(
     schemas: EdmSchemas,
     *,
@@ -194,6 +205,31 @@ def evidence_response(
 ) -> Related:
     """The QueryResponse for ``evidence`` (an XML document), with the evidence as its second
     part."""
+    framed = framed_response(
+        schemas,
+        request=request,
+        provider=provider,
+        offer=offer,
+        media_type="application/xml",
+        issued=issued,
+        at=at,
+    )
+    return Related(framed.content_type, framed.head + evidence + framed.tail)
+
+
+def framed_response(
+    schemas: EdmSchemas,
+    *,
+    request: EdmRequest,
+    provider: Party,
+    offer: Offer,
+    media_type: str,
+    issued: date,
+    at: datetime,
+) -> Framed:
+    """The QueryResponse for evidence distributed as ``media_type``, and the framing of the
+    evidence as its second part (``cid:``), the evidence itself left out: a document (a PDF) is
+    streamed between ``head`` and ``tail``."""
     root = _response(SUCCESS, request.id)
     _value(root, "IssueDateTime", "DateTimeValueType", _timestamp(at))
     provided = etree.SubElement(
@@ -221,11 +257,14 @@ def evidence_response(
         _sdg(conformant, "Title", title, lang=language)
     _sdg(metadata, "IssuingDate", issued.isoformat())
     distribution = _sdg(metadata, "Distribution")
-    _sdg(distribution, "Format", "application/xml")
-    if offer.conforms_to:
-        _sdg(distribution, "ConformsTo", offer.conforms_to)
-    if request.transformation:
-        _sdg(distribution, "Transformation", request.transformation)
+    _sdg(distribution, "Format", media_type)
+    # The data model and its subsets are those of the XML record; a document (a PDF of the
+    # certificate) conforms to neither, and EDM-RESP asks ConformsTo of XML and JSON only.
+    if media_type == "application/xml":
+        if offer.conforms_to:
+            _sdg(distribution, "ConformsTo", offer.conforms_to)
+        if request.transformation:
+            _sdg(distribution, "Transformation", request.transformation)
     if offer.valid_for is not None:
         period = _sdg(metadata, "ValidityPeriod")
         _sdg(period, "StartDate", issued.isoformat())
@@ -241,20 +280,18 @@ def evidence_response(
     document = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
     boundary = f"edm-{token}"
     start = f"queryresponse{token}@exchange"
-    body = b"".join(
+    head = b"".join(
         (
             f"--{boundary}\r\nContent-Type: {MEDIA_TYPE}\r\nContent-ID: <{start}>\r\n\r\n".encode(),
             document,
-            f"\r\n--{boundary}\r\nContent-Type: application/xml\r\n"
+            f"\r\n--{boundary}\r\nContent-Type: {media_type}\r\n"
             f"Content-ID: <{content_id}>\r\n\r\n".encode(),
-            evidence,
-            f"\r\n--{boundary}--\r\n".encode(),
         )
     )
     content_type = (
         f'multipart/related; type="{MEDIA_TYPE}"; start="<{start}>"; boundary="{boundary}"'
     )
-    return Related(content_type, body)
+    return Framed(content_type, head, f"\r\n--{boundary}--\r\n".encode())
 
 
 def error_response(

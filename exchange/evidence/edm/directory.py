@@ -96,6 +96,7 @@ class DataService:
     conforms_to: str | None
     transformations: tuple[str, ...]
     publisher: Publisher
+    formats: tuple[str, ...] = ("application/xml",)  # the XML record and/or documents (a PDF)
 
 
 def _sdg(
@@ -114,11 +115,23 @@ def _slot(parent: etree._Element, name: str, kind: str) -> etree._Element:
 
 def _distribution(parent: etree._Element, offer: DataService, subset: str | None) -> None:
     distributed = _sdg(parent, "DistributedAs")
-    _sdg(distributed, "Format", "application/xml")  # the only distribution this layer answers
+    _sdg(distributed, "Format", "application/xml")
     if offer.conforms_to:
         _sdg(distributed, "ConformsTo", offer.conforms_to)
     if subset:
         _sdg(distributed, "Transformation", subset)
+
+
+def _distributions(parent: etree._Element, offer: DataService) -> None:
+    """The XML record, whole and per subset, then each document format (a PDF conforms to no
+    data model, as the official DSD responses say)."""
+    if "application/xml" in offer.formats:
+        _distribution(parent, offer, None)
+        for subset in offer.transformations:
+            _distribution(parent, offer, subset)
+    for media_type in offer.formats:
+        if media_type != "application/xml":
+            _sdg(_sdg(parent, "DistributedAs"), "Format", media_type)
 
 
 def _publisher(parent: etree._Element, publisher: Publisher) -> None:
@@ -158,9 +171,7 @@ def directory_response(schemas: EdmSchemas, offers: list[DataService]) -> bytes:
         _sdg(kind, "EvidenceTypeClassification", offer.classification)
         for language, title in offer.titles.items():
             _sdg(kind, "Title", title, lang=language)
-        _distribution(kind, offer, None)
-        for subset in offer.transformations:
-            _distribution(kind, offer, subset)
+        _distributions(kind, offer)
         access = _sdg(kind, "AccessService")
         # This layer has no access points between requester and provider: the provider's
         # gateway is its access service, named as the provider is.

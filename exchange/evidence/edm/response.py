@@ -5,7 +5,9 @@ included), as typed values.
 ``multipart/related`` whose root part is a ``QueryResponse`` with status Success and whose other
 parts are the evidence documents its ``RepositoryItemRef``\\ s name by ``cid:``; or a single
 ``QueryResponse`` with status Failure and one ``rs:Exception``. :func:`read_response` reads the
-``QueryResponse`` document alone (the official samples carry their evidence as AS4 attachments).
+``QueryResponse`` document alone (the official samples carry their evidence as AS4 attachments);
+:func:`read_streamed_answer` reads an answer whose evidence document (a PDF) is still streaming,
+from the bytes before it.
 
 Both refuse, as :class:`InvalidEdmResponse` (the provider's fault, never the caller's), a document
 that breaks the EDM schemas, names another request, pairs an error code with the wrong exception
@@ -19,7 +21,7 @@ asked for: that is the consumer system's to decide on the values read here.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from lxml import etree
@@ -195,6 +197,48 @@ def read_answer(
     raise InvalidEdmResponse(
         f"an EDM answer is multipart/related or {MEDIA_TYPE}", detail="Content-Type"
     )
+
+
+def read_streamed_answer(
+    schemas: EdmSchemas, content_type: str | None, head: bytes, *, request_id: str | None = None
+) -> EvidenceDelivered:
+    """An evidence answer whose evidence document streams (a PDF): ``head`` is every byte of
+    the ``multipart/related`` body before the document, which must be the last part it opens,
+    one its ``RepositoryItemRef`` names, of the media type its ``Distribution/Format`` says.
+    The evidence is returned without its document (``document`` None), which the caller passes
+    on as it arrives."""
+    boundary = _parameter(content_type or "", "boundary")
+    if not boundary or not head.endswith(b"\r\n\r\n"):
+        raise InvalidEdmResponse(
+            "the EDM answer's streamed part does not start where a part does",
+            detail="X-Exchange-Parts",
+        )
+    closed = head + f"\r\n--{boundary}--\r\n".encode()
+    try:
+        opened = list(split_related(content_type or "", closed))[-1]
+    except (InvalidRequest, UnicodeDecodeError, ValueError, IndexError) as error:
+        raise InvalidEdmResponse(
+            "the EDM answer's parts cannot be read", detail="multipart/related"
+        ) from error
+    answer = read_answer(schemas, content_type, closed, request_id=request_id)
+    if not isinstance(answer, EvidenceDelivered):  # read_answer refuses errors as multipart
+        raise InvalidEdmResponse("an EDM error response came streamed", detail="status")
+    evidence = []
+    for item in answer.evidence:
+        if item.content_id == opened:
+            if (item.content_type or "").split(";")[0].strip() != item.metadata.format:
+                raise InvalidEdmResponse(
+                    "the EDM answer's streamed part is not of its Distribution Format",
+                    detail="Format",
+                )
+            item = DeliveredEvidence(item.metadata, item.content_id, item.title, item.content_type)
+        evidence.append(item)
+    if opened not in {item.content_id for item in evidence}:
+        raise InvalidEdmResponse(
+            "the EDM answer streams a part that no RepositoryItemRef names",
+            detail="RepositoryItemRef",
+        )
+    return replace(answer, evidence=tuple(evidence))
 
 
 def read_response(
