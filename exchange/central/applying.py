@@ -37,6 +37,7 @@ from exchange.web.sessions import sessions
 from exchange.web.staff import SecurityHeaders
 
 PREFIX = "/apply"
+AUTHORITY = N_("Central authority")  # the site's name beside the instance's
 
 
 def create_apply_app(
@@ -50,7 +51,7 @@ def create_apply_app(
     instance = applications.instance
 
     def site() -> str:
-        return f"{instance} · {gettext(N_('Central authority'))}"
+        return f"{instance} · {gettext(AUTHORITY)}"
 
     def field(form: object, name: str) -> str:
         value = form.get(name, "") if hasattr(form, "get") else ""

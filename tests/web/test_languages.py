@@ -6,6 +6,7 @@ does, so a text marked for translation and left out of a catalogue fails here.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,6 +77,22 @@ def test_translations_keep_placeholders_and_markup(language: str) -> None:
 def test_no_stale_entries_linger(language: str) -> None:
     stale = sorted(set(entries(language)) - set(source_messages()))
     assert not stale, f"{language} keeps messages the source no longer has: {stale}"
+
+
+def test_no_marked_text_hides_inside_an_f_string() -> None:
+    # pybabel does not look inside f-strings: text marked there never reaches a catalogue, and
+    # the page shows it in English whatever the reader's language.
+    marking = {"gettext", "ngettext", "N_", "_"}
+    hidden = []
+    for path in sorted((ROOT / "exchange").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.JoinedStr):
+                continue
+            for call in ast.walk(node):
+                marked = isinstance(call, ast.Call) and getattr(call.func, "id", None) in marking
+                if marked and any(isinstance(a, ast.Constant) for a in call.args):
+                    hidden.append(f"{path.relative_to(ROOT)}:{call.lineno}")
+    assert hidden == []
 
 
 @pytest.mark.parametrize("language", TRANSLATED)

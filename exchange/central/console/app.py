@@ -56,6 +56,7 @@ from exchange.web.pages import HEADERS
 from exchange.web.staff import Staff
 
 PREFIX = "/console"
+CONSOLE = N_("Central console")  # the site's name beside the instance's
 WARN_AHEAD = timedelta(days=30)
 RIGHTS: dict[str, frozenset[str]] = {
     "operator": frozenset({"view", "change"}),
@@ -116,7 +117,7 @@ def create_console_app(central: Central, *, login: OidcLogin) -> ASGIApp:
     pages = web.Pages("exchange.central.console")
 
     def site() -> str:
-        return f"{registry.instance} · {gettext(N_('Central console'))}"
+        return f"{registry.instance} · {gettext(CONSOLE)}"
 
     def page(template: str, request: Request, who: Staff, **context: Any) -> Response:
         return pages.page(

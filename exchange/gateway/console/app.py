@@ -42,6 +42,7 @@ from exchange.web.charts import bars, columns
 from exchange.web.languages import N_, gettext
 
 PREFIX = "/console"
+CONSOLE = N_("Gateway console")  # the site's name beside the gateway's
 WINDOWS = (15, 60, 360, 1440)  # minutes the operations page offers
 MAX_WINDOW = timedelta(days=31)
 MAX_API_RECORDS = 10_000
@@ -121,7 +122,7 @@ def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
         except Error:
             member = None
         name = member.name if member else str(gateway.member)
-        return f"{name} · {gettext(N_('Gateway console'))}"
+        return f"{name} · {gettext(CONSOLE)}"
 
     def page(template: str, request: Request, who: Staff, **context: Any) -> Response:
         return pages.page(

@@ -31,12 +31,12 @@ from exchange import web
 from exchange.errors import ServiceUnavailable
 from exchange.gateway.changes import ChangeLog
 from exchange.gateway.console import certificates, staff
-from exchange.gateway.console.app import PREFIX, PUBLIC, Guard, assemble
+from exchange.gateway.console.app import CONSOLE, PREFIX, PUBLIC, Guard, assemble
 from exchange.gateway.console.enrolling import Enrolling, request_file
 from exchange.gateway.settings import GatewaySettings
 from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin
-from exchange.web.languages import N_, gettext
+from exchange.web.languages import gettext
 from exchange.web.staff import Staff
 
 NOT_ENROLLED = "this gateway is not enrolled yet: its staff enrol it in its console"
@@ -114,7 +114,7 @@ def create_setup_console_app(
     kept_changes = ChangeLog(engine)
 
     def site() -> str:
-        return f"{settings.id} · {gettext(N_('Gateway console'))}"
+        return f"{settings.id} · {gettext(CONSOLE)}"
 
     def page(template: str, request: Request, who: Staff, **context: Any) -> Response:
         return pages.page(
