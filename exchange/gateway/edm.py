@@ -246,31 +246,31 @@ class EdmProvider:
         service: LocalService,
         evidence: Mapping[str, Any],
         asked: ConnectorRequest,
-        previewed: PreviewedDocument | None = None,
+        opened: Document | None = None,
     ) -> tuple[str, Streamed]:
         """The answer whose evidence part is the service's document of the record
         ``evidence`` (checked to be about the person asked for): its content type, and the body
         that streams the registry's document between the framing, bound as one part by the
         length and SHA-256 the registry declared (:mod:`exchange.gateway.parts`). After a
-        preview, the document must be the one ``previewed``."""
+        preview, the document is the one :meth:`open_previewed` ``opened`` (closed here if the
+        answer cannot be made); otherwise it is opened here."""
         connector = _document_connector(service)
-        issued, offer = self._offer(service, evidence)
-        framed = framed_response(
-            self.schemas,
-            request=request,
-            provider=self.party,
-            offer=offer,
-            media_type=connector.media_type,
-            issued=issued,
-            at=self.gateway.clock(),
-        )
-        document = await connector.open(asked)
-        if previewed is not None and previewed != _facts(document):
-            await document.close()
-            raise InvalidEvidence(
-                "the registry's document is not the one the person previewed (its length or "
-                "SHA-256 changed)"
+        try:
+            issued, offer = self._offer(service, evidence)
+            framed = framed_response(
+                self.schemas,
+                request=request,
+                provider=self.party,
+                offer=offer,
+                media_type=connector.media_type,
+                issued=issued,
+                at=self.gateway.clock(),
             )
+        except BaseException:
+            if opened is not None:
+                await opened.close()
+            raise
+        document = opened if opened is not None else await connector.open(asked)
         return framed.content_type, Streamed(
             parts=(Part(len(framed.head), document.length, document.digest),),
             length=len(framed.head) + document.length + len(framed.tail),
@@ -288,6 +288,22 @@ class EdmProvider:
         document = await _document_connector(service).open(asked)
         await document.close()
         return _facts(document)
+
+    @staticmethod
+    async def open_previewed(
+        service: LocalService, asked: ConnectorRequest, previewed: PreviewedDocument
+    ) -> Document:
+        """The service's document for ``asked``, opened unread, once the registry declares it
+        to be the one ``previewed`` (same media type, length and SHA-256); its bytes are then
+        checked against that declaration as they stream."""
+        document = await _document_connector(service).open(asked)
+        if _facts(document) != previewed:
+            await document.close()
+            raise InvalidEvidence(
+                "the registry's document is not the one the person previewed (its length or "
+                "SHA-256 changed)"
+            )
+        return document
 
     def _offer(self, service: LocalService, evidence: Mapping[str, Any]) -> tuple[date, Offer]:
         """The issuing date of ``evidence`` and what the provider says of its kind."""

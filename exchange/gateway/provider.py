@@ -291,6 +291,9 @@ class Provider:
             fetch=fetch,
             preview_location=None if edm is None else edm.preview_location,
             describe=partial(EdmProvider.describe, service, asked) if document_type else None,
+            open_previewed=(
+                partial(EdmProvider.open_previewed, service, asked) if document_type else None
+            ),
         )
         policy = self.policy(service)
         if edm is not None:
@@ -302,7 +305,7 @@ class Provider:
         if edm is not None and self.edm is not None:
             if document_type is not None:
                 kind, streamed = await self.edm.document_answer(
-                    edm, service, evidence, asked, release.previewed
+                    edm, service, evidence, asked, release.document
                 )
                 return Answer(200, kind, b"", stream=streamed)
             related = self.edm.answer(edm, service, evidence)

@@ -64,9 +64,11 @@ class Release:
     # An EDM request's PreviewLocation: the preview it returns to, which must be the one held.
     preview_location: str | None = None
     # An EDM request for a document distribution (a PDF): what the registry declares of the
-    # document, for the person to preview; and, once approved, the document previewed.
+    # document, for the person to preview; once approved, the registry's document opened and
+    # found to be the one previewed (else refused); and that document, for the answer.
     describe: Callable[[], Awaitable[PreviewedDocument]] | None = None
-    previewed: PreviewedDocument | None = None
+    open_previewed: Callable[[PreviewedDocument], Awaitable[Document]] | None = None
+    document: Document | None = None
 
 
 class ReleasePolicy(Protocol):
@@ -225,13 +227,31 @@ class Previewed:
                 "the preview this request returns to is of another distribution of the evidence",
                 detail="PreviewLocation",
             )
-        release.previewed = PreviewedDocument.from_json(held.document)
-        # Claimed first: of two retries racing for one approval, only one may spend a use.
-        released: Evidence = await self.in_thread(previews.release, held.id)
-        await consents.spend(
-            consent, view=release.view, message_id=record.message_id, service=record.service
-        )
+        opened = await self._open_previewed(release, held.document)
+        try:
+            # Claimed first: of two retries racing for one approval, only one may spend a use.
+            released: Evidence = await self.in_thread(previews.release, held.id)
+            await consents.spend(
+                consent, view=release.view, message_id=record.message_id, service=record.service
+            )
+        except BaseException:
+            if opened is not None:
+                await opened.close()
+            raise
+        release.document = opened
         return released
+
+    @staticmethod
+    async def _open_previewed(release: Release, held: str | None) -> Document | None:
+        """The document the person approved (``held``: its facts), if the evidence is one,
+        opened before the approval and a consent use are spent: a document changed, gone or
+        out of reach refuses this request and leaves both for a retry once it is right."""
+        previewed = PreviewedDocument.from_json(held)
+        if previewed is None:
+            return None
+        if release.open_previewed is None:  # set wherever describe is (checked just before)
+            raise InternalError("a previewed document cannot be opened")
+        return await release.open_previewed(previewed)
 
 
 def _consent(release: Release) -> Consent:

@@ -46,7 +46,8 @@ HEADERS = {
 class DocumentServer:
     """A REST backend with one PDF of ``size`` bytes per person. ``mode``: ``ok``; ``forged``
     (promises the SHA-256 of other bytes); ``cut`` (promises the length, sends half, hangs up);
-    ``undeclared`` (no Repr-Digest)."""
+    ``undeclared`` (no Repr-Digest); ``down`` (503, as a store in an outage behind its proxy);
+    ``gone`` (404 for everyone, as if the document had been withdrawn)."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -86,7 +87,9 @@ class DocumentServer:
 
     async def _scan(self, request: web.Request) -> web.StreamResponse:
         self.calls += 1
-        if request.match_info["person"] != PERSON:
+        if self.mode == "down":
+            return web.Response(status=503)
+        if request.match_info["person"] != PERSON or self.mode == "gone":
             return web.Response(status=404)
         response = web.StreamResponse(headers={"Content-Type": "application/pdf"})
         response.content_length = self.size

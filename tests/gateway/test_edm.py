@@ -513,12 +513,16 @@ def _previewed_pdf(roles: Roles) -> tuple[bytes, str, dict[str, str]]:
         MARI, service=PDF_PREVIEWED, purpose="oots:R1", preview=True, max_uses=2
     )
     consent = {"X-Exchange-Consent": artefact, "X-Road-UserId": MARI}
-    first = post(roles, PDF_PREVIEWED, request, **consent)
-    assert first.status_code == 428, first.text
-    found = exception_of(first, also=frozenset({"R-EDM-ERR-C019"}))  # plain http pages here
+    return request, _preview_of(post(roles, PDF_PREVIEWED, request, **consent)), consent
+
+
+def _preview_of(answer: httpx.Response) -> str:
+    """The preview page of a PreviewRequired ``answer``."""
+    assert answer.status_code == 428, answer.text
+    found = exception_of(answer, also=frozenset({"R-EDM-ERR-C019"}))  # plain http pages here
     location = found.findtext("rim:Slot[@name='PreviewLocation']//rim:Value", namespaces=NS)
     assert location is not None
-    return request, location, consent
+    return location
 
 
 def test_a_pdf_preview_shows_the_record_and_the_documents_size_then_releases_that_pdf(
@@ -548,16 +552,40 @@ def test_a_pdf_preview_shows_the_record_and_the_documents_size_then_releases_tha
     assert evidence == b"".join(scans.blocks())
 
 
-def test_0008_a_pdf_that_changed_since_its_preview_is_not_released(
+def test_0008_a_pdf_that_changed_since_its_preview_is_not_released_and_the_approval_stands(
     roles: Roles, scans: DocumentServer
 ) -> None:
     scans.mode, scans.size = "ok", SMALL_PDF
-    request, location, consent = _previewed_pdf(roles)
+    request, location, consent = _previewed_pdf(roles)  # under a consent of two uses
     assert decide(roles, location, MARI, "approved").status_code == 200
+    back = _returning(request, location)
     scans.size = SMALL_PDF + 1  # the registry's document is no longer the one approved
-    found = exception_of(post(roles, PDF_PREVIEWED, _returning(request, location), **consent))
-    assert found.get("code") == "EDM:ERR:0008"
-    assert "previewed" in (found.get("message") or "")
+    changed = exception_of(post(roles, PDF_PREVIEWED, back, **consent))
+    assert changed.get("code") == "EDM:ERR:0008"
+    assert "previewed" in (changed.get("message") or "")
+    scans.size, scans.mode = SMALL_PDF, "down"  # the document store in an outage
+    assert exception_of(post(roles, PDF_PREVIEWED, back, **consent)).get("code") == "EDM:ERR:0008"
+    scans.mode = "gone"  # the document withdrawn
+    assert exception_of(post(roles, PDF_PREVIEWED, back, **consent)).get("code") == "EDM:ERR:0004"
+
+    # Nothing was sent, so nothing was spent: once the approved document is back, the same
+    # approval releases it.
+    scans.mode = "ok"
+    released = post(roles, PDF_PREVIEWED, back, **consent)
+    assert released.status_code == 200, released.text
+    (_, evidence) = list(
+        split_related(released.headers["content-type"], released.content).values()
+    )[1]
+    assert evidence == b"".join(scans.blocks())
+    # ... and the consent's second use is left for a second document, its last.
+    again = _preview_of(post(roles, PDF_PREVIEWED, request, **consent))
+    assert again != location
+    assert decide(roles, again, MARI, "approved").status_code == 200
+    second = post(roles, PDF_PREVIEWED, _returning(request, again), **consent)
+    assert second.status_code == 200, second.text
+    used_up = post(roles, PDF_PREVIEWED, request, **consent)
+    assert used_up.status_code == 403, used_up.text
+    assert exception_of(used_up).get("code") == "EDM:ERR:0002"
 
 
 def test_0003_a_request_that_is_valid_but_means_nothing_here(roles: Roles) -> None:
