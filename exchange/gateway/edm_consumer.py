@@ -6,7 +6,8 @@ before it is signed, the answer is read before it is handed on.
   rule, :mod:`exchange.evidence.edm.rules`);
 - the provider's answer, once its signature is verified, must be an EDM answer to that very
   request (:func:`exchange.evidence.edm.response.read_answer`; an answer whose evidence is a
-  large document, streamed, is read up to that document,
+  large document, streamed, is read up to that document, once the bytes around it are found to
+  be the signed ones and to close right after it,
   :func:`~exchange.evidence.edm.response.read_streamed_answer`); anything else is refused as the
   provider's fault (``Server.ClientProxy.InvalidEdmResponse``, 502). What it said (evidence
   delivered, preview required, or the EDM error code) goes to the exchange's audit and
@@ -77,7 +78,13 @@ async def read_reply(
             head, stream = await _head(answer.stream)
             answer = replace(answer, stream=stream)
             understood: EdmAnswer = read_streamed_answer(
-                _schemas(gateway), answer.content_type, head, request_id=request_id
+                _schemas(gateway),
+                answer.content_type,
+                head,
+                document_length=stream.parts[0].length,
+                length=stream.length,
+                envelope=stream.envelope,
+                request_id=request_id,
             )
         else:
             understood = read_answer(
@@ -111,8 +118,8 @@ async def _head(stream: Streamed) -> tuple[bytes, Streamed]:
     """The bytes of ``stream`` before its first part (the EDM root part and the evidence part's
     headers, at most ``max_body_bytes``: the consumer checked the envelope's size), and the
     stream that still yields every byte, from the first, to be checked as it passes. The head
-    is read before its digest can be checked, at the end: a forged one is read here, and the
-    exchange is then cut short and recorded as broken as any other."""
+    is parsed only once it is found to be the one signed
+    (:func:`~exchange.evidence.edm.response.read_streamed_answer`)."""
     if len(stream.parts) != 1:
         raise InvalidEdmResponse(
             "an EDM answer streams one evidence document", detail="X-Exchange-Parts"
@@ -127,6 +134,10 @@ async def _head(stream: Streamed) -> tuple[bytes, Streamed]:
             break
         read.append(chunk)
         size += len(chunk)
+    if size < offset:
+        raise stream.broken(
+            f"{stream.what} sent {size} of the {stream.length} bytes it bound (cut short)"
+        )
 
     async def replayed() -> AsyncIterator[bytes]:
         for chunk in read:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
+from exchange.evidence.edm.answers import split_related
 from exchange.evidence.edm.response import (
     EdmError,
     EvidenceDelivered,
@@ -19,6 +21,7 @@ from exchange.evidence.edm.response import (
     read_streamed_answer,
 )
 from exchange.evidence.edm.schemaset import EdmSchemas
+from exchange.trust.signed import body_digest
 from tests.oots import BIRTH_REQUEST, material, response_samples, snippet
 
 BIRTH = "2.2 Step 2  Evidence Response - Birth - full example.xml"
@@ -242,24 +245,88 @@ def test_an_evidence_part_that_is_not_there_is_refused(schemas: EdmSchemas) -> N
     assert refused.value.detail == "Content-Type"
 
 
+PDF = b"%PDF-1.7 a document that streams"
+CLOSING = b"\r\n--b0undary--\r\n"  # the closing boundary of related()'s answers
+
+
 def _head(document: bytes, kind: str) -> tuple[str, bytes]:
     """The bytes of an answer whose evidence part (``kind``) streams, up to that part."""
-    content_type, body = related(document, {CID: b"%PDF"})
-    head = body[: body.index(b"%PDF")].replace(b"application/xml", kind.encode())
+    content_type, body = related(document, {CID: PDF})
+    head = body[: body.index(PDF)].replace(b"application/xml", kind.encode())
     return content_type, head
 
 
-def test_an_answer_whose_evidence_streams_is_read_up_to_it(schemas: EdmSchemas) -> None:
+class Bound(TypedDict):
+    document_length: int
+    length: int
+    envelope: str
+
+
+def _bound(head: bytes, tail: bytes = CLOSING) -> Bound:
+    """What a provider's signature binds of an answer that streams :data:`PDF` between ``head``
+    and ``tail``: the document's length, the body's and the digest of the bytes around it."""
+    return Bound(
+        document_length=len(PDF),
+        length=len(head) + len(PDF) + len(tail),
+        envelope=body_digest(head + tail),
+    )
+
+
+def _pdf_response() -> bytes:
     # The official response, with its distribution a PDF (EDM-RESP asks ConformsTo of XML only).
-    document = sample(BIRTH).replace(
+    return sample(BIRTH).replace(
         b"<sdg:Format>application/xml</sdg:Format>", b"<sdg:Format>application/pdf</sdg:Format>"
     )
+
+
+def test_an_answer_whose_evidence_streams_is_read_up_to_it(schemas: EdmSchemas) -> None:
+    content_type, head = _head(_pdf_response(), "application/pdf")
     answer = read_streamed_answer(
-        schemas, *_head(document, "application/pdf"), request_id=SAMPLE_REQUEST
+        schemas, content_type, head, **_bound(head), request_id=SAMPLE_REQUEST
     )
     (evidence,) = answer.evidence
     assert (evidence.metadata.format, evidence.content_id) == ("application/pdf", CID)
     assert (evidence.content_type, evidence.document) == ("application/pdf", None)
+
+
+def test_a_streamed_answer_must_end_with_its_closing_boundary_after_the_document(
+    schemas: EdmSchemas,
+) -> None:
+    content_type, head = _head(_pdf_response(), "application/pdf")
+    # After the document, a second root part with the root's Content-ID: a reader that takes
+    # the last of two parts of one Content-ID (as split_related does) reads it as the answer.
+    unchecked = (
+        b"\r\n--b0undary\r\nContent-Type: application/x-ebrs+xml\r\n"
+        b"Content-ID: <root@x>\r\n\r\n<unchecked/>" + CLOSING
+    )
+    assert split_related(content_type, head + PDF + unchecked)["root@x"][1] == b"<unchecked/>"
+    for tail in (unchecked, CLOSING + b"epilogue", CLOSING[:-2]):
+        with pytest.raises(InvalidEdmResponse, match="closing boundary") as refused:
+            read_streamed_answer(
+                schemas, content_type, head, **_bound(head, tail), request_id=SAMPLE_REQUEST
+            )
+        assert refused.value.detail == "X-Exchange-Parts"
+
+
+def test_a_streamed_answer_whose_head_is_not_the_one_signed_is_refused_unread(
+    schemas: EdmSchemas,
+) -> None:
+    content_type, head = _head(_pdf_response(), "application/pdf")
+    signed = _bound(head)
+    forged = head.replace(
+        b"Civil Registration Office Berlin I", b"Civil Registration Office Bonn I"
+    )
+    unreadable = head.replace(b"<query:QueryResponse", b"<query:QueryResponse <")
+    for other in (forged, unreadable):
+        assert other != head
+        layout = Bound(
+            document_length=len(PDF),
+            length=len(other) + len(PDF) + len(CLOSING),
+            envelope=signed["envelope"],
+        )
+        with pytest.raises(InvalidEdmResponse, match="signature") as refused:
+            read_streamed_answer(schemas, content_type, other, **layout, request_id=SAMPLE_REQUEST)
+        assert refused.value.detail == "X-Exchange-Response-Signature"  # not parsed first
 
 
 @pytest.mark.parametrize(
@@ -273,16 +340,14 @@ def test_an_answer_whose_evidence_streams_is_read_up_to_it(schemas: EdmSchemas) 
 def test_a_streamed_part_that_does_not_match_its_answer_is_refused(
     schemas: EdmSchemas, cut: str, detail: str
 ) -> None:
-    document = sample(BIRTH).replace(
-        b"<sdg:Format>application/xml</sdg:Format>", b"<sdg:Format>application/pdf</sdg:Format>"
-    )
-    content_type, head = _head(document, "image/png" if cut == "other-type" else "application/pdf")
+    kind = "image/png" if cut == "other-type" else "application/pdf"
+    content_type, head = _head(_pdf_response(), kind)
     if cut == "mid-headers":
         head = head.removesuffix(b"\r\n")
     if cut == "other-part":
         head = head.replace(f"<{CID}>".encode(), b"<other@x>")
     with pytest.raises(InvalidEdmResponse) as refused:
-        read_streamed_answer(schemas, content_type, head, request_id=SAMPLE_REQUEST)
+        read_streamed_answer(schemas, content_type, head, **_bound(head), request_id=SAMPLE_REQUEST)
     assert refused.value.detail == detail
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -28,6 +28,7 @@ from tests.gateway.conftest import MARI, Roles
 from tests.gateway.document_server import running_backend
 from tests.gateway.test_edm import (
     CONSENTED,
+    EDM_TYPE,
     LEGAL,
     PDF,
     SMALL_PDF,
@@ -191,6 +192,60 @@ def test_a_streamed_pdf_answer_that_does_not_match_its_response_is_refused(
     assert "%PDF" not in answer.text  # nothing of the document reaches the consumer system
     record = consumer_audited(roles, answer)
     assert record["fault"] == "Server.ClientProxy.InvalidEdmResponse"
+
+
+def _unchecked_root_after_the_pdf(framed: Framed) -> Framed:
+    """The PDF followed by a second root part (the root's Content-ID), then the closing
+    boundary: all of it signed and bound, none of it the QueryResponse the consumer reads."""
+    start = framed.content_type.split('start="<', 1)[1].split(">", 1)[0]
+    opening = framed.tail.removesuffix(b"--\r\n")  # CRLF, then the boundary
+    second = (
+        opening
+        + f"\r\nContent-Type: {EDM_TYPE}\r\nContent-ID: <{start}>\r\n\r\n".encode()
+        + b"<unchecked/>"
+    )
+    return Framed(framed.content_type, framed.head, second + framed.tail)
+
+
+def test_a_streamed_pdf_answer_with_parts_after_the_pdf_is_refused_before_it_is_passed_on(
+    roles: Roles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = edm_profile.framed_response
+
+    def extended(*args: Any, **kwargs: Any) -> Framed:
+        return _unchecked_root_after_the_pdf(original(*args, **kwargs))
+
+    monkeypatch.setattr(edm_profile, "framed_response", extended)
+    _refused_unread(roles, "not its closing boundary")
+
+
+def test_a_streamed_pdf_answer_whose_head_is_not_the_one_signed_is_refused_unread(
+    roles: Roles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A provider (or anyone on the way) that sends another QueryResponse than the one signed.
+    original = edm_profile._around
+
+    def forged(head: bytes, chunks: AsyncIterator[bytes], tail: bytes) -> AsyncIterator[bytes]:
+        assert b"<sdg:FamilyName>Tamm<" in head
+        return original(head.replace(b">Tamm<", b">Tamx<"), chunks, tail)
+
+    monkeypatch.setattr(edm_profile, "_around", forged)
+    _refused_unread(roles, "not those its signature binds")
+
+
+def _refused_unread(roles: Roles, said: str) -> None:
+    """A PDF asked for is refused by the consumer gateway before anything is passed on or
+    audited as delivered."""
+    answer = post(roles, PDF, distributed_as("application/pdf"))
+    assert answer.status_code == 502, answer.text[-2000:]
+    body = answer.json()
+    assert body["type"] == "Server.ClientProxy.InvalidEdmResponse"
+    assert said in body["message"]
+    assert b"%PDF" not in answer.content  # nothing of the answer reaches the consumer system
+    assert b"unchecked" not in answer.content
+    record = consumer_audited(roles, answer)
+    assert record["fault"] == "Server.ClientProxy.InvalidEdmResponse"
+    assert "edm_outcome" not in record
 
 
 def test_the_consumer_gateway_refuses_a_request_that_breaks_a_business_rule(

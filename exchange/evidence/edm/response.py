@@ -7,7 +7,8 @@ parts are the evidence documents its ``RepositoryItemRef``\\ s name by ``cid:``;
 ``QueryResponse`` with status Failure and one ``rs:Exception``. :func:`read_response` reads the
 ``QueryResponse`` document alone (the official samples carry their evidence as AS4 attachments);
 :func:`read_streamed_answer` reads an answer whose evidence document (a PDF) is still streaming,
-from the bytes before it.
+from the bytes before it, once they and the closing boundary after it are found to be the bytes
+the answer's signature binds around the document.
 
 Both refuse, as :class:`InvalidEdmResponse` (the provider's fault, never the caller's), a document
 that breaks the EDM schemas, names another request, pairs an error code with the wrong exception
@@ -37,6 +38,7 @@ from exchange.evidence.edm.query import (
     text_at,
 )
 from exchange.evidence.edm.schemaset import EdmSchemas
+from exchange.trust.signed import body_digest
 
 _XSI_TYPE = f"{{{NS['xsi']}}}type"
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -200,20 +202,45 @@ def read_answer(
 
 
 def read_streamed_answer(
-    schemas: EdmSchemas, content_type: str | None, head: bytes, *, request_id: str | None = None
+    schemas: EdmSchemas,
+    content_type: str | None,
+    head: bytes,
+    *,
+    document_length: int,
+    length: int,
+    envelope: str,
+    request_id: str | None = None,
 ) -> EvidenceDelivered:
     """An evidence answer whose evidence document streams (a PDF): ``head`` is every byte of
     the ``multipart/related`` body before the document, which must be the last part it opens,
     one its ``RepositoryItemRef`` names, of the media type its ``Distribution/Format`` says.
     The evidence is returned without its document (``document`` None), which the caller passes
-    on as it arrives."""
+    on as it arrives.
+
+    What the answer's signature binds is checked before anything is parsed: the body
+    (``length`` bytes, the document ``document_length`` of them) must end right after the
+    document with the closing boundary and nothing else, and ``head`` with that boundary must
+    be the bytes whose digest the signature binds (``envelope``). The bytes that follow the
+    head are left to the caller, which checks them against the same digests as they pass: so
+    no part can follow the document unread, and no head is read that was not signed."""
     boundary = _parameter(content_type or "", "boundary")
     if not boundary or not head.endswith(b"\r\n\r\n"):
         raise InvalidEdmResponse(
             "the EDM answer's streamed part does not start where a part does",
             detail="X-Exchange-Parts",
         )
-    closed = head + f"\r\n--{boundary}--\r\n".encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    if length != len(head) + document_length + len(tail):
+        raise InvalidEdmResponse(
+            "the EDM answer's bytes after its streamed part are not its closing boundary",
+            detail="X-Exchange-Parts",
+        )
+    if body_digest(head + tail) != envelope:
+        raise InvalidEdmResponse(
+            "the EDM answer's bytes around its streamed part are not those its signature binds",
+            detail="X-Exchange-Response-Signature",
+        )
+    closed = head + tail
     try:
         opened = list(split_related(content_type or "", closed))[-1]
     except (InvalidRequest, UnicodeDecodeError, ValueError, IndexError) as error:
