@@ -6,6 +6,7 @@ The federation is the EDM one of ``tests/gateway/test_edm.py``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,11 +18,14 @@ from lxml import etree
 from sqlalchemy import text
 
 from exchange.db.engine import build_engine
+from exchange.errors import InvalidResponse
 from exchange.evidence.edm import NS
 from exchange.evidence.edm.answers import Framed, Related
 from exchange.evidence.edm.schemaset import EdmProfileError
 from exchange.gateway import edm as edm_profile
+from exchange.gateway import edm_consumer
 from exchange.gateway.node import Gateway
+from exchange.gateway.parts import Part, Streamed
 from exchange.gateway.settings import GatewaySettings
 from exchange.sample import federation
 from tests.gateway.conftest import MARI, Roles
@@ -246,6 +250,26 @@ def _refused_unread(roles: Roles, said: str) -> None:
     record = consumer_audited(roles, answer)
     assert record["fault"] == "Server.ClientProxy.InvalidEdmResponse"
     assert "edm_outcome" not in record
+
+
+def test_a_streamed_answer_cut_short_before_its_document_is_refused_as_broken() -> None:
+    async def cut() -> AsyncIterator[bytes]:
+        yield b"--edm-b\r\nContent-Type: application/x-ebrs+xml\r\n"  # then the line drops
+
+    async def close() -> None:  # read_reply closes the stream it refuses; _head only reads
+        return None
+
+    stream = Streamed(
+        parts=(Part(4096, 100, "A" * 43),),
+        length=4096 + 100 + 13,
+        envelope="A" * 43,
+        chunks=cut(),
+        close=close,
+        broken=InvalidResponse,
+        what="gateway P",
+    )
+    with pytest.raises(InvalidResponse, match="cut short"):
+        asyncio.run(edm_consumer._head(stream))
 
 
 def test_the_consumer_gateway_refuses_a_request_that_breaks_a_business_rule(
