@@ -8,7 +8,9 @@ verification policies:
   may be answered at all; it raises a precise :class:`~exchange.errors.Error` to refuse and
   notes in the record on what grounds it admitted (legal basis, consent);
 - :meth:`ReleasePolicy.obtain` obtains the evidence to release: it asks the registry, after
-  whatever the release itself needs (a consent use spent, the citizen's approval).
+  whatever the release itself needs (a consent use spent, the citizen's approval). A previewed
+  document (an EDM PDF) is opened and checked against what the person approved before the
+  approval and the use are spent, so that a release refused there costs the person neither.
 
 Preview is a composition, not a branch: :class:`Previewed` wraps the consent policy and takes
 over :meth:`~ReleasePolicy.obtain` whenever the service or the citizen's consent asks for a
