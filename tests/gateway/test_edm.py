@@ -585,7 +585,9 @@ def test_0008_a_pdf_that_changed_since_its_preview_is_not_released_and_the_appro
     assert second.status_code == 200, second.text
     used_up = post(roles, PDF_PREVIEWED, request, **consent)
     assert used_up.status_code == 403, used_up.text
-    assert exception_of(used_up).get("code") == "EDM:ERR:0002"
+    refused = exception_of(used_up)
+    assert refused.get("code") == "EDM:ERR:0002"
+    assert refused.get("message") == "consent is exhausted"  # two uses, two documents
 
 
 def test_0003_a_request_that_is_valid_but_means_nothing_here(roles: Roles) -> None:
