@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from exchange.central.throttle import Buckets, client_of
 from tests.browser import Browser
 from tests.conftest import Clock
 from tests.inprocess import LoopThread, listen
-from tests.servers import free_port
+from tests.servers import exchange, free_port, serving
 
 # Small on purpose: three at once from one address, five at once from all, nothing refilled
 # until the test moves the clock.
@@ -78,6 +79,44 @@ def test_a_flood_from_one_address_is_refused_and_others_are_served(served: Serve
     refused(flooder.post("/applications", json=application(5)), "per-client")
     counted = 'exchange_central_rate_limited_total{endpoint="applications",limit="per-client"} 3.0'
     assert counted in other.get("/metrics").text
+
+
+def test_a_forwarded_for_header_does_not_change_whose_allowance_is_spent(tmp_path: Path) -> None:
+    """``exchange central serve`` itself: X-Forwarded-For from loopback (where a local proxy
+    passing the header on would send it from) is not believed, so naming other addresses
+    neither dodges the sender's limit nor spends someone else's."""
+    data = ["--data-dir", str(tmp_path / "central")]
+    assert exchange("central", "init", "--instance", "EE", *data).returncode == 0
+    port = free_port()
+    # Nothing comes back while the test runs: three from an address, then refusals.
+    env = {
+        "EXCHANGE_CENTRAL_RATE_LIMIT_PER_CLIENT": "0.001",
+        "EXCHANGE_CENTRAL_RATE_LIMIT_PER_CLIENT_BURST": "3",
+    }
+    url = f"http://127.0.0.1:{port}"
+    command = ["central", "serve", *data, "--port", str(port)]
+    log = tmp_path / "central.log"
+    with (
+        serving(command, health_url=f"{url}/health", env=env, log=log),
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        answers = [
+            client.post(
+                "/applications",
+                json=application(number),
+                headers={"x-forwarded-for": f"198.51.100.{number}"},
+            )
+            for number in range(5)
+        ]
+        assert [a.status_code for a in answers] == [201, 201, 201, 429, 429]
+        assert answers[3].json()["detail"] == "per-client"
+        # The address named is not charged either: another sender naming the first one is
+        # served from its own allowance.
+        named = {"x-forwarded-for": "127.0.0.1"}
+        other = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(base_url=url, transport=other, timeout=30) as second:
+            served = second.post("/applications", json=application(9), headers=named)
+            assert served.status_code == 201
 
 
 def test_an_ipv6_host_counts_as_its_64_and_held_addresses_are_bounded() -> None:
