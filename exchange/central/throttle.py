@@ -13,7 +13,8 @@ Refusals are counted in ``exchange_central_rate_limited_total{endpoint,limit}`` 
 (a flood of refusals would be a flood of log lines).
 
 **Whose address.** The TCP peer's (the authority's server believes no ``X-Forwarded-For``): an
-IPv4 address, or an IPv6 address's /64, since one host commonly holds a whole /64. Behind a
+IPv4 address (also when a dual-stack listener sees it as ``::ffff:a.b.c.d``), or an IPv6
+address's /64, since one host commonly holds a whole /64. Behind a
 reverse proxy every request comes from the proxy's address, so the per-client limit becomes a
 second overall limit there: limit per client at the proxy instead. Memory is bounded: at most
 :data:`MAX_CLIENTS` addresses are held per allowance, the least recently seen forgotten first (it
@@ -88,11 +89,14 @@ class Buckets:
 
 
 def client_of(address: str | None) -> str:
-    """The key of a client address: itself (IPv4) or its /64 (IPv6)."""
+    """The key of a client address: itself (IPv4, also IPv4-mapped IPv6) or its /64 (IPv6)."""
     try:
         parsed = ipaddress.ip_address(address or "")
     except ValueError:
         return "unknown"  # a Unix socket, or a test transport: all such callers as one
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        # A dual-stack listener sees every IPv4 peer as ::ffff:a.b.c.d, all in one /64.
+        return str(parsed.ipv4_mapped)
     if parsed.version == 6:
         return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
     return str(parsed)

@@ -123,6 +123,9 @@ def test_an_ipv6_host_counts_as_its_64_and_held_addresses_are_bounded() -> None:
     assert client_of("2001:db8:1:2:aaaa::1") == client_of("2001:db8:1:2:bbbb::2")
     assert client_of("2001:db8:1:3::1") != client_of("2001:db8:1:2::1")
     assert client_of("192.0.2.1") != client_of("192.0.2.2")
+    # A dual-stack listener sees IPv4 peers as IPv4-mapped IPv6: each is its IPv4 address.
+    assert client_of("::ffff:203.0.113.5") == client_of("203.0.113.5") == "203.0.113.5"
+    assert client_of("::ffff:203.0.113.5") != client_of("::ffff:198.51.100.7")
     buckets = Buckets(rate=1.0, burst=1, capacity=2)
     assert buckets.take("a", 0.0) == 0
     assert buckets.take("a", 0.0) == 1.0  # empty: a second to wait
