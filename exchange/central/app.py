@@ -240,7 +240,9 @@ def create_app(
     applications = Applications(registry=central.registry)
     app = FastAPI(title="exchange central authority", version=__version__)
     install_error_handlers(app)
-    app.add_middleware(Guard, max_bytes=MAX_API_BODY, admit=admit)
+    # The apply form is counted, then read (64 KiB at most), by its own app: refused, the
+    # visitor gets the error page in their language, and before the body is read.
+    app.add_middleware(Guard, max_bytes=MAX_API_BODY, admit=admit, reads_itself=(APPLY + "/",))
     app.state.central = central
     app.state.throttle = limits = throttle.Throttle(
         central.settings.rate_limit, clock=lambda: clock().timestamp(), registry=central.metrics

@@ -10,8 +10,9 @@ nothing: a wrong receipt gets the very page of a number never given (404).
 The form carries a CSRF token of a session cookie of its own (scoped to ``/apply``), so that no
 other site can file applications in a visitor's name; pages run no script and deny framing. A
 submission counts against the same rate limits as ``POST /applications``
-(:mod:`exchange.central.throttle`); refused, the visitor gets the error page (429) in their
-language.
+(:mod:`exchange.central.throttle`), before the form is read (the app's outer guard passes
+these pages on with their bodies unread; :func:`web.form` caps them); refused, the visitor gets
+the error page (429) in their language.
 """
 
 from __future__ import annotations

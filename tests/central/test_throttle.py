@@ -4,6 +4,7 @@ language), per client address and overall, and leave ordinary use alone."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -176,3 +177,24 @@ def test_the_apply_form_refuses_a_flood_with_the_error_page_in_the_visitors_lang
     assert "Trop de demandes" in flooded.text
     # The API's submissions and the form's share the address's allowance.
     refused(served.client().post("/applications", json=application(4)), "per-client")
+
+
+def test_the_apply_form_is_refused_before_its_body_is_read(served: Served) -> None:
+    """Past the allowance, a submission declaring a large form is answered at once: the server
+    does not wait for a body it would refuse anyway."""
+    flooder = served.client()
+    for number in range(3):
+        assert flooder.post("/applications", json=application(number)).status_code == 201
+    port = int(served.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        head = "POST /apply/ HTTP/1.1\r\nHost: central\r\nAccept: text/html\r\n"
+        head += "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 60000\r\n"
+        sock.sendall(f"{head}\r\n".encode())  # and not a byte of the form
+        answer = sock.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 429 ")
+    assert "\r\nx-road-error: Client.QuotaExceeded\r\n" in answer
+    assert "text/html" in answer.lower()
+    # Within the allowance, the form's own cap still holds.
+    other = served.client("127.0.0.2")
+    huge = other.post("/apply/", content=b"x" * (65 * 1024), headers={"accept": "text/html"})
+    assert huge.status_code == 413
