@@ -7,9 +7,10 @@ The operators' console (:mod:`exchange.central.console`) is off unless
 role claim's values ``operator``, ``auditor`` and ``viewer`` give those roles. On a listener
 bound to a non-loopback address it is refused unless ``..._CONSOLE_ALLOW_PUBLIC=true``.
 
-The open write endpoints (applications, enrolment, signed catalogues) are rate-limited per client
-address and overall (:mod:`exchange.central.throttle`): ``EXCHANGE_CENTRAL_RATE_LIMIT_PER_CLIENT``,
-``..._PER_CLIENT_BURST``, ``..._OVERALL`` and ``..._OVERALL_BURST``.
+The open write endpoints (applications, enrolment, signed catalogues) and the reads of
+applications are rate-limited per client address and overall (:mod:`exchange.central.throttle`):
+``EXCHANGE_CENTRAL_RATE_LIMIT_PER_CLIENT``, ``..._PER_CLIENT_BURST``, ``..._OVERALL`` and
+``..._OVERALL_BURST``.
 
 With ``EXCHANGE_CENTRAL_EDM_FOLDER`` naming the OOTS EDM material, the authority answers the EDM
 Data Service Directory query from its service catalogue (:mod:`exchange.central.dsd`)."""
@@ -28,7 +29,7 @@ from exchange.web.staff import ConsoleSpec, stays_local
 
 
 class RateLimits(Strict):
-    """Token buckets of each open write endpoint: one per client address, one for everyone.
+    """Token buckets of each open endpoint: one per client address, one for everyone.
     The defaults let a gateway publish a few dozen subsystems' catalogues at once and an agency
     apply by hand or by script, and hold a flood to a few requests a second."""
 

@@ -1,8 +1,11 @@
-"""Rate limits of the authority's open write endpoints, the ones anyone can call cheaply.
+"""Rate limits of the authority's open endpoints, the ones anyone can call cheaply: the writes,
+and the reads of applications, where the number and receipt can be guessed at.
 
-Three allowances, each with buckets of its own, so that a flood of one leaves the others open:
+Four allowances, each with buckets of its own, so that a flood of one leaves the others open:
 ``applications`` (``POST /applications`` and the apply form ``POST /apply/``, one allowance),
-``enrolment`` (``POST /enrolment``) and ``catalogue`` (``PUT /catalogue/v1/services``). Each is
+``enrolment`` (``POST /enrolment``), ``catalogue`` (``PUT /catalogue/v1/services``) and
+``application-reads`` (``GET /applications/<number>`` and the applicant's page
+``GET /apply/<number>/<receipt>``, one allowance). Each is
 a token bucket per client address and one for everyone
 (:class:`~exchange.central.settings.RateLimits`): a bucket holds at most its burst, is refilled
 at its rate per second, and a request takes one token. With none left the request is refused
@@ -42,7 +45,8 @@ from exchange.errors import QuotaExceeded
 from exchange.web.languages import N_
 
 APPLICATIONS, ENROLMENT, CATALOGUE = "applications", "enrolment", "catalogue"
-ENDPOINTS = (APPLICATIONS, ENROLMENT, CATALOGUE)
+APPLICATION_READS = "application-reads"
+ENDPOINTS = (APPLICATIONS, ENROLMENT, CATALOGUE, APPLICATION_READS)
 PER_CLIENT, OVERALL = "per-client", "overall"
 MAX_CLIENTS = 10_000  # addresses held per allowance: a few hundred kilobytes at most
 _REFUSALS = {
@@ -124,7 +128,7 @@ class Throttle:
         }
         self._refusals = Counter(
             "exchange_central_rate_limited",
-            "Requests to the authority's open write endpoints refused by a rate limit",
+            "Requests to the authority's open endpoints refused by a rate limit",
             ["endpoint", "limit"],
             registry=registry,
         )

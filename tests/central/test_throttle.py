@@ -198,3 +198,23 @@ def test_the_apply_form_is_refused_before_its_body_is_read(served: Served) -> No
     other = served.client("127.0.0.2")
     huge = other.post("/apply/", content=b"x" * (65 * 1024), headers={"accept": "text/html"})
     assert huge.status_code == 413
+
+
+def test_reading_applications_has_an_allowance_of_its_own(served: Served) -> None:
+    """Guessing numbers and receipts, on the API or the page, meets a limit; it spends nothing
+    of the allowance to apply, and applying spends nothing of it."""
+    guesser = served.client()
+    assert guesser.post("/applications", json=application(1)).status_code == 201
+    wrong = {"authorization": "Receipt " + "A" * 43}
+    for number in (1, 2):
+        assert guesser.get(f"/applications/{number}", headers=wrong).status_code == 404
+    assert guesser.get(f"/apply/1/{'A' * 43}").status_code == 404  # the page shares it
+    refused(guesser.get("/applications/1", headers=wrong), "per-client")
+    page = guesser.get(f"/apply/1/{'A' * 43}", headers={"accept": "text/html"})
+    assert page.status_code == 429
+    assert page.headers["content-type"].startswith("text/html")
+    assert guesser.post("/applications", json=application(2)).status_code == 201
+    counted = (
+        'exchange_central_rate_limited_total{endpoint="application-reads",limit="per-client"} 2.0'
+    )
+    assert counted in guesser.get("/metrics").text
