@@ -6,7 +6,8 @@ it with a reason.
 Anyone may submit one, without signing in: an agency that is not yet a member has no identity
 in the instance to sign in with, and a submission changes nothing by itself. What keeps this
 open door small: each application is validated as a registration would be (identifier, member
-class, name) before it is stored, the same identifier cannot wait twice, a subsystem is only
+class, name) before it is stored, the same identifier cannot wait twice (the refusal tells
+that one is pending, and nothing else of it: docs/threat-model.md), a subsystem is only
 asked for a registered member, and at most :data:`MAX_PENDING` wait at once (beyond that,
 submissions are refused until operators decide). The body of the request is capped by the
 app's guard.

@@ -202,3 +202,27 @@ def test_a_lookup_does_the_same_work_for_a_number_given_and_one_never_given(
         assert any("contact" in sql for sql in opened[len(for_given) :])
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+def test_a_second_application_for_a_pending_id_files_nothing_and_shows_nothing_of_the_first(
+    served: tuple[Browser, Central],
+) -> None:
+    """What it still tells, on purpose (docs/threat-model.md): that one is pending. Nothing
+    else: not its number, receipt, name or contact, and nothing more is filed."""
+    browser, central = served
+    first = {"kind": "member", "id": "EE/GOV/70000781", "name": "First", "contact": "a@first"}
+    filed = browser.http.post(f"{URL}/applications", json=first)
+    assert filed.status_code == 201
+    before = [e.id for e in central.registry.events(limit=1000)]
+    again = browser.http.post(
+        f"{URL}/applications", json={**first, "name": "Second", "contact": "b@second"}
+    )
+    assert again.status_code == 409
+    assert again.headers["x-road-error"] == "Client.Conflict"
+    assert again.json() == {
+        "type": "Client.Conflict",
+        "message": "an application for EE/GOV/70000781 is already pending",
+        "detail": None,
+    }
+    assert [e.id for e in central.registry.events(limit=1000)] == before
+    assert len(Applications(registry=central.registry).list("pending")) == 1
