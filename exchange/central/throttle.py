@@ -15,11 +15,13 @@ request refused overall gives its client's token back.
 Refusals are counted in ``exchange_central_rate_limited_total{endpoint,limit}`` and not logged
 (a flood of refusals would be a flood of log lines).
 
-**Whose address.** The TCP peer's (the authority's server believes no ``X-Forwarded-For``): an
-IPv4 address (also when a dual-stack listener sees it as ``::ffff:a.b.c.d``), or an IPv6
-address's /64, since one host commonly holds a whole /64. Behind a
-reverse proxy every request comes from the proxy's address, so the per-client limit becomes a
-second overall limit there: limit per client at the proxy instead. Memory is bounded: at most
+**Whose address.** The TCP peer's: an IPv4 address (also when a dual-stack listener sees it as
+``::ffff:a.b.c.d``), or an IPv6 address's /64, since one host commonly holds a whole /64. The
+authority's server (:func:`exchange.serving.config`) believes no ``X-Forwarded-For`` unless the
+peer is a reverse proxy the operator names (``EXCHANGE_CENTRAL_TRUSTED_PROXIES``, none by
+default); then the client is the last address it forwards that is not itself a named proxy.
+Behind an unnamed proxy every request comes from the proxy's address, so the per-client limit
+becomes a second overall limit there. Memory is bounded: at most
 :data:`MAX_CLIENTS` addresses are held per allowance, the least recently seen forgotten first (it
 starts again with a full bucket). Whoever holds more addresses than that escapes the per-client
 limit, not the overall one.

@@ -122,8 +122,14 @@ def serve(
     migrate.upgrade("central", build_engine(settings.db_url))
     announce = f"central authority serving on http://{settings.host}:{settings.port}"
     # The server every role runs: X-Road's error body for requests it cannot parse, and no
-    # X-Forwarded-For believed, so the rate limits count the TCP peer's address.
-    listener = serving.config(create_app(settings), host=settings.host, port=settings.port)
+    # X-Forwarded-For believed but from the proxies the operator names, so the rate limits
+    # count the TCP peer's address (or the one such a proxy forwards).
+    listener = serving.config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        forwarded_allow_ips=list(settings.proxies),
+    )
     serving.run(serving.serve_all([listener], on_started=lambda: typer.echo(announce, err=True)))
 
 

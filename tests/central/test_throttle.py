@@ -17,6 +17,7 @@ from exchange.central.app import create_app
 from exchange.central.service import Central
 from exchange.central.settings import CentralSettings, RateLimits
 from exchange.central.throttle import Buckets, client_of
+from exchange.errors import InvalidRequest
 from tests.browser import Browser
 from tests.conftest import Clock
 from tests.inprocess import LoopThread, listen
@@ -118,6 +119,55 @@ def test_a_forwarded_for_header_does_not_change_whose_allowance_is_spent(tmp_pat
         with httpx.Client(base_url=url, transport=other, timeout=30) as second:
             served = second.post("/applications", json=application(9), headers=named)
             assert served.status_code == 201
+
+
+def test_a_proxy_named_in_the_settings_has_its_forwarded_address_believed(tmp_path: Path) -> None:
+    """Behind a reverse proxy the operator names (and only then), each client is the address
+    the proxy puts last in X-Forwarded-For; anyone else naming addresses is still itself."""
+    data = ["--data-dir", str(tmp_path / "central")]
+    assert exchange("central", "init", "--instance", "EE", *data).returncode == 0
+    port = free_port()
+    env = {
+        "EXCHANGE_CENTRAL_RATE_LIMIT_PER_CLIENT": "0.001",
+        "EXCHANGE_CENTRAL_RATE_LIMIT_PER_CLIENT_BURST": "3",
+        "EXCHANGE_CENTRAL_TRUSTED_PROXIES": "127.0.0.1",
+    }
+    url = f"http://127.0.0.1:{port}"
+    command = ["central", "serve", *data, "--port", str(port)]
+    log = tmp_path / "central.log"
+    proxy, stranger = (
+        httpx.HTTPTransport(local_address=address) for address in ("127.0.0.1", "127.0.0.2")
+    )
+    with (
+        serving(command, health_url=f"{url}/health", env=env, log=log),
+        httpx.Client(base_url=url, transport=proxy, timeout=30) as through_proxy,
+        httpx.Client(base_url=url, transport=stranger, timeout=30) as direct,
+    ):
+
+        def post(client: httpx.Client, number: int, forwarded: str) -> int:
+            headers = {"x-forwarded-for": forwarded}
+            return client.post(
+                "/applications", json=application(number), headers=headers
+            ).status_code
+
+        # Through the proxy: one client's four are limited, others are not charged for them.
+        forged_then_real = "203.0.113.1, 198.51.100.7"  # the proxy appends the real peer
+        assert [post(through_proxy, n, forged_then_real) for n in range(4)] == [201] * 3 + [429]
+        assert post(through_proxy, 4, "198.51.100.8") == 201
+        assert post(through_proxy, 5, "203.0.113.1") == 201
+        # Not the proxy: what it names is not believed.
+        assert [post(direct, n, f"192.0.2.{n}") for n in range(10, 14)] == [201] * 3 + [429]
+
+
+def test_trusted_proxies_are_addresses_never_everyone() -> None:
+    def load(proxies: str) -> CentralSettings:
+        return CentralSettings.load(environ={"EXCHANGE_CENTRAL_TRUSTED_PROXIES": proxies})
+
+    assert load("10.0.0.5, 2001:db8::/64").proxies == ("10.0.0.5", "2001:db8::/64")
+    assert CentralSettings.load(environ={}).proxies == ()
+    for wrong in ("*", "proxy.example.org"):
+        with pytest.raises(InvalidRequest, match="trusted_proxies"):
+            load(wrong)
 
 
 def test_an_ipv6_host_counts_as_its_64_and_held_addresses_are_bounded() -> None:
