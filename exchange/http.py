@@ -192,12 +192,22 @@ class Guard:
     :func:`read_body`. Only then does the app run, with the body handed over whole, so no parser
     behind it meets more than ``max_bytes``. Refusals are answered here, in the error boundary's
     form (the body and the ``X-Road-Error`` header).
+
+    ``reads_itself``: path prefixes of apps mounted behind it that read their bodies themselves,
+    capped, after checks of their own (a site's form, whose refusals are pages in the visitor's
+    language): they are admitted and passed on with the body unread.
     """
 
     def __init__(
-        self, app: ASGIApp, *, max_bytes: int, admit: Callable[[Request], None] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        admit: Callable[[Request], None] | None = None,
+        reads_itself: tuple[str, ...] = (),
     ) -> None:
         self.app, self.max_bytes, self.admit = app, max_bytes, admit
+        self.reads_itself = reads_itself
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -207,16 +217,22 @@ class Guard:
         try:
             if self.admit is not None:
                 self.admit(request)
-            body = await read_body(
-                request.stream(),
-                content_length=request.headers.get("content-length"),
-                max_bytes=self.max_bytes,
-            )
+            path = scope["path"].removeprefix(scope.get("root_path", ""))
+            unread = path.startswith(self.reads_itself)
+            if not unread:
+                body = await read_body(
+                    request.stream(),
+                    content_length=request.headers.get("content-length"),
+                    max_bytes=self.max_bytes,
+                )
         except Error as error:
             await error_response(error)(scope, receive, send)
             return
         except ClientDisconnect:
             return  # nobody is left to answer
+        if unread:
+            await self.app(scope, receive, send)
+            return
         pending = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def replay() -> Message:

@@ -19,7 +19,8 @@ anyone else, 404 as for a number never given); the same for people on the pages 
 (:mod:`exchange.central.applying`).
 
 These, ``POST /enrolment`` and ``PUT /catalogue/v1/services`` are rate-limited per client
-address and overall before their bodies are read (:mod:`exchange.central.throttle`).
+address and overall before their bodies are read, the reads of applications with an allowance
+of their own (:mod:`exchange.central.throttle`).
 
 Enrolment (the one-time code is the credential, :mod:`exchange.central.enrolment`):
 ``POST /enrolment`` takes a gateway's two CSRs with the code the authority's operator issued for
@@ -204,22 +205,25 @@ def require_admin(request: Request) -> str:
     return API_ACTOR
 
 
-# The open write endpoints and their allowance (the apply form counts in its own app).
+# The open write endpoints and their allowance (the apply pages count in their own app).
 THROTTLED = {
     ("POST", "/applications"): throttle.APPLICATIONS,
     ("POST", "/enrolment"): throttle.ENROLMENT,
     ("PUT", "/catalogue/v1/services"): throttle.CATALOGUE,
 }
+READ_APPLICATION = "/applications/"  # GET /applications/<number>: guessed at, so limited too
 
 
 def admit(request: Request) -> None:
     """Before the body is read: the management API is the admin's only (the ``Admin``
     dependency checks again and names the actor, but FastAPI resolves it after the body), and
-    the open write endpoints are within their rate limits."""
+    the open endpoints (writes, and reads of applications) are within their rate limits."""
     path = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
     if path.startswith("/api/"):
         require_admin(request)
     endpoint = THROTTLED.get((request.method, path))
+    if request.method == "GET" and path.startswith(READ_APPLICATION):
+        endpoint = throttle.APPLICATION_READS
     if endpoint is not None:
         limits: throttle.Throttle = request.app.state.throttle
         limits.admit(endpoint, request.client.host if request.client else None)
@@ -240,7 +244,9 @@ def create_app(
     applications = Applications(registry=central.registry)
     app = FastAPI(title="exchange central authority", version=__version__)
     install_error_handlers(app)
-    app.add_middleware(Guard, max_bytes=MAX_API_BODY, admit=admit)
+    # The apply form is counted, then read (64 KiB at most), by its own app: refused, the
+    # visitor gets the error page in their language, and before the body is read.
+    app.add_middleware(Guard, max_bytes=MAX_API_BODY, admit=admit, reads_itself=(APPLY + "/",))
     app.state.central = central
     app.state.throttle = limits = throttle.Throttle(
         central.settings.rate_limit, clock=lambda: clock().timestamp(), registry=central.metrics

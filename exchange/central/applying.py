@@ -10,8 +10,10 @@ nothing: a wrong receipt gets the very page of a number never given (404).
 The form carries a CSRF token of a session cookie of its own (scoped to ``/apply``), so that no
 other site can file applications in a visitor's name; pages run no script and deny framing. A
 submission counts against the same rate limits as ``POST /applications``
-(:mod:`exchange.central.throttle`); refused, the visitor gets the error page (429) in their
-language.
+(:mod:`exchange.central.throttle`), before the form is read (the app's outer guard passes
+these pages on with their bodies unread; :func:`web.form` caps them); refused, the visitor gets
+the error page (429) in their language. The applicant's page counts against the allowance of
+``GET /applications/<number>``, the reads of applications.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from exchange import keyfolder, web
 from exchange.central.applications import UNKNOWN, Applications
 from exchange.central.enrolment import Enrolments
 from exchange.central.settings import CentralSettings
-from exchange.central.throttle import APPLICATIONS, Throttle
+from exchange.central.throttle import APPLICATION_READS, APPLICATIONS, Throttle
 from exchange.errors import NotFound
 from exchange.http import install_error_handlers
 from exchange.web import languages
@@ -83,6 +85,8 @@ def create_apply_app(
 
     async def receipt(request: Request) -> Response:
         """The applicant's own page: the status, and the gateway's code once issued."""
+        # Numbers and receipts can be guessed at: the API's allowance for reads, counted first.
+        limits.admit(APPLICATION_READS, request.client.host if request.client else None)
         raw, secret = request.path_params["number"], request.path_params["receipt"]
         if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or len(secret) > 64:
             raise NotFound(UNKNOWN)

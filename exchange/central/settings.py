@@ -7,20 +7,24 @@ The operators' console (:mod:`exchange.central.console`) is off unless
 role claim's values ``operator``, ``auditor`` and ``viewer`` give those roles. On a listener
 bound to a non-loopback address it is refused unless ``..._CONSOLE_ALLOW_PUBLIC=true``.
 
-The open write endpoints (applications, enrolment, signed catalogues) are rate-limited per client
-address and overall (:mod:`exchange.central.throttle`): ``EXCHANGE_CENTRAL_RATE_LIMIT_PER_CLIENT``,
-``..._PER_CLIENT_BURST``, ``..._OVERALL`` and ``..._OVERALL_BURST``.
+The open write endpoints (applications, enrolment, signed catalogues) and the reads of
+applications are rate-limited per client address and overall (:mod:`exchange.central.throttle`):
+``EXCHANGE_CENTRAL_RATE_LIMIT_PER_CLIENT``, ``..._PER_CLIENT_BURST``, ``..._OVERALL`` and
+``..._OVERALL_BURST``. A client is the TCP peer's address, unless the peer is one of the reverse
+proxies ``EXCHANGE_CENTRAL_TRUSTED_PROXIES`` names (none by default): then it is the address
+that proxy put in ``X-Forwarded-For``.
 
 With ``EXCHANGE_CENTRAL_EDM_FOLDER`` naming the OOTS EDM material, the authority answers the EDM
 Data Service Directory query from its service catalogue (:mod:`exchange.central.dsd`)."""
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from exchange.db.engine import sqlite_url
 from exchange.settings_file import RoleSettings, Strict
@@ -28,7 +32,7 @@ from exchange.web.staff import ConsoleSpec, stays_local
 
 
 class RateLimits(Strict):
-    """Token buckets of each open write endpoint: one per client address, one for everyone.
+    """Token buckets of each open endpoint: one per client address, one for everyone.
     The defaults let a gateway publish a few dozen subsystems' catalogues at once and an agency
     apply by hand or by script, and hold a flood to a few requests a second."""
 
@@ -89,6 +93,13 @@ class CentralSettings(RoleSettings):
     )
     console: ConsoleSpec = Field(default_factory=ConsoleSpec)
     rate_limit: RateLimits = Field(default_factory=RateLimits)
+    trusted_proxies: str = Field(
+        default="",
+        description=(
+            "addresses or networks (comma-separated) of reverse proxies in front of the "
+            "authority whose X-Forwarded-For names the client; none by default"
+        ),
+    )
     edm_folder: Path | None = Field(
         default=None,
         description=(
@@ -106,6 +117,22 @@ class CentralSettings(RoleSettings):
             setting="EXCHANGE_CENTRAL_CONSOLE_ALLOW_PUBLIC=true",
         )
         return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        # Addresses only: "*" would let any client name itself as anyone.
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or network") from exc
+        return value
+
+    @property
+    def proxies(self) -> tuple[str, ...]:
+        """:attr:`trusted_proxies` as a list of addresses and networks."""
+        return tuple(filter(None, (part.strip() for part in self.trusted_proxies.split(","))))
 
     @property
     def url(self) -> str:

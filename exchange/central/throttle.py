@@ -1,8 +1,11 @@
-"""Rate limits of the authority's open write endpoints, the ones anyone can call cheaply.
+"""Rate limits of the authority's open endpoints, the ones anyone can call cheaply: the writes,
+and the reads of applications, where the number and receipt can be guessed at.
 
-Three allowances, each with buckets of its own, so that a flood of one leaves the others open:
+Four allowances, each with buckets of its own, so that a flood of one leaves the others open:
 ``applications`` (``POST /applications`` and the apply form ``POST /apply/``, one allowance),
-``enrolment`` (``POST /enrolment``) and ``catalogue`` (``PUT /catalogue/v1/services``). Each is
+``enrolment`` (``POST /enrolment``), ``catalogue`` (``PUT /catalogue/v1/services``) and
+``application-reads`` (``GET /applications/<number>`` and the applicant's page
+``GET /apply/<number>/<receipt>``, one allowance). Each is
 a token bucket per client address and one for everyone
 (:class:`~exchange.central.settings.RateLimits`): a bucket holds at most its burst, is refilled
 at its rate per second, and a request takes one token. With none left the request is refused
@@ -12,10 +15,13 @@ request refused overall gives its client's token back.
 Refusals are counted in ``exchange_central_rate_limited_total{endpoint,limit}`` and not logged
 (a flood of refusals would be a flood of log lines).
 
-**Whose address.** The TCP peer's (the authority's server believes no ``X-Forwarded-For``): an
-IPv4 address, or an IPv6 address's /64, since one host commonly holds a whole /64. Behind a
-reverse proxy every request comes from the proxy's address, so the per-client limit becomes a
-second overall limit there: limit per client at the proxy instead. Memory is bounded: at most
+**Whose address.** The TCP peer's: an IPv4 address (also when a dual-stack listener sees it as
+``::ffff:a.b.c.d``), or an IPv6 address's /64, since one host commonly holds a whole /64. The
+authority's server (:func:`exchange.serving.config`) believes no ``X-Forwarded-For`` unless the
+peer is a reverse proxy the operator names (``EXCHANGE_CENTRAL_TRUSTED_PROXIES``, none by
+default); then the client is the last address it forwards that is not itself a named proxy.
+Behind an unnamed proxy every request comes from the proxy's address, so the per-client limit
+becomes a second overall limit there. Memory is bounded: at most
 :data:`MAX_CLIENTS` addresses are held per allowance, the least recently seen forgotten first (it
 starts again with a full bucket). Whoever holds more addresses than that escapes the per-client
 limit, not the overall one.
@@ -41,7 +47,8 @@ from exchange.errors import QuotaExceeded
 from exchange.web.languages import N_
 
 APPLICATIONS, ENROLMENT, CATALOGUE = "applications", "enrolment", "catalogue"
-ENDPOINTS = (APPLICATIONS, ENROLMENT, CATALOGUE)
+APPLICATION_READS = "application-reads"
+ENDPOINTS = (APPLICATIONS, ENROLMENT, CATALOGUE, APPLICATION_READS)
 PER_CLIENT, OVERALL = "per-client", "overall"
 MAX_CLIENTS = 10_000  # addresses held per allowance: a few hundred kilobytes at most
 _REFUSALS = {
@@ -88,11 +95,14 @@ class Buckets:
 
 
 def client_of(address: str | None) -> str:
-    """The key of a client address: itself (IPv4) or its /64 (IPv6)."""
+    """The key of a client address: itself (IPv4, also IPv4-mapped IPv6) or its /64 (IPv6)."""
     try:
         parsed = ipaddress.ip_address(address or "")
     except ValueError:
         return "unknown"  # a Unix socket, or a test transport: all such callers as one
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        # A dual-stack listener sees every IPv4 peer as ::ffff:a.b.c.d, all in one /64.
+        return str(parsed.ipv4_mapped)
     if parsed.version == 6:
         return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
     return str(parsed)
@@ -120,7 +130,7 @@ class Throttle:
         }
         self._refusals = Counter(
             "exchange_central_rate_limited",
-            "Requests to the authority's open write endpoints refused by a rate limit",
+            "Requests to the authority's open endpoints refused by a rate limit",
             ["endpoint", "limit"],
             registry=registry,
         )

@@ -113,8 +113,6 @@ def serve(
     json_logs: Annotated[bool, typer.Option("--json-logs", help="Log JSON lines.")] = False,
 ) -> None:
     """Serve the global configuration, CRL and management API over HTTP."""
-    import uvicorn
-
     from exchange import serving
     from exchange.central.app import create_app  # FastAPI: loaded by this command only
     from exchange.logging import configure
@@ -122,14 +120,17 @@ def serve(
     configure(json=json_logs)
     settings = settings_for(data_dir, host=host, port=port, public_url=public_url)
     migrate.upgrade("central", build_engine(settings.db_url))
-    typer.echo(f"central authority serving on http://{settings.host}:{settings.port}", err=True)
-    uvicorn.run(
+    announce = f"central authority serving on http://{settings.host}:{settings.port}"
+    # The server every role runs: X-Road's error body for requests it cannot parse, and no
+    # X-Forwarded-For believed but from the proxies the operator names, so the rate limits
+    # count the TCP peer's address (or the one such a proxy forwards).
+    listener = serving.config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level="warning",
-        http=serving.HttpProtocol,  # X-Road's error body even for requests it cannot parse
+        forwarded_allow_ips=list(settings.proxies),
     )
+    serving.run(serving.serve_all([listener], on_started=lambda: typer.echo(announce, err=True)))
 
 
 @app.command()

@@ -8,12 +8,13 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from exchange.central.app import create_app
 from exchange.central.applications import Applications
 from exchange.central.service import Central
 from exchange.central.settings import CentralSettings
+from exchange.errors import NotFound
 from exchange.identifiers import GatewayId
 from tests.browser import Browser
 from tests.conftest import Clock
@@ -165,3 +166,63 @@ def test_an_application_is_shown_to_the_holder_of_its_receipt_alone(
     own = shown(f"/applications/{number}", {"authorization": f"Receipt {receipt}"})
     assert own[0] == 200
     assert "EE/GOV/70000779" in own[2]
+
+
+def test_a_lookup_does_the_same_work_for_a_number_given_and_one_never_given(
+    central: Central,
+) -> None:
+    """What the database is asked, and what is built of the answer, does not depend on
+    whether the number exists: only the receipt's key is read until the receipt opens it."""
+    applications = Applications(registry=central.registry)
+    given = applications.submit("member", "EE/GOV/70000780", name="Z")
+    assert given.receipt is not None
+    engine = central.registry.session().get_bind()
+    asked: list[tuple[str, object]] = []
+
+    def record(_conn: object, _cursor: object, sql: str, params: object, *_: object) -> None:
+        asked.append((sql, params))
+
+    def refused(number: int, receipt: str) -> list[str]:
+        asked.clear()
+        with pytest.raises(NotFound) as refusal:
+            applications.for_applicant(number, receipt)
+        assert (refusal.value.message, refusal.value.detail) == ("no such application", None)
+        return [sql for sql, _ in asked]
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        wrong = "A" * len(given.receipt)
+        for_given, for_missing = refused(given.id, wrong), refused(given.id + 1000, wrong)
+        assert for_given == for_missing
+        assert all("receipt_key" in sql and "contact" not in sql for sql in for_given)
+        asked.clear()
+        assert applications.for_applicant(given.id, given.receipt).identifier == "EE/GOV/70000780"
+        opened = [sql for sql, _ in asked]  # the row itself only once the receipt opens it
+        assert opened[: len(for_given)] == for_given
+        assert any("contact" in sql for sql in opened[len(for_given) :])
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_a_second_application_for_a_pending_id_files_nothing_and_shows_nothing_of_the_first(
+    served: tuple[Browser, Central],
+) -> None:
+    """What it still tells, on purpose (docs/threat-model.md): that one is pending. Nothing
+    else: not its number, receipt, name or contact, and nothing more is filed."""
+    browser, central = served
+    first = {"kind": "member", "id": "EE/GOV/70000781", "name": "First", "contact": "a@first"}
+    filed = browser.http.post(f"{URL}/applications", json=first)
+    assert filed.status_code == 201
+    before = [e.id for e in central.registry.events(limit=1000)]
+    again = browser.http.post(
+        f"{URL}/applications", json={**first, "name": "Second", "contact": "b@second"}
+    )
+    assert again.status_code == 409
+    assert again.headers["x-road-error"] == "Client.Conflict"
+    assert again.json() == {
+        "type": "Client.Conflict",
+        "message": "an application for EE/GOV/70000781 is already pending",
+        "detail": None,
+    }
+    assert [e.id for e in central.registry.events(limit=1000)] == before
+    assert len(Applications(registry=central.registry).list("pending")) == 1
