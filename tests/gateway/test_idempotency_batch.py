@@ -41,6 +41,13 @@ async def claim(
     return await asyncio.wait_for(begun, 10)
 
 
+async def claim_or_refusal(idempotency: Idempotency, key: str, message_id: str) -> object:
+    try:
+        return await claim(idempotency, key, message_id)
+    except RequestInProgress as refused:
+        return refused
+
+
 async def keep(idempotency: Idempotency, held: Held, status: int, payload: bytes) -> None:
     kept = idempotency.finish(
         held,
@@ -121,3 +128,92 @@ async def test_of_duplicates_claimed_at_once_in_two_processes_one_executes(
     )
     assert sum(isinstance(outcome, Held) for outcome in outcomes) == 1
     assert all(isinstance(o, RequestInProgress) for o in outcomes if not isinstance(o, Held))
+
+
+async def test_retries_crossing_answers_in_two_processes_all_get_their_outcome(
+    processes: list[Idempotency],
+) -> None:
+    """Each process keeps the answer of one key while a retry of the other process's key
+    arrives beside it: the two batches touch the same two rows from opposite ends. Every answer
+    is kept and every retry gets it or is told to ask again (no batch fails). Repeated: the
+    crossing is a race, which most rounds used to lose (a deadlock aborted one batch)."""
+    a, b = processes
+    for round_ in range(40):
+        x, y = f"x{round_}", f"y{round_}"
+        held_x, held_y = await claim(a, x, f"{x}-1"), await claim(b, y, f"{y}-1")
+        assert isinstance(held_x, Held)
+        assert isinstance(held_y, Held)
+        _, retry_y, _, retry_x = await asyncio.gather(
+            keep(a, held_x, 200, x.encode()),
+            claim_or_refusal(a, y, f"{y}-2"),
+            keep(b, held_y, 200, y.encode()),
+            claim_or_refusal(b, x, f"{x}-2"),
+        )
+        for retried, key in ((retry_y, y), (retry_x, x)):
+            if not isinstance(retried, RequestInProgress):  # its answer was not kept yet
+                assert isinstance(retried, Stored)
+                assert retried.payload == key.encode()
+        for process, key in ((b, x), (a, y)):
+            again = await claim(process, key, f"{key}-3")
+            assert isinstance(again, Stored)
+            assert again.payload == key.encode()
+
+
+async def test_abandoned_keys_taken_over_in_opposite_orders_go_one_to_each_key(
+    processes: list[Idempotency], clock: Clock
+) -> None:
+    """Two processes take over the same two abandoned keys, listed in opposite orders in their
+    batches: each key is taken over once, the other claim asked to wait, and no batch fails."""
+    a, b = processes
+    for round_ in range(30):
+        p, q = f"p{round_}", f"q{round_}"
+        for key in (p, q):
+            assert isinstance(await claim(a, key, f"{key}-dead"), Held)
+        clock.advance(TAKEOVER_AFTER)
+        outcomes = await asyncio.gather(
+            claim_or_refusal(a, q, f"{q}-a"),
+            claim_or_refusal(a, p, f"{p}-a"),
+            claim_or_refusal(b, p, f"{p}-b"),
+            claim_or_refusal(b, q, f"{q}-b"),
+        )
+        for first, second in ((outcomes[0], outcomes[3]), (outcomes[1], outcomes[2])):
+            assert {type(first), type(second)} == {Held, RequestInProgress}
+
+
+async def test_a_write_that_fails_in_a_batch_fails_only_its_own_request(
+    processes: list[Idempotency],
+) -> None:
+    """One answer in the batch cannot be stored (a content type the database cannot encode: a
+    header byte that is not UTF-8, as aiohttp passes it on). Only its own caller gets the error;
+    the claims and the other answer beside it are decided as if it were not there."""
+    idempotency = processes[0]
+    broken, fine = await claim(idempotency, "a", "m1"), await claim(idempotency, "b", "m2")
+    assert isinstance(broken, Held)
+    assert isinstance(fine, Held)
+    unstorable = idempotency.finish(
+        broken,
+        status=200,
+        content_type="text/plain; charset=\udcff",
+        payload=b"lost",
+        error_type=None,
+        legal_basis="law",
+        consent=None,
+    )
+    outcomes = await asyncio.gather(
+        claim(idempotency, "c", "m3"),
+        unstorable,
+        keep(idempotency, fine, 200, b"kept"),
+        claim(idempotency, "b", "m4"),
+        claim(idempotency, "c", "m5"),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == Held(CLIENT, SERVICE, "c", "m3")
+    assert isinstance(outcomes[1], Exception)
+    assert outcomes[2] is None
+    assert isinstance(outcomes[3], Stored)
+    assert outcomes[3].payload == b"kept"
+    assert isinstance(outcomes[4], RequestInProgress)
+    # The answer that could not be kept leaves its key held: a retry is asked to wait (and
+    # executes after the takeover time), it is never given something else.
+    with pytest.raises(RequestInProgress):
+        await claim(idempotency, "a", "m6")
