@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import structlog
 from sqlalchemy import Connection, Engine, Table, bindparam, delete, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -68,6 +69,8 @@ from exchange.db.engine import insert_or_skip
 from exchange.errors import IdempotencyKeyReused, RequestInProgress
 from exchange.gateway.models import IdempotentAnswer
 from exchange.gateway.signing import REQUEST_FIELDS, RequestClaims
+
+log = structlog.get_logger(__name__)
 
 LIFETIME = timedelta(hours=24)
 TAKEOVER_AFTER = timedelta(seconds=300)  # longer than any registry's timeout may be
@@ -208,9 +211,14 @@ class Idempotency:
                 return self._together(batch)
             except Exception as failed:
                 if _crossed(failed) and attempt < BATCH_ATTEMPTS:
+                    # Only counts and the class: a failed statement's message quotes its keys.
+                    log.warning("idempotency.batch_crossed", items=len(batch), attempt=attempt)
                     continue
                 if len(batch) == 1:
                     return [failed]
+                log.warning(
+                    "idempotency.batch_failed", items=len(batch), cause=type(failed).__name__
+                )
                 break
         return self._one_by_one(batch)
 

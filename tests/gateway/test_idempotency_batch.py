@@ -5,9 +5,11 @@ outcome it would have had on its own; two processes share the keys through the d
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import pytest
+from sqlalchemy import Connection, text
+from structlog.testing import capture_logs
 
 from exchange.db.engine import build_engine
 from exchange.db.migrate import upgrade
@@ -190,23 +192,35 @@ async def test_a_write_that_fails_in_a_batch_fails_only_its_own_request(
     broken, fine = await claim(idempotency, "a", "m1"), await claim(idempotency, "b", "m2")
     assert isinstance(broken, Held)
     assert isinstance(fine, Held)
-    unstorable = idempotency.finish(
-        broken,
-        status=200,
-        content_type="text/plain; charset=\udcff",
-        payload=b"lost",
-        error_type=None,
-        legal_basis="law",
-        consent=None,
-    )
-    outcomes = await asyncio.gather(
-        claim(idempotency, "c", "m3"),
-        unstorable,
-        keep(idempotency, fine, 200, b"kept"),
-        claim(idempotency, "b", "m4"),
-        claim(idempotency, "c", "m5"),
+
+    # Submitted straight (no task of wait_for's between), so that all five share one batch.
+    def begin(key: str, message_id: str) -> Awaitable[Held | Stored]:
+        return idempotency.begin(
+            client=CLIENT, service=SERVICE, key=key, fingerprint="same", message_id=message_id
+        )
+
+    def finish(held: Held, content_type: str, payload: bytes) -> Awaitable[None]:
+        return idempotency.finish(
+            held,
+            status=200,
+            content_type=content_type,
+            payload=payload,
+            error_type=None,
+            legal_basis="law",
+            consent=None,
+        )
+
+    together = asyncio.gather(
+        begin("c", "m3"),
+        finish(broken, "text/plain; charset=\udcff", b"lost"),
+        finish(fine, "application/json", b"kept"),
+        begin("b", "m4"),
+        begin("c", "m5"),
         return_exceptions=True,
     )
+    with capture_logs() as logs:
+        outcomes = await asyncio.wait_for(together, 10)
+    assert [(log["event"], log["items"]) for log in logs] == [("idempotency.batch_failed", 5)]
     assert outcomes[0] == Held(CLIENT, SERVICE, "c", "m3")
     assert isinstance(outcomes[1], Exception)
     assert outcomes[2] is None
@@ -217,3 +231,57 @@ async def test_a_write_that_fails_in_a_batch_fails_only_its_own_request(
     # executes after the takeover time), it is never given something else.
     with pytest.raises(RequestInProgress):
         await claim(idempotency, "a", "m6")
+
+
+async def test_a_batch_rolled_back_by_a_deadlock_still_keeps_every_answer(
+    processes: list[Idempotency], database_url: str
+) -> None:
+    """Another transaction locks the batch's two rows in the opposite order (as batches did
+    before they were written in key order). The batch began waiting first, so PostgreSQL rolls
+    it back: it is written again, and both of its answers are kept for their retries."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: its transactions never deadlock")
+    a, b = processes
+    first, second = await claim(a, "k1", "m1"), await claim(a, "k2", "m2")
+    assert isinstance(first, Held)
+    assert isinstance(second, Held)
+    outside = build_engine(database_url)
+    try:
+        with outside.connect() as other, outside.connect() as watching, capture_logs() as logs:
+            lock(other, "k2")
+            kept = asyncio.gather(keep(a, first, 200, b"one"), keep(a, second, 200, b"two"))
+            await waiting_for_a_lock(watching)  # the batch holds k1 and waits for k2
+            await asyncio.to_thread(lock, other, "k1")  # waits until the batch rolls back
+            other.commit()
+            await kept
+    finally:
+        outside.dispose()
+    # Written again as a whole (not item by item), and the operator is told, without the keys.
+    assert [log["event"] for log in logs] == ["idempotency.batch_crossed"]
+    assert logs[0]["items"] == 2
+    assert "k1" not in repr(logs)
+    for key, payload in (("k1", b"one"), ("k2", b"two")):
+        retried = await claim(b, key, f"{key}-retry")
+        assert isinstance(retried, Stored)
+        assert retried.payload == payload
+
+
+def lock(connection: Connection, key: str) -> None:
+    connection.execute(
+        text("UPDATE gw_idempotent_answers SET expires_at = expires_at WHERE key = :key"),
+        {"key": key},
+    )
+
+
+async def waiting_for_a_lock(watching: Connection) -> None:
+    """Until a transaction of this database waits for a row another one holds (at most 10 s)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    for _ in range(1000):
+        if watching.execute(query).scalar_one():
+            return
+        watching.rollback()  # a fresh snapshot of the activity for the next look
+        await asyncio.sleep(0.01)
+    raise AssertionError("the batch never waited for the row held outside it")
