@@ -33,6 +33,19 @@ held by the first; the second finds it in progress), and a refused claim leaves 
 The caller still waits for its row to be committed, so the order above (claim before the
 registry is asked, answer before the audit record) holds.
 
+A batch touches its rows key after key, in one order (client, service, key) for every process,
+so that two processes' batches sharing keys wait for each other without deadlocking (a retry
+arriving beside another process's answer, takeovers of the same abandoned keys). Should two
+still meet (a deadlock or serialization failure, which rolls the whole batch back), the batch is
+written again, at most ``BATCH_ATTEMPTS`` times in all. Any other failure (a value the database
+refuses) is not the batch's: its items are then written one by one, and only the one that fails
+gets the error. Such a claim's request is refused (``500 InternalError``, ``503
+ServiceUnavailable`` if the database cannot be used: :func:`exchange.faults.error_of`), and
+audited as any refusal; such an answer is only logged (the answer still leaves,
+:meth:`~exchange.gateway.provider.Provider.keep`), its key stays held, and a retry is asked to
+wait, then executes again after ``TAKEOVER_AFTER``. Once the database cannot be used at all, the
+items left get that error without each trying again.
+
 A replayed answer skips the release policy: it gives the same client, for the same request,
 what it was given already (consent revoked since does not take it back, as it cannot take back
 the first copy).
@@ -47,7 +60,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import structlog
 from sqlalchemy import Connection, Engine, Table, bindparam, delete, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from exchange.db.batch import GroupCommit
 from exchange.db.engine import insert_or_skip
@@ -55,9 +70,16 @@ from exchange.errors import IdempotencyKeyReused, RequestInProgress
 from exchange.gateway.models import IdempotentAnswer
 from exchange.gateway.signing import REQUEST_FIELDS, RequestClaims
 
+log = structlog.get_logger(__name__)
+
 LIFETIME = timedelta(hours=24)
 TAKEOVER_AFTER = timedelta(seconds=300)  # longer than any registry's timeout may be
 NOT_KEPT = frozenset({428, 429})
+# A batch rolled back by a deadlock or a serialization failure is written again at most this
+# many times in all; with the rows locked in key order such a failure should not happen.
+BATCH_ATTEMPTS = 3
+# PostgreSQL's SQLSTATEs for a transaction rolled back because it met another: safe to run again.
+CROSSED = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
 
 
 def fingerprint(signed: RequestClaims) -> str:
@@ -134,8 +156,8 @@ class Idempotency:
         self._claim = insert_or_skip(engine, IdempotentAnswer).returning(
             table.c.client, table.c.service, table.c.key
         )
-        # Executed with many parameter sets at once: the answers of a batch. Only the request
-        # that holds the key (its message id, no answer yet) may keep or give up its answer.
+        # Only the request that holds the key (its message id, no answer yet) may keep or give
+        # up its answer.
         held = (
             table.c.client == bindparam("held_client"),
             table.c.service == bindparam("held_service"),
@@ -180,38 +202,72 @@ class Idempotency:
         await self._writer.submit(answer)
 
     def _write(self, batch: Sequence[_Claim | _Answer]) -> list[_Outcome | BaseException]:
-        """One transaction for ``batch``: the answers first (a retry beside its first request's
-        answer is given that answer), then the claims, one row per key in key order (so that
-        processes claiming at once cannot deadlock); a key claimed twice in the batch is claimed
-        by the first, and the others are decided against its row, like any key found taken."""
+        """Write ``batch`` in one transaction (:meth:`_together`). Two batches that still meet
+        in a deadlock (or a serialization failure) were rolled back whole: the batch is written
+        again, a few times. Any other failure is not the batch's: its items are written one by
+        one, so that only the item that fails gets the error (module docstring)."""
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            try:
+                return self._together(batch)
+            except Exception as failed:
+                if _crossed(failed) and attempt < BATCH_ATTEMPTS:
+                    # Only counts and the class: a failed statement's message quotes its keys.
+                    log.warning("idempotency.batch_crossed", items=len(batch), attempt=attempt)
+                    continue
+                if len(batch) == 1:
+                    return [failed]
+                log.warning(
+                    "idempotency.batch_failed", items=len(batch), cause=type(failed).__name__
+                )
+                break
+        return self._one_by_one(batch)
+
+    def _one_by_one(self, batch: Sequence[_Claim | _Answer]) -> list[_Outcome | BaseException]:
+        """Each item of a failed batch written alone, the answers first (as in a batch). Once
+        the database cannot be used at all (its connection fails), the items left get that
+        error without each trying again."""
         outcomes: list[_Outcome | BaseException] = [None] * len(batch)
-        answers = [item for item in batch if isinstance(item, _Answer)]
-        first: dict[tuple[str, str, str], int] = {}
+        unusable: BaseException | None = None
+        for index in sorted(range(len(batch)), key=lambda i: isinstance(batch[i], _Claim)):
+            outcomes[index] = unusable or self._write([batch[index]])[0]
+            if _unusable(outcomes[index]):
+                unusable = cast(BaseException, outcomes[index])
+        return outcomes
+
+    def _together(self, batch: Sequence[_Claim | _Answer]) -> list[_Outcome | BaseException]:
+        """One transaction for ``batch``, one key after the other in key order, every statement
+        about a key before the next key: two processes writing at once lock the rows they share
+        in the same order, so they cannot deadlock (PostgreSQL makes an insert wait for another
+        transaction's update of the same key, so the inserts alone in order would not do).
+
+        For each key, its answers first (a retry beside its first request's answer is given
+        that answer), then its claims in arrival order: the first inserts the key's row, and
+        the others (or the first, if the row was there) are decided against it, like any key
+        found taken."""
+        outcomes: list[_Outcome | BaseException] = [None] * len(batch)
+        scopes: dict[tuple[str, str, str], list[int]] = {}
         for index, item in enumerate(batch):
-            if isinstance(item, _Claim):
-                first.setdefault(_scope(item.held), index)
+            scopes.setdefault(_scope(item.held), []).append(index)
         with self._engine.begin() as connection:
-            kept = [_answer_row(a) for a in answers if a.kept]
-            if kept:
-                connection.execute(self._keep, kept)
-            given_up = [_held_row(a.held) for a in answers if not a.kept]
-            if given_up:
-                connection.execute(self._give_up, given_up)
-            rows = [self._fresh(cast(_Claim, batch[first[scope]])) for scope in sorted(first)]
-            claimed: set[tuple[str, ...]] = set()
-            if rows:
-                claimed = {tuple(row) for row in connection.execute(self._claim, rows)}
-            for index, item in enumerate(batch):
-                if not isinstance(item, _Claim):
+            for scope in sorted(scopes):
+                items = [(index, batch[index]) for index in scopes[scope]]
+                for _, item in items:
+                    if isinstance(item, _Answer) and item.kept:
+                        connection.execute(self._keep, _answer_row(item))
+                    elif isinstance(item, _Answer):
+                        connection.execute(self._give_up, _held_row(item.held))
+                claims = [(index, item) for index, item in items if isinstance(item, _Claim)]
+                if not claims:
                     continue
-                scope = _scope(item.held)
-                if first[scope] == index and scope in claimed:
-                    outcomes[index] = item.held
-                    continue
-                try:
-                    outcomes[index] = self._decide(connection, item)
-                except (IdempotencyKeyReused, RequestInProgress) as refused:
-                    outcomes[index] = refused
+                first_index, first = claims[0]
+                if connection.execute(self._claim, self._fresh(first)).first() is not None:
+                    outcomes[first_index] = first.held
+                    claims = claims[1:]
+                for index, item in claims:
+                    try:
+                        outcomes[index] = self._decide(connection, item)
+                    except (IdempotencyKeyReused, RequestInProgress) as refused:
+                        outcomes[index] = refused
         return outcomes
 
     def _fresh(self, claim: _Claim) -> dict[str, Any]:
@@ -292,6 +348,17 @@ def _in_progress() -> RequestInProgress:
         "a request with this Idempotency-Key is being answered; ask again shortly",
         detail="Idempotency-Key",
     )
+
+
+def _crossed(failed: object) -> bool:
+    """Whether ``failed`` rolled the transaction back only because it met another."""
+    return isinstance(failed, DBAPIError) and getattr(failed.orig, "sqlstate", None) in CROSSED
+
+
+def _unusable(failed: object) -> bool:
+    """Whether ``failed`` says the database cannot be used now (down, unreachable, locked),
+    not that one write was refused."""
+    return isinstance(failed, OperationalError | InterfaceError) and not _crossed(failed)
 
 
 def _scope(held: Held) -> tuple[str, str, str]:
