@@ -126,6 +126,7 @@ class PooledTransport:
             async with asyncio.timeout(total) as limit:
                 await pool.slots.acquire()
                 connection: _Connection | None = None
+                slot_held = True  # until a kept connection or a streamed reply takes it over
                 try:
                     connection = await self._connection(pool, host, port, context, total)
                     try:
@@ -143,7 +144,7 @@ class PooledTransport:
                         # The caller reads it and lets it go; a streamed body is bounded
                         # between reads, not as a whole.
                         limit.reschedule(None)
-                        held, connection = connection, None
+                        held, connection, slot_held = connection, None, False
                         reading = _Reading(self, pool, held, length, what, broken, total)
                         return Reply(status, answer, b"", reading.chunks(), reading.release)
                     if length is not None and length > max_bytes:
@@ -151,11 +152,12 @@ class PooledTransport:
                     payload = await _read_whole(connection.reader, length, max_bytes)
                     if _reusable(answer, length):
                         self._keep(pool, connection)
-                        connection = None
+                        connection, slot_held = None, False
                     return Reply(status, answer, payload)
                 finally:
                     if connection is not None:
                         connection.close()
+                    if slot_held:  # also when no connection opened at all
                         pool.slots.release()
 
     async def close(self) -> None:

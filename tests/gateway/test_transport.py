@@ -6,6 +6,7 @@ Each behaviour that both share is checked on both: the gateway's own HTTP/1.1 cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -302,3 +303,54 @@ async def test_a_streamed_answer_is_returned_unread_and_read_in_chunks(client: C
         server.close()
     assert b"".join(received) == body
     assert max(len(chunk) for chunk in received) <= 65536
+
+
+async def test_failed_connections_do_not_use_up_the_peers_connections() -> None:
+    """A peer that cannot be reached, asked more often than it may have connections, is
+    reported unreachable each time (not made to wait for connections that never opened)."""
+    transport = PooledTransport(timeout=2, limit_per_host=1)
+    port = free_port()
+    try:
+        for _ in range(3):
+            with pytest.raises(NetworkError, match="gateway X cannot be reached"):
+                await transport.request(
+                    "GET", f"http://127.0.0.1:{port}/", what="gateway X", headers={}, max_bytes=1
+                )
+    finally:
+        await transport.close()
+
+
+async def test_a_released_unread_stream_frees_its_connection() -> None:
+    """A streamed answer let go before its end closes its connection and frees its place: the
+    next request to the peer is answered on a new connection."""
+    body = b"x" * 200_000
+    answer = b"HTTP/1.1 200 OK\r\nX-Parts: 1\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    accepted: list[int] = []
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = PooledTransport(timeout=2, limit_per_host=1)
+    try:
+        for _ in range(2):
+            streamed = await transport.request(
+                "GET",
+                f"http://127.0.0.1:{port}/",
+                what="x",
+                headers={},
+                max_bytes=10,
+                stream_if="x-parts",
+            )
+            assert streamed.release is not None
+            await streamed.release()
+    finally:
+        await transport.close()
+        server.close()
+    assert len(accepted) == 2
