@@ -87,6 +87,26 @@ class _Connection:
 class _Pool:
     slots: asyncio.Semaphore
     idle: list[_Connection] = field(default_factory=list)
+    active: int = 0  # connections taken from the pool and not yet given back
+
+    async def take(self) -> None:
+        await self.slots.acquire()
+        self.active += 1
+
+    def give_back(self) -> None:
+        self.active -= 1
+        self.slots.release()
+
+    def unused(self, keepalive: float) -> bool:
+        """Whether nothing is taken from the pool and nothing kept in it is still usable (those
+        are closed)."""
+        if self.active:
+            return False
+        for connection in self.idle:
+            if not connection.usable(keepalive):
+                connection.close()
+        self.idle = [c for c in self.idle if not c.writer.is_closing()]
+        return not self.idle
 
 
 class PooledTransport:
@@ -96,7 +116,9 @@ class PooledTransport:
         self._timeout = timeout
         self._keepalive = keepalive
         self._limit_per_host = limit_per_host
-        self._pools: dict[tuple[str, str, int, int], _Pool] = {}
+        # Keyed by the TLS context itself (held here, so that its identity is never reused): a
+        # connection opened under one configuration's pinned context never serves another's.
+        self._pools: dict[tuple[str, str, int, ssl.SSLContext | None], _Pool] = {}
         self._default_tls: ssl.SSLContext | None = None
 
     async def request(
@@ -124,7 +146,7 @@ class PooledTransport:
         pool = self._pool(parts.scheme, host, port, context)
         with mapped(what, broken=broken):
             async with asyncio.timeout(total) as limit:
-                await pool.slots.acquire()
+                await pool.take()
                 connection: _Connection | None = None
                 slot_held = True  # until a kept connection or a streamed reply takes it over
                 try:
@@ -158,7 +180,7 @@ class PooledTransport:
                     if connection is not None:
                         connection.close()
                     if slot_held:  # also when no connection opened at all
-                        pool.slots.release()
+                        pool.give_back()
 
     async def close(self) -> None:
         for pool in self._pools.values():
@@ -172,9 +194,13 @@ class PooledTransport:
         return self._default_tls
 
     def _pool(self, scheme: str, host: str, port: int, context: ssl.SSLContext | None) -> _Pool:
-        key = (scheme, host, port, id(context))
+        key = (scheme, host, port, context)
         pool = self._pools.get(key)
         if pool is None:
+            # A new context (a new configuration) or party: pools left with nothing go, with
+            # the contexts of configurations gone by.
+            for gone in [k for k, p in self._pools.items() if p.unused(self._keepalive)]:
+                del self._pools[gone]
             pool = self._pools[key] = _Pool(asyncio.Semaphore(self._limit_per_host))
         return pool
 
@@ -210,7 +236,7 @@ class PooledTransport:
     def _keep(self, pool: _Pool, connection: _Connection) -> None:
         connection.idle_since = time.monotonic()
         pool.idle.append(connection)
-        pool.slots.release()
+        pool.give_back()
 
 
 class _Reading:
@@ -257,7 +283,7 @@ class _Reading:
             self._transport._keep(self._pool, self._connection)
         else:  # unread or cut short: the connection's next bytes are not an answer's start
             self._connection.close()
-            self._pool.slots.release()
+            self._pool.give_back()
 
 
 def _request_head(

@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from exchange.errors import InvalidResponse, NetworkError, PayloadTooLarge, ServiceTimeout
 from exchange.gateway.pooled import PooledTransport
 from exchange.gateway.transport import AiohttpTransport, Transport
+from exchange.trust import ca
+from exchange.trust.keys import certificate_pem, generate_key, private_key_pem
 from tests.servers import free_port
 
 Client = Callable[..., Transport]
@@ -354,3 +361,67 @@ async def test_a_released_unread_stream_frees_its_connection() -> None:
         await transport.close()
         server.close()
     assert len(accepted) == 2
+
+
+@pytest.fixture
+async def tls_keeping(tmp_path: Path) -> AsyncIterator[tuple[int, list[int], Path]]:
+    """A TLS port (a certificate for 127.0.0.1 from a CA of its own) that keeps connections
+    open and notes each it accepts; with the CA's file for clients to trust."""
+    at = datetime.now(UTC)
+    root_key = generate_key()
+    authority = ca.CertificateAuthority(
+        key=root_key,
+        certificate=ca.create_root(root_key, instance="EE", at=at, validity=timedelta(days=1)),
+    )
+    key = generate_key()
+    certificate = authority.issue(
+        public_key=key.public_key(),
+        subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway")]),
+        profile=ca.Profile.TLS,
+        at=at,
+        validity=timedelta(days=1),
+        hosts=["127.0.0.1"],
+    )
+    (tmp_path / "ca.pem").write_text(certificate_pem(authority.certificate))
+    (tmp_path / "tls.pem").write_text(certificate_pem(certificate))
+    (tmp_path / "tls.key").write_bytes(private_key_pem(key))
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(tmp_path / "tls.pem", tmp_path / "tls.key")
+    accepted: list[int] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(len(accepted) + 1)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_tls)
+    yield server.sockets[0].getsockname()[1], accepted, tmp_path / "ca.pem"
+    server.close()
+
+
+async def test_a_connection_kept_under_one_tls_context_never_serves_another(
+    tls_keeping: tuple[int, list[int], Path],
+) -> None:
+    """Each configuration has its own pinned contexts: a connection verified under one (an
+    older configuration's pins) is not reused for a request made under another."""
+    port, accepted, authority = tls_keeping
+    first, second = (ssl.create_default_context(cafile=str(authority)) for _ in range(2))
+    transport = PooledTransport(timeout=5)
+    try:
+        for context in (first, first, second, second):
+            reply = await transport.request(
+                "GET",
+                f"https://127.0.0.1:{port}/",
+                what="x",
+                headers={},
+                tls=context,
+                max_bytes=10,
+            )
+            assert reply.body == b"ok"
+    finally:
+        await transport.close()
+    assert accepted == [1, 2]
