@@ -1,18 +1,22 @@
 """Library exceptions, translated into the error tree by one table.
 
-Outbound calls meet the exceptions of aiohttp (gateways, connectors), httpx (portal, identity,
-timestamping, enrolment) and SQLAlchemy. Each leaves as one :class:`~exchange.errors.Error`,
+Outbound calls meet the exceptions of the gateways' own HTTP/1.1 client
+(:mod:`exchange.gateway.pooled`), aiohttp (connectors), httpx (portal, identity, timestamping,
+enrolment) and SQLAlchemy. Each leaves as one :class:`~exchange.errors.Error`,
 the library exception chained as its cause, so that a failure reads the same wherever it
 happens (a refused connection is a ``NetworkError`` whichever client met it)::
 
-    aiohttp ClientConnectorCertificateError           -> SslAuthenticationFailed (502)
+    aiohttp ClientConnectorCertificateError,
+      ssl.SSLCertVerificationError                    -> SslAuthenticationFailed (502)
     TimeoutError (aiohttp's timeouts are TimeoutErrors),
       httpx.TimeoutException                          -> ServiceTimeout (504)
     aiohttp ClientConnectorError, ServerDisconnectedError,
-      httpx.ConnectError, ConnectionRefusedError      -> NetworkError (503)
+      httpx.ConnectError, ConnectionRefusedError,
+      pooled.Unreachable                              -> NetworkError (503)
     SQLAlchemy OperationalError, InterfaceError,
       pool TimeoutError                               -> ServiceUnavailable (503)
-    any other aiohttp.ClientError or httpx.HTTPError  -> ServiceFailed (502), or the
+    any other aiohttp.ClientError or httpx.HTTPError,
+      pooled.BrokenResponse                           -> ServiceFailed (502), or the
                                                          subclass the caller names (``broken``)
 
 The first row that matches wins. A library that this process has not imported cannot have
@@ -44,7 +48,7 @@ _TABLE: tuple[tuple[type[Error] | None, str, tuple[str, ...]], ...] = (
     (
         SslAuthenticationFailed,
         "{what} presented a TLS certificate that does not verify",
-        ("aiohttp.ClientConnectorCertificateError",),
+        ("aiohttp.ClientConnectorCertificateError", "ssl.SSLCertVerificationError"),
     ),
     (
         ServiceTimeout,
@@ -59,6 +63,7 @@ _TABLE: tuple[tuple[type[Error] | None, str, tuple[str, ...]], ...] = (
             "aiohttp.ServerDisconnectedError",
             "httpx.ConnectError",
             "builtins.ConnectionRefusedError",
+            "exchange.gateway.pooled.Unreachable",
         ),
     ),
     (
@@ -71,7 +76,11 @@ _TABLE: tuple[tuple[type[Error] | None, str, tuple[str, ...]], ...] = (
         ),
     ),
     (None, "{what} answered with an HTTP error status", ("httpx.HTTPStatusError",)),
-    (None, "{what} sent a broken HTTP response", ("aiohttp.ClientError", "httpx.HTTPError")),
+    (
+        None,
+        "{what} sent a broken HTTP response",
+        ("aiohttp.ClientError", "httpx.HTTPError", "exchange.gateway.pooled.BrokenResponse"),
+    ),
 )
 
 

@@ -3,7 +3,8 @@
 uvicorn's own signal capture assumes one server per process; a gateway has two listeners and
 the demo has many, so signals are handled here once and passed to every server. A request that
 uvicorn cannot parse never reaches an app's error boundary; :class:`HttpProtocol` answers it in
-the same X-Road form.
+the same X-Road form, and writes each answer's head together with its body (uvicorn writes
+them apart: two TLS records and two sends for every small answer).
 """
 
 from __future__ import annotations
@@ -32,7 +33,17 @@ class _Server(uvicorn.Server):
 
 class HttpProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol, answering a request it cannot parse (a request line that is
-    not ASCII or is too long, or no HTTP at all) with X-Road's error body, not plain text."""
+    not ASCII or is too long, or no HTTP at all) with X-Road's error body, not plain text; each
+    answer's head leaves with its first piece of body (:class:`_HeadWithBody`)."""
+
+    def on_headers_complete(self) -> None:
+        before = self.cycle
+        super().on_headers_complete()
+        cycle = self.cycle
+        # A new cycle for this request (none on an upgrade), whose answer will carry a body
+        # write: uvicorn writes none after the head of an answer to HEAD.
+        if cycle is not None and cycle is not before and cycle.scope["method"] != "HEAD":
+            cycle.transport = _HeadWithBody(self.transport)  # type: ignore[assignment]
 
     def send_400_response(self, msg: str) -> None:
         error = InvalidRequest("the request is not valid HTTP/1.1 (request line or headers)")
@@ -47,6 +58,37 @@ class HttpProtocol(HttpToolsProtocol):
         ]
         self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
         self.transport.close()
+
+
+class _HeadWithBody:
+    """The connection's transport as one answer's cycle sees it: the answer's head is held and
+    written with the body write that follows it (uvicorn makes one for every answer not to
+    ``HEAD``, if only of nothing), so a small answer leaves in one write, one TLS record and
+    one send. A cycle that closes the connection after the head (an answer broken off) sends
+    the head first, as before. An interim ``100 Continue`` is not held."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+        self._held = False
+
+    def write(self, data: bytes) -> None:
+        if not self._held and not data.startswith(b"HTTP/1.1 100 "):
+            self._held = True  # the first write of an answer is its head
+            self._head = data
+            return
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        self._transport.write(data)
+
+    def close(self) -> None:
+        if self._head is not None:
+            self._transport.write(self._head)
+            self._head = None
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def config(app: Any, *, host: str, port: int, **options: Any) -> uvicorn.Config:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from exchange.errors import SslAuthenticationFailed
+from exchange.gateway.pooled import PooledTransport
 from exchange.gateway.signing import sign_request
-from exchange.gateway.transport import AiohttpTransport
+from exchange.gateway.transport import AiohttpTransport, Transport
 from exchange.trust import ca
 from exchange.trust.keys import (
     build_csr,
@@ -117,9 +118,15 @@ def test_openssl_accepts_gateway_certificates(roles: Roles) -> None:
     assert exchange("version").returncode == 0
 
 
-def as_consumer_pinned_to(roles: Roles, gateway_id: str) -> int:
-    """The provider's listener asked through the consumer gateway's own transport, with the TLS
-    context it would use towards ``gateway_id`` (trusting exactly that gateway's certificates)."""
+TRANSPORTS = pytest.mark.parametrize("client", [PooledTransport, AiohttpTransport])
+
+
+def as_consumer_pinned_to(
+    roles: Roles, gateway_id: str, client: Callable[..., Transport] = PooledTransport
+) -> int:
+    """The provider's listener asked through a gateway transport (``client``: the consumer's
+    own by default), with the TLS context the consumer would use towards ``gateway_id``
+    (trusting exactly that gateway's certificates)."""
     consumer = roles.roles.consumer
     view = consumer.trust.view()
     peer = view.configuration.gateway(gateway_id)
@@ -127,7 +134,7 @@ def as_consumer_pinned_to(roles: Roles, gateway_id: str) -> int:
     context = consumer.outbound_ssl(view, peer)
 
     async def ask() -> int:
-        transport = AiohttpTransport(timeout=5)
+        transport = client(timeout=5)
         try:
             reply = await transport.request(
                 "GET",
@@ -144,12 +151,18 @@ def as_consumer_pinned_to(roles: Roles, gateway_id: str) -> int:
     return roles.roles.run(ask())
 
 
-def test_the_consumer_reaches_the_provider_it_pins(roles: Roles) -> None:
-    assert as_consumer_pinned_to(roles, roles.provider_settings().id) == 200
+@TRANSPORTS
+def test_the_consumer_reaches_the_provider_it_pins(
+    roles: Roles, client: Callable[..., Transport]
+) -> None:
+    assert as_consumer_pinned_to(roles, roles.provider_settings().id, client) == 200
 
 
-def test_a_listener_presenting_another_gateways_certificate_is_refused(roles: Roles) -> None:
+@TRANSPORTS
+def test_a_listener_presenting_another_gateways_certificate_is_refused(
+    roles: Roles, client: Callable[..., Transport]
+) -> None:
     # The provider's listener, reached while pinning another registered gateway (the consumer's
     # own): its certificate is the instance CA's, valid for the host, and still refused.
     with pytest.raises(SslAuthenticationFailed):
-        as_consumer_pinned_to(roles, roles.consumer_settings().id)
+        as_consumer_pinned_to(roles, roles.consumer_settings().id, client)

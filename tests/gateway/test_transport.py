@@ -1,16 +1,36 @@
-"""The gateway's default transport (aiohttp) against real sockets: limits and failures."""
+"""The gateways' transports against real sockets: limits, failures, reuse and streaming.
+
+Each behaviour that both share is checked on both: the gateway's own HTTP/1.1 client
+(:class:`PooledTransport`, the default) and aiohttp's (:class:`AiohttpTransport`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
-from exchange.errors import NetworkError, PayloadTooLarge, ServiceTimeout
-from exchange.gateway.transport import AiohttpTransport
+from exchange.errors import InvalidResponse, NetworkError, PayloadTooLarge, ServiceTimeout
+from exchange.gateway.pooled import PooledTransport
+from exchange.gateway.transport import AiohttpTransport, Transport
+from exchange.trust import ca
+from exchange.trust.keys import certificate_pem, generate_key, private_key_pem
 from tests.servers import free_port
+
+Client = Callable[..., Transport]
+
+
+@pytest.fixture(params=[PooledTransport, AiohttpTransport], ids=["pooled", "aiohttp"])
+def client(request: pytest.FixtureRequest) -> Client:
+    kind: Client = request.param
+    return kind
 
 
 @pytest.fixture
@@ -46,8 +66,10 @@ async def talkative() -> AsyncIterator[int]:
     await server.wait_closed()
 
 
-async def test_a_peer_that_never_answers_times_out_at_the_session_limit(silent: int) -> None:
-    transport = AiohttpTransport(timeout=0.5)  # the gateway's peer_timeout
+async def test_a_peer_that_never_answers_times_out_at_the_session_limit(
+    silent: int, client: Client
+) -> None:
+    transport = client(timeout=0.5)  # the gateway's peer_timeout
     started = time.monotonic()
     try:
         with pytest.raises(ServiceTimeout, match="gateway X did not answer in time"):
@@ -59,8 +81,8 @@ async def test_a_peer_that_never_answers_times_out_at_the_session_limit(silent: 
     assert time.monotonic() - started < 3
 
 
-async def test_a_request_may_set_its_own_shorter_limit(silent: int) -> None:
-    transport = AiohttpTransport(timeout=30)
+async def test_a_request_may_set_its_own_shorter_limit(silent: int, client: Client) -> None:
+    transport = client(timeout=30)
     started = time.monotonic()
     try:
         with pytest.raises(ServiceTimeout):
@@ -72,8 +94,8 @@ async def test_a_request_may_set_its_own_shorter_limit(silent: int) -> None:
     assert time.monotonic() - started < 3
 
 
-async def test_a_refused_connection_is_a_network_error_naming_the_party() -> None:
-    transport = AiohttpTransport(timeout=5)
+async def test_a_refused_connection_is_a_network_error_naming_the_party(client: Client) -> None:
+    transport = client(timeout=5)
     try:
         with pytest.raises(NetworkError, match="consent service c cannot be reached"):
             await transport.request(
@@ -87,8 +109,8 @@ async def test_a_refused_connection_is_a_network_error_naming_the_party() -> Non
         await transport.close()
 
 
-async def test_an_answer_over_the_cap_is_refused(talkative: int) -> None:
-    transport = AiohttpTransport(timeout=5)
+async def test_an_answer_over_the_cap_is_refused(talkative: int, client: Client) -> None:
+    transport = client(timeout=5)
     try:
         with pytest.raises(PayloadTooLarge):
             await transport.request(
@@ -125,11 +147,13 @@ async def echo() -> AsyncIterator[tuple[int, list[bytes]]]:
     await server.wait_closed()
 
 
-async def test_only_the_headers_given_are_sent(echo: tuple[int, list[bytes]]) -> None:
+async def test_only_the_headers_given_are_sent(
+    echo: tuple[int, list[bytes]], client: Client
+) -> None:
     """The consumer signs the request it sends: the client adds no Accept, Content-Type or
     User-Agent of its own (a caller that sends none would otherwise fail its own signature)."""
     port, heads = echo
-    transport = AiohttpTransport(timeout=5)
+    transport = client(timeout=5)
     try:
         reply = await transport.request(
             "POST",
@@ -145,3 +169,259 @@ async def test_only_the_headers_given_are_sent(echo: tuple[int, list[bytes]]) ->
     names = {line.split(b":")[0].lower() for line in heads[0].split(b"\r\n")[1:] if line}
     assert b"x-road-client" in names
     assert not names & {b"accept", b"content-type", b"user-agent"}, names
+
+
+@pytest.fixture
+async def keeping() -> AsyncIterator[tuple[int, list[int]]]:
+    """A port that answers each request on a connection with its number on that connection,
+    keeps the connection open, and notes each connection it accepts; a request for
+    ``/close`` is answered and then the connection is closed, as an idle server would."""
+    accepted: list[int] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(len(accepted) + 1)
+        served = 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                served += 1
+                body = str(served).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                await writer.drain()
+                if head.startswith(b"GET /close "):
+                    break
+        except asyncio.IncompleteReadError:
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1], accepted
+    server.close()
+
+
+async def test_requests_in_turn_share_one_kept_connection(
+    keeping: tuple[int, list[int]], client: Client
+) -> None:
+    port, accepted = keeping
+    transport = client(timeout=5)
+    try:
+        bodies = [
+            (
+                await transport.request(
+                    "GET", f"http://127.0.0.1:{port}/", what="x", headers={}, max_bytes=10
+                )
+            ).body
+            for _ in range(3)
+        ]
+    finally:
+        await transport.close()
+    assert bodies == [b"1", b"2", b"3"]
+    assert accepted == [1]
+
+
+async def test_a_kept_connection_the_server_closed_is_replaced_without_an_error(
+    keeping: tuple[int, list[int]],
+) -> None:
+    port, accepted = keeping
+    transport = PooledTransport(timeout=5)
+    try:
+        first = await transport.request(
+            "GET", f"http://127.0.0.1:{port}/close", what="x", headers={}, max_bytes=10
+        )
+        await asyncio.sleep(0.05)  # the server's close arrives while the connection is idle
+        second = await transport.request(
+            "GET", f"http://127.0.0.1:{port}/", what="x", headers={}, max_bytes=10
+        )
+    finally:
+        await transport.close()
+    assert (first.body, second.body) == (b"1", b"1")
+    assert accepted == [1, 2]
+
+
+async def serve_once(answer: bytes) -> tuple[asyncio.Server, int]:
+    """A port that answers one request with ``answer`` (bytes as they are) and closes."""
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_a_chunked_answer_is_read_whole(client: Client) -> None:
+    server, port = await serve_once(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n"
+    )
+    transport = client(timeout=5)
+    try:
+        reply = await transport.request(
+            "GET", f"http://127.0.0.1:{port}/", what="x", headers={}, max_bytes=100
+        )
+    finally:
+        await transport.close()
+        server.close()
+    assert (reply.status, reply.body) == (200, b"hello world")
+
+
+async def test_an_answer_cut_short_is_a_broken_answer_of_the_party(client: Client) -> None:
+    server, port = await serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+    transport = client(timeout=5)
+    try:
+        with pytest.raises(InvalidResponse, match="gateway X sent a broken HTTP response"):
+            await transport.request(
+                "GET",
+                f"http://127.0.0.1:{port}/",
+                what="gateway X",
+                headers={},
+                max_bytes=1000,
+                broken=InvalidResponse,
+            )
+    finally:
+        await transport.close()
+        server.close()
+
+
+async def test_a_streamed_answer_is_returned_unread_and_read_in_chunks(client: Client) -> None:
+    body = bytes(range(256)) * 1024  # 256 KiB, more than one chunk
+    server, port = await serve_once(
+        b"HTTP/1.1 200 OK\r\nX-Parts: 1\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
+    transport = client(timeout=5)
+    try:
+        reply = await transport.request(
+            "GET",
+            f"http://127.0.0.1:{port}/",
+            what="x",
+            headers={},
+            max_bytes=10,  # the whole body is over the cap: a streamed one is not held whole
+            stream_if="x-parts",
+        )
+        assert reply.body == b""
+        assert reply.chunks is not None
+        assert reply.release is not None
+        received = [chunk async for chunk in reply.chunks]
+        await reply.release()
+    finally:
+        await transport.close()
+        server.close()
+    assert b"".join(received) == body
+    assert max(len(chunk) for chunk in received) <= 65536
+
+
+async def test_failed_connections_do_not_use_up_the_peers_connections() -> None:
+    """A peer that cannot be reached, asked more often than it may have connections, is
+    reported unreachable each time (not made to wait for connections that never opened)."""
+    transport = PooledTransport(timeout=2, limit_per_host=1)
+    port = free_port()
+    try:
+        for _ in range(3):
+            with pytest.raises(NetworkError, match="gateway X cannot be reached"):
+                await transport.request(
+                    "GET", f"http://127.0.0.1:{port}/", what="gateway X", headers={}, max_bytes=1
+                )
+    finally:
+        await transport.close()
+
+
+async def test_a_released_unread_stream_frees_its_connection() -> None:
+    """A streamed answer let go before its end closes its connection and frees its place: the
+    next request to the peer is answered on a new connection."""
+    body = b"x" * 200_000
+    answer = b"HTTP/1.1 200 OK\r\nX-Parts: 1\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    accepted: list[int] = []
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = PooledTransport(timeout=2, limit_per_host=1)
+    try:
+        for _ in range(2):
+            streamed = await transport.request(
+                "GET",
+                f"http://127.0.0.1:{port}/",
+                what="x",
+                headers={},
+                max_bytes=10,
+                stream_if="x-parts",
+            )
+            assert streamed.release is not None
+            await streamed.release()
+    finally:
+        await transport.close()
+        server.close()
+    assert len(accepted) == 2
+
+
+@pytest.fixture
+async def tls_keeping(tmp_path: Path) -> AsyncIterator[tuple[int, list[int], Path]]:
+    """A TLS port (a certificate for 127.0.0.1 from a CA of its own) that keeps connections
+    open and notes each it accepts; with the CA's file for clients to trust."""
+    at = datetime.now(UTC)
+    root_key = generate_key()
+    authority = ca.CertificateAuthority(
+        key=root_key,
+        certificate=ca.create_root(root_key, instance="EE", at=at, validity=timedelta(days=1)),
+    )
+    key = generate_key()
+    certificate = authority.issue(
+        public_key=key.public_key(),
+        subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway")]),
+        profile=ca.Profile.TLS,
+        at=at,
+        validity=timedelta(days=1),
+        hosts=["127.0.0.1"],
+    )
+    (tmp_path / "ca.pem").write_text(certificate_pem(authority.certificate))
+    (tmp_path / "tls.pem").write_text(certificate_pem(certificate))
+    (tmp_path / "tls.key").write_bytes(private_key_pem(key))
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(tmp_path / "tls.pem", tmp_path / "tls.key")
+    accepted: list[int] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(len(accepted) + 1)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_tls)
+    yield server.sockets[0].getsockname()[1], accepted, tmp_path / "ca.pem"
+    server.close()
+
+
+async def test_a_connection_kept_under_one_tls_context_never_serves_another(
+    tls_keeping: tuple[int, list[int], Path],
+) -> None:
+    """Each configuration has its own pinned contexts: a connection verified under one (an
+    older configuration's pins) is not reused for a request made under another."""
+    port, accepted, authority = tls_keeping
+    first, second = (ssl.create_default_context(cafile=str(authority)) for _ in range(2))
+    transport = PooledTransport(timeout=5)
+    try:
+        for context in (first, first, second, second):
+            reply = await transport.request(
+                "GET",
+                f"https://127.0.0.1:{port}/",
+                what="x",
+                headers={},
+                tls=context,
+                max_bytes=10,
+            )
+            assert reply.body == b"ok"
+    finally:
+        await transport.close()
+    assert accepted == [1, 2]
