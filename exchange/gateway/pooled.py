@@ -302,14 +302,21 @@ class _Answer:
         if not data:
             self._end()
             return
-        if not self.head_read:
-            self._head_bytes += len(data)
+        room = HEAD_LIMIT - self._head_bytes
+        self._head_bytes += len(data)
+        if self.head_read or len(data) <= room:
+            self._feed(data)
+        else:  # the head must end within the bytes it may have
+            self._feed(data[:room])
+            if not self.head_read:
+                raise BrokenResponse("the answer's head is too large")
+            self._feed(data[room:])
+
+    def _feed(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as refused:
             raise BrokenResponse("the answer is not an HTTP/1.1 answer") from refused
-        if not self.head_read and self._head_bytes > HEAD_LIMIT:
-            raise BrokenResponse("the answer's head is too large")
 
     def _end(self) -> None:
         if self.done:

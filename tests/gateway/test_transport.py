@@ -588,3 +588,23 @@ async def test_a_connection_with_bytes_after_its_answer_is_not_kept() -> None:
         server.close()
     assert [(r.status, r.body) for r in replies] == [(200, b"ok"), (200, b"ok")]
     assert accepted == [1, 1]
+
+
+async def test_an_answer_head_over_64_kib_is_a_broken_answer() -> None:
+    server, port = await serve_once(
+        b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * 70_000 + b"\r\nContent-Length: 2\r\n\r\nok"
+    )
+    transport = PooledTransport(timeout=5)
+    try:
+        with pytest.raises(InvalidResponse, match="gateway X sent a broken HTTP response"):
+            await transport.request(
+                "GET",
+                f"http://127.0.0.1:{port}/",
+                what="gateway X",
+                headers={},
+                max_bytes=1000,
+                broken=InvalidResponse,
+            )
+    finally:
+        await transport.close()
+        server.close()
