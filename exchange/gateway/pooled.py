@@ -27,8 +27,8 @@ What it keeps of a client's duties, each as strict as before:
   answer. Interim answers (``100 Continue``) are skipped; HEAD, 204 and 304 end at their head.
 - Streaming: with ``stream_if``, a reply carrying that header comes back unread; the caller
   reads its chunks (each as the parser hands it over, none larger than one read of 64 KiB)
-  and releases it (the connection goes back to the pool only if the body was
-  read to its end, else it is closed).
+  and releases it (the connection goes back to the pool only if the body was read to its end,
+  else it is closed).
 - Reuse: an answer read to its end is kept alive when the parser says so (HTTP/1.1 without
   ``Connection: close``, its end framed by its length or chunks) and nothing followed it.
   Connections are kept per (scheme, host, port, TLS context) for ``keepalive`` seconds,
@@ -246,8 +246,8 @@ class PooledTransport:
 
 class _Answer:
     """One answer as llhttp reads it: its callbacks note the head and hold the body's pieces
-    until they are taken. The callbacks only note (an exception in one would be llhttp's to
-    report); the checks are made between two reads."""
+    until they are taken. They only take note (an exception raised in one would come back
+    wrapped as llhttp's own error); the limits are checked between two reads."""
 
     def __init__(self, method: str) -> None:
         self._parser = httptools.HttpResponseParser(self)
