@@ -608,3 +608,48 @@ async def test_an_answer_head_over_64_kib_is_a_broken_answer() -> None:
     finally:
         await transport.close()
         server.close()
+
+
+async def test_a_streamed_answer_read_to_its_end_gives_its_connection_back() -> None:
+    """Read to its last chunk (here chunked, its pieces handed over as they come), a streamed
+    answer's connection serves the next request."""
+    accepted: list[int] = []
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nX-Parts: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"3\r\nabc\r\n"
+                )
+                await writer.drain()
+                await asyncio.sleep(0.05)
+                writer.write(b"2\r\nde\r\n0\r\n\r\n")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = PooledTransport(timeout=5, limit_per_host=1)
+    received: list[list[bytes]] = []
+    try:
+        for _ in range(2):
+            streamed = await transport.request(
+                "GET",
+                f"http://127.0.0.1:{port}/",
+                what="x",
+                headers={},
+                max_bytes=1,
+                stream_if="x-parts",
+            )
+            assert streamed.chunks is not None
+            assert streamed.release is not None
+            received.append([chunk async for chunk in streamed.chunks])
+            await streamed.release()
+    finally:
+        await transport.close()
+        server.close()
+    assert received == [[b"abc", b"de"], [b"abc", b"de"]]
+    assert accepted == [1]
