@@ -5,8 +5,13 @@ services), always with the same few headers, and keeps its connections to them o
 one pool a general client does much it does not need: aiohttp took about a quarter of the
 consumer gateway's CPU per exchange (request objects, header multidicts, cookie jars, auto
 headers, its own timer handles). :class:`PooledTransport` writes the request line and the
-given headers as they are, reads the answer's head with one ``readuntil``, and its body by its
-``Content-Length`` (or chunked, or to the end of the connection when it declares neither).
+given headers as they are, and feeds the answer's bytes, as they arrive, to httptools'
+``HttpResponseParser`` (llhttp, the parser of Node.js): framing an answer (its status line,
+header lines, ``Content-Length``, chunked coding, a body to the end of the connection) is where
+two readers can disagree and a peer could smuggle a second answer into one, so it is left to a
+parser kept for that, strict by default. Whatever it refuses (a bare LF, a length with a sign
+or two lengths, a length beside chunked coding, a folded header line, a malformed chunk size) is
+a broken answer, and its connection is closed.
 
 What it keeps of a client's duties, each as strict as before:
 
@@ -18,11 +23,15 @@ What it keeps of a client's duties, each as strict as before:
   ``timeout``; connecting within 5 s of it; a streamed body within ``timeout`` between two
   reads.
 - Limits: a body over ``max_bytes`` is refused as soon as its length says so, or as soon as the
-  bytes read do; a head larger than 64 KiB is a broken answer.
+  bytes read do (at most one read of 64 KiB beyond); a head larger than 64 KiB is a broken
+  answer. Interim answers (``100 Continue``) are skipped; HEAD, 204 and 304 end at their head.
 - Streaming: with ``stream_if``, a reply carrying that header comes back unread; the caller
-  reads its chunks and releases it (the connection goes back to the pool only if the body was
-  read to its end, else it is closed).
-- Reuse: connections are kept per (scheme, host, port, TLS context) for ``keepalive`` seconds,
+  reads its chunks (each as the parser hands it over, none larger than one read of 64 KiB)
+  and releases it (the connection goes back to the pool only if the body was read to its end,
+  else it is closed).
+- Reuse: an answer read to its end is kept alive when the parser says so (HTTP/1.1 without
+  ``Connection: close``, its end framed by its length or chunks) and nothing followed it.
+  Connections are kept per (scheme, host, port, TLS context) for ``keepalive`` seconds,
   at most ``limit_per_host`` at a time (further requests wait for one). A kept connection that
   the server closed while idle is detected when a request on it gets no byte back; that
   request is sent once more on a new connection (nothing of it was answered; a signed request
@@ -41,16 +50,15 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import httptools
+
 from exchange.errors import PayloadTooLarge, ServiceFailed
 from exchange.faults import mapped
 from exchange.gateway.transport import Reply
-from exchange.http import declared_length
 
 CHUNK = 65536
-HEAD_LIMIT = 65536  # a longer answer head (or chunk-size line) is a broken answer
+HEAD_LIMIT = 65536  # a longer answer head is a broken answer
 CONNECT_WITHIN = 5.0
-# Answers without a body whatever their headers say (RFC 9112, section 6.3).
-_BODILESS = frozenset({204, 304})
 
 
 class BrokenResponse(Exception):
@@ -152,30 +160,27 @@ class PooledTransport:
                 try:
                     connection = await self._connection(pool, host, port, context, total)
                     try:
-                        status, answer = await _exchange(connection, head, body)
+                        answer = await _exchange(connection, method, head, body)
                     except ClosedBeforeAnswer:
                         if not connection.reused:
                             raise
                         connection.close()  # closed by the server while idle: once more, anew
                         connection = await self._open(host, port, context, total)
-                        status, answer = await _exchange(connection, head, body)
-                    length = _body_length(method, status, answer)
-                    if stream_if is not None and stream_if in answer:
-                        if length == _CHUNKED:  # a streamed answer declares its length
-                            raise BrokenResponse("a streamed answer is chunked")
+                        answer = await _exchange(connection, method, head, body)
+                    if stream_if is not None and stream_if in answer.headers:
                         # The caller reads it and lets it go; a streamed body is bounded
                         # between reads, not as a whole.
                         limit.reschedule(None)
                         held, connection, slot_held = connection, None, False
-                        reading = _Reading(self, pool, held, length, what, broken, total)
-                        return Reply(status, answer, b"", reading.chunks(), reading.release)
-                    if length is not None and length > max_bytes:
-                        raise PayloadTooLarge(f"the answer is larger than {max_bytes} bytes")
-                    payload = await _read_whole(connection.reader, length, max_bytes)
-                    if _reusable(answer, length):
+                        reading = _Reading(self, pool, held, answer, what, broken, total)
+                        return Reply(
+                            answer.status, answer.headers, b"", reading.chunks(), reading.release
+                        )
+                    payload = await answer.read_whole(connection.reader, max_bytes)
+                    if answer.reusable():
                         self._keep(pool, connection)
                         connection, slot_held = None, False
-                    return Reply(status, answer, payload)
+                    return Reply(answer.status, answer.headers, payload)
                 finally:
                     if connection is not None:
                         connection.close()
@@ -239,6 +244,111 @@ class PooledTransport:
         pool.give_back()
 
 
+class _Answer:
+    """One answer as llhttp reads it: its callbacks note the head and hold the body's pieces
+    until they are taken. They only take note (an exception raised in one would come back
+    wrapped as llhttp's own error); the limits are checked between two reads."""
+
+    def __init__(self, method: str) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._head_only = method == "HEAD"  # a response parser cannot know it: no body follows
+        self._head_bytes = 0
+        self.status = 0
+        self.headers: dict[str, str] = {}  # names in lower case
+        self.pieces: list[bytes] = []  # of the body, not yet taken
+        self.received = 0  # bytes of body, taken or not
+        self.head_read = self.done = self.keep_alive = self.trailing = False
+
+    def on_message_begin(self) -> None:
+        if self.done:  # a second answer to one request: its connection is not kept
+            self.trailing = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_read:  # a chunked body's trailers: not read
+            return
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
+
+    def on_headers_complete(self) -> None:
+        if self.head_read:  # the head of a second answer: ours stays as it was
+            return
+        status = self._parser.get_status_code()
+        if status < 200:  # an interim answer (100 Continue): the next head is ours
+            self.headers = {}
+            return
+        self.status, self.head_read = status, True
+        self.keep_alive = self._parser.should_keep_alive()
+        self.done = self._head_only
+
+    def on_body(self, piece: bytes) -> None:
+        if self.done:  # bytes after the answer to a HEAD
+            self.trailing = True
+            return
+        self.pieces.append(piece)
+        self.received += len(piece)
+
+    def on_message_complete(self) -> None:
+        if self.head_read:
+            self.done = True
+
+    async def read(self, reader: asyncio.StreamReader) -> None:
+        """Feed the parser one read; at the connection's end, end the answer or refuse it."""
+        try:
+            data = await reader.read(CHUNK)
+        except (ConnectionError, ssl.SSLError) as lost:
+            if not self._head_bytes:
+                raise ClosedBeforeAnswer("the connection was lost before an answer") from lost
+            raise BrokenResponse("the connection was lost within the answer") from lost
+        if not data:
+            self._end()
+            return
+        room = HEAD_LIMIT - self._head_bytes
+        self._head_bytes += len(data)
+        if self.head_read or len(data) <= room:
+            self._feed(data)
+        else:  # the head must end within the bytes it may have
+            self._feed(data[:room])
+            if not self.head_read:
+                raise BrokenResponse("the answer's head is too large")
+            self._feed(data[room:])
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as refused:
+            raise BrokenResponse("the answer is not an HTTP/1.1 answer") from refused
+
+    def _end(self) -> None:
+        if self.done:
+            return
+        if not self._head_bytes:
+            raise ClosedBeforeAnswer("the connection closed before an answer")
+        if not self.head_read:
+            raise BrokenResponse("the answer's head was cut short")
+        if "content-length" in self.headers or "transfer-encoding" in self.headers:
+            raise BrokenResponse("the connection closed before the body's end")
+        self.done = True  # a body delimited by the connection's end (never kept alive)
+
+    async def read_whole(self, reader: asyncio.StreamReader, max_bytes: int) -> bytes:
+        declared = self.headers.get("content-length")  # digits only: llhttp checked it
+        while True:
+            if self.received > max_bytes or (
+                not self.done and declared is not None and int(declared) > max_bytes
+            ):
+                raise PayloadTooLarge(f"the answer is larger than {max_bytes} bytes")
+            if self.done:
+                return b"".join(self.pieces)
+            await self.read(reader)
+
+    def reusable(self) -> bool:
+        return (
+            self.done
+            and self.keep_alive
+            and not self.trailing
+            and "close" not in self.headers.get("connection", "").lower()
+        )
+
+
 class _Reading:
     """A streamed body: read once, in chunks, then released (see the module docstring)."""
 
@@ -247,39 +357,33 @@ class _Reading:
         transport: PooledTransport,
         pool: _Pool,
         connection: _Connection,
-        length: int | None,
+        answer: _Answer,
         what: str,
         broken: type[ServiceFailed],
         between_reads: float,
     ) -> None:
         self._transport, self._pool, self._connection = transport, pool, connection
-        self._left, self._what, self._broken = length, what, broken
+        self._answer, self._what, self._broken = answer, what, broken
         self._between_reads = between_reads
         self._released = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        reader = self._connection.reader
+        answer = self._answer
         with mapped(self._what, broken=self._broken):
-            while self._left is None or self._left > 0:
-                want = CHUNK if self._left is None else min(CHUNK, self._left)
-                try:
-                    async with asyncio.timeout(self._between_reads):
-                        chunk = await reader.read(want)
-                except (ConnectionError, ssl.SSLError) as lost:
-                    raise BrokenResponse("the connection was lost within the body") from lost
-                if not chunk:
-                    if self._left is None:
-                        return
-                    raise BrokenResponse("the connection closed before the body's end")
-                if self._left is not None:
-                    self._left -= len(chunk)
-                yield chunk
+            while True:
+                pieces, answer.pieces = answer.pieces, []
+                for piece in pieces:
+                    yield piece
+                if answer.done:
+                    return
+                async with asyncio.timeout(self._between_reads):
+                    await answer.read(self._connection.reader)
 
     async def release(self) -> None:
         if self._released:
             return
         self._released = True
-        if self._left == 0:
+        if self._answer.reusable() and not self._answer.pieces:
             self._transport._keep(self._pool, self._connection)
         else:  # unread or cut short: the connection's next bytes are not an answer's start
             self._connection.close()
@@ -300,121 +404,17 @@ def _request_head(
     return "\r\n".join(lines).encode("latin-1")
 
 
-async def _exchange(
-    connection: _Connection, head: bytes, body: bytes
-) -> tuple[int, dict[str, str]]:
-    """Send the request; read the answer's status and headers (names in lower case)."""
-    writer, reader = connection.writer, connection.reader
+async def _exchange(connection: _Connection, method: str, head: bytes, body: bytes) -> _Answer:
+    """Send the request; read the answer up to the end of its head."""
+    writer = connection.writer
     try:
         writer.write(head + body if len(body) < CHUNK else head)
         if len(body) >= CHUNK:
             writer.write(body)
         await writer.drain()
-        raw = await reader.readuntil(b"\r\n\r\n")
     except (ConnectionError, ssl.SSLError) as lost:
         raise ClosedBeforeAnswer("the connection was lost before an answer") from lost
-    except asyncio.IncompleteReadError as cut:
-        if not cut.partial:
-            raise ClosedBeforeAnswer("the connection closed before an answer") from cut
-        raise BrokenResponse("the answer's head was cut short") from cut
-    except asyncio.LimitOverrunError as large:
-        raise BrokenResponse("the answer's head is too large") from large
-    while raw.startswith(b"HTTP/1.1 1"):  # an interim answer (100 Continue): the next is ours
-        raw = await reader.readuntil(b"\r\n\r\n")
-    return _parse_head(raw)
-
-
-def _parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
-    lines = raw.decode("latin-1").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
-    code = rest[:3]
-    if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit():
-        raise BrokenResponse("the answer's status line is not HTTP/1.1")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if not line:
-            continue
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip():
-            raise BrokenResponse("an answer's header line is malformed")
-        name = name.lower()
-        value = value.strip(" \t")
-        if name in headers:
-            if name == "content-length" and headers[name] != value:
-                raise BrokenResponse("the answer declares two lengths")
-            headers[name] = value if name == "content-length" else f"{headers[name]}, {value}"
-        else:
-            headers[name] = value
-    if version == "HTTP/1.0":
-        headers.setdefault("connection", "close")
-    return int(code), headers
-
-
-_CHUNKED = -1  # as a body length: chunked transfer coding
-
-
-def _body_length(method: str, status: int, headers: Mapping[str, str]) -> int | None:
-    """Bytes of body to read; ``_CHUNKED``; or ``None``: to the end of the connection."""
-    if method == "HEAD" or status in _BODILESS or 100 <= status < 200:
-        return 0
-    coding = headers.get("transfer-encoding")
-    if coding is not None:
-        if coding.lower() != "chunked":
-            raise BrokenResponse(f"transfer coding {coding!r} is not read here")
-        return _CHUNKED
-    declared = headers.get("content-length")
-    if declared is None:
-        return None
-    length = declared_length(declared)
-    if length is None:
-        raise BrokenResponse("the answer's Content-Length is not a number")
-    return length
-
-
-async def _read_whole(reader: asyncio.StreamReader, length: int | None, max_bytes: int) -> bytes:
-    try:
-        return await _read_body(reader, length, max_bytes)
-    except (ConnectionError, ssl.SSLError) as lost:
-        raise BrokenResponse("the connection was lost within the body") from lost
-
-
-async def _read_body(reader: asyncio.StreamReader, length: int | None, max_bytes: int) -> bytes:
-    if length == _CHUNKED:
-        return await _read_chunked(reader, max_bytes)
-    if length is not None:
-        try:
-            return await reader.readexactly(length)
-        except asyncio.IncompleteReadError as cut:
-            raise BrokenResponse("the connection closed before the body's end") from cut
-    body = bytearray()
-    while chunk := await reader.read(CHUNK):
-        body += chunk
-        if len(body) > max_bytes:
-            raise PayloadTooLarge(f"the answer is larger than {max_bytes} bytes")
-    return bytes(body)
-
-
-async def _read_chunked(reader: asyncio.StreamReader, max_bytes: int) -> bytes:
-    body = bytearray()
-    try:
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            size = size_line.split(b";", 1)[0].strip()
-            if not size or len(size) > 16 or size.strip(b"0123456789abcdefABCDEF"):
-                raise BrokenResponse("a chunk's size is malformed")
-            count = int(size, 16)
-            if count == 0:
-                while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers, if any
-                    pass
-                return bytes(body)
-            if len(body) + count > max_bytes:
-                raise PayloadTooLarge(f"the answer is larger than {max_bytes} bytes")
-            body += await reader.readexactly(count)
-            if await reader.readexactly(2) != b"\r\n":
-                raise BrokenResponse("a chunk does not end where its size says")
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as cut:
-        raise BrokenResponse("the chunked body was cut short") from cut
-
-
-def _reusable(headers: Mapping[str, str], length: int | None) -> bool:
-    return length is not None and "close" not in headers.get("connection", "").lower()
+    answer = _Answer(method)
+    while not answer.head_read:
+        await answer.read(connection.reader)
+    return answer

@@ -425,3 +425,231 @@ async def test_a_connection_kept_under_one_tls_context_never_serves_another(
     finally:
         await transport.close()
     assert accepted == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(b"HTTP/1.1 200 OK\r\nX-A: 1\nContent-Length: 2\r\n\r\nok", id="bare-lf"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok", id="signed-length"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 1 2\r\n\r\nok", id="spaced-length"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+            id="two-lengths",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\nok\r\n0\r\n\r\n",
+            id="length-and-chunked",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok", id="obs-fold"
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2x\r\nok\r\n0\r\n\r\n",
+            id="chunk-size",
+        ),
+        pytest.param(b"HTTP/1.1 200 OK\r\nX-A : 1\r\nContent-Length: 2\r\n\r\nok", id="name-space"),
+    ],
+)
+async def test_an_answer_that_could_desync_the_connection_is_a_broken_answer(
+    answer: bytes,
+) -> None:
+    """Answers that two readers could frame differently (a smuggled answer's way in) are
+    refused whole, with a plain message, and their connection is not kept."""
+    server, port = await serve_once(answer)
+    transport = PooledTransport(timeout=5)
+    try:
+        with pytest.raises(InvalidResponse) as refused:
+            await transport.request(
+                "GET",
+                f"http://127.0.0.1:{port}/",
+                what="gateway X",
+                headers={},
+                max_bytes=1000,
+                broken=InvalidResponse,
+            )
+    finally:
+        await transport.close()
+        server.close()
+    assert str(refused.value) == "gateway X sent a broken HTTP response"
+
+
+async def test_an_interim_answer_is_skipped_and_bodiless_answers_end_at_their_head() -> None:
+    """A 100 Continue is not the answer; a 204 or the answer to a HEAD has no body whatever
+    its Content-Length says, and its connection is kept for the next request."""
+    answers = [
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nend",
+    ]
+    accepted: list[int] = []
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            for answer in answers:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(answer)
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = PooledTransport(timeout=5)
+    try:
+        replies = [
+            await transport.request(
+                method, f"http://127.0.0.1:{port}/", what="x", headers={}, max_bytes=100
+            )
+            for method in ("GET", "GET", "HEAD", "GET")
+        ]
+    finally:
+        await transport.close()
+        server.close()
+    assert [(r.status, r.body) for r in replies] == [
+        (200, b"ok"),
+        (204, b""),
+        (200, b""),
+        (200, b"end"),
+    ]
+    assert accepted == [1]
+
+
+async def test_an_answer_to_the_end_of_the_connection_is_read_and_not_kept() -> None:
+    server, port = await serve_once(b"HTTP/1.1 200 OK\r\n\r\nall of it")
+    transport = PooledTransport(timeout=5)
+    try:
+        reply = await transport.request(
+            "GET", f"http://127.0.0.1:{port}/", what="x", headers={}, max_bytes=100
+        )
+        with pytest.raises(PayloadTooLarge):
+            await transport.request(
+                "GET", f"http://127.0.0.1:{port}/", what="x", headers={}, max_bytes=3
+            )
+    finally:
+        await transport.close()
+        server.close()
+    assert reply.body == b"all of it"
+
+
+async def test_a_chunked_answer_over_the_cap_is_refused_as_its_bytes_arrive() -> None:
+    chunk = b"x" * 4096
+    server, port = await serve_once(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"1000\r\n"
+        + chunk
+        + b"\r\n"
+        + b"1000\r\n"
+        + chunk
+        + b"\r\n0\r\n\r\n"
+    )
+    transport = PooledTransport(timeout=5)
+    try:
+        with pytest.raises(PayloadTooLarge):
+            await transport.request(
+                "GET", f"http://127.0.0.1:{port}/", what="x", headers={}, max_bytes=5000
+            )
+    finally:
+        await transport.close()
+        server.close()
+
+
+async def test_a_connection_with_bytes_after_its_answer_is_not_kept() -> None:
+    """A second answer sent after the first (a smuggled one) is not taken for the answer to
+    the next request: the connection it came on is closed, and the next opens anew."""
+    accepted: list[int] = []
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nforge"
+                )
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = PooledTransport(timeout=5)
+    try:
+        replies = [
+            await transport.request(
+                "GET", f"http://127.0.0.1:{port}/", what="x", headers={}, max_bytes=100
+            )
+            for _ in range(2)
+        ]
+    finally:
+        await transport.close()
+        server.close()
+    assert [(r.status, r.body) for r in replies] == [(200, b"ok"), (200, b"ok")]
+    assert accepted == [1, 1]
+
+
+async def test_an_answer_head_over_64_kib_is_a_broken_answer() -> None:
+    server, port = await serve_once(
+        b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * 70_000 + b"\r\nContent-Length: 2\r\n\r\nok"
+    )
+    transport = PooledTransport(timeout=5)
+    try:
+        with pytest.raises(InvalidResponse, match="gateway X sent a broken HTTP response"):
+            await transport.request(
+                "GET",
+                f"http://127.0.0.1:{port}/",
+                what="gateway X",
+                headers={},
+                max_bytes=1000,
+                broken=InvalidResponse,
+            )
+    finally:
+        await transport.close()
+        server.close()
+
+
+async def test_a_streamed_answer_read_to_its_end_gives_its_connection_back() -> None:
+    """Read to its last chunk (here chunked, its pieces handed over as they come), a streamed
+    answer's connection serves the next request."""
+    accepted: list[int] = []
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nX-Parts: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"3\r\nabc\r\n"
+                )
+                await writer.drain()
+                await asyncio.sleep(0.05)
+                writer.write(b"2\r\nde\r\n0\r\n\r\n")
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = PooledTransport(timeout=5, limit_per_host=1)
+    received: list[list[bytes]] = []
+    try:
+        for _ in range(2):
+            streamed = await transport.request(
+                "GET",
+                f"http://127.0.0.1:{port}/",
+                what="x",
+                headers={},
+                max_bytes=1,
+                stream_if="x-parts",
+            )
+            assert streamed.chunks is not None
+            assert streamed.release is not None
+            received.append([chunk async for chunk in streamed.chunks])
+            await streamed.release()
+    finally:
+        await transport.close()
+        server.close()
+    assert received == [[b"abc", b"de"], [b"abc", b"de"]]
+    assert accepted == [1]
