@@ -251,6 +251,25 @@ async def serve_once(answer: bytes) -> tuple[asyncio.Server, int]:
     return server, server.sockets[0].getsockname()[1]
 
 
+async def refused_as_broken(transport: Transport, answer: bytes) -> None:
+    """``answer``, served once, is refused as a broken answer of the party, in plain words."""
+    server, port = await serve_once(answer)
+    try:
+        with pytest.raises(InvalidResponse) as refused:
+            await transport.request(
+                "GET",
+                f"http://127.0.0.1:{port}/",
+                what="gateway X",
+                headers={},
+                max_bytes=1000,
+                broken=InvalidResponse,
+            )
+    finally:
+        await transport.close()
+        server.close()
+    assert str(refused.value) == "gateway X sent a broken HTTP response"
+
+
 async def test_a_chunked_answer_is_read_whole(client: Client) -> None:
     server, port = await serve_once(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -268,21 +287,8 @@ async def test_a_chunked_answer_is_read_whole(client: Client) -> None:
 
 
 async def test_an_answer_cut_short_is_a_broken_answer_of_the_party(client: Client) -> None:
-    server, port = await serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
-    transport = client(timeout=5)
-    try:
-        with pytest.raises(InvalidResponse, match="gateway X sent a broken HTTP response"):
-            await transport.request(
-                "GET",
-                f"http://127.0.0.1:{port}/",
-                what="gateway X",
-                headers={},
-                max_bytes=1000,
-                broken=InvalidResponse,
-            )
-    finally:
-        await transport.close()
-        server.close()
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this"
+    await refused_as_broken(client(timeout=5), answer)
 
 
 async def test_a_streamed_answer_is_returned_unread_and_read_in_chunks(client: Client) -> None:
@@ -457,22 +463,7 @@ async def test_an_answer_that_could_desync_the_connection_is_a_broken_answer(
 ) -> None:
     """Answers that two readers could frame differently (a smuggled answer's way in) are
     refused whole, with a plain message, and their connection is not kept."""
-    server, port = await serve_once(answer)
-    transport = PooledTransport(timeout=5)
-    try:
-        with pytest.raises(InvalidResponse) as refused:
-            await transport.request(
-                "GET",
-                f"http://127.0.0.1:{port}/",
-                what="gateway X",
-                headers={},
-                max_bytes=1000,
-                broken=InvalidResponse,
-            )
-    finally:
-        await transport.close()
-        server.close()
-    assert str(refused.value) == "gateway X sent a broken HTTP response"
+    await refused_as_broken(PooledTransport(timeout=5), answer)
 
 
 async def test_an_interim_answer_is_skipped_and_bodiless_answers_end_at_their_head() -> None:
@@ -591,23 +582,8 @@ async def test_a_connection_with_bytes_after_its_answer_is_not_kept() -> None:
 
 
 async def test_an_answer_head_over_64_kib_is_a_broken_answer() -> None:
-    server, port = await serve_once(
-        b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * 70_000 + b"\r\nContent-Length: 2\r\n\r\nok"
-    )
-    transport = PooledTransport(timeout=5)
-    try:
-        with pytest.raises(InvalidResponse, match="gateway X sent a broken HTTP response"):
-            await transport.request(
-                "GET",
-                f"http://127.0.0.1:{port}/",
-                what="gateway X",
-                headers={},
-                max_bytes=1000,
-                broken=InvalidResponse,
-            )
-    finally:
-        await transport.close()
-        server.close()
+    answer = b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * 70_000 + b"\r\nContent-Length: 2\r\n\r\nok"
+    await refused_as_broken(PooledTransport(timeout=5), answer)
 
 
 async def test_a_streamed_answer_read_to_its_end_gives_its_connection_back() -> None:
