@@ -10,19 +10,21 @@ carries the rights its roles give in that console.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import Field, model_validator
 from starlette.applications import Starlette
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exchange.errors import AccessDenied, Error
+from exchange.errors import AccessDenied, Error, Unauthenticated
 from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin
 from exchange.settings_file import Strict
@@ -186,6 +188,46 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with)
+
+
+# A console page or API call: the request, who is signed in, and the form of a POST (its CSRF
+# token checked).
+Handler = Callable[[Request, Staff, FormData | None], Awaitable[Response]]
+
+
+def guarded(
+    handler: Handler,
+    *,
+    right: str,
+    prefix: str,
+    who: Callable[[Request], Awaitable[Staff | None]],
+    api: bool = False,
+    keep_query: bool = False,
+) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint of a console route that needs ``right``. Nobody signed in (``who``): a
+    page sends the browser to sign in and back (``keep_query``: with its query), an API call
+    (``api``) is refused 401; a right the staff member lacks is 403; a POST's form is read and
+    its CSRF token checked before ``handler`` sees it."""
+
+    async def endpoint(request: Request) -> Response:
+        member = await who(request)
+        if member is None:
+            if api:
+                raise Unauthenticated(
+                    "sign in to the console, or send a staff ID token as a bearer token"
+                )
+            then = request.url.path if request.method == "GET" else prefix + "/"
+            if keep_query and request.method == "GET" and request.url.query:
+                then += "?" + request.url.query
+            return RedirectResponse(f"{prefix}/login?then={quote(then, safe='/')}", status_code=303)
+        member.require(right)
+        posted = None
+        if request.method == "POST":
+            posted = await form(request)
+            check_csrf(request.session, posted)
+        return await handler(request, member, posted)
+
+    return endpoint
 
 
 def staff_sign_in_routes(

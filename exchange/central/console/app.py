@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -105,7 +104,7 @@ WORDS = (
 PROFILES = ("signing", "tls")
 PUBLIC = (("GET", "/login"), ("GET", "/callback"), ("POST", "/logout"))
 
-Handler = Callable[[Request, Staff, FormData | None], Awaitable[Response]]
+Handler = staff.Handler
 
 
 def create_console_app(central: Central, *, login: OidcLogin) -> ASGIApp:
@@ -131,22 +130,11 @@ def create_console_app(central: Central, *, login: OidcLogin) -> ASGIApp:
             **context,
         )
 
-    def guarded(guard: Guard, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            who = staff.signed_in(request.session, RIGHTS, at=clock().timestamp())
-            if who is None:
-                then = request.url.path if request.method == "GET" else PREFIX + "/"
-                return RedirectResponse(
-                    f"{PREFIX}/login?then={quote(then, safe='/')}", status_code=303
-                )
-            who.require(guard.right)
-            form = None
-            if request.method == "POST":
-                form = await web.form(request)
-                web.check_csrf(request.session, form)
-            return await handler(request, who, form)
+    async def signed_in(request: Request) -> Staff | None:
+        return staff.signed_in(request.session, RIGHTS, at=clock().timestamp())
 
-        return endpoint
+    def guarded(guard: Guard, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        return staff.guarded(handler, right=guard.right, prefix=PREFIX, who=signed_in)
 
     def field(form: FormData | None, name: str) -> str:
         value = form.get(name, "") if form is not None else ""

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from exchange import web
-from exchange.errors import Error, InternalError, InvalidRequest, NotFound, Unauthenticated
+from exchange.errors import Error, InternalError, InvalidRequest, NotFound
 from exchange.gateway import changes, declared, files, models, publishing
 from exchange.gateway.access import METHODS
 from exchange.gateway.changes import ChangeLog
@@ -86,7 +85,7 @@ ROUTES: tuple[Guard, ...] = (
 )
 PUBLIC = (("GET", "/login"), ("GET", "/callback"), ("POST", "/logout"))
 
-Handler = Callable[[Request, Staff, FormData | None], Awaitable[Response]]
+Handler = shared_staff.Handler
 
 
 def _moment(raw: str | None, name: str) -> datetime | None:
@@ -146,30 +145,21 @@ def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
         )
         return staff.from_claims(claims, spec, until=int(claims["exp"]))
 
-    def guarded(guard: Guard, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            who = staff.signed_in(request.session, at=clock())
-            if who is None and guard.api:
-                who = await bearer(request)
-            if who is None:
-                if guard.api:
-                    raise Unauthenticated(
-                        "sign in to the console, or send a staff ID token as a bearer token"
-                    )
-                then = request.url.path if request.method == "GET" else PREFIX + "/"
-                if request.method == "GET" and request.url.query:
-                    then += "?" + request.url.query
-                return RedirectResponse(
-                    f"{PREFIX}/login?then={quote(then, safe='/')}", status_code=303
-                )
-            who.require(guard.right)
-            form = None
-            if request.method == "POST":
-                form = await web.form(request)
-                web.check_csrf(request.session, form)
-            return await handler(request, who, form)
+    async def signed_in(request: Request) -> Staff | None:
+        return staff.signed_in(request.session, at=clock())
 
-        return endpoint
+    async def signed_in_or_bearer(request: Request) -> Staff | None:
+        return staff.signed_in(request.session, at=clock()) or await bearer(request)
+
+    def guarded(guard: Guard, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        return shared_staff.guarded(
+            handler,
+            right=guard.right,
+            prefix=PREFIX,
+            who=signed_in_or_bearer if guard.api else signed_in,
+            api=guard.api,
+            keep_query=True,
+        )
 
     # Pages and the query API
 

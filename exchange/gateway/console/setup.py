@@ -15,7 +15,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from sqlalchemy import Engine
@@ -36,8 +35,9 @@ from exchange.gateway.console.enrolling import Enrolling, request_file
 from exchange.gateway.settings import GatewaySettings
 from exchange.http import install_error_handlers
 from exchange.identity.login import OidcLogin
+from exchange.web import staff as web_staff
 from exchange.web.languages import gettext
-from exchange.web.staff import Staff
+from exchange.web.staff import Handler, Staff
 
 NOT_ENROLLED = "this gateway is not enrolled yet: its staff enrol it in its console"
 ROUTES: tuple[Guard, ...] = (
@@ -50,8 +50,6 @@ ROUTES: tuple[Guard, ...] = (
     Guard("GET", "/changes", "view", "change_log"),
 )
 __all__ = ["NOT_ENROLLED", "PUBLIC", "ROUTES", "create_setup_app"]
-
-Handler = Callable[[Request, Staff, FormData | None], Awaitable[Response]]
 
 
 def create_setup_app(
@@ -128,22 +126,11 @@ def create_setup_console_app(
             **context,
         )
 
-    def guarded(guard: Guard, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            who = staff.signed_in(request.session, at=clock())
-            if who is None:
-                then = request.url.path if request.method == "GET" else PREFIX + "/"
-                return RedirectResponse(
-                    f"{PREFIX}/login?then={quote(then, safe='/')}", status_code=303
-                )
-            who.require(guard.right)
-            form = None
-            if request.method == "POST":
-                form = await web.form(request)
-                web.check_csrf(request.session, form)
-            return await handler(request, who, form)
+    async def signed_in(request: Request) -> Staff | None:
+        return staff.signed_in(request.session, at=clock())
 
-        return endpoint
+    def guarded(guard: Guard, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        return web_staff.guarded(handler, right=guard.right, prefix=PREFIX, who=signed_in)
 
     async def overview(request: Request, who: Staff, _: FormData | None) -> Response:
         return page(
