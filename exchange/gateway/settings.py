@@ -182,14 +182,21 @@ class EdmServiceSpec(Strict):
     """A service offered in OOTS EDM: requests are EDM QueryRequests for this evidence type."""
 
     evidence_type_classification: str = Field(min_length=1, max_length=500)
+    # The bounds are the authority's catalogue's (EdmOfferIn): beyond them every publication
+    # of the subsystem's catalogue would be refused.
     conforms_to: str | None = Field(
-        default=None, description="the distribution's data model URI (sdg:ConformsTo)"
+        default=None,
+        max_length=500,
+        description="the distribution's data model URI (sdg:ConformsTo)",
     )
     titles: dict[str, str] = Field(
-        min_length=1, description="language code (EN, DE, ...) -> the evidence type's title"
+        min_length=1,
+        max_length=30,
+        description="language code (EN, DE, ...) -> the evidence type's title",
     )
     transformations: list[str] = Field(
         default_factory=list,
+        max_length=30,
         description=(
             "subset URIs (sdg:Transformation) answered with this service's evidence as it is; "
             "declare only those the evidence schema already meets"

@@ -277,9 +277,13 @@ def test_a_100_mb_pdf_passes_both_gateways_in_edm_without_either_holding_it(
     [
         ({"xml": False}, r"offers xml, a \[services.edm.document\], or both"),
         ({"document": {"url": "http://registry/{person}", "media_type": "text/html"}}, "pdf"),
+        # What the authority's catalogue refuses is refused here, not at every publication.
+        ({"titles": {f"L{n}": "Birth" for n in range(31)}}, "titles"),
+        ({"transformations": [f"https://t/{n}" for n in range(31)]}, "transformations"),
+        ({"conforms_to": "https://c/" + "x" * 500}, "conforms_to"),
     ],
 )
-def test_an_edm_service_offers_a_distribution_of_the_code_list(
+def test_an_edm_service_offers_a_distribution_of_the_code_list_within_the_catalogues_bounds(
     tmp_path: Path, edm: dict[str, object], why: str
 ) -> None:
     service = {
