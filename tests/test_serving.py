@@ -56,6 +56,7 @@ def served() -> Iterator[tuple[int, Gate]]:
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert server.started, "the server did not start within 10 s"
     yield port, gate
     gate.send_body.set()
     server.should_exit = True

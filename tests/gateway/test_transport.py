@@ -172,11 +172,13 @@ async def test_only_the_headers_given_are_sent(
 
 
 @pytest.fixture
-async def keeping() -> AsyncIterator[tuple[int, list[int]]]:
+async def keeping() -> AsyncIterator[tuple[int, list[int], asyncio.Event]]:
     """A port that answers each request on a connection with its number on that connection,
     keeps the connection open, and notes each connection it accepts; a request for
-    ``/close`` is answered and then the connection is closed, as an idle server would."""
+    ``/close`` is answered and then the connection is closed, as an idle server would (the
+    event is set once it is)."""
     accepted: list[int] = []
+    closed = asyncio.Event()
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         accepted.append(len(accepted) + 1)
@@ -193,16 +195,18 @@ async def keeping() -> AsyncIterator[tuple[int, list[int]]]:
         except asyncio.IncompleteReadError:
             pass
         writer.close()
+        await writer.wait_closed()
+        closed.set()
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    yield server.sockets[0].getsockname()[1], accepted
+    yield server.sockets[0].getsockname()[1], accepted, closed
     server.close()
 
 
 async def test_requests_in_turn_share_one_kept_connection(
-    keeping: tuple[int, list[int]], client: Client
+    keeping: tuple[int, list[int], asyncio.Event], client: Client
 ) -> None:
-    port, accepted = keeping
+    port, accepted, _ = keeping
     transport = client(timeout=5)
     try:
         bodies = [
@@ -220,15 +224,15 @@ async def test_requests_in_turn_share_one_kept_connection(
 
 
 async def test_a_kept_connection_the_server_closed_is_replaced_without_an_error(
-    keeping: tuple[int, list[int]],
+    keeping: tuple[int, list[int], asyncio.Event],
 ) -> None:
-    port, accepted = keeping
+    port, accepted, closed = keeping
     transport = PooledTransport(timeout=5)
     try:
         first = await transport.request(
             "GET", f"http://127.0.0.1:{port}/close", what="x", headers={}, max_bytes=10
         )
-        await asyncio.sleep(0.05)  # the server's close arrives while the connection is idle
+        await asyncio.wait_for(closed.wait(), 5)  # closed by the server while kept idle
         second = await transport.request(
             "GET", f"http://127.0.0.1:{port}/", what="x", headers={}, max_bytes=10
         )
