@@ -64,12 +64,13 @@ def load_responder(
     validity: timedelta,
 ) -> Responder:
     """The delegated responder from ``folder`` (``ocsp.key``, ``ocsp.pem``), made anew (a new key,
-    certified by the CA) when missing or ending within :data:`RENEW_BEFORE`."""
+    certified by the CA) when missing, ending within :data:`RENEW_BEFORE`, or not a pair."""
     key_path, certificate_path = folder / "ocsp.key", folder / "ocsp.pem"
     if key_path.exists() and certificate_path.exists():
-        certificate = load_certificate(certificate_path)
-        if certificate.not_valid_after_utc - RENEW_BEFORE > at:
-            return Responder(keyfolder.ec_key(key_path), certificate)
+        certificate, key = load_certificate(certificate_path), keyfolder.ec_key(key_path)
+        lasting = certificate.not_valid_after_utc - RENEW_BEFORE > at
+        if lasting and certificate.public_key() == key.public_key():
+            return Responder(key, certificate)
     key = generate_key()
     certificate = authority.issue(
         public_key=key.public_key(),
@@ -83,7 +84,8 @@ def load_responder(
         at=at,
         validity=validity,
     )
-    # Replaced whole, never half: a new file each, then renamed over the old pair.
+    # A new file each, then renamed over the old one: a stop between the two renames leaves a
+    # key its certificate does not certify, which the next load finds and makes anew (above).
     fresh_key, fresh_certificate = folder / "ocsp.key.new", folder / "ocsp.pem.new"
     fresh_key.unlink(missing_ok=True)
     keyfolder.write_key(fresh_key, key)

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from exchange import keyfolder
 from exchange.central.ocsp import Responder, Responders, load_responder, respond
 from exchange.errors import CertificateStatusUnknown, InvalidSignature
-from exchange.trust.keys import certificate_pem
+from exchange.trust.keys import certificate_pem, generate_key
 from exchange.trust.ocsp import CertificateStatus, ocsp_request
 from tests.conftest import Clock
 from tests.factories import Instance
@@ -147,3 +148,19 @@ def test_the_delegated_responder_is_renewed_before_it_ends(clock: Clock, tmp_pat
         tmp_path, instance.authority, instance="EE", at=clock(), validity=timedelta(days=30)
     )
     assert again.certificate == renewed.certificate
+
+
+def test_a_responder_pair_left_half_replaced_is_made_anew(clock: Clock, tmp_path: Path) -> None:
+    """A stop between the two renames leaves a new key beside the old certificate: the next
+    load does not sign with a key its certificate does not certify."""
+    instance = Instance(clock())
+    first = load_responder(
+        tmp_path, instance.authority, instance="EE", at=clock(), validity=timedelta(days=30)
+    )
+    keyfolder.write_key(tmp_path / "ocsp.key.new", generate_key())
+    (tmp_path / "ocsp.key.new").replace(tmp_path / "ocsp.key")
+    again = load_responder(
+        tmp_path, instance.authority, instance="EE", at=clock(), validity=timedelta(days=30)
+    )
+    assert again.certificate.serial_number != first.certificate.serial_number
+    assert again.certificate.public_key() == again.key.public_key()
