@@ -16,6 +16,12 @@ What keeps the door small:
 - it works once (a conditional update: two gateways racing with one code get one pair of
   certificates between them), until it expires (:attr:`CentralSettings.enrolment_code_validity`),
   and a newer code for the same gateway withdraws the older;
+- once used, the same code with the same two public keys, for the same gateway and before the
+  code would have expired, is answered with the certificates already issued
+  (``gateway.enrolment_repeated``), unless one of them has been revoked since: a gateway whose
+  answer was lost (a timeout after the authority committed) retries, as it keeps its keys and
+  CSRs, instead of holding a used code and no certificate. Nothing new is issued; the
+  certificates are public anyway, and asking needs the code and the CSRs' keys;
 - the subject of both certificates is decided here from the registry, never from the CSRs;
 - the applicant whose approved application made the member reads the code on its own page with
   its receipt (:mod:`exchange.central.receipts`): the code is sealed to it, not stored;
@@ -31,6 +37,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cryptography import x509
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
@@ -48,6 +55,8 @@ from exchange.errors import (
 )
 from exchange.identifiers import GatewayId
 from exchange.trust import ca
+from exchange.trust.ca import PublicKey
+from exchange.trust.keys import serial_hex
 
 CODE_BYTES = 15  # 120 bits, 24 base32 characters
 _GROUP = 4
@@ -170,7 +179,24 @@ class Enrolments:
         at = self._registry.clock()
         actor = f"enrolment:{gateway}"
         with self._registry.session() as session:
-            row = self._usable(session, code, gateway, at=at)
+            row = self._found(session, code)
+            if row.used_at is not None:
+                repeated = self._repeated(session, row, gateway, signing_key, tls_key, at=at)
+                if repeated is None:
+                    raise EnrolmentCodeUsed("this enrolment code was used already")
+                record(
+                    session,
+                    at=at,
+                    actor=actor,
+                    action="gateway.enrolment_repeated",
+                    subject=str(gateway),
+                    code=row.id,
+                    signing=repeated.signing.serial,
+                    tls=repeated.tls.serial,
+                )
+                session.commit()
+                return repeated
+            self._usable(row, gateway, at=at)
             member, target = row.gateway.member, row.gateway
             signing = self._certificates.signing_certificate(
                 gateway.member, member.name, signing_key, at=at
@@ -182,7 +208,11 @@ class Enrolments:
             claimed = session.execute(
                 update(models.EnrolmentCode)
                 .where(models.EnrolmentCode.id == row.id, models.EnrolmentCode.used_at.is_(None))
-                .values(used_at=at)
+                .values(
+                    used_at=at,
+                    signing_serial=serial_hex(signing.serial_number),
+                    tls_serial=serial_hex(tls.serial_number),
+                )
             ).rowcount  # type: ignore[attr-defined]
             if claimed != 1:
                 raise EnrolmentCodeUsed("this enrolment code was used already")
@@ -286,9 +316,7 @@ class Enrolments:
             ]
 
     @staticmethod
-    def _usable(
-        session: Session, code: str, gateway: GatewayId, *, at: datetime
-    ) -> models.EnrolmentCode:
+    def _found(session: Session, code: str) -> models.EnrolmentCode:
         row = session.scalar(
             select(models.EnrolmentCode)
             .where(models.EnrolmentCode.digest == digest(code))
@@ -296,8 +324,39 @@ class Enrolments:
         )
         if row is None:
             raise InvalidEnrolmentCode("this is not an enrolment code of this authority")
-        if row.used_at is not None:
-            raise EnrolmentCodeUsed("this enrolment code was used already")
+        return row
+
+    @staticmethod
+    def _repeated(
+        session: Session,
+        row: models.EnrolmentCode,
+        gateway: GatewayId,
+        signing_key: PublicKey,
+        tls_key: PublicKey,
+        *,
+        at: datetime,
+    ) -> Enrolled | None:
+        """The answer given when ``row`` was used, if this is the same request again: the same
+        gateway, the same two keys, before the code's expiry, neither certificate revoked."""
+        if row.gateway.identifier != str(gateway) or row.expires_at <= at:
+            return None
+        if row.signing_serial is None or row.tls_serial is None:  # used before serials were kept
+            return None
+        issued = []
+        for serial, key in ((row.signing_serial, signing_key), (row.tls_serial, tls_key)):
+            stored = session.get(models.Certificate, serial)
+            if stored is None or stored.revoked_at is not None:
+                return None
+            certificate = x509.load_pem_x509_certificate(stored.pem.encode())
+            if certificate.public_key() != key:
+                return None
+            issued.append(Issued(stored.serial, stored.fingerprint, stored.pem, stored.not_after))
+        signing, tls = issued
+        return Enrolled(str(gateway), row.gateway.member.identifier, signing, tls)
+
+    @staticmethod
+    def _usable(row: models.EnrolmentCode, gateway: GatewayId, *, at: datetime) -> None:
+        """Refuse a code that may not enrol ``gateway`` now (a used one is decided above)."""
         if row.withdrawn_at is not None:
             raise InvalidEnrolmentCode(
                 "this enrolment code was replaced by a newer one", detail="withdrawn"
@@ -312,7 +371,6 @@ class Enrolments:
                 f"this enrolment code is for gateway {row.gateway.identifier}",
                 detail=row.gateway.identifier,
             )
-        return row
 
 
 def _receipt_key(session: Session, gateway: GatewayId) -> str | None:

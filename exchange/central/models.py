@@ -180,6 +180,9 @@ class EnrolmentCode(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sealed: Mapped[str | None] = mapped_column(Text)  # the code, for the applicant's receipt only
+    # What the code was used for: a retry with the same keys is answered with these again.
+    signing_serial: Mapped[str | None] = mapped_column(String(64))
+    tls_serial: Mapped[str | None] = mapped_column(String(64))
     gateway: Mapped[Gateway] = relationship()
 
 

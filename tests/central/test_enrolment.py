@@ -123,6 +123,68 @@ def test_a_code_enrols_its_gateway_once_and_the_log_names_who(served: Served) ->
     assert (state.gateway, state.status, state.issued_by) == (str(GATEWAY), "used", OLGA)
 
 
+def test_a_retry_whose_answer_was_lost_gets_the_same_certificates_and_nothing_else(
+    served: Served, clock: Clock
+) -> None:
+    """The gateway sent its CSRs, the authority committed, the answer never arrived (a timeout,
+    a dropped connection). The gateway keeps its keys and CSRs, so its retry with the same code
+    asks for the same two keys: it gets the certificates already issued, not a refusal that
+    would leave them installed nowhere and the code spent."""
+    issued = served.central.enrolments.issue(GATEWAY, ADDRESS, actor=OLGA)
+    signing_csr, tls_csr = new_csr(generate_key()), new_csr(generate_key())
+    first = served.enrol(issued.code, signing_csr=signing_csr, tls_csr=tls_csr)
+    assert first.status_code == 201, first.text
+
+    clock.advance(timedelta(seconds=40))
+    again = served.enrol(issued.code, signing_csr=signing_csr, tls_csr=tls_csr)
+    assert again.status_code == 201, again.text
+    assert again.json() == first.json()
+    assert len(served.central.certificates.list()) == 2  # nothing new issued
+    actor, action, subject, details = served.events()[-1]
+    assert (actor, action, subject) == (
+        f"enrolment:{GATEWAY}",
+        "gateway.enrolment_repeated",
+        str(GATEWAY),
+    )
+    assert details["signing"] == first.json()["signing"]["serial"]
+
+    # Any other key, swapped keys, or another gateway: the code is used.
+    refused(served.enrol(issued.code, signing_csr=signing_csr), 409, "EnrolmentCodeUsed")
+    refused(
+        served.enrol(issued.code, signing_csr=tls_csr, tls_csr=signing_csr),
+        409,
+        "EnrolmentCodeUsed",
+    )
+    refused(
+        served.enrol(
+            issued.code, gateway=f"{MEMBER}/gw2", signing_csr=signing_csr, tls_csr=tls_csr
+        ),
+        409,
+        "EnrolmentCodeUsed",
+    )
+    # A certificate of the pair revoked since: not handed out again.
+    served.central.certificates.revoke(first.json()["tls"]["serial"], "keyCompromise", actor=OLGA)
+    refused(
+        served.enrol(issued.code, signing_csr=signing_csr, tls_csr=tls_csr),
+        409,
+        "EnrolmentCodeUsed",
+    )
+
+
+def test_a_repeated_enrolment_is_answered_only_while_the_code_would_have_been_valid(
+    served: Served, clock: Clock
+) -> None:
+    issued = served.central.enrolments.issue(GATEWAY, ADDRESS, actor=OLGA)
+    signing_csr, tls_csr = new_csr(generate_key()), new_csr(generate_key())
+    assert served.enrol(issued.code, signing_csr=signing_csr, tls_csr=tls_csr).status_code == 201
+    clock.advance(served.central.settings.enrolment_code_validity + timedelta(seconds=1))
+    refused(
+        served.enrol(issued.code, signing_csr=signing_csr, tls_csr=tls_csr),
+        409,
+        "EnrolmentCodeUsed",
+    )
+
+
 def test_unknown_foreign_expired_and_replaced_codes_are_refused(
     served: Served, clock: Clock
 ) -> None:

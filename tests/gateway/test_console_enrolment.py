@@ -182,15 +182,23 @@ def test_an_operator_generates_the_keys_and_enrols_with_the_authority_code(setup
     for name in ("signing", "tls"):
         certificate = x509.load_pem_x509_certificate((folder / f"{name}.pem").read_bytes())
         assert certificate.public_key() == load_private_key(folder / f"{name}.key").public_key()
-    used = olga.submit(made, 'name="code"', code=code)
-    refused(used, 409, "Client.EnrolmentCodeUsed")
+    # The same code sent again, as after an answer lost on its way back: the same certificates
+    # (the gateway kept its keys and CSRs), nothing new issued.
+    installed = {name: (folder / f"{name}.pem").read_text() for name in ("signing", "tls")}
+    issued = len(setup.roles.roles.central.certificates.list())
+    repeated = olga.submit(made, 'name="code"', code=code)
+    assert repeated.status_code == 200, repeated.text[:2000]
+    assert "The certificates are installed" in repeated.text
+    assert {name: (folder / f"{name}.pem").read_text() for name in installed} == installed
+    assert len(setup.roles.roles.central.certificates.list()) == issued
 
     shown, _ = ChangeLog(setup.engine).newest()
     assert [(c.actor, c.action) for c in shown] == [
         ("console:olga", "certificates.enrolled"),
+        ("console:olga", "certificates.enrolled"),
         ("console:olga", "keys.generated"),
     ]
-    assert shown[1].detail == {"keys": ["signing", "tls"]}
+    assert shown[2].detail == {"keys": ["signing", "tls"]}
     assert code not in repr(shown)
     log = olga.get(f"{setup.url}/console/changes")
     assert "certificates.enrolled" in log.text
@@ -287,7 +295,15 @@ def test_the_command_line_enrols_with_a_code_and_serves_the_setup_console_before
     assert "valid once until" in issued.stderr
     enrolled = exchange("gateway", "enrol", "-c", str(config), "--code", code)
     assert enrolled.returncode == 0, enrolled.stderr
-    assert (tmp_path / "gw2" / "tls.pem").exists()
+    tls = (tmp_path / "gw2" / "tls.pem").read_text()
+    # Run again, as after an answer lost on the way: the same certificates, nothing new.
     again = exchange("gateway", "enrol", "-c", str(config), "--code", code)
-    assert again.returncode == 1
-    assert "this enrolment code was used already" in again.stderr
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "gw2" / "tls.pem").read_text() == tls
+    # With other keys the code is spent: the authority's refusal, as it said it.
+    (tmp_path / "gw2" / "tls.key").unlink()
+    (tmp_path / "gw2" / "tls.csr").unlink()
+    assert exchange("gateway", "init", "-c", str(config)).returncode == 0
+    used = exchange("gateway", "enrol", "-c", str(config), "--code", code)
+    assert used.returncode == 1
+    assert "this enrolment code was used already" in used.stderr
