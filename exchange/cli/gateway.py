@@ -199,7 +199,8 @@ def publish(
 ) -> None:
     """Publish this gateway's services to the central authority's catalogue: the settings
     file's and the enabled ones declared from the console (or ``gateway service``), signed
-    with this gateway's signing key (no token of the authority's is needed)."""
+    with this gateway's signing key (no token of the authority's is needed). Every subsystem
+    is tried; the command fails if the authority refused any of them."""
     from exchange.gateway import publishing
     from exchange.trust.signed import Signer
 
@@ -209,16 +210,22 @@ def publish(
     keys = files.load(settings)
     with _declared(settings) as declared:
         enabled = declared.enabled()
-    published = publishing.publish(
+    done = publishing.publish(
         settings,
         enabled,
         central_url=_central_url(settings, central),
         signer=Signer(keys.signing_key, keys.signing_certificate),
-        at=utcnow(),
+        clock=utcnow,
     )
-    for subsystem, count in published.items():
+    for subsystem, count in done.published.items():
         typer.echo(f"published {count} service(s) of {subsystem}")
-    _record(settings, "services.publish", str(settings.gateway.member), published)
+    if done.published:
+        _record(settings, "services.publish", str(settings.gateway.member), done.published)
+    for subsystem, reason in done.refused.items():
+        refused = f"the central authority refused the catalogue of {subsystem}: {reason}"
+        typer.echo(refused, err=True)
+    if done.refused:
+        raise typer.Exit(1)
 
 
 @app.command()

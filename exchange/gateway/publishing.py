@@ -10,17 +10,30 @@ publish the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import httpx
 
-from exchange.errors import ServiceFailed
+from exchange.errors import Error
 from exchange.faults import mapped
 from exchange.gateway.services import catalogue
 from exchange.gateway.settings import GatewaySettings, ServiceSpec
 from exchange.trust.catalogue import sign_catalogue
 from exchange.trust.signed import Signer
+
+MAX_WAIT = 30.0  # seconds spent in all waiting out the authority's rate limit, at most
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """What one publication did: how many services each subsystem now lists, and why the
+    authority refused the others (its own message)."""
+
+    published: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 def publish(
@@ -29,27 +42,67 @@ def publish(
     *,
     central_url: str,
     signer: Signer,
-    at: datetime,
+    clock: Callable[[], datetime],
     transport: httpx.BaseTransport | None = None,
-) -> dict[str, int]:
-    """Publish every subsystem's services, signed at ``at``; how many, by subsystem id."""
-    published: dict[str, int] = {}
+    sleep: Callable[[float], None] = time.sleep,
+    max_wait: float = MAX_WAIT,
+) -> Publication:
+    """Publish every subsystem's catalogue, each signed as it is sent.
+
+    A refused subsystem does not stop the others. A ``429`` is waited out as its
+    ``Retry-After`` says (the authority limits catalogues per gateway), up to ``max_wait``
+    seconds in all, and the catalogue signed again; past that, the subsystem is refused with
+    when to try again. If the authority cannot be reached, the subsystems not yet sent are
+    refused with that reason.
+    """
+    done = Publication()
+    waited = 0.0
+    entries_of = catalogue(settings, declared)
+    url = f"{central_url.rstrip('/')}/catalogue/v1/services"
     with httpx.Client(transport=transport, timeout=30, follow_redirects=False) as http:
-        for subsystem, entries in catalogue(settings, declared).items():
-            signed = sign_catalogue(
-                signer, gateway=str(settings.gateway), subsystem=subsystem, services=entries, at=at
-            )
-            with mapped("the central authority"):
-                response = http.put(
-                    f"{central_url.rstrip('/')}/catalogue/v1/services", json={"catalogue": signed}
+        for subsystem, entries in entries_of.items():
+            while True:
+                signed = sign_catalogue(
+                    signer,
+                    gateway=str(settings.gateway),
+                    subsystem=subsystem,
+                    services=entries,
+                    at=clock(),
                 )
-            if response.status_code != 200:
                 try:
-                    said = response.json().get("message")
-                except ValueError:
-                    said = f"HTTP {response.status_code}"
-                raise ServiceFailed(
-                    f"the central authority refused the catalogue of {subsystem}: {said}"
-                )
-            published[subsystem] = len(entries)
-    return published
+                    with mapped("the central authority"):
+                        response = http.put(url, json={"catalogue": signed})
+                except Error as exc:
+                    for unsent in entries_of:
+                        if unsent not in done.published:
+                            done.refused[unsent] = str(exc)
+                    return done
+                wait = _retry_after(response)
+                if wait is None or waited + wait > max_wait:
+                    break
+                sleep(wait)
+                waited += wait
+            if response.status_code == 200:
+                done.published[subsystem] = len(entries)
+            else:
+                done.refused[subsystem] = _reason(response)
+    return done
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait before sending again, when the authority said to."""
+    said = response.headers.get("retry-after", "")
+    if response.status_code != 429 or not said.isdigit():
+        return None
+    return float(min(int(said), 3600))
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        said = str(response.json().get("message"))
+    except (ValueError, AttributeError):
+        said = f"HTTP {response.status_code}"
+    after = response.headers.get("retry-after", "")
+    if response.status_code == 429 and after.isdigit():
+        said = f"{said} (try again in {after} s)"
+    return said

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,14 +16,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from exchange.central.files import read_admin_token
-from exchange.errors import ServiceFailed
 from exchange.gateway import publishing
 from exchange.gateway.node import Gateway
+from exchange.identifiers import SubsystemId
 from exchange.sample import federation
 from exchange.trust.catalogue import CATALOGUE_TYPE, sign_catalogue
 from exchange.trust.keys import build_csr, generate_key, serial_hex
 from exchange.trust.signed import Signer
-from tests.gateway.conftest import Roles
+from tests.gateway.conftest import Roles, build_roles
 from tests.gateway.test_console import console, signed_in
 
 CODE = "signed-copy"
@@ -94,14 +95,15 @@ def refused(response: httpx.Response, status: int, kind: str) -> dict[str, Any]:
 
 def test_a_gateway_publishes_its_own_catalogue_signed(roles: Roles) -> None:
     provider = roles.provider
-    published = publishing.publish(
+    done = publishing.publish(
         provider.settings,
         provider.declared.enabled(),
         central_url=central_url(roles),
         signer=provider.signer,
-        at=roles.clock(),
+        clock=roles.clock,
     )
-    assert published == {str(federation.POPULATION_REGISTRY): len(provider.settings.services)}
+    assert done.published == {str(federation.POPULATION_REGISTRY): len(provider.settings.services)}
+    assert done.refused == {}
     assert f"{federation.RESIDENCE_RECORD}/v1" in listed(roles)
     event = newest_event(roles)
     assert event["action"] == "services.published"
@@ -186,14 +188,15 @@ def test_a_revoked_signing_certificate_publishes_nothing(fresh_roles: Roles) -> 
     body = refused(send(roles, signed(provider, at=roles.clock())), 400, "InvalidSignature")
     assert "revoked" in body["message"]
     assert SERVICE not in listed(roles)
-    with pytest.raises(ServiceFailed, match="revoked"):
-        publishing.publish(
-            provider.settings,
-            provider.declared.enabled(),
-            central_url=central_url(roles),
-            signer=provider.signer,
-            at=roles.clock(),
-        )
+    done = publishing.publish(
+        provider.settings,
+        provider.declared.enabled(),
+        central_url=central_url(roles),
+        signer=provider.signer,
+        clock=roles.clock,
+    )
+    assert done.published == {}
+    assert "revoked" in done.refused[str(federation.POPULATION_REGISTRY)]
     # The console's operator is told why, in the authority's words; nothing is published.
     olga = signed_in(roles, "olga")
     pressed = olga.submit(olga.get(f"{console(roles)}/services"), 'id="publish"')
@@ -202,6 +205,64 @@ def test_a_revoked_signing_certificate_publishes_nothing(fresh_roles: Roles) -> 
     assert 'id="done"' not in pressed.text
     olga.close()
     assert SERVICE not in listed(roles)
+
+
+def test_a_refused_subsystem_does_not_stop_the_others(fresh_roles: Roles) -> None:
+    """A subsystem the authority does not know comes first: the registered one after it is
+    still published, and the refusal names the one refused. (A federation of its own: the
+    module's authority never refills its rate limit, as its clock stands still.)"""
+    roles, provider = fresh_roles, fresh_roles.provider
+    archive = SubsystemId(federation.POPULATION, "population-archive")
+    unknown = provider.settings.services[0].model_copy(update={"subsystem": archive.subsystem_code})
+    settings = provider.settings.model_copy(
+        update={"services": [unknown, *provider.settings.services]}
+    )
+    done = publishing.publish(
+        settings,
+        provider.declared.enabled(),
+        central_url=central_url(roles),
+        signer=provider.signer,
+        clock=roles.clock,
+    )
+    assert done.published == {str(federation.POPULATION_REGISTRY): len(provider.settings.services)}
+    assert list(done.refused) == [str(archive)]
+    assert str(archive) in done.refused[str(archive)]
+
+
+def test_the_authoritys_rate_limit_is_waited_out_and_the_catalogue_signed_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # One catalogue at once from an address, one more a second later.
+    monkeypatch.setenv("EXCHANGE_CENTRAL_RATE_LIMIT_PER_CLIENT", "1")
+    monkeypatch.setenv("EXCHANGE_CENTRAL_RATE_LIMIT_PER_CLIENT_BURST", "1")
+    with build_roles(tmp_path / "federation") as roles:
+        provider, slept = roles.provider, []
+
+        def sleep(seconds: float) -> None:  # the authority's clock moves as the publisher waits
+            slept.append(seconds)
+            roles.clock.advance(timedelta(seconds=seconds))
+
+        def publish(max_wait: float = publishing.MAX_WAIT) -> publishing.Publication:
+            return publishing.publish(
+                provider.settings,
+                provider.declared.enabled(),
+                central_url=central_url(roles),
+                signer=provider.signer,
+                clock=roles.clock,
+                sleep=sleep,
+                max_wait=max_wait,
+            )
+
+        expected = {str(federation.POPULATION_REGISTRY): len(provider.settings.services)}
+        assert publish().published == expected
+        assert slept == []
+        roles.clock.advance(timedelta(seconds=0.5))
+        again = publish()  # 429, Retry-After 1: waited out, signed anew (not a replay)
+        assert (again.published, again.refused, slept) == (expected, {}, [1.0])
+        refused = publish(max_wait=0)  # past what the caller would wait: when to try again
+        assert refused.published == {}
+        reason = refused.refused[str(federation.POPULATION_REGISTRY)]
+        assert reason.endswith("(try again in 1 s)"), reason
 
 
 def test_the_same_catalogue_sent_at_once_is_published_once(roles: Roles) -> None:

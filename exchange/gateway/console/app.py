@@ -25,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from exchange import web
-from exchange.errors import Error, InternalError, InvalidRequest, NotFound
+from exchange.errors import Error, InternalError, InvalidRequest, NotFound, ServiceFailed
 from exchange.gateway import changes, declared, files, models, publishing
 from exchange.gateway.access import METHODS
 from exchange.gateway.changes import ChangeLog
@@ -363,16 +363,23 @@ def create_console_app(gateway: Gateway, *, login: OidcLogin) -> ASGIApp:
         return found.spec
 
     async def service_publish(request: Request, who: Staff, _: FormData | None) -> Response:
-        published = await gateway.in_thread(
+        done = await gateway.in_thread(
             publishing.publish,
             gateway.settings,
             await gateway.in_thread(gateway.declared.enabled),
             central_url=gateway.trust.view().configuration.central_url,
             signer=gateway.signer,
-            at=clock(),
+            clock=clock,
             transport=gateway.blocking_http,
         )
-        await gateway.in_thread(_record_publish, gateway, who, published)
+        if done.published:  # recorded even when another subsystem was refused
+            await gateway.in_thread(_record_publish, gateway, who, done.published)
+        if done.refused:
+            refused = "; ".join(f"{s}: {reason}" for s, reason in done.refused.items())
+            listed = ", ".join(done.published) or "none"
+            raise ServiceFailed(
+                f"the central authority refused the catalogue of {refused} (published: {listed})"
+            )
         return RedirectResponse(f"{PREFIX}/services?done=published", status_code=303)
 
     async def change_log(request: Request, who: Staff, _: FormData | None) -> Response:
