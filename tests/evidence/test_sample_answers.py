@@ -10,15 +10,19 @@ backend (text), from typed Python values, and from text that needs escaping or n
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lxml import etree
 
 from connectors.base import ConnectorRequest
 from connectors.sql import SqlConnector
 from exchange.errors import InvalidEvidence
-from exchange.evidence.schemas import EvidenceSchemas
+from exchange.evidence.schemas import EvidenceSchema, EvidenceSchemas
 from exchange.sample import business, population, university
 from tests.evidence.test_schemas import EXAMPLES, SCHEMAS, decoded_json
 
@@ -304,3 +308,74 @@ def test_characters_xml_can_carry_are_answered_as_the_document_decodes(
     schema = schemas.get("diploma")
     evidence = EXAMPLES["diploma"]() | {"fieldOfStudy": f"x{text}y"}
     assert schema.to_json(evidence) == decoded_json(schema, evidence)
+
+
+def built_element_by_element(schema: EvidenceSchema, evidence: dict[str, Any]) -> bytes:
+    """The document as lxml writes a tree built one element at a time (flat string fields)."""
+    root = etree.Element(f"{{{schema.namespace}}}{schema.root}", nsmap={None: schema.namespace})
+    for name, value in evidence.items():
+        if isinstance(value, dict):
+            parent = etree.SubElement(root, f"{{{schema.namespace}}}{name}")
+            for child, text in value.items():
+                etree.SubElement(parent, f"{{{schema.namespace}}}{child}").text = text
+        else:
+            etree.SubElement(root, f"{{{schema.namespace}}}{name}").text = value
+    document: bytes = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return document
+
+
+# Any text XML carries, markup and references included, and names the schema accepts.
+xml_text = st.text(
+    st.characters(
+        codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00\ufffe\uffff"
+    ).filter(lambda c: c in "\t\n\r" or c >= " "),
+    min_size=1,
+    max_size=60,
+).filter(lambda text: 0 < len(" ".join(text.replace("\t", " ").split())) <= 100)
+
+
+@settings(max_examples=200, deadline=None)
+@given(given_name=xml_text, field=xml_text)
+def test_a_text_is_written_as_lxml_writes_it(
+    schemas: EvidenceSchemas, given_name: str, field: str
+) -> None:
+    """Whatever a text holds (markup, references, "]]>", line ends, other scripts), the answer
+    is byte for byte the document lxml writes for it, and decodes back to that text."""
+    schema = schemas.get("diploma")
+    evidence = university.DIPLOMAS["EE38001085718"] | {
+        "givenName": given_name,
+        "fieldOfStudy": field,
+    }
+    document = schema.to_xml(evidence)
+    assert document == built_element_by_element(schema, evidence)
+    assert schema.to_json(evidence) == decoded_json(schema, evidence)
+
+
+def test_markup_in_a_text_stays_text(schemas: EvidenceSchemas) -> None:
+    schema = schemas.get("diploma")
+    forged = "x</fieldOfStudy><honours>true</honours><fieldOfStudy>&amp;<!DOCTYPE a>"
+    evidence = university.DIPLOMAS["EE38001085718"] | {"fieldOfStudy": forged}
+    document = schema.to_xml(evidence)
+    assert b"<honours>" not in document
+    assert schema.from_xml(document)["fieldOfStudy"] == forged
+    assert "honours" not in json.loads(schema.to_json(evidence))["Diploma"]
+
+
+def test_an_unqualified_child_is_written_outside_the_namespace(tmp_path: Path) -> None:
+    """A schema whose local elements are unqualified (no elementFormDefault): the children are
+    written with ``xmlns=""``, so the answer is the document that was validated and reads back
+    (a tree built element by element was written with them in the root's namespace)."""
+    (tmp_path / "thing.xsd").write_text(
+        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:t" '
+        'xmlns="urn:t"><xs:element name="A"><xs:complexType><xs:sequence>'
+        '<xs:element name="b" type="xs:string"/><xs:element name="c" minOccurs="0">'
+        '<xs:complexType><xs:sequence><xs:element name="d" type="xs:integer" minOccurs="0"/>'
+        "</xs:sequence></xs:complexType></xs:element>"
+        "</xs:sequence></xs:complexType></xs:element></xs:schema>"
+    )
+    schema = EvidenceSchema.load(tmp_path / "thing.xsd")
+    document = schema.to_xml({"b": "x", "c": {}})
+    assert document.endswith(b'<A xmlns="urn:t"><b xmlns="">x</b><c xmlns=""/></A>')
+    assert schema.from_xml(document) == {"b": "x", "c": {}}
+    assert schema.from_xml(schema.to_xml({"b": "x", "c": {"d": 7}})) == {"b": "x", "c": {"d": 7}}
+    assert schema.to_json({"b": "x", "c": {"d": 7}}) == b'{"A":{"b":"x","c":{"d":7}}}'
