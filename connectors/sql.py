@@ -25,7 +25,13 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from connectors.base import ConnectorRequest, Evidence, map_fields, require_parameters
+from connectors.base import (
+    ConnectorRequest,
+    Evidence,
+    FieldMap,
+    map_fields,
+    require_parameters,
+)
 from exchange.db import inline
 from exchange.db.engine import build_engine
 from exchange.errors import NotFound, ServiceFailed, ServiceTimeout
@@ -114,7 +120,7 @@ class SqlConnector:
                 f"query binds {sorted(declared)} but the service declares {sorted(parameters)}"
             )
         self._parameters = parameters
-        self._fields = fields
+        self._field_map = FieldMap(fields) if fields is not None else None  # split once
         # Columns holding JSON text (lists such as a company's board members, built in SQL with
         # json_group_array): decoded before mapping. PostgreSQL json columns arrive decoded.
         self._json_columns = tuple(json_columns)
@@ -160,14 +166,16 @@ class SqlConnector:
             raise ServiceFailed(
                 "registry returned more than one record for a single-record service"
             )
-        row = dict(rows[0])
+        row = rows[0]  # a dict of its own, made by the read (see InlineSqlite.read and _run)
         for column in self._json_columns:
             if isinstance(row.get(column), str | bytes):
                 try:
                     row[column] = json.loads(row[column])
                 except ValueError as exc:
                     raise ServiceFailed(f"registry column {column} is not valid JSON") from exc
-        return map_fields(row, self._fields)
+        if self._field_map is not None:
+            return self._field_map.map(row)
+        return map_fields(row, None)
 
     async def _in_thread(self, values: dict[str, str]) -> list[dict[str, Any]]:
         try:

@@ -73,6 +73,10 @@ async def test_parameters_must_match_the_declaration(register: Path) -> None:
     connector = births(register)
     with pytest.raises(InvalidRequest, match="missing query parameter: person"):
         await connector.fetch(ask())
+    with pytest.raises(InvalidRequest, match="missing query parameter: person"):
+        await connector.fetch(ask(person=""))
+    with pytest.raises(InvalidRequest, match="missing query parameter: person"):
+        await connector.fetch(ask(table="births"))
     with pytest.raises(InvalidRequest, match="unknown query parameter: table"):
         await connector.fetch(ask(person=MARI, table="births"))
     with pytest.raises(ValueError, match="declares"):
