@@ -135,3 +135,37 @@ def test_every_segment_has_one_spelling(size: int) -> None:
     if len(header) % 4:
         with pytest.raises(jws.JwsError):
             jws.Token(f"{header[:-1]}{alphabet[index ^ 1]}.{token}")
+
+
+@pytest.mark.parametrize("segment", [0, 1, 2])
+@pytest.mark.parametrize("character", ["+", "/", "=", " ", "\n", "õ", "\x00"])
+def test_a_character_outside_base64url_is_refused_in_any_segment(
+    segment: int, character: str
+) -> None:
+    """The whole token's characters are checked at once: whichever segment holds the stray one
+    (the standard alphabet's ``+`` and ``/``, padding, space, non-ASCII), it is refused."""
+    parts = jws.sign(CLAIMS, KEY, typ="t+jws").split(".")
+    parts[segment] = parts[segment][:8] + character + parts[segment][9:]
+    with pytest.raises(jws.JwsError):
+        jws.Token(".".join(parts)).claims(KEY.public_key())
+
+
+def test_each_signature_carries_its_own_header() -> None:
+    """Headers are encoded once per exact set of fields: another kid or typ, or the same in
+    another order, is another header."""
+    tokens = [
+        jws.sign(CLAIMS, KEY, typ="a+jws", kid="k1"),
+        jws.sign(CLAIMS, KEY, typ="a+jws", kid="k2"),
+        jws.sign(CLAIMS, KEY, typ="b+jws", kid="k1"),
+        jws.sign(CLAIMS, KEY, kid="k1", typ="a+jws"),
+        jws.sign(CLAIMS, KEY, typ="a+jws", kid="k1"),
+    ]
+    assert [jwt.get_unverified_header(token) for token in tokens] == [
+        {"alg": "ES256", "typ": "a+jws", "kid": "k1"},
+        {"alg": "ES256", "typ": "a+jws", "kid": "k2"},
+        {"alg": "ES256", "typ": "b+jws", "kid": "k1"},
+        {"alg": "ES256", "kid": "k1", "typ": "a+jws"},
+        {"alg": "ES256", "typ": "a+jws", "kid": "k1"},
+    ]
+    for token in tokens:
+        assert jws.Token(token).claims(KEY.public_key()) == CLAIMS
