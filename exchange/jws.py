@@ -92,7 +92,7 @@ def _object(raw: bytes, what: str) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=64)
-def _header(fields: tuple[tuple[str, str], ...]) -> bytes:
+def _encoded_header(fields: tuple[tuple[str, str], ...]) -> bytes:
     # A signer's header is the same on every message of a kind: encoded once per exact set of
     # fields (bounded: the kinds of message times the keys in use).
     return _b64url(orjson.dumps({"alg": ALGORITHM, **dict(fields)}))
@@ -100,10 +100,23 @@ def _header(fields: tuple[tuple[str, str], ...]) -> bytes:
 
 def sign(claims: dict[str, Any], key: ec.EllipticCurvePrivateKey, **header: str) -> str:
     """``claims`` signed with ``key``; ``header`` adds fields such as ``typ`` and ``kid``."""
-    signing_input = _header(tuple(header.items())) + b"." + _b64url(orjson.dumps(claims))
+    signing_input = _encoded_header(tuple(header.items())) + b"." + _b64url(orjson.dumps(claims))
     r, s = decode_dss_signature(key.sign(signing_input, _SIGNATURE))
     signature = _b64url(r.to_bytes(_SIZE, "big") + s.to_bytes(_SIZE, "big"))
     return (signing_input + b"." + signature).decode("ascii")
+
+
+@functools.lru_cache(maxsize=256)
+def _header(raw: bytes) -> dict[str, Any]:
+    """The header segment ``raw`` read and checked. Its checks depend on its bytes alone, and
+    each signer's header repeats on every message it signs: kept per exact segment (bounded;
+    a header refused is never kept, so it is read and refused each time)."""
+    header = _object(raw, "header")
+    if header.get("alg") != ALGORITHM:
+        raise JwsError(f"the algorithm must be {ALGORITHM}")
+    if "crit" in header:
+        raise JwsError("no critical header extension is understood")
+    return header
 
 
 class Token:
@@ -121,11 +134,7 @@ class Token:
             raise JwsError("a compact JWS has three segments")
         if raw.translate(None, _URLSAFE) != b"..":  # every character of every segment at once
             raise JwsError("a segment is not base64url")
-        self.header = _object(parts[0], "header")
-        if self.header.get("alg") != ALGORITHM:
-            raise JwsError(f"the algorithm must be {ALGORITHM}")
-        if "crit" in self.header:
-            raise JwsError("no critical header extension is understood")
+        self.header = dict(_header(parts[0]))  # a copy: the kept one is never changed
         self._signing_input = raw[: len(parts[0]) + 1 + len(parts[1])]
         self._payload = parts[1]
         self._signature = _decoded(parts[2])

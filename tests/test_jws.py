@@ -169,3 +169,13 @@ def test_each_signature_carries_its_own_header() -> None:
     ]
     for token in tokens:
         assert jws.Token(token).claims(KEY.public_key()) == CLAIMS
+
+
+def test_a_refused_header_is_refused_every_time_and_a_read_one_is_never_shared() -> None:
+    for _ in range(3):
+        with pytest.raises(jws.JwsError):
+            jws.Token(forge_header({"alg": "none"}))
+    token = jws.sign(CLAIMS, KEY, typ="t+jws", kid="k1")
+    first = jws.Token(token)
+    first.header["kid"] = "changed by a caller"
+    assert jws.Token(token).header == {"alg": "ES256", "typ": "t+jws", "kid": "k1"}
