@@ -19,7 +19,7 @@ from __future__ import annotations
 import binascii
 import functools
 import string
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -41,6 +41,21 @@ _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 # (of 4). Any other last character spells the same bytes a second way.
 _LAST = {2: frozenset(_URLSAFE[::16]), 3: frozenset(_URLSAFE[::4])}
 _PADDING = (b"", b"", b"==", b"=")
+
+
+# Concrete classes already found to be EllipticCurvePublicKey: isinstance on that ABC runs
+# Python-level ABCMeta code on every call, and a class never stops being its subclass.
+_EC_PUBLIC_KEY_CLASSES: set[type] = set()
+
+
+def is_ec_public_key(key: object) -> TypeGuard[ec.EllipticCurvePublicKey]:
+    """``isinstance(key, ec.EllipticCurvePublicKey)``, remembering the classes that passed."""
+    if type(key) in _EC_PUBLIC_KEY_CLASSES:
+        return True
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        _EC_PUBLIC_KEY_CLASSES.add(type(key))
+        return True
+    return False
 
 
 class JwsError(ValueError):
@@ -141,7 +156,7 @@ class Token:
 
     def claims(self, key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
         """The payload, once the signature verifies with ``key``."""
-        if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        if not is_ec_public_key(key) or key.curve.name != "secp256r1":
             raise JwsError("ES256 needs a P-256 key")
         if len(self._signature) != 2 * _SIZE:
             raise JwsError("an ES256 signature is 64 bytes")

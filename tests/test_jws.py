@@ -4,6 +4,7 @@ refused."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import string
 
@@ -179,3 +180,27 @@ def test_a_refused_header_is_refused_every_time_and_a_read_one_is_never_shared()
     first = jws.Token(token)
     first.header["kid"] = "changed by a caller"
     assert jws.Token(token).header == {"alg": "ES256", "typ": "t+jws", "kid": "k1"}
+
+
+def test_only_an_ec_key_of_p256_verifies_before_and_after_one_did() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    token = jws.Token(jws.sign(CLAIMS, KEY))
+    others = [
+        ed25519.Ed25519PrivateKey.generate().public_key(),
+        rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key(),
+        ec.generate_private_key(ec.SECP384R1()).public_key(),
+        "not a key",
+    ]
+    for _ in range(2):
+        assert token.claims(KEY.public_key()) == CLAIMS
+        for other in others:
+            with pytest.raises(jws.JwsError):
+                token.claims(other)  # type: ignore[arg-type]
+
+
+def test_the_digest_of_an_empty_body_is_that_of_nothing() -> None:
+    from exchange.trust.signed import body_digest
+
+    assert body_digest(b"") == b64(hashlib.sha256(b"").digest())
+    assert body_digest(b"x") == b64(hashlib.sha256(b"x").digest())

@@ -64,7 +64,7 @@ def verify_signed(token: str, *, typ: str, certificate_for: CertificateFor) -> V
     kid = str(signed.header.get("kid", ""))
     certificate = certificate_for(kid)
     public_key = certificate.public_key()
-    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+    if not jws.is_ec_public_key(public_key):
         raise InvalidSignature("the signing certificate does not hold an EC key")
     try:
         claims = signed.claims(public_key)
@@ -114,7 +114,12 @@ class Validity:
 
 
 def body_digest(body: bytes) -> str:
+    if not body:
+        return _EMPTY_BODY  # every GET's
     return jws.b64url(hashlib.sha256(body).digest())
+
+
+_EMPTY_BODY = jws.b64url(hashlib.sha256(b"").digest())
 
 
 def identity_digest(token: str | None) -> str | None:
