@@ -11,16 +11,25 @@ Every segment is 1 to 255 characters from ``A-Z a-z 0-9 ' ( ) + , - . = ?`` and 
 nor ``..``. Anything else is rejected with :class:`~exchange.errors.InvalidIdentifier` naming the
 part, the character and its position. Nothing is ever normalised: ``%2F`` is not decoded, case is
 kept, look-alike Unicode letters are refused rather than folded.
+
+Identifiers are immutable, and every exchange parses the same few clients and services again:
+``parse`` keeps the last :data:`PARSED_KEPT` identifiers it read, keyed by their exact text, and
+hands out the same object for the same text. Text that is refused is never kept, so it is
+checked, and refused, each time.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from exchange.errors import InvalidIdentifier
 
 MAX_SEGMENT_LENGTH = 255
+PARSED_KEPT = 4096  # per kind: far more than the members, clients and services an instance has
 _ALLOWED = re.compile(r"[A-Za-z0-9'()+,\-.=?]+")
 _ALLOWED_SET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'()+,-.=?")
 
@@ -63,6 +72,22 @@ def _split(text: str, kind: str, counts: tuple[int, ...]) -> list[str]:
     return parts
 
 
+_Parsed = TypeVar("_Parsed")
+
+
+def _kept(parse: Callable[[str], _Parsed]) -> Callable[[str], _Parsed]:
+    """``parse``, its answers kept for the exact text (a ``str``, nothing that merely compares
+    equal to one); anything else goes to ``parse`` itself, which refuses it."""
+    cached = functools.lru_cache(maxsize=PARSED_KEPT)(parse)
+
+    @functools.wraps(parse)
+    def parsed(text: str) -> _Parsed:
+        return cached(text) if type(text) is str else parse(text)
+
+    parsed.cache_info = cached.cache_info  # type: ignore[attr-defined]
+    return parsed
+
+
 def unversioned(service: str) -> str:
     """A service id as text without its version (its first five segments). Not validated: for
     comparing ids that were, or are about to be, checked elsewhere."""
@@ -80,10 +105,9 @@ class MemberId:
         check_segment(self.member_class, "member class")
         check_segment(self.member_code, "member code")
 
-    @classmethod
-    def parse(cls, text: str) -> MemberId:
-        instance, member_class, member_code = _split(text, "member", (3,))
-        return cls(instance, member_class, member_code)
+    @staticmethod
+    def parse(text: str) -> MemberId:
+        return _member(text)
 
     def __str__(self) -> str:
         return f"{self.instance}/{self.member_class}/{self.member_code}"
@@ -97,10 +121,9 @@ class SubsystemId:
     def __post_init__(self) -> None:
         check_segment(self.subsystem_code, "subsystem code")
 
-    @classmethod
-    def parse(cls, text: str) -> SubsystemId:
-        instance, member_class, member_code, code = _split(text, "subsystem", (4,))
-        return cls(MemberId(instance, member_class, member_code), code)
+    @staticmethod
+    def parse(text: str) -> SubsystemId:
+        return _subsystem(text)
 
     @property
     def instance(self) -> str:
@@ -113,6 +136,7 @@ class SubsystemId:
 ClientId = MemberId | SubsystemId
 
 
+@_kept
 def parse_client(text: str) -> ClientId:
     """Parse a client: a member (3 segments) or one of its subsystems (4 segments)."""
     parts = _split(text, "client", (3, 4))
@@ -135,11 +159,9 @@ class ServiceId:
         if self.version is not None:
             check_segment(self.version, "service version")
 
-    @classmethod
-    def parse(cls, text: str) -> ServiceId:
-        parts = _split(text, "service", (5, 6))
-        subsystem = SubsystemId(MemberId(*parts[:3]), parts[3])
-        return cls(subsystem, parts[4], parts[5] if len(parts) == 6 else None)
+    @staticmethod
+    def parse(text: str) -> ServiceId:
+        return _service(text)
 
     @property
     def member(self) -> MemberId:
@@ -160,10 +182,34 @@ class GatewayId:
     def __post_init__(self) -> None:
         check_segment(self.gateway_code, "gateway code")
 
-    @classmethod
-    def parse(cls, text: str) -> GatewayId:
-        instance, member_class, member_code, code = _split(text, "gateway", (4,))
-        return cls(MemberId(instance, member_class, member_code), code)
+    @staticmethod
+    def parse(text: str) -> GatewayId:
+        return _gateway(text)
 
     def __str__(self) -> str:
         return f"{self.member}/{self.gateway_code}"
+
+
+@_kept
+def _member(text: str) -> MemberId:
+    instance, member_class, member_code = _split(text, "member", (3,))
+    return MemberId(instance, member_class, member_code)
+
+
+@_kept
+def _subsystem(text: str) -> SubsystemId:
+    instance, member_class, member_code, code = _split(text, "subsystem", (4,))
+    return SubsystemId(MemberId(instance, member_class, member_code), code)
+
+
+@_kept
+def _service(text: str) -> ServiceId:
+    parts = _split(text, "service", (5, 6))
+    subsystem = SubsystemId(MemberId(*parts[:3]), parts[3])
+    return ServiceId(subsystem, parts[4], parts[5] if len(parts) == 6 else None)
+
+
+@_kept
+def _gateway(text: str) -> GatewayId:
+    instance, member_class, member_code, code = _split(text, "gateway", (4,))
+    return GatewayId(MemberId(instance, member_class, member_code), code)

@@ -98,3 +98,50 @@ def test_any_allowed_service_round_trips(a: str, b: str, c: str, d: str, e: str)
 def test_any_disallowed_character_is_rejected(head: str, bad: str, tail: str) -> None:
     with pytest.raises(InvalidIdentifier):
         MemberId("EE", "GOV", head + bad + tail)
+
+
+def test_the_same_text_gives_the_same_identifier() -> None:
+    text = "EE/GOV/70000310/population-registry/birth-certificate"
+    assert ServiceId.parse(text) is ServiceId.parse(text)
+    assert parse_client("EE/GOV/70000310/portal") is parse_client("EE/GOV/70000310/portal")
+    assert parse_client("EE/GOV/70000310") == MemberId.parse("EE/GOV/70000310")
+    # Kept answers are per kind: a member's text read as a client is a MemberId, as a service
+    # it is refused.
+    with pytest.raises(InvalidIdentifier, match="has 3 segments"):
+        ServiceId.parse("EE/GOV/70000310")
+
+
+@pytest.mark.parametrize(
+    "parse", [MemberId.parse, SubsystemId.parse, ServiceId.parse, GatewayId.parse, parse_client]
+)
+def test_refused_text_is_refused_every_time(parse: object) -> None:
+    for _ in range(3):
+        with pytest.raises(InvalidIdentifier):
+            parse("EE/GOV/7000%2F310/sub/svc")  # type: ignore[operator]
+        with pytest.raises(InvalidIdentifier, match="must be text"):
+            parse(["EE", "GOV", "70000310"])  # type: ignore[operator]
+
+
+def test_text_that_merely_compares_equal_is_parsed_itself() -> None:
+    class Lying(str):
+        """Equal to, and hashed like, a valid id it does not spell."""
+
+        def __eq__(self, other: object) -> bool:
+            return other == "EE/GOV/70000310" or str.__eq__(self, other)
+
+        def __hash__(self) -> int:
+            return hash("EE/GOV/70000310")
+
+    assert MemberId.parse("EE/GOV/70000310") == MemberId("EE", "GOV", "70000310")
+    with pytest.raises(InvalidIdentifier):
+        MemberId.parse(Lying("EE/GOV/7000 0310"))
+
+
+def test_kept_identifiers_are_bounded() -> None:
+    from exchange import identifiers
+
+    for n in range(identifiers.PARSED_KEPT + 50):
+        MemberId.parse(f"EE/GOV/{n}")
+    kept = identifiers._member.cache_info()  # type: ignore[attr-defined]
+    assert kept.currsize == kept.maxsize == identifiers.PARSED_KEPT
+    assert str(MemberId.parse("EE/GOV/0")) == "EE/GOV/0"  # dropped, then read again

@@ -4,6 +4,7 @@ refused."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import string
 
@@ -135,3 +136,71 @@ def test_every_segment_has_one_spelling(size: int) -> None:
     if len(header) % 4:
         with pytest.raises(jws.JwsError):
             jws.Token(f"{header[:-1]}{alphabet[index ^ 1]}.{token}")
+
+
+@pytest.mark.parametrize("segment", [0, 1, 2])
+@pytest.mark.parametrize("character", ["+", "/", "=", " ", "\n", "õ", "\x00"])
+def test_a_character_outside_base64url_is_refused_in_any_segment(
+    segment: int, character: str
+) -> None:
+    """The whole token's characters are checked at once: whichever segment holds the stray one
+    (the standard alphabet's ``+`` and ``/``, padding, space, non-ASCII), it is refused."""
+    parts = jws.sign(CLAIMS, KEY, typ="t+jws").split(".")
+    parts[segment] = parts[segment][:8] + character + parts[segment][9:]
+    with pytest.raises(jws.JwsError):
+        jws.Token(".".join(parts)).claims(KEY.public_key())
+
+
+def test_each_signature_carries_its_own_header() -> None:
+    """Headers are encoded once per exact set of fields: another kid or typ, or the same in
+    another order, is another header."""
+    tokens = [
+        jws.sign(CLAIMS, KEY, typ="a+jws", kid="k1"),
+        jws.sign(CLAIMS, KEY, typ="a+jws", kid="k2"),
+        jws.sign(CLAIMS, KEY, typ="b+jws", kid="k1"),
+        jws.sign(CLAIMS, KEY, kid="k1", typ="a+jws"),
+        jws.sign(CLAIMS, KEY, typ="a+jws", kid="k1"),
+    ]
+    assert [jwt.get_unverified_header(token) for token in tokens] == [
+        {"alg": "ES256", "typ": "a+jws", "kid": "k1"},
+        {"alg": "ES256", "typ": "a+jws", "kid": "k2"},
+        {"alg": "ES256", "typ": "b+jws", "kid": "k1"},
+        {"alg": "ES256", "kid": "k1", "typ": "a+jws"},
+        {"alg": "ES256", "typ": "a+jws", "kid": "k1"},
+    ]
+    for token in tokens:
+        assert jws.Token(token).claims(KEY.public_key()) == CLAIMS
+
+
+def test_a_refused_header_is_refused_every_time_and_a_read_one_is_never_shared() -> None:
+    for _ in range(3):
+        with pytest.raises(jws.JwsError):
+            jws.Token(forge_header({"alg": "none"}))
+    token = jws.sign(CLAIMS, KEY, typ="t+jws", kid="k1")
+    first = jws.Token(token)
+    first.header["kid"] = "changed by a caller"
+    assert jws.Token(token).header == {"alg": "ES256", "typ": "t+jws", "kid": "k1"}
+
+
+def test_only_an_ec_key_of_p256_verifies_before_and_after_one_did() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    token = jws.Token(jws.sign(CLAIMS, KEY))
+    others = [
+        ed25519.Ed25519PrivateKey.generate().public_key(),
+        rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key(),
+        ec.generate_private_key(ec.SECP384R1()).public_key(),
+        "not a key",
+    ]
+    for _ in range(2):
+        assert token.claims(KEY.public_key()) == CLAIMS
+        for other in others:
+            with pytest.raises(jws.JwsError):
+                token.claims(other)  # type: ignore[arg-type]
+
+
+def test_the_digest_of_an_empty_body_is_that_of_nothing() -> None:
+    from exchange.trust.signed import body_digest
+
+    assert body_digest(b"") == b64(hashlib.sha256(b"").digest())
+    assert body_digest(b"x") == b64(hashlib.sha256(b"x").digest())

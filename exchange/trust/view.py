@@ -40,9 +40,9 @@ from exchange.errors import (
 from exchange.identifiers import ClientId, MemberId, SubsystemId, member_of, unversioned
 from exchange.trust.globalconf import Gateway, GlobalConfiguration, TrustAnchor
 from exchange.trust.globalconf_client import GlobalConfClient, utcnow
-from exchange.trust.keys import fingerprint, serial_hex
+from exchange.trust.keys import fingerprint
 from exchange.trust.ocsp import CertificateStatus
-from exchange.trust.signed import CertificateFor, may_sign, usable
+from exchange.trust.signed import CertificateFor, Validity, may_sign
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +51,11 @@ log = structlog.get_logger(__name__)
 class SigningCertificate:
     member: str
     certificate: x509.Certificate
-    serial: str
+    validity: Validity  # read once; checked at each use's time
+
+    @property
+    def serial(self) -> str:
+        return self.validity.serial
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +66,11 @@ class ConsentAuthority:
     member: str
     url: str
     certificate: x509.Certificate
-    serial: str
+    validity: Validity  # read once; checked at each use's time
+
+    @property
+    def serial(self) -> str:
+        return self.validity.serial
 
 
 class TrustView:
@@ -124,7 +132,7 @@ class TrustView:
         if certificate is None:
             log.warning("trust.signing_certificate_rejected", member=member)
             return None
-        return SigningCertificate(member, certificate, serial_hex(certificate.serial_number))
+        return SigningCertificate(member, certificate, Validity.of(certificate))
 
     def _admit_consent_service(self, entry: dict[str, Any]) -> ConsentAuthority | None:
         name, member, url = entry.get("name"), entry.get("member"), entry.get("url")
@@ -141,7 +149,7 @@ class TrustView:
             member=str(member),
             url=str(url).rstrip("/"),
             certificate=certificate,
-            serial=serial_hex(certificate.serial_number),
+            validity=Validity.of(certificate),
         )
 
     def consent_service(self, name: str) -> ConsentAuthority:
@@ -162,7 +170,7 @@ class TrustView:
             )
         if member is not None and entry.member != str(member):
             raise InvalidSignature(f"signing certificate does not belong to member {member}")
-        usable(entry.certificate, revoked=self.revoked, at=at)
+        entry.validity.require(revoked=self.revoked, at=at)
         if self.status is not None:
             self.status.require(entry.certificate, at)
         return entry.certificate
@@ -180,7 +188,7 @@ class TrustView:
             authority = self.consent_authorities.get(kid)
             if authority is None or (name is not None and authority.name != name):
                 raise InvalidSignature("signed by no consent service of this instance")
-            usable(authority.certificate, revoked=self.revoked, at=at)
+            authority.validity.require(revoked=self.revoked, at=at)
             if self.status is not None:
                 self.status.require(authority.certificate, at)
             return authority.certificate

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 
 import httpx
 import pytest
@@ -129,7 +128,7 @@ def test_request_signed_with_another_members_key(roles: Roles) -> None:
 def test_unsigned_and_garbage_signatures(roles: Roles) -> None:
     signed = claims()
     for token in ("", "not-a-jws", "a.b.c"):
-        response = send(roles, replace(signed, message_id=str(uuid.uuid4())), token)
+        response = send(roles, signed._replace(message_id=str(uuid.uuid4())), token)
         assert response.status_code == 400
         assert response.json()["type"] == "Server.ServerProxy.InvalidSignature"
 
@@ -235,7 +234,7 @@ def test_non_ascii_signature_gets_a_signed_refusal(roles: Roles) -> None:
 
 @pytest.mark.usefixtures("calls")
 def test_made_up_client_subsystem_is_refused(roles: Roles) -> None:
-    signed = replace(claims(), client="EE/GOV/70000001/made-up")
+    signed = claims()._replace(client="EE/GOV/70000001/made-up")
     response = send(roles, signed, sign_request(signer_of(roles.consumer_settings()), signed))
     assert response.status_code == 403
     assert "not registered in the global configuration" in response.json()["message"]

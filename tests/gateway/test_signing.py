@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
 from datetime import timedelta
 
 import pytest
@@ -53,7 +52,7 @@ def request(**changes: object) -> RequestClaims:
         iat=int(AT.timestamp()),
         exp=int(AT.timestamp()) + 60,
     )
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return base._replace(**changes)  # type: ignore[arg-type]
 
 
 def test_request_round_trip(instance: Instance) -> None:
@@ -164,10 +163,10 @@ def test_response_is_bound_to_its_request(instance: Instance) -> None:
     provider = MemberId.parse(REGISTER)
     assert verify_response(token, received=claims, provider=provider, view=view, at=AT) == claims
     for changed in (
-        replace(claims, request_hash=request_hash("another request")),
-        replace(claims, status=500),
-        replace(claims, body=body_digest(b"[]")),
-        replace(claims, content_type="application/xml"),
+        claims._replace(request_hash=request_hash("another request")),
+        claims._replace(status=500),
+        claims._replace(body=body_digest(b"[]")),
+        claims._replace(content_type="application/xml"),
     ):
         with pytest.raises(InvalidSignature, match="response does not match"):
             verify_response(token, received=changed, provider=provider, view=view, at=AT)
@@ -192,7 +191,7 @@ def test_claim_types_are_checked_before_any_comparison(
     key, cert = instance.signing(PORTAL)
     view = TrustView(instance.configuration({PORTAL: [cert]}))
     signer = Signer(key, cert)
-    claims = {**asdict(request()), **changes}
+    claims = {**request()._asdict(), **changes}
     token = jwt.encode(
         claims, key, algorithm="ES256", headers={"typ": "exchange-request+jws", "kid": signer.kid}
     )
@@ -207,3 +206,112 @@ def test_signature_lifetime_is_bounded(instance: Instance) -> None:
     token = sign_request(Signer(key, cert), request(iat=now, exp=now + 86400 * 365))
     with pytest.raises(StaleMessage, match="at most 60 s"):
         verify_request(token, received=request(), view=view, at=AT, skew=30, max_lifetime=60)
+
+
+def _response(**changes: object) -> ResponseClaims:
+    return ResponseClaims(
+        status=200,
+        content_type="application/json",
+        body=body_digest(b"{}"),
+        client=f"{PORTAL}/citizen-portal",
+        service="EE/GOV/70000310/population-registry/birth-certificate",
+        message_id="m-1",
+        request_hash=request_hash("the request signature"),
+        iat=int(AT.timestamp()),
+    )._replace(**changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("claimed", "received", "message"),
+    [
+        # Each equals what arrived (200.0 == 200, true == 1), and is still not an integer.
+        (200.0, 200, "status is not an integer"),
+        (True, 1, "status is not an integer"),
+    ],
+)
+def test_a_response_status_is_an_integer_not_merely_equal(
+    instance: Instance, claimed: object, received: object, message: str
+) -> None:
+    import jwt
+
+    key, cert = instance.signing(REGISTER)
+    view = TrustView(instance.configuration({REGISTER: [cert]}))
+    claims = {**_response()._asdict(), "status": claimed}
+    del claims["parts"]
+    token = jwt.encode(
+        claims,
+        key,
+        algorithm="ES256",
+        headers={"typ": "exchange-response+jws", "kid": Signer(key, cert).kid},
+    )
+    with pytest.raises(InvalidSignature, match=message):
+        verify_response(
+            token,
+            received=_response(status=received),
+            provider=MemberId.parse(REGISTER),
+            view=view,
+            at=AT,
+        )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"extra": "x"}, {"message_id": None}, {"idempotency_key": "k", "extra": None}],
+    ids=["unexpected", "missing", "both"],
+)
+def test_exactly_the_request_claims(instance: Instance, changes: dict[str, object]) -> None:
+    import jwt
+
+    key, cert = instance.signing(PORTAL)
+    view = TrustView(instance.configuration({PORTAL: [cert]}))
+    claims = {**request()._asdict(), **changes}
+    claims = {name: value for name, value in claims.items() if value is not None}
+    token = jwt.encode(
+        claims,
+        key,
+        algorithm="ES256",
+        headers={"typ": "exchange-request+jws", "kid": Signer(key, cert).kid},
+    )
+    with pytest.raises(InvalidSignature, match="missing or unexpected claims"):
+        verify_request(token, received=request(), view=view, at=AT, skew=30, max_lifetime=60)
+
+
+def test_a_streamed_response_binds_all_but_its_body(instance: Instance) -> None:
+    key, cert = instance.signing(REGISTER)
+    view = TrustView(instance.configuration({REGISTER: [cert]}))
+    token = sign_response(Signer(key, cert), _response(parts="0-10:abc"))
+    provider = MemberId.parse(REGISTER)
+    unread = _response(parts="0-10:abc", body=body_digest(b""))
+    signed = verify_response(
+        token, received=unread, provider=provider, view=view, at=AT, streamed=True
+    )
+    assert signed.body == body_digest(b"{}")  # returned for the reader to check
+    for changed in (unread._replace(parts="0-10:abd"), unread._replace(status=201)):
+        with pytest.raises(InvalidSignature, match="response does not match"):
+            verify_response(
+                token, received=changed, provider=provider, view=view, at=AT, streamed=True
+            )
+    with pytest.raises(InvalidSignature, match="body differs"):
+        verify_response(token, received=unread, provider=provider, view=view, at=AT)
+
+
+def test_validity_and_revocation_are_those_of_each_call(instance: Instance) -> None:
+    """What a trust view reads of a certificate once (serial, validity) is compared with the
+    time and the revocation list of every call, never of an earlier one."""
+    key, short = instance.signing(PORTAL, validity=timedelta(days=2))
+    listed = instance.configuration({PORTAL: [short]})
+    view = TrustView(listed)
+    revoked = TrustView(
+        instance.configuration({PORTAL: [short]}, revoked=[serial_hex(short.serial_number)])
+    )
+    token = sign_request(Signer(key, short), request())
+    later = AT + timedelta(days=2)
+    for _ in range(2):
+        assert (
+            verify_request(token, received=request(), view=view, at=AT, skew=30, max_lifetime=60)
+            == request()
+        )
+        with pytest.raises(InvalidSignature, match="revoked"):
+            verify_request(token, received=request(), view=revoked, at=AT, skew=30, max_lifetime=60)
+        with pytest.raises(InvalidSignature, match="not valid at this time"):
+            verify_request(token, received=request(), view=view, at=later, skew=30, max_lifetime=60)

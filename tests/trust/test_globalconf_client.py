@@ -169,3 +169,15 @@ async def test_background_refresh_runs_until_block_ends(signer: Signer, clock: C
     await asyncio.sleep(0.05)
     assert source.calls == calls  # stopped with the block
     assert client.current().version == 1
+
+
+def test_the_clock_reads_the_time_now_in_utc() -> None:
+    from datetime import UTC, datetime
+
+    from exchange.trust.globalconf_client import utcnow
+
+    before = datetime.now(UTC)
+    now = utcnow()
+    assert now.tzinfo is UTC
+    assert before <= now <= datetime.now(UTC)
+    assert utcnow() >= now  # read anew on every call
