@@ -44,11 +44,12 @@ that does not verify, no connection, no answer in time, a broken answer).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httptools
 
@@ -146,8 +147,7 @@ class PooledTransport:
         total = self._timeout if timeout is None else timeout
         parts = urlsplit(url)
         secure = parts.scheme == "https"
-        host = parts.hostname or ""
-        port = parts.port or (443 if secure else 80)
+        host, port = _address(parts.scheme, parts.netloc)
         context = (tls or self._default_context()) if secure else None
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         head = _request_head(method, target, parts.netloc, headers, body)
@@ -388,6 +388,14 @@ class _Reading:
         else:  # unread or cut short: the connection's next bytes are not an answer's start
             self._connection.close()
             self._pool.give_back()
+
+
+@functools.lru_cache(maxsize=256)
+def _address(scheme: str, netloc: str) -> tuple[str, int]:
+    """The host and port of a URL's authority, read once per party (``SplitResult.hostname``
+    and ``.port`` parse the authority again at every call)."""
+    parts = SplitResult(scheme, netloc, "", "", "")
+    return parts.hostname or "", parts.port or (443 if scheme == "https" else 80)
 
 
 def _request_head(
