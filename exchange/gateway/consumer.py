@@ -47,7 +47,7 @@ from exchange.gateway.console.app import PREFIX as CONSOLE
 from exchange.gateway.console.app import create_console_app
 from exchange.gateway.edm import is_edm
 from exchange.gateway.node import Gateway
-from exchange.gateway.outcome import SIDES, Answer, conclude, refuse
+from exchange.gateway.outcome import SIDES, Answer, Released, StreamedResponse, conclude, refuse
 from exchange.gateway.parts import HEADER as PARTS_HEADER
 from exchange.gateway.parts import Streamed, parse_parts
 from exchange.gateway.records import ExchangeRecord
@@ -69,8 +69,9 @@ from exchange.gateway.xroad import (
     exchanges_first,
     parse_target,
     read_headers,
+    request_headers,
 )
-from exchange.http import declared_length, read_body
+from exchange.http import declared_length, receive_body
 from exchange.identifiers import ServiceId
 from exchange.identity.login import OidcLogin
 from exchange.trust.globalconf import Gateway as PeerGateway
@@ -104,7 +105,7 @@ def create_consumer_app(gateway: Gateway, *, console_login: OidcLogin | None = N
 
         return Response(gateway.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    async def exchange(request: Request) -> Response:
+    async def exchange(request: Request) -> Released | StreamedResponse:
         return await handle(gateway, request)
 
     routes: list[BaseRoute] = [
@@ -130,8 +131,8 @@ def create_consumer_app(gateway: Gateway, *, console_login: OidcLogin | None = N
     )
 
 
-async def handle(gateway: Gateway, request: Request) -> Response:
-    headers = {k.lower(): v for k, v in request.headers.items()}
+async def handle(gateway: Gateway, request: Request) -> Released | StreamedResponse:
+    headers = request_headers(request.scope)
     record = ExchangeRecord.arriving("client", request.method, headers, gateway.clock())
     try:
         answer = await _serve(gateway, request, headers, record)
@@ -162,8 +163,8 @@ async def _serve(
         raise AccessDenied(
             f"{xroad.client} is not a client of this gateway", detail="X-Road-Client"
         )
-    body = await read_body(
-        request.stream(),
+    body = await receive_body(
+        request.receive,
         content_length=headers.get("content-length"),
         max_bytes=gateway.settings.max_body_bytes,
     )
