@@ -134,21 +134,28 @@ def create_consumer_app(gateway: Gateway, *, console_login: OidcLogin | None = N
 async def handle(gateway: Gateway, request: Request) -> Released | StreamedResponse:
     headers = request_headers(request.scope)
     record = ExchangeRecord.arriving("client", request.method, headers, gateway.clock())
+    held: list[TrustView] = []
     try:
-        answer = await _serve(gateway, request, headers, record)
+        answer = await _serve(gateway, request, headers, record, held)
     except Exception as caught:  # every answer is an X-Road answer, whatever went wrong
         answer = refuse(caught, record=record)
     try:
-        known: frozenset[str] = gateway.trust.view().catalogue
+        # The metrics' service labels: the catalogue of the configuration the exchange used.
+        known: frozenset[str] = (held[0] if held else gateway.trust.view()).catalogue
     except Error:
         known = frozenset()
     return await conclude(gateway, record, answer, subject=record.user_id, known=known)
 
 
 async def _serve(
-    gateway: Gateway, request: Request, headers: dict[str, str], record: ExchangeRecord
+    gateway: Gateway,
+    request: Request,
+    headers: dict[str, str],
+    record: ExchangeRecord,
+    held: list[TrustView],
 ) -> Answer:
-    """Check the caller's request, forward it and verify the answer; raise to refuse."""
+    """Check the caller's request, forward it and verify the answer; raise to refuse. The
+    configuration the exchange is checked against is left in ``held``."""
     target = parse_target(request.scope["raw_path"])
     record.service = str(target.service)
     xroad = read_headers(headers, generate_id=True)
@@ -174,6 +181,7 @@ async def _serve(
     if is_edm(headers.get("content-type")):
         edm = await edm_consumer.check_request(gateway, body)
     view = gateway.trust.view()
+    held.append(view)
     answer = await forward(gateway, view, request, target, xroad, headers, body, record)
     if edm is not None:
         answer = await edm_consumer.read_reply(gateway, edm, answer, record)
