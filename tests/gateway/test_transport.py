@@ -633,3 +633,43 @@ async def test_a_streamed_answer_read_to_its_end_gives_its_connection_back() -> 
         server.close()
     assert received == [[b"abc", b"de"], [b"abc", b"de"]]
     assert accepted == [1]
+
+
+async def test_requests_under_way_each_time_out_at_their_own_limit(silent: int) -> None:
+    """The pooled client watches all its requests' limits with one timer: a shorter limit
+    given while a longer one is under way is still kept, and each ends as a timeout."""
+    transport = PooledTransport(timeout=5)
+    url = f"http://127.0.0.1:{silent}/"
+    ended: dict[str, float] = {}
+
+    async def ask(name: str, limit: float) -> None:
+        started = time.monotonic()
+        with pytest.raises(ServiceTimeout):
+            await transport.request("GET", url, what=name, headers={}, timeout=limit, max_bytes=1)
+        ended[name] = time.monotonic() - started
+
+    try:
+        await asyncio.gather(ask("long", 1.5), ask("short", 0.2))
+        await ask("again", 0.2)  # after the watched ones ended, a new limit is watched anew
+    finally:
+        await transport.close()
+    assert ended["short"] < 1.0 <= 1.5 <= ended["long"] < 4
+    assert ended["again"] < 1.0
+
+
+async def test_a_request_cancelled_by_its_caller_is_cancelled_not_timed_out(silent: int) -> None:
+    transport = PooledTransport(timeout=0.5)
+    url = f"http://127.0.0.1:{silent}/"
+    try:
+        asking = asyncio.ensure_future(
+            transport.request("GET", url, what="x", headers={}, max_bytes=1)
+        )
+        await asyncio.sleep(0.1)
+        asking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asking
+        await asyncio.sleep(0.6)  # past the request's limit: nothing fires at anyone
+        with pytest.raises(ServiceTimeout):  # and the client still keeps limits
+            await transport.request("GET", url, what="x", headers={}, timeout=0.2, max_bytes=1)
+    finally:
+        await transport.close()
