@@ -173,15 +173,42 @@ async def read_body(
 ) -> bytes:
     """Read a body, refusing (413) as soon as it is known to exceed ``max_bytes``: at once when
     its declared length does, else when the bytes counted so far do."""
-    declared = declared_length(content_length)
-    if declared is not None and declared > max_bytes:
-        raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
+    _check_declared(content_length, max_bytes)
     body = bytearray()
     async for chunk in stream:
         body += chunk
         if len(body) > max_bytes:
             raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
     return bytes(body)
+
+
+async def receive_body(receive: Receive, *, content_length: str | None, max_bytes: int) -> bytes:
+    """:func:`read_body` of a request's body taken straight from the server's ``receive`` (no
+    stream object around it: a body mostly arrives in one message). A client that hangs up
+    first raises Starlette's ``ClientDisconnect``, as its request stream does."""
+    _check_declared(content_length, max_bytes)
+    pieces: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.disconnect":
+            raise ClientDisconnect()
+        if kind != "http.request":
+            continue
+        piece = message.get("body", b"")
+        size += len(piece)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
+        if not message.get("more_body", False):
+            return b"".join((*pieces, piece)) if pieces else piece
+        pieces.append(piece)
+
+
+def _check_declared(content_length: str | None, max_bytes: int) -> None:
+    declared = declared_length(content_length)
+    if declared is not None and declared > max_bytes:
+        raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
 
 
 class Guard:

@@ -20,6 +20,7 @@ request (:meth:`Consent.check` does) or whether it is still live (the consent se
 from __future__ import annotations
 
 import base64
+import functools
 import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -139,6 +140,13 @@ def reference(value: str | None) -> str | None:
     (which names the person). Unverified here; it is a label, checked where it matters."""
     if value is None or value.count(".") != 2:
         return value
+    return _consent_id(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _consent_id(value: str) -> str:
+    # Kept by the artefact's exact text (a lasting consent's artefact comes again and again
+    # from the same caller); what is kept is only the id this reads, the same every time.
     payload = value.split(".")[1]
     try:
         # Read on every exchange of the consumer: orjson and one base64 call (a third of the

@@ -36,7 +36,7 @@ from exchange.gateway.signing import (
 )
 from exchange.gateway.tls import PEER_FINGERPRINT
 from exchange.gateway.xroad import Target, XRoadHeaders, parse_target, read_headers
-from exchange.http import read_body
+from exchange.http import receive_body
 from exchange.identifiers import member_of
 from exchange.trust.view import TrustView
 
@@ -130,8 +130,8 @@ async def _read_body(
     gateway: Gateway, request: Request, headers: dict[str, str], record: ExchangeRecord
 ) -> bytes:
     limit = gateway.settings.max_body_bytes
-    body = await read_body(
-        request.stream(), content_length=headers.get("content-length"), max_bytes=limit
+    body = await receive_body(
+        request.receive, content_length=headers.get("content-length"), max_bytes=limit
     )
     record.request_size = len(body)
     if looks_like_xml(body, headers.get("content-type")):

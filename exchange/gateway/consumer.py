@@ -47,7 +47,7 @@ from exchange.gateway.console.app import PREFIX as CONSOLE
 from exchange.gateway.console.app import create_console_app
 from exchange.gateway.edm import is_edm
 from exchange.gateway.node import Gateway
-from exchange.gateway.outcome import SIDES, Answer, conclude, refuse
+from exchange.gateway.outcome import SIDES, Answer, Released, StreamedResponse, conclude, refuse
 from exchange.gateway.parts import HEADER as PARTS_HEADER
 from exchange.gateway.parts import Streamed, parse_parts
 from exchange.gateway.records import ExchangeRecord
@@ -69,8 +69,9 @@ from exchange.gateway.xroad import (
     exchanges_first,
     parse_target,
     read_headers,
+    request_headers,
 )
-from exchange.http import declared_length, read_body
+from exchange.http import declared_length, receive_body
 from exchange.identifiers import ServiceId
 from exchange.identity.login import OidcLogin
 from exchange.trust.globalconf import Gateway as PeerGateway
@@ -104,7 +105,7 @@ def create_consumer_app(gateway: Gateway, *, console_login: OidcLogin | None = N
 
         return Response(gateway.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    async def exchange(request: Request) -> Response:
+    async def exchange(request: Request) -> Released | StreamedResponse:
         return await handle(gateway, request)
 
     routes: list[BaseRoute] = [
@@ -130,24 +131,31 @@ def create_consumer_app(gateway: Gateway, *, console_login: OidcLogin | None = N
     )
 
 
-async def handle(gateway: Gateway, request: Request) -> Response:
-    headers = {k.lower(): v for k, v in request.headers.items()}
+async def handle(gateway: Gateway, request: Request) -> Released | StreamedResponse:
+    headers = request_headers(request.scope)
     record = ExchangeRecord.arriving("client", request.method, headers, gateway.clock())
+    held: list[TrustView] = []
     try:
-        answer = await _serve(gateway, request, headers, record)
+        answer = await _serve(gateway, request, headers, record, held)
     except Exception as caught:  # every answer is an X-Road answer, whatever went wrong
         answer = refuse(caught, record=record)
     try:
-        known: frozenset[str] = gateway.trust.view().catalogue
+        # The metrics' service labels: the catalogue of the configuration the exchange used.
+        known: frozenset[str] = (held[0] if held else gateway.trust.view()).catalogue
     except Error:
         known = frozenset()
     return await conclude(gateway, record, answer, subject=record.user_id, known=known)
 
 
 async def _serve(
-    gateway: Gateway, request: Request, headers: dict[str, str], record: ExchangeRecord
+    gateway: Gateway,
+    request: Request,
+    headers: dict[str, str],
+    record: ExchangeRecord,
+    held: list[TrustView],
 ) -> Answer:
-    """Check the caller's request, forward it and verify the answer; raise to refuse."""
+    """Check the caller's request, forward it and verify the answer; raise to refuse. The
+    configuration the exchange is checked against is left in ``held``."""
     target = parse_target(request.scope["raw_path"])
     record.service = str(target.service)
     xroad = read_headers(headers, generate_id=True)
@@ -162,8 +170,8 @@ async def _serve(
         raise AccessDenied(
             f"{xroad.client} is not a client of this gateway", detail="X-Road-Client"
         )
-    body = await read_body(
-        request.stream(),
+    body = await receive_body(
+        request.receive,
         content_length=headers.get("content-length"),
         max_bytes=gateway.settings.max_body_bytes,
     )
@@ -173,6 +181,7 @@ async def _serve(
     if is_edm(headers.get("content-type")):
         edm = await edm_consumer.check_request(gateway, body)
     view = gateway.trust.view()
+    held.append(view)
     answer = await forward(gateway, view, request, target, xroad, headers, body, record)
     if edm is not None:
         answer = await edm_consumer.read_reply(gateway, edm, answer, record)

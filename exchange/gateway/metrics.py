@@ -8,6 +8,7 @@ import os
 import re
 from collections.abc import Container
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -25,6 +26,11 @@ _TYPE = re.compile(r"(Client|Server(?:\.ClientProxy|\.ServerProxy)?)\.([A-Za-z]+
 
 
 class GatewayMetrics:
+    # Labelled series of the per-exchange metrics kept at hand (prometheus_client's labels()
+    # checks and looks up its labels on every call); the labels come from closed sets, the
+    # bound keeps even a peer answering with every possible status small.
+    KEPT = 1024
+
     def __init__(self, *, folder: Path | None = None) -> None:
         """``folder``: the workers' shared metrics folder. prometheus_client decides where
         values live when it is imported, from ``PROMETHEUS_MULTIPROC_DIR``: the process must
@@ -77,6 +83,16 @@ class GatewayMetrics:
             buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30),
             registry=self.registry,
         )
+        self.kept: dict[tuple[Any, ...], Any] = {}
+
+    def _series(self, metric: Counter | Histogram, *labels: str) -> Any:
+        key = (metric, *labels)
+        series = self.kept.get(key)
+        if series is None:
+            if len(self.kept) >= self.KEPT:
+                self.kept.clear()
+            series = self.kept[key] = metric.labels(*labels)
+        return series
 
     def observe(
         self,
@@ -88,12 +104,13 @@ class GatewayMetrics:
         error_type: str | None,
         seconds: float,
     ) -> None:
-        self.requests.labels(side, service if service in known else "other", str(status)).inc()
+        shown = service if service in known else "other"
+        self._series(self.requests, side, shown, str(status)).inc()
         if error_type:
             match = _TYPE.fullmatch(error_type)
             label = error_type if match and match.group(2) in _CODES else "other"
-            self.errors.labels(side, label).inc()
-        self.latency.labels(side).observe(seconds)
+            self._series(self.errors, side, label).inc()
+        self._series(self.latency, side).observe(seconds)
 
     def refused(self, client: str, service: str, limit: str) -> None:
         """A quota refusal. The labels are bounded: only a client holding an access right that

@@ -73,7 +73,7 @@ async def conclude(
     subject: str | None,
     known: frozenset[str],
     sign: Callable[[Answer], dict[str, str]] | None = None,
-) -> Response:
+) -> Released | StreamedResponse:
     """Audit, then release ``answer``; see the module docstring.
 
     ``sign`` (the provider's) signs an answer, notes its digest in ``record`` and returns the
@@ -114,21 +114,45 @@ async def conclude(
         headers["X-Road-Error"] = answer.error_type
     if answer.retry_after is not None:
         headers["Retry-After"] = str(answer.retry_after)
-    if answer.stream is not None:
-        headers[PARTS_HEADER] = answer.stream.header
-        headers["Content-Length"] = str(answer.stream.length)
+    if answer.stream is None:
+        return Released(answer.status, headers, answer.payload)
+    headers[PARTS_HEADER] = answer.stream.header
+    headers["Content-Length"] = str(answer.stream.length)
 
-        async def broke(error: Error) -> None:
-            # A record of its own: the released one may still wait in the operational batch.
-            broken = replace(record)
-            refuse(error, record=broken)  # noted in it, and logged
-            try:
-                await gateway.audit.append(audit_entry(broken), subject=subject)
-            except LoggingFailed:
-                log.error("exchange.broken_answer_not_audited", message_id=record.message_id)
+    async def broke(error: Error) -> None:
+        # A record of its own: the released one may still wait in the operational batch.
+        broken = replace(record)
+        refuse(error, record=broken)  # noted in it, and logged
+        try:
+            await gateway.audit.append(audit_entry(broken), subject=subject)
+        except LoggingFailed:
+            log.error("exchange.broken_answer_not_audited", message_id=record.message_id)
 
-        return StreamedResponse(answer.stream, answer.status, headers, broke=broke)
-    return Response(answer.payload, status_code=answer.status, headers=headers)
+    return StreamedResponse(answer.stream, answer.status, headers, broke=broke)
+
+
+class Released:
+    """An answer whose body is whole, as the ASGI server takes it: its head's header list is
+    built once, and the answer leaves as two messages (a Starlette ``Response`` builds and
+    checks the same list through a mutable header object, for every answer). The headers are
+    written as Starlette writes them: names lower-cased, values as Latin-1, then the body's
+    ``Content-Length`` (none for 1xx, 204 and 304; ``0`` for an answer to ``HEAD``, whose body
+    was emptied before it was signed). The server still refuses a name or value that would
+    break the head (uvicorn checks every header it writes)."""
+
+    __slots__ = ("body", "raw_headers", "status_code")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        if not (status < 200 or status in (204, 304)):
+            raw.append((b"content-length", b"%d" % len(body)))
+        self.status_code, self.raw_headers, self.body = status, raw, body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        await send({"type": "http.response.body", "body": self.body})
 
 
 class StreamedResponse(Response):

@@ -40,7 +40,7 @@ from functools import partial
 import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -61,7 +61,7 @@ from exchange.gateway.consent import ConsentCheck
 from exchange.gateway.edm import EdmProvider, Exchange
 from exchange.gateway.idempotency import Held, Stored, fingerprint
 from exchange.gateway.node import Gateway
-from exchange.gateway.outcome import SIDES, Answer, conclude, refuse
+from exchange.gateway.outcome import SIDES, Answer, Released, StreamedResponse, conclude, refuse
 from exchange.gateway.parts import Part, Streamed
 from exchange.gateway.records import ExchangeRecord
 from exchange.gateway.release import Release, ReleasePolicy, policy_for
@@ -74,6 +74,7 @@ from exchange.gateway.xroad import (
     exchanges_first,
     negotiate,
     query_parameters,
+    request_headers,
 )
 from exchange.identifiers import ServiceId
 from exchange.logging import failure
@@ -108,9 +109,9 @@ class Provider:
             else EdmProvider(gateway, gateway.edm_schemas)
         )
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Released | StreamedResponse:
         gateway = self.gateway
-        headers = {k.lower(): v for k, v in request.headers.items()}
+        headers = request_headers(request.scope)
         record = ExchangeRecord.arriving("producer", request.method, headers, gateway.clock())
         exchange: list[Exchange] = []
         claim = Claim()

@@ -7,16 +7,16 @@ service code is passed on and signed byte for byte.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from exchange.errors import InvalidIdentifier, InvalidRequest, NotAcceptable
 from exchange.http import install_error_handlers
@@ -27,6 +27,10 @@ PREFIX = "/r1/"
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 METASERVICES = frozenset({"listMethods", "allowedMethods", "getOpenAPI"})
 MAX_CONSENT = 16 * 1024
+# Paths and clients read before, kept by their exact text: a gateway is asked for the same few
+# services by the same few clients, and reading one again gives the same immutable value.
+# Bounded; a refused one is not kept (it is refused again, by the same checks, every time).
+KEPT_READINGS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +73,15 @@ _CANONICAL = {
 
 
 def exchanges_first(
-    app: Starlette, handle: Callable[[Request], Awaitable[Response]], *, side: str
+    app: Starlette, handle: Callable[[Request], Awaitable[ASGIApp]], *, side: str
 ) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """An ASGI app that hands exchanges (``/r1/...``, X-Road's methods) straight to ``handle``
     and everything else to ``app``, whose errors are this ``side``'s X-Road errors.
 
     Starlette's routing and middleware cost about a tenth of a gateway's time per exchange;
     ``handle`` answers every outcome itself (refusals are signed and audited), so they add
-    nothing there.
+    nothing there. Its answer is any ASGI app (:class:`exchange.gateway.outcome.Released`:
+    the two messages of an answer, its head built once).
     """
     install_error_handlers(app, side=side)
 
@@ -100,7 +105,20 @@ class Target:
     rest_path: str  # raw, starts with "/" or is empty
 
 
+def request_headers(scope: Scope) -> dict[str, str]:
+    """A request's headers as the server handed them over, names lower-cased, values read as
+    Latin-1 (as Starlette reads them); of a header given twice, the last value."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
 def parse_target(raw_path: bytes) -> Target:
+    """The service asked for and the REST path after it, from the raw request path (refused
+    with :class:`InvalidIdentifier` or :class:`InvalidRequest`)."""
+    return _target(raw_path)
+
+
+@functools.lru_cache(maxsize=KEPT_READINGS)
+def _target(raw_path: bytes) -> Target:
     try:
         path = raw_path.decode("ascii")
     except UnicodeDecodeError as exc:
@@ -151,7 +169,7 @@ def read_headers(headers: Mapping[str, str], *, generate_id: bool) -> XRoadHeade
     raw_client = headers.get("x-road-client")
     if not raw_client:
         raise InvalidRequest("X-Road-Client header is required", detail="X-Road-Client")
-    client = parse_client(raw_client)
+    client = _client(raw_client)
     message_id = _optional(headers, "x-road-id", _MESSAGE_ID)
     if message_id is None:
         if not generate_id:
@@ -167,6 +185,11 @@ def read_headers(headers: Mapping[str, str], *, generate_id: bool) -> XRoadHeade
         identity=_optional(headers, "x-exchange-identity", _JWS),
         idempotency_key=_optional(headers, "idempotency-key", _KEY),
     )
+
+
+@functools.lru_cache(maxsize=KEPT_READINGS)
+def _client(text: str) -> ClientId:
+    return parse_client(text)
 
 
 def negotiate(accept: str | None) -> str:
@@ -206,8 +229,17 @@ MEDIA_TYPES = {"json": "application/json", "xml": "application/xml"}
 
 
 def query_parameters(query: str) -> dict[str, str]:
+    """The query's parameters, read as ``urllib.parse.parse_qsl(query, keep_blank_values=True)``
+    reads them (fields split at ``&``, ``+`` a space, percent-decoded as UTF-8 with
+    replacement), each given at most once. Fields with nothing to decode are taken as they
+    stand: most queries are a parameter or two of plain characters."""
     values: dict[str, str] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True):
+    for field in query.split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        if "%" in field or "+" in field:
+            name, value = unquote_plus(name), unquote_plus(value)
         if name in values:
             raise InvalidRequest(f"query parameter {name!r} is given more than once", detail=name)
         values[name] = value

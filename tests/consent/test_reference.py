@@ -47,3 +47,13 @@ def test_a_long_id_is_kept_cut_to_the_records_column() -> None:
 
 def test_no_consent_is_kept_as_none() -> None:
     assert reference(None) is None
+
+
+def test_an_artefact_read_again_is_read_by_its_exact_text() -> None:
+    # The consumer reads the same lasting consent's artefact on request after request; any
+    # other text, even one differing only in its signature, is read for itself.
+    first = artefact({"jti": "c-1", "sub": "EE38001085718"})
+    other = artefact({"jti": "c-2", "sub": "EE38001085718"})
+    assert [reference(first), reference(other), reference(first)] == ["c-1", "c-2", "c-1"]
+    head, payload, _ = first.split(".")
+    assert reference(f"{head}.{payload}x.c2ln") == "unreadable-artefact"

@@ -12,12 +12,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from exchange.errors import InvalidResponse, NetworkError, PayloadTooLarge, ServiceTimeout
+from exchange.gateway import pooled
 from exchange.gateway.pooled import PooledTransport
 from exchange.gateway.transport import AiohttpTransport, Transport
 from exchange.trust import ca
@@ -633,3 +635,76 @@ async def test_a_streamed_answer_read_to_its_end_gives_its_connection_back() -> 
         server.close()
     assert received == [[b"abc", b"de"], [b"abc", b"de"]]
     assert accepted == [1]
+
+
+async def test_requests_under_way_each_time_out_at_their_own_limit(silent: int) -> None:
+    """The pooled client watches all its requests' limits with one timer: a shorter limit
+    given while a longer one is under way is still kept, and each ends as a timeout."""
+    transport = PooledTransport(timeout=5)
+    url = f"http://127.0.0.1:{silent}/"
+    ended: dict[str, float] = {}
+
+    async def ask(name: str, limit: float) -> None:
+        started = time.monotonic()
+        with pytest.raises(ServiceTimeout):
+            await transport.request("GET", url, what=name, headers={}, timeout=limit, max_bytes=1)
+        ended[name] = time.monotonic() - started
+
+    try:
+        await asyncio.gather(ask("long", 1.5), ask("short", 0.2))
+        await ask("again", 0.2)  # after the watched ones ended, a new limit is watched anew
+    finally:
+        await transport.close()
+    assert ended["short"] < 1.0 <= 1.5 <= ended["long"] < 4
+    assert ended["again"] < 1.0
+
+
+async def test_a_request_cancelled_by_its_caller_is_cancelled_not_timed_out(silent: int) -> None:
+    transport = PooledTransport(timeout=0.5)
+    url = f"http://127.0.0.1:{silent}/"
+    try:
+        asking = asyncio.ensure_future(
+            transport.request("GET", url, what="x", headers={}, max_bytes=1)
+        )
+        await asyncio.sleep(0.1)
+        asking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asking
+        await asyncio.sleep(0.6)  # past the request's limit: nothing fires at anyone
+        with pytest.raises(ServiceTimeout):  # and the client still keeps limits
+            await transport.request("GET", url, what="x", headers={}, timeout=0.2, max_bytes=1)
+    finally:
+        await transport.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/r1/EE/GOV/1/sub/code?person=EE1",
+        "https://gw.example.ee/r1/EE/GOV/1/sub/code/a%20b/c",
+        "https://gw.example.ee:8443",
+        "https://gw.example.ee?x=1",
+        "https://gw.example.ee/p?",
+        "https://gw.example.ee/p#part?x=1",
+        "https://gw.example.ee/p?x=1#part",
+        "http://user@host:1/p?a=1?b=2",
+        "https://[::1]:8443/r1/x",
+        "HTTPS://gw.example.ee/p",
+        "https://gw.example.ee/p q\tr\r\n",
+        "https://gw.example.ee/caf\u00e9",
+        " https://gw.example.ee/p",
+    ],
+)
+def test_a_url_is_read_as_the_standard_library_reads_it(url: str) -> None:
+    """The pooled client reads its URLs without urlsplit where that is plainly the same; the
+    scheme, authority and request target are always urlsplit's."""
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    assert pooled._parts(url) == (parts.scheme, parts.netloc, target)
+
+
+@pytest.mark.parametrize("url", ["https://[::1:8443/p", "https://::1]:8443/p", "http://h:99999/p"])
+async def test_a_malformed_authority_is_refused_as_before(url: str) -> None:
+    transport = PooledTransport(timeout=1)
+    with pytest.raises(ValueError, match=r"IPv6|[Pp]ort"):
+        await transport.request("GET", url, what="x", headers={}, max_bytes=1)
