@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
 
 from audit import bundle
 from audit.heads import HeadKeeper
@@ -20,7 +21,7 @@ from exchange.db.engine import build_engine
 from exchange.errors import LoggingFailed
 from exchange.trust.keys import serial_hex
 from exchange.trust.signed import Signer
-from tests.conftest import NOW, Clock
+from tests.conftest import NOW, POSTGRES_URL, Clock, database_down
 from tests.factories import Instance, audit_store_unwritable
 
 CHAIN = "EE/GOV/70000310/gw1/1"
@@ -282,4 +283,40 @@ async def test_head_by_a_revoked_certificate_is_refused(
     report = check(engine, revoked)
     assert report.problem is not None  # type: ignore[attr-defined]
     assert "may not sign it" in report.problem.message  # type: ignore[attr-defined]
+    await log.close()
+
+
+def terminate_connections(url: str) -> None:
+    """Cut every connection to the PostgreSQL database of ``url``, as a server restart does."""
+    assert POSTGRES_URL is not None
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": make_url(url).database},
+        )
+    admin.dispose()
+
+
+async def test_a_connection_the_server_cut_is_replaced_and_an_outage_refuses(
+    database_url: str, engine: Engine, clock: Clock, instance: Instance
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a database server that cuts connections: PostgreSQL")
+    log = make_log(engine, clock)
+    assert await log.append(entry(0), subject=None) == 0
+    terminate_connections(database_url)  # the writer's kept connection is dead now
+    assert await log.append(entry(1), subject=None) == 1  # on a fresh one, nothing refused
+    with database_down(database_url):
+        with pytest.raises(LoggingFailed):
+            await log.append(entry(2), subject=None)
+        assert not log.writable
+    assert await log.append(entry(3), subject=None) == 2  # the chain goes on where it stood
+    anchors, _ = await signed_head(engine, log, instance, clock)
+    report = check(engine, anchors)
+    assert report.ok, report.problem  # type: ignore[attr-defined]
+    assert report.records == 3  # type: ignore[attr-defined]
     await log.close()
