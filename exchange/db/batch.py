@@ -71,11 +71,16 @@ class GroupCommit(Generic[Item, Result]):
         self._thread: threading.Thread | None = None
 
     async def submit(self, item: Item) -> Result:
+        return await self.put(item)
+
+    def put(self, item: Item) -> asyncio.Future[Result]:
+        """Queue ``item`` and return the future of its outcome, for a caller that does not wait
+        for it (no task needed to carry it)."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         if self._thread is None:
             self._start()
         self._queue.put((item, future))
-        return await future
+        return future
 
     async def run_in_worker(self, work: Callable[[], Value]) -> Value:
         """Run ``work`` on the worker thread, between two batches."""
