@@ -77,3 +77,11 @@ async def test_work_runs_between_batches_and_close_commits_what_was_submitted() 
     await writer.close()  # does not drop the lingering write
     assert await asyncio.gather(*pending, late) == [0, 10, 20, 30]
     assert batches == [[0, 1, 2], [3]]
+
+
+async def test_a_closed_writer_takes_nothing_more() -> None:
+    writer: GroupCommit[int, int] = GroupCommit(recording([]), name="t")
+    assert await writer.submit(1) == 10
+    await writer.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await writer.submit(2)

@@ -69,6 +69,7 @@ class GroupCommit(Generic[Item, Result]):
             queue.SimpleQueue()
         )
         self._thread: threading.Thread | None = None
+        self._closed = False
 
     async def submit(self, item: Item) -> Result:
         return await self.put(item)
@@ -77,7 +78,7 @@ class GroupCommit(Generic[Item, Result]):
         """Queue ``item`` and return the future of its outcome, for a caller that does not wait
         for it (no task needed to carry it)."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        if self._thread is None:
+        if self._thread is None or self._closed:
             self._start()
         self._queue.put((item, future))
         return future
@@ -85,12 +86,14 @@ class GroupCommit(Generic[Item, Result]):
     async def run_in_worker(self, work: Callable[[], Value]) -> Value:
         """Run ``work`` on the worker thread, between two batches."""
         future: asyncio.Future[Value] = asyncio.get_running_loop().create_future()
-        if self._thread is None:
+        if self._thread is None or self._closed:
             self._start()
         self._queue.put(_Work(work, future))
         return await future
 
     def _start(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{self._name} is closed")
         # A daemon, as the executor's thread was not joined at exit either when a role forgot
         # to close: what it had not committed, nobody was told was committed.
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
@@ -140,7 +143,8 @@ class GroupCommit(Generic[Item, Result]):
 
     async def close(self) -> None:
         """Let the worker commit what was submitted so far, then end it."""
-        thread, self._thread = self._thread, None
+        self._closed = True
+        thread = self._thread
         if thread is not None:
             self._queue.put(_STOP)
             await asyncio.get_running_loop().run_in_executor(None, thread.join)
