@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, text
 
 from audit import bundle
 from audit.heads import HeadKeeper
@@ -21,7 +20,7 @@ from exchange.db.engine import build_engine
 from exchange.errors import LoggingFailed
 from exchange.trust.keys import serial_hex
 from exchange.trust.signed import Signer
-from tests.conftest import NOW, POSTGRES_URL, Clock, database_down
+from tests.conftest import NOW, Clock, database_down, terminate_connections
 from tests.factories import Instance, audit_store_unwritable
 
 CHAIN = "EE/GOV/70000310/gw1/1"
@@ -284,21 +283,6 @@ async def test_head_by_a_revoked_certificate_is_refused(
     assert report.problem is not None  # type: ignore[attr-defined]
     assert "may not sign it" in report.problem.message  # type: ignore[attr-defined]
     await log.close()
-
-
-def terminate_connections(url: str) -> None:
-    """Cut every connection to the PostgreSQL database of ``url``, as a server restart does."""
-    assert POSTGRES_URL is not None
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = :name AND pid <> pg_backend_pid()"
-            ),
-            {"name": make_url(url).database},
-        )
-    admin.dispose()
 
 
 async def test_a_connection_the_server_cut_is_replaced_and_an_outage_refuses(
