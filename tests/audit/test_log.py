@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from audit import bundle
 from audit.heads import HeadKeeper
-from audit.log import AuditEntry, AuditLog
+from audit.log import AuditEntry, AuditLog, canonical
 from audit.verify import Anchors, Head, verify
 from exchange.db import migrate
 from exchange.db.engine import build_engine
@@ -304,3 +306,20 @@ async def test_a_connection_the_server_cut_is_replaced_and_an_outage_refuses(
     assert report.ok, report.problem  # type: ignore[attr-defined]
     assert report.records == 3  # type: ignore[attr-defined]
     await log.close()
+
+
+record_values = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text()
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.text(), record_values, max_size=8))
+def test_a_record_body_is_the_canonical_json_it_always_was(record: dict[str, object]) -> None:
+    """The chain hashes these bytes: their spelling must never change."""
+    as_before = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        expected = as_before.encode()
+    except UnicodeEncodeError:  # a lone surrogate: refused, then as now
+        with pytest.raises(TypeError):
+            canonical(record)
+        return
+    assert canonical(record) == expected
