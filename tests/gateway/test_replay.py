@@ -108,6 +108,11 @@ async def test_a_pair_is_accepted_once_by_the_writer_threads_on_each_backend(
             assert all(isinstance(o, DuplicateMessage) for o in outcomes if o is not None)
         distinct = await asyncio.gather(*(accept(guard, f"m-{n}", safe=False) for n in range(20)))
         assert distinct == [None] * 20
+        mixed = await asyncio.gather(  # old and new pairs in one batch: only the new pass
+            *(accept(guard, f"{prefix}-{n}", safe=False) for n in range(10) for prefix in "mn"),
+            return_exceptions=True,
+        )
+        assert [o is None for o in mixed] == [False, True] * 10
         if database_url.startswith("postgresql"):
             terminate_connections(database_url)
         for name in ("batch-True", "batch-False", "m-7"):
