@@ -24,19 +24,20 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+import orjson
 import structlog
 from sqlalchemy import Engine, insert, select, update
 
 from audit import merkle
 from audit.models import AuditRecord, Probe
 from exchange.db.batch import GroupCommit
+from exchange.db.bulk import BulkInsert, KeptConnection
 from exchange.errors import LoggingFailed
 
 log = structlog.get_logger(__name__)
@@ -76,7 +77,10 @@ class AuditEntry:
 
 
 def canonical(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Sorted keys, no spaces, UTF-8 unescaped: the bytes ``json.dumps(record, sort_keys=True,
+    separators=(",", ":"), ensure_ascii=False).encode()`` gives for the strings, integers,
+    booleans and nulls a record holds (tests/audit/test_log.py), at a fifth of its cost."""
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
 
 
 def _logging_failed(cause: BaseException) -> LoggingFailed:
@@ -108,10 +112,12 @@ def listed(side: object, service: object, subject: object) -> bool:
 
 ENTRY_FIELDS = tuple(f.name for f in fields(AuditEntry))  # flat: no deep copy needed
 # In a record's body only when set.
-OPTIONAL_FIELDS = frozenset({"replay_of", "edm_outcome", "parts"})
+OPTIONAL_FIELDS = ("replay_of", "edm_outcome", "parts")
+REQUIRED_FIELDS = tuple(name for name in ENTRY_FIELDS if name not in OPTIONAL_FIELDS)
 Pending = tuple[AuditEntry, str | None]  # entry, hashed subject
 TREE_HEIGHT = 5  # the tree keeps nodes of blocks of 32 records and up (see merkle.Tree)
 LOAD_BATCH = 1000  # records read at a time when the chain's state is rebuilt at start
+RECORD_COLUMNS = ("chain", "seq", "at", "subject", "listed", "released", "body")
 
 
 def leaf_reader(engine: Engine, chain: str) -> Callable[[int, int], list[bytes]]:
@@ -140,7 +146,9 @@ class AuditLog:
         max_batch: int = 512,
     ) -> None:
         self._engine = engine
-        self._append = insert(AuditRecord)  # built once, executed with each batch's rows
+        # Compiled once; run by the writer thread on the connection it keeps (exchange.db.bulk).
+        self._append = BulkInsert(engine, AuditRecord, RECORD_COLUMNS)
+        self._connection = KeptConnection(engine)
         self.chain = chain
         self._key = key
         self._clock = clock
@@ -192,43 +200,29 @@ class AuditLog:
         The group committer's worker calls this; so may a bulk load while nothing else appends
         to the chain."""
         at = self._clock()
+        stamp = at.isoformat(timespec="microseconds")
         first = self.tree.size
         rows, leaves, previous = [], [], self._last
-        for offset, (entry, subject) in enumerate(batch):
-            body = canonical(
-                {
-                    "v": FORMAT,
-                    "chain": self.chain,
-                    "seq": first + offset,
-                    "prev": previous,
-                    "at": at.isoformat(timespec="microseconds"),
-                    "subject": subject,
-                    **{
-                        name: getattr(entry, name)
-                        for name in ENTRY_FIELDS
-                        if name not in OPTIONAL_FIELDS or getattr(entry, name) is not None
-                    },
-                }
-            )
+        for seq, (entry, subject) in enumerate(batch, start=first):
+            fields = {name: getattr(entry, name) for name in REQUIRED_FIELDS}
+            for name in OPTIONAL_FIELDS:
+                value = getattr(entry, name)
+                if value is not None:
+                    fields[name] = value
+            fields.update(v=FORMAT, chain=self.chain, seq=seq, prev=previous, at=stamp)
+            fields["subject"] = subject
+            body = canonical(fields)
             leaf = merkle.leaf_hash(body)
             previous = leaf.hex()
             shown = listed(entry.side, entry.service, subject)
             leaves.append(leaf)
             rows.append(
-                {
-                    "chain": self.chain,
-                    "seq": first + offset,
-                    "at": at,
-                    "subject": subject,
-                    "listed": shown,
-                    "released": shown and released(entry.status),
-                    "body": body,
-                }
+                (self.chain, seq, at, subject, shown, shown and released(entry.status), body)
             )
-        # On a connection, not an ORM session: the session's bulk insert and commit cost more
-        # than twice the Core path per batch (~0.8 ms against ~0.3 ms for one row on SQLite).
-        with self._writing(), self._engine.begin() as connection:
-            connection.execute(self._append, rows)
+        # Through the DBAPI cursor on the writer thread's kept connection, not Core's execute
+        # (nor an ORM session, which cost more than twice Core): exchange.db.bulk.
+        with self._writing():
+            self._connection.transaction(lambda connection: self._append.execute(connection, rows))
         # Only a committed batch moves the chain forward.
         for leaf in leaves:
             self.tree.append(leaf)
@@ -284,3 +278,4 @@ class AuditLog:
 
     async def close(self) -> None:
         await self._writer.close()
+        self._connection.close()

@@ -85,6 +85,21 @@ def database_down(url: str) -> Iterator[None]:
         admin.dispose()
 
 
+def terminate_connections(url: str) -> None:
+    """Cut every connection to the PostgreSQL database of ``url``, as a server restart does."""
+    assert POSTGRES_URL is not None
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": make_url(url).database},
+        )
+    admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
+import pytest
+
 from exchange.db.batch import GroupCommit
 
 
@@ -45,3 +47,41 @@ async def test_a_lingering_writer_gathers_writes_that_arrive_one_by_one() -> Non
     assert await asyncio.gather(*pending) == [0, 10, 20]
     await writer.close()
     assert batches == [[0, 1, 2]]
+
+
+async def test_a_failed_commit_fails_its_own_callers_and_the_writer_goes_on() -> None:
+    def apply(items: Sequence[int]) -> list[int | BaseException]:
+        if 13 in items:
+            raise OSError("disk gone")
+        return [item * 10 for item in items]
+
+    writer: GroupCommit[int, int] = GroupCommit(
+        apply, name="t", on_error=lambda exc: ValueError(f"refused: {exc}")
+    )
+    assert await writer.submit(1) == 10
+    with pytest.raises(ValueError, match="refused: disk gone"):
+        await writer.submit(13)
+    assert await writer.submit(2) == 20  # the worker survived the failed commit
+    await writer.close()
+
+
+async def test_work_runs_between_batches_and_close_commits_what_was_submitted() -> None:
+    batches: list[list[int]] = []
+    writer: GroupCommit[int, int] = GroupCommit(recording(batches), name="t", linger=0.5)
+    pending = [asyncio.ensure_future(writer.submit(item)) for item in range(3)]
+    await asyncio.sleep(0)  # the three are queued
+    seen = await writer.run_in_worker(lambda: [list(batch) for batch in batches])
+    assert seen == [[0, 1, 2]]  # run after the batch that was lingering, not inside it
+    late = asyncio.ensure_future(writer.submit(3))
+    await asyncio.sleep(0)
+    await writer.close()  # does not drop the lingering write
+    assert await asyncio.gather(*pending, late) == [0, 10, 20, 30]
+    assert batches == [[0, 1, 2], [3]]
+
+
+async def test_a_closed_writer_takes_nothing_more() -> None:
+    writer: GroupCommit[int, int] = GroupCommit(recording([]), name="t")
+    assert await writer.submit(1) == 10
+    await writer.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await writer.submit(2)

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from audit.log import AuditEntry
 from exchange.db.batch import GroupCommit
+from exchange.db.bulk import BulkInsert, KeptConnection
 from exchange.gateway import models
 from exchange.trust.signed import detached
 
@@ -68,6 +69,32 @@ class ExchangeRecord:
 # each exchange would otherwise pay a transaction (and a thread hand-off) of its own; nobody
 # waits for these records, and a crash may lose the last few anyway.
 LINGER = 0.2
+# The stored columns, in the order ExchangeLog._insert gives them.
+COLUMNS = (
+    "side",
+    "message_id",
+    "client",
+    "service",
+    "user_id",
+    "issue",
+    "purpose",
+    "consent",
+    "legal_basis",
+    "peer",
+    "request_in",
+    "request_out",
+    "response_in",
+    "response_out",
+    "request_size",
+    "response_size",
+    "status",
+    "succeeded",
+    "fault_code",
+    "fault_string",
+    "request_hash",
+    "request_signature",
+    "response_signature",
+)
 
 
 class ExchangeLog:
@@ -79,56 +106,57 @@ class ExchangeLog:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._statement = insert(models.Exchange)
+        # Compiled once; run by the writer thread on the connection it keeps (exchange.db.bulk).
+        self._statement = BulkInsert(engine, models.Exchange, COLUMNS)
+        self._connection = KeptConnection(engine)
         self._writer: GroupCommit[tuple[ExchangeRecord, datetime], None] = GroupCommit(
             self._insert, name="opmon", linger=LINGER
         )
-        self._pending: set[asyncio.Task[None]] = set()
+        self._pending: set[asyncio.Future[None]] = set()
 
     def write(self, record: ExchangeRecord, *, response_out: datetime) -> None:
-        task = asyncio.ensure_future(self._writer.submit((record, response_out)))
-        self._pending.add(task)
-        task.add_done_callback(self._done)
+        written = self._writer.put((record, response_out))
+        self._pending.add(written)
+        written.add_done_callback(self._done)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._pending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("opmon.write_failed", cause=type(task.exception()).__name__)
+    def _done(self, written: asyncio.Future[None]) -> None:
+        self._pending.discard(written)
+        if not written.cancelled() and written.exception() is not None:
+            log.warning("opmon.write_failed", cause=type(written.exception()).__name__)
 
     def _insert(
         self, batch: Sequence[tuple[ExchangeRecord, datetime]]
     ) -> list[BaseException | None]:
         rows = [
-            {
-                "side": r.side,
-                "message_id": r.message_id,
-                "client": r.client,
-                "service": r.service,
-                "user_id": r.user_id,
-                "issue": r.issue,
-                "purpose": r.purpose,
-                "consent": r.consent,
-                "legal_basis": r.legal_basis,
-                "peer": r.peer,
-                "request_in": r.request_in,
-                "request_out": r.request_out,
-                "response_in": r.response_in,
-                "response_out": out,
-                "request_size": r.request_size,
-                "response_size": r.response_size,
-                "status": r.status,
-                "succeeded": r.fault_code is None and 200 <= r.status < 400,
-                "fault_code": r.fault_code,
-                "fault_string": (r.fault_string or "")[:2048] or None,
-                "request_hash": r.request_hash,
-                "request_signature": r.request_signature,
-                "response_signature": r.response_signature,
-            }
+            (
+                r.side,
+                r.message_id,
+                r.client,
+                r.service,
+                r.user_id,
+                r.issue,
+                r.purpose,
+                r.consent,
+                r.legal_basis,
+                r.peer,
+                r.request_in,
+                r.request_out,
+                r.response_in,
+                out,
+                r.request_size,
+                r.response_size,
+                r.status,
+                r.fault_code is None and 200 <= r.status < 400,
+                r.fault_code,
+                (r.fault_string or "")[:2048] or None,
+                r.request_hash,
+                r.request_signature,
+                r.response_signature,
+            )
             for r, out in batch
         ]
-        # On a connection, not a session: the ORM's bulk insert adds about a fifth.
-        with self._engine.begin() as connection:
-            connection.execute(self._statement, rows)
+        # Through the DBAPI cursor, not Core's execute (nor a session, which added a fifth).
+        self._connection.transaction(lambda connection: self._statement.execute(connection, rows))
         return [None] * len(batch)
 
     def recent(self, limit: int = 100) -> list[models.Exchange]:
@@ -144,6 +172,7 @@ class ExchangeLog:
     async def close(self) -> None:
         await self.drain()
         await self._writer.close()
+        self._connection.close()
 
 
 def _ms(value: datetime | None) -> int | None:

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from exchange.db import inline
 from exchange.db.batch import GroupCommit
+from exchange.db.bulk import KeptConnection
 from exchange.db.engine import insert_or_skip
 from exchange.errors import DuplicateMessage
 from exchange.gateway.models import SeenMessage
@@ -51,17 +52,23 @@ def _duplicate(client: str, message_id: str) -> DuplicateMessage:
 class ReplayGuard:
     def __init__(self, engine: Engine, *, unflushed: Engine) -> None:
         self._engine = engine
-        # Built once; executed with many parameter sets (SQLAlchemy batches them with RETURNING).
+        # Built once, compiled once (_Insert); its RETURNING names the pairs that were new.
         self._statement = insert_or_skip(engine, SeenMessage).returning(
             SeenMessage.client, SeenMessage.message_id, sort_by_parameter_order=True
         )
+        # The writer threads insert through the DBAPI cursor on connections they keep
+        # (exchange.db.bulk): Core's execute with RETURNING cost more than the insert itself.
+        self._insert = _Insert(engine, self._statement)
+        self._kept = KeptConnection(engine)
+        self._kept_unflushed = KeptConnection(unflushed)
         self._flushed: GroupCommit[Pair, None] = GroupCommit(
-            lambda batch: self._accept(engine, batch), name="replay-guard"
+            lambda batch: self._accept(self._kept, batch), name="replay-guard"
         )
         self._unflushed: GroupCommit[Pair, None] = GroupCommit(
-            lambda batch: self._accept(unflushed, batch, opening=True), name="replay-guard-reads"
+            lambda batch: self._accept(self._kept_unflushed, batch, opening=True),
+            name="replay-guard-reads",
         )
-        self._on_loop = _OnTheLoop(unflushed, self._statement) if inline.suits(unflushed) else None
+        self._on_loop = _OnTheLoop(unflushed, self._insert) if inline.suits(unflushed) else None
 
     async def accept_once(
         self, *, client: str, message_id: str, keep_until: datetime, safe: bool
@@ -79,14 +86,19 @@ class ReplayGuard:
         await writer.submit((client, message_id, keep_until))
 
     def _accept(
-        self, engine: Engine, batch: Sequence[Pair], *, opening: bool = False
+        self, connection: KeptConnection, batch: Sequence[Pair], *, opening: bool = False
     ) -> list[BaseException | None]:
         first: dict[tuple[str, str], datetime] = {}
         for client, message_id, keep_until in batch:
             first.setdefault((client, message_id), keep_until)
-        rows = [{"client": c, "message_id": m, "expires_at": k} for (c, m), k in first.items()]
-        with engine.begin() as connection:
-            fresh = {(row[0], row[1]) for row in connection.execute(self._statement, rows)}
+        found: list[set[tuple[str, str]]] = []
+
+        def insert(dbapi: Any) -> None:
+            # Replaced, not added to: an attempt on a connection found dead says nothing.
+            found[:] = [self._insert.run(dbapi, first)]
+
+        connection.transaction(insert)
+        fresh = found[0]
         outcomes: list[BaseException | None] = []
         for client, message_id, _ in batch:
             if (client, message_id) in fresh:
@@ -109,19 +121,54 @@ class ReplayGuard:
             self._on_loop.close()
         await self._flushed.close()
         await self._unflushed.close()
+        self._kept.close()
+        self._kept_unflushed.close()
 
 
-class _OnTheLoop:
-    """The unflushed insert of one pair on the event loop's own connection (module docstring)."""
+class _Insert:
+    """The guard's ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, compiled once, run through
+    the DBAPI cursor: which of the pairs were new."""
 
     def __init__(self, engine: Engine, statement: Any) -> None:
         compiled = statement.compile(dialect=engine.dialect)
-        self._sql = str(compiled)
+        self.sql = str(compiled)
         self._order = tuple(compiled.positiontup or ())
         # Times stored exactly as SQLAlchemy stores them, so that pruning compares like with like.
         self._expires = SeenMessage.__table__.c.expires_at.type.dialect_impl(
             engine.dialect
         ).bind_processor(engine.dialect)
+        self._postgresql = engine.dialect.name == "postgresql"
+
+    def parameters(self, client: str, message_id: str, keep_until: datetime) -> Any:
+        expires = self._expires(keep_until) if self._expires is not None else keep_until
+        values = {"client": client, "message_id": message_id, "expires_at": expires}
+        return [values[name] for name in self._order] if self._order else values
+
+    def run(self, connection: Any, pairs: dict[tuple[str, str], datetime]) -> set[tuple[str, str]]:
+        rows = [self.parameters(c, m, k) for (c, m), k in pairs.items()]
+        fresh: set[tuple[str, str]] = set()
+        cursor = connection.cursor()
+        try:
+            if self._postgresql and len(rows) > 1:  # one round trip for the batch (a pipeline)
+                cursor.executemany(self.sql, rows, returning=True)
+                while True:
+                    fresh.update((row[0], row[1]) for row in cursor.fetchall())
+                    if not cursor.nextset():
+                        break
+            else:  # SQLite's executemany returns no rows; it runs in process anyway
+                for row in rows:
+                    cursor.execute(self.sql, row)
+                    fresh.update((found[0], found[1]) for found in cursor.fetchall())
+        finally:
+            cursor.close()
+        return fresh
+
+
+class _OnTheLoop:
+    """The unflushed insert of one pair on the event loop's own connection (module docstring)."""
+
+    def __init__(self, engine: Engine, statement: _Insert) -> None:
+        self._statement = statement
         self._engine = engine
         self._connection: Any = None
         self._opening = threading.Lock()
@@ -136,10 +183,9 @@ class _OnTheLoop:
         connection = self._connection
         if connection is None:
             return None
-        expires = self._expires(keep_until) if self._expires is not None else keep_until
-        values = {"client": client, "message_id": message_id, "expires_at": expires}
+        values = self._statement.parameters(client, message_id, keep_until)
         try:
-            fresh = connection.execute(self._sql, [values[n] for n in self._order]).fetchall()
+            fresh = connection.execute(self._statement.sql, values).fetchall()
             connection.commit()
         except inline.Error:
             with contextlib.suppress(inline.Error):

@@ -9,18 +9,20 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from audit import bundle
 from audit.heads import HeadKeeper
-from audit.log import AuditEntry, AuditLog
+from audit.log import AuditEntry, AuditLog, canonical
 from audit.verify import Anchors, Head, verify
 from exchange.db import migrate
 from exchange.db.engine import build_engine
 from exchange.errors import LoggingFailed
 from exchange.trust.keys import serial_hex
 from exchange.trust.signed import Signer
-from tests.conftest import NOW, Clock
+from tests.conftest import NOW, Clock, database_down, terminate_connections
 from tests.factories import Instance, audit_store_unwritable
 
 CHAIN = "EE/GOV/70000310/gw1/1"
@@ -283,3 +285,41 @@ async def test_head_by_a_revoked_certificate_is_refused(
     assert report.problem is not None  # type: ignore[attr-defined]
     assert "may not sign it" in report.problem.message  # type: ignore[attr-defined]
     await log.close()
+
+
+async def test_a_connection_the_server_cut_is_replaced_and_an_outage_refuses(
+    database_url: str, engine: Engine, clock: Clock, instance: Instance
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a database server that cuts connections: PostgreSQL")
+    log = make_log(engine, clock)
+    assert await log.append(entry(0), subject=None) == 0
+    terminate_connections(database_url)  # the writer's kept connection is dead now
+    assert await log.append(entry(1), subject=None) == 1  # on a fresh one, nothing refused
+    with database_down(database_url):
+        with pytest.raises(LoggingFailed):
+            await log.append(entry(2), subject=None)
+        assert not log.writable
+    assert await log.append(entry(3), subject=None) == 2  # the chain goes on where it stood
+    anchors, _ = await signed_head(engine, log, instance, clock)
+    report = check(engine, anchors)
+    assert report.ok, report.problem  # type: ignore[attr-defined]
+    assert report.records == 3  # type: ignore[attr-defined]
+    await log.close()
+
+
+record_values = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text()
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.text(), record_values, max_size=8))
+def test_a_record_body_is_the_canonical_json_it_always_was(record: dict[str, object]) -> None:
+    """The chain hashes these bytes: their spelling must never change."""
+    as_before = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        expected = as_before.encode()
+    except UnicodeEncodeError:  # a lone surrogate: refused, then as now
+        with pytest.raises(TypeError):
+            canonical(record)
+        return
+    assert canonical(record) == expected

@@ -16,6 +16,7 @@ from exchange.db.engine import build_engine, sqlite_url
 from exchange.db.migrate import upgrade
 from exchange.errors import DuplicateMessage
 from exchange.gateway.replay import ReplayGuard
+from tests.conftest import terminate_connections
 
 CLIENT = "EE/GOV/70000001/portal"
 LATER = datetime.now(UTC) + timedelta(minutes=5)
@@ -87,3 +88,38 @@ async def test_a_busy_database_is_waited_for_off_the_loop(tmp_path: Path) -> Non
         released.join()
         writer.close()
         await guard.close()
+
+
+async def test_a_pair_is_accepted_once_by_the_writer_threads_on_each_backend(
+    database_url: str,
+) -> None:
+    """Concurrent copies share a batch (one new, the rest replays), safe or not; on PostgreSQL
+    a connection the server cut is replaced and still finds the pairs it committed."""
+    engine = build_engine(database_url)
+    upgrade("gateway", engine)
+    guard = ReplayGuard(engine, unflushed=build_engine(database_url, flushed=False))
+    try:
+        for safe in (True, False):
+            name = f"batch-{safe}"
+            outcomes = await asyncio.gather(
+                *(accept(guard, name, safe=safe) for _ in range(20)), return_exceptions=True
+            )
+            assert outcomes.count(None) == 1
+            assert all(isinstance(o, DuplicateMessage) for o in outcomes if o is not None)
+        distinct = await asyncio.gather(*(accept(guard, f"m-{n}", safe=False) for n in range(20)))
+        assert distinct == [None] * 20
+        mixed = await asyncio.gather(  # old and new pairs in one batch: only the new pass
+            *(accept(guard, f"{prefix}-{n}", safe=False) for n in range(10) for prefix in "mn"),
+            return_exceptions=True,
+        )
+        assert [o is None for o in mixed] == [False, True] * 10
+        if database_url.startswith("postgresql"):
+            terminate_connections(database_url)
+        for name in ("batch-True", "batch-False", "m-7"):
+            for safe in (True, False):
+                with pytest.raises(DuplicateMessage):
+                    await accept(guard, name, safe=safe)
+        await accept(guard, "after", safe=False)
+    finally:
+        await guard.close()
+        engine.dispose()
