@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes
 from exchange.central.files import read_admin_token
 from exchange.gateway import publishing
 from exchange.gateway.node import Gateway
+from exchange.gateway.publishing import Publication
+from exchange.gateway.settings import GatewaySettings
 from exchange.identifiers import SubsystemId
 from exchange.sample import federation
 from exchange.trust.catalogue import CATALOGUE_TYPE, sign_catalogue
@@ -93,15 +95,22 @@ def refused(response: httpx.Response, status: int, kind: str) -> dict[str, Any]:
     return body
 
 
-def test_a_gateway_publishes_its_own_catalogue_signed(roles: Roles) -> None:
+def publish(roles: Roles, settings: GatewaySettings | None = None, **waiting: Any) -> Publication:
+    """The provider's catalogues, as ``exchange gateway publish`` sends them."""
     provider = roles.provider
-    done = publishing.publish(
-        provider.settings,
+    return publishing.publish(
+        settings or provider.settings,
         provider.declared.enabled(),
         central_url=central_url(roles),
         signer=provider.signer,
         clock=roles.clock,
+        **waiting,
     )
+
+
+def test_a_gateway_publishes_its_own_catalogue_signed(roles: Roles) -> None:
+    provider = roles.provider
+    done = publish(roles)
     assert done.published == {str(federation.POPULATION_REGISTRY): len(provider.settings.services)}
     assert done.refused == {}
     assert f"{federation.RESIDENCE_RECORD}/v1" in listed(roles)
@@ -188,13 +197,7 @@ def test_a_revoked_signing_certificate_publishes_nothing(fresh_roles: Roles) -> 
     body = refused(send(roles, signed(provider, at=roles.clock())), 400, "InvalidSignature")
     assert "revoked" in body["message"]
     assert SERVICE not in listed(roles)
-    done = publishing.publish(
-        provider.settings,
-        provider.declared.enabled(),
-        central_url=central_url(roles),
-        signer=provider.signer,
-        clock=roles.clock,
-    )
+    done = publish(roles)
     assert done.published == {}
     assert "revoked" in done.refused[str(federation.POPULATION_REGISTRY)]
     # The console's operator is told why, in the authority's words; nothing is published.
@@ -217,13 +220,7 @@ def test_a_refused_subsystem_does_not_stop_the_others(fresh_roles: Roles) -> Non
     settings = provider.settings.model_copy(
         update={"services": [unknown, *provider.settings.services]}
     )
-    done = publishing.publish(
-        settings,
-        provider.declared.enabled(),
-        central_url=central_url(roles),
-        signer=provider.signer,
-        clock=roles.clock,
-    )
+    done = publish(roles, settings)
     assert done.published == {str(federation.POPULATION_REGISTRY): len(provider.settings.services)}
     assert list(done.refused) == [str(archive)]
     assert str(archive) in done.refused[str(archive)]
@@ -242,24 +239,15 @@ def test_the_authoritys_rate_limit_is_waited_out_and_the_catalogue_signed_again(
             slept.append(seconds)
             roles.clock.advance(timedelta(seconds=seconds))
 
-        def publish(max_wait: float = publishing.MAX_WAIT) -> publishing.Publication:
-            return publishing.publish(
-                provider.settings,
-                provider.declared.enabled(),
-                central_url=central_url(roles),
-                signer=provider.signer,
-                clock=roles.clock,
-                sleep=sleep,
-                max_wait=max_wait,
-            )
-
         expected = {str(federation.POPULATION_REGISTRY): len(provider.settings.services)}
-        assert publish().published == expected
+        assert publish(roles, sleep=sleep).published == expected
         assert slept == []
         roles.clock.advance(timedelta(seconds=0.5))
-        again = publish()  # 429, Retry-After 1: waited out, signed anew (not a replay)
+        # 429, Retry-After 1: waited out, signed anew (not a replay).
+        again = publish(roles, sleep=sleep)
         assert (again.published, again.refused, slept) == (expected, {}, [1.0])
-        refused = publish(max_wait=0)  # past what the caller would wait: when to try again
+        # Past what the caller would wait: refused, saying when to try again.
+        refused = publish(roles, sleep=sleep, max_wait=0)
         assert refused.published == {}
         reason = refused.refused[str(federation.POPULATION_REGISTRY)]
         assert reason.endswith("(try again in 1 s)"), reason
