@@ -37,6 +37,7 @@ from exchange.trust.view import TrustView
 JWS_TYPE = "exchange-consent+jwt"
 SCHEMA = "exchange-consent/1"
 MAX_ARTEFACT_BYTES = 8 * 1024
+KEPT_ARTEFACT_CHARS = 4096  # an artefact is ~1.3 KB; up to 1,024 of these are read once
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,8 @@ def reference(value: str | None) -> str | None:
     (which names the person). Unverified here; it is a label, checked where it matters."""
     if value is None or value.count(".") != 2:
         return value
+    if len(value) > KEPT_ARTEFACT_CHARS:  # read, not kept: the memory kept stays small
+        return _consent_id.__wrapped__(value)
     return _consent_id(value)
 
 

@@ -31,6 +31,7 @@ MAX_CONSENT = 16 * 1024
 # services by the same few clients, and reading one again gives the same immutable value.
 # Bounded; a refused one is not kept (it is refused again, by the same checks, every time).
 KEPT_READINGS = 1024
+KEPT_PATH_BYTES = 1024  # longer paths (a REST path may be long) are read every time
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,8 @@ def request_headers(scope: Scope) -> dict[str, str]:
 def parse_target(raw_path: bytes) -> Target:
     """The service asked for and the REST path after it, from the raw request path (refused
     with :class:`InvalidIdentifier` or :class:`InvalidRequest`)."""
+    if len(raw_path) > KEPT_PATH_BYTES:  # read, not kept: the memory kept stays small
+        return _target.__wrapped__(raw_path)
     return _target(raw_path)
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from exchange.consent.artefact import reference
+from exchange.consent.artefact import KEPT_ARTEFACT_CHARS, _consent_id, reference
 
 
 def segment(data: bytes) -> str:
@@ -57,3 +57,10 @@ def test_an_artefact_read_again_is_read_by_its_exact_text() -> None:
     assert [reference(first), reference(other), reference(first)] == ["c-1", "c-2", "c-1"]
     head, payload, _ = first.split(".")
     assert reference(f"{head}.{payload}x.c2ln") == "unreadable-artefact"
+
+
+def test_a_long_artefact_is_read_every_time_not_kept() -> None:
+    long = artefact({"jti": "c-long", "note": "x" * KEPT_ARTEFACT_CHARS})
+    kept = _consent_id.cache_info().currsize
+    assert reference(long) == reference(long) == "c-long"
+    assert _consent_id.cache_info().currsize == kept

@@ -6,6 +6,8 @@ import pytest
 
 from exchange.errors import InvalidIdentifier, InvalidRequest, NotAcceptable
 from exchange.gateway.xroad import (
+    KEPT_PATH_BYTES,
+    _target,
     negotiate,
     parse_target,
     query_parameters,
@@ -120,6 +122,16 @@ def test_a_target_read_again_is_the_same_and_a_bad_one_is_refused_every_time() -
             parse_target(b"/r1/EE/GOV/1/sub/code/a%2Fb")
         with pytest.raises(InvalidIdentifier):
             read_headers({"x-road-client": "EE/GOV/1/por%74al"}, generate_id=True)
+
+
+def test_a_long_path_is_read_every_time_not_kept() -> None:
+    """A REST path may be long: such a target is read for itself, so that the paths kept stay
+    small whatever callers send."""
+    long_path = b"/r1/EE/GOV/1/sub/code/" + b"a" * KEPT_PATH_BYTES
+    kept = _target.cache_info().currsize
+    assert parse_target(long_path).rest_path == "/" + "a" * KEPT_PATH_BYTES
+    assert parse_target(long_path) == parse_target(long_path)
+    assert _target.cache_info().currsize == kept
 
 
 def test_request_headers_are_read_from_the_scope_as_the_server_gave_them() -> None:
