@@ -10,6 +10,7 @@ publish the same way.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -90,11 +91,16 @@ def publish(
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds to wait before sending again, when the authority said to."""
+    """Seconds to wait before sending again, when the answer said to: at least one (a ``0``,
+    which the authority never sends, must not make a loop of it), at most ``max_wait``'s
+    reach; a value that is not a few ASCII digits is no instruction."""
     said = response.headers.get("retry-after", "")
-    if response.status_code != 429 or not said.isdigit():
+    if response.status_code != 429 or not _SECONDS.fullmatch(said):
         return None
-    return float(min(int(said), 3600))
+    return float(max(int(said), 1))
+
+
+_SECONDS = re.compile(r"[0-9]{1,6}")
 
 
 def _reason(response: httpx.Response) -> str:
@@ -103,6 +109,6 @@ def _reason(response: httpx.Response) -> str:
     except (ValueError, AttributeError):
         said = f"HTTP {response.status_code}"
     after = response.headers.get("retry-after", "")
-    if response.status_code == 429 and after.isdigit():
+    if response.status_code == 429 and _SECONDS.fullmatch(after):
         said = f"{said} (try again in {after} s)"
     return said

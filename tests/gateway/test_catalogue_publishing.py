@@ -5,6 +5,8 @@ the gateway as actor. Sent over the authority's real listening socket."""
 
 from __future__ import annotations
 
+import http.server
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -251,6 +253,59 @@ def test_the_authoritys_rate_limit_is_waited_out_and_the_catalogue_signed_again(
         assert refused.published == {}
         reason = refused.refused[str(federation.POPULATION_REGISTRY)]
         assert reason.endswith("(try again in 1 s)"), reason
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    [b"0", b"\xb2", b"9" * 5000, b"1.5", b"-1"],
+    ids=["0", "latin1", "long", "dot", "neg"],
+)
+def test_a_proxy_answering_429_with_a_strange_retry_after_ends_in_a_refusal(
+    roles: Roles, retry_after: bytes
+) -> None:
+    """Something before the authority (a proxy) answers every catalogue 429 with a Retry-After
+    the authority never sends: publishing waits a bounded time and says so, never loops or
+    crashes."""
+    answered: list[str] = []
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            answered.append(self.path)
+            body = b'{"message": "slow down"}'
+            self.send_response(429)
+            self.send_header("Retry-After", retry_after.decode("latin-1"))
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    slept: list[float] = []
+    try:
+        provider = roles.provider
+        done = publishing.publish(
+            provider.settings,
+            provider.declared.enabled(),
+            central_url=f"http://127.0.0.1:{server.server_address[1]}",
+            signer=provider.signer,
+            clock=roles.clock,
+            sleep=slept.append,
+            max_wait=3,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.published == {}
+    assert "slow down" in done.refused[str(federation.POPULATION_REGISTRY)]
+    assert sum(slept) <= 3
+    assert len(answered) <= 4
+    if retry_after == b"0":
+        assert slept == [1.0, 1.0, 1.0]  # a zero is waited as a second, within the bound
 
 
 def test_the_same_catalogue_sent_at_once_is_published_once(roles: Roles) -> None:
