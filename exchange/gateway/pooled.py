@@ -246,55 +246,60 @@ class PooledTransport:
 
 
 class _Deadlines:
-    """The time limits of the requests under way, watched with one timer: ``asyncio.timeout``
-    arms and disarms a timer of the event loop for every request (a sixth of this client's CPU
-    per request). The timer is set for the earliest limit; when it fires, the requests past
-    their limit are cancelled and it is set again for the earliest left. Requests given the
-    same limit end after it is set, so a timer serves many requests; one given a shorter limit
-    sets it earlier. A request past its limit ends in ``TimeoutError`` as under
-    ``asyncio.timeout`` (a cancellation from elsewhere stays a cancellation)."""
+    """The time limits of the requests under way, watched with one timer per event loop:
+    ``asyncio.timeout`` arms and disarms a timer of the loop for every request (a sixth of this
+    client's CPU per request). A loop's timer is set for its earliest limit; when it fires, the
+    requests past their limit are cancelled and it is set again for the earliest left. Requests
+    given the same limit end after it is set, so a timer serves many requests; one given a
+    shorter limit sets it earlier. A request past its limit ends in ``TimeoutError`` as under
+    ``asyncio.timeout`` (a cancellation from elsewhere stays a cancellation). A gateway runs one
+    loop; the timers are kept per loop so that one left on a loop that has ended never stands
+    in for another's."""
 
     def __init__(self) -> None:
         self._watched: dict[_Limit, None] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timers: dict[asyncio.AbstractEventLoop, tuple[asyncio.TimerHandle, float]] = {}
 
     def within(self, seconds: float) -> _Limit:
         return _Limit(self, seconds)
 
     def watch(self, limit: _Limit) -> None:
         self._watched[limit] = None
-        if self._timer is None or limit.when < self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = limit.loop.call_at(limit.when, self._fire)
-            self._timer_at = limit.when
+        armed = self._timers.get(limit.loop)
+        if armed is None or limit.when < armed[1]:
+            if armed is not None:
+                armed[0].cancel()
+            else:  # a new loop: forget the timers of loops that have ended
+                for ended in [loop for loop in self._timers if loop.is_closed()]:
+                    del self._timers[ended]
+            self._arm(limit.loop, limit.when)
 
     def forget(self, limit: _Limit) -> None:
         self._watched.pop(limit, None)  # the timer is left: it finds nothing due, or others
 
-    def _fire(self) -> None:
-        self._timer = None
-        if not self._watched:
-            return
-        loop = next(iter(self._watched)).loop
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self._timers[loop] = (loop.call_at(when, self._fire, loop), when)
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        del self._timers[loop]
         # A timer may fire up to the loop's clock resolution early (libuv counts milliseconds).
         now, earliest = loop.time() + CLOCK_RESOLUTION, None
         for limit in list(self._watched):
+            if limit.loop is not loop:
+                continue
             if limit.when <= now:
                 del self._watched[limit]
                 limit.expire()
-            elif earliest is None or limit.when < earliest.when:
-                earliest = limit
+            elif earliest is None or limit.when < earliest:
+                earliest = limit.when
         if earliest is not None:
-            self._timer = loop.call_at(earliest.when, self._fire)
-            self._timer_at = earliest.when
+            self._arm(loop, earliest)
 
 
 class _Limit:
     """One request's time limit (a context manager within its task; see :class:`_Deadlines`)."""
 
-    __slots__ = ("_deadlines", "_seconds", "_task", "expired", "loop", "when")
+    __slots__ = ("_cancelling", "_deadlines", "_seconds", "_task", "expired", "loop", "when")
 
     def __init__(self, deadlines: _Deadlines, seconds: float) -> None:
         self._deadlines, self._seconds = deadlines, seconds
@@ -305,6 +310,7 @@ class _Limit:
         if task is None:
             raise RuntimeError("a time limit is kept only within a task")
         self._task, self.loop = task, task.get_loop()
+        self._cancelling = task.cancelling()
         self.when = self.loop.time() + self._seconds
         self._deadlines.watch(self)
         return self
@@ -322,8 +328,12 @@ class _Limit:
     ) -> None:
         self._deadlines.forget(self)
         # As asyncio.timeout: the cancellation is ours to turn into a timeout only if no other
-        # is pending for the task.
-        if self.expired and self._task.uncancel() == 0 and kind is asyncio.CancelledError:
+        # was pending for the task beyond those it had on entering.
+        if (
+            self.expired
+            and self._task.uncancel() <= self._cancelling
+            and kind is asyncio.CancelledError
+        ):
             raise TimeoutError from error
 
 

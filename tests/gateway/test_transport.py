@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from exchange.errors import InvalidResponse, NetworkError, PayloadTooLarge, ServiceTimeout
 from exchange.gateway import pooled
-from exchange.gateway.pooled import PooledTransport
+from exchange.gateway.pooled import PooledTransport, _Deadlines
 from exchange.gateway.transport import AiohttpTransport, Transport
 from exchange.trust import ca
 from exchange.trust.keys import certificate_pem, generate_key, private_key_pem
@@ -657,6 +657,25 @@ async def test_requests_under_way_each_time_out_at_their_own_limit(silent: int) 
         await transport.close()
     assert ended["short"] < 1.0 <= 1.5 <= ended["long"] < 4
     assert ended["again"] < 1.0
+
+
+def test_a_limit_is_kept_on_a_new_loop_whatever_a_loop_that_ended_left_armed() -> None:
+    """A timer left armed on an event loop that has ended never stands in for the next loop's:
+    a request there still times out at its own limit."""
+    deadlines = _Deadlines()
+
+    async def quick() -> None:
+        with deadlines.within(0.5):
+            pass  # ends at once; the loop's timer for +0.5 s stays armed as the loop ends
+
+    async def slow() -> float:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError), deadlines.within(0.8):  # later than the one left
+            await asyncio.sleep(4)
+        return time.monotonic() - started
+
+    asyncio.run(quick())
+    assert asyncio.run(slow()) < 2.5
 
 
 async def test_a_request_cancelled_by_its_caller_is_cancelled_not_timed_out(silent: int) -> None:
