@@ -170,7 +170,8 @@ def verify(token: str, *, view: TrustView, at: datetime) -> Consent:
 class Remembered:
     """:func:`verify` for a provider, which sees the same artefact on request after request:
     the signature of an artefact (its exact text) is checked once per trust view. The signer's
-    certificate is still checked at every use (revoked, expired), and a new view forgets all;
+    certificate is still checked at every use (revoked, expired, its OCSP status where the
+    gateway asks), and a new view forgets all;
     whether the consent fits the request and is live is never remembered (the caller checks).
     """
 
@@ -199,6 +200,8 @@ class Remembered:
         consent, certificate = known
         try:
             usable(certificate, revoked=view.revoked, at=at)
+            if view.status is not None:  # as for a signature checked now: OCSP at every use
+                view.status.require(certificate, at)
         except InvalidSignature as exc:
             raise ConsentDenied(
                 f"consent artefact refused: {exc.message}", detail="invalid-artefact"

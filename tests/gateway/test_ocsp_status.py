@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from exchange.consent.settings import ConsentSettings
 from exchange.trust.keys import load_certificate, serial_hex
-from tests.gateway.conftest import DIPLOMA, MARI, Roles
+from tests.gateway.conftest import BIRTH, DIPLOMA, MARI, Roles
 
 
 def revoke_signing(roles: Roles) -> None:
@@ -38,6 +39,34 @@ def test_a_revoked_signing_certificate_is_refused_through_ocsp(fresh_roles: Role
     assert response.json()["type"] == "Server.ServerProxy.InvalidSignature"
     assert "revoked (OCSP)" in response.json()["message"]
     assert roles.registry.calls == calls
+
+
+def test_a_consent_service_revoked_through_ocsp_is_refused_for_an_artefact_seen_before(
+    fresh_roles: Roles,
+) -> None:
+    """The provider checks an artefact's signature once per configuration and remembers it;
+    the consent service's certificate is still asked about at every use, so a revocation the
+    responder reports refuses the artefact before the next configuration, as it would a new
+    one."""
+    roles = fresh_roles
+    consented = roles.consented()
+    for _ in range(2):  # the second use is the remembered artefact
+        assert roles.call(f"{BIRTH}?person={MARI}", headers=consented).status_code == 200
+    version = roles.provider.trust.view().version
+    consent = ConsentSettings.load(roles.layout.consent)
+    serial = serial_hex(load_certificate(consent.data_dir / "consent.pem").serial_number)
+    token = (roles.layout.central.data_dir / "admin-token").read_text().strip()
+    revoked = roles.http.post(
+        f"http://127.0.0.1:{roles.ports.central}/api/v1/certificates/{serial}/revoke",
+        json={"reason": "keyCompromise"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert revoked.status_code == 200, revoked.text
+    roles.roles.provider.refresh_status()  # the status refresh only: no new configuration
+    assert roles.provider.trust.view().version == version
+    response = roles.call(f"{BIRTH}?person={MARI}", headers=consented)
+    assert response.status_code == 403, response.text
+    assert "revoked (OCSP)" in response.json()["message"]
 
 
 def test_a_responder_down_past_the_bound_is_a_refusal(fresh_roles: Roles) -> None:
