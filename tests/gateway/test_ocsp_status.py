@@ -8,6 +8,7 @@ as their background refresh would, and the bound is reached by moving the clock.
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from exchange.consent.settings import ConsentSettings
 from exchange.trust.keys import load_certificate, serial_hex
@@ -15,8 +16,12 @@ from tests.gateway.conftest import BIRTH, DIPLOMA, MARI, Roles
 
 
 def revoke_signing(roles: Roles) -> None:
-    settings = roles.consumer_settings()
-    serial = serial_hex(load_certificate(settings.data_dir / "signing.pem").serial_number)
+    revoke(roles, roles.consumer_settings().data_dir / "signing.pem")
+
+
+def revoke(roles: Roles, certificate: Path) -> None:
+    """The certificate in the file ``certificate`` revoked at the authority, by its admin API."""
+    serial = serial_hex(load_certificate(certificate).serial_number)
     token = (roles.layout.central.data_dir / "admin-token").read_text().strip()
     response = roles.http.post(
         f"http://127.0.0.1:{roles.ports.central}/api/v1/certificates/{serial}/revoke",
@@ -53,15 +58,7 @@ def test_a_consent_service_revoked_through_ocsp_is_refused_for_an_artefact_seen_
     for _ in range(2):  # the second use is the remembered artefact
         assert roles.call(f"{BIRTH}?person={MARI}", headers=consented).status_code == 200
     version = roles.provider.trust.view().version
-    consent = ConsentSettings.load(roles.layout.consent)
-    serial = serial_hex(load_certificate(consent.data_dir / "consent.pem").serial_number)
-    token = (roles.layout.central.data_dir / "admin-token").read_text().strip()
-    revoked = roles.http.post(
-        f"http://127.0.0.1:{roles.ports.central}/api/v1/certificates/{serial}/revoke",
-        json={"reason": "keyCompromise"},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert revoked.status_code == 200, revoked.text
+    revoke(roles, ConsentSettings.load(roles.layout.consent).data_dir / "consent.pem")
     roles.roles.provider.refresh_status()  # the status refresh only: no new configuration
     assert roles.provider.trust.view().version == version
     response = roles.call(f"{BIRTH}?person={MARI}", headers=consented)
