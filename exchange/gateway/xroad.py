@@ -27,9 +27,9 @@ PREFIX = "/r1/"
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 METASERVICES = frozenset({"listMethods", "allowedMethods", "getOpenAPI"})
 MAX_CONSENT = 16 * 1024
-# Paths and clients read before, kept by their exact text: a gateway is asked for the same few
-# services by the same few clients, and reading one again gives the same immutable value.
-# Bounded; a refused one is not kept (it is refused again, by the same checks, every time).
+# Paths read before, kept by their exact text: a gateway is asked for the same few services,
+# and reading one again gives the same immutable value (clients are kept the same way, by
+# exchange.identifiers). Bounded; a refused one is not kept (it is refused again every time).
 KEPT_READINGS = 1024
 KEPT_PATH_BYTES = 1024  # longer paths (a REST path may be long) are read every time
 
@@ -172,7 +172,7 @@ def read_headers(headers: Mapping[str, str], *, generate_id: bool) -> XRoadHeade
     raw_client = headers.get("x-road-client")
     if not raw_client:
         raise InvalidRequest("X-Road-Client header is required", detail="X-Road-Client")
-    client = _client(raw_client)
+    client = parse_client(raw_client)  # kept by its exact text (exchange.identifiers)
     message_id = _optional(headers, "x-road-id", _MESSAGE_ID)
     if message_id is None:
         if not generate_id:
@@ -188,11 +188,6 @@ def read_headers(headers: Mapping[str, str], *, generate_id: bool) -> XRoadHeade
         identity=_optional(headers, "x-exchange-identity", _JWS),
         idempotency_key=_optional(headers, "idempotency-key", _KEY),
     )
-
-
-@functools.lru_cache(maxsize=KEPT_READINGS)
-def _client(text: str) -> ClientId:
-    return parse_client(text)
 
 
 def negotiate(accept: str | None) -> str:
