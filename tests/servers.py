@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -67,6 +68,34 @@ def exchange(
         timeout=60,
         check=False,
     )
+
+
+@contextlib.contextmanager
+def in_thread(app: Any) -> Iterator[int]:
+    """``app`` served on a free loopback port with the roles' server settings, in a thread of
+    its own; the port, once the server has started; stopped at exit."""
+    import asyncio
+    import threading
+
+    import uvicorn
+
+    from exchange import serving as server_settings
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = uvicorn.Server(server_settings.config(app, host="127.0.0.1", port=port))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.started, "the server did not start within 10 s"
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 @contextlib.contextmanager

@@ -9,18 +9,14 @@ both get the type in ``X-Road-Error``.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
@@ -30,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 from structlog.testing import capture_logs
 
-from exchange import serving, web
+from exchange import web
 from exchange.central.app import create_app as central_app
 from exchange.consent.app import create_app as consent_app
 from exchange.consent.service import ConsentService
@@ -53,7 +49,7 @@ from exchange.sample import federation
 from exchange.trust.globalconf_client import utcnow
 from exchange.tsa import files as tsa_files
 from exchange.tsa.app import create_app as tsa_app
-from tests.servers import free_port
+from tests.servers import free_port, in_thread
 
 BIRTH = f"/r1/{federation.BIRTH_CERTIFICATE}"
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
@@ -258,18 +254,8 @@ def listening() -> Iterator[int]:
     parse never reach an app."""
     app = Starlette(routes=[Route("/", lambda _: Response("ok"))])
     install_error_handlers(app)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    server = uvicorn.Server(serving.config(app, host="127.0.0.1", port=port))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    yield port
-    server.should_exit = True
-    thread.join(10)
+    with in_thread(app) as port:
+        yield port
 
 
 @pytest.mark.parametrize(

@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from exchange import serving
+from tests.servers import in_thread
 
 BODY = b'{"answer":42}'
 
@@ -47,20 +45,9 @@ class Gate:
 @pytest.fixture
 def served() -> Iterator[tuple[int, Gate]]:
     gate = Gate()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    server = uvicorn.Server(serving.config(gate, host="127.0.0.1", port=port))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.started, "the server did not start within 10 s"
-    yield port, gate
-    gate.send_body.set()
-    server.should_exit = True
-    thread.join(10)
+    with in_thread(gate) as port:
+        yield port, gate
+        gate.send_body.set()
 
 
 def ask(port: int, method: str, path: str) -> socket.socket:

@@ -4,18 +4,14 @@ Starlette wrote it, and a header value that would split the answer refused, neve
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from exchange import serving
 from exchange.gateway.outcome import Released
+from tests.servers import in_thread
 
 BODY = b'{"answer":42}'
 
@@ -34,19 +30,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 @pytest.fixture
 def port() -> Iterator[int]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        chosen = int(probe.getsockname()[1])
-    server = uvicorn.Server(serving.config(app, host="127.0.0.1", port=chosen))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.started, "the server did not start within 10 s"
-    yield chosen
-    server.should_exit = True
-    thread.join(10)
+    with in_thread(app) as chosen:
+        yield chosen
 
 
 def answer_to(port: int, method: str, path: str) -> bytes:

@@ -149,16 +149,7 @@ def test_time_window(instance: Instance, iat_shift: int, exp_shift: int) -> None
 def test_response_is_bound_to_its_request(instance: Instance) -> None:
     key, cert = instance.signing(REGISTER)
     view = TrustView(instance.configuration({REGISTER: [cert]}))
-    claims = ResponseClaims(
-        status=200,
-        content_type="application/json",
-        body=body_digest(b"{}"),
-        client=f"{PORTAL}/citizen-portal",
-        service="EE/GOV/70000310/population-registry/birth-certificate",
-        message_id="m-1",
-        request_hash=request_hash("the request signature"),
-        iat=int(AT.timestamp()),
-    )
+    claims = _response()
     token = sign_response(Signer(key, cert), claims)
     provider = MemberId.parse(REGISTER)
     assert verify_response(token, received=claims, provider=provider, view=view, at=AT) == claims
