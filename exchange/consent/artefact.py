@@ -31,7 +31,7 @@ import orjson
 from cryptography import x509
 
 from exchange.errors import ConsentDenied, InvalidSignature
-from exchange.trust.signed import Signer, usable, verify_signed
+from exchange.trust.signed import Signer, Validity, verify_signed
 from exchange.trust.view import TrustView
 
 JWS_TYPE = "exchange-consent+jwt"
@@ -178,7 +178,8 @@ class Remembered:
     def __init__(self, size: int = 4096) -> None:
         self._size = size
         self._view: TrustView | None = None
-        self._known: OrderedDict[str, tuple[Consent, x509.Certificate]] = OrderedDict()
+        # The consent, its signer's certificate and what is checked of it at each use.
+        self._known: OrderedDict[str, tuple[Consent, x509.Certificate, Validity]] = OrderedDict()
         self._lock = threading.Lock()  # providers verify on worker threads too
 
     def verify(self, token: str, *, view: TrustView, at: datetime) -> Consent:
@@ -190,16 +191,17 @@ class Remembered:
             if known is not None:
                 self._known.move_to_end(token)
         if known is None:
-            known = _verified(token, view=view, at=at)
+            consent, certificate = _verified(token, view=view, at=at)
+            known = (consent, certificate, Validity.of(certificate))
             with self._lock:
                 if view is self._view:
                     self._known[token] = known
                     if len(self._known) > self._size:
                         self._known.popitem(last=False)
             return known[0]
-        consent, certificate = known
+        consent, certificate, validity = known
         try:
-            usable(certificate, revoked=view.revoked, at=at)
+            validity.require(revoked=view.revoked, at=at)
             if view.status is not None:  # as for a signature checked now: OCSP at every use
                 view.status.require(certificate, at)
         except InvalidSignature as exc:
