@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from audit import timestamp
 from audit.log import AuditLog
 from audit.models import TreeHead
+from exchange.db.engine import insert_or_replace
 from exchange.errors import Error
 from exchange.trust.globalconf import GlobalConfiguration
 from exchange.trust.signed import Signer
@@ -127,22 +128,23 @@ class HeadKeeper:
         }
         signature = self._signer.sign(claims, HEAD_TYPE)
         token, tsa = await asyncio.to_thread(self._stamp, signature)
-        head = TreeHead(
-            chain=self._audit.chain,
-            size=size,
-            root=root.hex(),
-            at=at,
-            signature=signature,
-            timestamp=token,
-            tsa=tsa,
-            # A head signed again at a size already signed (a restart) is a new JWS: a witness's
-            # countersignature of the one it replaces does not carry over, nor do peers'.
-            cosignature=None,
-            peer_cosignatures=None,
-        )
-        with Session(self._engine, expire_on_commit=False) as session:
-            session.merge(head)
-            session.commit()
+        values = {
+            "chain": self._audit.chain,
+            "size": size,
+            "root": root.hex(),
+            "at": at,
+            "signature": signature,
+            "timestamp": token,
+            "tsa": tsa,
+            # A head signed again at a size already signed (a restart, or `exchange audit head`
+            # beside the serving process) is a new JWS: a witness's countersignature of the one
+            # it replaces does not carry over, nor do peers', even one stored meanwhile.
+            "cosignature": None,
+            "peer_cosignatures": None,
+        }
+        with self._engine.begin() as connection:
+            connection.execute(insert_or_replace(self._engine, TreeHead, values))
+        head = TreeHead(**values)
         self.last_size, self._last_at = size, at
         return head
 

@@ -87,14 +87,31 @@ def build_engine(
     return engine
 
 
-def insert_or_skip(engine: Engine, table: Any) -> Insert:
-    """``INSERT ... ON CONFLICT DO NOTHING`` into ``table``, for ``engine``'s backend (SQLite or
-    PostgreSQL). Only that backend's dialect is imported: the other one would take ~2 MB of the
-    process for nothing."""
+def _insert(engine: Engine, table: Any) -> Any:
+    """The backend's own ``INSERT`` construct for ``table`` (SQLite or PostgreSQL), which has
+    ``ON CONFLICT``. Only that backend's dialect is imported: the other one would take ~2 MB of
+    the process for nothing."""
     if engine.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
-        return postgresql_insert(table).on_conflict_do_nothing()
+        return postgresql_insert(table)
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(table).on_conflict_do_nothing()
+    return sqlite_insert(table)
+
+
+def insert_or_skip(engine: Engine, table: Any) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` into ``table``."""
+    return _insert(engine, table).on_conflict_do_nothing()  # type: ignore[no-any-return]
+
+
+def insert_or_replace(engine: Engine, table: Any, values: dict[str, Any]) -> Insert:
+    """``INSERT ... ON CONFLICT (primary key) DO UPDATE`` of every column in ``values``: one
+    statement, so no column keeps a value a concurrent writer stored after this one read the row
+    (what an ORM merge, which writes only the columns it saw change, lets through)."""
+    keys = [column.name for column in table.__table__.primary_key.columns]
+    statement = _insert(engine, table).values(**values)
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=keys,
+        set_={name: statement.excluded[name] for name in values if name not in keys},
+    )

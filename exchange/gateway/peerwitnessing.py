@@ -187,12 +187,20 @@ class PeerWitnessing:
             if stored is None or stored.signature != head.signature:
                 return head  # signed anew meanwhile: the next round shows the new one
             held = _peer_cosignatures(stored) | {peer: cosignature}
-            session.execute(
+            # Only over the head that was read: one signed anew since (another process) keeps
+            # no countersignature of this one.
+            kept = session.execute(
                 update(TreeHead)
-                .where(TreeHead.chain == head.chain, TreeHead.size == head.size)
+                .where(
+                    TreeHead.chain == head.chain,
+                    TreeHead.size == head.size,
+                    TreeHead.signature == head.signature,
+                )
                 .values(peer_cosignatures=json.dumps(held, sort_keys=True))
             )
             session.commit()
+            if not getattr(kept, "rowcount", 0):
+                return head  # the next round shows what changed
             stored.peer_cosignatures = json.dumps(held, sort_keys=True)
             return stored
 

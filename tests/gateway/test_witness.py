@@ -15,7 +15,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, event, select, update
 from sqlalchemy.orm import Session
 
 from audit import bundle
@@ -637,3 +637,77 @@ def test_a_fork_is_refused_and_reported_by_a_peer_witness(
     # Off by default: a gateway that is no peer witness serves no such routes.
     provider_peer = f"https://127.0.0.1:{roles.ports.provider_tls}/witness/v1/forks"
     assert roles.http.get(provider_peer).status_code == 404
+
+
+def test_a_head_signed_anew_while_the_witness_answers_keeps_no_countersignature_of_the_old(
+    fresh_roles: Roles,
+) -> None:
+    """Two processes may sign heads of one chain (``exchange audit head`` beside ``serve``): the
+    witness's countersignature of the old head, stored while the same size is signed anew, must
+    not end up beside the new head's signature."""
+    roles, provider = fresh_roles, fresh_roles.provider
+    exchanges(roles, 2)
+    old = roles.roles.run(provider.heads.sign_now())
+    answered: list[TreeHead] = []
+
+    def witness_answers_first(_c: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        writes_head = (
+            statement.lstrip()
+            .upper()
+            .startswith(("UPDATE AUDIT_TREE_HEADS", "INSERT INTO AUDIT_TREE_HEADS"))
+        )
+        if writes_head and not answered:
+            answered.append(old)  # the witness's own write below is not the one awaited
+            answered.append(provider.witnessing._submit(old))
+
+    event.listen(provider.engine, "before_cursor_execute", witness_answers_first)
+    try:
+        new = roles.roles.run(provider.heads.sign_now())
+    finally:
+        event.remove(provider.engine, "before_cursor_execute", witness_answers_first)
+    assert answered[-1].cosignature is not None  # the old head was countersigned meanwhile
+    assert (new.size, new.chain) == (old.size, old.chain)
+    with Session(provider.engine) as session:
+        stored = session.get(TreeHead, (new.chain, new.size))
+        assert stored is not None
+        assert stored.signature == new.signature != old.signature
+        assert (stored.cosignature, stored.peer_cosignatures) == (None, None)
+    verified = exchange("audit", "verify", "-c", str(roles.layout.provider))
+    assert verified.returncode == 0, verified.stderr
+    witnessed = roles.roles.run(provider.witnessing.submit_pending())  # the new one, later
+    assert witnessed is not None
+    assert witnessed.signature == new.signature
+    assert witnessed.cosignature is not None
+    assert exchange("audit", "verify", "-c", str(roles.layout.provider)).returncode == 0
+
+
+def test_a_head_signed_anew_while_a_peer_answers_keeps_no_peer_countersignature_of_the_old(
+    fresh_roles: Roles,
+) -> None:
+    roles = fresh_roles
+    witness, provider = with_peer_witness(roles)
+    exchanges(roles, 2)
+    old = roles.roles.run(provider.heads.sign_now())
+    signed_anew: list[TreeHead] = []
+
+    def signed_anew_first(_c: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE AUDIT_TREE_HEADS") and not signed_anew:
+            signed_anew.append(roles.roles.run(provider.heads.sign_now()))  # in another thread
+
+    event.listen(provider.engine, "before_cursor_execute", signed_anew_first)
+    try:
+        roles.roles.run(provider.peer_witnessing.submit_pending())
+    finally:
+        event.remove(provider.engine, "before_cursor_execute", signed_anew_first)
+    assert signed_anew
+    assert signed_anew[0].signature != old.signature
+    with Session(provider.engine) as session:
+        stored = session.get(TreeHead, (old.chain, old.size))
+        assert stored is not None
+        assert stored.signature == signed_anew[0].signature
+        assert stored.peer_cosignatures is None
+    assert exchange("audit", "verify", "-c", str(roles.layout.provider)).returncode == 0
+    witnessed = roles.roles.run(provider.peer_witnessing.submit_pending())  # the new one, later
+    assert witnessed is not None
+    assert witnessed.peer_cosignatures is not None
+    assert set(json.loads(witnessed.peer_cosignatures)) == {witness.settings.id}
