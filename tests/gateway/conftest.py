@@ -204,7 +204,11 @@ def sample_layout(
             ports,
             gateway_extra=GATEWAY_EXTRA,
             extra_services=diploma_service(registry.url)
-            + diploma_service(registry.url, code="consented-diploma", policy="consent"),
+            # The consent tests send 20 requests at once: on a busy machine, a connection
+            # to this in-process registry can take more than the fault tests' second.
+            + diploma_service(
+                registry.url, code="consented-diploma", policy="consent", timeout=5.0
+            ),
             database_urls=database_urls,
         )
         access = AccessRights(

@@ -121,12 +121,17 @@ def running_registry() -> Iterator[RegistryServer]:
         server.close()
 
 
-def diploma_service(url: str, *, code: str = "diploma", policy: str = "legal-basis") -> str:
-    """A provider's diploma service, backed by this server through the HTTP connector."""
+def diploma_service(
+    url: str, *, code: str = "diploma", policy: str = "legal-basis", timeout: float = 1.0
+) -> str:
+    """A provider's diploma service, backed by this server through the HTTP connector, waiting
+    ``timeout`` seconds for a connection and as long for the answer (short: the fault tests wait
+    them out)."""
     return (
         "\n[[services]]\n"
         f'subsystem = "population-registry"\ncode = "{code}"\nevidence_type = "diploma"\n'
         f'consent_policy = "{policy}"\nparameters = ["person"]\nmethods = ["GET", "POST"]\n'
         "[services.connector]\n"
-        f'type = "http"\nurl = "{url}/diplomas/{{person}}"\ntimeout = 1.0\nconnect_timeout = 1.0\n'
+        f'type = "http"\nurl = "{url}/diplomas/{{person}}"\n'
+        f"timeout = {timeout}\nconnect_timeout = {timeout}\n"
     )
