@@ -22,7 +22,9 @@ Provider gateways::
     POST /api/v1/consents/{id}/status   is it live: active | revoked | expired | not-yet-valid |
                                         exhausted
     POST /api/v1/consents/{id}/uses     spend one use for a message
-        (both: the body is a question signed by the consented service's provider, the answer a
+    POST /api/v1/consents/{id}/returns  give back the use spent for a message whose registry
+                                        failed (nothing was released)
+        (all three: the body is a question signed by the consented service's provider, the answer a
         JWS signed by this service; see exchange.consent.messages)
     GET  /api/v1/revocations?after=&wait=&subscriber=
                                         the revocation feed, a page signed by this service
@@ -276,6 +278,10 @@ def create_app(service: ConsentService) -> Starlette:
             answer = await asyncio.to_thread(
                 store.redeem, consent_id, message_id=asked["message_id"], provider=member
             )
+        elif action == "return":
+            answer = await asyncio.to_thread(
+                store.give_back, consent_id, message_id=asked["message_id"], provider=member
+            )
         signed = sign_answer(service.signer, asked, answer.as_json(), clock())
         return Response(
             signed, media_type="application/jose", headers={"Cache-Control": "no-store"}
@@ -310,6 +316,9 @@ def create_app(service: ConsentService) -> Starlette:
     async def use(request: Request) -> Response:
         return await question(request, "use")
 
+    async def give_back(request: Request) -> Response:
+        return await question(request, "return")
+
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "consent_service": settings.name})
 
@@ -326,6 +335,7 @@ def create_app(service: ConsentService) -> Starlette:
             Route("/api/v1/consents/{consent_id}/revoke", api_revoke, methods=["POST"]),
             Route("/api/v1/consents/{consent_id}/status", status, methods=["POST"]),
             Route("/api/v1/consents/{consent_id}/uses", use, methods=["POST"]),
+            Route("/api/v1/consents/{consent_id}/returns", give_back, methods=["POST"]),
             Route("/api/v1/revocations", revocations),
             Route("/health", health),
         ],

@@ -5,7 +5,8 @@ and the gateway's client of it import it; neither imports the other).
 
 **Questions and answers.** A question is a compact JWS (``typ`` ``exchange-consent-query+jws``)
 signed with the provider member's signing key: the consent, the action (``status``: is it live;
-``use``: spend one use for this message), the message and the service, with a short lifetime.
+``use``: spend one use for this message; ``return``: give back the use spent for this message,
+whose registry failed), the message and the service, with a short lifetime.
 The consent service answers only the member that provides the consented service (anyone else
 learns nothing, not even whether the consent exists). The answer (``typ``
 ``exchange-consent-answer+jwt``) is signed with the consent service's key: the consent, the
@@ -33,7 +34,7 @@ from exchange.trust.view import TrustView
 QUERY_TYPE = "exchange-consent-query+jws"
 ANSWER_TYPE = "exchange-consent-answer+jwt"
 PAGE_TYPE = "exchange-consent-revocations+jwt"
-ACTIONS = ("status", "use")
+ACTIONS = ("status", "use", "return")
 LIFETIME = 60
 
 

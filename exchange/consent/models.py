@@ -50,6 +50,9 @@ class Use(Base):
     message_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     provider: Mapped[str] = mapped_column(ID)  # the member whose gateway redeemed it
     used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set when the provider gave the use back: the registry failed, nothing was released. The
+    # row stays, so the message is still answered once and the history still shows it.
+    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Revocation(Base):

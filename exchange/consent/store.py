@@ -361,6 +361,34 @@ class ConsentStore:
             row = _reread(session, consent_id)
             return Status(row.id, "active", row.uses, row.max_uses)
 
+    def give_back(self, consent_id: str, *, message_id: str, provider: str) -> Status:
+        """Give back the use ``provider`` spent for ``message_id``: its registry failed, so
+        nothing was released. Once per use; a use spent by another member, or none, is left as
+        it is. The message stays answered (a replay of it is still refused)."""
+        at = self._clock()
+        with Session(self._engine) as session:
+            returned = session.execute(
+                update(models.Use)
+                .where(
+                    models.Use.consent_id == consent_id,
+                    models.Use.message_id == message_id,
+                    models.Use.provider == provider,
+                    models.Use.returned_at.is_(None),
+                )
+                .values(returned_at=at)
+            )
+            if returned.rowcount == 1:  # type: ignore[attr-defined]
+                session.execute(
+                    update(models.Consent)
+                    .where(models.Consent.id == consent_id, models.Consent.uses > 0)
+                    .values(uses=models.Consent.uses - 1)
+                )
+            session.commit()
+            row = session.get(models.Consent, consent_id)
+            if row is None:
+                raise NotFound("no such consent")
+            return self._status(row)
+
     def _status(self, row: models.Consent) -> Status:
         at = self._clock()
         if row.revoked_at is not None:

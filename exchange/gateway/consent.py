@@ -10,9 +10,10 @@ In order, each failing closed with a precise denial before the registry is asked
    subject = the person queried = ``X-Road-UserId``;
 4. it is live: a consent with a use limit spends one use, in an answer the consent service
    signed to this gateway's signed question (:mod:`exchange.consent.messages`; atomic, never
-   cached); one without is looked up in this gateway's copy of the consent service's revocation
-   feed (:mod:`exchange.gateway.revocations`) while that copy is fresh, and otherwise its status
-   is asked the same way as a use. The consent service unreachable, or an answer that does not
+   cached), and gives it back the same way if the registry then fails (nothing released); one
+   without is looked up in this gateway's copy of the consent service's revocation feed
+   (:mod:`exchange.gateway.revocations`) while that copy is fresh, and otherwise its status is
+   asked the same way as a use. The consent service unreachable, or an answer that does not
    verify, means no release.
 """
 
@@ -21,11 +22,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import structlog
+
 from exchange.consent.artefact import Consent, Remembered
 from exchange.consent.messages import sign_query, verify_answer
 from exchange.errors import (
     ConsentDenied,
     ConsentRequired,
+    Error,
     PayloadTooLarge,
     ServiceFailed,
     ServiceUnavailable,
@@ -34,7 +38,9 @@ from exchange.gateway.node import Gateway
 from exchange.identifiers import unversioned
 from exchange.trust.view import TrustView
 
+log = structlog.get_logger(__name__)
 MAX_ANSWER = 64 * 1024
+PATHS = {"status": "status", "use": "uses", "return": "returns"}
 
 
 class ConsentCheck:
@@ -87,6 +93,24 @@ class ConsentCheck:
         answer = await self._ask(consent, "use", view=view, message_id=message_id, service=service)
         _require_active(answer)
 
+    async def give_back(
+        self, consent: Consent, *, view: TrustView, message_id: str, service: str
+    ) -> None:
+        """The use spent for ``message_id`` given back: its registry failed, nothing was
+        released. Best effort: if the consent service cannot take it back now, the use stays
+        spent (logged), as before this existed."""
+        if consent.max_uses is None:
+            return
+        try:
+            await self._ask(consent, "return", view=view, message_id=message_id, service=service)
+        except Error as exc:
+            log.warning(
+                "consent.use_not_given_back",
+                consent=consent.jti,
+                message_id=message_id,
+                cause=type(exc).__name__,
+            )
+
     async def ensure_live(
         self, consent: Consent, *, view: TrustView, message_id: str, service: str
     ) -> None:
@@ -118,7 +142,7 @@ class ConsentCheck:
             service=service,
             at=gateway.clock(),
         )
-        path = "uses" if action == "use" else "status"
+        path = PATHS[action]
         # Unreachable, slow or broken, it is a refusal: nothing is released without its word.
         try:
             reply = await gateway.transport.request(

@@ -31,6 +31,7 @@ from connectors.base import Document, Evidence
 from exchange.consent.artefact import Consent
 from exchange.errors import (
     AccessDenied,
+    Error,
     InternalError,
     InvalidRequest,
     PreviewRefused,
@@ -137,13 +138,17 @@ class ConsentGiven:
         record.consent, record.legal_basis = consent.jti, consent.purpose.legal_basis
 
     async def obtain(self, release: Release) -> Evidence | Document:
-        await self.consents.spend(
-            _consent(release),
-            view=release.view,
-            message_id=release.record.message_id,
-            service=release.record.service,
+        consent, record, consents = _consent(release), release.record, self.consents
+        await consents.spend(
+            consent, view=release.view, message_id=record.message_id, service=record.service
         )
-        return await release.fetch()
+        try:
+            return await release.fetch()
+        except Error:  # the registry failed or its answer was refused: nothing is released
+            await consents.give_back(
+                consent, view=release.view, message_id=record.message_id, service=record.service
+            )
+            raise
 
 
 class Previewed:

@@ -298,3 +298,42 @@ def wait_for_feed(roles: Roles, *, fresh: bool) -> None:
 def _payload(token: str) -> bytes:
     segment = token.split(".")[1]
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def consent_id(artefact: str) -> str:
+    return str(json.loads(_payload(artefact))["jti"])
+
+
+def test_a_use_spent_on_a_request_the_registry_failed_is_given_back(roles: Roles) -> None:
+    """Nothing was released, so the person's consent keeps the use: a retry is served."""
+    artefact = diploma_consent(roles, max_uses=1)
+    store = roles.roles.consent.store
+    for mode, status in (("error", 502), ("garbage", 502)):
+        roles.registry.mode = mode
+        try:
+            failed = ask(roles, artefact)
+        finally:
+            roles.registry.mode = "ok"
+        assert failed.status_code == status, failed.text
+        record = audited(roles, failed.headers["X-Road-Id"])
+        assert record["status"] == status
+        assert record["consent"] == consent_id(artefact)
+        assert store.status(consent_id(artefact)).uses == 0
+    served = ask(roles, artefact)
+    assert served.status_code == 200, served.text
+    assert store.status(consent_id(artefact)).uses == 1
+    denied(roles, ask(roles, artefact), "ConsentDenied", "exhausted")
+
+
+def test_a_use_is_given_back_once_and_only_by_the_provider_that_spent_it(roles: Roles) -> None:
+    artefact = diploma_consent(roles, max_uses=2)
+    store, consent = roles.roles.consent.store, consent_id(artefact)
+    provider = str(federation.POPULATION_REGISTRY).rsplit("/", 1)[0]
+    assert store.redeem(consent, message_id="m1", provider=provider).status == "active"
+    assert store.give_back(consent, message_id="m1", provider="EE/GOV/70000001").uses == 1
+    assert store.give_back(consent, message_id="m2", provider=provider).uses == 1  # never spent
+    assert store.give_back(consent, message_id="m1", provider=provider).uses == 0
+    assert store.give_back(consent, message_id="m1", provider=provider).uses == 0  # once
+    # The message stays answered: its use is not spent again by a replay of it.
+    assert store.redeem(consent, message_id="m1", provider=provider).status == "replayed"
+    assert store.status(consent).uses == 0
