@@ -356,7 +356,12 @@ class ConsentStore:
             if session.execute(live).rowcount != 1:  # type: ignore[attr-defined]
                 session.rollback()
                 row = _reread(session, consent_id)
-                return self._status(row)
+                status = self._status(row)
+                if status.status == "active":
+                    # A use given back between the update and this read: this message spent
+                    # none, so it is never answered "active"; it may ask again.
+                    return Status(row.id, "exhausted", row.uses, row.max_uses)
+                return status
             session.commit()
             row = _reread(session, consent_id)
             return Status(row.id, "active", row.uses, row.max_uses)

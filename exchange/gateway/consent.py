@@ -29,7 +29,6 @@ from exchange.consent.messages import sign_query, verify_answer
 from exchange.errors import (
     ConsentDenied,
     ConsentRequired,
-    Error,
     PayloadTooLarge,
     ServiceFailed,
     ServiceUnavailable,
@@ -41,6 +40,7 @@ from exchange.trust.view import TrustView
 log = structlog.get_logger(__name__)
 MAX_ANSWER = 64 * 1024
 PATHS = {"status": "status", "use": "uses", "return": "returns"}
+RETURN_WITHIN = 2.0  # the consumer waits for its error meanwhile
 
 
 class ConsentCheck:
@@ -102,8 +102,15 @@ class ConsentCheck:
         if consent.max_uses is None:
             return
         try:
-            await self._ask(consent, "return", view=view, message_id=message_id, service=service)
-        except Error as exc:
+            await self._ask(
+                consent,
+                "return",
+                view=view,
+                message_id=message_id,
+                service=service,
+                timeout=RETURN_WITHIN,
+            )
+        except Exception as exc:  # the registry's fault is the answer, whatever happens here
             log.warning(
                 "consent.use_not_given_back",
                 consent=consent.jti,
@@ -129,7 +136,14 @@ class ConsentCheck:
         _require_active(answer)
 
     async def _ask(
-        self, consent: Consent, action: str, *, view: TrustView, message_id: str, service: str
+        self,
+        consent: Consent,
+        action: str,
+        *,
+        view: TrustView,
+        message_id: str,
+        service: str,
+        timeout: float = 5,
     ) -> dict[str, Any]:
         """A signed question to the consent service that issued ``consent``; its signed answer."""
         authority = view.consent_service(consent.iss)
@@ -151,7 +165,7 @@ class ConsentCheck:
                 what=f"consent service {consent.iss}",
                 headers={"Content-Type": "application/jose"},
                 body=question.encode("ascii"),
-                timeout=5,
+                timeout=timeout,
                 max_bytes=MAX_ANSWER,
             )
         except PayloadTooLarge as exc:

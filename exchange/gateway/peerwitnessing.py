@@ -187,7 +187,7 @@ class PeerWitnessing:
             if stored is None or stored.signature != head.signature:
                 return head  # signed anew meanwhile: the next round shows the new one
             held = _peer_cosignatures(stored) | {peer: cosignature}
-            # Only over the head that was read: one signed anew since (another process) keeps
+            # Only over the head as it was read: one signed anew since (another process) keeps
             # no countersignature of this one.
             kept = session.execute(
                 update(TreeHead)
@@ -195,6 +195,10 @@ class PeerWitnessing:
                     TreeHead.chain == head.chain,
                     TreeHead.size == head.size,
                     TreeHead.signature == head.signature,
+                    # Nor over another peer's countersignature stored meanwhile (a replica).
+                    TreeHead.peer_cosignatures.is_(None)
+                    if stored.peer_cosignatures is None
+                    else TreeHead.peer_cosignatures == stored.peer_cosignatures,
                 )
                 .values(peer_cosignatures=json.dumps(held, sort_keys=True))
             )

@@ -31,11 +31,13 @@ from connectors.base import Document, Evidence
 from exchange.consent.artefact import Consent
 from exchange.errors import (
     AccessDenied,
-    Error,
     InternalError,
+    InvalidEvidence,
     InvalidRequest,
     PreviewRefused,
     PreviewRequired,
+    ServiceFailed,
+    ServiceTimeout,
     ServiceUnavailable,
 )
 from exchange.evidence.edm.query import Unresolved
@@ -48,6 +50,12 @@ from exchange.gateway.xroad import XRoadHeaders
 from exchange.trust.view import TrustView
 
 InThread = Callable[..., Awaitable[Any]]
+
+# The registry gave no answer about the person: an error, a reply that could not be read, no
+# answer in time, unreachable. A consent use spent on such a request is given back. "No record"
+# (NotFound) and a record that is not valid evidence are answers: their use stays spent, or a
+# one-use consent could be used to probe without end.
+REGISTRY_FAULTS = (ServiceFailed, ServiceTimeout, ServiceUnavailable)
 
 
 @dataclass(slots=True)
@@ -144,10 +152,14 @@ class ConsentGiven:
         )
         try:
             return await release.fetch()
-        except Error:  # the registry failed or its answer was refused: nothing is released
-            await consents.give_back(
-                consent, view=release.view, message_id=record.message_id, service=record.service
-            )
+        except REGISTRY_FAULTS as fault:
+            if not isinstance(fault, InvalidEvidence):  # an answer about the person after all
+                await consents.give_back(
+                    consent,
+                    view=release.view,
+                    message_id=record.message_id,
+                    service=record.service,
+                )
             raise
 
 

@@ -10,10 +10,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from exchange.consent import files as consent_files
 from exchange.consent.artefact import Consent, Purpose, sign
@@ -337,3 +338,56 @@ def test_a_use_is_given_back_once_and_only_by_the_provider_that_spent_it(roles: 
     # The message stays answered: its use is not spent again by a replay of it.
     assert store.redeem(consent, message_id="m1", provider=provider).status == "replayed"
     assert store.status(consent).uses == 0
+
+
+def test_no_record_is_an_answer_and_spends_the_use(roles: Roles) -> None:
+    """A miss tells something about the person: were it free, a one-use consent could ask
+    again and again until a record appeared."""
+    artefact = diploma_consent(roles, citizen=JAAN, max_uses=2)
+    for _ in range(2):
+        missed = roles.call(
+            f"{CONSENTED_DIPLOMA}?person={JAAN}",
+            headers={
+                "X-Road-UserId": JAAN,
+                "X-Exchange-Purpose": PURPOSE,
+                "X-Road-Id": str(uuid.uuid4()),
+                "X-Exchange-Consent": artefact,
+            },
+        )
+        assert missed.status_code == 404, missed.text
+    assert roles.roles.consent.store.status(consent_id(artefact)).uses == 2
+
+
+def test_a_use_given_back_while_another_is_refused_does_not_release_without_a_use(
+    roles: Roles,
+) -> None:
+    """The refused message read the consent again after its update matched nothing; a use given
+    back in between must not make it "active" with no use spent for it."""
+    artefact = diploma_consent(roles, max_uses=1)
+    service = roles.roles.consent
+    store, consent = service.store, consent_id(artefact)
+    provider = str(federation.POPULATION_REGISTRY).rsplit("/", 1)[0]
+    assert store.redeem(consent, message_id="m1", provider=provider).status == "active"
+    refused: list[bool] = []
+
+    def note_refusal(_c: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("UPDATE consent_consents SET uses") and cursor.rowcount == 0:
+            refused.append(True)
+
+    def give_back_first(_c: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if refused and refused[-1] and statement.lstrip().upper().startswith("SELECT"):
+            refused[-1] = False  # once; give_back's own statements pass through
+            store.give_back(consent, message_id="m1", provider=provider)
+
+    event.listen(service.engine, "after_cursor_execute", note_refusal)
+    event.listen(service.engine, "before_cursor_execute", give_back_first)
+    try:
+        second = store.redeem(consent, message_id="m2", provider=provider)
+    finally:
+        event.remove(service.engine, "after_cursor_execute", note_refusal)
+        event.remove(service.engine, "before_cursor_execute", give_back_first)
+    assert refused == [False]  # the use was given back between the refusal and the read
+    assert second.status == "exhausted"
+    assert store.status(consent).uses == 0  # m2 spent nothing: it may ask again
+    assert store.redeem(consent, message_id="m3", provider=provider).status == "active"
+    assert store.status(consent).uses == 1
