@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -85,3 +88,36 @@ async def test_a_closed_writer_takes_nothing_more() -> None:
     await writer.close()
     with pytest.raises(RuntimeError, match="closed"):
         await writer.submit(2)
+
+
+def test_first_items_from_several_event_loops_at_once_start_one_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each of a role's event loops (its own, a test's, a command's) may be first to write."""
+    batches: list[list[int]] = []
+    writer: GroupCommit[int, int] = GroupCommit(recording(batches), name="started-once")
+    together = threading.Barrier(4)
+
+    def first_write(item: int) -> int:
+        async def write() -> int:
+            together.wait()
+            return await writer.put(item)
+
+        return asyncio.run(write())
+
+    threads = [threading.Thread(target=first_write, args=(item,)) for item in range(4)]
+
+    class SlowToBuild(threading.Thread):  # the moment between "no worker yet" and one
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            time.sleep(0.05)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(threading, "Thread", SlowToBuild)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    workers = [t for t in threading.enumerate() if t.name == "started-once"]
+    assert len(workers) == 1, workers
+    assert sorted(item for batch in batches for item in batch) == list(range(4))
+    asyncio.run(writer.close())

@@ -69,6 +69,7 @@ class GroupCommit(Generic[Item, Result]):
             queue.SimpleQueue()
         )
         self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()  # two event loops' first items start one worker
         self._closed = False
 
     async def submit(self, item: Item) -> Result:
@@ -92,12 +93,15 @@ class GroupCommit(Generic[Item, Result]):
         return await future
 
     def _start(self) -> None:
-        if self._closed:
-            raise RuntimeError(f"{self._name} is closed")
-        # A daemon, as the executor's thread was not joined at exit either when a role forgot
-        # to close: what it had not committed, nobody was told was committed.
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        self._thread.start()
+        with self._starting:
+            if self._closed:
+                raise RuntimeError(f"{self._name} is closed")
+            if self._thread is not None:  # started by another thread meanwhile
+                return
+            # A daemon, as the executor's thread was not joined at exit either when a role
+            # forgot to close: what it had not committed, nobody was told was committed.
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         take, take_now = self._queue.get, self._queue.get_nowait
