@@ -343,7 +343,10 @@ class _Answer:
     wrapped as llhttp's own error); the limits are checked between two reads."""
 
     def __init__(self, method: str) -> None:
-        self._parser = httptools.HttpResponseParser(self)
+        # The parser holds this answer's callbacks and this answer the parser: a cycle, which
+        # only the garbage collector would free (a tenth of a consumer's collections' work per
+        # hop). It is cut as soon as the answer has been read to its end.
+        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._head_only = method == "HEAD"  # a response parser cannot know it: no body follows
         self._head_bytes = 0
         self.status = 0
@@ -365,12 +368,15 @@ class _Answer:
     def on_headers_complete(self) -> None:
         if self.head_read:  # the head of a second answer: ours stays as it was
             return
-        status = self._parser.get_status_code()
+        parser = self._parser
+        if parser is None:  # never: only the parser calls this
+            return
+        status = parser.get_status_code()
         if status < 200:  # an interim answer (100 Continue): the next head is ours
             self.headers = {}
             return
         self.status, self.head_read = status, True
-        self.keep_alive = self._parser.should_keep_alive()
+        self.keep_alive = parser.should_keep_alive()
         self.done = self._head_only
 
     def on_body(self, piece: bytes) -> None:
@@ -406,10 +412,14 @@ class _Answer:
             self._feed(data[room:])
 
     def _feed(self, data: bytes) -> None:
+        if self._parser is None:  # read to its end already
+            raise BrokenResponse("bytes after the answer")
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as refused:
             raise BrokenResponse("the answer is not an HTTP/1.1 answer") from refused
+        if self.done:
+            self._parser = None
 
     def _end(self) -> None:
         if self.done:
@@ -421,6 +431,7 @@ class _Answer:
         if "content-length" in self.headers or "transfer-encoding" in self.headers:
             raise BrokenResponse("the connection closed before the body's end")
         self.done = True  # a body delimited by the connection's end (never kept alive)
+        self._parser = None
 
     async def read_whole(self, reader: asyncio.StreamReader, max_bytes: int) -> bytes:
         declared = self.headers.get("content-length")  # digits only: llhttp checked it

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -223,6 +224,33 @@ async def test_requests_in_turn_share_one_kept_connection(
         await transport.close()
     assert bodies == [b"1", b"2", b"3"]
     assert accepted == [1]
+
+
+async def test_an_answer_read_to_its_end_leaves_nothing_for_the_garbage_collector(
+    keeping: tuple[int, list[int], asyncio.Event],
+) -> None:
+    """Read whole, streamed or ended by the connection's close, an answer is freed when its
+    last reference goes, not left in a reference cycle with its parser for the collector."""
+    port, _, _ = keeping
+    transport = PooledTransport(timeout=5)
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for path in ("/", "/", "/close"):
+            reply = await transport.request(
+                "GET", f"http://127.0.0.1:{port}{path}", what="x", headers={}, max_bytes=10
+            )
+            assert reply.status == 200
+        del reply
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, pooled._Answer)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+        await transport.close()
+    assert left == []
 
 
 async def test_a_kept_connection_the_server_closed_is_replaced_without_an_error(
