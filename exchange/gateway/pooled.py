@@ -344,8 +344,8 @@ class _Answer:
 
     def __init__(self, method: str) -> None:
         # The parser holds this answer's callbacks and this answer the parser: a cycle, which
-        # only the garbage collector would free (a tenth of a consumer's collections' work per
-        # hop). It is cut as soon as the answer has been read to its end.
+        # only the garbage collector would free (its collections took 3.7% of a consumer
+        # gateway's CPU under load, 2.5% without). Cut once the answer is read to its end.
         self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._head_only = method == "HEAD"  # a response parser cannot know it: no body follows
         self._head_bytes = 0
