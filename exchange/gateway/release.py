@@ -152,14 +152,12 @@ class ConsentGiven:
         )
         try:
             return await release.fetch()
-        except REGISTRY_FAULTS as fault:
-            if not isinstance(fault, InvalidEvidence):  # an answer about the person after all
-                await consents.give_back(
-                    consent,
-                    view=release.view,
-                    message_id=record.message_id,
-                    service=record.service,
-                )
+        except InvalidEvidence:  # an answer about the person after all: the use stays spent
+            raise
+        except REGISTRY_FAULTS:
+            await consents.give_back(
+                consent, view=release.view, message_id=record.message_id, service=record.service
+            )
             raise
 
 
