@@ -27,8 +27,8 @@ _TYPE = re.compile(r"(Client|Server(?:\.ClientProxy|\.ServerProxy)?)\.([A-Za-z]+
 
 class GatewayMetrics:
     # Labelled series of the per-exchange metrics kept at hand (prometheus_client's labels()
-    # checks and looks up its labels on every call); the labels come from closed sets, the
-    # bound keeps even a peer answering with every possible status small.
+    # checks and looks up its labels on every call); the labels come from closed sets. The
+    # bound is this copy's only (prometheus_client keeps every series it was asked for).
     KEPT = 1024
 
     def __init__(self, *, folder: Path | None = None) -> None:
