@@ -71,19 +71,9 @@ def _b64url(data: bytes) -> bytes:
     return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE, b"=")
 
 
-def _decode(segment: str) -> bytes:
-    """The bytes of one base64url segment, if it is their one spelling."""
-    try:
-        raw = segment.encode("ascii")
-    except UnicodeEncodeError as exc:
-        raise JwsError("a segment is not base64url") from exc
-    if raw.translate(None, _URLSAFE):
-        raise JwsError("a segment is not base64url")
-    return _decoded(raw)
-
-
 def _decoded(raw: bytes) -> bytes:
-    """``_decode`` for a segment whose characters were checked already."""
+    """The bytes of one base64url segment whose characters were checked already, if it is
+    their one spelling."""
     tail = len(raw) % 4  # 2 or 3 characters spell the last 1 or 2 bytes, 1 spells nothing
     if tail == 1:
         raise JwsError("a segment is not base64url")

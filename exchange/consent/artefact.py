@@ -28,10 +28,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from cryptography import x509
 
 from exchange.errors import ConsentDenied, InvalidSignature
-from exchange.trust.signed import Signer, Validity, verify_signed
+from exchange.trust.signed import Signer, verify_signed
 from exchange.trust.view import TrustView
 
 JWS_TYPE = "exchange-consent+jwt"
@@ -149,7 +148,8 @@ def reference(value: str | None) -> str | None:
 @functools.lru_cache(maxsize=1024)
 def _consent_id(value: str) -> str:
     # Kept by the artefact's exact text (a lasting consent's artefact comes again and again
-    # from the same caller); what is kept is only the id this reads, the same every time.
+    # from the same caller): up to 1,024 artefacts, each naming its person, stay in this
+    # process's memory beside their ids.
     payload = value.split(".")[1]
     try:
         # Read on every exchange of the consumer: orjson and one base64 call (a third of the
@@ -170,16 +170,16 @@ def verify(token: str, *, view: TrustView, at: datetime) -> Consent:
 class Remembered:
     """:func:`verify` for a provider, which sees the same artefact on request after request:
     the signature of an artefact (its exact text) is checked once per trust view. The signer's
-    certificate is still checked at every use (revoked, expired, its OCSP status where the
-    gateway asks), and a new view forgets all;
-    whether the consent fits the request and is live is never remembered (the caller checks).
+    certificate is still checked at every use, by the view as for a signature checked now
+    (listed, not revoked, valid, its OCSP status where the gateway asks), and a new view forgets
+    all; whether the consent fits the request and is live is never remembered (the caller
+    checks).
     """
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
         self._view: TrustView | None = None
-        # The consent, its signer's certificate and what is checked of it at each use.
-        self._known: OrderedDict[str, tuple[Consent, x509.Certificate, Validity]] = OrderedDict()
+        self._known: OrderedDict[str, tuple[Consent, str]] = OrderedDict()  # and its signer
         self._lock = threading.Lock()  # providers verify on worker threads too
 
     def verify(self, token: str, *, view: TrustView, at: datetime) -> Consent:
@@ -191,19 +191,16 @@ class Remembered:
             if known is not None:
                 self._known.move_to_end(token)
         if known is None:
-            consent, certificate = _verified(token, view=view, at=at)
-            known = (consent, certificate, Validity.of(certificate))
+            consent, kid = _verified(token, view=view, at=at)
             with self._lock:
                 if view is self._view:
-                    self._known[token] = known
+                    self._known[token] = consent, kid
                     if len(self._known) > self._size:
                         self._known.popitem(last=False)
-            return known[0]
-        consent, certificate, validity = known
+            return consent
+        consent, kid = known
         try:
-            validity.require(revoked=view.revoked, at=at)
-            if view.status is not None:  # as for a signature checked now: OCSP at every use
-                view.status.require(certificate, at)
+            view.consent_signer(at=at)(kid)
         except InvalidSignature as exc:
             raise ConsentDenied(
                 f"consent artefact refused: {exc.message}", detail="invalid-artefact"
@@ -211,7 +208,8 @@ class Remembered:
         return consent
 
 
-def _verified(token: str, *, view: TrustView, at: datetime) -> tuple[Consent, x509.Certificate]:
+def _verified(token: str, *, view: TrustView, at: datetime) -> tuple[Consent, str]:
+    """The consent and the key id of the consent service that signed it."""
     if len(token) > MAX_ARTEFACT_BYTES:
         raise ConsentDenied("consent artefact is too large", detail="invalid-artefact")
     try:
@@ -225,7 +223,7 @@ def _verified(token: str, *, view: TrustView, at: datetime) -> tuple[Consent, x5
         raise ConsentDenied(
             "consent artefact names another consent service", detail="invalid-artefact"
         )
-    return consent, verified.certificate
+    return consent, verified.kid
 
 
 def timestamp(value: datetime) -> int:

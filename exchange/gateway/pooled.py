@@ -50,6 +50,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 from urllib.parse import SplitResult, urlsplit
 
 import httptools
@@ -368,9 +369,7 @@ class _Answer:
     def on_headers_complete(self) -> None:
         if self.head_read:  # the head of a second answer: ours stays as it was
             return
-        parser = self._parser
-        if parser is None:  # never: only the parser calls this
-            return
+        parser = cast(httptools.HttpResponseParser, self._parser)  # it is the one calling
         status = parser.get_status_code()
         if status < 200:  # an interim answer (100 Continue): the next head is ours
             self.headers = {}
@@ -412,8 +411,9 @@ class _Answer:
             self._feed(data[room:])
 
     def _feed(self, data: bytes) -> None:
-        if self._parser is None:  # read to its end already
-            raise BrokenResponse("bytes after the answer")
+        if self._parser is None:  # bytes after the answer, in the same read: not kept alive
+            self.trailing = True
+            return
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as refused:

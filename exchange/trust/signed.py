@@ -83,16 +83,11 @@ def may_sign(certificate: x509.Certificate, *, ca: x509.Certificate) -> bool:
     return DOCUMENT_SIGNING in usage
 
 
-def usable(certificate: x509.Certificate, *, revoked: Collection[str], at: datetime) -> None:
-    """Raise :class:`InvalidSignature` if ``certificate`` is revoked or not valid at ``at``."""
-    Validity.of(certificate).require(revoked=revoked, at=at)
-
-
 @dataclass(frozen=True, slots=True)
 class Validity:
-    """What :func:`usable` reads of a certificate, read once: the certificate cannot change, so
-    a holder of many checks (a trust view) keeps this beside it and compares it with the
-    revocation list and time of each check."""
+    """What makes a certificate usable at a time (its serial, not revoked; its validity), read
+    once: the certificate cannot change, so a holder of many checks (a trust view) keeps this
+    beside it and compares it with the revocation list and time of each check."""
 
     serial: str
     not_before: datetime
