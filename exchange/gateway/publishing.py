@@ -74,8 +74,8 @@ def publish(
                     with mapped("the central authority"):
                         response = http.put(url, json={"catalogue": signed})
                 except Error as exc:
-                    for unsent in entries_of:
-                        if unsent not in done.published:
+                    for unsent in entries_of:  # a refusal heard already keeps its reason
+                        if unsent not in done.published and unsent not in done.refused:
                             done.refused[unsent] = str(exc)
                     return done
                 wait = _retry_after(response)
@@ -92,8 +92,8 @@ def publish(
 
 def _retry_after(response: httpx.Response) -> float | None:
     """Seconds to wait before sending again, when the answer said to: at least one (a ``0``,
-    which the authority never sends, must not make a loop of it), at most ``max_wait``'s
-    reach; a value that is not a few ASCII digits is no instruction."""
+    which the authority never sends, must not make a loop of it); a value that is not a few
+    ASCII digits is no instruction."""
     said = response.headers.get("retry-after", "")
     if response.status_code != 429 or not _SECONDS.fullmatch(said):
         return None

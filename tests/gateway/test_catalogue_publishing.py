@@ -213,8 +213,8 @@ def test_a_revoked_signing_certificate_publishes_nothing(fresh_roles: Roles) -> 
 
 
 def test_a_refused_subsystem_does_not_stop_the_others(fresh_roles: Roles) -> None:
-    """A subsystem the authority does not know comes first: the registered one after it is
-    still published, and the refusal names the one refused. (A federation of its own: the
+    """A subsystem the authority does not know beside the registered one: the registered one
+    is still published, and the refusal names the one refused. (A federation of its own: the
     module's authority never refills its rate limit, as its clock stands still.)"""
     roles, provider = fresh_roles, fresh_roles.provider
     archive = SubsystemId(federation.POPULATION, "population-archive")
@@ -226,6 +226,28 @@ def test_a_refused_subsystem_does_not_stop_the_others(fresh_roles: Roles) -> Non
     assert done.published == {str(federation.POPULATION_REGISTRY): len(provider.settings.services)}
     assert list(done.refused) == [str(archive)]
     assert str(archive) in done.refused[str(archive)]
+
+
+def test_an_authority_lost_midway_leaves_earlier_refusals_as_they_were(roles: Roles) -> None:
+    provider = roles.provider
+    archive = SubsystemId(federation.POPULATION, "population-archive")
+    unknown = provider.settings.services[0].model_copy(update={"subsystem": archive.subsystem_code})
+    settings = provider.settings.model_copy(
+        update={"services": [unknown, *provider.settings.services]}
+    )
+    answers = iter([httpx.Response(403, json={"message": "not a subsystem of yours"})])
+
+    def authority(request: httpx.Request) -> httpx.Response:
+        try:
+            return next(answers)
+        except StopIteration:
+            raise httpx.ConnectError("connection refused", request=request) from None
+
+    done = publish(roles, settings, transport=httpx.MockTransport(authority))
+    assert done.published == {}
+    # The registry's subsystem is sent first (the settings name it), the archive after.
+    assert done.refused[str(federation.POPULATION_REGISTRY)] == "not a subsystem of yours"
+    assert "cannot be reached" in done.refused[str(archive)]
 
 
 def test_the_authoritys_rate_limit_is_waited_out_and_the_catalogue_signed_again(
@@ -306,6 +328,8 @@ def test_a_proxy_answering_429_with_a_strange_retry_after_ends_in_a_refusal(
     assert len(answered) <= 4
     if retry_after == b"0":
         assert slept == [1.0, 1.0, 1.0]  # a zero is waited as a second, within the bound
+    else:  # no instruction: refused at the first answer, nothing waited
+        assert (slept, len(answered)) == ([], 1)
 
 
 def test_the_same_catalogue_sent_at_once_is_published_once(roles: Roles) -> None:
