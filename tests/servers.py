@@ -81,16 +81,14 @@ def in_thread(app: Any) -> Iterator[int]:
 
     from exchange import serving as server_settings
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_port()
     server = uvicorn.Server(server_settings.config(app, host="127.0.0.1", port=port))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert server.started, "the server did not start within 10 s"
+    assert server.started, "the server did not start (within 10 s)"
     try:
         yield port
     finally:

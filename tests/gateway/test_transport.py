@@ -719,7 +719,8 @@ async def test_requests_under_way_each_time_out_at_their_own_limit(silent: int) 
         await ask("again", 0.2)  # after the watched ones ended, a new limit is watched anew
     finally:
         await transport.close()
-    assert ended["short"] < 1.0 <= 1.5 <= ended["long"] < 4
+    assert ended["short"] < 1.0
+    assert 1.5 <= ended["long"] < 4
     assert ended["again"] < 1.0
 
 
@@ -753,7 +754,7 @@ async def test_a_request_cancelled_by_its_caller_is_cancelled_not_timed_out(sile
         asking.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asking
-        await asyncio.sleep(0.6)  # past the request's limit: nothing fires at anyone
+        assert transport._deadlines._watched == {}  # its limit went with it: fires at nobody
         with pytest.raises(ServiceTimeout):  # and the client still keeps limits
             await transport.request("GET", url, what="x", headers={}, timeout=0.2, max_bytes=1)
     finally:
