@@ -67,47 +67,33 @@ class Connector(Protocol):
 def require_parameters(request: ConnectorRequest, names: tuple[str, ...]) -> dict[str, str]:
     """The declared parameters, all present; anything undeclared is refused, not ignored."""
     given = request.parameters
-    try:
-        values = {name: given[name] for name in names}
-    except KeyError:
-        pass
-    else:  # every declared one given (and not empty), and nothing else: the usual request
-        if len(given) == len(values) and all(values.values()):
-            return values
-    missing = [name for name in names if not request.parameters.get(name)]
+    missing = [name for name in names if not given.get(name)]
     if missing:
         raise InvalidRequest(f"missing query parameter: {', '.join(missing)}", detail=missing[0])
-    unknown = sorted(set(request.parameters) - set(names))
-    if unknown:
-        raise InvalidRequest(f"unknown query parameter: {', '.join(unknown)}", detail=unknown[0])
-    return {name: request.parameters[name] for name in names}
-
-
-def map_fields(row: Mapping[str, Any], fields: Mapping[str, str] | None) -> Evidence:
-    """Map a flat registry row to evidence; ``fields`` maps dotted evidence paths to columns.
-
-    Without ``fields`` the row's own keys are used as they are. ``None`` values are left out, so
-    optional elements of the schema simply do not appear.
-    """
-    return FieldMap(fields if fields is not None else {key: key for key in row}).map(row)
+    if len(given) != len(names):  # all declared ones are there: anything more is unknown
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise InvalidRequest(
+                f"unknown query parameter: {', '.join(unknown)}", detail=unknown[0]
+            )
+    return {name: given[name] for name in names}
 
 
 class FieldMap:
-    """``fields`` (dotted evidence path -> column) split once, for a connector that maps a row
-    of every answer: :meth:`map` is :func:`map_fields` without splitting the paths each time."""
+    """How a flat registry row becomes evidence: ``fields`` maps dotted evidence paths to
+    columns, split once for a connector that maps a row of every answer; without ``fields`` the
+    row's own keys are used as they are. ``None`` values are left out, so optional elements of
+    the schema simply do not appear."""
 
     __slots__ = ("_pairs",)
 
-    def __init__(self, fields: Mapping[str, str]) -> None:
-        pairs = []
-        for path, column in fields.items():
-            *parents, leaf = path.split(".")
-            pairs.append((column, tuple(parents), leaf))
-        self._pairs = tuple(pairs)
+    def __init__(self, fields: Mapping[str, str] | None) -> None:
+        self._pairs = None if fields is None else _split(fields)
 
     def map(self, row: Mapping[str, Any]) -> Evidence:
+        pairs = self._pairs if self._pairs is not None else _split({key: key for key in row})
         evidence: Evidence = {}
-        for column, parents, leaf in self._pairs:
+        for column, parents, leaf in pairs:
             value = row.get(column)
             if value is None:
                 continue
@@ -116,3 +102,11 @@ class FieldMap:
                 target = target.setdefault(part, {})
             target[leaf] = value
         return evidence
+
+
+def _split(fields: Mapping[str, str]) -> tuple[tuple[str, tuple[str, ...], str], ...]:
+    pairs = []
+    for path, column in fields.items():
+        *parents, leaf = path.split(".")
+        pairs.append((column, tuple(parents), leaf))
+    return tuple(pairs)

@@ -22,7 +22,7 @@ import aiohttp
 import yarl
 from lxml import etree
 
-from connectors.base import ConnectorRequest, Evidence, map_fields, require_parameters
+from connectors.base import ConnectorRequest, Evidence, FieldMap, require_parameters
 from exchange.errors import InvalidRequest, InvalidXml, NotFound, ServiceFailed
 from exchange.evidence.xml import parse_untrusted
 from exchange.faults import mapped
@@ -49,7 +49,7 @@ class HttpConnector:
         self._url = url
         self._in_path = placeholders
         self._parameters = parameters
-        self._fields = fields
+        self._field_map = FieldMap(fields)  # split once
         self._timeout = aiohttp.ClientTimeout(
             total=connect_timeout + read_timeout,
             sock_connect=connect_timeout,
@@ -96,7 +96,7 @@ class HttpConnector:
                 body = await _read_capped(response, self._max_bytes)
                 content_type = response.content_type
         try:
-            return map_fields(_decode(body, content_type, self._max_bytes), self._fields)
+            return self._field_map.map(_decode(body, content_type, self._max_bytes))
         except (RecursionError, TypeError, ValueError) as exc:  # hostile nesting, clashing keys
             raise ServiceFailed("registry reply has a shape that cannot be mapped") from exc
 

@@ -29,7 +29,6 @@ from connectors.base import (
     ConnectorRequest,
     Evidence,
     FieldMap,
-    map_fields,
     require_parameters,
 )
 from exchange.db import inline
@@ -120,7 +119,7 @@ class SqlConnector:
                 f"query binds {sorted(declared)} but the service declares {sorted(parameters)}"
             )
         self._parameters = parameters
-        self._field_map = FieldMap(fields) if fields is not None else None  # split once
+        self._field_map = FieldMap(fields)  # split once
         # Columns holding JSON text (lists such as a company's board members, built in SQL with
         # json_group_array): decoded before mapping. PostgreSQL json columns arrive decoded.
         self._json_columns = tuple(json_columns)
@@ -173,9 +172,7 @@ class SqlConnector:
                     row[column] = json.loads(row[column])
                 except ValueError as exc:
                     raise ServiceFailed(f"registry column {column} is not valid JSON") from exc
-        if self._field_map is not None:
-            return self._field_map.map(row)
-        return map_fields(row, None)
+        return self._field_map.map(row)
 
     async def _in_thread(self, values: dict[str, str]) -> list[dict[str, Any]]:
         try:
