@@ -174,44 +174,23 @@ async def registered(tmp_path: Path) -> dict[str, tuple[str, dict[str, Any]]]:
     """Every record of the sample registers, as their connectors hand them to the schema."""
     births = population.create(tmp_path / "population.db")
     companies = business.create(tmp_path / "business.db")
-    connectors = [
-        (
-            "birth-certificate",
-            SqlConnector(
-                url=f"sqlite:///{births}",
-                query=population.BIRTH_QUERY,
-                parameters=("person",),
-                fields=population.BIRTH_FIELDS,
-            ),
-            "person",
-            [person[0] for person in population.PEOPLE],
-        ),
-        (
-            "residence-record",
-            SqlConnector(
-                url=f"sqlite:///{births}",
-                query=population.RESIDENCE_QUERY,
-                parameters=("person",),
-                fields=population.RESIDENCE_FIELDS,
-            ),
-            "person",
-            [residence[0] for residence in population.RESIDENCES],
-        ),
-        (
-            "business-registration",
-            SqlConnector(
-                url=f"sqlite:///{companies}",
-                query=business.REGISTRATION_QUERY,
-                parameters=("code",),
-                fields=business.REGISTRATION_FIELDS,
-                json_columns=["board"],
-            ),
-            "code",
-            [company[0] for company in business.COMPANIES],
-        ),
-    ]
+    registers = [  # evidence type, database, query, fields, JSON columns, parameter, keys
+        ("birth-certificate", births, population.BIRTH_QUERY, population.BIRTH_FIELDS, [],
+         "person", [person[0] for person in population.PEOPLE]),
+        ("residence-record", births, population.RESIDENCE_QUERY, population.RESIDENCE_FIELDS, [],
+         "person", [residence[0] for residence in population.RESIDENCES]),
+        ("business-registration", companies, business.REGISTRATION_QUERY,
+         business.REGISTRATION_FIELDS, ["board"], "code", [c[0] for c in business.COMPANIES]),
+    ]  # fmt: skip
     found: dict[str, tuple[str, dict[str, Any]]] = {}
-    for evidence_type, connector, parameter, keys in connectors:
+    for evidence_type, database, query, fields, json_columns, parameter, keys in registers:
+        connector = SqlConnector(
+            url=f"sqlite:///{database}",
+            query=query,
+            parameters=(parameter,),
+            fields=fields,
+            json_columns=json_columns,
+        )
         try:
             for key in keys:
                 asked = ConnectorRequest(service=evidence_type, parameters={parameter: key})
