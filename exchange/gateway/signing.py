@@ -173,9 +173,15 @@ class _Shape:
             and _TEXT_TYPES.issuperset(map(type, self._texts(values)))
         ):
             _typed(claims, self.names)  # raises, naming the claim
+            raise _unexplained()  # were the two ever to disagree: refused all the same
         if self._bound(values) != self._bound(received):
             _compare(values, received, self.names, self.compared, self.kind)  # raises likewise
+            raise _unexplained()
         return values
+
+
+def _unexplained() -> InvalidSignature:
+    return InvalidSignature("message signature claims are not the expected ones")
 
 
 _INTEGER_TYPE = frozenset({int})  # not bool, a subclass: JSON's true is no time or status
