@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 Page = Callable[[Error], Response]
 _LENGTH = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() also takes '²'
+_SECONDS = re.compile(r"[0-9]{1,9}")  # up to 31 years: a longer wait is no instruction
 
 _BY_STATUS: dict[int, type[Error]] = {
     400: InvalidRequest,
@@ -166,6 +167,15 @@ def declared_length(content_length: str | None) -> int | None:
     if content_length is None or not _LENGTH.fullmatch(content_length):
         return None
     return int(content_length)
+
+
+def retry_after(status: int, value: str | None) -> int | None:
+    """The seconds a ``429`` answer's ``Retry-After`` says to wait, when it says so in whole
+    seconds (RFC 9110 10.2.3); a date, a fraction, a sign or more than nine digits is no
+    instruction, and neither is the header on any other status."""
+    if status != 429 or value is None or not _SECONDS.fullmatch(value):
+        return None
+    return int(value)
 
 
 async def read_body(

@@ -22,7 +22,6 @@ errors of the provider's gateway arrive signed as ``Server.ServerProxy.*`` and p
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 
 import structlog
@@ -71,7 +70,7 @@ from exchange.gateway.xroad import (
     read_headers,
     request_headers,
 )
-from exchange.http import declared_length, receive_body
+from exchange.http import declared_length, receive_body, retry_after
 from exchange.identifiers import ServiceId
 from exchange.identity.login import OidcLogin
 from exchange.trust.globalconf import Gateway as PeerGateway
@@ -79,7 +78,6 @@ from exchange.trust.signed import body_digest
 from exchange.trust.view import TrustView
 
 log = structlog.get_logger(__name__)
-_SECONDS = re.compile(r"[0-9]{1,9}")
 SIDE = SIDES["client"]  # errors raised here are Server.ClientProxy.* (the caller's: Client.*)
 
 
@@ -328,13 +326,12 @@ def _verified(
         )
     # Retry-After is advice, not evidence: outside the response signature (the mutual TLS
     # channel carries it), passed on only as a number of seconds.
-    retry_after = reply.headers.get("retry-after", "")
     return Answer(
         reply.status,
         content_type,
         reply.body,
         reply.headers.get("x-road-error"),
-        int(retry_after) if reply.status == 429 and _SECONDS.fullmatch(retry_after) else None,
+        retry_after(reply.status, reply.headers.get("retry-after")),
     )
 
 

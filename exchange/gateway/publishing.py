@@ -10,7 +10,6 @@ publish the same way.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from exchange.errors import Error
 from exchange.faults import mapped
 from exchange.gateway.services import catalogue
 from exchange.gateway.settings import GatewaySettings, ServiceSpec
+from exchange.http import retry_after
 from exchange.trust.catalogue import sign_catalogue
 from exchange.trust.signed import Signer
 
@@ -78,7 +78,7 @@ def publish(
                         if unsent not in done.published and unsent not in done.refused:
                             done.refused[unsent] = str(exc)
                     return done
-                wait = _retry_after(response)
+                wait = _wait_for(response)
                 if wait is None or waited + wait > max_wait:
                     break
                 sleep(wait)
@@ -90,17 +90,11 @@ def publish(
     return done
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _wait_for(response: httpx.Response) -> float | None:
     """Seconds to wait before sending again, when the answer said to: at least one (a ``0``,
-    which the authority never sends, must not make a loop of it); a value that is not a few
-    ASCII digits is no instruction."""
-    said = response.headers.get("retry-after", "")
-    if response.status_code != 429 or not _SECONDS.fullmatch(said):
-        return None
-    return float(max(int(said), 1))
-
-
-_SECONDS = re.compile(r"[0-9]{1,6}")
+    which the authority never sends, must not make a loop of it)."""
+    said = retry_after(response.status_code, response.headers.get("retry-after"))
+    return None if said is None else float(max(said, 1))
 
 
 def _reason(response: httpx.Response) -> str:
@@ -108,7 +102,7 @@ def _reason(response: httpx.Response) -> str:
         said = str(response.json().get("message"))
     except (ValueError, AttributeError):
         said = f"HTTP {response.status_code}"
-    after = response.headers.get("retry-after", "")
-    if response.status_code == 429 and _SECONDS.fullmatch(after):
+    after = retry_after(response.status_code, response.headers.get("retry-after"))
+    if after is not None:
         said = f"{said} (try again in {after} s)"
     return said
