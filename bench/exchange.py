@@ -28,7 +28,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench import load
+from bench import load, native
 from exchange.central import models
 from exchange.central.ocsp import respond
 from exchange.sample import federation
@@ -63,6 +63,8 @@ class Row:
     rss_mb: dict[str, float]
     direct: Row | None = field(default=None, repr=False)  # the baseline of the same run
     variant: str = ""  # with --costs: what is switched on or off against the plain exchange
+    # with --perf: per gateway, the share of its CPU each kind of code executed (bench.native)
+    executed_by: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -92,21 +94,27 @@ def measure_row(
     processes: dict[str, int],
     direct: Row | None = None,
     variant: str = "",
+    perf: Path | None = None,
 ) -> Row:
     """One row: the load, and each server process's CPU per answered request and memory (a
-    gateway with workers: the parent's and its workers' together)."""
+    gateway with workers: the parent's and its workers' together); with ``perf`` (a folder for
+    its files), what executed that CPU too."""
 
     def cpu(pid: int) -> float:
         return load.cpu_seconds(pid, children=True)
 
     before = {role: cpu(pid) for role, pid in processes.items()}
-    measured = drive(url, headers, clients, seconds)
+    executed_by: dict[str, dict[str, float]] = {}
+    with contextlib.ExitStack() as stack:
+        if perf is not None:
+            executed_by = stack.enter_context(native.recording(processes, seconds, perf))
+        measured = drive(url, headers, clients, seconds)
     per = max(measured.answered, 1) / 1000
     used = {role: (cpu(pid) - before[role]) / per for role, pid in processes.items()}
     rss = {role: load.rss_mb(pid, children=True) for role, pid in processes.items()}
     if measured.errors:
         print(f"{url}, {clients} clients: {measured.errors} errors", file=sys.stderr)
-    return Row(path, database, clients, measured, used, rss, direct, variant)
+    return Row(path, database, clients, measured, used, rss, direct, variant, executed_by)
 
 
 @contextlib.contextmanager
@@ -269,6 +277,7 @@ def measure(
                 processes={role: pids[role] for role in GATEWAYS},
                 direct=baseline_row,
                 variant="" if witnessing else NO_WITNESS,
+                perf=base / "perf" / f"{clients}" if args.perf else None,
             )
             rows += [baseline_row, exchange_row]
             if not (args.costs and witnessing):
@@ -438,6 +447,10 @@ def report(rows: list[Row], driver: str, *, workers: int = 1, cpus: str | None =
     for target in TARGETS:
         figure, mark = target.check(rows)
         lines.append(f"{target.describe():<58}{figure:>16}  {mark}")
+    for row in rows:
+        if row.executed_by:
+            lines += ["", f"what executed the gateways' CPU, {row.name}, {row.clients} clients:"]
+            lines += native.table(row.cpu_ms, row.executed_by)
     return "\n".join(lines)
 
 
@@ -522,6 +535,7 @@ def as_json(rows: list[Row]) -> list[dict[str, Any]]:
             "generator_cpu_s": row.load.generator_cpu,
             "errors": row.load.errors,
             "variant": row.variant,
+            "executed_by": row.executed_by,
         }
         for row in rows
     ]
@@ -560,6 +574,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " request, and with witnessing off (a federation of its own), and OCSP's per-signature"
         " lookup; printed side by side with the plain exchange",
     )
+    parser.add_argument(
+        "--perf",
+        action="store_true",
+        help="also sample each gateway with perf during each full-exchange row and print what"
+        " executed its CPU: the interpreter, the C library, the kernel, each compiled library",
+    )
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)
 
@@ -568,6 +588,8 @@ def main() -> None:
     args = parse_args()
     if args.driver == "wrk":
         load.wrk_path()  # installed before any server starts
+    if args.perf:
+        native.perf_path()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="exchange-bench-") as folder:
         base = Path(folder)

@@ -70,21 +70,27 @@ def _fresh_script(names: list[str]) -> str:
 
 def wrk_path() -> str:
     """wrk, from Debian's packages; installed when missing, as CI installs PostgreSQL."""
-    found = shutil.which("wrk")
+    return debian_tool("wrk", "wrk", otherwise="or use --driver python")
+
+
+def debian_tool(command: str, package: str, *, otherwise: str) -> str:
+    """``command``'s path, installing Debian's ``package`` first when it is missing (as root,
+    where apt-get is); else the benchmark stops, saying to install it ``otherwise``."""
+    found = shutil.which(command)
     if found is not None:
         return found
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        sys.exit("wrk is not installed: install Debian's wrk package, or use --driver python")
-    print("installing wrk (Debian package)", file=sys.stderr)
+        sys.exit(f"{command} is not installed: install Debian's {package} package, {otherwise}")
+    print(f"installing {command} (Debian package {package})", file=sys.stderr)
     quiet = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], env=quiet, check=True)
     subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
         env=quiet,
         stdout=subprocess.DEVNULL,
         check=True,
     )
-    return shutil.which("wrk") or sys.exit("wrk was installed but is not on PATH")
+    return shutil.which(command) or sys.exit(f"{command} was installed but is not on PATH")
 
 
 _UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
