@@ -104,14 +104,12 @@ def measure_row(
         return load.cpu_seconds(pid, children=True)
 
     before = {role: cpu(pid) for role, pid in processes.items()}
-    executed_by: dict[str, dict[str, float]] = {}
-    with contextlib.ExitStack() as stack:
-        if perf is not None:
-            executed_by = stack.enter_context(native.recording(processes, seconds, perf))
-        measured = drive(url, headers, clients, seconds)
+    sampling = native.start(processes, seconds, perf) if perf is not None else None
+    measured = drive(url, headers, clients, seconds)
     per = max(measured.answered, 1) / 1000
     used = {role: (cpu(pid) - before[role]) / per for role, pid in processes.items()}
     rss = {role: load.rss_mb(pid, children=True) for role, pid in processes.items()}
+    executed_by = sampling.executed_by() if sampling is not None else {}  # read after the CPU
     if measured.errors:
         print(f"{url}, {clients} clients: {measured.errors} errors", file=sys.stderr)
     return Row(path, database, clients, measured, used, rss, direct, variant, executed_by)

@@ -75,7 +75,8 @@ def wrk_path() -> str:
 
 def debian_tool(command: str, package: str, *, otherwise: str) -> str:
     """``command``'s path, installing Debian's ``package`` first when it is missing (as root,
-    where apt-get is); else the benchmark stops, saying to install it ``otherwise``."""
+    where apt-get is); where it cannot, the benchmark stops and says to install the package or
+    do what ``otherwise`` says."""
     found = shutil.which(command)
     if found is not None:
         return found

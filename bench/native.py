@@ -2,35 +2,38 @@
 and each compiled library.
 
 Asked of the gateways by ``bench.exchange --perf``: a profile by Python function says where the
-interpreter goes, not how much of a gateway's CPU any change to its Python could remove. That is
-what runs outside the interpreter: signatures, TLS, SQLite, the kernel's network and disk work.
-``perf record`` samples each process (every thread, on-CPU only) while the row's load runs, and
+interpreter goes, not how much of a gateway's CPU runs outside it (signatures, TLS, SQLite, the
+kernel's network and disk work), which making the Python leaner leaves as it is unless it also
+asks for less of that work. ``perf record`` samples each process (every thread, on-CPU only,
+the ``cpu-clock`` event, which every machine has and counts once) while the row's load runs, and
 ``perf report --sort dso`` gives each shared object's share of the samples.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 import subprocess
-from collections.abc import Iterator
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.load import debian_tool, family
 
-INTERPRETER = "the interpreter (libpython)"
+INTERPRETER = "the interpreter"
 C_LIBRARY = "the C library (libc)"
+KERNEL = "the kernel"
 # (what executes, substrings of its shared objects' names), first match wins; the rest is OTHER.
+# The interpreter is also the executable itself, where Python is built without libpython.
 KINDS = [
     (INTERPRETER, ("libpython",)),
     (C_LIBRARY, ("libc.so", "libc-")),
-    ("the kernel", ("[kernel",)),
+    (KERNEL, ("[kernel",)),  # and every other [name] but [unknown]: modules, [vdso]
     ("cryptography (signatures)", ("_rust.abi3",)),
     ("OpenSSL (TLS, hashlib)", ("libcrypto", "libssl", "_ssl.", "_hashlib.")),
     ("SQLite", ("sqlite",)),
     ("lxml (evidence schemas)", ("etree.", "objectify.", "libxml", "libxslt")),
 ]
-OTHER = "other extension modules"
+OTHER = "other native code"
 _LINE = re.compile(r"^\s*([0-9.]+)%\s+(\S.*?)\s*$")
 
 
@@ -50,63 +53,84 @@ def parse_report(text: str) -> dict[str, float]:
     return shares
 
 
-def by_kind(shares: dict[str, float]) -> dict[str, float]:
-    """The shares of :func:`parse_report` added up by what executes them (:data:`KINDS`)."""
+def by_kind(shares: dict[str, float], *, executable: str) -> dict[str, float]:
+    """The shares of :func:`parse_report` added up by what executes them (:data:`KINDS`), in
+    percent of all samples (whatever perf left unlisted is spread, not lost). ``executable``
+    is the process's program (``/proc/<pid>/exe``'s name): the interpreter where libpython is
+    linked in."""
+    total = sum(shares.values())
+    if total <= 0:
+        raise ValueError("perf took no samples of the process")
     kinds = {kind: 0.0 for kind, _ in KINDS} | {OTHER: 0.0}
     for dso, share in shares.items():
-        kind = next((k for k, names in KINDS if any(n in dso for n in names)), OTHER)
-        kinds[kind] += share
+        kinds[_kind(dso, executable)] += 100 * share / total
     return kinds
 
 
-@contextlib.contextmanager
-def recording(
-    pids: dict[str, int], seconds: int, folder: Path
-) -> Iterator[dict[str, dict[str, float]]]:
-    """Sample each process (with its workers) for ``seconds`` while the block runs; the mapping
-    yielded is filled on leaving, name -> :func:`by_kind`."""
+def _kind(dso: str, executable: str) -> str:
+    if dso == executable:
+        return INTERPRETER
+    if dso.startswith("[") and dso != "[unknown]":
+        return KERNEL
+    return next((kind for kind, names in KINDS if any(n in dso for n in names)), OTHER)
+
+
+@dataclass
+class Recording:
+    """``perf record`` running on some processes (see :func:`start`)."""
+
+    perf: str
+    folder: Path
+    started: dict[str, subprocess.Popen[bytes]]
+    executables: dict[str, str]
+
+    def executed_by(self) -> dict[str, dict[str, float]]:
+        """Once perf is done: name -> :func:`by_kind`. A perf that failed stops the benchmark
+        with what it said."""
+        found = {}
+        for name, process in self.started.items():
+            _, said = process.communicate()
+            if process.returncode != 0:
+                sys.exit(f"perf record failed on {name}: {said.decode(errors='replace')}")
+            data = str(self.folder / f"{name}.data")
+            report = subprocess.run(
+                [self.perf, "report", "-i", data, "--sort", "dso", "--stdio"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if report.returncode != 0:
+                sys.exit(f"perf report failed on {name}: {report.stderr}")
+            shares = parse_report(report.stdout)
+            if not any(dso.startswith("[kernel") for dso in shares):
+                print(f"perf saw no kernel time in {name}: is it allowed to?", file=sys.stderr)
+            found[name] = by_kind(shares, executable=self.executables[name])
+        return found
+
+
+def start(pids: dict[str, int], seconds: int, folder: Path) -> Recording:
+    """Sample each process, with its workers, for the next ``seconds``."""
     perf = perf_path()
     folder.mkdir(parents=True, exist_ok=True)
     started = {
         name: subprocess.Popen(
             [
-                perf,
-                "record",
-                "-q",
-                "-F",
-                "999",
-                "-p",
-                ",".join(map(str, family(pid))),
-                "-o",
-                str(folder / f"{name}.data"),
-                "--",
-                "sleep",
-                str(seconds),
+                *(perf, "record", "-q", "-e", "cpu-clock", "-F", "999"),
+                *("-p", ",".join(map(str, family(pid))), "-o", str(folder / f"{name}.data")),
+                *("--", "sleep", str(seconds)),
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         for name, pid in pids.items()
     }
-    found: dict[str, dict[str, float]] = {}
-    try:
-        yield found
-    finally:
-        for process in started.values():
-            process.wait()
-    for name in started:
-        report = subprocess.run(
-            [perf, "report", "-i", str(folder / f"{name}.data"), "--sort", "dso", "--stdio"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        found[name] = by_kind(parse_report(report.stdout))
+    executables = {name: Path(f"/proc/{pid}/exe").resolve().name for name, pid in pids.items()}
+    return Recording(perf, folder, started, executables)
 
 
 def table(cpu_ms: dict[str, float], kinds: dict[str, dict[str, float]]) -> list[str]:
-    """Lines: each kind's share and CPU ms per exchange for each process, then what runs
-    outside the interpreter and the C library, i.e. what no change to the Python can remove."""
+    """Lines: each kind's share and CPU ms per exchange for each process, then what ran outside
+    the interpreter and the C library in all."""
     names = list(kinds)
     lines = [f"{'executed by':<34}" + "".join(f"{name + ' %':>16}{'ms':>8}" for name in names)]
     for kind in [*(k for k, _ in KINDS), OTHER]:
@@ -120,6 +144,6 @@ def table(cpu_ms: dict[str, float], kinds: dict[str, dict[str, float]]) -> list[
     with_libc = native + sum(kinds[n][C_LIBRARY] * cpu_ms[n] / 100 for n in names)
     lines.append(
         f"outside the interpreter: {native:.2f} ms per exchange, all processes together"
-        f" ({with_libc:.2f} ms with the C library)"
+        f" ({with_libc:.2f} ms with the C library); sampling adds a little CPU to this row"
     )
     return lines

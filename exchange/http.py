@@ -171,11 +171,12 @@ def declared_length(content_length: str | None) -> int | None:
 
 def retry_after(status: int, value: str | None) -> int | None:
     """The seconds a ``429`` answer's ``Retry-After`` says to wait, when it says so in whole
-    seconds (RFC 9110 10.2.3); a date, a fraction, a sign or more than nine digits is no
-    instruction, and neither is the header on any other status."""
+    seconds (RFC 9110 10.2.3), and at least one: a ``0`` must not make a loop of anyone's
+    retries (this tree never sends one). A date, a fraction, a sign or more than nine digits is
+    no instruction, and neither is the header on any other status."""
     if status != 429 or value is None or not _SECONDS.fullmatch(value):
         return None
-    return int(value)
+    return max(int(value), 1)
 
 
 async def read_body(

@@ -7,9 +7,13 @@ import pytest
 from exchange.http import retry_after
 
 
-@pytest.mark.parametrize("value", ["0", "1", "3600", "999999999"])
+@pytest.mark.parametrize("value", ["1", "3600", "0042", "999999999"])
 def test_whole_seconds_on_a_429_are_an_instruction(value: str) -> None:
     assert retry_after(429, value) == int(value)
+
+
+def test_a_zero_is_waited_as_one_second() -> None:
+    assert retry_after(429, "0") == 1
 
 
 @pytest.mark.parametrize(

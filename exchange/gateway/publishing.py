@@ -78,7 +78,7 @@ def publish(
                         if unsent not in done.published and unsent not in done.refused:
                             done.refused[unsent] = str(exc)
                     return done
-                wait = _wait_for(response)
+                wait = retry_after(response.status_code, response.headers.get("retry-after"))
                 if wait is None or waited + wait > max_wait:
                     break
                 sleep(wait)
@@ -88,13 +88,6 @@ def publish(
             else:
                 done.refused[subsystem] = _reason(response)
     return done
-
-
-def _wait_for(response: httpx.Response) -> float | None:
-    """Seconds to wait before sending again, when the answer said to: at least one (a ``0``,
-    which the authority never sends, must not make a loop of it)."""
-    said = retry_after(response.status_code, response.headers.get("retry-after"))
-    return None if said is None else float(max(said, 1))
 
 
 def _reason(response: httpx.Response) -> str:

@@ -279,8 +279,8 @@ def test_the_authoritys_rate_limit_is_waited_out_and_the_catalogue_signed_again(
 
 @pytest.mark.parametrize(
     "retry_after",
-    [b"0", b"\xb2", b"9" * 5000, b"1.5", b"-1"],
-    ids=["0", "latin1", "long", "dot", "neg"],
+    [b"0", b"\xb2", b"9" * 5000, b"1.5", b"-1", b"1234567"],
+    ids=["0", "latin1", "long", "dot", "neg", "past-the-bound"],
 )
 def test_a_proxy_answering_429_with_a_strange_retry_after_ends_in_a_refusal(
     roles: Roles, retry_after: bytes
@@ -327,7 +327,10 @@ def test_a_proxy_answering_429_with_a_strange_retry_after_ends_in_a_refusal(
     assert sum(slept) <= 3
     assert len(answered) <= 4
     if retry_after == b"0":
-        assert slept == [1.0, 1.0, 1.0]  # a zero is waited as a second, within the bound
+        assert slept == [1, 1, 1]  # a zero is waited as a second, within the bound
+    elif retry_after == b"1234567":  # longer than the bound: refused at once, saying when
+        assert (slept, len(answered)) == ([], 1)
+        assert "(try again in 1234567 s)" in done.refused[str(federation.POPULATION_REGISTRY)]
     else:  # no instruction: refused at the first answer, nothing waited
         assert (slept, len(answered)) == ([], 1)
 
