@@ -75,13 +75,13 @@ _XML_SPACE_CHARACTER = re.compile("[\t\n\r]")
 # Characters outside XML 1.0's Char production (lxml refuses the same): C0 controls but tab, line
 # feed and carriage return; lone surrogates; U+FFFE and U+FFFF.
 _NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-# What a plain text decodes to, by kind: _leaf without its white-space step.
+# What a text decodes to, by kind, once the schema's white-space step is done (see _leaf).
 _VALUE_OF: dict[Kind, Callable[[str], Any]] = {
     "string": str,
     "boolean": frozenset({"true", "1"}).__contains__,
     "integer": int,
     "decimal": Decimal,
-    "date": date.fromisoformat,
+    "date": date.fromisoformat,  # the schemas' Date type allows YYYY-MM-DD only
 }
 _SEQUENCE = (list, tuple)  # what an element that repeats is given as
 _DECLARATION = b"<?xml version='1.0' encoding='UTF-8'?>\n"
@@ -152,7 +152,8 @@ class _Node:
         self.children = children
         self.by_name = {child.name: child for child in children}
         self.by_tag = {child.tag: child for child in children}
-        # The value of a text that needs no normalising (see _write_leaf), chosen once.
+        # The value of a text once normalised (_leaf), or of one that needs no normalising
+        # (_write_leaf): one conversion per kind, chosen once.
         self.value_of: Callable[[str], Any] = _VALUE_OF[kind or "string"]
         self.open = self.close = self.empty = ""
         self.plan: tuple[tuple[str, _Node, bool, bool, str, str, Callable[[str], Any] | None], ...]
@@ -664,15 +665,7 @@ def _leaf(node: _Node, text: str) -> Any:
         text = text.translate(_XML_SPACE)
         if node.whitespace == "collapse":
             text = " ".join(part for part in text.split(" ") if part)
-    if node.kind == "string":
-        return text
-    if node.kind == "boolean":
-        return text in {"true", "1"}
-    if node.kind == "integer":
-        return int(text)
-    if node.kind == "decimal":
-        return Decimal(text)
-    return date.fromisoformat(text)  # the schemas' Date type allows YYYY-MM-DD only
+    return node.value_of(text)
 
 
 def _json_value(value: object) -> str:
