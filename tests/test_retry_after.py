@@ -21,7 +21,7 @@ def test_a_zero_is_waited_as_one_second() -> None:
     [
         None,
         "",
-        "Wed, 02 Dec 2026 12:00:00 GMT",  # the date form: no clock to trust it against
+        "Wed, 02 Dec 2026 12:00:00 GMT",  # the date form: not honoured, as this tree sends seconds
         "1.5",
         "-1",
         "+1",
