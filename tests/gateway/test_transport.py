@@ -583,38 +583,19 @@ async def test_a_chunked_answer_over_the_cap_is_refused_as_its_bytes_arrive() ->
 
 async def test_bytes_after_an_answer_with_a_long_head_end_its_connection_not_the_answer() -> None:
     """An answer whose head fills the rest of a read's head allowance, with more bytes behind
-    it in that read: the answer is returned, the connection is not kept."""
-    accepted: list[int] = []
-    padding = b"X-Pad: " + b"p" * (pooled.HEAD_LIMIT - 200) + b"\r\n"
-
-    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(1)
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-            while True:
-                await reader.readuntil(b"\r\n\r\n")
-                writer.write(b"HTTP/1.1 200 OK\r\n")
-                await writer.drain()
-                await asyncio.sleep(0.1)  # the head's first line comes in a read of its own
-                forged = b"HTTP/1.1 404 Not Found\r\nContent-Length: 900\r\n\r\n" + b"f" * 900
-                writer.write(padding + b"Content-Length: 2\r\n\r\nok" + forged)
-                await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(reply, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    transport = PooledTransport(timeout=5)
-    try:
-        replies = [
-            await transport.request(
-                "GET", f"http://127.0.0.1:{port}/", what="x", headers={}, max_bytes=100
-            )
-            for _ in range(2)
-        ]
-    finally:
-        await transport.close()
-        server.close()
-    assert [(r.status, r.body) for r in replies] == [(200, b"ok"), (200, b"ok")]
-    assert accepted == [1, 1]
+    it in that read: the answer is returned, the connection is not kept. The reads are fed by
+    hand, so that the head's first line comes in a read of its own on every run."""
+    first, rest = b"HTTP/1.1 200 OK\r\n", b"Content-Length: 2\r\n\r\nok"
+    # The answer ends where the head's allowance does: what follows comes after the parser.
+    padding = b"X-Pad: " + b"p" * (pooled.HEAD_LIMIT - len(first) - len(rest) - 9) + b"\r\n"
+    forged = b"HTTP/1.1 404 Not Found\r\nContent-Length: 900\r\n\r\n" + b"f" * 900
+    reader = asyncio.StreamReader()
+    answer = pooled._Answer("GET")
+    reader.feed_data(first)
+    await answer.read(reader)
+    reader.feed_data(padding + rest + forged)
+    assert (await answer.read_whole(reader, max_bytes=100), answer.status) == (b"ok", 200)
+    assert not answer.reusable()
 
 
 async def test_a_connection_with_bytes_after_its_answer_is_not_kept() -> None:
