@@ -70,12 +70,9 @@ def require_parameters(request: ConnectorRequest, names: tuple[str, ...]) -> dic
     missing = [name for name in names if not given.get(name)]
     if missing:
         raise InvalidRequest(f"missing query parameter: {', '.join(missing)}", detail=missing[0])
-    if len(given) != len(names):  # all declared ones are there: anything more is unknown
+    if len(given) != len(names):  # every declared one is there, so the rest are unknown
         unknown = sorted(set(given) - set(names))
-        if unknown:
-            raise InvalidRequest(
-                f"unknown query parameter: {', '.join(unknown)}", detail=unknown[0]
-            )
+        raise InvalidRequest(f"unknown query parameter: {', '.join(unknown)}", detail=unknown[0])
     return {name: given[name] for name in names}
 
 
