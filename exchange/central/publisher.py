@@ -64,14 +64,14 @@ class Publisher:
                         document=document,
                     )
                 )
-                session.execute(
-                    delete(models.ConfigurationVersion).where(
-                        models.ConfigurationVersion.version <= version - KEEP_VERSIONS
+                try:  # the insert is flushed by the delete's query already, or by the commit
+                    session.execute(
+                        delete(models.ConfigurationVersion).where(
+                            models.ConfigurationVersion.version <= version - KEEP_VERSIONS
+                        )
                     )
-                )
-                try:
                     session.commit()
-                except IntegrityError:
+                except IntegrityError:  # stored meanwhile by another process: served next turn
                     session.rollback()
                     continue
                 return document

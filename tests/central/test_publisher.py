@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
+import pytest
 from cryptography import x509
+from sqlalchemy.orm import Session
 
 from exchange.central.service import Central, build
 from exchange.central.settings import CentralSettings
@@ -132,3 +135,27 @@ def test_expired_certificates_leave_the_configuration(central: Central, clock: C
     member = verified(central, clock).member(str(MEMBER))
     assert member is not None
     assert member.signing_certificates == []
+
+
+def test_a_version_published_meanwhile_by_another_process_is_served(
+    central: Central,
+    central_settings: CentralSettings,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two processes of the authority answer /globalconf at once and both find a version due:
+    the one that stores it second serves the first one's instead of failing (it used to fail
+    with a 500 when the clash surfaced before the commit, and a gateway starting then had no
+    configuration to start on)."""
+    other = build(central_settings, clock=clock)
+    build_now = central.publisher._build
+    published: list[bytes] = []
+
+    def meanwhile(session: Session, *, version: int, at: datetime) -> Any:
+        if not published:  # between this process's look at the latest version and its write
+            published.append(other.publisher.document())
+        return build_now(session, version=version, at=at)
+
+    monkeypatch.setattr(central.publisher, "_build", meanwhile)
+    assert central.publisher.document() == published[0]
+    assert verified(central, clock).version == 1
